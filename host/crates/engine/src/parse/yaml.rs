@@ -1,0 +1,207 @@
+//! YAML (1.2 core schema) with a location per node, built from `saphyr-parser` events with an
+//! explicit stack, so deep nesting is refused instead of overflowing the call stack.
+
+use rustc_hash::FxHashMap;
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use serde_json::{Map, Number, Value};
+
+use super::{depth_error, duplicate_key_error, top_level_error, Collector, ParseError, Parsed, MAX_DEPTH};
+use crate::layer::Location;
+use crate::path;
+
+/// Alias expansion beyond this many nodes is refused ("billion laughs").
+const MAX_ALIAS_NODES: usize = 1_000_000;
+
+enum Frame {
+    Mapping { map: Map<String, Value>, path: String, key: Option<String>, anchor: usize },
+    Sequence { items: Vec<Value>, path: String, anchor: usize },
+}
+
+fn position(span: &Span) -> (u32, u32) {
+    (span.start.line() as u32, span.start.col() as u32 + 1)
+}
+
+pub(super) fn parse(text: &str) -> Result<Parsed, ParseError> {
+    let mut collector = Collector::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: FxHashMap<usize, Value> = FxHashMap::default();
+    let mut alias_nodes = 0usize;
+    let mut root: Option<Value> = None;
+    let mut documents = 0;
+
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.map_err(|error| {
+            let marker = error.marker();
+            ParseError::at(Some((marker.line() as u32, marker.col() as u32 + 1)), error.info().to_owned())
+        })?;
+        let here = position(&span);
+        // The path a value arriving now would take, or None when it is a mapping key.
+        let value_path = match stack.last() {
+            Some(Frame::Mapping { path, key: Some(key), .. }) => Some(path::join(path, key)),
+            Some(Frame::Mapping { key: None, .. }) => None,
+            Some(Frame::Sequence { path, items, .. }) => Some(path::join(path, &items.len().to_string())),
+            None => Some(String::new()),
+        };
+        let completed = match event {
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => None,
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(ParseError::at(Some(here), "more than one YAML document in a configuration file"));
+                }
+                None
+            }
+            Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
+                let Some(path) = value_path else {
+                    return Err(ParseError::at(Some(here), "a mapping key must be a plain value, not a mapping or sequence"));
+                };
+                if stack.len() >= MAX_DEPTH {
+                    return Err(depth_error(Some(here)));
+                }
+                if !path.is_empty() {
+                    collector.record(&path, Location::Text { line: here.0, column: here.1 });
+                }
+                stack.push(if matches!(event, Event::MappingStart(..)) {
+                    Frame::Mapping { map: Map::new(), path, key: None, anchor }
+                } else {
+                    Frame::Sequence { items: Vec::new(), path, anchor }
+                });
+                None
+            }
+            Event::MappingEnd => match stack.pop() {
+                Some(Frame::Mapping { map, anchor, .. }) => Some((Value::Object(map), anchor)),
+                _ => return Err(ParseError::at(Some(here), "unbalanced mapping end")),
+            },
+            Event::SequenceEnd => match stack.pop() {
+                Some(Frame::Sequence { items, anchor, .. }) => Some((Value::Array(items), anchor)),
+                _ => return Err(ParseError::at(Some(here), "unbalanced sequence end")),
+            },
+            Event::Scalar(text, style, anchor, tag) => {
+                let forced_string = tag.as_ref().is_some_and(|tag| tag.suffix == "str");
+                match value_path {
+                    None => {
+                        // A mapping key.
+                        let Some(Frame::Mapping { map, path, key, .. }) = stack.last_mut() else { unreachable!() };
+                        if map.contains_key(text.as_ref()) {
+                            return Err(duplicate_key_error(Some(here), &path::join(path, &text)));
+                        }
+                        *key = Some(text.into_owned());
+                        None
+                    }
+                    Some(path) => {
+                        let value = if style == ScalarStyle::Plain && !forced_string {
+                            resolve_plain(&text).map_err(|message| ParseError::at(Some(here), message))?
+                        } else {
+                            Value::String(text.into_owned())
+                        };
+                        if !path.is_empty() {
+                            collector.record(&path, Location::Text { line: here.0, column: here.1 });
+                        }
+                        Some((value, anchor))
+                    }
+                }
+            }
+            Event::Alias(anchor) => {
+                let Some(value) = anchors.get(&anchor) else {
+                    return Err(ParseError::at(Some(here), "alias to an unknown anchor"));
+                };
+                alias_nodes += count_nodes(value);
+                if alias_nodes > MAX_ALIAS_NODES {
+                    return Err(ParseError::at(Some(here), "aliases expand to too many nodes"));
+                }
+                match value_path {
+                    None => return Err(ParseError::at(Some(here), "an alias cannot be a mapping key")),
+                    Some(path) => {
+                        if !path.is_empty() {
+                            collector.record(&path, Location::Text { line: here.0, column: here.1 });
+                        }
+                        Some((value.clone(), 0))
+                    }
+                }
+            }
+        };
+        if let Some((value, anchor)) = completed {
+            if anchor != 0 {
+                anchors.insert(anchor, value.clone());
+            }
+            match stack.last_mut() {
+                Some(Frame::Mapping { map, key, .. }) => {
+                    let key = key.take().expect("a value in a mapping follows its key");
+                    map.insert(key, value);
+                }
+                Some(Frame::Sequence { items, .. }) => items.push(value),
+                None => root = Some(value),
+            }
+        }
+    }
+
+    let data = match root {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(Value::Array(_)) => return Err(top_level_error("a sequence")),
+        Some(_) => return Err(top_level_error("a scalar")),
+    };
+    Ok(Parsed { data, locations: collector.locations })
+}
+
+fn count_nodes(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => 1 + map.values().map(count_nodes).sum::<usize>(),
+        Value::Array(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+/// Resolves a plain scalar by the YAML 1.2 core schema.
+fn resolve_plain(text: &str) -> Result<Value, String> {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Ok(Value::Null),
+        "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
+        "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "-.inf" | "-.Inf" | "-.INF" | ".nan" | ".NaN" | ".NAN" => {
+            return Err(format!("`{text}` cannot be represented in JSON"));
+        }
+        _ => {}
+    }
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(i) = text.parse::<i64>() {
+            return Ok(Value::Number(i.into()));
+        }
+        if let Ok(u) = text.parse::<u64>() {
+            return Ok(Value::Number(u.into()));
+        }
+    }
+    if let Some(hex) = text.strip_prefix("0x") {
+        if let Ok(i) = i64::from_str_radix(hex, 16) {
+            return Ok(Value::Number(i.into()));
+        }
+    }
+    if let Some(octal) = text.strip_prefix("0o") {
+        if let Ok(i) = i64::from_str_radix(octal, 8) {
+            return Ok(Value::Number(i.into()));
+        }
+    }
+    if looks_like_float(text) {
+        if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
+            return Ok(Value::Number(n));
+        }
+    }
+    Ok(Value::String(text.to_owned()))
+}
+
+/// `[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?`
+fn looks_like_float(text: &str) -> bool {
+    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(i) => (&body[..i], Some(&body[i + 1..])),
+        None => (body, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((int, frac)) => (digits(int) && (frac.is_empty() || digits(frac))) || (int.is_empty() && digits(frac)),
+        None => digits(mantissa),
+    };
+    let exponent_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['-', '+']).unwrap_or(e)));
+    mantissa_ok && exponent_ok
+}

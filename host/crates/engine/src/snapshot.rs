@@ -1,0 +1,112 @@
+//! Snapshots: an immutable set of layers and the views built from them, swapped whole by the host.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use rustc_hash::FxHashMap;
+
+use crate::layer::Layer;
+use crate::view::{View, ViewKey};
+
+/// A view that does not exist in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownView {
+    #[error("unknown environment `{name}` (known: {known})")]
+    Environment { name: String, known: String },
+    #[error("unknown service `{name}` (known: {known})")]
+    Service { name: String, known: String },
+    #[error("unknown user `{name}` (known: {known})")]
+    User { name: String, known: String },
+}
+
+/// The names that make up a tree's views.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Axes {
+    pub environments: Vec<Arc<str>>,
+    pub services: Vec<Arc<str>>,
+    pub users: Vec<Arc<str>>,
+}
+
+/// An immutable configuration state. Views are merged on first use and then shared.
+pub struct Snapshot {
+    version: u64,
+    layers: Vec<Arc<Layer>>,
+    axes: Axes,
+    views: FxHashMap<ViewKey, OnceLock<Arc<View>>>,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot").field("version", &self.version).field("layers", &self.layers).field("axes", &self.axes).finish()
+    }
+}
+
+impl Snapshot {
+    /// A snapshot over `layers` with every (environment × service? × user?) view.
+    pub fn new(version: u64, layers: Vec<Arc<Layer>>, mut axes: Axes) -> Self {
+        axes.environments.sort();
+        axes.services.sort();
+        axes.users.sort();
+        let mut views = FxHashMap::default();
+        let services: Vec<Option<&Arc<str>>> = std::iter::once(None).chain(axes.services.iter().map(Some)).collect();
+        let users: Vec<Option<&Arc<str>>> = std::iter::once(None).chain(axes.users.iter().map(Some)).collect();
+        for environment in &axes.environments {
+            for service in &services {
+                for user in &users {
+                    let key = ViewKey { environment: environment.clone(), service: service.cloned(), user: user.cloned() };
+                    views.insert(key, OnceLock::new());
+                }
+            }
+        }
+        Self { version, layers, axes, views }
+    }
+
+    /// The history version this snapshot reflects (0 before any recorded change).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn layers(&self) -> &[Arc<Layer>] {
+        &self.layers
+    }
+
+    pub fn axes(&self) -> &Axes {
+        &self.axes
+    }
+
+    /// The view for `key`, merged now if nobody asked for it before.
+    pub fn view(&self, key: &ViewKey) -> Result<&Arc<View>, UnknownView> {
+        match self.views.get(key) {
+            Some(cell) => Ok(cell.get_or_init(|| Arc::new(View::build(key.clone(), &self.layers)))),
+            None => Err(self.explain_unknown(key)),
+        }
+    }
+
+    /// The views validation must cover: each environment alone and with each service.
+    pub fn base_view_keys(&self) -> Vec<ViewKey> {
+        let mut keys: Vec<ViewKey> = self.views.keys().filter(|key| key.user.is_none()).cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// Every view key, users included, sorted.
+    pub fn all_view_keys(&self) -> Vec<ViewKey> {
+        let mut keys: Vec<ViewKey> = self.views.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    fn explain_unknown(&self, key: &ViewKey) -> UnknownView {
+        let list = |names: &[Arc<str>]| if names.is_empty() { "none".to_owned() } else { names.join(", ") };
+        if !self.axes.environments.iter().any(|e| *e == key.environment) {
+            return UnknownView::Environment { name: key.environment.to_string(), known: list(&self.axes.environments) };
+        }
+        if let Some(service) = &key.service {
+            if !self.axes.services.contains(service) {
+                return UnknownView::Service { name: service.to_string(), known: list(&self.axes.services) };
+            }
+        }
+        let user = key.user.as_deref().unwrap_or_default();
+        UnknownView::User { name: user.to_owned(), known: list(&self.axes.users) }
+    }
+}

@@ -1,0 +1,224 @@
+//! Views: the effective configuration of (environment, service?, user?) — a pure function of the layers.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use rustc_hash::FxHashMap;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::diagnostic::SourcePosition;
+use crate::layer::{Layer, LayerSource, Location};
+use crate::merge::merge_into;
+use crate::path;
+
+/// The coordinates of a view.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct ViewKey {
+    pub environment: Arc<str>,
+    pub service: Option<Arc<str>>,
+    pub user: Option<Arc<str>>,
+}
+
+impl ViewKey {
+    /// The view of an environment as a whole.
+    pub fn environment(environment: &str) -> Self {
+        Self { environment: environment.into(), service: None, user: None }
+    }
+
+    /// A view from optional parts.
+    pub fn new(environment: &str, service: Option<&str>, user: Option<&str>) -> Self {
+        Self { environment: environment.into(), service: service.map(Into::into), user: user.map(Into::into) }
+    }
+}
+
+impl fmt::Display for ViewKey {
+    /// `production`, `production/api_service`, `production/api_service@alice`, `production@alice`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.environment)?;
+        if let Some(service) = &self.service {
+            write!(f, "/{service}")?;
+        }
+        if let Some(user) = &self.user {
+            write!(f, "@{user}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A leaf of the index: its value and the position (in [`View::layers`]) of the layer that set it.
+struct Leaf {
+    value: Value,
+    layer: usize,
+}
+
+/// Why a value could not be read as the requested type.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("key `{0}` is not set")]
+    NotFound(String),
+    #[error("key `{path}` has the wrong type: {source}")]
+    Type { path: String, source: serde_json::Error },
+}
+
+/// The merged configuration of one view, with the layers it came from.
+pub struct View {
+    key: ViewKey,
+    layers: Vec<Arc<Layer>>,
+    value: Value,
+    leaves: OnceLock<FxHashMap<Box<str>, Leaf>>,
+}
+
+impl fmt::Debug for View {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("View").field("key", &self.key).field("layers", &self.layers.len()).finish_non_exhaustive()
+    }
+}
+
+/// What set a value: the layer and where in its source.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub layer: &'a Layer,
+    pub location: &'a Location,
+}
+
+/// One layer's say about one key, for `explain`.
+#[derive(Debug, Clone)]
+pub struct Contribution<'a> {
+    pub layer: &'a Layer,
+    /// The layer's value at the key: `Some(Null)` means it deletes the key.
+    pub value: Option<&'a Value>,
+    pub location: Option<&'a Location>,
+    /// True for the layer whose value is the effective one.
+    pub won: bool,
+}
+
+impl View {
+    /// Merges the layers that apply to `key`, lowest precedence first.
+    pub fn build(key: ViewKey, all_layers: &[Arc<Layer>]) -> Self {
+        let mut layers: Vec<Arc<Layer>> = all_layers
+            .iter()
+            .filter(|layer| layer.applies_to(&key.environment, key.service.as_deref(), key.user.as_deref()))
+            .cloned()
+            .collect();
+        layers.sort_by(|a, b| a.precedence().cmp(&b.precedence()));
+        let mut merged = Map::new();
+        for layer in &layers {
+            if let Value::Object(data) = &layer.data {
+                merge_into(&mut merged, data);
+            }
+        }
+        Self { key, layers, value: Value::Object(merged), leaves: OnceLock::new() }
+    }
+
+    pub fn key(&self) -> &ViewKey {
+        &self.key
+    }
+
+    /// The layers of this view, lowest precedence first.
+    pub fn layers(&self) -> &[Arc<Layer>] {
+        &self.layers
+    }
+
+    /// The whole merged tree (an object).
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    fn leaves(&self) -> &FxHashMap<Box<str>, Leaf> {
+        self.leaves.get_or_init(|| {
+            let mut leaves = FxHashMap::default();
+            index_leaves(&self.value, "", &self.layers, &mut leaves);
+            leaves
+        })
+    }
+
+    /// The value at a dotted path (a leaf or a whole subtree).
+    pub fn get_ref(&self, dotted: &str) -> Option<&Value> {
+        if dotted.is_empty() {
+            return Some(&self.value);
+        }
+        if let Some(leaf) = self.leaves().get(dotted) {
+            return Some(&leaf.value);
+        }
+        let mut node = &self.value;
+        for segment in dotted.split('.') {
+            node = node.as_object()?.get(segment)?;
+        }
+        Some(node)
+    }
+
+    /// An owned copy of the value at a dotted path.
+    pub fn get(&self, dotted: &str) -> Option<Value> {
+        self.get_ref(dotted).cloned()
+    }
+
+    /// The value at a path read as `T` through serde.
+    pub fn extract<T: DeserializeOwned>(&self, dotted: &str) -> Result<T, ReadError> {
+        let value = self.get_ref(dotted).ok_or_else(|| ReadError::NotFound(dotted.to_owned()))?;
+        T::deserialize(value).map_err(|source| ReadError::Type { path: dotted.to_owned(), source })
+    }
+
+    /// Every leaf (scalars, arrays, empty objects) with its dotted path, in no particular order.
+    pub fn leaf_paths(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.leaves().iter().map(|(path, leaf)| (&**path, &leaf.value))
+    }
+
+    /// Number of leaves.
+    pub fn leaf_count(&self) -> usize {
+        self.leaves().len()
+    }
+
+    /// The layer and location that set the value at `dotted` (leaf or subtree: the highest layer writing it).
+    pub fn origin(&self, dotted: &str) -> Option<Origin<'_>> {
+        if let Some(leaf) = self.leaves().get(dotted) {
+            let layer = &self.layers[leaf.layer];
+            return layer.locations.get(dotted).map(|location| Origin { layer, location });
+        }
+        self.get_ref(dotted)?;
+        self.layers.iter().rev().find_map(|layer| {
+            layer.locations.get(dotted).filter(|_| layer.value_at(dotted).is_some_and(|v| !v.is_null())).map(|location| Origin { layer, location })
+        })
+    }
+
+    /// The file, line and column the value at `dotted` was written at, when it came from a file.
+    pub fn source_position(&self, dotted: &str) -> Option<SourcePosition> {
+        let origin = self.origin(dotted)?;
+        match (&origin.layer.source, origin.location) {
+            (LayerSource::File(file), Location::Text { line, column }) => {
+                Some(SourcePosition { file: file.to_string(), line: *line, column: *column })
+            }
+            _ => None,
+        }
+    }
+
+    /// Every layer's say about `dotted`, lowest first, marking the one that won.
+    pub fn explain(&self, dotted: &str) -> Vec<Contribution<'_>> {
+        let winner = self.origin(dotted).map(|origin| origin.layer as *const Layer);
+        self.layers
+            .iter()
+            .map(|layer| Contribution {
+                layer,
+                value: layer.value_at(dotted),
+                location: layer.locations.get(dotted),
+                won: winner == Some(&**layer as *const Layer),
+            })
+            .collect()
+    }
+}
+
+fn index_leaves(value: &Value, prefix: &str, layers: &[Arc<Layer>], out: &mut FxHashMap<Box<str>, Leaf>) {
+    let Value::Object(map) = value else { return };
+    for (key, child) in map {
+        let child_path = path::join(prefix, key);
+        match child {
+            Value::Object(inner) if !inner.is_empty() => index_leaves(child, &child_path, layers, out),
+            _ => {
+                // The highest layer that writes this exact path set it: anything above that wrote a
+                // prefix would have removed it, anything above that wrote it would have won.
+                let layer = (0..layers.len()).rev().find(|&i| layers[i].locations.contains_key(child_path.as_str())).unwrap_or(0);
+                out.insert(child_path.into_boxed_str(), Leaf { value: child.clone(), layer });
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The `potter-config` command: a thin shell over the library.
+
+mod read;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Error;
+use crate::output::OutputFormat;
+use crate::runtime::{default_state_dir, ConfigHost, Options};
+
+/// Exit codes shared by every command.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const NOT_FOUND: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const INVALID: u8 = 3;
+    pub const REFUSED: u8 = 4;
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "potter-config", version, about = "Layered, validated configuration for Potter and any Rust service")]
+pub struct Cli {
+    /// The config tree.
+    #[arg(long, global = true, default_value = "config")]
+    pub root: PathBuf,
+    /// Environment of the view.
+    #[arg(long = "env", global = true, env = "POTTER_ENV", default_value = "development")]
+    pub environment: String,
+    /// Service of the view.
+    #[arg(long, global = true)]
+    pub service: Option<String>,
+    /// User of the view.
+    #[arg(long, global = true)]
+    pub user: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+    /// History, keyrings and caches (default: `.potter/` beside the root).
+    #[arg(long, global = true)]
+    pub state: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the effective value of a key.
+    Get { key: String },
+    /// Print the effective configuration of the view.
+    Dump,
+    /// Show every layer's value for a key, which one won, and the variable that would override it.
+    Explain { key: String },
+    /// List the layers of the view, lowest precedence first.
+    Layers,
+}
+
+impl Cli {
+    pub fn options(&self) -> Options {
+        let mut options = Options::new(&self.root);
+        options.state_dir = self.state.clone().unwrap_or_else(|| default_state_dir(&self.root));
+        options
+    }
+
+    pub fn open(&self) -> Result<ConfigHost, Error> {
+        ConfigHost::open(self.options())
+    }
+}
+
+/// A failed command: its message (already naming where) and exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let code = match &error {
+            Error::NotFound(_) => exit::NOT_FOUND,
+            Error::UnknownView(_) | Error::KeyPath(_) | Error::Root { .. } => exit::USAGE,
+            _ => exit::INVALID,
+        };
+        Failure { code, message: error.to_string() }
+    }
+}
+
+pub type Outcome = Result<(), Failure>;
+
+/// Parses arguments, runs the command, prints errors, returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+pub fn run(cli: &Cli) -> Outcome {
+    match &cli.command {
+        Command::Get { key } => read::get(cli, key),
+        Command::Dump => read::dump(cli),
+        Command::Explain { key } => read::explain(cli, key),
+        Command::Layers => read::layers(cli),
+    }
+}

@@ -1,0 +1,129 @@
+//! Read-only commands: `get`, `dump`, `explain`, `layers`.
+
+use potter_engine::envvars::variable_for;
+use potter_engine::{Layer, Location, ViewKey};
+use serde_json::{json, Value};
+
+use super::{Cli, Outcome};
+use crate::error::Error;
+use crate::output::{inline, render, OutputFormat};
+
+fn view_key(cli: &Cli) -> ViewKey {
+    ViewKey::new(&cli.environment, cli.service.as_deref(), cli.user.as_deref())
+}
+
+pub fn get(cli: &Cli, key: &str) -> Outcome {
+    potter_engine::parse_key_path(key).map_err(Error::from)?;
+    let host = cli.open()?;
+    let snapshot = host.snapshot();
+    let view = snapshot.view(&view_key(cli)).map_err(Error::from)?;
+    let value = view.get_ref(key).ok_or_else(|| Error::NotFound(key.to_owned()))?;
+    println!("{}", render(value, cli.format, key.rsplit('.').next().unwrap_or(key)).trim_end());
+    Ok(())
+}
+
+pub fn dump(cli: &Cli) -> Outcome {
+    let host = cli.open()?;
+    let snapshot = host.snapshot();
+    let view = snapshot.view(&view_key(cli)).map_err(Error::from)?;
+    let format = if cli.format == OutputFormat::Text { OutputFormat::Yaml } else { cli.format };
+    println!("{}", render(view.value(), format, "config").trim_end());
+    Ok(())
+}
+
+/// Where a layer's value sits, as `file:line:col`, a variable name, a pointer, or the layer's source.
+pub fn describe_location(layer: &Layer, location: Option<&Location>) -> (String, Option<u32>, Option<u32>) {
+    match location {
+        Some(Location::Text { line, column }) => (format!("{}:{line}:{column}", layer.source), Some(*line), Some(*column)),
+        Some(Location::EnvVar(name)) => (name.to_string(), None, None),
+        Some(Location::Pointer(pointer)) => (pointer.to_string(), None, None),
+        Some(Location::Version(version)) => (format!("{} (version {version})", layer.source), None, None),
+        Some(Location::Layer) | None => (layer.source.to_string(), None, None),
+    }
+}
+
+pub fn explain(cli: &Cli, key: &str) -> Outcome {
+    potter_engine::parse_key_path(key).map_err(Error::from)?;
+    let host = cli.open()?;
+    let snapshot = host.snapshot();
+    let view = snapshot.view(&view_key(cli)).map_err(Error::from)?;
+    let effective = view.get(key);
+    let env_var = variable_for(&host.options().env_prefix, key);
+    let contributions = view.explain(key);
+    if cli.format == OutputFormat::Json || cli.format == OutputFormat::Yaml || cli.format == OutputFormat::Toml {
+        let layers: Vec<Value> = contributions
+            .iter()
+            .map(|c| {
+                let (source, line, column) = describe_location(c.layer, c.location);
+                json!({
+                    "layer": c.layer.name,
+                    "rank": c.layer.rank,
+                    "source": source,
+                    "file": match &c.layer.source { potter_engine::LayerSource::File(f) => Some(f.to_string()), _ => None },
+                    "line": line,
+                    "column": column,
+                    "status": match c.value { None => "not set", Some(Value::Null) => "deletes", Some(_) => "set" },
+                    "value": c.value.cloned(),
+                    "won": c.won,
+                })
+            })
+            .collect();
+        let document = json!({
+            "key": key,
+            "view": view.key().to_string(),
+            "value": effective,
+            "found": effective.is_some(),
+            "env_var": env_var,
+            "layers": layers,
+        });
+        println!("{}", render(&document, cli.format, "explain").trim_end());
+    } else {
+        match &effective {
+            Some(value) => println!("{key} = {}   ({})", inline(value), view.key()),
+            None => println!("{key} is not set   ({})", view.key()),
+        }
+        for (i, c) in contributions.iter().enumerate() {
+            let (source, _, _) = describe_location(c.layer, c.location);
+            let said = match c.value {
+                None => "—".to_owned(),
+                Some(Value::Null) => "null (deletes)".to_owned(),
+                Some(value) => inline(value),
+            };
+            let mark = if c.won { "  <- wins" } else { "" };
+            let shown_source = if c.value.is_some() { source } else { c.layer.source.to_string() };
+            println!("  {}. {:<22} {:<45} {}{}", i + 1, c.layer.rank.label(), shown_source, said, mark);
+        }
+        println!("  override with: {env_var}=<value>");
+    }
+    if effective.is_none() {
+        return Err(Error::NotFound(key.to_owned()).into());
+    }
+    Ok(())
+}
+
+pub fn layers(cli: &Cli) -> Outcome {
+    let host = cli.open()?;
+    let snapshot = host.snapshot();
+    let view = snapshot.view(&view_key(cli)).map_err(Error::from)?;
+    let rows: Vec<Value> = view
+        .layers()
+        .iter()
+        .map(|layer| {
+            json!({
+                "name": layer.name,
+                "rank": layer.rank,
+                "source": layer.source.to_string(),
+                "keys": layer.locations.len(),
+            })
+        })
+        .collect();
+    if cli.format == OutputFormat::Text {
+        println!("layers of {} (lowest precedence first):", view.key());
+        for (i, layer) in view.layers().iter().enumerate() {
+            println!("  {}. {:<22} {:<40} {} keys", i + 1, layer.rank.label(), layer.source.to_string(), layer.locations.len());
+        }
+    } else {
+        println!("{}", render(&Value::Array(rows), cli.format, "layers").trim_end());
+    }
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! Potter Config: the configuration runtime a service embeds, and the `potter-config` command.
+//!
+//! ```no_run
+//! use potter_config::{ConfigHost, Options};
+//!
+//! let host = ConfigHost::open(Options::new("examples/potter")).unwrap();
+//! let production = host.view("production", Some("api_service"), None).unwrap();
+//! let rate_limit: u32 = production.get("api.rate_limit").unwrap();
+//! # let _ = rate_limit;
+//! ```
+
+pub mod cli;
+pub mod error;
+pub mod output;
+pub mod runtime;
+pub mod source;
+
+pub use error::Error;
+pub use potter_engine as engine;
+pub use runtime::{ConfigHost, Options, ViewHandle};

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    potter_config::cli::main()
+}

@@ -1,0 +1,47 @@
+//! Rendering values for people and programs: `--format json|yaml|toml|text`.
+
+use serde_json::Value;
+
+/// Output formats of the CLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Json,
+    Yaml,
+    Toml,
+    Text,
+}
+
+/// Renders a value; `name` labels a scalar where the format needs a key (TOML).
+pub fn render(value: &Value, format: OutputFormat, name: &str) -> String {
+    match format {
+        OutputFormat::Json => serde_json::to_string_pretty(value).expect("JSON values always serialize"),
+        OutputFormat::Yaml => serde_yaml_ng::to_string(value).unwrap_or_else(|e| format!("# cannot render as YAML: {e}\n")),
+        OutputFormat::Toml => {
+            let wrapped;
+            let table = match value {
+                Value::Object(_) => value,
+                other => {
+                    wrapped = serde_json::json!({ name: other });
+                    &wrapped
+                }
+            };
+            toml::to_string_pretty(table).unwrap_or_else(|e| format!("# cannot render as TOML: {e}\n"))
+        }
+        OutputFormat::Text => match value {
+            Value::String(s) => s.clone(),
+            Value::Object(_) | Value::Array(_) => serde_json::to_string_pretty(value).expect("JSON values always serialize"),
+            other => other.to_string(),
+        },
+    }
+}
+
+/// A short one-line form of a value for tables (`explain`, `layers`).
+pub fn inline(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 60 {
+        let cut: String = text.chars().take(57).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
+}
