@@ -20,6 +20,10 @@ pub(super) fn parse(text: &str) -> Result<Parsed, ParseError> {
         ..ParseOptions::default()
     };
     let lines = LineIndex::new(text);
+    // jsonc-parser recurses per level; refuse deep input before it can exhaust a small thread stack.
+    if let Some(offset) = too_deep_at(text) {
+        return Err(depth_error(Some(lines.position(offset))));
+    }
     let result = jsonc_parser::parse_to_ast(text, &CollectOptions::default(), &strict).map_err(|error| {
         ParseError::at(Some(lines.position(error.range().start)), error.kind().to_string())
     })?;
@@ -79,6 +83,36 @@ impl Builder<'_, '_> {
                 .ok_or_else(|| ParseError::at(Some(self.lines.position(n.range.start)), format!("number `{}` cannot be represented", n.value)))?,
         })
     }
+}
+
+/// The byte offset where bracket nesting first exceeds [`MAX_DEPTH`], skipping string contents.
+fn too_deep_at(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (offset, byte) in text.bytes().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(offset);
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn number(text: &str) -> Option<Value> {

@@ -1,0 +1,242 @@
+//! Behaviour of the engine: precedence, merge rules, provenance and refusal of bad documents.
+
+use std::sync::Arc;
+
+use potter_engine::{envvars, parse_document, Axes, Format, Layer, LayerSource, Location, Rank, Scope, Snapshot, ViewKey};
+use serde_json::{json, Value};
+
+fn layer(name: &str, rank: Rank, scope: Scope, data: Value) -> Arc<Layer> {
+    let source = match rank {
+        Rank::Defaults => LayerSource::Defaults(name.into()),
+        Rank::Source => LayerSource::Plugin(name.into()),
+        Rank::EnvVars => LayerSource::EnvVars { prefix: "POTTER_".into() },
+        Rank::Overrides => LayerSource::Overrides,
+        _ => LayerSource::File(format!("{name}.json").into()),
+    };
+    Arc::new(Layer::new(name, rank, scope, source, data.as_object().unwrap().clone()))
+}
+
+fn axes() -> Axes {
+    Axes { environments: vec!["production".into()], services: vec!["api".into()], users: vec!["alice".into()] }
+}
+
+/// One layer per precedence class, each writing `k` (and its own marker key).
+fn every_rank() -> Vec<Arc<Layer>> {
+    let prod = || Scope::environment("production");
+    vec![
+        layer("defaults", Rank::Defaults, Scope::everywhere(), json!({"k": "defaults"})),
+        layer("source", Rank::Source, Scope::everywhere(), json!({"k": "source"})),
+        layer("global", Rank::GlobalFile, Scope::everywhere(), json!({"k": "global"})),
+        layer("environments/production", Rank::EnvironmentFile, prod(), json!({"k": "environment"})),
+        layer("services/api", Rank::ServiceFile, Scope { service: Some("api".into()), ..Scope::default() }, json!({"k": "service"})),
+        layer("users/alice", Rank::UserFile, Scope { user: Some("alice".into()), ..Scope::default() }, json!({"k": "user"})),
+        layer("env", Rank::EnvVars, Scope::everywhere(), json!({"k": "envvars"})),
+        layer("overrides/production", Rank::Overrides, prod(), json!({"k": "overrides"})),
+    ]
+}
+
+#[test]
+fn each_precedence_class_beats_the_one_below_it() {
+    let all = every_rank();
+    let key = ViewKey::new("production", Some("api"), Some("alice"));
+    // Dropping the layers above each class, one at a time, shows every adjacent pair.
+    for top in 1..all.len() {
+        let layers: Vec<Arc<Layer>> = all[..=top].to_vec();
+        let snapshot = Snapshot::new(0, layers, axes());
+        let view = snapshot.view(&key).unwrap();
+        let upper = all[top].data["k"].clone();
+        let lower = all[top - 1].data["k"].clone();
+        assert_eq!(view.get("k"), Some(upper.clone()), "{upper} must beat {lower}");
+        assert_eq!(view.origin("k").unwrap().layer.name, all[top].name);
+    }
+}
+
+#[test]
+fn plugin_sources_order_by_priority_then_name() {
+    let low = Arc::new((*layer("b-source", Rank::Source, Scope::everywhere(), json!({"k": "low"}))).clone().with_order(1));
+    let high = Arc::new((*layer("a-source", Rank::Source, Scope::everywhere(), json!({"k": "high"}))).clone().with_order(5));
+    let snapshot = Snapshot::new(0, vec![high, low], axes());
+    assert_eq!(snapshot.view(&ViewKey::environment("production")).unwrap().get("k"), Some(json!("high")));
+}
+
+#[test]
+fn layers_apply_only_to_their_scope() {
+    let snapshot = Snapshot::new(0, every_rank(), Axes { environments: vec!["production".into(), "staging".into()], ..axes() });
+    let staging = snapshot.view(&ViewKey::environment("staging")).unwrap();
+    assert_eq!(staging.get("k"), Some(json!("envvars")));
+    let layer_names: Vec<&str> = staging.layers().iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(layer_names, ["defaults", "source", "global", "env"]);
+}
+
+#[test]
+fn null_in_a_higher_layer_deletes_the_key() {
+    let layers = vec![
+        layer("global", Rank::GlobalFile, Scope::everywhere(), json!({"a": {"b": 1, "c": 2}})),
+        layer("environments/production", Rank::EnvironmentFile, Scope::environment("production"), json!({"a": {"b": null}})),
+    ];
+    let snapshot = Snapshot::new(0, layers, axes());
+    let view = snapshot.view(&ViewKey::environment("production")).unwrap();
+    assert_eq!(view.get("a"), Some(json!({"c": 2})));
+    assert_eq!(view.get("a.b"), None);
+}
+
+#[test]
+fn arrays_are_replaced_not_appended() {
+    let layers = vec![
+        layer("global", Rank::GlobalFile, Scope::everywhere(), json!({"hosts": ["a", "b"]})),
+        layer("environments/production", Rank::EnvironmentFile, Scope::environment("production"), json!({"hosts": ["c"]})),
+    ];
+    let snapshot = Snapshot::new(0, layers, axes());
+    assert_eq!(snapshot.view(&ViewKey::environment("production")).unwrap().get("hosts"), Some(json!(["c"])));
+}
+
+#[test]
+fn environment_variables_map_snake_case_keys_and_json_values() {
+    let vars = [("POTTER_LOGGING__MAX_SIZE", "5"), ("POTTER_API__TIMEOUT", "30"), ("POTTER_FEATURE_FLAGS__NEW_UI", "true"), ("POTTER_APP__NAME", "Potter Pro")];
+    let env = Arc::new(envvars::env_layer("POTTER_", vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))));
+    let global = layer("global", Rank::GlobalFile, Scope::everywhere(), json!({"logging": {"max_size": 50, "level": "INFO"}, "api": {"timeout": 10}}));
+    let snapshot = Snapshot::new(0, vec![global, env], axes());
+    let view = snapshot.view(&ViewKey::environment("production")).unwrap();
+    assert_eq!(view.get("logging.max_size"), Some(json!(5)));
+    assert_eq!(view.get("logging.level"), Some(json!("INFO")));
+    assert_eq!(view.get("api.timeout"), Some(json!(30)));
+    assert_eq!(view.get("feature_flags.new_ui"), Some(json!(true)));
+    assert_eq!(view.get("app.name"), Some(json!("Potter Pro")));
+    assert_eq!(view.origin("logging.max_size").unwrap().location, &Location::EnvVar("POTTER_LOGGING__MAX_SIZE".into()));
+}
+
+fn text_location(text: &str, format: Format, path: &str) -> (u32, u32) {
+    match parse_document(text, format).unwrap().locations.get(path) {
+        Some(Location::Text { line, column }) => (*line, *column),
+        other => panic!("no text location for {path}: {other:?}"),
+    }
+}
+
+#[test]
+fn json_values_know_their_line_and_column() {
+    let text = "{\n  \"api\": {\n    \"rate_limit\": 5000,\n    \"hosts\": [\"a\"]\n  }\n}\n";
+    assert_eq!(text_location(text, Format::Json, "api.rate_limit"), (3, 19));
+    assert_eq!(text_location(text, Format::Json, "api.hosts"), (4, 14));
+    assert_eq!(text_location(text, Format::Json, "api"), (2, 10));
+}
+
+#[test]
+fn yaml_values_know_their_line_and_column() {
+    let text = "# comment\napi:\n  rate_limit: 5000\n  name: \"x\"\n";
+    assert_eq!(text_location(text, Format::Yaml, "api.rate_limit"), (3, 15));
+    assert_eq!(text_location(text, Format::Yaml, "api.name"), (4, 9));
+}
+
+#[test]
+fn toml_values_know_their_line_and_column() {
+    let text = "title = \"x\"\n\n[api]\nrate_limit = 5000\n";
+    assert_eq!(text_location(text, Format::Toml, "api.rate_limit"), (4, 14));
+    assert_eq!(text_location(text, Format::Toml, "title"), (1, 9));
+}
+
+#[test]
+fn the_three_formats_read_to_the_same_tree() {
+    let json = parse_document(r#"{"a": {"b": 1, "c": [true, "x"], "d": 1.5}}"#, Format::Json).unwrap().data;
+    let yaml = parse_document("a:\n  b: 1\n  c: [true, x]\n  d: 1.5\n", Format::Yaml).unwrap().data;
+    let toml = parse_document("[a]\nb = 1\nc = [true, \"x\"]\nd = 1.5\n", Format::Toml).unwrap().data;
+    assert_eq!(json, yaml);
+    assert_eq!(json, toml);
+}
+
+#[test]
+fn malformed_documents_name_line_and_column() {
+    let cases = [
+        (Format::Json, "{\n  \"a\": 1,\n  \"b\": }\n", 3),
+        (Format::Json, "{\"a\": 1,}", 1),
+        (Format::Yaml, "a: 1\nb: [1, 2\n", 3),
+        (Format::Toml, "a = 1\nb = = 2\n", 2),
+    ];
+    for (format, text, line) in cases {
+        let error = parse_document(text, format).unwrap_err();
+        assert_eq!(error.line, Some(line), "{format:?} {text:?}: {error}");
+        assert!(error.column.is_some(), "{format:?}: {error}");
+    }
+}
+
+#[test]
+fn duplicate_keys_are_refused_in_every_format() {
+    for (format, text) in [
+        (Format::Json, "{\"a\": {\"b\": 1, \"b\": 2}}"),
+        (Format::Yaml, "a:\n  b: 1\n  b: 2\n"),
+        (Format::Toml, "[a]\nb = 1\nb = 2\n"),
+    ] {
+        let error = parse_document(text, format).unwrap_err();
+        assert!(error.to_string().to_lowercase().contains("duplicate"), "{format:?}: {error}");
+        assert!(error.line.is_some(), "{format:?}: {error}");
+    }
+}
+
+#[test]
+fn nesting_ten_thousand_levels_deep_is_refused_without_overflow() {
+    let depth = 10_000;
+    let json = format!("{}{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+    let json_arrays = format!("{{\"a\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+    let yaml_flow = format!("a: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+    let yaml_block: String = (0..depth).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+    let toml = format!("a = {}{}\n", "[".repeat(depth), "]".repeat(depth));
+    let toml_inline = format!("a = {}{}\n", "{b = ".repeat(depth), "}".repeat(depth));
+    for (format, text) in [
+        (Format::Json, json),
+        (Format::Json, json_arrays),
+        (Format::Yaml, yaml_flow),
+        (Format::Yaml, yaml_block),
+        (Format::Toml, toml),
+        (Format::Toml, toml_inline),
+    ] {
+        // A small stack, like a worker thread's, must be enough.
+        let result = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || parse_document(&text, format).map(|_| ()).map_err(|e| e.to_string()))
+            .unwrap()
+            .join()
+            .expect("parser must not overflow the stack");
+        let error = result.expect_err("deep nesting must be refused");
+        assert!(error.contains("nesting") || error.contains("depth") || error.contains("recursion"), "{format:?}: {error}");
+    }
+}
+
+#[test]
+fn the_top_level_must_be_an_object() {
+    for (format, text) in [(Format::Json, "[1]"), (Format::Yaml, "- 1\n"), (Format::Json, "3")] {
+        assert!(parse_document(text, format).unwrap_err().to_string().contains("top level"));
+    }
+    assert!(parse_document("", Format::Yaml).unwrap().data.is_empty());
+}
+
+#[test]
+fn explain_lists_every_layer_and_marks_the_winner() {
+    let snapshot = Snapshot::new(0, every_rank(), axes());
+    let view = snapshot.view(&ViewKey::new("production", Some("api"), None)).unwrap();
+    let contributions = view.explain("k");
+    assert_eq!(contributions.len(), 7);
+    let winners: Vec<&str> = contributions.iter().filter(|c| c.won).map(|c| c.layer.name.as_str()).collect();
+    assert_eq!(winners, ["overrides/production"]);
+}
+
+#[test]
+fn unknown_views_are_refused_with_the_known_names() {
+    let snapshot = Snapshot::new(0, every_rank(), axes());
+    let error = snapshot.view(&ViewKey::environment("prod")).unwrap_err().to_string();
+    assert!(error.contains("unknown environment `prod`") && error.contains("production"), "{error}");
+    let error = snapshot.view(&ViewKey::new("production", Some("web"), None)).unwrap_err().to_string();
+    assert!(error.contains("unknown service `web`"), "{error}");
+}
+
+#[test]
+fn typed_extraction_reads_through_serde() {
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Api {
+        rate_limit: u32,
+        timeout: f64,
+    }
+    let snapshot = Snapshot::new(0, vec![layer("global", Rank::GlobalFile, Scope::everywhere(), json!({"api": {"rate_limit": 100, "timeout": 2.5}}))], axes());
+    let view = snapshot.view(&ViewKey::environment("production")).unwrap();
+    assert_eq!(view.extract::<u32>("api.rate_limit").unwrap(), 100);
+    assert_eq!(view.extract::<Api>("api").unwrap(), Api { rate_limit: 100, timeout: 2.5 });
+    assert!(view.extract::<String>("api.rate_limit").unwrap_err().to_string().contains("api.rate_limit"));
+}

@@ -1,0 +1,101 @@
+//! Helpers shared by the end-to-end tests: temporary config trees and the real binary.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A temporary config tree (with a state directory beside it) removed on drop.
+pub struct Tree {
+    dir: tempfile::TempDir,
+}
+
+impl Tree {
+    /// global + three environments, nothing else.
+    pub fn minimal() -> Self {
+        let tree = Tree { dir: tempfile::tempdir().unwrap() };
+        fs::create_dir_all(tree.root()).unwrap();
+        tree.write("global.json", r#"{"api": {"timeout": 30, "rate_limit": 100}}"#);
+        for env in ["development", "staging", "production"] {
+            tree.write(&format!("environments/{env}.json"), "{}");
+        }
+        fs::create_dir_all(tree.root().join("services")).unwrap();
+        fs::create_dir_all(tree.root().join("users")).unwrap();
+        tree
+    }
+
+    /// A copy of a tree from the repository (e.g. `examples/potter`).
+    pub fn copy_of(relative: &str) -> Self {
+        let tree = Tree { dir: tempfile::tempdir().unwrap() };
+        copy_dir(&repo_path(relative), &tree.root());
+        tree
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join(".potter")
+    }
+
+    pub fn write(&self, relative: &str, text: &str) {
+        self.write_bytes(relative, text.as_bytes());
+    }
+
+    pub fn write_bytes(&self, relative: &str, bytes: &[u8]) {
+        let path = self.root().join(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, bytes).unwrap();
+    }
+
+    pub fn remove(&self, relative: &str) {
+        fs::remove_file(self.root().join(relative)).unwrap();
+    }
+}
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Runs the real `potter-config` binary with a clean environment.
+pub fn potter(args: &[&str]) -> Output {
+    potter_with(args, &[], None)
+}
+
+pub fn potter_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_potter-config"));
+    command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("the potter-config binary runs");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
