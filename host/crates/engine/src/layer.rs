@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{Map, Value};
 
 use crate::path;
@@ -128,6 +128,8 @@ pub struct Layer {
     pub data: Value,
     /// Location of every node (objects included), keyed by dotted path.
     pub locations: FxHashMap<Box<str>, Location>,
+    /// Paths whose values were secrets (decrypted by the host): redacted at every exit.
+    pub secrets: FxHashSet<Box<str>>,
 }
 
 impl fmt::Debug for Layer {
@@ -140,6 +142,7 @@ impl fmt::Debug for Layer {
             .field("scope", &self.scope)
             .field("source", &self.source)
             .field("keys", &self.locations.len())
+            .field("secrets", &self.secrets.len())
             .finish()
     }
 }
@@ -152,7 +155,7 @@ impl Layer {
         collect_paths(&data, "", &mut |path| {
             locations.insert(path.into(), Location::Layer);
         });
-        Self { name: name.into(), rank, order: 0, scope, source, data, locations }
+        Self { name: name.into(), rank, order: 0, scope, source, data, locations, secrets: FxHashSet::default() }
     }
 
     /// Builds a layer with per-node locations (from a parser or an env-var mapping).
@@ -164,7 +167,7 @@ impl Layer {
         data: Map<String, Value>,
         locations: FxHashMap<Box<str>, Location>,
     ) -> Self {
-        Self { name: name.into(), rank, order: 0, scope, source, data: Value::Object(data), locations }
+        Self { name: name.into(), rank, order: 0, scope, source, data: Value::Object(data), locations, secrets: FxHashSet::default() }
     }
 
     /// Sets the order within the rank.

@@ -181,6 +181,16 @@ impl View {
         })
     }
 
+    /// True when any layer of this view holds a secret at `dotted` (redact it at every exit).
+    pub fn is_secret(&self, dotted: &str) -> bool {
+        self.layers.iter().any(|layer| layer.secrets.contains(dotted))
+    }
+
+    /// True when any layer of this view holds secrets at all.
+    pub fn has_secrets(&self) -> bool {
+        self.layers.iter().any(|layer| !layer.secrets.is_empty())
+    }
+
     /// The file, line and column the value at `dotted` was written at, when it came from a file.
     pub fn source_position(&self, dotted: &str) -> Option<SourcePosition> {
         let origin = self.origin(dotted)?;
