@@ -29,6 +29,10 @@ pub enum Error {
     NotFound(String),
     #[error("key `{path}`: {message}")]
     Type { path: String, message: String },
+    /// Secrets: a ciphertext that does not decrypt (naming file:line:col, environment and key
+    /// path), a keyring problem, a refused plaintext. Never holds plaintext.
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretsError),
 }
 
 impl Error {

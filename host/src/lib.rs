@@ -11,8 +11,11 @@
 
 pub mod cli;
 pub mod error;
+pub mod events;
+pub mod watch;
 pub mod output;
 pub mod runtime;
+pub mod secrets;
 pub mod source;
 
 pub use error::Error;

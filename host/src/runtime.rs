@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
+use crate::events::{Cause, ChangeOrigin, EventBus, Published, Subscription, DEFAULT_CAPACITY};
 use crate::source::{env, tree};
 
 /// How to find and read the configuration.
@@ -53,7 +54,14 @@ struct Shared {
     options: Options,
     current: ArcSwap<Snapshot>,
     /// Serialises writers; readers never take it.
-    writer: Mutex<Overrides>,
+    writer: Mutex<WriterState>,
+    events: EventBus,
+}
+
+/// What only the writer touches: the overrides and the parsed-file cache.
+struct WriterState {
+    overrides: Overrides,
+    files: tree::FileCache,
 }
 
 /// Runtime overrides per environment (made durable by the history store).
@@ -62,10 +70,15 @@ type Overrides = BTreeMap<String, Map<String, Value>>;
 impl ConfigHost {
     /// Loads the tree; fails if any file is unreadable or malformed.
     pub fn open(options: Options) -> Result<Self, Error> {
-        let overrides = Overrides::new();
-        let snapshot = build_snapshot(&options, &overrides, 0)?;
+        let mut state = WriterState { overrides: Overrides::new(), files: tree::FileCache::default() };
+        let snapshot = build_snapshot(&options, &state.overrides, &mut state.files, 0)?;
         Ok(Self {
-            shared: Arc::new(Shared { options, current: ArcSwap::from_pointee(snapshot), writer: Mutex::new(overrides) }),
+            shared: Arc::new(Shared {
+                options,
+                current: ArcSwap::from_pointee(snapshot),
+                writer: Mutex::new(state),
+                events: EventBus::new(DEFAULT_CAPACITY),
+            }),
         })
     }
 
@@ -79,9 +92,28 @@ impl ConfigHost {
     }
 
     /// Re-reads every source and swaps in the result; on error the previous snapshot stays live.
+    /// Files whose size, times and inode are unchanged are not re-read.
     pub fn reload(&self) -> Result<Arc<Snapshot>, Error> {
-        let overrides = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-        self.apply(&overrides)
+        self.reload_because(Cause::new(ChangeOrigin::File, "reload"))
+    }
+
+    /// [`ConfigHost::reload`] on behalf of someone (the file watcher is `file-watch`).
+    pub fn reload_because(&self, cause: Cause) -> Result<Arc<Snapshot>, Error> {
+        let mut state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let WriterState { overrides, files } = &mut *state;
+        self.apply(overrides, files, cause)
+    }
+
+    /// Changes of `prefix` in one view, from now on.
+    pub fn subscribe(&self, view: &ViewKey, prefix: &str) -> Result<Subscription, Error> {
+        if !prefix.is_empty() {
+            potter_engine::parse_key_path(prefix)?;
+        }
+        let receiver = self.shared.events.subscribe();
+        let baseline = self.snapshot();
+        baseline.view(view)?;
+        let shared = self.shared.clone();
+        Ok(Subscription::new(receiver, view.clone(), prefix, baseline, Box::new(move || shared.current.load_full())))
     }
 
     /// Sets a runtime override (precedence above everything else) in one environment.
@@ -97,23 +129,36 @@ impl ConfigHost {
     fn change_override(&self, environment: &str, key: &str, value: Option<Value>) -> Result<Arc<Snapshot>, Error> {
         let segments = potter_engine::parse_key_path(key)?;
         self.snapshot().view(&ViewKey::environment(environment))?;
-        let mut overrides = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let WriterState { overrides, files } = &mut *state;
         let mut proposed = overrides.clone();
         let tree = proposed.entry(environment.to_owned()).or_default();
         match value {
             Some(value) => set_path(tree, &segments, value),
             None => remove_path(tree, &segments),
         }
-        let snapshot = self.apply(&proposed)?;
+        let snapshot = self.apply(&proposed, files, Cause::new(ChangeOrigin::Cli, "runtime"))?;
         *overrides = proposed;
         Ok(snapshot)
     }
 
-    /// The one path every change takes: build, check, swap.
-    fn apply(&self, overrides: &Overrides) -> Result<Arc<Snapshot>, Error> {
-        let version = self.shared.current.load().version() + 1;
-        let snapshot = Arc::new(build_snapshot(&self.shared.options, overrides, version)?);
+    /// The one path every change takes: build, check, swap, publish. A change that alters nothing
+    /// keeps the current snapshot (no new version, no event).
+    fn apply(&self, overrides: &Overrides, files: &mut tree::FileCache, cause: Cause) -> Result<Arc<Snapshot>, Error> {
+        let before = self.shared.current.load_full();
+        let built = build_snapshot(&self.shared.options, overrides, files, before.version() + 1);
+        let snapshot = match built {
+            Ok(snapshot) => Arc::new(snapshot),
+            Err(error) => {
+                self.shared.events.publish(Published::Rejected { cause, diagnostics: vec![error.to_string()] });
+                return Err(error);
+            }
+        };
+        if same_layers(before.layers(), snapshot.layers()) && before.axes() == snapshot.axes() {
+            return Ok(before);
+        }
         self.shared.current.store(snapshot.clone());
+        self.shared.events.publish(Published::Applied { cause, after: snapshot.clone() });
         Ok(snapshot)
     }
 
@@ -125,11 +170,21 @@ impl ConfigHost {
     }
 }
 
-fn build_snapshot(options: &Options, overrides: &Overrides, version: u64) -> Result<Snapshot, Error> {
+/// True when two layer lists would merge to the same views.
+fn same_layers(a: &[Arc<Layer>], b: &[Arc<Layer>]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            Arc::ptr_eq(x, y) || (x.name == y.name && x.rank == y.rank && x.order == y.order && x.scope == y.scope && x.data == y.data && x.locations == y.locations)
+        })
+}
+
+fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::FileCache, version: u64) -> Result<Snapshot, Error> {
     let listing = tree::scan(&options.root)?;
+    // Keyrings are read before the files so a concurrent `secrets rotate` cannot retire a key a file still uses.
+    let mut keyrings = crate::secrets::Keyrings::resolve_all(options, listing.axes.environments.iter());
     let mut layers: Vec<Arc<Layer>> = Vec::with_capacity(listing.files.len() + 2 + overrides.len());
-    for file in &listing.files {
-        layers.push(tree::load_file(file)?);
+    for layer in files.load_all(&listing.files)? {
+        layers.push(layer);
     }
     layers.push(Arc::new(match &options.env_vars {
         Some(vars) => potter_engine::envvars::env_layer(&options.env_prefix, vars.iter().cloned()),
@@ -138,6 +193,8 @@ fn build_snapshot(options: &Options, overrides: &Overrides, version: u64) -> Res
     for (environment, tree) in overrides {
         layers.push(Arc::new(override_layer(environment, tree)));
     }
+    // Decrypt ciphertexts, mark secret paths; the extra patterns are for schema `"secret": true` paths.
+    crate::secrets::decrypt_layers(&mut keyrings, &mut layers, &[])?;
     Ok(Snapshot::new(version, layers, listing.axes))
 }
 
@@ -208,7 +265,7 @@ impl ViewHandle {
         let snapshot = self.shared.current.load();
         let view = snapshot.view(&self.key)?;
         let value = view.get_ref(key).ok_or_else(|| Error::NotFound(key.to_owned()))?;
-        T::deserialize(value).map_err(|e| Error::Type { path: key.to_owned(), message: e.to_string() })
+        T::deserialize(value).map_err(|e| Error::Type { path: key.to_owned(), message: crate::secrets::safe_type_message(view, key, e.to_string()) })
     }
 
     /// The value at `key` as `T`, or `default` when the key is not set. A value of the wrong type is

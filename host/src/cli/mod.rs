@@ -1,6 +1,8 @@
 //! The `potter-config` command: a thin shell over the library.
 
 mod read;
+mod watch;
+mod secrets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,14 +49,35 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the effective value of a key.
-    Get { key: String },
+    /// Print the effective value of a key (secrets as `<redacted>` unless `--reveal`).
+    Get {
+        key: String,
+        /// Print secrets in plaintext (needs the environment's keyring).
+        #[arg(long)]
+        reveal: bool,
+    },
     /// Print the effective configuration of the view.
     Dump,
     /// Show every layer's value for a key, which one won, and the variable that would override it.
     Explain { key: String },
     /// List the layers of the view, lowest precedence first.
     Layers,
+    /// Print changes of the view live, one per line (rejected reloads too), until interrupted.
+    Watch {
+        /// Only keys under this prefix.
+        prefix: Option<String>,
+        /// Quiet time after a file event before reloading, in milliseconds.
+        #[arg(long, default_value_t = 10)]
+        debounce_ms: u64,
+        /// Poll the tree at this interval (milliseconds) instead of using filesystem events.
+        #[arg(long)]
+        poll_ms: Option<u64>,
+    },
+    /// Encrypted values: keyrings, `set` (value from stdin), `encrypt`, `rotate`, `list`.
+    Secrets {
+        #[command(subcommand)]
+        command: secrets::SecretsCommand,
+    },
 }
 
 impl Cli {
@@ -80,6 +103,7 @@ impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         let code = match &error {
             Error::NotFound(_) => exit::NOT_FOUND,
+            Error::Secret(secret) => secret.exit_code(),
             Error::UnknownView(_) | Error::KeyPath(_) | Error::Root { .. } => exit::USAGE,
             _ => exit::INVALID,
         };
@@ -103,9 +127,11 @@ pub fn main() -> ExitCode {
 
 pub fn run(cli: &Cli) -> Outcome {
     match &cli.command {
-        Command::Get { key } => read::get(cli, key),
+        Command::Get { key, reveal } => read::get(cli, key, *reveal),
         Command::Dump => read::dump(cli),
         Command::Explain { key } => read::explain(cli, key),
         Command::Layers => read::layers(cli),
+        Command::Secrets { command } => secrets::run(cli, command),
+        Command::Watch { prefix, debounce_ms, poll_ms } => watch::run(cli, prefix.as_deref(), *debounce_ms, *poll_ms),
     }
 }

@@ -12,13 +12,14 @@ fn view_key(cli: &Cli) -> ViewKey {
     ViewKey::new(&cli.environment, cli.service.as_deref(), cli.user.as_deref())
 }
 
-pub fn get(cli: &Cli, key: &str) -> Outcome {
+pub fn get(cli: &Cli, key: &str, reveal: bool) -> Outcome {
     potter_engine::parse_key_path(key).map_err(Error::from)?;
     let host = cli.open()?;
     let snapshot = host.snapshot();
     let view = snapshot.view(&view_key(cli)).map_err(Error::from)?;
     let value = view.get_ref(key).ok_or_else(|| Error::NotFound(key.to_owned()))?;
-    println!("{}", render(value, cli.format, key.rsplit('.').next().unwrap_or(key)).trim_end());
+    let shown = if reveal { value.clone() } else { crate::secrets::redact(view, key, value) };
+    println!("{}", render(&shown, cli.format, key.rsplit('.').next().unwrap_or(key)).trim_end());
     Ok(())
 }
 
@@ -27,7 +28,7 @@ pub fn dump(cli: &Cli) -> Outcome {
     let snapshot = host.snapshot();
     let view = snapshot.view(&view_key(cli)).map_err(Error::from)?;
     let format = if cli.format == OutputFormat::Text { OutputFormat::Yaml } else { cli.format };
-    println!("{}", render(view.value(), format, "config").trim_end());
+    println!("{}", render(&crate::secrets::redact(view, "", view.value()), format, "config").trim_end());
     Ok(())
 }
 
@@ -47,7 +48,7 @@ pub fn explain(cli: &Cli, key: &str) -> Outcome {
     let host = cli.open()?;
     let snapshot = host.snapshot();
     let view = snapshot.view(&view_key(cli)).map_err(Error::from)?;
-    let effective = view.get(key);
+    let effective = view.get(key).map(|value| crate::secrets::redact(view, key, &value));
     let env_var = variable_for(&host.options().env_prefix, key);
     let contributions = view.explain(key);
     if cli.format == OutputFormat::Json || cli.format == OutputFormat::Yaml || cli.format == OutputFormat::Toml {
@@ -63,7 +64,7 @@ pub fn explain(cli: &Cli, key: &str) -> Outcome {
                     "line": line,
                     "column": column,
                     "status": match c.value { None => "not set", Some(Value::Null) => "deletes", Some(_) => "set" },
-                    "value": c.value.cloned(),
+                    "value": c.value.map(|value| crate::secrets::redact(view, key, value)),
                     "won": c.won,
                 })
             })
@@ -87,7 +88,7 @@ pub fn explain(cli: &Cli, key: &str) -> Outcome {
             let said = match c.value {
                 None => "—".to_owned(),
                 Some(Value::Null) => "null (deletes)".to_owned(),
-                Some(value) => inline(value),
+                Some(value) => inline(&crate::secrets::redact(view, key, value)),
             };
             let mark = if c.won { "  <- wins" } else { "" };
             let shown_source = if c.value.is_some() { source } else { c.layer.source.to_string() };

@@ -147,6 +147,59 @@ pub fn layer_from_text(file: &TreeFile, text: &str) -> Result<Layer, Error> {
     Ok(Layer::with_locations(file.layer.clone(), file.rank, scope, LayerSource::File(file.relative.as_str().into()), parsed.data, parsed.locations))
 }
 
+/// What identifies one version of a file on disk (through symlinks): any write, rename or
+/// ConfigMap-style symlink swap changes at least one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+    inode: u64,
+    device: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(path).ok()?;
+        Some(Self {
+            len: meta.len(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+            inode: meta.ino(),
+            device: meta.dev(),
+        })
+    }
+}
+
+/// Parsed layers by file, so a reload re-reads and re-parses only the files that changed.
+#[derive(Debug, Default)]
+pub struct FileCache {
+    entries: std::collections::HashMap<PathBuf, (FileStamp, TreeFile, Arc<Layer>)>,
+}
+
+impl FileCache {
+    /// The layers of `files`, parsing only those that changed since the last call.
+    pub fn load_all(&mut self, files: &[TreeFile]) -> Result<Vec<Arc<Layer>>, Error> {
+        let mut layers = Vec::with_capacity(files.len());
+        let mut fresh = std::collections::HashMap::with_capacity(files.len());
+        for file in files {
+            let stamp = FileStamp::of(&file.path);
+            let layer = match (stamp, self.entries.get(&file.path)) {
+                (Some(stamp), Some((cached_stamp, cached_file, layer))) if stamp == *cached_stamp && cached_file == file => layer.clone(),
+                _ => load_file(file)?,
+            };
+            if let Some(stamp) = stamp {
+                fresh.insert(file.path.clone(), (stamp, file.clone(), layer.clone()));
+            }
+            layers.push(layer);
+        }
+        // Only a fully successful load replaces the cache; files that vanished drop out.
+        self.entries = fresh;
+        Ok(layers)
+    }
+}
+
 /// Reads and parses one file of the tree.
 pub fn load_file(file: &TreeFile) -> Result<Arc<Layer>, Error> {
     let text = read_text(&file.path, &file.relative)?;

@@ -24,6 +24,7 @@
 //! ```
 
 pub mod diagnostic;
+pub mod diff;
 pub mod envvars;
 pub mod layer;
 pub mod merge;
@@ -33,6 +34,7 @@ pub mod snapshot;
 pub mod view;
 
 pub use diagnostic::{Issue, Severity, SourcePosition};
+pub use diff::{diff, KeyChange};
 pub use layer::{Layer, LayerSource, Location, Rank, Scope};
 pub use parse::{parse_document, Format, ParseError, Parsed};
 pub use path::{is_under, parse_key_path, KeyPath, KeyPathError};

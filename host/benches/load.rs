@@ -1,0 +1,169 @@
+//! Load + merge + snapshot and `get`, on the shared deterministic corpus, against a hand-written
+//! serde_json floor measured in the same run (see docs/PERFORMANCE.md).
+//!
+//! `cargo bench -p potter-config --bench load`
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use potter_config::{ConfigHost, Options};
+use potter_engine::ViewKey;
+use serde_json::Value;
+
+fn corpus(size: &str) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = repo.join("target/corpus");
+    let tree = out.join(size);
+    if !tree.join("manifest.json").exists() {
+        let status = Command::new("python3")
+            .arg(repo.join("scripts/gen_corpus.py"))
+            .args(["--out", out.to_str().unwrap(), "--size", size])
+            .status()
+            .expect("python3 runs the corpus generator");
+        assert!(status.success());
+    }
+    tree
+}
+
+fn open(tree: &Path) -> ConfigHost {
+    let mut options = Options::new(tree);
+    options.env_vars = Some(Vec::new());
+    ConfigHost::open(options).unwrap()
+}
+
+fn services(tree: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(tree.join("services"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The floor: read + parse + deep-merge global ← production ← every service nested under `services.<name>`.
+fn floor_merge(tree: &Path) -> Value {
+    fn merge(base: &mut Value, over: Value) {
+        match (base, over) {
+            (Value::Object(b), Value::Object(o)) => {
+                for (k, v) in o {
+                    match b.get_mut(&k) {
+                        Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                        _ => {
+                            b.insert(k, v);
+                        }
+                    }
+                }
+            }
+            (b, o) => *b = o,
+        }
+    }
+    let read = |p: PathBuf| -> Value { serde_json::from_slice(&fs::read(p).unwrap()).unwrap() };
+    let mut merged = read(tree.join("global.json"));
+    merge(&mut merged, read(tree.join("environments/production.json")));
+    let mut nested = serde_json::Map::new();
+    for name in services(tree) {
+        nested.insert(name.clone(), read(tree.join(format!("services/{name}.json"))));
+    }
+    merge(&mut merged, serde_json::json!({ "services": nested }));
+    merged
+}
+
+fn load(c: &mut Criterion) {
+    let mut group = c.benchmark_group("load");
+    for size in ["small", "medium"] {
+        let tree = corpus(size);
+        let names = services(&tree);
+        group.bench_with_input(BenchmarkId::new("floor_serde_json_merge", size), &tree, |b, tree| b.iter(|| floor_merge(tree)));
+        // Full load (every file read and parsed with positions) + the production view merged and indexed.
+        group.bench_with_input(BenchmarkId::new("one_view", size), &tree, |b, tree| {
+            b.iter(|| {
+                let host = open(tree);
+                let snapshot = host.snapshot();
+                let view = snapshot.view(&ViewKey::environment("production")).unwrap();
+                view.leaf_count()
+            })
+        });
+        // The peers' work: every service's production view, merged and indexed.
+        group.bench_with_input(BenchmarkId::new("every_service_view", size), &tree, |b, tree| {
+            b.iter(|| {
+                let host = open(tree);
+                let snapshot = host.snapshot();
+                names
+                    .iter()
+                    .map(|name| snapshot.view(&ViewKey::new("production", Some(name), None)).unwrap().leaf_count())
+                    .sum::<usize>()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn get(c: &mut Criterion) {
+    let mut group = c.benchmark_group("get");
+    for size in ["small", "medium"] {
+        let tree = corpus(size);
+        let host = open(&tree);
+        // keys.txt holds paths of the merged production view with services nested; in Potter Config
+        // `services.<name>.<rest>` is `<rest>` in the view of service <name>.
+        let keys: Vec<(Option<String>, String)> = fs::read_to_string(tree.join("keys.txt"))
+            .unwrap()
+            .lines()
+            .map(|line| match line.strip_prefix("services.") {
+                Some(rest) => {
+                    let (service, key) = rest.split_once('.').unwrap();
+                    (Some(service.to_owned()), key.to_owned())
+                }
+                None => (None, line.to_owned()),
+            })
+            .collect();
+        let mut handles = BTreeMap::new();
+        for (service, _) in &keys {
+            handles.entry(service.clone()).or_insert_with(|| host.view("production", service.as_deref(), None).unwrap());
+        }
+        let lookups: Vec<(&potter_config::ViewHandle, &str)> = keys.iter().map(|(s, k)| (&handles[s], k.as_str())).collect();
+        for (handle, key) in &lookups {
+            assert!(handle.value(key).is_some(), "{key}");
+        }
+        let floor: std::collections::HashMap<String, Value> = {
+            let merged = floor_merge(&tree);
+            let mut flat = std::collections::HashMap::new();
+            fn walk(v: &Value, p: String, out: &mut std::collections::HashMap<String, Value>) {
+                match v {
+                    Value::Object(m) if !m.is_empty() => {
+                        for (k, c) in m {
+                            walk(c, if p.is_empty() { k.clone() } else { format!("{p}.{k}") }, out)
+                        }
+                    }
+                    other => {
+                        out.insert(p, other.clone());
+                    }
+                }
+            }
+            walk(&merged, String::new(), &mut flat);
+            flat
+        };
+        let floor_keys: Vec<String> = fs::read_to_string(tree.join("keys.txt")).unwrap().lines().map(str::to_owned).collect();
+        group.bench_function(BenchmarkId::new("floor_flat_hashmap", size), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % floor_keys.len();
+                floor.get(&floor_keys[i]).cloned()
+            })
+        });
+        group.bench_function(BenchmarkId::new("view_handle_value", size), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % lookups.len();
+                let (handle, key) = lookups[i];
+                handle.value(key)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, load, get);
+criterion_main!(benches);

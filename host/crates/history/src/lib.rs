@@ -1,0 +1,83 @@
+//! Potter Config history: every applied change gets a global version and a durable record before
+//! it is acknowledged; the runtime override layer lives beside the records and is updated in the
+//! same transaction.
+//!
+//! ```no_run
+//! use potter_history::{HistoryQuery, HistoryStore, NewChange, Origin, SqliteStore, StoredValue};
+//! use serde_json::json;
+//!
+//! let store = SqliteStore::open_in_state_dir("/var/lib/potter")?;
+//! let seen = store.key_version("prod", "db.pool")?;
+//! let version = store.append(
+//!     NewChange::new("cli:alice", Origin::Cli, "prod")
+//!         .reason("more connections for the sale")
+//!         .change("db.pool", Some(StoredValue::plain(json!(10))), Some(StoredValue::plain(json!(20))))
+//!         .set_override("db.pool", StoredValue::plain(json!(20)))
+//!         .expect_unchanged_since("db.pool", seen),
+//! )?;
+//! assert_eq!(store.overrides("prod")?["db.pool"], StoredValue::plain(json!(20)));
+//! let recent = store.query(&HistoryQuery::new().env("prod").key_prefix("db.").limit(20))?;
+//! assert_eq!(recent[0].version, version);
+//! # Ok::<(), potter_history::HistoryError>(())
+//! ```
+//!
+//! See `docs/HISTORY.md` for the guarantees (durability, ordering, retention, secrets).
+
+mod clock;
+mod error;
+mod model;
+mod prefix;
+mod sqlite;
+
+use std::collections::BTreeMap;
+
+pub use clock::{Clock, SystemClock};
+pub use error::{HistoryError, Result};
+pub use model::{
+    Expectation, HistoryQuery, KeyChange, NewChange, Origin, OverrideOp, Payload, PruneReport,
+    Record, Retention, StoredValue, UnknownOrigin,
+};
+pub use prefix::prefix_upper_bound;
+pub use sqlite::{SqliteOptions, SqliteStore, DEFAULT_FILE_NAME};
+
+/// A durable, append-only history of configuration changes plus the runtime override layer.
+///
+/// Implemented by [`SqliteStore`]; a shared backend (etcd) can implement the same contract:
+/// versions are global and strictly increasing, an append returns only once durable, and the
+/// override set changes atomically with the record that changes it.
+pub trait HistoryStore: Send + Sync {
+    /// Records one change (applying its override operations and checking its expectations) and
+    /// returns its version once durable. A failed expectation gives [`HistoryError::Conflict`]
+    /// and records nothing.
+    fn append(&self, change: NewChange) -> Result<u64>;
+
+    /// Records several changes atomically (all or none), in order; returns their versions.
+    fn append_all(&self, changes: Vec<NewChange>) -> Result<Vec<u64>>;
+
+    /// The record with this version, if any.
+    fn get(&self, version: u64) -> Result<Option<Record>>;
+
+    /// The newest version, 0 for an empty history.
+    fn latest_version(&self) -> Result<u64>;
+
+    /// The latest version that changed `key` in `env`, 0 if it never changed.
+    fn key_version(&self, env: &str, key: &str) -> Result<u64>;
+
+    /// The current runtime overrides of `env` (key -> value; a JSON null value deletes the key).
+    fn overrides(&self, env: &str) -> Result<BTreeMap<String, StoredValue>>;
+
+    /// Records matching the filters, newest first, at most `query.limit`.
+    fn query(&self, query: &HistoryQuery) -> Result<Vec<Record>>;
+
+    /// Every record of `env` after `version`, oldest first, with payloads: undoing them in
+    /// reverse order reconstructs the state as of `version`. Fails with
+    /// [`HistoryError::PayloadPruned`] if some of the needed payloads were pruned.
+    fn changes_after(&self, env: &str, version: u64) -> Result<Vec<Record>>;
+
+    /// Payloads of versions up to this one have been pruned (0 = none).
+    fn pruned_through(&self) -> Result<u64>;
+
+    /// Drops old payloads (values), keeping every audit line (version, who, when, origin, env,
+    /// reason, which keys).
+    fn prune(&self, retention: Retention) -> Result<PruneReport>;
+}

@@ -1,0 +1,44 @@
+//! Potter Config's WebAssembly plugin host.
+//!
+//! Plugins are WebAssembly components implementing the `potter:config` WIT
+//! package (`wit/`). Nothing runs unless its module and manifest are signed
+//! by a trusted ed25519 key; each plugin runs with no capabilities by
+//! default, under memory, time and output limits, and sees only the key
+//! prefixes its signed manifest declares.
+//!
+//! ```no_run
+//! use potter_plugin::{HostOptions, PluginHost, View};
+//! # fn main() -> Result<(), potter_plugin::PluginError> {
+//! let host = PluginHost::new(HostOptions::new("/var/lib/potter", "production"))?;
+//! let config = serde_json::json!({"app": {"debug": true}});
+//! for loaded in host.load_dir("/etc/potter/plugins".as_ref()) {
+//!     let plugin = loaded?;
+//!     let view = View { environment: "production".into(), service: None };
+//!     for issue in plugin.validate(&view, &config, &|_path: &str| false)? {
+//!         println!("{} {}: {}", issue.rule(), issue.path, issue.message);
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod cache;
+mod config_filter;
+mod error;
+mod host;
+mod manifest;
+mod plugin;
+mod sandbox;
+mod signing;
+
+pub use cache::CompiledFrom;
+pub use config_filter::{lookup, restrict};
+pub use error::{PluginError, Refusal};
+pub use host::{default_trust_dir, HostOptions, PluginHost, PluginInfo, PluginStatus, PRODUCTION};
+pub use manifest::{
+    manifest_path, Grants, LimitRequest, Limits, Manifest, PluginKind, MANIFEST_SUFFIX,
+};
+pub use plugin::{LoadedPlugin, PluginIssue, Severity, View};
+pub use signing::{
+    key_id, keygen, sign, signature_path, trust, verify, KeyFiles, Verified, SIGNATURE_SUFFIX,
+};

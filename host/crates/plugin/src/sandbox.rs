@@ -1,0 +1,346 @@
+//! The sandbox: one shared engine with epoch interruption, per-store memory
+//! limits, the host functions of `potter:config/host`, captured stdio, and the
+//! import policy that refuses ungranted capabilities at load time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::error::{describe, PluginError};
+use crate::manifest::Grants;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        world: "validator",
+        path: "../../../wit",
+    });
+}
+
+use bindings::potter::config::host::{Host as HostImports, LogLevel};
+
+/// How often the ticker thread advances the engine's epoch.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Captured stdout/stderr per instance; a guest that writes more gets a closed stream.
+pub(crate) const STDIO_CAPACITY: usize = 64 * 1024;
+/// Host log lines one call may emit through `host.log`; the rest are dropped.
+const LOG_LINES_PER_CALL: u32 = 100;
+/// Longest message `host.log` passes on.
+const LOG_MESSAGE_MAX: usize = 4096;
+
+/// Build the shared engine and start its epoch ticker.
+pub(crate) fn new_engine(max_wasm_stack: usize) -> Result<Engine, PluginError> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(max_wasm_stack);
+    config.parallel_compilation(true);
+    let engine = Engine::new(&config)
+        .map_err(|e| PluginError::Host(format!("cannot create engine: {}", describe(&e))))?;
+    start_epoch_ticker(&engine)?;
+    Ok(engine)
+}
+
+/// One thread per engine advances the epoch; it ends when the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) -> Result<(), PluginError> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("potter-plugin-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => break,
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| PluginError::Host(format!("cannot start the epoch ticker: {e}")))
+}
+
+/// Epoch ticks for a time limit, rounded up, plus one for the tick in progress.
+pub(crate) fn deadline_ticks(timeout_ms: u32) -> u64 {
+    let tick = EPOCH_TICK.as_millis() as u64;
+    u64::from(timeout_ms).div_ceil(tick) + 1
+}
+
+/// The linker every plugin is instantiated with: all of WASI p2 plus
+/// `potter:config/host`. What a plugin may actually use is decided by
+/// [`check_imports`] before instantiation and by the (empty) WASI context.
+pub(crate) fn new_linker(engine: &Engine) -> Result<Linker<CallState>, PluginError> {
+    let mut linker = Linker::new(engine);
+    let fail = |e: wasmtime::Error| {
+        PluginError::Host(format!("cannot build the linker: {}", describe(&e)))
+    };
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(fail)?;
+    bindings::Validator::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
+        .map_err(fail)?;
+    Ok(linker)
+}
+
+/// Refuse a component that imports anything beyond the harmless default set, naming the interfaces.
+/// (Directory grants for sources arrive with source plugins.)
+pub(crate) fn check_imports(
+    engine: &Engine,
+    plugin: &str,
+    component: &Component,
+) -> Result<(), PluginError> {
+    let mut refused: Vec<(String, String)> = component
+        .component_type()
+        .imports(engine)
+        .filter_map(|(name, _)| {
+            import_allowed(name)
+                .err()
+                .map(|why| (name.to_string(), why))
+        })
+        .collect();
+    refused.sort();
+    match refused.first() {
+        None => Ok(()),
+        Some((_, why)) => Err(PluginError::UngrantedImport {
+            plugin: plugin.to_string(),
+            interface: refused
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join("`, `"),
+            why: why.clone(),
+        }),
+    }
+}
+
+fn import_allowed(import: &str) -> Result<(), String> {
+    let interface = import.split('@').next().unwrap_or(import);
+    match interface {
+        "potter:config/host" | "potter:config/types" => Ok(()),
+        // Harmless: streams, clocks, randomness, exit, and stdio that the host
+        // captures (stdin is empty).
+        "wasi:io/error"
+        | "wasi:io/poll"
+        | "wasi:io/streams"
+        | "wasi:clocks/monotonic-clock"
+        | "wasi:clocks/wall-clock"
+        | "wasi:random/random"
+        | "wasi:random/insecure"
+        | "wasi:random/insecure-seed"
+        | "wasi:cli/exit"
+        | "wasi:cli/stdin"
+        | "wasi:cli/stdout"
+        | "wasi:cli/stderr"
+        | "wasi:cli/terminal-input"
+        | "wasi:cli/terminal-output"
+        | "wasi:cli/terminal-stdin"
+        | "wasi:cli/terminal-stdout"
+        | "wasi:cli/terminal-stderr" => Ok(()),
+        // Every Rust std guest imports this (libc start-up), so it cannot be
+        // refused; the environment a plugin sees is empty unless `grants.env`
+        // names variables (see `new_store`).
+        "wasi:cli/environment" => Ok(()),
+        i if i.starts_with("wasi:filesystem/") => Err("validators get no filesystem access".into()),
+        i if i.starts_with("wasi:sockets/") || i.starts_with("wasi:http/") => {
+            Err("network access is never granted to plugins".into())
+        }
+        _ => Err("the host does not provide this interface to plugins".into()),
+    }
+}
+
+/// Caps linear memory; remembers whether the cap was hit so a failure can say so.
+pub(crate) struct MemoryCap {
+    max_bytes: usize,
+    pub(crate) exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Data of one plugin store. Per-call fields are reset before every call.
+pub(crate) struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) memory: MemoryCap,
+    plugin: Arc<str>,
+    pub(crate) environment: String,
+    pub(crate) namespace_json: String,
+    pub(crate) log_lines_left: u32,
+}
+
+/// A store plus the pipes its guest's stdout and stderr write into.
+pub(crate) struct SandboxStore {
+    pub(crate) store: Store<CallState>,
+    pub(crate) stdout: MemoryOutputPipe,
+    pub(crate) stderr: MemoryOutputPipe,
+}
+
+/// A fresh store with no capabilities beyond the granted environment variables.
+pub(crate) fn new_store(
+    engine: &Engine,
+    plugin: Arc<str>,
+    grants: &Grants,
+    memory_mib: u32,
+) -> SandboxStore {
+    let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
+    let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(stdout.clone()).stderr(stderr.clone());
+    wasi.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    for name in &grants.env {
+        if let Ok(value) = std::env::var(name) {
+            wasi.env(name, value);
+        }
+    }
+    let state = CallState {
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        memory: MemoryCap {
+            max_bytes: memory_mib as usize * 1024 * 1024,
+            exceeded: false,
+        },
+        plugin,
+        environment: String::new(),
+        namespace_json: String::new(),
+        log_lines_left: LOG_LINES_PER_CALL,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.memory);
+    SandboxStore {
+        store,
+        stdout,
+        stderr,
+    }
+}
+
+impl CallState {
+    pub(crate) fn begin_call(&mut self, environment: &str, namespace_json: String) {
+        self.environment.clear();
+        self.environment.push_str(environment);
+        self.namespace_json = namespace_json;
+        self.log_lines_left = LOG_LINES_PER_CALL;
+        self.memory.exceeded = false;
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::potter::config::types::Host for CallState {}
+
+impl HostImports for CallState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        if self.log_lines_left == 0 {
+            return;
+        }
+        self.log_lines_left -= 1;
+        let plugin = &*self.plugin;
+        let message = truncate(&message, LOG_MESSAGE_MAX);
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+        if self.log_lines_left == 0 {
+            tracing::warn!(
+                plugin,
+                "log limit of {LOG_LINES_PER_CALL} lines per call reached; further lines dropped"
+            );
+        }
+    }
+
+    fn environment(&mut self) -> String {
+        self.environment.clone()
+    }
+
+    fn namespace_config(&mut self) -> String {
+        self.namespace_json.clone()
+    }
+}
+
+/// Cut `text` to at most `max` bytes on a character boundary.
+pub(crate) fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Forward what the guest wrote to stdout/stderr since `from` to the host log.
+/// Returns the new offset.
+pub(crate) fn forward_output(
+    plugin: &str,
+    stream: &'static str,
+    pipe: &MemoryOutputPipe,
+    from: usize,
+) -> usize {
+    let bytes = pipe.contents();
+    if bytes.len() > from {
+        let text = String::from_utf8_lossy(&bytes[from..]);
+        for line in text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(LOG_LINES_PER_CALL as usize)
+        {
+            tracing::info!(plugin, stream, "{}", truncate(line, LOG_MESSAGE_MAX));
+        }
+    }
+    bytes.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_grants_allow_only_harmless_interfaces() {
+        assert!(import_allowed("wasi:io/streams@0.2.6").is_ok());
+        assert!(import_allowed("potter:config/host@0.1.0").is_ok());
+        assert!(
+            import_allowed("wasi:cli/environment@0.2.6").is_ok(),
+            "empty unless granted"
+        );
+        assert!(import_allowed("wasi:filesystem/preopens@0.2.6").is_err());
+        assert!(import_allowed("wasi:sockets/tcp@0.2.6").is_err());
+        assert!(import_allowed("acme:evil/thing").is_err());
+    }
+
+    #[test]
+    fn deadline_rounds_up_to_whole_ticks() {
+        assert_eq!(deadline_ticks(100), 21);
+        assert_eq!(deadline_ticks(1), 2);
+    }
+}

@@ -1,0 +1,106 @@
+//! Schema `default`s as a layer of rank [`Rank::Defaults`], each value located by a JSON pointer
+//! into its schema so `explain` can say `schema default (global_schema.json#/properties/app/properties/debug)`.
+
+use std::sync::Arc;
+
+use potter_engine::layer::collect_paths;
+use potter_engine::merge::merge_into;
+use potter_engine::{path, Layer, LayerSource, Location, Rank, Scope};
+use rustc_hash::FxHashMap;
+use serde_json::{Map, Value};
+
+use crate::documents::{Node, SchemaDocs};
+use crate::schema_set::{SchemaSet, GLOBAL_SCHEMA};
+use crate::walk::{expand, properties};
+
+/// Deepest default collected.
+const MAX_DEFAULT_DEPTH: usize = 32;
+
+/// Name of the global defaults layer; service layers are `schema-defaults/<service>`.
+pub const DEFAULTS_LAYER: &str = "schema-defaults";
+
+/// The defaults of `global_schema.json` as a layer that applies everywhere (empty without one).
+pub fn defaults_layer(schemas: &SchemaSet) -> Layer {
+    let (data, locations) = match schemas.docs().get(GLOBAL_SCHEMA) {
+        Some(doc) => collect(schemas.docs(), Node::root(doc)),
+        None => (Map::new(), FxHashMap::default()),
+    };
+    Layer::with_locations(DEFAULTS_LAYER, Rank::Defaults, Scope::everywhere(), LayerSource::Defaults(GLOBAL_SCHEMA.to_owned()), data, locations)
+}
+
+/// The global defaults layer plus one per service schema (scoped to that service), skipping empty ones.
+pub fn defaults_layers(schemas: &SchemaSet) -> Vec<Layer> {
+    let mut layers = vec![defaults_layer(schemas)];
+    for service in schemas.service_names() {
+        let rel = SchemaSet::service_schema_file(service);
+        let Some(doc) = schemas.docs().get(rel.as_str()) else { continue };
+        let (data, locations) = collect(schemas.docs(), Node::root(doc));
+        if data.is_empty() {
+            continue;
+        }
+        let scope = Scope { service: Some(Arc::from(service)), ..Scope::everywhere() };
+        layers.push(Layer::with_locations(format!("{DEFAULTS_LAYER}/{service}"), Rank::Defaults, scope, LayerSource::Defaults(rel), data, locations));
+    }
+    layers.retain(|layer| layer.data.as_object().is_some_and(|data| !data.is_empty()));
+    layers
+}
+
+type Locations = FxHashMap<Box<str>, Location>;
+
+fn collect(docs: &SchemaDocs, root: Node<'_>) -> (Map<String, Value>, Locations) {
+    let mut data = Map::new();
+    let mut locations = Locations::default();
+    collect_below(docs, vec![root], "", &mut data, &mut locations, &mut Vec::new());
+    (data, locations)
+}
+
+/// Fills `data` with the defaults of the properties of the schemas `starts`. Nested defaults come
+/// first; an object `default` written on the parent is merged over them (the explicit value wins).
+fn collect_below<'a>(docs: &'a SchemaDocs, starts: Vec<Node<'a>>, prefix: &str, data: &mut Map<String, Value>, locations: &mut Locations, ancestors: &mut Vec<*const Value>) {
+    if ancestors.len() >= MAX_DEFAULT_DEPTH {
+        return;
+    }
+    let applicable = expand(docs, starts);
+    for node in &applicable.nodes {
+        let identity = node.value as *const Value;
+        if ancestors.contains(&identity) {
+            continue; // a recursive schema has no finite defaults below this point
+        }
+        ancestors.push(identity);
+        for (key, child) in properties(node) {
+            let child_path = path::join(prefix, key);
+            let mut nested = Map::new();
+            collect_below(docs, vec![child.clone()], &child_path, &mut nested, locations, ancestors);
+            let declared = expand(docs, vec![child.clone()]).nodes.into_iter().find(|n| n.value.get("default").is_some_and(|d| !d.is_null()));
+            let value = match declared {
+                Some(declaring) => {
+                    let default = declaring.value["default"].clone();
+                    let pointer: Box<str> = declaring.location().into();
+                    locations.insert(child_path.clone().into(), Location::Pointer(pointer.clone()));
+                    collect_paths(&default, &child_path, &mut |p| {
+                        locations.entry(p.into()).or_insert_with(|| Location::Pointer(pointer.clone()));
+                    });
+                    match (default, nested.is_empty()) {
+                        (Value::Object(explicit), false) => {
+                            merge_into(&mut nested, &explicit);
+                            Value::Object(nested)
+                        }
+                        (default, _) => default,
+                    }
+                }
+                None if !nested.is_empty() => {
+                    locations.entry(child_path.clone().into()).or_insert_with(|| Location::Pointer(child.location().into()));
+                    Value::Object(nested)
+                }
+                None => continue,
+            };
+            match (data.get_mut(key.as_str()), value) {
+                (Some(Value::Object(existing)), Value::Object(more)) => merge_into(existing, &more),
+                (_, value) => {
+                    data.insert(key.clone(), value);
+                }
+            }
+        }
+        ancestors.pop();
+    }
+}

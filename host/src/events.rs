@@ -1,0 +1,217 @@
+//! Change events and subscriptions.
+//!
+//! Every applied change is published once, with the snapshots before and after it. Each subscription
+//! watches one view under one key prefix and turns those into the changes of its own keys, so a
+//! subscriber never sees keys outside its prefix. The channel is bounded: a subscriber that falls
+//! behind is told how many changes it missed and handed the current values instead (never a silent gap).
+
+use std::sync::Arc;
+
+use potter_engine::{diff, KeyChange, Snapshot, View, ViewKey};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// What started a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeOrigin {
+    Load,
+    File,
+    Cli,
+    Api,
+    Plugin,
+    Rollback,
+}
+
+/// Who and what caused a change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Cause {
+    pub origin: ChangeOrigin,
+    /// `file-watch`, `cli:<user>`, a token's name, `plugin:<name>`.
+    pub actor: String,
+    pub reason: Option<String>,
+}
+
+impl Cause {
+    pub fn new(origin: ChangeOrigin, actor: impl Into<String>) -> Self {
+        Self { origin, actor: actor.into(), reason: None }
+    }
+}
+
+/// What the bus carries: every applied change and every rejected one.
+#[derive(Debug, Clone)]
+pub(crate) enum Published {
+    Applied { cause: Cause, after: Arc<Snapshot> },
+    Rejected { cause: Cause, diagnostics: Vec<String> },
+}
+
+/// What a subscriber receives.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Keys under the prefix changed (values of secret keys are `<redacted>`).
+    Changed { version: u64, view: String, origin: ChangeOrigin, actor: String, changes: Vec<KeyChange> },
+    /// A change was refused; the previous configuration stays live.
+    Rejected { origin: ChangeOrigin, actor: String, diagnostics: Vec<String> },
+    /// The subscriber fell behind and missed `missed` changes; `current` is the value under the prefix now.
+    Lagged { missed: u64, version: u64, view: String, current: Option<Value> },
+}
+
+/// The publishing side, owned by the host.
+pub(crate) struct EventBus {
+    sender: broadcast::Sender<Published>,
+}
+
+/// Changes a subscriber may fall behind by before it is told it lagged.
+pub const DEFAULT_CAPACITY: usize = 4096;
+
+impl EventBus {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self { sender: broadcast::channel(capacity.max(1)).0 }
+    }
+
+    pub(crate) fn publish(&self, published: Published) {
+        // No receivers is fine: nobody is listening.
+        let _ = self.sender.send(published);
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Published> {
+        self.sender.subscribe()
+    }
+}
+
+/// The text shown instead of a secret value.
+pub const REDACTED: &str = "<redacted>";
+
+/// Replaces the values of secret keys in `changes` (judged in either snapshot's view).
+fn redact_changes(changes: &mut [KeyChange], before: Option<&View>, after: Option<&View>) {
+    for change in changes {
+        let secret = before.is_some_and(|v| v.is_secret(&change.key)) || after.is_some_and(|v| v.is_secret(&change.key));
+        if secret {
+            for value in [&mut change.old, &mut change.new].into_iter().flatten() {
+                *value = Value::String(REDACTED.to_owned());
+            }
+        }
+    }
+}
+
+/// A copy of the subtree at `prefix` with secret leaves redacted.
+pub fn redacted_subtree(view: &View, prefix: &str) -> Option<Value> {
+    let mut value = view.get(prefix)?;
+    fn walk(view: &View, at: &str, value: &mut Value) {
+        if view.is_secret(at) {
+            *value = Value::String(REDACTED.to_owned());
+            return;
+        }
+        if let Value::Object(map) = value {
+            for (key, child) in map.iter_mut() {
+                walk(view, &potter_engine::path::join(at, key), child);
+            }
+        }
+    }
+    walk(view, prefix, &mut value);
+    Some(value)
+}
+
+/// One view's changes under one prefix.
+pub struct Subscription {
+    receiver: broadcast::Receiver<Published>,
+    key: ViewKey,
+    prefix: String,
+    /// The snapshot the subscriber's picture is based on.
+    baseline: Arc<Snapshot>,
+    latest: Box<dyn Fn() -> Arc<Snapshot> + Send + Sync>,
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        receiver: broadcast::Receiver<Published>,
+        key: ViewKey,
+        prefix: &str,
+        baseline: Arc<Snapshot>,
+        latest: Box<dyn Fn() -> Arc<Snapshot> + Send + Sync>,
+    ) -> Self {
+        Self { receiver, key, prefix: prefix.to_owned(), baseline, latest }
+    }
+
+    /// Turns one published item into this subscriber's event, if it concerns it.
+    fn translate(&mut self, published: Published) -> Option<Event> {
+        match published {
+            Published::Rejected { cause, diagnostics } => Some(Event::Rejected { origin: cause.origin, actor: cause.actor, diagnostics }),
+            Published::Applied { cause, after } => {
+                if after.version() <= self.baseline.version() {
+                    return None; // already covered by a lag catch-up
+                }
+                let before_view = self.baseline.view(&self.key).ok().cloned();
+                let after_view = after.view(&self.key).ok().cloned();
+                self.baseline = after.clone();
+                let old = before_view.as_ref().and_then(|v| v.get_ref(&self.prefix));
+                let new = after_view.as_ref().and_then(|v| v.get_ref(&self.prefix));
+                let mut changes = diff(&self.prefix, old, new);
+                if changes.is_empty() {
+                    return None;
+                }
+                redact_changes(&mut changes, before_view.as_deref(), after_view.as_deref());
+                Some(Event::Changed { version: after.version(), view: self.key.to_string(), origin: cause.origin, actor: cause.actor, changes })
+            }
+        }
+    }
+
+    fn lagged(&mut self, missed: u64) -> Event {
+        self.baseline = (self.latest)();
+        let current = self.baseline.view(&self.key).ok().and_then(|view| redacted_subtree(view, &self.prefix));
+        Event::Lagged { missed, version: self.baseline.version(), view: self.key.to_string(), current }
+    }
+
+    /// The next event for this subscription; `None` once the host is gone.
+    pub async fn recv(&mut self) -> Option<Event> {
+        loop {
+            match self.receiver.recv().await {
+                Ok(published) => {
+                    if let Some(event) = self.translate(published) {
+                        return Some(event);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => return Some(self.lagged(missed)),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The blocking form of [`Subscription::recv`], for code that is not async.
+    pub fn recv_blocking(&mut self) -> Option<Event> {
+        loop {
+            match self.receiver.blocking_recv() {
+                Ok(published) => {
+                    if let Some(event) = self.translate(published) {
+                        return Some(event);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => return Some(self.lagged(missed)),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next event if one is ready, without waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        loop {
+            match self.receiver.try_recv() {
+                Ok(published) => {
+                    if let Some(event) = self.translate(published) {
+                        return Some(event);
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => return Some(self.lagged(missed)),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The subscription as an async stream of events.
+    pub fn into_stream(self) -> impl futures_core::Stream<Item = Event> + Send {
+        futures_util::stream::unfold(self, |mut subscription| async move {
+            subscription.recv().await.map(|event| (event, subscription))
+        })
+    }
+}

@@ -1,0 +1,359 @@
+//! Secrets in the running configuration: decrypting layers as they load, deciding which paths are
+//! secret, and (in [`redact`]) hiding them at every exit.
+//!
+//! A ciphertext (`enc:v1:…`, see `potter-secrets`) may only sit in a layer scoped to one
+//! environment (`environments/<env>.*`, that environment's runtime overrides): it is decrypted
+//! with that environment's keyring and replaced by its plaintext in the layer's data (process
+//! memory only), and its path goes into `Layer::secrets`. Anything else is refused with an error
+//! naming file:line:col: a ciphertext elsewhere, a value that does not decrypt, a plain value at
+//! a secret path. The load then fails and the previous snapshot stays live.
+
+mod document;
+mod paths;
+mod redact;
+mod rotate;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use potter_engine::{Layer, LayerSource, Location};
+use potter_secrets::{decrypt, env_var_name, is_ciphertext, Keyring, SecretError, SecretString};
+use serde_json::{Map, Value};
+
+use crate::cli::exit;
+use crate::runtime::Options;
+
+pub use document::{write_atomically, EditableDocument};
+pub use paths::{secret_path_matcher, SecretPathMatcher, SECRET_PATHS_KEY};
+pub use redact::{holds_secret, redact, redact_in_place, safe_type_message, secret_paths, REDACTED};
+pub use rotate::{encrypt_value, environment_file, rotate, set_secret, EnvironmentFile, RotationReport, SetReport};
+
+/// Why secrets could not be loaded, written or rotated. No variant ever holds a plaintext.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// The load was rejected: one entry per offending path.
+    #[error("{}", render_problems(.0))]
+    Rejected(Vec<SecretProblem>),
+    /// A keyring could not be created, read or saved.
+    #[error(transparent)]
+    Keyring(SecretError),
+    /// The command was used wrongly (empty value, bad key path, key under a non-object...).
+    #[error("{0}")]
+    Usage(String),
+    /// A file of the tree could not be edited (parse error, unsupported layout).
+    #[error("{file}: {reason}")]
+    Document { file: String, reason: String },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl SecretsError {
+    /// The CLI exit code: 4 refused (keyring permissions, keyring exists), 2 usage, 1 no keyring,
+    /// 3 everything invalid.
+    pub fn exit_code(&self) -> u8 {
+        fn keyring_code(error: &SecretError) -> u8 {
+            match error {
+                SecretError::KeyringPermissions { .. } | SecretError::KeyringExists { .. } => exit::REFUSED,
+                SecretError::KeyringMissing { .. } => exit::NOT_FOUND,
+                SecretError::InvalidEnvName { .. } => exit::USAGE,
+                _ => exit::INVALID,
+            }
+        }
+        match self {
+            SecretsError::Keyring(error) => keyring_code(error),
+            SecretsError::Usage(_) => exit::USAGE,
+            SecretsError::Rejected(problems) => {
+                let refused = problems.iter().any(|p| matches!(p, SecretProblem::Keyring { source, .. } if keyring_code(source) == exit::REFUSED));
+                if refused {
+                    exit::REFUSED
+                } else {
+                    exit::INVALID
+                }
+            }
+            SecretsError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => exit::REFUSED,
+            _ => exit::INVALID,
+        }
+    }
+}
+
+fn render_problems(problems: &[SecretProblem]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => {
+            let mut text = format!("{} problems with secrets:", many.len());
+            for problem in many {
+                text.push_str("\n  ");
+                text.push_str(&problem.to_string());
+            }
+            text
+        }
+    }
+}
+
+/// One refused secret, naming where (`file:line:col`, a variable, a layer) and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretProblem {
+    /// The ciphertext is malformed, truncated, of an unknown version, made with another key, for
+    /// another path or environment, or altered (the source says which).
+    #[error("{at}: {source}")]
+    Undecryptable { at: String, source: SecretError },
+    /// The environment's keyring is missing, unreadable or refused.
+    #[error("{at}: cannot decrypt the secret at `{path}`: {source}")]
+    Keyring { at: String, path: String, source: SecretError },
+    #[error(
+        "{at}: `{path}` holds a ciphertext, but the layer `{layer}` is not scoped to one environment; a ciphertext \
+         is bound to one environment, so put it in environments/<env>.* (`potter-config secrets set {path} --env <env>`)"
+    )]
+    OutsideEnvironment { at: String, path: String, layer: String },
+    #[error("{at}: `{path}` holds a ciphertext {reason}; secrets must be values of objects whose keys contain no `.`")]
+    Unaddressable { at: String, path: String, reason: &'static str },
+    #[error(
+        "{at}: `{path}` is a secret path but holds a plain value; store it encrypted with \
+         `potter-config secrets set {path} --env {env}` (the value is read from stdin){advice}"
+    )]
+    Plaintext { at: String, path: String, env: String, advice: &'static str },
+    #[error("{at}: `{SECRET_PATHS_KEY}` {reason}")]
+    BadSecretPaths { at: String, reason: String },
+}
+
+/// The keyrings one load uses, resolved once per environment.
+///
+/// Resolved *before* the files are read: a rotation adds the new key to the keyring before any
+/// file names it and retires the old one only after no file does, so a keyring read first always
+/// fits files read later — except a file already re-encrypted with a key added after the keyring
+/// was read, which is why an unknown key id triggers one fresh read of the keyring.
+pub struct Keyrings<'a> {
+    options: &'a Options,
+    rings: BTreeMap<String, Result<Keyring, SecretError>>,
+}
+
+impl<'a> Keyrings<'a> {
+    /// Resolves the keyring of every listed environment now (a missing keyring is only an error
+    /// if that environment turns out to hold ciphertexts).
+    pub fn resolve_all<S: AsRef<str>>(options: &'a Options, environments: impl IntoIterator<Item = S>) -> Self {
+        let mut keyrings = Self { options, rings: BTreeMap::new() };
+        for env in environments {
+            keyrings.refresh(env.as_ref());
+        }
+        keyrings
+    }
+
+    fn get(&mut self, env: &str) -> &Result<Keyring, SecretError> {
+        if !self.rings.contains_key(env) {
+            self.refresh(env);
+        }
+        &self.rings[env]
+    }
+
+    /// The error resolving `env`'s keyring gave (owned; the next use resolves it again).
+    fn take_error(&mut self, env: &str) -> SecretError {
+        match self.rings.remove(env) {
+            Some(Err(error)) => error,
+            _ => resolve_keyring(self.options, env).err().unwrap_or(SecretError::InvalidEnvName { env: env.to_owned() }),
+        }
+    }
+
+    fn refresh(&mut self, env: &str) {
+        self.rings.insert(env.to_owned(), resolve_keyring(self.options, env));
+    }
+}
+
+/// The keyring of `env`: `POTTER_SECRET_KEY_<ENV>` (from `options.env_vars` when given, else the
+/// process environment), else `<state>/keyrings/<env>.json`.
+pub fn resolve_keyring(options: &Options, env: &str) -> Result<Keyring, SecretError> {
+    match &options.env_vars {
+        Some(vars) => {
+            let name = env_var_name(env)?;
+            let value = vars.iter().find(|(key, _)| *key == name).map(|(_, value)| value.as_str());
+            Keyring::resolve_with(&options.state_dir, env, value)
+        }
+        None => Keyring::resolve(&options.state_dir, env),
+    }
+}
+
+/// Where a value of a layer was written, for messages: `file:line:col`, a variable, a layer.
+pub fn describe_at(layer: &Layer, dotted: &str) -> String {
+    match (layer.locations.get(dotted), &layer.source) {
+        (Some(Location::Text { line, column }), source) => format!("{source}:{line}:{column}"),
+        (Some(Location::EnvVar(name)), _) => format!("environment variable {name}"),
+        (Some(Location::Version(version)), _) => format!("{} (version {version})", layer.name),
+        (_, LayerSource::File(file)) => file.to_string(),
+        _ => layer.name.clone(),
+    }
+}
+
+/// A ciphertext found in a layer.
+struct Found {
+    dotted: String,
+    segments: Vec<String>,
+}
+
+/// Decrypts every ciphertext of `layers` in place, marks secret paths, and refuses ciphertexts
+/// outside environment layers and plain values at secret paths. `extra_patterns` are secret
+/// paths from elsewhere (the schema's `"secret": true`), added to `secrets.paths`.
+pub fn decrypt_layers(keyrings: &mut Keyrings<'_>, layers: &mut [Arc<Layer>], extra_patterns: &[String]) -> Result<(), SecretsError> {
+    let mut problems = Vec::new();
+    let matcher = secret_path_matcher(layers, extra_patterns).unwrap_or_else(|mut found| {
+        problems.append(&mut found);
+        SecretPathMatcher::default()
+    });
+
+    // Pass 1: find ciphertexts; every path that holds one anywhere is a secret path everywhere.
+    let mut found_per_layer: Vec<Vec<Found>> = Vec::with_capacity(layers.len());
+    let mut cipher_paths: BTreeSet<String> = BTreeSet::new();
+    for layer in layers.iter() {
+        let mut found = Vec::new();
+        if let Value::Object(map) = &layer.data {
+            find_ciphertexts(layer, map, &mut Vec::new(), &mut found, &mut problems);
+        }
+        cipher_paths.extend(found.iter().map(|f| f.dotted.clone()));
+        found_per_layer.push(found);
+    }
+
+    // Pass 2: plain values at secret paths.
+    if !matcher.is_empty() || !cipher_paths.is_empty() {
+        for layer in layers.iter() {
+            if let Value::Object(map) = &layer.data {
+                find_plaintexts(layer, map, "", &matcher, &cipher_paths, &mut problems);
+            }
+        }
+    }
+
+    // Pass 3: decrypt, layer by layer.
+    for (layer, found) in layers.iter_mut().zip(found_per_layer) {
+        if found.is_empty() {
+            continue;
+        }
+        let Some(env) = layer.scope.environment.clone() else {
+            for f in found {
+                problems.push(SecretProblem::OutsideEnvironment { at: describe_at(layer, &f.dotted), path: f.dotted, layer: layer.name.clone() });
+            }
+            continue;
+        };
+        let mut plaintexts: Vec<(Found, SecretString)> = Vec::with_capacity(found.len());
+        for f in found {
+            let ciphertext = match layer.value_at_segments(&f.segments) {
+                Some(Value::String(text)) => text.clone(),
+                _ => continue,
+            };
+            match decrypt_one(keyrings, &env, &f.segments, &ciphertext) {
+                Ok(plain) => plaintexts.push((f, plain)),
+                Err(DecryptFailure::Keyring(source)) => {
+                    problems.push(SecretProblem::Keyring { at: describe_at(layer, &f.dotted), path: f.dotted, source })
+                }
+                Err(DecryptFailure::Value(source)) => problems.push(SecretProblem::Undecryptable { at: describe_at(layer, &f.dotted), source }),
+            }
+        }
+        if !problems.is_empty() {
+            continue; // the load fails anyway: do not copy layers for nothing
+        }
+        let layer = Arc::make_mut(layer);
+        for (f, plain) in plaintexts {
+            set_at(&mut layer.data, &f.segments, Value::String(plain.expose().to_owned()));
+            layer.secrets.insert(f.dotted.into_boxed_str());
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(SecretsError::Rejected(problems))
+    }
+}
+
+enum DecryptFailure {
+    Keyring(SecretError),
+    Value(SecretError),
+}
+
+fn decrypt_one(keyrings: &mut Keyrings<'_>, env: &str, segments: &[String], ciphertext: &str) -> Result<SecretString, DecryptFailure> {
+    let attempt = |keyrings: &mut Keyrings<'_>| match keyrings.get(env) {
+        Ok(keyring) => decrypt(keyring, env, segments, ciphertext).map_err(DecryptFailure::Value),
+        Err(_) => Err(DecryptFailure::Keyring(keyrings.take_error(env))),
+    };
+    match attempt(keyrings) {
+        // The keyring may have gained a key (a rotation) since it was read: read it once more.
+        Err(DecryptFailure::Value(SecretError::UnknownKeyId { .. })) => {
+            keyrings.refresh(env);
+            attempt(keyrings)
+        }
+        other => other,
+    }
+}
+
+fn find_ciphertexts(layer: &Layer, map: &Map<String, Value>, segments: &mut Vec<String>, found: &mut Vec<Found>, problems: &mut Vec<SecretProblem>) {
+    for (key, value) in map {
+        segments.push(key.clone());
+        match value {
+            Value::String(text) if is_ciphertext(text) => {
+                let dotted = segments.join(".");
+                if segments.iter().any(|s| s.is_empty() || s.contains('.')) {
+                    problems.push(SecretProblem::Unaddressable { at: describe_at(layer, &dotted), path: dotted, reason: "under a key that is empty or contains `.`" });
+                } else {
+                    found.push(Found { dotted, segments: segments.clone() });
+                }
+            }
+            Value::Object(child) => find_ciphertexts(layer, child, segments, found, problems),
+            Value::Array(items) if array_holds_ciphertext(items) => {
+                let dotted = segments.join(".");
+                problems.push(SecretProblem::Unaddressable { at: describe_at(layer, &dotted), path: dotted, reason: "inside an array" });
+            }
+            _ => {}
+        }
+        segments.pop();
+    }
+}
+
+fn array_holds_ciphertext(items: &[Value]) -> bool {
+    items.iter().any(|item| match item {
+        Value::String(text) => is_ciphertext(text),
+        Value::Array(inner) => array_holds_ciphertext(inner),
+        Value::Object(map) => array_holds_ciphertext(&map.values().cloned().collect::<Vec<_>>()),
+        _ => false,
+    })
+}
+
+fn find_plaintexts(layer: &Layer, map: &Map<String, Value>, prefix: &str, matcher: &SecretPathMatcher, cipher_paths: &BTreeSet<String>, problems: &mut Vec<SecretProblem>) {
+    for (key, value) in map {
+        let dotted = potter_engine::path::join(prefix, key);
+        let is_cipher = matches!(value, Value::String(text) if is_ciphertext(text));
+        if !is_cipher && !value.is_null() && (matcher.matches(&dotted) || cipher_paths.contains(&dotted)) {
+            let (env, advice) = match &layer.scope.environment {
+                Some(env) => (env.to_string(), ""),
+                None => ("<env>".to_owned(), ", then remove it here (a secret belongs in environments/<env>.*)"),
+            };
+            problems.push(SecretProblem::Plaintext { at: describe_at(layer, &dotted), path: dotted, env, advice });
+            continue;
+        }
+        if let Value::Object(child) = value {
+            find_plaintexts(layer, child, &dotted, matcher, cipher_paths, problems);
+        }
+    }
+}
+
+/// Replaces the value at `segments` (which must exist) in a layer's data.
+fn set_at(data: &mut Value, segments: &[String], value: Value) {
+    let mut node = data;
+    for segment in segments {
+        match node.as_object_mut().and_then(|map| map.get_mut(segment)) {
+            Some(child) => node = child,
+            None => return,
+        }
+    }
+    *node = value;
+}
+
+/// Reading a layer by segments (keys may not be split by `.` when they contain one).
+trait ValueAtSegments {
+    fn value_at_segments(&self, segments: &[String]) -> Option<&Value>;
+}
+
+impl ValueAtSegments for Layer {
+    fn value_at_segments(&self, segments: &[String]) -> Option<&Value> {
+        let mut node = &self.data;
+        for segment in segments {
+            node = node.as_object()?.get(segment)?;
+        }
+        Some(node)
+    }
+}

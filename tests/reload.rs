@@ -1,0 +1,301 @@
+//! Hot reload over real files and a real inotify watcher: every save style, bursts, rejection and
+//! recovery, subscriptions, and the `watch` command.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::Tree;
+use potter_config::events::{Event, Subscription};
+use potter_config::watch::{FsWatcher, WatchOptions};
+use potter_config::{ConfigHost, Options};
+use potter_engine::ViewKey;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn open(root: &Path) -> ConfigHost {
+    let mut options = Options::new(root);
+    options.env_vars = Some(Vec::new());
+    ConfigHost::open(options).unwrap()
+}
+
+fn production() -> ViewKey {
+    ViewKey::environment("production")
+}
+
+/// The next event, or None if nothing arrives in time.
+fn next(subscription: &mut Subscription, within: Duration) -> Option<Event> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    runtime.block_on(async { tokio::time::timeout(within, subscription.recv()).await.ok().flatten() })
+}
+
+fn watching(host: &ConfigHost) -> FsWatcher {
+    host.watch(WatchOptions::default()).unwrap()
+}
+
+fn expect_change(subscription: &mut Subscription, key: &str, new: Value) -> u64 {
+    match next(subscription, WAIT) {
+        Some(Event::Changed { version, changes, actor, .. }) => {
+            assert_eq!(actor, "file-watch");
+            let change = changes.iter().find(|c| c.key == key).unwrap_or_else(|| panic!("{key} not in {changes:?}"));
+            assert_eq!(change.new, Some(new));
+            version
+        }
+        other => panic!("expected a change of {key}, got {other:?}"),
+    }
+}
+
+fn write_atomically(path: &Path, text: &str) {
+    let temp = path.with_extension("tmp~");
+    fs::write(&temp, text).unwrap();
+    fs::rename(&temp, path).unwrap();
+}
+
+#[test]
+fn every_save_style_is_picked_up() {
+    let tree = Tree::minimal();
+    let host = open(&tree.root());
+    let mut subscription = host.subscribe(&production(), "api").unwrap();
+    let _watcher = watching(&host);
+    let file = tree.root().join("environments/production.json");
+
+    fs::write(&file, r#"{"api": {"timeout": 1}}"#).unwrap(); // in-place write
+    expect_change(&mut subscription, "api.timeout", json!(1));
+
+    write_atomically(&file, r#"{"api": {"timeout": 2}}"#); // temp file + rename
+    expect_change(&mut subscription, "api.timeout", json!(2));
+
+    fs::remove_file(&file).unwrap(); // delete, then create
+    fs::write(&file, r#"{"api": {"timeout": 3}}"#).unwrap();
+    // Deleting drops the environment for a moment; what counts is that the new content arrives.
+    let mut seen = None;
+    while let Some(event) = next(&mut subscription, WAIT) {
+        if let Event::Changed { changes, .. } = &event {
+            if changes.iter().any(|c| c.key == "api.timeout" && c.new == Some(json!(3))) {
+                seen = Some(event);
+                break;
+            }
+        }
+    }
+    assert!(seen.is_some(), "delete + create was not picked up");
+    assert_eq!(host.view("production", None, None).unwrap().get::<u32>("api.timeout").unwrap(), 3);
+}
+
+#[test]
+fn many_files_changed_at_once_become_one_reload() {
+    let tree = Tree::minimal();
+    let host = open(&tree.root());
+    let mut subscription = host.subscribe(&production(), "").unwrap();
+    let _watcher = host.watch(WatchOptions { debounce: Duration::from_millis(100), ..WatchOptions::default() }).unwrap();
+    let before = host.snapshot().version();
+    // Like `git checkout`: several files rewritten in a burst.
+    tree.write("global.json", r#"{"api": {"timeout": 30, "rate_limit": 100}, "a": 1}"#);
+    tree.write("environments/production.json", r#"{"b": 2}"#);
+    tree.write("services/web.json", r#"{"c": 3}"#);
+    tree.write("users/ann.json", r#"{"d": 4}"#);
+    match next(&mut subscription, WAIT) {
+        Some(Event::Changed { version, changes, .. }) => {
+            assert_eq!(version, before + 1, "one reload for the burst");
+            let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+            assert_eq!(keys, ["a", "b"]);
+        }
+        other => panic!("expected one change, got {other:?}"),
+    }
+    assert!(next(&mut subscription, Duration::from_millis(400)).is_none(), "a burst must not cause a second reload");
+    assert_eq!(host.snapshot().version(), before + 1);
+    assert!(host.view("production", Some("web"), Some("ann")).is_ok(), "new service and user files joined the tree");
+}
+
+#[test]
+fn a_configmap_symlink_swap_is_picked_up() {
+    // Kubernetes mounts: root/global.json -> ..data/global.json, ..data -> ..<timestamp>/
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("config");
+    fs::create_dir_all(&root).unwrap();
+    let write_version = |name: &str, timeout: u32| {
+        let version_dir = root.join(name);
+        fs::create_dir_all(version_dir.join("environments")).unwrap();
+        fs::write(version_dir.join("global.json"), format!(r#"{{"api": {{"timeout": {timeout}}}}}"#)).unwrap();
+        fs::write(version_dir.join("environments/production.json"), "{}").unwrap();
+    };
+    write_version("..2026_11_27_10_00_00.123", 30);
+    symlink("..2026_11_27_10_00_00.123", root.join("..data")).unwrap();
+    symlink("..data/global.json", root.join("global.json")).unwrap();
+    symlink("..data/environments", root.join("environments")).unwrap();
+    let host = open(&root);
+    let mut subscription = host.subscribe(&production(), "api").unwrap();
+    let _watcher = watching(&host);
+
+    write_version("..2026_11_27_10_05_00.456", 45);
+    symlink("..2026_11_27_10_05_00.456", root.join("..data_tmp")).unwrap();
+    fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    expect_change(&mut subscription, "api.timeout", json!(45));
+}
+
+#[test]
+fn a_config_root_that_is_a_symlink_is_watched_through_it() {
+    let tree = Tree::minimal();
+    let link_dir = tempfile::tempdir().unwrap();
+    let link = link_dir.path().join("current");
+    symlink(tree.root(), &link).unwrap();
+    let host = open(&link);
+    let mut subscription = host.subscribe(&production(), "api").unwrap();
+    let _watcher = watching(&host);
+    tree.write("global.json", r#"{"api": {"timeout": 31, "rate_limit": 100}}"#);
+    expect_change(&mut subscription, "api.timeout", json!(31));
+}
+
+#[test]
+fn a_bad_save_is_rejected_and_the_next_good_save_applies() {
+    let tree = Tree::minimal();
+    let host = open(&tree.root());
+    let view = host.view("production", None, None).unwrap();
+    let mut subscription = host.subscribe(&production(), "api").unwrap();
+    let _watcher = watching(&host);
+
+    tree.write("environments/production.json", "{\n  \"api\": {\"timeout\": 5,,}\n}\n");
+    match next(&mut subscription, WAIT) {
+        Some(Event::Rejected { diagnostics, actor, .. }) => {
+            assert_eq!(actor, "file-watch");
+            assert!(diagnostics.iter().any(|d| d.contains("environments/production.json:2:")), "{diagnostics:?}");
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(view.get::<u32>("api.timeout").unwrap(), 30, "the bad save never went live");
+
+    tree.write("environments/production.json", r#"{"api": {"timeout": 6}}"#);
+    expect_change(&mut subscription, "api.timeout", json!(6));
+    assert_eq!(view.get::<u32>("api.timeout").unwrap(), 6);
+}
+
+#[test]
+fn subscribers_get_only_their_prefix() {
+    let tree = Tree::minimal();
+    let host = open(&tree.root());
+    let mut api = host.subscribe(&production(), "api.timeout").unwrap();
+    let mut logging = host.subscribe(&production(), "logging").unwrap();
+    host.set("production", "logging.level", json!("DEBUG")).unwrap();
+    host.set("production", "api.rate_limit", json!(5)).unwrap();
+    host.set("production", "api.timeout", json!(9)).unwrap();
+    match next(&mut api, WAIT) {
+        Some(Event::Changed { changes, .. }) => assert_eq!(changes.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), ["api.timeout"]),
+        other => panic!("{other:?}"),
+    }
+    match next(&mut logging, WAIT) {
+        Some(Event::Changed { changes, .. }) => assert_eq!(changes[0].key, "logging.level"),
+        other => panic!("{other:?}"),
+    }
+    assert!(next(&mut api, Duration::from_millis(100)).is_none());
+    assert!(next(&mut logging, Duration::from_millis(100)).is_none());
+}
+
+#[test]
+fn a_thousand_rapid_changes_arrive_complete_and_in_order() {
+    let tree = Tree::minimal();
+    let host = open(&tree.root());
+    let mut subscription = host.subscribe(&production(), "counter").unwrap();
+    let writer = {
+        let host = host.clone();
+        std::thread::spawn(move || {
+            for i in 1..=1000 {
+                host.set("production", "counter", json!(i)).unwrap();
+            }
+        })
+    };
+    let mut last_version = 0;
+    for expected in 1..=1000 {
+        match next(&mut subscription, WAIT) {
+            Some(Event::Changed { version, changes, .. }) => {
+                assert!(version > last_version, "events out of order");
+                last_version = version;
+                assert_eq!(changes[0].new, Some(json!(expected)), "an event was lost");
+            }
+            other => panic!("change {expected}: {other:?}"),
+        }
+    }
+    writer.join().unwrap();
+}
+
+#[test]
+fn a_subscriber_that_falls_behind_is_told_and_caught_up() {
+    let tree = Tree::minimal();
+    let host = open(&tree.root());
+    let mut subscription = host.subscribe(&production(), "counter").unwrap();
+    for i in 1..=5000 {
+        host.set("production", "counter", json!(i)).unwrap();
+    }
+    match next(&mut subscription, WAIT) {
+        Some(Event::Lagged { missed, current, .. }) => {
+            assert!(missed > 0);
+            assert_eq!(current, Some(json!(5000)), "handed the latest value");
+        }
+        other => panic!("expected a lag notice, got {other:?}"),
+    }
+    // Nothing stale follows the catch-up.
+    while let Some(event) = next(&mut subscription, Duration::from_millis(50)) {
+        panic!("stale event after catch-up: {event:?}");
+    }
+}
+
+#[test]
+fn polling_works_where_events_do_not() {
+    let tree = Tree::minimal();
+    let host = open(&tree.root());
+    let mut subscription = host.subscribe(&production(), "api").unwrap();
+    let _watcher = host.watch(WatchOptions { poll_interval: Some(Duration::from_millis(50)), ..WatchOptions::default() }).unwrap();
+    tree.write("environments/production.json", r#"{"api": {"timeout": 77}}"#);
+    expect_change(&mut subscription, "api.timeout", json!(77));
+}
+
+#[test]
+fn unchanged_files_are_not_parsed_again() {
+    let tree = Tree::minimal();
+    let host = open(&tree.root());
+    let before = host.snapshot();
+    let after = host.reload().unwrap();
+    assert_eq!(after.version(), before.version(), "a reload that changes nothing is not a new version");
+    tree.write("environments/production.json", r#"{"x": 1}"#);
+    let after = host.reload().unwrap();
+    let same = |name: &str| {
+        let find = |s: &potter_engine::Snapshot| s.layers().iter().find(|l| l.name == name).unwrap().clone();
+        std::sync::Arc::ptr_eq(&find(&before), &find(&after))
+    };
+    assert!(same("global"), "global.json was parsed again");
+    assert!(!same("environments/production"));
+}
+
+#[test]
+fn the_watch_command_prints_changes_and_rejections() {
+    let tree = Tree::minimal();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_potter-config"))
+        .args(["--root", tree.root().to_str().unwrap(), "--env", "production", "--format", "json", "watch", "api"])
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut banner = String::new();
+    stderr.read_line(&mut banner).unwrap();
+    assert!(banner.contains("watching"), "{banner}");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+
+    tree.write("environments/production.json", r#"{"api": {"timeout": 8}}"#);
+    let changed: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(changed["event"], "changed");
+    assert_eq!(changed["changes"][0]["key"], "api.timeout");
+    assert_eq!(changed["changes"][0]["new"], 8);
+
+    tree.write("environments/production.json", "{oops");
+    let rejected: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(rejected["event"], "rejected");
+    assert!(rejected["diagnostics"][0].as_str().unwrap().contains("environments/production.json:1:"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
