@@ -372,6 +372,29 @@ fn a_runtime_override_with_a_ciphertext_is_decrypted_for_its_environment() {
     assert!(host.set("production", "db.password", Value::String("plain".into())).is_err(), "plaintext over a secret path");
 }
 
+/// Runs the binary like [`run`], but kills it after `limit` (for commands that run until
+/// interrupted, such as `watch`); the output is whatever it printed until then.
+fn run_for(tree: &Tree, args: &[&str], env: &[(&str, &str)], limit: std::time::Duration, meanwhile: impl FnOnce()) -> Output {
+    use std::process::{Command, Stdio};
+    let root = tree.root();
+    let state = tree.state();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_potter-config"));
+    command.args(["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap()]).args(args);
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(env.iter().copied());
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("the potter-config binary runs");
+    let started = std::time::Instant::now();
+    meanwhile();
+    while started.elapsed() < limit {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
+}
+
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = fs::read_dir(dir) else { return };
@@ -441,12 +464,31 @@ fn canary_the_plaintext_appears_in_no_output_file_or_temp_file() {
     let help = stdout(&run(&tree, &["--help"], None, &[]));
     let listed = listed_commands(&help);
     assert!(listed.iter().any(|c| c == "secrets"), "{help}");
-    // Commands added after this test was written still run here, with and without the key.
+    // Commands added after the list above (e.g. `watch`) run too, with and without the key, and
+    // are stopped after a while if they run until interrupted.
     let extra: Vec<String> = listed.iter().filter(|c| !covered.contains(&c.as_str())).cloned().collect();
     for name in &extra {
-        commands.push(vec![name.as_str()]);
-        commands.push(vec![name.as_str(), key]);
-        commands.push(vec![name.as_str(), "--help"]);
+        for rest in [&[][..], &[key][..], &["llm_providers"][..], &["--help"][..]] {
+            for format in ["text", "json"] {
+                let args: Vec<&str> = [&["--env", "development", "--format", format, name.as_str()][..], rest].concat();
+                record(format!("{args:?}"), run_for(&tree, &args, &noisy, std::time::Duration::from_secs(2), || ()));
+            }
+        }
+    }
+    // `watch` while the secret changes: the change event must be redacted too.
+    if listed.iter().any(|c| c == "watch") {
+        for format in ["text", "json"] {
+            let output = run_for(&tree, &["--env", "development", "--format", format, "watch"], &noisy, std::time::Duration::from_secs(4), || {
+                std::thread::sleep(std::time::Duration::from_millis(1500));
+                let changed = run(&tree, &["--env", "development", "secrets", "set", key], Some(&format!("{PLAINTEXT}-v2")), &noisy);
+                assert!(changed.status.success(), "{}", stderr(&changed));
+                let rotated = run(&tree, &["--env", "development", "secrets", "rotate"], None, &noisy);
+                assert!(rotated.status.success(), "{}", stderr(&rotated));
+            });
+            record(format!("watch {format}"), output);
+            let restored = run(&tree, &["--env", "development", "secrets", "set", key], Some(PLAINTEXT), &noisy);
+            assert!(restored.status.success());
+        }
     }
     for env in ["development", "production"] {
         for view in [&[][..], &["--service", "api"][..], &["--user", "alice"][..]] {

@@ -29,13 +29,42 @@ pub enum Error {
     NotFound(String),
     #[error("key `{path}`: {message}")]
     Type { path: String, message: String },
+    /// Validation found errors: the change was not applied.
+    #[error("{}", describe_report(.0))]
+    Invalid(potter_validate::Report),
+    #[error(transparent)]
+    Schema(potter_validate::SchemaError),
     /// Secrets: a ciphertext that does not decrypt (naming file:line:col, environment and key
     /// path), a keyring problem, a refused plaintext. Never holds plaintext.
     #[error(transparent)]
     Secret(#[from] crate::secrets::SecretsError),
+    /// The history store refused or failed: a compare-and-set conflict, a locked, full or
+    /// corrupt database (named). The change was not applied.
+    #[error(transparent)]
+    History(#[from] potter_history::HistoryError),
+    /// A plugin of the plugins folder could not be loaded (names the plugin); refusals (unsigned,
+    /// tampered, untrusted key, ungranted import) exit with 4.
+    #[error(transparent)]
+    Plugin(#[from] potter_plugin::PluginError),
+    /// `--allow-unsigned` where production configuration is served.
+    #[error("--allow-unsigned is refused: {reason}")]
+    UnsignedRefused { reason: String },
+}
+
+fn describe_report(report: &potter_validate::Report) -> String {
+    let errors: Vec<String> = report.issues().filter(|i| i.severity == potter_engine::Severity::Error).map(ToString::to_string).collect();
+    format!("invalid configuration ({} error{}):\n  {}", errors.len(), if errors.len() == 1 { "" } else { "s" }, errors.join("\n  "))
 }
 
 impl Error {
+    /// One line per problem, for change events and logs.
+    pub fn diagnostics(&self) -> Vec<String> {
+        match self {
+            Error::Invalid(report) => report.issues().filter(|i| i.severity == potter_engine::Severity::Error).map(ToString::to_string).collect(),
+            other => vec![other.to_string()],
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }

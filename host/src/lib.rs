@@ -12,6 +12,8 @@
 pub mod cli;
 pub mod error;
 pub mod events;
+pub mod history;
+pub mod plugins;
 pub mod watch;
 pub mod output;
 pub mod runtime;

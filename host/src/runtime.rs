@@ -14,6 +14,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
+use potter_engine::Severity;
+use potter_validate::{defaults_layers, Report, SchemaSet, Validation};
 use crate::events::{Cause, ChangeOrigin, EventBus, Published, Subscription, DEFAULT_CAPACITY};
 use crate::source::{env, tree};
 
@@ -28,13 +30,30 @@ pub struct Options {
     pub env_prefix: String,
     /// Environment variables to use instead of the process's own (embedders and tests).
     pub env_vars: Option<Vec<(String, String)>>,
+    /// The drop-in folder of signed Wasm plugins (default `<root>/plugins`).
+    pub plugins_dir: PathBuf,
+    /// Load unsigned plugins (development only; refused in production).
+    pub allow_unsigned: bool,
+    /// Report keys no schema describes as errors instead of warnings.
+    pub strict: bool,
+    /// Record every change in `<state>/history.db` (runtime overrides are kept there).
+    pub history: bool,
 }
 
 impl Options {
     /// Options for a tree at `root` with the default state directory and the process environment.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
-        Self { state_dir: default_state_dir(&root), root, env_prefix: env::DEFAULT_PREFIX.to_owned(), env_vars: None }
+        Self {
+            state_dir: default_state_dir(&root),
+            plugins_dir: root.join("plugins"),
+            root,
+            env_prefix: env::DEFAULT_PREFIX.to_owned(),
+            env_vars: None,
+            allow_unsigned: false,
+            strict: false,
+            history: true,
+        }
     }
 }
 
@@ -58,20 +77,61 @@ struct Shared {
     events: EventBus,
 }
 
-/// What only the writer touches: the overrides and the parsed-file cache.
+/// What only the writer touches: the overrides, the parsed-file cache, the checks and the record.
 struct WriterState {
     overrides: Overrides,
     files: tree::FileCache,
+    checks: Validation,
+    recorder: Option<crate::history::Recorder>,
+    /// Kept alive for the validators registered from it.
+    _plugins: Option<crate::plugins::Plugins>,
 }
 
 /// Runtime overrides per environment (made durable by the history store).
 type Overrides = BTreeMap<String, Map<String, Value>>;
 
 impl ConfigHost {
-    /// Loads the tree; fails if any file is unreadable or malformed.
+    /// Builds the tree's snapshot and validates it without requiring it to be valid (for `validate`).
+    pub fn inspect(options: &Options) -> Result<(Snapshot, Report), Error> {
+        let mut checks = Validation::new(load_schemas(&options.root)?);
+        checks.set_strict(options.strict);
+        let _plugins = crate::plugins::Plugins::load(options, &mut checks)?;
+        let recorder = crate::history::Recorder::open(options)?;
+        let overrides = match &recorder {
+            Some(recorder) => recorder.overrides()?,
+            None => Overrides::new(),
+        };
+        let snapshot = build_snapshot(options, &overrides, &mut tree::FileCache::default(), &checks)?;
+        let report = checks.validate_snapshot(&snapshot);
+        Ok((snapshot, report))
+    }
+
+    /// Loads the tree and validates every view; fails if any file is unreadable, malformed or invalid.
     pub fn open(options: Options) -> Result<Self, Error> {
-        let mut state = WriterState { overrides: Overrides::new(), files: tree::FileCache::default() };
-        let snapshot = build_snapshot(&options, &state.overrides, &mut state.files, 0)?;
+        Self::open_with(options, |_| {})
+    }
+
+    /// [`ConfigHost::open`] with extra checks, e.g. native rules:
+    /// `ConfigHost::open_with(options, |checks| checks.add_custom_validator("name", |view| vec![]))`.
+    /// They run on every later change too.
+    pub fn open_with(options: Options, configure: impl FnOnce(&mut Validation)) -> Result<Self, Error> {
+        let mut checks = Validation::new(load_schemas(&options.root)?);
+        checks.set_strict(options.strict);
+        configure(&mut checks);
+        let plugins = crate::plugins::Plugins::load(&options, &mut checks)?;
+        let recorder = crate::history::Recorder::open(&options)?;
+        let overrides = match &recorder {
+            Some(recorder) => recorder.overrides()?,
+            None => Overrides::new(),
+        };
+        let mut state = WriterState { overrides, files: tree::FileCache::default(), checks, recorder, _plugins: plugins };
+        let snapshot = build_snapshot(&options, &state.overrides, &mut state.files, &state.checks)?;
+        let report = state.checks.validate_snapshot(&snapshot);
+        if report.has_errors() {
+            return Err(Error::Invalid(report));
+        }
+        let version = state.recorder.as_ref().map_or(Ok(0), |recorder| recorder.latest_version())?;
+        let snapshot = snapshot.with_version(version);
         Ok(Self {
             shared: Arc::new(Shared {
                 options,
@@ -100,8 +160,14 @@ impl ConfigHost {
     /// [`ConfigHost::reload`] on behalf of someone (the file watcher is `file-watch`).
     pub fn reload_because(&self, cause: Cause) -> Result<Arc<Snapshot>, Error> {
         let mut state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let WriterState { overrides, files } = &mut *state;
-        self.apply(overrides, files, cause)
+        let overrides = state.overrides.clone();
+        self.apply(&mut state, &overrides, None, cause)
+    }
+
+    /// Validates the current snapshot again (every view), without changing anything.
+    pub fn validate(&self) -> Report {
+        let state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        state.checks.validate_snapshot(&self.snapshot())
     }
 
     /// Changes of `prefix` in one view, from now on.
@@ -127,38 +193,98 @@ impl ConfigHost {
     }
 
     fn change_override(&self, environment: &str, key: &str, value: Option<Value>) -> Result<Arc<Snapshot>, Error> {
-        let segments = potter_engine::parse_key_path(key)?;
+        self.edit_overrides(environment, &[(key.to_owned(), value)], SetRequest::new(ChangeOrigin::Cli, "runtime"), false)
+    }
+
+    /// [`ConfigHost::set`] on behalf of someone, with a reason and an optional compare-and-set
+    /// (`if_version`: fails with a history conflict if the key changed after that version).
+    pub fn set_with(&self, environment: &str, key: &str, value: Value, request: SetRequest) -> Result<Arc<Snapshot>, Error> {
+        self.edit_overrides(environment, &[(key.to_owned(), Some(value))], request, false)
+    }
+
+    /// [`ConfigHost::unset`] on behalf of someone.
+    pub fn unset_with(&self, environment: &str, key: &str, request: SetRequest) -> Result<Arc<Snapshot>, Error> {
+        self.edit_overrides(environment, &[(key.to_owned(), None)], request, false)
+    }
+
+    /// The runtime overrides of one environment now (ciphertexts as written, never plaintext).
+    pub fn overrides(&self, environment: &str) -> Map<String, Value> {
+        let state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        state.overrides.get(environment).cloned().unwrap_or_default()
+    }
+
+    /// Sets (`Some`) or removes (`None`) several overrides of one environment as ONE change (one
+    /// version; a rollback). With `dry_run` the result is built and validated but neither
+    /// recorded nor swapped in, and the snapshot it would become is returned.
+    pub fn edit_overrides(&self, environment: &str, edits: &[(String, Option<Value>)], request: SetRequest, dry_run: bool) -> Result<Arc<Snapshot>, Error> {
+        let mut parsed = Vec::with_capacity(edits.len());
+        for (key, _) in edits {
+            parsed.push(potter_engine::parse_key_path(key)?);
+        }
         self.snapshot().view(&ViewKey::environment(environment))?;
         let mut state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let WriterState { overrides, files } = &mut *state;
-        let mut proposed = overrides.clone();
+        let mut proposed = state.overrides.clone();
         let tree = proposed.entry(environment.to_owned()).or_default();
-        match value {
-            Some(value) => set_path(tree, &segments, value),
-            None => remove_path(tree, &segments),
+        for ((_, value), segments) in edits.iter().zip(&parsed) {
+            match value {
+                Some(value) => set_path(tree, segments, value.clone()),
+                None => remove_path(tree, segments),
+            }
         }
-        let snapshot = self.apply(&proposed, files, Cause::new(ChangeOrigin::Cli, "runtime"))?;
-        *overrides = proposed;
+        if tree.is_empty() {
+            proposed.remove(environment);
+        }
+        if dry_run {
+            let version = self.shared.current.load().version();
+            return Ok(Arc::new(self.build_checked(&mut state, &proposed, version)?));
+        }
+        let change = match edits {
+            [(key, value)] => Some(OverrideChange { environment: environment.to_owned(), key: key.clone(), value: value.clone(), if_version: request.if_version }),
+            _ => None,
+        };
+        let cause = Cause { origin: request.origin, actor: request.actor, reason: request.reason };
+        let snapshot = self.apply(&mut state, &proposed, change.as_ref(), cause)?;
+        state.overrides = proposed;
         Ok(snapshot)
     }
 
     /// The one path every change takes: build, check, swap, publish. A change that alters nothing
     /// keeps the current snapshot (no new version, no event).
-    fn apply(&self, overrides: &Overrides, files: &mut tree::FileCache, cause: Cause) -> Result<Arc<Snapshot>, Error> {
+    fn apply(&self, state: &mut WriterState, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause) -> Result<Arc<Snapshot>, Error> {
         let before = self.shared.current.load_full();
-        let built = build_snapshot(&self.shared.options, overrides, files, before.version() + 1);
-        let snapshot = match built {
-            Ok(snapshot) => Arc::new(snapshot),
+        let checked = self.build_checked(state, overrides, before.version());
+        let snapshot = match checked {
+            Ok(snapshot) => snapshot,
             Err(error) => {
-                self.shared.events.publish(Published::Rejected { cause, diagnostics: vec![error.to_string()] });
+                self.shared.events.publish(Published::Rejected { cause, diagnostics: error.diagnostics() });
                 return Err(error);
             }
         };
         if same_layers(before.layers(), snapshot.layers()) && before.axes() == snapshot.axes() {
             return Ok(before);
         }
+        // Durable before acknowledged: a change the history cannot record does not go live.
+        let version = match &state.recorder {
+            Some(recorder) => recorder.record(&before, &snapshot, &state.overrides, overrides, change, &cause)?,
+            None => before.version() + 1,
+        };
+        let snapshot = Arc::new(snapshot.with_version(version));
         self.shared.current.store(snapshot.clone());
         self.shared.events.publish(Published::Applied { cause, after: snapshot.clone() });
+        Ok(snapshot)
+    }
+
+    /// Reloads schemas if they changed, builds the snapshot and validates every view.
+    fn build_checked(&self, state: &mut WriterState, overrides: &Overrides, version: u64) -> Result<Snapshot, Error> {
+        state.checks.schemas_mut().reload().map_err(Error::Schema)?;
+        let snapshot = build_snapshot(&self.shared.options, overrides, &mut state.files, &state.checks)?.with_version(version);
+        let report = state.checks.validate_snapshot(&snapshot);
+        for issue in report.issues().filter(|issue| issue.severity == Severity::Warning) {
+            tracing::debug!(%issue, "validation warning");
+        }
+        if report.has_errors() {
+            return Err(Error::Invalid(report));
+        }
         Ok(snapshot)
     }
 
@@ -178,11 +304,50 @@ fn same_layers(a: &[Arc<Layer>], b: &[Arc<Layer>]) -> bool {
         })
 }
 
-fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::FileCache, version: u64) -> Result<Snapshot, Error> {
+/// The schemas of a tree (`<root>/schemas/`), or none when the folder does not exist.
+fn load_schemas(root: &Path) -> Result<SchemaSet, Error> {
+    let dir = root.join("schemas");
+    if dir.is_dir() {
+        SchemaSet::load(&dir).map_err(Error::Schema)
+    } else {
+        Ok(SchemaSet::empty())
+    }
+}
+
+/// Who asks for a runtime override change, why, and on what condition.
+#[derive(Debug, Clone)]
+pub struct SetRequest {
+    /// `cli:<user>`, a token's name, ...
+    pub actor: String,
+    pub origin: ChangeOrigin,
+    pub reason: Option<String>,
+    /// Compare-and-set: refuse if the key (or anything under it) changed after this version.
+    pub if_version: Option<u64>,
+}
+
+impl SetRequest {
+    pub fn new(origin: ChangeOrigin, actor: impl Into<String>) -> Self {
+        Self { actor: actor.into(), origin, reason: None, if_version: None }
+    }
+}
+
+/// A runtime override being set or removed, as the history records it.
+#[derive(Debug, Clone)]
+pub struct OverrideChange {
+    pub environment: String,
+    pub key: String,
+    /// None removes the override.
+    pub value: Option<Value>,
+    /// Compare-and-set: refuse if the key changed after this version.
+    pub if_version: Option<u64>,
+}
+
+fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::FileCache, checks: &Validation) -> Result<Snapshot, Error> {
     let listing = tree::scan(&options.root)?;
     // Keyrings are read before the files so a concurrent `secrets rotate` cannot retire a key a file still uses.
     let mut keyrings = crate::secrets::Keyrings::resolve_all(options, listing.axes.environments.iter());
-    let mut layers: Vec<Arc<Layer>> = Vec::with_capacity(listing.files.len() + 2 + overrides.len());
+    let mut layers: Vec<Arc<Layer>> = Vec::with_capacity(listing.files.len() + 3 + overrides.len());
+    layers.extend(defaults_layers(checks.schemas()).into_iter().map(Arc::new));
     for layer in files.load_all(&listing.files)? {
         layers.push(layer);
     }
@@ -194,8 +359,23 @@ fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::Fi
         layers.push(Arc::new(override_layer(environment, tree)));
     }
     // Decrypt ciphertexts, mark secret paths; the extra patterns are for schema `"secret": true` paths.
-    crate::secrets::decrypt_layers(&mut keyrings, &mut layers, &[])?;
-    Ok(Snapshot::new(version, layers, listing.axes))
+    let schema_secrets: Vec<String> = checks.schemas().secret_patterns().iter().map(dotted_pattern).collect();
+    crate::secrets::decrypt_layers(&mut keyrings, &mut layers, &schema_secrets)?;
+    Ok(Snapshot::new(0, layers, listing.axes))
+}
+
+/// A schema's secret pattern as a dotted path where `*` stands for any key (a `patternProperties`
+/// segment widens to `*`: marking more values secret is the safe direction).
+fn dotted_pattern(pattern: &potter_validate::SecretPattern) -> String {
+    pattern
+        .segments
+        .iter()
+        .map(|segment| match segment {
+            potter_validate::SecretSegment::Key(key) => key.clone(),
+            _ => "*".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn override_layer(environment: &str, tree: &Map<String, Value>) -> Layer {

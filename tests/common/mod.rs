@@ -63,7 +63,8 @@ pub fn copy_dir(from: &Path, to: &Path) {
     for entry in fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
+        // Follows symlinks (the example's schemas/ links to the shipped ones).
+        if fs::metadata(entry.path()).unwrap().is_dir() {
             copy_dir(&entry.path(), &target);
         } else {
             fs::copy(entry.path(), target).unwrap();
@@ -90,6 +91,23 @@ pub fn potter_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> 
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
+}
+
+/// Runs the binary with the example's demo keyrings in its environment.
+pub fn potter_example(args: &[&str]) -> Output {
+    let keys = demo_keys();
+    let env: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    potter_with(args, &env, None)
+}
+
+/// The example's public demo keyrings (`examples/demo-keys.env`), as `POTTER_SECRET_KEY_<ENV>` pairs.
+pub fn demo_keys() -> Vec<(String, String)> {
+    let text = fs::read_to_string(repo_path("examples/demo-keys.env")).unwrap_or_default();
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
 }
 
 pub fn stdout(output: &Output) -> String {

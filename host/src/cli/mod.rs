@@ -1,8 +1,12 @@
 //! The `potter-config` command: a thin shell over the library.
 
+mod init;
+mod history;
 mod read;
+mod validate;
 mod watch;
 mod secrets;
+mod plugin;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +47,12 @@ pub struct Cli {
     /// History, keyrings and caches (default: `.potter/` beside the root).
     #[arg(long, global = true)]
     pub state: Option<PathBuf>,
+    /// The folder of signed Wasm plugins (default: `<root>/plugins`).
+    #[arg(long = "plugins", global = true, value_name = "DIR")]
+    pub plugins_dir: Option<PathBuf>,
+    /// Load plugins that have no signature (development only; refused where production is served).
+    #[arg(long, global = true)]
+    pub allow_unsigned: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -62,6 +72,27 @@ pub enum Command {
     Explain { key: String },
     /// List the layers of the view, lowest precedence first.
     Layers,
+    /// Validate every view (each environment alone and with each service); exit 3 when any is invalid.
+    Validate {
+        /// Keys no schema describes are errors, not warnings.
+        #[arg(long)]
+        strict: bool,
+        /// Print every view with the share of its keys that a schema describes.
+        #[arg(long)]
+        coverage: bool,
+    },
+    /// Scaffold a complete config tree that validates cleanly.
+    Init {
+        /// Where to create the tree (must not exist or be empty).
+        dir: std::path::PathBuf,
+        #[arg(long, value_enum, default_value = "potter")]
+        template: init::Template,
+    },
+    /// Add a service file and its schema skeleton to the tree at --root.
+    Template {
+        #[command(subcommand)]
+        command: init::TemplateCommand,
+    },
     /// Print changes of the view live, one per line (rejected reloads too), until interrupted.
     Watch {
         /// Only keys under this prefix.
@@ -78,16 +109,38 @@ pub enum Command {
         #[command(subcommand)]
         command: secrets::SecretsCommand,
     },
+    /// Signed Wasm plugins: `keygen`, `sign`, `verify`, `trust`, `list`.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
+    },
+    /// Set a runtime override in --env (validated, recorded; `--if-version N` is compare-and-set).
+    Set(history::SetArgs),
+    /// Remove a runtime override from --env.
+    Unset(history::UnsetArgs),
+    /// Recorded changes, newest first (`--env` filters); `history show V`, `history prune`.
+    History(history::HistoryArgs),
+    /// The effective configuration of the view at two versions, key by key (secrets redacted).
+    Diff(history::DiffArgs),
+    /// Bring --env back to a version's content as a NEW version of runtime overrides.
+    Rollback(history::RollbackArgs),
 }
 
 impl Cli {
     pub fn options(&self) -> Options {
         let mut options = Options::new(&self.root);
         options.state_dir = self.state.clone().unwrap_or_else(|| default_state_dir(&self.root));
+        if let Some(plugins_dir) = &self.plugins_dir {
+            options.plugins_dir = plugins_dir.clone();
+        }
+        options.allow_unsigned = self.allow_unsigned;
         options
     }
 
     pub fn open(&self) -> Result<ConfigHost, Error> {
+        if self.allow_unsigned && self.environment == potter_plugin::PRODUCTION {
+            return Err(Error::UnsignedRefused { reason: "the environment is production".to_owned() });
+        }
         ConfigHost::open(self.options())
     }
 }
@@ -104,6 +157,9 @@ impl From<Error> for Failure {
         let code = match &error {
             Error::NotFound(_) => exit::NOT_FOUND,
             Error::Secret(secret) => secret.exit_code(),
+            Error::Plugin(plugin) if plugin.is_refusal() => exit::REFUSED,
+            Error::UnsignedRefused { .. } => exit::REFUSED,
+            Error::History(potter_history::HistoryError::Conflict { .. }) => exit::REFUSED,
             Error::UnknownView(_) | Error::KeyPath(_) | Error::Root { .. } => exit::USAGE,
             _ => exit::INVALID,
         };
@@ -131,7 +187,16 @@ pub fn run(cli: &Cli) -> Outcome {
         Command::Dump => read::dump(cli),
         Command::Explain { key } => read::explain(cli, key),
         Command::Layers => read::layers(cli),
+        Command::Set(args) => history::set(cli, args),
+        Command::Unset(args) => history::unset(cli, args),
+        Command::History(args) => history::history(cli, args),
+        Command::Diff(args) => history::diff(cli, args),
+        Command::Rollback(args) => history::rollback(cli, args),
         Command::Secrets { command } => secrets::run(cli, command),
+        Command::Plugin { command } => plugin::run(cli, command),
+        Command::Validate { strict, coverage } => validate::run(cli, *strict, *coverage),
+        Command::Init { dir, template } => init::init(dir, *template),
+        Command::Template { command } => init::template(cli, command),
         Command::Watch { prefix, debounce_ms, poll_ms } => watch::run(cli, prefix.as_deref(), *debounce_ms, *poll_ms),
     }
 }

@@ -37,6 +37,7 @@ pub fn describe_location(layer: &Layer, location: Option<&Location>) -> (String,
     match location {
         Some(Location::Text { line, column }) => (format!("{}:{line}:{column}", layer.source), Some(*line), Some(*column)),
         Some(Location::EnvVar(name)) => (name.to_string(), None, None),
+        Some(Location::Pointer(pointer)) if matches!(layer.source, potter_engine::LayerSource::Defaults(_)) => (format!("schema default ({pointer})"), None, None),
         Some(Location::Pointer(pointer)) => (pointer.to_string(), None, None),
         Some(Location::Version(version)) => (format!("{} (version {version})", layer.source), None, None),
         Some(Location::Layer) | None => (layer.source.to_string(), None, None),

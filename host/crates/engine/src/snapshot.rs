@@ -61,6 +61,12 @@ impl Snapshot {
         Self { version, layers, axes, views }
     }
 
+    /// The same snapshot stamped with the version its change was recorded under.
+    pub fn with_version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
+    }
+
     /// The history version this snapshot reflects (0 before any recorded change).
     pub fn version(&self) -> u64 {
         self.version

@@ -1,0 +1,122 @@
+//! `potter-config plugin …`: signing keys, signatures, the trust store and the plugins folder.
+//!
+//! The trust store is `<state>/trusted-keys/`; nothing here prints private key material.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use potter_plugin::{default_trust_dir, PluginInfo};
+use potter_validate::{SchemaSet, Validation};
+
+use super::{Cli, Outcome};
+use crate::error::Error;
+use crate::output::OutputFormat;
+use crate::plugins::Plugins;
+use crate::runtime::ConfigHost;
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Create a signing key pair: NAME.key (private, mode 0600) and NAME.pub.
+    Keygen {
+        /// Path and name of the key files, without extension.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign FILE (`<name>.wasm`) together with its manifest `<name>.plugin.toml`; writes `<name>.wasm.sig`.
+    Sign {
+        file: PathBuf,
+        /// The private key (`NAME.key`).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check FILE's signature against the trust store (exit 4 when refused).
+    Verify { file: PathBuf },
+    /// Add a public key (`NAME.pub`) to the trust store.
+    Trust { public_key: PathBuf },
+    /// Every plugin of the plugins folder: name, kind, sha256, signer, grants, limits, status, last error.
+    List,
+}
+
+pub fn run(cli: &Cli, command: &PluginCommand) -> Outcome {
+    let options = cli.options();
+    let trust_dir = default_trust_dir(&options.state_dir);
+    match command {
+        PluginCommand::Keygen { out } => {
+            let keys = potter_plugin::keygen(out).map_err(Error::from)?;
+            println!("created signing key {} (private, mode 0600) and {}", keys.secret_key.display(), keys.public_key.display());
+            println!("key id {}; keep the .key file out of version control, share the .pub file", keys.key_id);
+            Ok(())
+        }
+        PluginCommand::Sign { file, key } => {
+            let signature = potter_plugin::sign(file, key).map_err(Error::from)?;
+            println!("signed {} and its manifest: {}", file.display(), signature.display());
+            Ok(())
+        }
+        PluginCommand::Verify { file } => {
+            let verified = potter_plugin::verify(file, &trust_dir).map_err(Error::from)?;
+            let signer = verified.signer_key_id.as_deref().unwrap_or("nobody");
+            println!("{}: signature good (plugin {} {}, key {signer}, module sha256 {})", file.display(), verified.manifest.name, verified.manifest.version, verified.module_sha256);
+            Ok(())
+        }
+        PluginCommand::Trust { public_key } => {
+            let key_id = potter_plugin::trust(public_key, &trust_dir).map_err(Error::from)?;
+            println!("trusted key {key_id} (in {})", trust_dir.display());
+            Ok(())
+        }
+        PluginCommand::List => list(cli),
+    }
+}
+
+fn list(cli: &Cli) -> Outcome {
+    let options = cli.options();
+    let infos = match Plugins::inspect(&options)? {
+        Some(plugins) => {
+            run_over_tree(cli, &plugins);
+            plugins.list()
+        }
+        None => Vec::new(),
+    };
+    match cli.format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&infos).expect("plugin infos serialize")),
+        _ if infos.is_empty() => println!("no plugins in {}", options.plugins_dir.display()),
+        _ => infos.iter().for_each(print_info),
+    }
+    Ok(())
+}
+
+/// Runs the loaded validators over every view of the tree so `last error` says how they fare on
+/// this configuration. Skipped when the tree does not load without plugins.
+fn run_over_tree(cli: &Cli, plugins: &Plugins) {
+    let mut options = cli.options();
+    // An empty path never exists: the tree is opened without its plugins, and without recording.
+    options.plugins_dir = PathBuf::new();
+    options.history = false;
+    let Ok(host) = ConfigHost::open(options) else { return };
+    let mut checks = Validation::new(SchemaSet::empty());
+    plugins.register(&mut checks);
+    checks.validate_snapshot(&host.snapshot());
+}
+
+fn print_info(info: &PluginInfo) {
+    let text = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
+    println!("{} ({})", info.name, display(&info.file));
+    println!("  status      {}", json_word(&info.status));
+    println!("  kind        {}", text(info.kind.as_ref().map(json_word)));
+    println!("  version     {}", text(info.version.clone()));
+    println!("  sha256      {}", text(info.sha256.clone()));
+    println!("  signer      {}", info.signer_key_id.clone().unwrap_or_else(|| if info.status == potter_plugin::PluginStatus::Loaded { "UNSIGNED".to_owned() } else { "-".to_owned() }));
+    let grants = info.grants.as_ref().map(|grants| if grants.env.is_empty() { "none".to_owned() } else { format!("env {}", grants.env.join(", ")) });
+    println!("  grants      {}{}", text(grants), if info.secrets { "; sees secrets" } else { "" });
+    let limits = info.limits.map(|l| format!("{} MiB, {} ms, {} KiB output", l.memory_mib, l.timeout_ms, l.max_output_kib));
+    println!("  limits      {}", text(limits));
+    println!("  last error  {}", text(info.last_error.clone()));
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// A serde enum's name as JSON shows it (`validator`, `loaded`).
+fn json_word(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}

@@ -1,0 +1,68 @@
+//! `validate`: every view of the tree against its schemas, native rules and Wasm validators.
+
+use std::collections::HashMap;
+
+use potter_engine::{Issue, Severity, Snapshot};
+use potter_validate::{render_issue, render_issue_redacted, Report};
+use serde_json::json;
+
+use super::{exit, Cli, Failure, Outcome};
+use crate::output::{render, OutputFormat};
+
+pub fn run(cli: &Cli, strict: bool, coverage: bool) -> Outcome {
+    let mut options = cli.options();
+    options.strict |= strict;
+    let (snapshot, report) = crate::runtime::ConfigHost::inspect(&options)?;
+    match cli.format {
+        OutputFormat::Text => print_text(cli, &report, &snapshot, coverage),
+        format => {
+            let mut document = report.to_json();
+            if let Some(object) = document.as_object_mut() {
+                object.insert("valid".into(), json!(!report.has_errors()));
+            }
+            println!("{}", render(&document, format, "report").trim_end());
+        }
+    }
+    if report.has_errors() {
+        return Err(Failure { code: exit::INVALID, message: format!("{} error(s) in {} view(s)", report.error_count(), report.views.iter().filter(|v| v.has_errors()).count()) });
+    }
+    Ok(())
+}
+
+fn print_text(cli: &Cli, report: &Report, snapshot: &Snapshot, coverage: bool) {
+    let mut files: HashMap<String, Option<String>> = HashMap::new();
+    for view_report in &report.views {
+        let errors = view_report.issues.iter().filter(|i| i.severity == Severity::Error).count();
+        let warnings = view_report.issues.len() - errors;
+        let share = view_report.coverage.map(|c| format!(", coverage {:.1}% of {} keys", c.percent, c.leaves)).unwrap_or_default();
+        let status = if errors == 0 && warnings == 0 { "ok".to_owned() } else { format!("{errors} error(s), {warnings} warning(s)") };
+        if coverage || !view_report.issues.is_empty() {
+            println!("{}: {status}{share}", view_report.view);
+        }
+        for issue in &view_report.issues {
+            let text = issue.source.as_ref().and_then(|source| {
+                files.entry(source.file.clone()).or_insert_with(|| std::fs::read_to_string(cli.root.join(&source.file)).ok()).clone()
+            });
+            println!("  {}: {}", issue.severity, indent(&render_for(issue, text.as_deref(), snapshot)));
+        }
+    }
+    println!("{} view(s), {} error(s), {} warning(s)", report.views.len(), report.error_count(), report.warning_count());
+}
+
+/// Secret values never reach the terminal: a value at a secret path is shown redacted.
+fn render_for(issue: &Issue, text: Option<&str>, snapshot: &Snapshot) -> String {
+    let secret = issue
+        .view
+        .as_ref()
+        .and_then(|key| snapshot.view(key).ok())
+        .is_none_or(|view| view.is_secret(&issue.path) || crate::secrets::holds_secret(view, &issue.path));
+    if secret {
+        render_issue_redacted(issue, text)
+    } else {
+        render_issue(issue, text)
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.replace('\n', "\n    ")
+}

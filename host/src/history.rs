@@ -1,0 +1,435 @@
+//! Recording every applied change in the history store, the runtime overrides kept there, and
+//! reconstructing a view as of an older version (for `diff` and `rollback`).
+//!
+//! Key naming (see docs/HISTORY.md, "How the host names keys"): one record per affected
+//! environment; a key of the environment's own view is its dotted path (`api.rate_limit`), a key
+//! of a narrower view is prefixed with the view's qualifier: `api_service:api.timeout`,
+//! `@alice:theme.mode`, `api_service@alice:theme.mode`. Secret values are stored as a fresh
+//! ciphertext (for rollback) plus a keyed fingerprint (for comparison), never as plaintext.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use potter_engine::{diff, Snapshot, View, ViewKey};
+use potter_history::{HistoryError, HistoryQuery, HistoryStore, NewChange, Origin, Record, SqliteStore, StoredValue};
+use potter_secrets::{is_ciphertext, Keyring};
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use crate::events::{Cause, ChangeOrigin};
+use crate::runtime::{Options, OverrideChange};
+
+/// Runtime overrides per environment.
+pub type Overrides = BTreeMap<String, Map<String, Value>>;
+
+/// The leaves of one view: dotted key -> value (secrets as [`StoredValue::Secret`]).
+pub type Leaves = BTreeMap<String, StoredValue>;
+
+/// The history database of a state directory.
+pub fn database_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(potter_history::DEFAULT_FILE_NAME)
+}
+
+/// Opens the history of `state_dir` if it exists (None when nothing was ever recorded there).
+pub fn open_existing(state_dir: &Path) -> Result<Option<SqliteStore>, Error> {
+    let path = database_path(state_dir);
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(SqliteStore::open(&path)?))
+}
+
+/// The actor of a command-line change: `cli:<os user>` (`USER`, else `LOGNAME`, else `unknown`).
+pub fn cli_actor() -> String {
+    let user = ["USER", "LOGNAME"].iter().find_map(|name| std::env::var(name).ok().filter(|value| !value.trim().is_empty()));
+    format!("cli:{}", user.as_deref().unwrap_or("unknown"))
+}
+
+/// The history origin of a change origin (the first load counts as a file change).
+pub fn origin_of(origin: ChangeOrigin) -> Origin {
+    match origin {
+        ChangeOrigin::Load | ChangeOrigin::File => Origin::File,
+        ChangeOrigin::Cli => Origin::Cli,
+        ChangeOrigin::Api => Origin::Api,
+        ChangeOrigin::Plugin => Origin::Plugin,
+        ChangeOrigin::Rollback => Origin::Rollback,
+    }
+}
+
+/// Writes change records durably before a change is acknowledged.
+///
+/// The database is created by the first recorded change, so read-only commands on a tree never
+/// leave a `history.db` behind.
+pub struct Recorder {
+    options: Options,
+    store: Mutex<Option<Arc<SqliteStore>>>,
+}
+
+impl Recorder {
+    /// The recorder for `options` (None when history is switched off). An existing database is
+    /// opened now, so a corrupt or foreign file fails the start with an error naming it.
+    pub fn open(options: &Options) -> Result<Option<Self>, Error> {
+        if !options.history {
+            return Ok(None);
+        }
+        let store = open_existing(&options.state_dir)?.map(Arc::new);
+        Ok(Some(Self { options: options.clone(), store: Mutex::new(store) }))
+    }
+
+    fn existing_store(&self) -> Option<Arc<SqliteStore>> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn store_for_writing(&self) -> Result<Arc<SqliteStore>, Error> {
+        let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = &*slot {
+            return Ok(store.clone());
+        }
+        let store = Arc::new(SqliteStore::open(database_path(&self.options.state_dir))?);
+        *slot = Some(store.clone());
+        Ok(store)
+    }
+
+    /// The runtime overrides recorded so far, for every environment of the tree, as trees.
+    pub fn overrides(&self) -> Result<Overrides, Error> {
+        let Some(store) = self.existing_store() else {
+            return Ok(Overrides::new());
+        };
+        let listing = crate::source::tree::scan(&self.options.root)?;
+        let mut all = Overrides::new();
+        for env in &listing.axes.environments {
+            let stored = store.overrides(env)?;
+            if stored.is_empty() {
+                continue;
+            }
+            let mut tree = Map::new();
+            for (key, value) in stored {
+                let value = match value {
+                    StoredValue::Plain(value) => value,
+                    StoredValue::Secret { ciphertext: Some(ciphertext), .. } => Value::String(ciphertext),
+                    StoredValue::Secret { ciphertext: None, .. } => {
+                        return Err(Error::History(HistoryError::InvalidChange(format!(
+                            "the runtime override of `{key}` in `{env}` is a secret without its ciphertext; remove it with `potter-config unset {key} --env {env}`"
+                        ))))
+                    }
+                };
+                set_leaf(&mut tree, &key, value);
+            }
+            all.insert(env.to_string(), tree);
+        }
+        Ok(all)
+    }
+
+    /// The newest recorded version.
+    pub fn latest_version(&self) -> Result<u64, Error> {
+        match self.existing_store() {
+            Some(store) => Ok(store.latest_version()?),
+            None => Ok(0),
+        }
+    }
+
+    /// Records the change from `before` to `after` (one record per affected environment, all in
+    /// one transaction) and returns the last version once durable. A change that alters no value
+    /// and no override keeps `before`'s version.
+    pub fn record(
+        &self,
+        before: &Snapshot,
+        after: &Snapshot,
+        overrides_before: &Overrides,
+        overrides_after: &Overrides,
+        change: Option<&OverrideChange>,
+        cause: &Cause,
+    ) -> Result<u64, Error> {
+        let mut secrets = SecretEncoder::new(&self.options);
+        let mut environments: BTreeSet<String> = BTreeSet::new();
+        environments.extend(before.axes().environments.iter().map(|e| e.to_string()));
+        environments.extend(after.axes().environments.iter().map(|e| e.to_string()));
+        environments.extend(overrides_before.keys().cloned());
+        environments.extend(overrides_after.keys().cloned());
+        let mut view_keys: BTreeSet<ViewKey> = before.all_view_keys().into_iter().collect();
+        view_keys.extend(after.all_view_keys());
+
+        let mut records = Vec::new();
+        for env in &environments {
+            let mut record = NewChange::new(cause.actor.clone(), origin_of(cause.origin), env.clone());
+            if let Some(reason) = &cause.reason {
+                record = record.reason(reason.clone());
+            }
+            for key in view_keys.iter().filter(|key| &*key.environment == env.as_str()) {
+                let old = before.view(key).ok();
+                let new = after.view(key).ok();
+                let qualifier = qualifier(key);
+                for leaf in diff("", old.map(|v| v.value()), new.map(|v| v.value())) {
+                    let stored_before = leaf.old.as_ref().map(|value| secrets.store(env, old.map(|v| &**v), &leaf.key, value)).transpose()?;
+                    let stored_after = leaf.new.as_ref().map(|value| secrets.store(env, new.map(|v| &**v), &leaf.key, value)).transpose()?;
+                    record = record.change(qualified(&qualifier, &leaf.key), stored_before, stored_after);
+                }
+            }
+            let empty = Map::new();
+            let old_overrides = flatten(overrides_before.get(env).unwrap_or(&empty));
+            let new_overrides = flatten(overrides_after.get(env).unwrap_or(&empty));
+            for (key, value) in &new_overrides {
+                if old_overrides.get(key) != Some(value) {
+                    record = record.set_override(key.clone(), secrets.store_override(env, key, value)?);
+                }
+            }
+            for key in old_overrides.keys().filter(|key| !new_overrides.contains_key(*key)) {
+                record = record.remove_override(key.clone());
+            }
+            if let Some(change) = change.filter(|change| &change.environment == env) {
+                if let Some(version) = change.if_version {
+                    self.check_unchanged_since(env, &change.key, version)?;
+                    record = record.expect_unchanged_since(change.key.clone(), version);
+                }
+            }
+            if !record.changes.is_empty() || !record.override_ops.is_empty() {
+                records.push(record);
+            }
+        }
+        if records.is_empty() {
+            return Ok(before.version());
+        }
+        let versions = self.store_for_writing()?.append_all(records)?;
+        Ok(versions.last().copied().unwrap_or(before.version()))
+    }
+
+    /// Compare-and-set over a whole subtree: the store checks the exact key atomically; this
+    /// also refuses when a key below it (`api` when `api.rate_limit` changed) changed after `version`.
+    fn check_unchanged_since(&self, env: &str, key: &str, version: u64) -> Result<(), Error> {
+        let Some(store) = self.existing_store() else {
+            return Ok(());
+        };
+        let query = HistoryQuery::new().env(env).key_prefix(key).limit(1_000);
+        for record in store.query(&query)? {
+            if record.version <= version {
+                break;
+            }
+            if record.keys.iter().any(|changed| potter_engine::is_under(changed, key)) {
+                return Err(Error::History(HistoryError::Conflict { env: env.to_owned(), key: key.to_owned(), expected: version, actual: record.version }));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `api_service`, `@alice`, `api_service@alice`, or empty for an environment's own view.
+pub fn qualifier(key: &ViewKey) -> String {
+    let mut text = String::new();
+    if let Some(service) = &key.service {
+        text.push_str(service);
+    }
+    if let Some(user) = &key.user {
+        text.push('@');
+        text.push_str(user);
+    }
+    text
+}
+
+fn qualified(qualifier: &str, key: &str) -> String {
+    if qualifier.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{qualifier}:{key}")
+    }
+}
+
+/// The key of a recorded change as seen from the view with `qualifier`, or None when the
+/// recorded key belongs to another view.
+pub fn key_in_view<'k>(qualifier: &str, recorded: &'k str) -> Option<&'k str> {
+    match recorded.split_once(':') {
+        // A view qualifier never contains `.`; a `:` after the first `.` is part of a key name.
+        Some((prefix, rest)) if !prefix.contains('.') => (prefix == qualifier).then_some(rest),
+        _ => qualifier.is_empty().then_some(recorded),
+    }
+}
+
+/// Turns values into what the store may hold: secrets become ciphertext + fingerprint.
+struct SecretEncoder<'o> {
+    options: &'o Options,
+    keyrings: BTreeMap<String, Keyring>,
+}
+
+impl<'o> SecretEncoder<'o> {
+    fn new(options: &'o Options) -> Self {
+        Self { options, keyrings: BTreeMap::new() }
+    }
+
+    fn keyring(&mut self, env: &str) -> Result<&Keyring, Error> {
+        if !self.keyrings.contains_key(env) {
+            let keyring = crate::secrets::resolve_keyring(self.options, env).map_err(crate::secrets::SecretsError::Keyring)?;
+            self.keyrings.insert(env.to_owned(), keyring);
+        }
+        Ok(&self.keyrings[env])
+    }
+
+    /// A view's value at `key`: plain, or (when the view marks it secret) sealed.
+    fn store(&mut self, env: &str, view: Option<&View>, key: &str, value: &Value) -> Result<StoredValue, Error> {
+        let secret = view.is_some_and(|view| crate::secrets::holds_secret(view, key));
+        if !secret {
+            return Ok(StoredValue::Plain(value.clone()));
+        }
+        let plaintext = match value {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        self.seal(env, key, &plaintext)
+    }
+
+    /// An override leaf: a ciphertext is kept as written (it is what the override layer holds).
+    fn store_override(&mut self, env: &str, key: &str, value: &Value) -> Result<StoredValue, Error> {
+        match value {
+            Value::String(text) if is_ciphertext(text) => {
+                let segments: Vec<&str> = key.split('.').collect();
+                let keyring = self.keyring(env)?;
+                let plaintext = potter_secrets::decrypt(keyring, env, &segments, text).map_err(crate::secrets::SecretsError::Keyring)?;
+                let fingerprint = potter_secrets::fingerprint(keyring, env, &segments, plaintext.expose()).map_err(crate::secrets::SecretsError::Keyring)?;
+                Ok(StoredValue::Secret { ciphertext: Some(text.clone()), fingerprint })
+            }
+            other => Ok(StoredValue::Plain(other.clone())),
+        }
+    }
+
+    fn seal(&mut self, env: &str, key: &str, plaintext: &str) -> Result<StoredValue, Error> {
+        let segments: Vec<&str> = key.split('.').collect();
+        let keyring = self.keyring(env)?;
+        let ciphertext = potter_secrets::encrypt(keyring, env, &segments, plaintext).map_err(crate::secrets::SecretsError::Keyring)?;
+        let fingerprint = potter_secrets::fingerprint(keyring, env, &segments, plaintext).map_err(crate::secrets::SecretsError::Keyring)?;
+        Ok(StoredValue::Secret { ciphertext: Some(ciphertext), fingerprint })
+    }
+}
+
+/// The leaves of a tree as `potter_engine::diff` sees them: scalars, arrays, empty objects and
+/// nulls are leaves; non-empty objects are walked.
+pub fn flatten(tree: &Map<String, Value>) -> BTreeMap<String, Value> {
+    fn walk(at: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (key, child) in map {
+                    walk(&potter_engine::path::join(at, key), child, out);
+                }
+            }
+            other => {
+                out.insert(at.to_owned(), other.clone());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (key, value) in tree {
+        walk(key, value, &mut out);
+    }
+    out
+}
+
+/// Sets a dotted key in a tree, making objects on the way (a scalar in the way is replaced).
+pub fn set_leaf(tree: &mut Map<String, Value>, dotted: &str, value: Value) {
+    let segments: Vec<&str> = dotted.split('.').collect();
+    let (last, parents) = segments.split_last().expect("split yields at least one segment");
+    let mut node = tree;
+    for segment in parents {
+        let child = node.entry(segment.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        if !child.is_object() {
+            *child = Value::Object(Map::new());
+        }
+        node = child.as_object_mut().expect("just made an object");
+    }
+    node.insert(last.to_string(), value);
+}
+
+/// The leaves of a view now; secrets as `Secret` with their fingerprint (no ciphertext: the
+/// current value needs none to be compared or shown).
+pub fn current_leaves(options: &Options, view: &View) -> Result<Leaves, Error> {
+    let env = view.key().environment.to_string();
+    let mut encoder = SecretEncoder::new(options);
+    let mut leaves = Leaves::new();
+    let Value::Object(tree) = view.value() else {
+        return Ok(leaves);
+    };
+    for (key, value) in flatten(tree) {
+        let stored = if view.is_secret(&key) {
+            let plaintext = match &value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let segments: Vec<&str> = key.split('.').collect();
+            let keyring = encoder.keyring(&env)?;
+            let fingerprint = potter_secrets::fingerprint(keyring, &env, &segments, &plaintext).map_err(crate::secrets::SecretsError::Keyring)?;
+            StoredValue::Secret { ciphertext: None, fingerprint }
+        } else {
+            StoredValue::Plain(value)
+        };
+        leaves.insert(key, stored);
+    }
+    Ok(leaves)
+}
+
+/// The view's leaves as of `version`: the current leaves with every later change of its
+/// environment undone, newest first. Fails with `PayloadPruned` when a needed payload is gone.
+pub fn leaves_at(store: &dyn HistoryStore, view: &ViewKey, current: &Leaves, version: u64) -> Result<Leaves, Error> {
+    let qualifier = qualifier(view);
+    let mut leaves = current.clone();
+    let later: Vec<Record> = store.changes_after(&view.environment, version)?;
+    for record in later.iter().rev() {
+        let Some(payload) = &record.payload else {
+            return Err(Error::History(HistoryError::PayloadPruned { requested: version, pruned_through: record.version }));
+        };
+        for change in &payload.changes {
+            let Some(key) = key_in_view(&qualifier, &change.key) else { continue };
+            match &change.before {
+                Some(value) => leaves.insert(key.to_owned(), value.clone()),
+                None => leaves.remove(key),
+            };
+        }
+    }
+    Ok(leaves)
+}
+
+/// Two stored values mean the same (secrets by fingerprint when both have one).
+pub fn same_value(a: &StoredValue, b: &StoredValue) -> bool {
+    match (a, b) {
+        (StoredValue::Plain(x), StoredValue::Plain(y)) => x == y,
+        (StoredValue::Secret { fingerprint: x, .. }, StoredValue::Secret { fingerprint: y, .. }) => x == y,
+        _ => false,
+    }
+}
+
+/// A stored value for display: secrets as `<redacted>`.
+pub fn shown(value: &StoredValue) -> Value {
+    match value {
+        StoredValue::Plain(value) => value.clone(),
+        StoredValue::Secret { .. } => Value::String(crate::secrets::REDACTED.to_owned()),
+    }
+}
+
+/// Leaves back into a (redacted) tree, for display.
+pub fn redacted_tree(leaves: &Leaves) -> Value {
+    let mut tree = Map::new();
+    for (key, value) in leaves {
+        set_leaf(&mut tree, key, shown(value));
+    }
+    Value::Object(tree)
+}
+
+/// One key that differs between two sets of leaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeafDifference {
+    pub key: String,
+    pub from: Option<StoredValue>,
+    pub to: Option<StoredValue>,
+}
+
+/// The keys whose values differ from `from` to `to`, sorted.
+pub fn leaf_differences(from: &Leaves, to: &Leaves) -> Vec<LeafDifference> {
+    let keys: BTreeSet<&String> = from.keys().chain(to.keys()).collect();
+    keys.into_iter()
+        .filter_map(|key| {
+            let (a, b) = (from.get(key), to.get(key));
+            let same = match (a, b) {
+                (Some(a), Some(b)) => same_value(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            (!same).then(|| LeafDifference { key: key.clone(), from: a.cloned(), to: b.cloned() })
+        })
+        .collect()
+}
