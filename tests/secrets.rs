@@ -381,6 +381,8 @@ fn run_for(tree: &Tree, args: &[&str], env: &[(&str, &str)], limit: std::time::D
     let mut command = Command::new(env!("CARGO_BIN_EXE_potter-config"));
     command.args(["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap()]).args(args);
     command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(env.iter().copied());
+    // Commands that take a path (`init DIR`) must land inside the temporary tree, never in the repo.
+    command.current_dir(tree.root().parent().unwrap());
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("the potter-config binary runs");
     let started = std::time::Instant::now();

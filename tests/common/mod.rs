@@ -85,6 +85,9 @@ pub fn potter_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> 
         command.env(k, v);
     }
     command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    // A relative path argument (`init DIR`) lands in a scratch folder, never in the repository.
+    let scratch = tempfile::tempdir().unwrap();
+    command.current_dir(scratch.path());
     let mut child = command.spawn().expect("the potter-config binary runs");
     if let Some(input) = stdin {
         child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
