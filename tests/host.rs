@@ -196,3 +196,12 @@ fn environment_variables_override_files() {
     assert_eq!(view.get::<u32>("api.timeout").unwrap(), 45);
     assert_eq!(view.get::<u32>("api.rate_limit").unwrap(), 7);
 }
+
+#[test]
+fn options_debug_never_shows_environment_values() {
+    let mut options = Options::new("config");
+    options.env_vars = Some(vec![("POTTER_SECRET_KEY_PRODUCTION".into(), "c2VjcmV0LWtleS1tYXRlcmlhbA==".into())]);
+    let shown = format!("{options:?}");
+    assert!(shown.contains("POTTER_SECRET_KEY_PRODUCTION"), "{shown}");
+    assert!(!shown.contains("c2VjcmV0"), "{shown}");
+}

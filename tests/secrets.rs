@@ -444,7 +444,7 @@ fn canary_the_plaintext_appears_in_no_output_file_or_temp_file() {
 
     let key = "llm_providers.openai.api_key";
     let mut covered: Vec<&str> = vec!["secrets"];
-    let mut commands: Vec<Vec<&str>> = vec![
+    let commands: Vec<Vec<&str>> = vec![
         vec!["--help"],
         vec!["--version"],
         vec![],

@@ -11,6 +11,8 @@ use potter_engine::{diff, KeyChange, Snapshot, View, ViewKey};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::secrets::{holds_secret, redact, REDACTED};
+
 /// What started a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,37 +82,16 @@ impl EventBus {
     }
 }
 
-/// The text shown instead of a secret value.
-pub const REDACTED: &str = "<redacted>";
-
 /// Replaces the values of secret keys in `changes` (judged in either snapshot's view).
 fn redact_changes(changes: &mut [KeyChange], before: Option<&View>, after: Option<&View>) {
     for change in changes {
-        let secret = before.is_some_and(|v| v.is_secret(&change.key)) || after.is_some_and(|v| v.is_secret(&change.key));
+        let secret = [before, after].into_iter().flatten().any(|view| holds_secret(view, &change.key));
         if secret {
             for value in [&mut change.old, &mut change.new].into_iter().flatten() {
                 *value = Value::String(REDACTED.to_owned());
             }
         }
     }
-}
-
-/// A copy of the subtree at `prefix` with secret leaves redacted.
-pub fn redacted_subtree(view: &View, prefix: &str) -> Option<Value> {
-    let mut value = view.get(prefix)?;
-    fn walk(view: &View, at: &str, value: &mut Value) {
-        if view.is_secret(at) {
-            *value = Value::String(REDACTED.to_owned());
-            return;
-        }
-        if let Value::Object(map) = value {
-            for (key, child) in map.iter_mut() {
-                walk(view, &potter_engine::path::join(at, key), child);
-            }
-        }
-    }
-    walk(view, prefix, &mut value);
-    Some(value)
 }
 
 /// One view's changes under one prefix.
@@ -159,7 +140,7 @@ impl Subscription {
 
     fn lagged(&mut self, missed: u64) -> Event {
         self.baseline = (self.latest)();
-        let current = self.baseline.view(&self.key).ok().and_then(|view| redacted_subtree(view, &self.prefix));
+        let current = self.baseline.view(&self.key).ok().and_then(|view| Some(redact(view, &self.prefix, view.get_ref(&self.prefix)?)));
         Event::Lagged { missed, version: self.baseline.version(), view: self.key.to_string(), current }
     }
 

@@ -9,6 +9,7 @@
 //! # let _ = rate_limit;
 //! ```
 
+pub mod api;
 pub mod cli;
 pub mod error;
 pub mod events;

@@ -70,15 +70,20 @@ impl Plugins {
 
 /// The plugin host's options for a configuration host. The trust store is `<state>/trusted-keys`.
 ///
-/// `--allow-unsigned` is refused when the tree defines a `production` environment: one host
-/// validates every environment's views, so an unsigned plugin would judge (and see) production
-/// configuration whatever `--env` the command was run with.
+/// `allow_unsigned` is refused when `POTTER_ENV` is production, and also when the tree defines a
+/// `production` environment: one host validates every environment's views, so an unsigned plugin
+/// would judge (and see) production configuration whatever environment the caller reads.
 fn host_options(options: &Options) -> Result<HostOptions, Error> {
     let serves_production = serves_production(&options.root)?;
-    if options.allow_unsigned && serves_production {
-        return Err(Error::UnsignedRefused {
-            reason: format!("the tree {} has a `{PRODUCTION}` environment, and unsigned plugins never run where production is validated", options.root.display()),
-        });
+    if options.allow_unsigned {
+        if active_environment(options).as_deref() == Some(PRODUCTION) {
+            return Err(Error::UnsignedRefused { reason: "the environment is production (POTTER_ENV)".to_owned() });
+        }
+        if serves_production {
+            return Err(Error::UnsignedRefused {
+                reason: format!("the tree {} has a `{PRODUCTION}` environment, and unsigned plugins never run where production is validated", options.root.display()),
+            });
+        }
     }
     // The plugin host only reads the environment to apply its own production rule.
     let environment = if serves_production { PRODUCTION } else { "development" };
@@ -86,6 +91,17 @@ fn host_options(options: &Options) -> Result<HostOptions, Error> {
     host_options.allow_unsigned = options.allow_unsigned;
     Ok(host_options)
 }
+
+/// `POTTER_ENV` from the options' variables when given, else from the process.
+fn active_environment(options: &Options) -> Option<String> {
+    match &options.env_vars {
+        Some(vars) => vars.iter().find(|(name, _)| name == ACTIVE_ENVIRONMENT_VARIABLE).map(|(_, value)| value.clone()),
+        None => std::env::var(ACTIVE_ENVIRONMENT_VARIABLE).ok(),
+    }
+}
+
+/// Names the environment a process serves (the CLI's `--env` reads it too).
+const ACTIVE_ENVIRONMENT_VARIABLE: &str = "POTTER_ENV";
 
 fn serves_production(root: &Path) -> Result<bool, Error> {
     Ok(tree::scan(root)?.axes.environments.iter().any(|environment| &**environment == PRODUCTION))

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -20,7 +21,7 @@ use crate::events::{Cause, ChangeOrigin, EventBus, Published, Subscription, DEFA
 use crate::source::{env, tree};
 
 /// How to find and read the configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// The config tree.
     pub root: PathBuf,
@@ -54,6 +55,23 @@ impl Options {
             strict: false,
             history: true,
         }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    // `env_vars` may carry `POTTER_SECRET_KEY_*` key material: Debug shows only the variable names.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env_var_names: Option<Vec<&str>> = self.env_vars.as_ref().map(|vars| vars.iter().map(|(name, _)| name.as_str()).collect());
+        f.debug_struct("Options")
+            .field("root", &self.root)
+            .field("state_dir", &self.state_dir)
+            .field("env_prefix", &self.env_prefix)
+            .field("env_vars", &env_var_names)
+            .field("plugins_dir", &self.plugins_dir)
+            .field("allow_unsigned", &self.allow_unsigned)
+            .field("strict", &self.strict)
+            .field("history", &self.history)
+            .finish()
     }
 }
 
@@ -291,8 +309,8 @@ impl ConfigHost {
     /// A handle on one view; reads through it always see the latest snapshot.
     pub fn view(&self, environment: &str, service: Option<&str>, user: Option<&str>) -> Result<ViewHandle, Error> {
         let key = ViewKey::new(environment, service, user);
-        self.snapshot().view(&key)?;
-        Ok(ViewHandle { shared: self.shared.clone(), key })
+        let slot = self.snapshot().slot_of(&key).ok_or_else(|| self.snapshot().view(&key).unwrap_err())?;
+        Ok(ViewHandle { shared: self.shared.clone(), key, slot: Arc::new(AtomicUsize::new(slot)) })
     }
 }
 
@@ -422,6 +440,8 @@ fn remove_path(tree: &mut Map<String, Value>, segments: &[&str]) {
 pub struct ViewHandle {
     shared: Arc<Shared>,
     key: ViewKey,
+    /// Where the view sat in the last snapshot read: saves hashing the key on every read.
+    slot: Arc<AtomicUsize>,
 }
 
 impl ViewHandle {
@@ -429,21 +449,33 @@ impl ViewHandle {
         &self.key
     }
 
+    /// The view in `snapshot`, through the slot hint (verified against the key, so never wrong).
+    fn view_in<'s>(&self, snapshot: &'s Snapshot) -> Result<&'s Arc<View>, Error> {
+        if let Some(view) = snapshot.view_hinted(self.slot.load(Ordering::Relaxed), &self.key) {
+            return Ok(view);
+        }
+        let view = snapshot.view(&self.key)?;
+        if let Some(slot) = snapshot.slot_of(&self.key) {
+            self.slot.store(slot, Ordering::Relaxed);
+        }
+        Ok(view)
+    }
+
     /// The view as of the current snapshot.
     pub fn current(&self) -> Result<Arc<View>, Error> {
-        Ok(self.shared.current.load().view(&self.key)?.clone())
+        Ok(self.view_in(&self.shared.current.load())?.clone())
     }
 
     /// The raw value at `key`, or None when it is not set.
     pub fn value(&self, key: &str) -> Option<Value> {
         let snapshot = self.shared.current.load();
-        snapshot.view(&self.key).ok()?.get(key)
+        self.view_in(&snapshot).ok()?.get(key)
     }
 
     /// The value at `key` as `T` (`get::<u32>("api.rate_limit")`).
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T, Error> {
         let snapshot = self.shared.current.load();
-        let view = snapshot.view(&self.key)?;
+        let view = self.view_in(&snapshot)?;
         let value = view.get_ref(key).ok_or_else(|| Error::NotFound(key.to_owned()))?;
         T::deserialize(value).map_err(|e| Error::Type { path: key.to_owned(), message: crate::secrets::safe_type_message(view, key, e.to_string()) })
     }

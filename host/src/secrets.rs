@@ -77,6 +77,14 @@ impl SecretsError {
     }
 }
 
+fn more_secrets(more: usize) -> String {
+    match more {
+        0 => String::new(),
+        1 => " (and 1 more secret in this file)".to_owned(),
+        n => format!(" (and {n} more secrets in this file)"),
+    }
+}
+
 fn render_problems(problems: &[SecretProblem]) -> String {
     match problems {
         [one] => one.to_string(),
@@ -98,9 +106,9 @@ pub enum SecretProblem {
     /// another path or environment, or altered (the source says which).
     #[error("{at}: {source}")]
     Undecryptable { at: String, source: SecretError },
-    /// The environment's keyring is missing, unreadable or refused.
-    #[error("{at}: cannot decrypt the secret at `{path}`: {source}")]
-    Keyring { at: String, path: String, source: SecretError },
+    /// The environment's keyring is missing, unreadable or refused (reported once per layer).
+    #[error("{at}: cannot decrypt the secret at `{path}`{}: {source}", more_secrets(*.more))]
+    Keyring { at: String, path: String, more: usize, source: SecretError },
     #[error(
         "{at}: `{path}` holds a ciphertext, but the layer `{layer}` is not scoped to one environment; a ciphertext \
          is bound to one environment, so put it in environments/<env>.* (`potter-config secrets set {path} --env <env>`)"
@@ -232,7 +240,8 @@ pub fn decrypt_layers(keyrings: &mut Keyrings<'_>, layers: &mut [Arc<Layer>], ex
             continue;
         };
         let mut plaintexts: Vec<(Found, SecretString)> = Vec::with_capacity(found.len());
-        for f in found {
+        let total = found.len();
+        for (index, f) in found.into_iter().enumerate() {
             let ciphertext = match layer.value_at_segments(&f.segments) {
                 Some(Value::String(text)) => text.clone(),
                 _ => continue,
@@ -240,7 +249,9 @@ pub fn decrypt_layers(keyrings: &mut Keyrings<'_>, layers: &mut [Arc<Layer>], ex
             match decrypt_one(keyrings, &env, &f.segments, &ciphertext) {
                 Ok(plain) => plaintexts.push((f, plain)),
                 Err(DecryptFailure::Keyring(source)) => {
-                    problems.push(SecretProblem::Keyring { at: describe_at(layer, &f.dotted), path: f.dotted, source })
+                    // The same keyring fails for every secret of the layer: say it once.
+                    problems.push(SecretProblem::Keyring { at: describe_at(layer, &f.dotted), path: f.dotted, more: total - index - 1, source });
+                    break;
                 }
                 Err(DecryptFailure::Value(source)) => problems.push(SecretProblem::Undecryptable { at: describe_at(layer, &f.dotted), source }),
             }

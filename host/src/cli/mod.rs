@@ -2,7 +2,9 @@
 
 mod init;
 mod history;
-mod read;
+pub(crate) mod read;
+mod serve;
+mod token;
 mod validate;
 mod watch;
 mod secrets;
@@ -124,6 +126,13 @@ pub enum Command {
     Diff(history::DiffArgs),
     /// Bring --env back to a version's content as a NEW version of runtime overrides.
     Rollback(history::RollbackArgs),
+    /// Serve the configuration over HTTP (JSON API, bearer tokens; see docs/API.md).
+    Serve(serve::ServeArgs),
+    /// API bearer tokens: `create` (printed once; environments from --env, comma separated), `list`, `revoke`.
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
+    },
 }
 
 impl Cli {
@@ -192,6 +201,8 @@ pub fn run(cli: &Cli) -> Outcome {
         Command::History(args) => history::history(cli, args),
         Command::Diff(args) => history::diff(cli, args),
         Command::Rollback(args) => history::rollback(cli, args),
+        Command::Serve(args) => serve::run(cli, args),
+        Command::Token { command } => token::run(cli, command),
         Command::Secrets { command } => secrets::run(cli, command),
         Command::Plugin { command } => plugin::run(cli, command),
         Command::Validate { strict, coverage } => validate::run(cli, *strict, *coverage),

@@ -19,6 +19,9 @@ use serde_json::{Map, Value};
 
 use super::SecretsError;
 
+/// Called with a ciphertext's key segments and text; `Some(new)` replaces it.
+pub type Rewrite<'a, E> = dyn FnMut(&[String], &str) -> Result<Option<String>, E> + 'a;
+
 /// A parsed file that can be changed and written back.
 pub enum EditableDocument {
     Json(Value),
@@ -108,7 +111,7 @@ impl EditableDocument {
 
     /// Calls `rewrite` with the segments and text of every ciphertext (outside arrays); a returned
     /// string replaces it. Returns how many were replaced.
-    pub fn rewrite_ciphertexts<E>(&mut self, rewrite: &mut dyn FnMut(&[String], &str) -> Result<Option<String>, E>) -> Result<usize, E> {
+    pub fn rewrite_ciphertexts<E>(&mut self, rewrite: &mut Rewrite<'_, E>) -> Result<usize, E> {
         let mut segments = Vec::new();
         match self {
             EditableDocument::Json(root) | EditableDocument::Yaml(root) => rewrite_json(root, &mut segments, rewrite),
@@ -145,7 +148,7 @@ fn replace_toml_string(old: &mut toml_edit::Formatted<String>, text: &str) {
     *old = fresh;
 }
 
-fn rewrite_json<E>(node: &mut Value, segments: &mut Vec<String>, rewrite: &mut dyn FnMut(&[String], &str) -> Result<Option<String>, E>) -> Result<usize, E> {
+fn rewrite_json<E>(node: &mut Value, segments: &mut Vec<String>, rewrite: &mut Rewrite<'_, E>) -> Result<usize, E> {
     let mut count = 0;
     if let Value::Object(map) = node {
         for (key, child) in map.iter_mut() {
@@ -166,7 +169,7 @@ fn rewrite_json<E>(node: &mut Value, segments: &mut Vec<String>, rewrite: &mut d
     Ok(count)
 }
 
-fn rewrite_toml<E>(table: &mut dyn toml_edit::TableLike, segments: &mut Vec<String>, rewrite: &mut dyn FnMut(&[String], &str) -> Result<Option<String>, E>) -> Result<usize, E> {
+fn rewrite_toml<E>(table: &mut dyn toml_edit::TableLike, segments: &mut Vec<String>, rewrite: &mut Rewrite<'_, E>) -> Result<usize, E> {
     let mut count = 0;
     for (key, item) in table.iter_mut() {
         segments.push(key.get().to_owned());

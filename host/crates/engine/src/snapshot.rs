@@ -32,7 +32,10 @@ pub struct Snapshot {
     version: u64,
     layers: Vec<Arc<Layer>>,
     axes: Axes,
-    views: FxHashMap<ViewKey, OnceLock<Arc<View>>>,
+    /// View keys by slot; `cells[slot]` holds that view once merged.
+    keys: Vec<ViewKey>,
+    cells: Vec<OnceLock<Arc<View>>>,
+    slots: FxHashMap<ViewKey, usize>,
 }
 
 impl fmt::Debug for Snapshot {
@@ -47,18 +50,20 @@ impl Snapshot {
         axes.environments.sort();
         axes.services.sort();
         axes.users.sort();
-        let mut views = FxHashMap::default();
+        let mut keys = Vec::new();
         let services: Vec<Option<&Arc<str>>> = std::iter::once(None).chain(axes.services.iter().map(Some)).collect();
         let users: Vec<Option<&Arc<str>>> = std::iter::once(None).chain(axes.users.iter().map(Some)).collect();
         for environment in &axes.environments {
             for service in &services {
                 for user in &users {
                     let key = ViewKey { environment: environment.clone(), service: service.cloned(), user: user.cloned() };
-                    views.insert(key, OnceLock::new());
+                    keys.push(key);
                 }
             }
         }
-        Self { version, layers, axes, views }
+        let slots = keys.iter().cloned().enumerate().map(|(slot, key)| (key, slot)).collect();
+        let cells = keys.iter().map(|_| OnceLock::new()).collect();
+        Self { version, layers, axes, keys, cells, slots }
     }
 
     /// The same snapshot stamped with the version its change was recorded under.
@@ -82,22 +87,36 @@ impl Snapshot {
 
     /// The view for `key`, merged now if nobody asked for it before.
     pub fn view(&self, key: &ViewKey) -> Result<&Arc<View>, UnknownView> {
-        match self.views.get(key) {
-            Some(cell) => Ok(cell.get_or_init(|| Arc::new(View::build(key.clone(), &self.layers)))),
+        match self.slots.get(key) {
+            Some(&slot) => Ok(self.view_at(slot)),
             None => Err(self.explain_unknown(key)),
         }
     }
 
+    fn view_at(&self, slot: usize) -> &Arc<View> {
+        self.cells[slot].get_or_init(|| Arc::new(View::build(self.keys[slot].clone(), &self.layers)))
+    }
+
+    /// The slot of a view: a hint for [`Snapshot::view_hinted`] that stays right while the axes do.
+    pub fn slot_of(&self, key: &ViewKey) -> Option<usize> {
+        self.slots.get(key).copied()
+    }
+
+    /// The view at `slot` if that slot holds `key` (a stale hint from an older snapshot just misses).
+    pub fn view_hinted(&self, slot: usize, key: &ViewKey) -> Option<&Arc<View>> {
+        (self.keys.get(slot)? == key).then(|| self.view_at(slot))
+    }
+
     /// The views validation must cover: each environment alone and with each service.
     pub fn base_view_keys(&self) -> Vec<ViewKey> {
-        let mut keys: Vec<ViewKey> = self.views.keys().filter(|key| key.user.is_none()).cloned().collect();
+        let mut keys: Vec<ViewKey> = self.keys.iter().filter(|key| key.user.is_none()).cloned().collect();
         keys.sort();
         keys
     }
 
     /// Every view key, users included, sorted.
     pub fn all_view_keys(&self) -> Vec<ViewKey> {
-        let mut keys: Vec<ViewKey> = self.views.keys().cloned().collect();
+        let mut keys: Vec<ViewKey> = self.keys.clone();
         keys.sort();
         keys
     }

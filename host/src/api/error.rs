@@ -1,0 +1,90 @@
+//! API errors: every failure is a JSON body `{"error": {"code", "message", ...}}` with a fitting
+//! status. Bad input is always a 4xx; a 500 means the server itself failed.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use crate::error::Error;
+
+/// A failed request: status, machine-readable code, human message, optional details.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Merged into the `error` object (e.g. `issues` of a validation failure).
+    pub details: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), details: Map::new() }
+    }
+
+    pub fn with(mut self, field: &str, value: Value) -> Self {
+        self.details.insert(field.to_owned(), value);
+        self
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = Map::new();
+        error.insert("code".to_owned(), json!(self.code));
+        error.insert("message".to_owned(), json!(self.message));
+        error.extend(self.details);
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error {
+            Error::UnknownView(_) => ApiError::not_found("unknown_view", message),
+            Error::KeyPath(_) => ApiError::bad_request("bad_key", message),
+            Error::NotFound(_) => ApiError::not_found("key_not_set", message),
+            Error::Type { .. } => ApiError::bad_request("bad_type", message),
+            Error::Invalid(report) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "the change does not validate; nothing was applied")
+                .with("issues", report.to_json()),
+            Error::Secret(crate::secrets::SecretsError::Rejected(_)) | Error::Secret(crate::secrets::SecretsError::Usage(_)) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "secret_refused", message)
+            }
+            Error::History(potter_history::HistoryError::Conflict { expected, actual, .. }) => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, "conflict", message).with("expected", json!(expected)).with("actual", json!(actual))
+            }
+            // Files of the tree that no longer parse: the change is refused, the old snapshot stays.
+            Error::Parse { .. } | Error::TooLarge { .. } | Error::NotUtf8 { .. } | Error::DuplicateLayer { .. } | Error::Schema(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+            }
+            _ => {
+                tracing::error!(%message, "request failed");
+                ApiError::internal(message)
+            }
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

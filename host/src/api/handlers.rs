@@ -1,0 +1,607 @@
+//! The endpoints. Each one authenticates, authorizes (role × environment × key prefix), then reads
+//! the current snapshot or changes runtime overrides through the host. Values leave redacted unless
+//! the caller's role may see secrets.
+
+use std::convert::Infallible;
+use std::path::Path as FsPath;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::header::{AUTHORIZATION, ETAG, IF_MATCH};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use potter_engine::{Snapshot, View, ViewKey};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::error::{ApiError, ApiResult};
+use super::rbac::{Action, Principal};
+use super::{ApiState, ENVIRONMENT_HEADER};
+use crate::events::{ChangeOrigin, Event};
+use crate::runtime::SetRequest;
+
+/// `?service=&user=` (and `prefix=` for watch).
+#[derive(Debug, Default, Deserialize)]
+pub struct ViewQuery {
+    service: Option<String>,
+    user: Option<String>,
+    prefix: Option<String>,
+}
+
+fn authenticate(state: &ApiState, headers: &HeaderMap) -> ApiResult<Principal> {
+    let header = headers.get(AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>` header"))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+    match state.tokens.authenticate(token) {
+        Ok(Some(principal)) => Ok(principal),
+        Ok(None) => {
+            tracing::warn!("denied: unknown or revoked token");
+            Err(ApiError::unauthorized("the token is not valid (unknown or revoked)"))
+        }
+        Err(error) => Err(ApiError::internal(error.to_string())),
+    }
+}
+
+fn path_params<T>(params: Result<Path<T>, PathRejection>) -> ApiResult<T> {
+    params.map(|Path(params)| params).map_err(|rejection| ApiError::new(rejection.status(), "bad_path", rejection.body_text()))
+}
+
+fn query_params(query: Result<Query<ViewQuery>, QueryRejection>) -> ApiResult<ViewQuery> {
+    query.map(|Query(query)| query).map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", rejection.body_text()))
+}
+
+/// A JSON body (any content type), or 400 / 413.
+fn json_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
+    let bytes = body.map_err(|rejection| {
+        let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "bad_body" };
+        ApiError::new(rejection.status(), code, format!("{} (limit {} bytes)", rejection.body_text(), super::MAX_BODY_BYTES))
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not the expected JSON: {e}")))
+}
+
+/// Refuses key paths that are not plain dotted names (`..`, `/`, empty segments, control characters).
+fn checked_key(key: &str) -> ApiResult<()> {
+    if key.contains('/') {
+        return Err(ApiError::bad_request("bad_key", format!("key path `{}`: `/` is not allowed (use `.` between segments)", key.escape_debug())));
+    }
+    potter_engine::parse_key_path(key).map_err(|e| ApiError::bad_request("bad_key", e.to_string()))?;
+    Ok(())
+}
+
+fn view_key(environment: &str, query: &ViewQuery) -> ViewKey {
+    ViewKey::new(environment, query.service.as_deref().filter(|s| !s.is_empty()), query.user.as_deref().filter(|s| !s.is_empty()))
+}
+
+fn view_of<'s>(snapshot: &'s Snapshot, key: &ViewKey) -> ApiResult<&'s std::sync::Arc<View>> {
+    snapshot.view(key).map_err(|e| ApiError::not_found("unknown_view", e.to_string()))
+}
+
+/// `value` (the view's value at `key`) as this caller may see it.
+fn shown(principal: &Principal, view: &View, key: &str, value: &Value) -> Value {
+    if principal.sees_secrets() {
+        value.clone()
+    } else {
+        crate::secrets::redact(view, key, value)
+    }
+}
+
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header value")
+}
+
+fn with_etag(version: u64, body: Value) -> Response {
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(ETAG, etag(version));
+    response
+}
+
+/// Runs blocking host work (locks, files, the history database) off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, crate::Error> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("the request's work failed: {e}")))?.map_err(ApiError::from)
+}
+
+pub async fn health(State(state): State<ApiState>) -> Json<Value> {
+    Json(json!({ "status": "ok", "version": state.host.snapshot().version() }))
+}
+
+pub async fn openapi() -> Json<Value> {
+    Json(super::openapi::document())
+}
+
+pub async fn environments(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let principal = authenticate(&state, &headers)?;
+    let snapshot = state.host.snapshot();
+    let axes = snapshot.axes();
+    let environments: Vec<&str> = axes.environments.iter().map(|e| &**e).filter(|e| principal.may_use_environment(e)).collect();
+    Ok(Json(json!({
+        "version": snapshot.version(),
+        "environments": environments,
+        "services": axes.services.iter().map(|s| &**s).collect::<Vec<_>>(),
+        "users": axes.users.iter().map(|u| &**u).collect::<Vec<_>>(),
+    })))
+}
+
+/// Only the branch of `value` that leads to `prefix` (for tokens scoped to a prefix).
+fn restrict_to_prefix(value: &Value, prefix: &str) -> Value {
+    let segments: Vec<&str> = prefix.split('.').collect();
+    let mut node = value;
+    for segment in &segments {
+        match node.get(segment) {
+            Some(child) => node = child,
+            None => return json!({}),
+        }
+    }
+    let mut built = node.clone();
+    for segment in segments.iter().rev() {
+        let mut map = Map::new();
+        map.insert((*segment).to_owned(), built);
+        built = Value::Object(map);
+    }
+    built
+}
+
+fn whole_config(state: &ApiState, principal: &Principal, environment: &str, query: &ViewQuery) -> ApiResult<Response> {
+    principal.authorize(Action::Read, environment, None)?;
+    let snapshot = state.host.snapshot();
+    let key = view_key(environment, query);
+    let view = view_of(&snapshot, &key)?;
+    let mut config = shown(principal, view, "", view.value());
+    if let Some(prefix) = principal.prefix.as_deref().filter(|_| !principal.may_use_key("")) {
+        config = restrict_to_prefix(&config, prefix);
+    }
+    Ok(with_etag(snapshot.version(), json!({ "view": key.to_string(), "version": snapshot.version(), "config": config })))
+}
+
+pub async fn config(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    environment: Result<Path<String>, PathRejection>,
+    query: Result<Query<ViewQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let principal = authenticate(&state, &headers)?;
+    let environment = path_params(environment)?;
+    let query = query_params(query)?;
+    whole_config(&state, &principal, &environment, &query)
+}
+
+fn environment_from_header(headers: &HeaderMap) -> ApiResult<String> {
+    let value = headers.get(ENVIRONMENT_HEADER).ok_or_else(|| ApiError::bad_request("missing_environment", "name the environment in the path or the `X-Potter-Environment` header"))?;
+    value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::bad_request("missing_environment", "the `X-Potter-Environment` header is empty or not text"))
+}
+
+pub async fn config_from_header(State(state): State<ApiState>, headers: HeaderMap, query: Result<Query<ViewQuery>, QueryRejection>) -> ApiResult<Response> {
+    let principal = authenticate(&state, &headers)?;
+    let environment = environment_from_header(&headers)?;
+    let query = query_params(query)?;
+    whole_config(&state, &principal, &environment, &query)
+}
+
+/// Where a value was set, as JSON.
+fn provenance(layer: &potter_engine::Layer, location: Option<&potter_engine::Location>) -> Value {
+    let (source, line, column) = crate::cli::read::describe_location(layer, location);
+    json!({
+        "layer": layer.name,
+        "rank": layer.rank,
+        "source": source,
+        "file": match &layer.source { potter_engine::LayerSource::File(f) => Some(f.to_string()), _ => None },
+        "line": line,
+        "column": column,
+    })
+}
+
+pub async fn get_key(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<ViewQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let principal = authenticate(&state, &headers)?;
+    let (environment, key) = path_params(params)?;
+    let query = query_params(query)?;
+    checked_key(&key)?;
+    principal.authorize(Action::Read, &environment, Some(&key))?;
+    let snapshot = state.host.snapshot();
+    let view_key = view_key(&environment, &query);
+    let view = view_of(&snapshot, &view_key)?;
+    let value = view.get_ref(&key).ok_or_else(|| ApiError::not_found("key_not_set", format!("key `{key}` is not set in {view_key}")))?;
+    let source = view.origin(&key).map(|origin| provenance(origin.layer, Some(origin.location)));
+    Ok(with_etag(
+        snapshot.version(),
+        json!({
+            "key": key,
+            "view": view_key.to_string(),
+            "version": snapshot.version(),
+            "value": shown(&principal, view, &key, value),
+            "secret": crate::secrets::holds_secret(view, &key),
+            "source": source,
+        }),
+    ))
+}
+
+/// `If-Match: "12"` (or `12`, `W/"12"`): the version the caller last saw. `*` means no condition.
+fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    let Some(value) = headers.get(IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let digits = text.trim_start_matches("W/").trim_matches('"');
+    digits.parse().map(Some).map_err(|_| ApiError::bad_request("bad_if_match", format!("If-Match must be a version ETag like \"12\", not `{}`", text.escape_debug())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutBody {
+    value: Value,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn set_request(principal: &Principal, reason: Option<String>, if_version: Option<u64>) -> SetRequest {
+    let mut request = SetRequest::new(ChangeOrigin::Api, format!("token:{}", principal.name));
+    request.reason = reason;
+    request.if_version = if_version;
+    request
+}
+
+pub async fn put_key(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let principal = authenticate(&state, &headers)?;
+    let (environment, key) = path_params(params)?;
+    checked_key(&key)?;
+    principal.authorize(Action::Write, &environment, Some(&key))?;
+    let if_version = if_match(&headers)?;
+    let body: PutBody = json_body(body)?;
+    let request = set_request(&principal, body.reason, if_version);
+    let host = state.host.clone();
+    let (env, k) = (environment.clone(), key.clone());
+    let snapshot = blocking(move || host.set_with(&env, &k, body.value, request)).await?;
+    tracing::info!(token = %principal.name, %environment, %key, version = snapshot.version(), "override set");
+    Ok(with_etag(snapshot.version(), json!({ "environment": environment, "key": key, "version": snapshot.version() })))
+}
+
+pub async fn delete_key(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Response> {
+    let principal = authenticate(&state, &headers)?;
+    let (environment, key) = path_params(params)?;
+    checked_key(&key)?;
+    principal.authorize(Action::Write, &environment, Some(&key))?;
+    let request = set_request(&principal, None, if_match(&headers)?);
+    let host = state.host.clone();
+    let (env, k) = (environment.clone(), key.clone());
+    let snapshot = blocking(move || host.unset_with(&env, &k, request)).await?;
+    tracing::info!(token = %principal.name, %environment, %key, version = snapshot.version(), "override removed");
+    Ok(with_etag(snapshot.version(), json!({ "environment": environment, "key": key, "version": snapshot.version() })))
+}
+
+pub async fn explain(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<ViewQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let principal = authenticate(&state, &headers)?;
+    let (environment, key) = path_params(params)?;
+    let query = query_params(query)?;
+    checked_key(&key)?;
+    principal.authorize(Action::Read, &environment, Some(&key))?;
+    let snapshot = state.host.snapshot();
+    let view_key = view_key(&environment, &query);
+    let view = view_of(&snapshot, &view_key)?;
+    let effective = view.get_ref(&key).map(|value| shown(&principal, view, &key, value));
+    let layers: Vec<Value> = view
+        .explain(&key)
+        .iter()
+        .map(|c| {
+            let mut entry = provenance(c.layer, c.location);
+            let extra = json!({
+                "status": match c.value { None => "not set", Some(Value::Null) => "deletes", Some(_) => "set" },
+                "value": c.value.map(|value| shown(&principal, view, &key, value)),
+                "won": c.won,
+            });
+            if let (Some(entry), Value::Object(extra)) = (entry.as_object_mut(), extra) {
+                entry.extend(extra);
+            }
+            entry
+        })
+        .collect();
+    Ok(with_etag(
+        snapshot.version(),
+        json!({
+            "key": key,
+            "view": view_key.to_string(),
+            "version": snapshot.version(),
+            "found": effective.is_some(),
+            "value": effective,
+            "env_var": potter_engine::envvars::variable_for(&state.host.options().env_prefix, &key),
+            "layers": layers,
+        }),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateBody {
+    /// Defaults to the `X-Potter-Environment` header.
+    #[serde(default)]
+    environment: Option<String>,
+    /// Proposed runtime overrides: key → value (`null` removes).
+    #[serde(default)]
+    changes: Map<String, Value>,
+}
+
+/// A dry run: the proposed overrides are merged and validated, nothing is applied.
+pub async fn validate(State(state): State<ApiState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
+    let principal = authenticate(&state, &headers)?;
+    let body: ValidateBody = json_body(body)?;
+    let environment = match body.environment {
+        Some(environment) => environment,
+        None => environment_from_header(&headers)?,
+    };
+    for key in body.changes.keys() {
+        checked_key(key)?;
+        principal.authorize(Action::Write, &environment, Some(key))?;
+    }
+    if body.changes.is_empty() {
+        principal.authorize(Action::Read, &environment, None)?;
+    }
+    let edits: Vec<(String, Option<Value>)> = body.changes.into_iter().map(|(key, value)| (key, (!value.is_null()).then_some(value))).collect();
+    let request = set_request(&principal, Some("dry run".to_owned()), None);
+    let host = state.host.clone();
+    let env = environment.clone();
+    let outcome = tokio::task::spawn_blocking(move || host.edit_overrides(&env, &edits, request, true))
+        .await
+        .map_err(|e| ApiError::internal(format!("the request's work failed: {e}")))?;
+    match outcome {
+        Ok(snapshot) => Ok(Json(json!({ "environment": environment, "valid": true, "version": snapshot.version(), "issues": [] }))),
+        Err(crate::Error::Invalid(report)) => Ok(Json(json!({ "environment": environment, "valid": false, "issues": report.to_json() }))),
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn event_name(event: &Event) -> &'static str {
+    match event {
+        Event::Changed { .. } => "changed",
+        Event::Rejected { .. } => "rejected",
+        Event::Lagged { .. } => "lagged",
+    }
+}
+
+/// Server-Sent Events: `ready` once subscribed, then `changed`, `rejected` and `lagged` events.
+/// Values of secret keys are always redacted in the stream.
+pub async fn watch(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    environment: Result<Path<String>, PathRejection>,
+    query: Result<Query<ViewQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let principal = authenticate(&state, &headers)?;
+    let environment = path_params(environment)?;
+    let query = query_params(query)?;
+    let prefix = match (query.prefix.as_deref().filter(|p| !p.is_empty()), principal.prefix.as_deref()) {
+        (Some(prefix), _) => {
+            checked_key(prefix)?;
+            prefix.to_owned()
+        }
+        (None, Some(scope)) if !principal.may_use_key("") => scope.to_owned(),
+        (None, _) => String::new(),
+    };
+    principal.authorize(Action::Read, &environment, (!prefix.is_empty()).then_some(prefix.as_str()))?;
+    let key = view_key(&environment, &query);
+    let subscription = state.host.subscribe(&key, &prefix)?;
+    let ready = SseEvent::default().event("ready").data(json!({ "view": key.to_string(), "prefix": prefix, "version": state.host.snapshot().version() }).to_string());
+    let stream = futures_util::stream::unfold((Some(ready), subscription, state.shutdown.clone()), |(ready, mut subscription, mut shutdown)| async move {
+        if let Some(ready) = ready {
+            return Some((Ok::<_, Infallible>(ready), (None, subscription, shutdown)));
+        }
+        if *shutdown.borrow() {
+            return None;
+        }
+        tokio::select! {
+            event = subscription.recv() => {
+                let event = event?;
+                let data = serde_json::to_string(&event).unwrap_or_else(|e| json!({ "event": "error", "message": e.to_string() }).to_string());
+                Some((Ok(SseEvent::default().event(event_name(&event)).data(data)), (None, subscription, shutdown)))
+            }
+            _ = shutdown.changed() => None,
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// The schema files of the tree (`<root>/schemas/**.json`), as parsed JSON.
+pub async fn schemas(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    authenticate(&state, &headers)?;
+    let dir = state.host.options().root.join("schemas");
+    let mut found = Vec::new();
+    fn walk(dir: &FsPath, base: &FsPath, found: &mut Vec<Value>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        paths.sort();
+        for path in paths {
+            if path.is_dir() {
+                walk(&path, base, found);
+            } else if path.extension().is_some_and(|ext| ext == "json") {
+                let schema = std::fs::read_to_string(&path).ok().and_then(|text| serde_json::from_str::<Value>(&text).ok());
+                let relative = path.strip_prefix(base).unwrap_or(&path).display().to_string();
+                found.push(json!({ "file": format!("schemas/{relative}"), "schema": schema }));
+            }
+        }
+    }
+    walk(&dir, &dir, &mut found);
+    Ok(Json(json!({ "schemas": found })))
+}
+
+pub async fn unknown_route() -> ApiError {
+    ApiError::not_found("unknown_route", "no such route (see docs/API.md)")
+}
+
+pub async fn wrong_method() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+}
+
+/// `?env=&key=&since_ms=&limit=` of `/v1/history`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    env: Option<String>,
+    key: Option<String>,
+    since_ms: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// The key prefix a caller's history is limited to: the asked-for key, else the token's prefix.
+fn history_scope(principal: &Principal, key: Option<&str>) -> Option<String> {
+    key.map(str::to_owned).or_else(|| principal.prefix.clone().filter(|_| !principal.may_use_key("")))
+}
+
+/// One record as JSON, only with the keys under `scope` (None: the record has none of them).
+fn history_entry(record: &potter_history::Record, scope: Option<&str>, with_values: bool) -> Option<Value> {
+    // Recorded keys of service/user views carry a `qualifier:` before the dotted key.
+    let bare = |key: &str| match key.split_once(':') {
+        Some((qualifier, rest)) if !qualifier.contains('.') => rest.to_owned(),
+        _ => key.to_owned(),
+    };
+    let in_scope = |key: &str| scope.is_none_or(|scope| potter_engine::is_under(&bare(key), scope));
+    let keys: Vec<&String> = record.keys.iter().filter(|key| in_scope(key)).collect();
+    if keys.is_empty() && scope.is_some() {
+        return None;
+    }
+    let mut entry = json!({
+        "version": record.version,
+        "timestamp": record.timestamp_rfc3339(),
+        "actor": record.actor,
+        "origin": record.origin.as_str(),
+        "env": record.env,
+        "reason": record.reason,
+        "keys": keys,
+        "pruned": record.is_pruned(),
+    });
+    if with_values {
+        // Stored secrets are fingerprints only; `shown` turns them into `<redacted>` for every role.
+        let shown = |value: &Option<potter_history::StoredValue>| value.as_ref().map(crate::history::shown).unwrap_or(Value::Null);
+        let changes: Vec<Value> = record
+            .payload
+            .iter()
+            .flat_map(|payload| &payload.changes)
+            .filter(|change| in_scope(&change.key))
+            .map(|change| json!({ "key": change.key, "before": shown(&change.before), "after": shown(&change.after) }))
+            .collect();
+        entry["changes"] = Value::Array(changes);
+    }
+    Some(entry)
+}
+
+fn open_history(state: &ApiState) -> ApiResult<impl potter_history::HistoryStore> {
+    crate::history::open_existing(&state.host.options().state_dir)?.ok_or_else(|| ApiError::not_found("no_history", "this server records no history"))
+}
+
+/// Recorded changes of one environment, newest first.
+pub async fn history(State(state): State<ApiState>, headers: HeaderMap, params: Result<Query<HistoryParams>, QueryRejection>) -> ApiResult<Json<Value>> {
+    use potter_history::HistoryStore as _;
+    let principal = authenticate(&state, &headers)?;
+    let params = params.map(|Query(p)| p).map_err(|rejection| ApiError::bad_request("bad_query", rejection.body_text()))?;
+    let environment = match params.env {
+        Some(environment) => environment,
+        None => environment_from_header(&headers)?,
+    };
+    if let Some(key) = &params.key {
+        checked_key(key)?;
+    }
+    principal.authorize(Action::Read, &environment, params.key.as_deref())?;
+    view_of(&state.host.snapshot(), &ViewKey::environment(&environment))?;
+    let scope = history_scope(&principal, params.key.as_deref());
+    let mut query = potter_history::HistoryQuery::new().env(environment.clone()).limit(params.limit.unwrap_or(100).clamp(1, 1000));
+    if let Some(scope) = &scope {
+        query = query.key_prefix(scope.clone());
+    }
+    if let Some(since) = params.since_ms {
+        query = query.since_ms(since);
+    }
+    let records = match crate::history::open_existing(&state.host.options().state_dir)? {
+        Some(store) => store.query(&query).map_err(crate::Error::from)?,
+        None => Vec::new(),
+    };
+    let entries: Vec<Value> = records.iter().filter_map(|record| history_entry(record, scope.as_deref(), false)).collect();
+    Ok(Json(json!({ "environment": environment, "records": entries })))
+}
+
+/// One recorded change with its (redacted) values.
+pub async fn history_version(State(state): State<ApiState>, headers: HeaderMap, version: Result<Path<u64>, PathRejection>) -> ApiResult<Json<Value>> {
+    use potter_history::HistoryStore as _;
+    let principal = authenticate(&state, &headers)?;
+    let version = path_params(version)?;
+    let record = open_history(&state)?.get(version).map_err(crate::Error::from)?;
+    let Some(record) = record else {
+        return Err(ApiError::not_found("version_not_found", format!("no recorded change has version {version}")));
+    };
+    principal.authorize(Action::Read, &record.env, None)?;
+    let scope = history_scope(&principal, None);
+    let entry = history_entry(&record, scope.as_deref(), true).ok_or_else(|| ApiError::forbidden(format!("version {version} changed no key within the token's scope")))?;
+    Ok(Json(entry))
+}
+
+/// A JSON Merge Patch (RFC 7386) of runtime overrides as `(key, value or None to remove)` edits.
+fn merge_patch_edits(at: &str, patch: &Map<String, Value>, edits: &mut Vec<(String, Option<Value>)>) -> ApiResult<()> {
+    for (name, value) in patch {
+        if name.contains('.') {
+            return Err(ApiError::bad_request("bad_key", format!("member `{}` of the patch contains `.`: nest objects instead", name.escape_debug())));
+        }
+        let key = if at.is_empty() { name.clone() } else { format!("{at}.{name}") };
+        checked_key(&key)?;
+        match value {
+            Value::Null => edits.push((key, None)),
+            Value::Object(children) if !children.is_empty() => merge_patch_edits(&key, children, edits)?,
+            other => edits.push((key, Some(other.clone()))),
+        }
+    }
+    Ok(())
+}
+
+/// A batch: every edit validated together and applied as ONE version, or none of them.
+pub async fn patch_config(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    environment: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let principal = authenticate(&state, &headers)?;
+    let environment = path_params(environment)?;
+    let patch: Map<String, Value> = json_body(body)?;
+    let mut edits = Vec::new();
+    merge_patch_edits("", &patch, &mut edits)?;
+    if edits.is_empty() {
+        return Err(ApiError::bad_request("empty_patch", "the patch changes nothing"));
+    }
+    for (key, _) in &edits {
+        principal.authorize(Action::Write, &environment, Some(key))?;
+    }
+    let keys: Vec<String> = edits.iter().map(|(key, _)| key.clone()).collect();
+    let request = set_request(&principal, None, None);
+    let host = state.host.clone();
+    let env = environment.clone();
+    let snapshot = blocking(move || host.edit_overrides(&env, &edits, request, false)).await?;
+    tracing::info!(token = %principal.name, %environment, keys = keys.len(), version = snapshot.version(), "overrides patched");
+    Ok(with_etag(snapshot.version(), json!({ "environment": environment, "keys": keys, "version": snapshot.version() })))
+}

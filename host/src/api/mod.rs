@@ -1,0 +1,94 @@
+//! The HTTP API that `potter-config serve` runs: JSON over axum, bearer tokens, role-based access.
+//!
+//! [`router`] builds the routes over a running [`ConfigHost`]; [`serve`] runs them on a listener
+//! until a shutdown signal, ending live change streams so the shutdown is not held up by them.
+
+mod error;
+mod handlers;
+pub mod openapi;
+pub mod rbac;
+pub mod tokens;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::runtime::ConfigHost;
+pub use error::{ApiError, ApiResult};
+pub use rbac::{Action, Principal, Role};
+pub use tokens::{TokenError, TokenRecord, TokenStore};
+
+/// Largest request body accepted (larger: 413).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The header that names the environment where a route does not.
+pub const ENVIRONMENT_HEADER: &str = "x-potter-environment";
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub(crate) host: ConfigHost,
+    pub(crate) tokens: Arc<TokenStore>,
+    /// Becomes `true` when the server shuts down (ends change streams).
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// Every route of the API over `host`, authenticating with `tokens`. Change streams end when
+/// `shutdown` turns true (or its sender is dropped).
+pub fn router(host: ConfigHost, tokens: Arc<TokenStore>, shutdown: watch::Receiver<bool>) -> Router {
+    let state = ApiState { host, tokens, shutdown };
+    Router::new()
+        .route("/v1/health", get(handlers::health))
+        .route("/v1/openapi.json", get(handlers::openapi))
+        .route("/v1/environments", get(handlers::environments))
+        .route("/v1/config", get(handlers::config_from_header))
+        .route("/v1/config/{env}", get(handlers::config).patch(handlers::patch_config))
+        .route("/v1/config/{env}/{*key}", get(handlers::get_key).put(handlers::put_key).delete(handlers::delete_key))
+        .route("/v1/explain/{env}/{*key}", get(handlers::explain))
+        .route("/v1/validate", post(handlers::validate))
+        .route("/v1/watch/{env}", get(handlers::watch))
+        .route("/v1/schemas", get(handlers::schemas))
+        .route("/v1/history", get(handlers::history))
+        .route("/v1/history/{version}", get(handlers::history_version))
+        .fallback(handlers::unknown_route)
+        .method_not_allowed_fallback(handlers::wrong_method)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `signal` completes, then stops accepting, ends the change
+/// streams and waits for the requests in flight.
+pub async fn serve(listener: TcpListener, host: ConfigHost, tokens: Arc<TokenStore>, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let app = router(host, tokens, stopped);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            signal.await;
+            let _ = stop.send(true);
+        })
+        .await
+}
+
+/// Completes on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,93 @@
+//! Role-based access: every request is checked on role × environment × key prefix, deny by default.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::tokens::ALL_ENVIRONMENTS;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Read configuration, secrets redacted.
+    Viewer,
+    /// Viewer, plus runtime overrides within its environments and prefix.
+    Editor,
+    /// Viewer, plus secrets in plaintext.
+    SecretReader,
+    /// Everything, in every environment.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::SecretReader => "secret-reader",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// What a request wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Read,
+    Write,
+}
+
+/// The authenticated caller: a token's name and scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+    pub environments: Vec<String>,
+    pub prefix: Option<String>,
+}
+
+impl Principal {
+    /// True when secrets may be shown to this caller in plaintext.
+    pub fn sees_secrets(&self) -> bool {
+        matches!(self.role, Role::SecretReader | Role::Admin)
+    }
+
+    pub fn may_use_environment(&self, environment: &str) -> bool {
+        self.role == Role::Admin || self.environments.iter().any(|e| e == ALL_ENVIRONMENTS || e == environment)
+    }
+
+    /// True when `key` (`""`: the whole tree) lies within the token's prefix.
+    pub fn may_use_key(&self, key: &str) -> bool {
+        match (&self.prefix, self.role) {
+            (_, Role::Admin) | (None, _) => true,
+            (Some(prefix), _) => potter_engine::is_under(key, prefix),
+        }
+    }
+
+    fn may(&self, action: Action) -> bool {
+        match action {
+            Action::Read => true,
+            Action::Write => matches!(self.role, Role::Editor | Role::Admin),
+        }
+    }
+
+    /// Allows `action` on `key` (None: the environment as a whole) in `environment`, or says why not.
+    pub fn authorize(&self, action: Action, environment: &str, key: Option<&str>) -> Result<(), ApiError> {
+        let denied = |why: String| {
+            tracing::warn!(token = %self.name, environment, key = key.unwrap_or(""), ?action, "denied: {why}");
+            Err(ApiError::forbidden(format!("token `{}` ({}) may not {why}", self.name, self.role.as_str())))
+        };
+        if !self.may(action) {
+            return denied("change configuration".to_owned());
+        }
+        if !self.may_use_environment(environment) {
+            return denied(format!("use environment `{environment}`"));
+        }
+        if let Some(key) = key {
+            if !self.may_use_key(key) {
+                return denied(format!("use key `{key}` (its scope is `{}`)", self.prefix.as_deref().unwrap_or("")));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,67 @@
+//! `potter-config token create|list|revoke`: the API's bearer tokens (only hashes are stored).
+
+use serde_json::json;
+
+use super::{Cli, Failure, Outcome};
+use crate::api::{Role, TokenStore};
+use crate::output::{render, OutputFormat};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once. Its environments are the global `--env` value, comma
+    /// separated (`--env staging,production`, `--env '*'` for all).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Only keys under this dotted prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// List tokens (names, roles, scopes; never the tokens).
+    List,
+    /// Remove a token; a running server refuses it from the next request on.
+    Revoke { name: String },
+}
+
+fn store(cli: &Cli) -> Result<TokenStore, Failure> {
+    TokenStore::open(&cli.options().state_dir).map_err(failure)
+}
+
+fn failure(error: crate::api::TokenError) -> Failure {
+    let code = match error {
+        crate::api::TokenError::Unknown(_) => super::exit::NOT_FOUND,
+        crate::api::TokenError::Io { .. } | crate::api::TokenError::Malformed { .. } | crate::api::TokenError::Random(_) => super::exit::INVALID,
+        _ => super::exit::USAGE,
+    };
+    Failure { code, message: error.to_string() }
+}
+
+pub fn run(cli: &Cli, command: &TokenCommand) -> Outcome {
+    let store = store(cli)?;
+    match command {
+        TokenCommand::Create { name, role, prefix } => {
+            let environments = cli.environment.split(',').map(str::to_owned).collect();
+            let token = store.create(name, *role, environments, prefix.clone(), false).map_err(failure)?;
+            println!("{token}");
+            eprintln!("token `{name}` created; it is shown only now (the file {} keeps only its hash)", store.path().display());
+        }
+        TokenCommand::List => {
+            let records = store.records().map_err(failure)?;
+            if cli.format == OutputFormat::Text {
+                for r in &records {
+                    println!("{:<20} {:<14} env={:<30} prefix={}", r.name, r.role.as_str(), r.environments.join(","), r.prefix.as_deref().unwrap_or("*"));
+                }
+            } else {
+                let list: Vec<_> = records.iter().map(|r| json!({"name": r.name, "role": r.role, "environments": r.environments, "prefix": r.prefix, "created": r.created})).collect();
+                println!("{}", render(&json!({ "tokens": list }), cli.format, "tokens").trim_end());
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            store.revoke(name).map_err(failure)?;
+            println!("token `{name}` revoked");
+        }
+    }
+    Ok(())
+}
