@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::{demo_keys, potter, repo_path, stderr, stdout, Tree};
+use common::{demo_keys, potter_example, repo_path, stderr, stdout, Tree};
 use potter_config::error::Error;
 use potter_config::runtime::{ConfigHost, Options};
 use potter_plugin::KeyFiles;
@@ -46,7 +46,7 @@ impl Example {
         let plugins = tree.root().join("plugins");
         let _ = fs::remove_dir_all(&plugins);
         fs::create_dir_all(&plugins).unwrap();
-        let key = potter_plugin::keygen(&tree.state().join("..").join("test-signer")).unwrap();
+        let key = potter_plugin::keygen(&tree.root().parent().unwrap().join("test-signer")).unwrap();
         potter_plugin::trust(&key.public_key, &tree.state().join("trusted-keys")).unwrap();
         Self { tree, key }
     }
@@ -77,7 +77,7 @@ impl Example {
         let state = self.tree.state();
         let mut all = vec!["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap()];
         all.extend(args);
-        potter(&all)
+        potter_example(&all)
     }
 
     fn options(&self) -> Options {
@@ -176,7 +176,7 @@ fn manifest_widened_after_signing_is_refused() {
 #[test]
 fn plugin_signed_by_an_untrusted_key_is_refused() {
     let example = Example::signed();
-    let stranger = potter_plugin::keygen(&example.tree.state().join("..").join("stranger")).unwrap();
+    let stranger = potter_plugin::keygen(&example.tree.root().parent().unwrap().join("stranger")).unwrap();
     potter_plugin::sign(&example.wasm("production-safety"), &stranger.secret_key).unwrap();
     let output = example.run(&["get", "api.timeout"]);
     assert_eq!(code(&output), REFUSED, "{}", stderr(&output));
@@ -291,7 +291,7 @@ fn a_reload_the_plugin_rejects_keeps_the_previous_snapshot() {
 fn keygen_sign_trust_and_verify_through_the_cli() {
     let example = Example::empty_plugins(Tree::copy_of("examples/potter"));
     example.install_unsigned("production-safety");
-    let key = example.tree.state().join("..").join("cli-signer");
+    let key = example.tree.root().parent().unwrap().join("cli-signer");
     let key = key.to_str().unwrap();
     let output = example.run(&["plugin", "keygen", "--out", key]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -319,7 +319,7 @@ fn keygen_sign_trust_and_verify_through_the_cli() {
 fn a_plugins_folder_given_with_the_flag_replaces_the_default() {
     let example = Example::signed();
     example.install_unsigned("echo-config");
-    let elsewhere = example.tree.state().join("..").join("other-plugins");
+    let elsewhere = example.tree.root().parent().unwrap().join("other-plugins");
     fs::create_dir_all(&elsewhere).unwrap();
     let output = example.run(&["--plugins", elsewhere.to_str().unwrap(), "get", "api.timeout"]);
     assert!(output.status.success(), "the refused plugin of <root>/plugins is not read: {}", stderr(&output));
