@@ -5,10 +5,18 @@ mod common;
 
 use std::process::Output;
 
-use common::{demo_keys, potter_with, stderr, stdout, Tree};
+use common::{demo_keys, stderr, stdout, Tree};
 use serde_json::Value;
 
 const PLANTED: &str = "sk-planted-PLAINTEXT-4242-do-not-store";
+
+/// The real binary with the example's demo keyrings in its environment.
+fn potter_with_keys(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let keys = demo_keys();
+    let mut all: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    all.extend_from_slice(env);
+    common::potter_with(args, &all, stdin)
+}
 
 /// The example tree (schemas, secrets, three environments) in a temporary directory.
 fn example() -> Tree {
@@ -23,7 +31,7 @@ fn run_stdin(tree: &Tree, env: &str, args: &[&str], stdin: Option<&str>) -> Outp
     let root = tree.root();
     let mut all = vec!["--root", root.to_str().unwrap(), "--env", env];
     all.extend_from_slice(args);
-    potter_with(&all, &[("USER", "alice")], stdin)
+    potter_with_keys(&all, &[("USER", "alice")], stdin)
 }
 
 /// Every environment's records, newest first, as JSON (no `--env`: history lists them all).
@@ -31,7 +39,7 @@ fn history_json(tree: &Tree, extra: &[&str]) -> Vec<Value> {
     let root = tree.root();
     let mut args = vec!["--root", root.to_str().unwrap(), "history", "--format", "json"];
     args.extend_from_slice(extra);
-    let output = potter_with(&args, &[], None);
+    let output = potter_with_keys(&args, &[], None);
     assert!(output.status.success(), "{}", stderr(&output));
     serde_json::from_str::<Value>(&stdout(&output)).unwrap().as_array().unwrap().clone()
 }
@@ -87,7 +95,7 @@ fn history_filters_by_environment_actor_and_limit() {
     ok(run(&tree, "production", &["set", "api.rate_limit", "700"]));
     ok(run(&tree, "staging", &["set", "api.timeout", "9"]));
     let root = tree.root();
-    let staging = json(potter_with(&["--root", root.to_str().unwrap(), "--env", "staging", "history", "--format", "json"], &[], None));
+    let staging = json(potter_with_keys(&["--root", root.to_str().unwrap(), "--env", "staging", "history", "--format", "json"], &[], None));
     assert_eq!(staging.as_array().unwrap().len(), 1);
     assert_eq!(staging[0]["env"], "staging");
     assert_eq!(history_json(&tree, &["--actor", "cli:alice"]).len(), 2);
@@ -95,7 +103,7 @@ fn history_filters_by_environment_actor_and_limit() {
     assert_eq!(history_json(&tree, &["--limit", "1"]).len(), 1);
     assert_eq!(history_json(&tree, &["--since", "1h"]).len(), 2);
     assert_eq!(history_json(&tree, &["--since", "2999-01-01T00:00:00Z"]).len(), 0);
-    let text = ok(potter_with(&["--root", root.to_str().unwrap(), "history"], &[], None));
+    let text = ok(potter_with_keys(&["--root", root.to_str().unwrap(), "history"], &[], None));
     assert!(text.contains("cli:alice") && text.contains("api.rate_limit"), "{text}");
 }
 
@@ -130,13 +138,13 @@ fn history_show_prints_each_key_before_and_after() {
     let tree = example();
     ok(run(&tree, "production", &["set", "api.rate_limit", "700"]));
     let root = tree.root();
-    let record = json(potter_with(&["--root", root.to_str().unwrap(), "history", "show", "1", "--format", "json"], &[], None));
+    let record = json(potter_with_keys(&["--root", root.to_str().unwrap(), "history", "show", "1", "--format", "json"], &[], None));
     let change = record["changes"].as_array().unwrap().iter().find(|c| c["key"] == "api.rate_limit").unwrap().clone();
     assert_eq!((change["before"].clone(), change["after"].clone()), (Value::from(600), Value::from(700)));
     assert_eq!(record["overrides"][0]["set"], "api.rate_limit");
-    let text = ok(potter_with(&["--root", root.to_str().unwrap(), "history", "show", "1"], &[], None));
+    let text = ok(potter_with_keys(&["--root", root.to_str().unwrap(), "history", "show", "1"], &[], None));
     assert!(text.contains("api.rate_limit: 600 -> 700"), "{text}");
-    let missing = potter_with(&["--root", root.to_str().unwrap(), "history", "show", "99"], &[], None);
+    let missing = potter_with_keys(&["--root", root.to_str().unwrap(), "history", "show", "99"], &[], None);
     assert_eq!(missing.status.code(), Some(1));
 }
 
@@ -184,11 +192,11 @@ fn rollback_shows_the_diff_and_applies_old_content_as_a_new_version() {
 #[test]
 fn a_rollback_whose_content_fails_todays_validation_is_refused_with_the_issues() {
     let tree = example();
-    ok(run(&tree, "production", &["set", "api.rate_limit", "900"]));
+    ok(run(&tree, "production", &["set", "api.rate_limit", "5"]));
     ok(run(&tree, "production", &["set", "api.rate_limit", "700"]));
     let schema_file = tree.root().join("schemas/global_schema.json");
     let schema = std::fs::read_to_string(&schema_file).unwrap();
-    let tightened = schema.replacen("\"maximum\": 1000", "\"maximum\": 800", 1);
+    let tightened = schema.replacen("\"minimum\": 1,\n          \"maximum\": 1000", "\"minimum\": 10,\n          \"maximum\": 1000", 1);
     assert_ne!(schema, tightened);
     std::fs::write(&schema_file, tightened).unwrap();
     let refused = run(&tree, "production", &["rollback", "1"]);
@@ -247,8 +255,8 @@ fn a_secret_set_as_an_override_never_reaches_the_database_in_plaintext_and_rolls
     ok(run(&tree, "production", &["set", key, &ciphertext]));
     assert_eq!(ok(run(&tree, "production", &["get", key, "--reveal"])).trim(), PLANTED);
     let root = tree.root();
-    let shown = ok(potter_with(&["--root", root.to_str().unwrap(), "history", "show", "1"], &[], None));
-    assert!(shown.contains(&format!("{key}: <redacted> -> <redacted>")), "{shown}");
+    let shown = ok(potter_with_keys(&["--root", root.to_str().unwrap(), "history", "show", "1"], &[], None));
+    assert!(shown.contains(&format!("{key}: \"<redacted>\" -> \"<redacted>\"")), "{shown}");
     assert!(!shown.contains(PLANTED) && !shown.contains(&original));
 
     ok(run(&tree, "production", &["rollback", "0"]));
