@@ -167,5 +167,52 @@ fn get(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, load, get);
+/// A copy of the small tree with two signed Wasm validators (production-safety under two names),
+/// trusted in the copy's own state directory. Needs `scripts/build-plugins` to have run.
+fn tree_with_two_validators(dir: &Path) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let built = repo.join("target/plugins");
+    assert!(built.join("production-safety.wasm").exists(), "run scripts/build-plugins first");
+    let root = dir.join("config");
+    copy_json_tree(&corpus("small"), &root);
+    let plugins = root.join("plugins");
+    fs::create_dir_all(&plugins).unwrap();
+    let key = potter_plugin::keygen(&dir.join("bench-signer")).unwrap();
+    potter_plugin::trust(&key.public_key, &dir.join(".potter/trusted-keys")).unwrap();
+    let manifest = fs::read_to_string(built.join("production-safety.plugin.toml")).unwrap();
+    for name in ["production-safety", "production-safety-2"] {
+        fs::copy(built.join("production-safety.wasm"), plugins.join(format!("{name}.wasm"))).unwrap();
+        let renamed = manifest.replace("name = \"production-safety\"", &format!("name = \"{name}\""));
+        fs::write(plugins.join(format!("{name}.plugin.toml")), renamed).unwrap();
+        potter_plugin::sign(&plugins.join(format!("{name}.wasm")), &key.secret_key).unwrap();
+    }
+    root
+}
+
+fn copy_json_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_json_tree(&entry.path(), &target);
+        } else if entry.file_name() != "manifest.json" && entry.path().extension().is_some_and(|e| e == "json") {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn wasm_validators(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let with_plugins = tree_with_two_validators(dir.path());
+    let plain = dir.path().join("plain");
+    copy_json_tree(&corpus("small"), &plain);
+    open(&with_plugins); // compiles once into the state directory's cache
+    let mut group = c.benchmark_group("load_with_wasm_validators");
+    group.bench_function("small_without_plugins", |b| b.iter(|| open(&plain).snapshot().version()));
+    group.bench_function("small_two_cached_validators", |b| b.iter(|| open(&with_plugins).snapshot().version()));
+    group.finish();
+}
+
+criterion_group!(benches, load, get, wasm_validators);
 criterion_main!(benches);

@@ -175,7 +175,8 @@ fn raw_notify(size: &str, style: Style, saves: u64) -> Vec<Duration> {
 
 fn main() {
     let saves: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200);
-    for size in ["small", "medium"] {
+    let only: Option<String> = std::env::args().skip(1).find(|a| a == "small" || a == "medium");
+    for size in ["small", "medium"].into_iter().filter(|s| only.as_deref().is_none_or(|o| o == *s)) {
         for style in [Style::InPlace, Style::Rename, Style::DeleteCreate, Style::SymlinkSwap] {
             report(&format!("{size} {style:?} notify floor"), raw_notify(size, style, saves));
             report(&format!("{size} {style:?} save -> subscriber"), pipeline(size, style, saves));

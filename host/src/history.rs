@@ -147,8 +147,13 @@ impl Recorder {
         environments.extend(after.axes().environments.iter().map(|e| e.to_string()));
         environments.extend(overrides_before.keys().cloned());
         environments.extend(overrides_after.keys().cloned());
+        // Only views some changed layer applies to can differ; the rest are not merged at all.
+        let changed = before.changed_layers(after);
+        let affected = |key: &ViewKey| changed.iter().any(|layer| layer.applies_to(&key.environment, key.service.as_deref(), key.user.as_deref()));
         let mut view_keys: BTreeSet<ViewKey> = before.all_view_keys().into_iter().collect();
         view_keys.extend(after.all_view_keys());
+        let both_axes = |key: &ViewKey| before.slot_of(key).is_some() && after.slot_of(key).is_some();
+        view_keys.retain(|key| !both_axes(key) || affected(key));
 
         let mut records = Vec::new();
         for env in &environments {

@@ -316,10 +316,7 @@ impl ConfigHost {
 
 /// True when two layer lists would merge to the same views.
 fn same_layers(a: &[Arc<Layer>], b: &[Arc<Layer>]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            Arc::ptr_eq(x, y) || (x.name == y.name && x.rank == y.rank && x.order == y.order && x.scope == y.scope && x.data == y.data && x.locations == y.locations)
-        })
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_content(y))
 }
 
 /// The schemas of a tree (`<root>/schemas/`), or none when the folder does not exist.

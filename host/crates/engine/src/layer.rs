@@ -198,6 +198,18 @@ impl Layer {
             && matches(&self.scope.user, user)
     }
 
+    /// True when two layers would contribute the same thing to every view (same place, same data).
+    pub fn same_content(&self, other: &Layer) -> bool {
+        std::ptr::eq(self, other)
+            || (self.name == other.name
+                && self.rank == other.rank
+                && self.order == other.order
+                && self.scope == other.scope
+                && self.data == other.data
+                && self.locations == other.locations
+                && self.secrets == other.secrets)
+    }
+
     /// The precedence sort key (lowest first).
     pub fn precedence(&self) -> (Rank, i64, &str) {
         (self.rank, self.order, &self.name)

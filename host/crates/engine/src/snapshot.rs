@@ -114,6 +114,18 @@ impl Snapshot {
         keys
     }
 
+    /// The layers that differ between two snapshots (added, removed or changed, matched by name).
+    /// A view whose layers include none of them merges to the same value in both.
+    pub fn changed_layers<'a>(&'a self, later: &'a Snapshot) -> Vec<&'a Layer> {
+        let by_name = |snapshot: &'a Snapshot| -> FxHashMap<&'a str, &'a Layer> {
+            snapshot.layers.iter().map(|layer| (layer.name.as_str(), &**layer)).collect()
+        };
+        let (old, new) = (by_name(self), by_name(later));
+        let mut changed: Vec<&Layer> = new.iter().filter(|(name, layer)| !old.get(*name).is_some_and(|o| o.same_content(layer))).map(|(_, l)| *l).collect();
+        changed.extend(old.iter().filter(|(name, _)| !new.contains_key(*name)).map(|(_, l)| *l));
+        changed
+    }
+
     /// Every view key, users included, sorted.
     pub fn all_view_keys(&self) -> Vec<ViewKey> {
         let mut keys: Vec<ViewKey> = self.keys.clone();
