@@ -329,16 +329,7 @@ pub fn flatten(tree: &Map<String, Value>) -> BTreeMap<String, Value> {
 /// Sets a dotted key in a tree, making objects on the way (a scalar in the way is replaced).
 pub fn set_leaf(tree: &mut Map<String, Value>, dotted: &str, value: Value) {
     let segments: Vec<&str> = dotted.split('.').collect();
-    let (last, parents) = segments.split_last().expect("split yields at least one segment");
-    let mut node = tree;
-    for segment in parents {
-        let child = node.entry(segment.to_string()).or_insert_with(|| Value::Object(Map::new()));
-        if !child.is_object() {
-            *child = Value::Object(Map::new());
-        }
-        node = child.as_object_mut().expect("just made an object");
-    }
-    node.insert(last.to_string(), value);
+    potter_engine::merge::set_path(tree, &segments, value);
 }
 
 /// The leaves of a view now; secrets as `Secret` with their fingerprint (no ciphertext: the

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use potter_engine::merge::set_path;
 use potter_engine::{Layer, LayerSource, Location, Rank, Scope, Snapshot, View, ViewKey};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -397,19 +398,6 @@ fn override_layer(environment: &str, tree: &Map<String, Value>) -> Layer {
     let mut layer = Layer::new(format!("overrides/{environment}"), Rank::Overrides, Scope::environment(environment), LayerSource::Overrides, tree.clone());
     layer.locations.values_mut().for_each(|location| *location = Location::Layer);
     layer
-}
-
-fn set_path(tree: &mut Map<String, Value>, segments: &[&str], value: Value) {
-    let (last, parents) = segments.split_last().expect("a key path has at least one segment");
-    let mut node = tree;
-    for segment in parents {
-        let child = node.entry(segment.to_string()).or_insert_with(|| Value::Object(Map::new()));
-        if !child.is_object() {
-            *child = Value::Object(Map::new());
-        }
-        node = child.as_object_mut().expect("just made an object");
-    }
-    node.insert(last.to_string(), value);
 }
 
 fn remove_path(tree: &mut Map<String, Value>, segments: &[&str]) {

@@ -22,6 +22,21 @@ pub fn merge_into(base: &mut Map<String, Value>, over: &Map<String, Value>) {
     }
 }
 
+/// Sets `value` at the path `segments` in `tree`, making objects on the way (a non-object in the
+/// way is replaced by an object).
+pub fn set_path(tree: &mut Map<String, Value>, segments: &[&str], value: Value) {
+    let Some((last, parents)) = segments.split_last() else { return };
+    let mut node = tree;
+    for segment in parents {
+        let child = node.entry(segment.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        if !child.is_object() {
+            *child = Value::Object(Map::new());
+        }
+        node = child.as_object_mut().expect("just made an object");
+    }
+    node.insert(last.to_string(), value);
+}
+
 /// A copy of an object with its deletion markers dropped (nothing below them to delete).
 fn without_nulls(map: &Map<String, Value>) -> Map<String, Value> {
     map.iter()
