@@ -214,5 +214,42 @@ fn wasm_validators(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, load, get, wasm_validators);
+/// The small tree plus 1,000 values in environments/production.json: ciphertexts (decrypted by the
+/// load) or the same number of plain strings (the baseline, same run).
+fn tree_with_values(dir: &Path, encrypted: bool, keyring: &potter_secrets::Keyring) -> PathBuf {
+    let root = dir.join(if encrypted { "encrypted" } else { "plain" });
+    copy_json_tree(&corpus("small"), &root);
+    let mut values = serde_json::Map::new();
+    for i in 0..1000 {
+        let key = format!("k{i:04}");
+        let text = format!("value-{i}-with-some-length");
+        let value = if encrypted { potter_secrets::encrypt(keyring, "production", &["vault", key.as_str()], &text).unwrap() } else { text };
+        values.insert(key, Value::String(value));
+    }
+    let file = root.join("environments/production.json");
+    let mut production: Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+    production["vault"] = Value::Object(values);
+    fs::write(&file, serde_json::to_vec_pretty(&production).unwrap()).unwrap();
+    root
+}
+
+fn secrets_in_a_load(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = potter_secrets::Keyring::generate("production").unwrap();
+    let env_value = keyring.to_env_value();
+    let plain = tree_with_values(dir.path(), false, &keyring);
+    let encrypted = tree_with_values(dir.path(), true, &keyring);
+    let open_with_key = |root: &Path| {
+        let mut options = Options::new(root);
+        options.env_vars = Some(vec![("POTTER_SECRET_KEY_PRODUCTION".into(), env_value.expose().to_owned())]);
+        options.history = false;
+        ConfigHost::open(options).unwrap()
+    };
+    let mut group = c.benchmark_group("load_1000_values");
+    group.bench_function("plain_strings", |b| b.iter(|| open_with_key(&plain).snapshot().version()));
+    group.bench_function("ciphertexts_decrypted", |b| b.iter(|| open_with_key(&encrypted).snapshot().version()));
+    group.finish();
+}
+
+criterion_group!(benches, load, get, wasm_validators, secrets_in_a_load);
 criterion_main!(benches);
