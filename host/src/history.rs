@@ -326,6 +326,21 @@ pub fn flatten(tree: &Map<String, Value>) -> BTreeMap<String, Value> {
     out
 }
 
+/// The audit part of a record (who, when, which keys) as JSON, shared by the CLI and the API;
+/// `keys` is the record's keys, or the subset a caller may see.
+pub fn audit_line(record: &potter_history::Record, keys: &impl serde::Serialize) -> Value {
+    serde_json::json!({
+        "version": record.version,
+        "timestamp": record.timestamp_rfc3339(),
+        "actor": record.actor,
+        "origin": record.origin.as_str(),
+        "env": record.env,
+        "reason": record.reason,
+        "keys": keys,
+        "pruned": record.is_pruned(),
+    })
+}
+
 /// Sets a dotted key in a tree, making objects on the way (a scalar in the way is replaced).
 pub fn set_leaf(tree: &mut Map<String, Value>, dotted: &str, value: Value) {
     let segments: Vec<&str> = dotted.split('.').collect();

@@ -488,16 +488,7 @@ fn history_entry(record: &potter_history::Record, scope: Option<&str>, with_valu
     if keys.is_empty() && scope.is_some() {
         return None;
     }
-    let mut entry = json!({
-        "version": record.version,
-        "timestamp": record.timestamp_rfc3339(),
-        "actor": record.actor,
-        "origin": record.origin.as_str(),
-        "env": record.env,
-        "reason": record.reason,
-        "keys": keys,
-        "pruned": record.is_pruned(),
-    });
+    let mut entry = crate::history::audit_line(record, &keys);
     if with_values {
         // Stored secrets are fingerprints only; `shown` turns them into `<redacted>` for every role.
         let shown = |value: &Option<potter_history::StoredValue>| value.as_ref().map(crate::history::shown).unwrap_or(Value::Null);

@@ -202,16 +202,7 @@ fn summarize_keys(keys: &[String]) -> String {
 }
 
 fn audit_line(record: &Record) -> Value {
-    json!({
-        "version": record.version,
-        "timestamp": record.timestamp_rfc3339(),
-        "actor": record.actor,
-        "origin": record.origin.as_str(),
-        "env": record.env,
-        "reason": record.reason,
-        "keys": record.keys,
-        "pruned": record.is_pruned(),
-    })
+    crate::history::audit_line(record, &record.keys)
 }
 
 fn shown_opt(value: &Option<StoredValue>) -> Value {
