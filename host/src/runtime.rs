@@ -106,22 +106,31 @@ struct WriterState {
     _plugins: Option<crate::plugins::Plugins>,
 }
 
+impl WriterState {
+    /// Schemas, extra checks, plugins, the history recorder and the overrides it holds.
+    fn prepare(options: &Options, configure: impl FnOnce(&mut Validation)) -> Result<Self, Error> {
+        let mut checks = Validation::new(load_schemas(&options.root)?);
+        checks.set_strict(options.strict);
+        configure(&mut checks);
+        let plugins = crate::plugins::Plugins::load(options, &mut checks)?;
+        let recorder = crate::history::Recorder::open(options)?;
+        let overrides = match &recorder {
+            Some(recorder) => recorder.overrides()?,
+            None => Overrides::new(),
+        };
+        Ok(Self { overrides, files: tree::FileCache::default(), checks, recorder, _plugins: plugins })
+    }
+}
+
 /// Runtime overrides per environment (made durable by the history store).
 type Overrides = BTreeMap<String, Map<String, Value>>;
 
 impl ConfigHost {
     /// Builds the tree's snapshot and validates it without requiring it to be valid (for `validate`).
     pub fn inspect(options: &Options) -> Result<(Snapshot, Report), Error> {
-        let mut checks = Validation::new(load_schemas(&options.root)?);
-        checks.set_strict(options.strict);
-        let _plugins = crate::plugins::Plugins::load(options, &mut checks)?;
-        let recorder = crate::history::Recorder::open(options)?;
-        let overrides = match &recorder {
-            Some(recorder) => recorder.overrides()?,
-            None => Overrides::new(),
-        };
-        let snapshot = build_snapshot(options, &overrides, &mut tree::FileCache::default(), &checks)?;
-        let report = checks.validate_snapshot(&snapshot);
+        let mut state = WriterState::prepare(options, |_| {})?;
+        let snapshot = build_snapshot(options, &state.overrides, &mut state.files, &state.checks)?;
+        let report = state.checks.validate_snapshot(&snapshot);
         Ok((snapshot, report))
     }
 
@@ -134,16 +143,7 @@ impl ConfigHost {
     /// `ConfigHost::open_with(options, |checks| checks.add_custom_validator("name", |view| vec![]))`.
     /// They run on every later change too.
     pub fn open_with(options: Options, configure: impl FnOnce(&mut Validation)) -> Result<Self, Error> {
-        let mut checks = Validation::new(load_schemas(&options.root)?);
-        checks.set_strict(options.strict);
-        configure(&mut checks);
-        let plugins = crate::plugins::Plugins::load(&options, &mut checks)?;
-        let recorder = crate::history::Recorder::open(&options)?;
-        let overrides = match &recorder {
-            Some(recorder) => recorder.overrides()?,
-            None => Overrides::new(),
-        };
-        let mut state = WriterState { overrides, files: tree::FileCache::default(), checks, recorder, _plugins: plugins };
+        let mut state = WriterState::prepare(&options, configure)?;
         let snapshot = build_snapshot(&options, &state.overrides, &mut state.files, &state.checks)?;
         let report = state.checks.validate_snapshot(&snapshot);
         if report.has_errors() {
