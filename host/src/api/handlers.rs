@@ -203,17 +203,28 @@ fn provenance(layer: &potter_engine::Layer, location: Option<&potter_engine::Loc
     })
 }
 
+/// The caller of a `/{env}/{key}` route, authenticated and authorised for `action` on that key.
+fn keyed_request(
+    state: &ApiState,
+    headers: &HeaderMap,
+    params: Result<Path<(String, String)>, PathRejection>,
+    action: Action,
+) -> ApiResult<(Principal, String, String)> {
+    let principal = authenticate(state, headers)?;
+    let (environment, key) = path_params(params)?;
+    checked_key(&key)?;
+    principal.authorize(action, &environment, Some(&key))?;
+    Ok((principal, environment, key))
+}
+
 pub async fn get_key(
     State(state): State<ApiState>,
     headers: HeaderMap,
     params: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<ViewQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let principal = authenticate(&state, &headers)?;
-    let (environment, key) = path_params(params)?;
+    let (principal, environment, key) = keyed_request(&state, &headers, params, Action::Read)?;
     let query = query_params(query)?;
-    checked_key(&key)?;
-    principal.authorize(Action::Read, &environment, Some(&key))?;
     let snapshot = state.host.snapshot();
     let view_key = view_key(&environment, &query);
     let view = view_of(&snapshot, &view_key)?;
@@ -264,10 +275,7 @@ pub async fn put_key(
     params: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let principal = authenticate(&state, &headers)?;
-    let (environment, key) = path_params(params)?;
-    checked_key(&key)?;
-    principal.authorize(Action::Write, &environment, Some(&key))?;
+    let (principal, environment, key) = keyed_request(&state, &headers, params, Action::Write)?;
     let if_version = if_match(&headers)?;
     let body: PutBody = json_body(body)?;
     let request = set_request(&principal, body.reason, if_version);
@@ -283,10 +291,7 @@ pub async fn delete_key(
     headers: HeaderMap,
     params: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Response> {
-    let principal = authenticate(&state, &headers)?;
-    let (environment, key) = path_params(params)?;
-    checked_key(&key)?;
-    principal.authorize(Action::Write, &environment, Some(&key))?;
+    let (principal, environment, key) = keyed_request(&state, &headers, params, Action::Write)?;
     let request = set_request(&principal, None, if_match(&headers)?);
     let host = state.host.clone();
     let (env, k) = (environment.clone(), key.clone());
@@ -301,11 +306,8 @@ pub async fn explain(
     params: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<ViewQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let principal = authenticate(&state, &headers)?;
-    let (environment, key) = path_params(params)?;
+    let (principal, environment, key) = keyed_request(&state, &headers, params, Action::Read)?;
     let query = query_params(query)?;
-    checked_key(&key)?;
-    principal.authorize(Action::Read, &environment, Some(&key))?;
     let snapshot = state.host.snapshot();
     let view_key = view_key(&environment, &query);
     let view = view_of(&snapshot, &view_key)?;
