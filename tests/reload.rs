@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::Tree;
 use potter_config::events::{Event, Subscription};
-use potter_config::watch::{FsWatcher, WatchOptions};
+use potter_config::watch::{WatchOptions, Watcher};
 use potter_config::{ConfigHost, Options};
 use potter_engine::ViewKey;
 use serde_json::{json, Value};
@@ -37,7 +37,7 @@ fn next(subscription: &mut Subscription, within: Duration) -> Option<Event> {
     runtime.block_on(async { tokio::time::timeout(within, subscription.recv()).await.ok().flatten() })
 }
 
-fn watching(host: &ConfigHost) -> FsWatcher {
+fn watching(host: &ConfigHost) -> Watcher {
     host.watch(WatchOptions::default()).unwrap()
 }
 

@@ -1,36 +1,139 @@
-//! Wasm plugins of the drop-in folder, registered as validators.
+//! The plugins folder: Wasm validators, sources and namespaces, kept in step with the folder.
 //!
-//! Loading is all or nothing: a plugin that is unsigned, tampered, signed by an unknown key, not a
-//! component or asking for an ungranted import stops the host from opening. A validator that
-//! fails while running (trap, timeout, memory, bad output) becomes an error issue naming it, so the
-//! load it was checking is rejected and the previous snapshot stays live.
+//! At start-up loading is all or nothing: a plugin that is unsigned, tampered, signed by an unknown
+//! key, not a component, asking for an ungranted import or failing its first call stops the host
+//! from opening. Later, the folder is compared with what runs on every reload: a new or replaced
+//! plugin goes live only if the whole reload pipeline accepts it (verified, compiled, first calls
+//! answered, the configuration it produces valid); otherwise it is refused and the version that
+//! ran before keeps running. A deleted plugin's layers and namespace leave through a normal change.
+//!
+//! Plugins contribute to the configuration through:
+//! - validators (`plugin:<name>`) and namespace schemas (`plugin-schema:<name>`), registered with
+//!   the validation step;
+//! - namespace defaults, a layer at the defaults level holding `plugins.<name>`;
+//! - source layers, one per environment, at the "remote and plugin sources" level, ordered by
+//!   manifest priority then name (the higher priority, then the later name, wins).
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
-use potter_engine::{Issue, Severity, View};
-use potter_plugin::{HostOptions, LoadedPlugin, PluginError, PluginHost, PluginInfo, PluginKind, PRODUCTION};
-use potter_validate::{Validation, Validator, ValidatorError};
+use potter_engine::{Issue, Layer, LayerSource, Location, Rank, Scope, Severity, Snapshot, View, ViewKey};
+use potter_plugin::{HostOptions, LoadedPlugin, OnError, PluginError, PluginHost, PluginInfo, PluginKind, Refusal, PRODUCTION};
+use potter_validate::{MountedSchema, Validation, Validator, ValidatorError};
+use serde_json::{json, Value};
 
 use crate::error::Error;
 use crate::runtime::Options;
 use crate::source::tree;
 
-/// The loaded plugins (kept alive as long as the host).
+/// A plugin file that changed less than this long ago and does not verify is taken to be still
+/// arriving (a copy in progress, the signature not yet written) and is looked at again later
+/// instead of being refused.
+pub const SETTLE_TIME: Duration = Duration::from_millis(1000);
+
+/// Validator names of plugins start with these, so they can be replaced as a set.
+const VALIDATOR_PREFIX: &str = "plugin:";
+const SCHEMA_VALIDATOR_PREFIX: &str = "plugin-schema:";
+
+/// The plugins that run, and what they contribute.
 pub struct Plugins {
     host: PluginHost,
-    validators: Vec<Arc<PluginValidator>>,
-    /// Why each refused plugin was refused, in file-name order.
-    refusals: Vec<PluginError>,
+    dir: PathBuf,
+    active: BTreeMap<String, Active>,
+    /// Files refused at their current stamp: not tried again until they change.
+    refused: BTreeMap<String, FileStamp>,
+    /// Files that failed verification while still changing: when to look at them again.
+    settling: BTreeMap<String, Instant>,
+}
+
+/// A running plugin and its contributions.
+#[derive(Clone)]
+struct Active {
+    plugin: Arc<LoadedPlugin>,
+    file: PathBuf,
+    stamp: FileStamp,
+    validators: Vec<Arc<dyn Validator>>,
+    defaults: Option<Arc<Layer>>,
+    source: Option<SourceState>,
+    /// The namespace content last passed to `on-config-changed`, per environment.
+    notified: BTreeMap<String, Value>,
+}
+
+/// A source's last good output and when to ask it again.
+#[derive(Clone, Default)]
+struct SourceState {
+    layers: BTreeMap<String, Arc<Layer>>,
+    tokens: BTreeMap<String, Option<String>>,
+    /// None: never polled (only loaded at start, on `reload()` and when replaced).
+    interval: Option<Duration>,
+    next_poll: Option<Instant>,
+}
+
+/// Size and modification time of a plugin's three files; a change in any means a new version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp([Option<(u64, SystemTime)>; 3]);
+
+impl FileStamp {
+    fn of(wasm: &Path) -> FileStamp {
+        let stamp = |path: PathBuf| std::fs::metadata(path).ok().map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
+        FileStamp([
+            stamp(wasm.to_path_buf()),
+            stamp(potter_plugin::signature_path(wasm)),
+            stamp(potter_plugin::manifest_path(wasm)),
+        ])
+    }
+
+    fn newest(&self) -> SystemTime {
+        self.0.iter().flatten().map(|(_, modified)| *modified).max().unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+}
+
+/// Which sources a reload asks for fresh output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceRefresh {
+    /// Every source (start-up, an explicit `reload()`).
+    All,
+    /// Sources whose poll interval has elapsed.
+    Due,
+}
+
+/// A folder change that has been prepared but not yet accepted.
+#[derive(Default)]
+pub(crate) struct FolderChange {
+    /// New or replaced plugins, loaded and with their first calls answered.
+    pub(crate) arrivals: Vec<String>,
+    /// Plugins whose file left the folder.
+    pub(crate) departures: Vec<String>,
+    /// Versions refused on the way (verification, compilation, first call).
+    pub(crate) refusals: Vec<PluginError>,
+    /// What ran before, to put back if the reload is rejected.
+    before: BTreeMap<String, Active>,
+}
+
+impl FolderChange {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.arrivals.is_empty() && self.departures.is_empty()
+    }
+}
+
+/// What asking the sources produced.
+#[derive(Default)]
+pub(crate) struct SourceOutcome {
+    /// Failures of sources whose policy keeps the last good output.
+    pub(crate) kept: Vec<PluginError>,
+    /// Failures of sources whose policy rejects the reload.
+    pub(crate) rejecting: Vec<PluginError>,
 }
 
 impl Plugins {
-    /// Loads the plugins folder and registers each validator plugin with `checks`.
-    /// No folder → no plugins. Any plugin that cannot be loaded → the error (nothing registered).
+    /// Loads the plugins folder and registers each validator with `checks`; every plugin must load
+    /// and answer its first calls. No folder → no plugins (one can be created later).
     pub fn load(options: &Options, checks: &mut Validation) -> Result<Option<Self>, Error> {
-        let Some(mut plugins) = Self::inspect(options)? else { return Ok(None) };
-        if !plugins.refusals.is_empty() {
-            return Err(Error::Plugin(plugins.refusals.swap_remove(0)));
+        let Some((plugins, mut refusals)) = Self::open_folder(options)? else { return Ok(None) };
+        if !refusals.is_empty() {
+            return Err(Error::Plugin(refusals.swap_remove(0)));
         }
         plugins.register(checks);
         Ok(Some(plugins))
@@ -39,26 +142,51 @@ impl Plugins {
     /// Loads every plugin of the folder and keeps going past refusals (for `plugin list`, which
     /// shows each plugin's status). Fails only when the host itself cannot start.
     pub fn inspect(options: &Options) -> Result<Option<Self>, Error> {
+        Ok(Self::open_folder(options)?.map(|(plugins, _)| plugins))
+    }
+
+    /// No plugin yet, for a folder created after start-up; the next reload loads what it holds.
+    pub fn start_empty(options: &Options) -> Result<Self, Error> {
+        let host = PluginHost::new(host_options(options)?)?;
+        Ok(Self { host, dir: options.plugins_dir.clone(), active: BTreeMap::new(), refused: BTreeMap::new(), settling: BTreeMap::new() })
+    }
+
+    /// The plugins of the folder that load, and why the others were refused (in file-name order).
+    fn open_folder(options: &Options) -> Result<Option<(Self, Vec<PluginError>)>, Error> {
         if !options.plugins_dir.exists() {
             return Ok(None);
         }
         let host = PluginHost::new(host_options(options)?)?;
-        let mut validators = Vec::new();
+        let mut active = BTreeMap::new();
         let mut refusals = Vec::new();
-        for loaded in host.load_dir(&options.plugins_dir) {
+        for file in wasm_files(&options.plugins_dir) {
+            let loaded = host.load_file(&file).and_then(|plugin| {
+                let mut entry = Active::new(plugin, file.clone());
+                // Its first calls (namespace defaults) are part of loading it.
+                prepare_contributions(&mut entry).map_err(plugin_error)?;
+                Ok(entry)
+            });
             match loaded {
-                Ok(plugin) if plugin.manifest().kind == PluginKind::Validator => validators.push(Arc::new(PluginValidator::new(plugin))),
-                Ok(_) => {}
-                Err(error) => refusals.push(error),
+                Ok(entry) => {
+                    active.insert(entry.plugin.name().to_owned(), entry);
+                }
+                Err(error) => {
+                    host.record_refused(&stem(&file), &file, &error);
+                    refusals.push(error);
+                }
             }
         }
-        Ok(Some(Self { host, validators, refusals }))
+        let plugins = Self { host, dir: options.plugins_dir.clone(), active, refused: BTreeMap::new(), settling: BTreeMap::new() };
+        Ok(Some((plugins, refusals)))
     }
 
-    /// Registers every loaded validator plugin (`plugin:<name>`) with `checks`.
+    /// Registers every running plugin's validators with `checks`, replacing those registered before.
     pub fn register(&self, checks: &mut Validation) {
-        for validator in &self.validators {
-            checks.add_validator(validator.clone());
+        checks.retain_validators(|name| !name.starts_with(VALIDATOR_PREFIX) && !name.starts_with(SCHEMA_VALIDATOR_PREFIX));
+        for active in self.active.values() {
+            for validator in &active.validators {
+                checks.add_validator(validator.clone());
+            }
         }
     }
 
@@ -66,6 +194,275 @@ impl Plugins {
     pub fn list(&self) -> Vec<PluginInfo> {
         self.host.list()
     }
+
+    /// The layers plugins contribute: namespace defaults (by name), then source layers ordered by
+    /// priority, then name.
+    pub fn layers(&self) -> Vec<Arc<Layer>> {
+        let mut layers: Vec<Arc<Layer>> = self.active.values().filter_map(|active| active.defaults.clone()).collect();
+        let mut sources: Vec<&Active> = self.active.values().filter(|active| active.source.is_some()).collect();
+        sources.sort_by(|a, b| (a.plugin.manifest().priority, a.plugin.name()).cmp(&(b.plugin.manifest().priority, b.plugin.name())));
+        for active in sources {
+            if let Some(source) = &active.source {
+                layers.extend(source.layers.values().cloned());
+            }
+        }
+        layers
+    }
+
+    /// Asks sources for fresh output (all, or those due) for each environment of `current`.
+    /// A source that fails keeps its last good output; its failure is returned, sorted by its
+    /// manifest's `on_error`. At start-up (`first`) a failure has no last good output to keep and
+    /// is returned as rejecting whatever the policy.
+    pub(crate) fn refresh_sources(&mut self, current: &Snapshot, refresh: SourceRefresh, first: bool) -> SourceOutcome {
+        let now = Instant::now();
+        let mut outcome = SourceOutcome::default();
+        for active in self.active.values_mut() {
+            let Some(source) = &mut active.source else { continue };
+            let due = source.next_poll.is_some_and(|at| at <= now);
+            if refresh == SourceRefresh::Due && !due {
+                continue;
+            }
+            if let Err(error) = refresh_source(&active.plugin, source, current, refresh == SourceRefresh::All) {
+                match active.plugin.manifest().on_error {
+                    _ if first => outcome.rejecting.push(error),
+                    OnError::Keep => outcome.kept.push(error),
+                    OnError::Reject => outcome.rejecting.push(error),
+                }
+            }
+            source.next_poll = source.interval.map(|interval| now + interval);
+        }
+        outcome
+    }
+
+    /// When the next source poll or settling plugin file is due, if any.
+    pub fn next_due(&self) -> Option<Instant> {
+        let polls = self.active.values().filter_map(|active| active.source.as_ref()?.next_poll);
+        polls.chain(self.settling.values().copied()).min()
+    }
+
+    /// Compares the folder with what runs and prepares the difference: new and replaced plugins
+    /// are verified, compiled and asked for their namespace defaults and source output (against
+    /// `current`); departed ones are dropped. Nothing is final until [`Self::commit`]; a rejected
+    /// reload calls [`Self::roll_back`].
+    pub(crate) fn sync_folder(&mut self, current: &Snapshot) -> FolderChange {
+        let mut change = FolderChange::default();
+        let files = wasm_files(&self.dir);
+        let present: BTreeMap<String, PathBuf> = files.into_iter().map(|file| (stem(&file), file)).collect();
+        let now = Instant::now();
+        self.settling.retain(|name, _| present.contains_key(name));
+        self.refused.retain(|name, _| present.contains_key(name));
+        for name in self.active.keys() {
+            if !present.contains_key(name) {
+                change.departures.push(name.clone());
+            }
+        }
+        for (name, file) in &present {
+            let stamp = FileStamp::of(file);
+            let unchanged = self.active.get(name).is_some_and(|active| active.stamp == stamp);
+            let refused_before = self.refused.get(name) == Some(&stamp);
+            let settling = self.settling.get(name).is_some_and(|at| *at > now);
+            if unchanged || refused_before {
+                self.settling.remove(name);
+                continue;
+            }
+            if settling {
+                continue;
+            }
+            match self.host.prepare(file) {
+                Ok(plugin) => {
+                    let mut active = Active::new(plugin, file.clone());
+                    active.stamp = stamp.clone();
+                    match prepare_contributions(&mut active).and_then(|()| first_source_load(&mut active, current)) {
+                        Ok(()) => {
+                            self.settling.remove(name);
+                            if let Some(previous) = self.active.insert(name.clone(), active) {
+                                change.before.insert(name.clone(), previous);
+                            }
+                            change.arrivals.push(name.clone());
+                        }
+                        Err(error) => self.refuse(name, file, stamp, plugin_error(error), &mut change),
+                    }
+                }
+                // Deleted while being looked at: it simply is not there.
+                Err(PluginError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && !file.exists() => {}
+                Err(error) if still_arriving(&error, &stamp) => {
+                    tracing::debug!(plugin = %name, %error, "plugin file still changing; looking again once it settles");
+                    self.settling.insert(name.clone(), now + SETTLE_TIME);
+                }
+                Err(error) => self.refuse(name, file, stamp, error, &mut change),
+            }
+        }
+        for name in &change.departures {
+            if let Some(active) = self.active.remove(name) {
+                change.before.insert(name.clone(), active);
+            }
+        }
+        change
+    }
+
+    fn refuse(&mut self, name: &str, file: &Path, stamp: FileStamp, error: PluginError, change: &mut FolderChange) {
+        self.host.record_refused(name, file, &error);
+        self.refused.insert(name.to_owned(), stamp);
+        self.settling.remove(name);
+        change.refusals.push(error);
+    }
+
+    /// Makes a prepared folder change final: the plugin host lists the new versions.
+    pub(crate) fn commit(&mut self, change: &FolderChange) {
+        for name in &change.arrivals {
+            if let Some(active) = self.active.get(name) {
+                self.host.record_loaded(&active.file, active.plugin.clone());
+                tracing::info!(plugin = %name, version = %active.plugin.manifest().version, "plugin loaded");
+            }
+        }
+        for name in &change.departures {
+            self.host.unload(name);
+            tracing::info!(plugin = %name, "plugin unloaded (its file left the folder)");
+        }
+    }
+
+    /// Puts back what ran before a rejected folder change. The new versions are refused with
+    /// `reason` (and stay refused until their files change); departed plugins keep running until a
+    /// reload can remove them validly.
+    pub(crate) fn roll_back(&mut self, change: FolderChange, reason: &str) {
+        for name in &change.arrivals {
+            if let Some(active) = self.active.remove(name) {
+                let error = PluginError::Unsupported { plugin: name.clone(), reason: format!("new version refused: the reload with it was rejected: {reason}") };
+                self.host.record_refused(name, &active.file, &error);
+                self.refused.insert(name.clone(), active.stamp);
+            }
+        }
+        self.active.extend(change.before);
+    }
+
+    /// Calls `on-config-changed` of every namespace plugin whose namespace changed in an
+    /// environment of `snapshot` since it was last told. Failures are logged and listed.
+    pub(crate) fn notify_namespaces(&mut self, snapshot: &Snapshot) {
+        for active in self.active.values_mut() {
+            if !active.plugin.owns_namespace() {
+                continue;
+            }
+            let namespace = active.plugin.manifest().namespace();
+            for environment in &snapshot.axes().environments {
+                let content = namespace_in(snapshot, environment, &namespace);
+                if active.notified.get(&**environment) == Some(&content) {
+                    continue;
+                }
+                if let Err(error) = active.plugin.on_config_changed(environment, &content.to_string()) {
+                    tracing::warn!(plugin = %active.plugin.name(), %error, "on-config-changed failed");
+                }
+                active.notified.insert(environment.to_string(), content);
+            }
+        }
+    }
+}
+
+impl Active {
+    fn new(plugin: Arc<LoadedPlugin>, file: PathBuf) -> Self {
+        let stamp = FileStamp::of(&file);
+        Self { plugin, file, stamp, validators: Vec::new(), defaults: None, source: None, notified: BTreeMap::new() }
+    }
+}
+
+/// Validators, namespace schema and defaults of a freshly loaded plugin (its first calls).
+fn prepare_contributions(active: &mut Active) -> Result<(), Error> {
+    let plugin = &active.plugin;
+    let name = plugin.name();
+    let manifest = plugin.manifest();
+    if manifest.kind == PluginKind::Validator {
+        active.validators.push(Arc::new(PluginValidator::new(plugin.clone())));
+    }
+    if let Some(schema) = &manifest.namespace_schema {
+        let schema: Value = serde_json::from_str(schema).map_err(|e| PluginError::Unsupported { plugin: name.to_owned(), reason: format!("namespace_schema: {e}") })?;
+        let mounted = MountedSchema::new(format!("{SCHEMA_VALIDATOR_PREFIX}{name}"), format!("plugin {name} namespace_schema"), &manifest.namespace(), &schema)
+            .map_err(|e| PluginError::Unsupported { plugin: name.to_owned(), reason: e.to_string() })?;
+        active.validators.push(Arc::new(mounted));
+    }
+    if let Some(defaults) = plugin.namespace_defaults()? {
+        let data = json!({ "plugins": { name: defaults } });
+        let Value::Object(data) = data else { unreachable!("built as an object") };
+        let mut layer = Layer::new(format!("plugins/{name}/defaults"), Rank::Defaults, Scope::everywhere(), LayerSource::Defaults(format!("plugin:{name}")), data);
+        layer.locations.values_mut().for_each(|location| *location = Location::Layer);
+        active.defaults = Some(Arc::new(layer));
+    }
+    if manifest.kind == PluginKind::Source {
+        active.source = Some(SourceState::default());
+    }
+    Ok(())
+}
+
+/// A source's first output, for every environment of `current`, and its poll interval.
+fn first_source_load(active: &mut Active, current: &Snapshot) -> Result<(), Error> {
+    let Some(source) = &mut active.source else { return Ok(()) };
+    refresh_source(&active.plugin, source, current, true)?;
+    source.next_poll = source.interval.map(|interval| Instant::now() + interval);
+    Ok(())
+}
+
+/// Asks one source for each environment's output; a change token equal to the last one skips
+/// `load` unless `force`. All environments succeed or the source's layers stay as they were.
+fn refresh_source(plugin: &LoadedPlugin, source: &mut SourceState, current: &Snapshot, force: bool) -> Result<(), PluginError> {
+    let namespace_key = plugin.manifest().namespace();
+    let mut layers = source.layers.clone();
+    let mut tokens = source.tokens.clone();
+    let mut interval = None;
+    for environment in &current.axes().environments {
+        let namespace = namespace_in(current, environment, &namespace_key).to_string();
+        let millis = plugin.poll_interval_ms(environment, namespace.clone())?;
+        interval = (millis > 0).then(|| Duration::from_millis(u64::from(millis))).into_iter().chain(interval).min();
+        let token = plugin.change_token(environment, namespace.clone())?;
+        let known = tokens.get(&**environment);
+        if !force && token.is_some() && known == Some(&token) && layers.contains_key(&**environment) {
+            continue;
+        }
+        let output = plugin.load_source(environment, namespace)?;
+        let Value::Object(data) = output else { unreachable!("load_source returns objects") };
+        // Within the source rank layers go by order, then name: priority, then plugin name.
+        let mut layer = Layer::new(format!("plugins/{}/{environment}", plugin.name()), Rank::Source, Scope::environment(environment), LayerSource::Plugin(plugin.name().to_owned()), data)
+            .with_order(i64::from(plugin.manifest().priority));
+        layer.locations.values_mut().for_each(|location| *location = Location::Layer);
+        layers.insert(environment.to_string(), Arc::new(layer));
+        tokens.insert(environment.to_string(), token);
+    }
+    layers.retain(|environment, _| current.axes().environments.iter().any(|e| &**e == environment));
+    source.layers = layers;
+    source.tokens = tokens;
+    source.interval = interval;
+    Ok(())
+}
+
+/// `plugins.<name>` in the environment's view of `snapshot` (`{}` when absent).
+fn namespace_in(snapshot: &Snapshot, environment: &str, namespace: &str) -> Value {
+    snapshot.view(&ViewKey::environment(environment)).ok().and_then(|view| view.get(namespace)).unwrap_or_else(|| json!({}))
+}
+
+/// True when a verification failure is probably a copy still in progress.
+fn still_arriving(error: &PluginError, stamp: &FileStamp) -> bool {
+    let incomplete = matches!(
+        error,
+        PluginError::Refused { reason: Refusal::Unsigned(_) | Refusal::MalformedSignature(_) | Refusal::ModuleTampered | Refusal::ManifestTampered | Refusal::BadSignature, .. } | PluginError::Io { .. }
+    );
+    let recent = SystemTime::now().duration_since(stamp.newest()).map_or(true, |age| age < SETTLE_TIME);
+    incomplete && recent
+}
+
+fn plugin_error(error: Error) -> PluginError {
+    match error {
+        Error::Plugin(error) => error,
+        other => PluginError::Host(other.to_string()),
+    }
+}
+
+fn stem(file: &Path) -> String {
+    file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The `*.wasm` files of the folder, sorted.
+fn wasm_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|ext| ext == "wasm") && p.is_file()).collect();
+    files.sort();
+    files
 }
 
 /// The plugin host's options for a configuration host. The trust store is `<state>/trusted-keys`.
@@ -89,6 +486,7 @@ fn host_options(options: &Options) -> Result<HostOptions, Error> {
     let environment = if serves_production { PRODUCTION } else { "development" };
     let mut host_options = HostOptions::new(&options.state_dir, environment);
     host_options.allow_unsigned = options.allow_unsigned;
+    host_options.grants_root = Some(options.root.clone());
     Ok(host_options)
 }
 
@@ -116,7 +514,7 @@ struct PluginValidator {
 
 impl PluginValidator {
     fn new(plugin: Arc<LoadedPlugin>) -> Self {
-        Self { name: format!("plugin:{}", plugin.name()), plugin }
+        Self { name: format!("{VALIDATOR_PREFIX}{}", plugin.name()), plugin }
     }
 }
 

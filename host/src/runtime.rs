@@ -19,6 +19,7 @@ use crate::error::Error;
 use potter_engine::Severity;
 use potter_validate::{defaults_layers, Report, SchemaSet, Validation};
 use crate::events::{Cause, ChangeOrigin, EventBus, Published, Subscription, DEFAULT_CAPACITY};
+use crate::plugins::{Plugins, SourceRefresh};
 use crate::source::{env, tree};
 
 /// How to find and read the configuration.
@@ -102,8 +103,8 @@ struct WriterState {
     files: tree::FileCache,
     checks: Validation,
     recorder: Option<crate::history::Recorder>,
-    /// Kept alive for the validators registered from it.
-    _plugins: Option<crate::plugins::Plugins>,
+    /// The plugins folder's running plugins (None until the folder exists).
+    plugins: Option<Plugins>,
 }
 
 impl WriterState {
@@ -112,13 +113,32 @@ impl WriterState {
         let mut checks = Validation::new(load_schemas(&options.root)?);
         checks.set_strict(options.strict);
         configure(&mut checks);
-        let plugins = crate::plugins::Plugins::load(options, &mut checks)?;
+        let plugins = Plugins::load(options, &mut checks)?;
         let recorder = crate::history::Recorder::open(options)?;
         let overrides = match &recorder {
             Some(recorder) => recorder.overrides()?,
             None => Overrides::new(),
         };
-        Ok(Self { overrides, files: tree::FileCache::default(), checks, recorder, _plugins: plugins })
+        let mut state = Self { overrides, files: tree::FileCache::default(), checks, recorder, plugins };
+        state.load_sources(options)?;
+        Ok(state)
+    }
+
+    /// Every source's first output, read against the tree without sources (for namespaces).
+    /// At start-up there is no last good output to keep, so any failure is an error.
+    fn load_sources(&mut self, options: &Options) -> Result<(), Error> {
+        let Some(plugins) = &self.plugins else { return Ok(()) };
+        let provisional = build_snapshot(options, &self.overrides, &mut self.files, &self.checks, &plugins.layers())?;
+        let plugins = self.plugins.as_mut().expect("checked above");
+        let outcome = plugins.refresh_sources(&provisional, SourceRefresh::All, true);
+        match outcome.rejecting.into_iter().next() {
+            Some(error) => Err(Error::Plugin(error)),
+            None => Ok(()),
+        }
+    }
+
+    fn plugin_layers(&self) -> Vec<Arc<Layer>> {
+        self.plugins.as_ref().map(Plugins::layers).unwrap_or_default()
     }
 }
 
@@ -129,7 +149,8 @@ impl ConfigHost {
     /// Builds the tree's snapshot and validates it without requiring it to be valid (for `validate`).
     pub fn inspect(options: &Options) -> Result<(Snapshot, Report), Error> {
         let mut state = WriterState::prepare(options, |_| {})?;
-        let snapshot = build_snapshot(options, &state.overrides, &mut state.files, &state.checks)?;
+        let plugin_layers = state.plugin_layers();
+        let snapshot = build_snapshot(options, &state.overrides, &mut state.files, &state.checks, &plugin_layers)?;
         let report = state.checks.validate_snapshot(&snapshot);
         Ok((snapshot, report))
     }
@@ -144,13 +165,17 @@ impl ConfigHost {
     /// They run on every later change too.
     pub fn open_with(options: Options, configure: impl FnOnce(&mut Validation)) -> Result<Self, Error> {
         let mut state = WriterState::prepare(&options, configure)?;
-        let snapshot = build_snapshot(&options, &state.overrides, &mut state.files, &state.checks)?;
+        let plugin_layers = state.plugin_layers();
+        let snapshot = build_snapshot(&options, &state.overrides, &mut state.files, &state.checks, &plugin_layers)?;
         let report = state.checks.validate_snapshot(&snapshot);
         if report.has_errors() {
             return Err(Error::Invalid(report));
         }
         let version = state.recorder.as_ref().map_or(Ok(0), |recorder| recorder.latest_version())?;
         let snapshot = snapshot.with_version(version);
+        if let Some(plugins) = &mut state.plugins {
+            plugins.notify_namespaces(&snapshot);
+        }
         Ok(Self {
             shared: Arc::new(Shared {
                 options,
@@ -170,17 +195,79 @@ impl ConfigHost {
         self.shared.current.load_full()
     }
 
-    /// Re-reads every source and swaps in the result; on error the previous snapshot stays live.
-    /// Files whose size, times and inode are unchanged are not re-read.
+    /// Re-reads every source (files, plugins folder, every source plugin) and swaps in the result;
+    /// on error the previous snapshot stays live. Files whose size, times and inode are unchanged
+    /// are not re-read; a source whose change token is unchanged is not asked to load.
     pub fn reload(&self) -> Result<Arc<Snapshot>, Error> {
-        self.reload_because(Cause::new(ChangeOrigin::File, "reload"))
+        self.reload_with(Cause::new(ChangeOrigin::File, "reload"), SourceRefresh::All)
     }
 
-    /// [`ConfigHost::reload`] on behalf of someone (the file watcher is `file-watch`).
+    /// [`ConfigHost::reload`] on behalf of someone (the file watcher is `file-watch`); only the
+    /// sources whose poll interval has elapsed are asked for fresh output.
     pub fn reload_because(&self, cause: Cause) -> Result<Arc<Snapshot>, Error> {
+        self.reload_with(cause, SourceRefresh::Due)
+    }
+
+    fn reload_with(&self, cause: Cause, refresh: SourceRefresh) -> Result<Arc<Snapshot>, Error> {
         let mut state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
         let overrides = state.overrides.clone();
-        self.apply(&mut state, &overrides, None, cause)
+        if state.plugins.is_none() && self.shared.options.plugins_dir.is_dir() {
+            state.plugins = Some(Plugins::start_empty(&self.shared.options)?);
+        }
+        let Some(plugins) = state.plugins.as_mut() else {
+            return self.apply(&mut state, &overrides, None, cause);
+        };
+        let before = self.snapshot();
+        let sources = plugins.refresh_sources(&before, refresh, false);
+        for error in &sources.kept {
+            tracing::warn!(%error, "source failed; its last good output stays in the configuration");
+            self.shared.events.publish(Published::Rejected { cause: plugin_cause(error), diagnostics: vec![format!("{error}; keeping its last good output")] });
+        }
+        if let Some(error) = sources.rejecting.into_iter().next() {
+            tracing::warn!(%error, "source failed and its policy rejects the reload");
+            let error = Error::Plugin(error);
+            self.shared.events.publish(Published::Rejected { cause, diagnostics: error.diagnostics() });
+            return Err(error);
+        }
+        let folder = plugins.sync_folder(&before);
+        for error in &folder.refusals {
+            self.shared.events.publish(Published::Rejected { cause: plugin_cause(error), diagnostics: vec![error.to_string()] });
+        }
+        if folder.is_empty() {
+            return self.apply(&mut state, &overrides, None, cause);
+        }
+        let cause = match folder.arrivals.iter().chain(&folder.departures).next() {
+            Some(name) if cause.origin == ChangeOrigin::File => Cause::new(ChangeOrigin::Plugin, format!("plugin:{name}")),
+            _ => cause,
+        };
+        let state = &mut *state;
+        let plugins = state.plugins.as_mut().expect("set above");
+        plugins.register(&mut state.checks);
+        match self.apply(state, &overrides, None, cause.clone()) {
+            Ok(snapshot) => {
+                state.plugins.as_mut().expect("set above").commit(&folder);
+                Ok(snapshot)
+            }
+            Err(error) => {
+                // The new versions are refused; whatever else changed in this reload still applies.
+                let plugins = state.plugins.as_mut().expect("set above");
+                plugins.roll_back(folder, &error.diagnostics().join("; "));
+                plugins.register(&mut state.checks);
+                self.apply(state, &overrides, None, cause)
+            }
+        }
+    }
+
+    /// When a source poll or a plugin file that is still arriving is next due (for the watcher).
+    pub fn next_plugin_due(&self) -> Option<std::time::Instant> {
+        let state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        state.plugins.as_ref().and_then(Plugins::next_due)
+    }
+
+    /// Every plugin of the plugins folder with its status, last error and refused update.
+    pub fn plugin_list(&self) -> Vec<potter_plugin::PluginInfo> {
+        let state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        state.plugins.as_ref().map(Plugins::list).unwrap_or_default()
     }
 
     /// Validates the current snapshot again (every view), without changing anything.
@@ -290,13 +377,17 @@ impl ConfigHost {
         let snapshot = Arc::new(snapshot.with_version(version));
         self.shared.current.store(snapshot.clone());
         self.shared.events.publish(Published::Applied { cause, after: snapshot.clone() });
+        if let Some(plugins) = &mut state.plugins {
+            plugins.notify_namespaces(&snapshot);
+        }
         Ok(snapshot)
     }
 
     /// Reloads schemas if they changed, builds the snapshot and validates every view.
     fn build_checked(&self, state: &mut WriterState, overrides: &Overrides, version: u64) -> Result<Snapshot, Error> {
         state.checks.schemas_mut().reload().map_err(Error::Schema)?;
-        let snapshot = build_snapshot(&self.shared.options, overrides, &mut state.files, &state.checks)?.with_version(version);
+        let plugin_layers = state.plugin_layers();
+        let snapshot = build_snapshot(&self.shared.options, overrides, &mut state.files, &state.checks, &plugin_layers)?.with_version(version);
         let report = state.checks.validate_snapshot(&snapshot);
         for issue in report.issues().filter(|issue| issue.severity == Severity::Warning) {
             tracing::debug!(%issue, "validation warning");
@@ -358,12 +449,18 @@ pub struct OverrideChange {
     pub if_version: Option<u64>,
 }
 
-fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::FileCache, checks: &Validation) -> Result<Snapshot, Error> {
+/// A change a plugin caused, named after it.
+fn plugin_cause(error: &potter_plugin::PluginError) -> Cause {
+    Cause::new(ChangeOrigin::Plugin, format!("plugin:{}", error.plugin().unwrap_or("*")))
+}
+
+fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::FileCache, checks: &Validation, plugin_layers: &[Arc<Layer>]) -> Result<Snapshot, Error> {
     let listing = tree::scan(&options.root)?;
     // Keyrings are read before the files so a concurrent `secrets rotate` cannot retire a key a file still uses.
     let mut keyrings = crate::secrets::Keyrings::resolve_all(options, listing.axes.environments.iter());
-    let mut layers: Vec<Arc<Layer>> = Vec::with_capacity(listing.files.len() + 3 + overrides.len());
+    let mut layers: Vec<Arc<Layer>> = Vec::with_capacity(listing.files.len() + 3 + overrides.len() + plugin_layers.len());
     layers.extend(defaults_layers(checks.schemas()).into_iter().map(Arc::new));
+    layers.extend(plugin_layers.iter().cloned());
     for layer in files.load_all(&listing.files)? {
         layers.push(layer);
     }

@@ -110,16 +110,72 @@ fn watch_error(paths: &[PathBuf], error: notify::Error) -> Error {
     Error::io(shown, std::io::Error::other(error.to_string()))
 }
 
+/// What [`ConfigHost::watch`] runs: the file watcher and the plugin poller. Dropping it stops both.
+pub struct Watcher {
+    _files: FsWatcher,
+    _plugins: PluginPoller,
+}
+
+/// Reloads when a source plugin's poll interval elapses or a plugin file that was still arriving
+/// has settled. Sleeps until the next such moment (checking at least every `PLUGIN_CHECK`).
+struct PluginPoller {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Longest the poller sleeps before asking the host again when it is due next.
+const PLUGIN_CHECK: Duration = Duration::from_millis(250);
+
+impl PluginPoller {
+    fn start(host: ConfigHost) -> Result<Self, Error> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("potter-plugin-poll".into())
+            .spawn(move || loop {
+                let now = Instant::now();
+                let wait = host.next_plugin_due().map_or(PLUGIN_CHECK, |due| due.saturating_duration_since(now).min(PLUGIN_CHECK));
+                match stopped.recv_timeout(wait) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                if host.next_plugin_due().is_some_and(|due| due <= Instant::now()) {
+                    if let Err(error) = host.reload_because(Cause::new(ChangeOrigin::Plugin, "plugin-poll")) {
+                        tracing::warn!(%error, "reload rejected; the previous configuration stays live");
+                    }
+                }
+            })
+            .map_err(|e| Error::io("plugin poller thread", e))?;
+        Ok(Self { stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+impl Drop for PluginPoller {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl ConfigHost {
-    /// Reloads on every change under the config root (actor `file-watch`) until the watcher is dropped.
-    /// A rejected reload keeps the previous snapshot and is published as a `Rejected` event.
-    pub fn watch(&self, options: WatchOptions) -> Result<FsWatcher, Error> {
+    /// Reloads on every change under the config root and the plugins folder (actor `file-watch`),
+    /// and when a source plugin is due for a poll, until the watcher is dropped. A rejected
+    /// reload keeps the previous snapshot and is published as a `Rejected` event.
+    pub fn watch(&self, options: WatchOptions) -> Result<Watcher, Error> {
         let host = self.clone();
         let root = self.options().root.clone();
-        FsWatcher::start(&[root], options, move || {
+        let plugins_dir = self.options().plugins_dir.clone();
+        let mut paths = vec![root.clone()];
+        // The folder is watched on its own when it lies outside the root (and once it exists).
+        if plugins_dir.is_dir() && !plugins_dir.starts_with(&root) {
+            paths.push(plugins_dir);
+        }
+        let files = FsWatcher::start(&paths, options, move || {
             if let Err(error) = host.reload_because(Cause::new(ChangeOrigin::File, "file-watch")) {
                 tracing::warn!(%error, "reload rejected; the previous configuration stays live");
             }
-        })
+        })?;
+        Ok(Watcher { _files: files, _plugins: PluginPoller::start(self.clone())? })
     }
 }

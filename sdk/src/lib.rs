@@ -20,6 +20,11 @@
 //! potter_sdk::export_validator!(NoDebugInProduction);
 //! ```
 //!
+//! A source implements [`Source`] and calls [`export_source!`]; a plugin that
+//! also ships defaults for its namespace `plugins.<name>` implements
+//! [`Namespace`] too and calls [`export_validator_with_namespace!`] or
+//! [`export_source_with_namespace!`]. One export macro per crate.
+//!
 //! Build it with `cargo build --release --target wasm32-wasip2`: the output is
 //! already a WebAssembly component. See the README for signing and loading.
 
@@ -32,8 +37,28 @@ pub use wit_bindgen as __wit_bindgen;
 
 pub use serde_json::{self, json, Value};
 
-/// Raw bindings generated from `wit/` (world `validator`). Plugin authors
-/// should not need these; they are public only for the export macro.
+// One bindings module per world. Plugin authors should not need them; they
+// are public only for the export macros. The `host` interface is generated
+// once, in `bindings_source`, and shared by the other worlds (`with`), so
+// [`log`], [`environment`] and [`namespace_config`] work whichever world a
+// plugin exports. (Every component built with this crate also declares the
+// type-only `types` import, since the validator world's description is linked
+// in; it needs nothing from the host.)
+
+/// Raw bindings of world `source`; home of the shared `host` imports.
+#[doc(hidden)]
+pub mod bindings_source {
+    wit_bindgen::generate!({
+        world: "source",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_source_bindings",
+        default_bindings_module: "::potter_sdk::bindings_source",
+        runtime_path: "::potter_sdk::__wit_bindgen::rt",
+    });
+}
+
+/// Raw bindings of world `validator`; home of the shared `types`.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -43,10 +68,37 @@ pub mod bindings {
         export_macro_name: "__export_validator_bindings",
         default_bindings_module: "::potter_sdk::bindings",
         runtime_path: "::potter_sdk::__wit_bindgen::rt",
+        with: {
+            "potter:config/host@0.1.0": ::potter_sdk::bindings_source::potter::config::host,
+        },
     });
 }
 
-use bindings::potter::config::{host as wit_host, types as wit_types};
+/// Raw bindings of world `validator-with-namespace` (see [`bindings`]).
+#[doc(hidden)]
+pub mod bindings_validator_with_namespace {
+    wit_bindgen::generate!({
+        world: "validator-with-namespace",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_validator_with_namespace_bindings",
+        default_bindings_module: "::potter_sdk::bindings_validator_with_namespace",
+        runtime_path: "::potter_sdk::__wit_bindgen::rt",
+        with: {
+            "potter:config/host@0.1.0": ::potter_sdk::bindings_source::potter::config::host,
+            "potter:config/types@0.1.0": ::potter_sdk::bindings::potter::config::types,
+        },
+    });
+}
+
+/// Raw bindings of world `source-with-namespace`, generated in a crate of
+/// their own (see that crate for why). Its `host` imports name the same Wasm
+/// functions as `bindings_source`'s, so [`log`] and friends work there too.
+#[doc(hidden)]
+pub use potter_sdk_source_with_namespace::bindings as bindings_source_with_namespace;
+
+use bindings::potter::config::types as wit_types;
+use bindings_source::potter::config::host as wit_host;
 
 /// The view being validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,4 +245,237 @@ macro_rules! export_validator {
 
         $crate::bindings::__export_validator_bindings!(__PotterValidatorExport);
     };
+}
+
+/// Implement this for a source (a plugin that contributes a configuration
+/// layer), then call [`export_source!`] (or [`export_source_with_namespace!`]).
+///
+/// A source whose signed manifest grants a directory (`[grants] directory`)
+/// sees it read-only at the guest path `/data`; granted environment variables
+/// are readable with `std::env::var`. Nothing else is reachable.
+pub trait Source {
+    /// The layer for `environment`: a JSON object whose keys lie under the
+    /// prefixes the manifest declares, or an error message (name the file and
+    /// line it is about). The host keeps the last good layer or rejects the
+    /// reload, as the manifest's `on_error` says.
+    fn load(environment: &str) -> Result<Value, String>;
+
+    /// How often the host should call [`Source::load`] again, in
+    /// milliseconds; 0 (the default) means never.
+    fn poll_interval_ms() -> u32 {
+        0
+    }
+
+    /// A cheap token that changes when the data changes (for example a
+    /// digest of file names, sizes and modification times). On each poll the
+    /// host calls `load` only when the token differs from the last one; `None`
+    /// (the default) means "always reload on poll".
+    fn change_token() -> Option<String> {
+        None
+    }
+}
+
+/// Implement this for a plugin that owns its namespace `plugins.<name>`, then
+/// export it with [`export_validator_with_namespace!`] or
+/// [`export_source_with_namespace!`].
+pub trait Namespace {
+    /// The namespace's defaults (its template), applied at the defaults
+    /// precedence level: a JSON object.
+    fn defaults() -> Value;
+
+    /// Called with the namespace's new content after each applied change
+    /// that touches it. The default does nothing.
+    fn on_config_changed(_config: &Value) {}
+}
+
+#[doc(hidden)]
+pub fn __run_load<S: Source>(environment: String) -> Result<String, String> {
+    let layer = S::load(&environment)?;
+    if !layer.is_object() {
+        return Err(format!(
+            "load returned {}, not a JSON object",
+            json_kind(&layer)
+        ));
+    }
+    Ok(layer.to_string())
+}
+
+#[doc(hidden)]
+pub fn __run_defaults<N: Namespace>() -> String {
+    N::defaults().to_string()
+}
+
+#[doc(hidden)]
+pub fn __run_on_config_changed<N: Namespace>(config: String) {
+    // The host always sends a JSON object; anything else is a host bug worth a trap.
+    let config: Value = serde_json::from_str(&config).expect("host sent invalid JSON");
+    N::on_config_changed(&config);
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Export a [`Source`] implementation (world `source`). Call it once, at the
+/// top level of your plugin crate.
+#[macro_export]
+macro_rules! export_source {
+    ($source:ty) => {
+        #[doc(hidden)]
+        pub struct __PotterSourceExport;
+
+        impl $crate::bindings_source::Guest for __PotterSourceExport {
+            fn load(
+                environment: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                $crate::__run_load::<$source>(environment)
+            }
+
+            fn poll_interval_ms() -> u32 {
+                <$source as $crate::Source>::poll_interval_ms()
+            }
+
+            fn change_token() -> ::std::option::Option<::std::string::String> {
+                <$source as $crate::Source>::change_token()
+            }
+        }
+
+        $crate::bindings_source::__export_source_bindings!(__PotterSourceExport);
+    };
+}
+
+/// Export a type implementing both [`Validator`] and [`Namespace`] (world
+/// `validator-with-namespace`). Call it once, at the top level of your plugin crate.
+#[macro_export]
+macro_rules! export_validator_with_namespace {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        pub struct __PotterValidatorExport;
+
+        impl $crate::bindings_validator_with_namespace::Guest for __PotterValidatorExport {
+            fn validate(
+                view: $crate::bindings::potter::config::types::View,
+                config: ::std::string::String,
+            ) -> ::std::vec::Vec<$crate::bindings::potter::config::types::Issue> {
+                $crate::__run_validator::<$plugin>(view, config)
+            }
+        }
+
+        impl $crate::bindings_validator_with_namespace::exports::potter::config::namespace::Guest
+            for __PotterValidatorExport
+        {
+            fn defaults() -> ::std::string::String {
+                $crate::__run_defaults::<$plugin>()
+            }
+
+            fn on_config_changed(config: ::std::string::String) {
+                $crate::__run_on_config_changed::<$plugin>(config)
+            }
+        }
+
+        $crate::bindings_validator_with_namespace::__export_validator_with_namespace_bindings!(
+            __PotterValidatorExport
+        );
+    };
+}
+
+/// Export a type implementing both [`Source`] and [`Namespace`] (world
+/// `source-with-namespace`). Call it once, at the top level of your plugin crate.
+#[macro_export]
+macro_rules! export_source_with_namespace {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        pub struct __PotterSourceExport;
+
+        impl $crate::bindings_source_with_namespace::Guest for __PotterSourceExport {
+            fn load(
+                environment: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                $crate::__run_load::<$plugin>(environment)
+            }
+
+            fn poll_interval_ms() -> u32 {
+                <$plugin as $crate::Source>::poll_interval_ms()
+            }
+
+            fn change_token() -> ::std::option::Option<::std::string::String> {
+                <$plugin as $crate::Source>::change_token()
+            }
+        }
+
+        impl $crate::bindings_source_with_namespace::exports::potter::config::namespace::Guest
+            for __PotterSourceExport
+        {
+            fn defaults() -> ::std::string::String {
+                $crate::__run_defaults::<$plugin>()
+            }
+
+            fn on_config_changed(config: ::std::string::String) {
+                $crate::__run_on_config_changed::<$plugin>(config)
+            }
+        }
+
+        $crate::bindings_source_with_namespace::__export_source_with_namespace_bindings!(
+            __PotterSourceExport
+        );
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Layer;
+
+    impl Source for Layer {
+        fn load(environment: &str) -> Result<Value, String> {
+            match environment {
+                "broken" => Err("data.txt:3: bad line".to_string()),
+                "list" => Ok(json!([1, 2])),
+                _ => Ok(json!({"app": {"environment": environment}})),
+            }
+        }
+    }
+
+    impl Namespace for Layer {
+        fn defaults() -> Value {
+            json!({"limit": 3})
+        }
+    }
+
+    #[test]
+    fn load_serializes_an_object_layer() {
+        assert_eq!(
+            __run_load::<Layer>("staging".into()),
+            Ok(r#"{"app":{"environment":"staging"}}"#.to_string())
+        );
+    }
+
+    #[test]
+    fn load_passes_errors_through_and_refuses_non_objects() {
+        assert_eq!(
+            __run_load::<Layer>("broken".into()),
+            Err("data.txt:3: bad line".to_string())
+        );
+        assert_eq!(
+            __run_load::<Layer>("list".into()),
+            Err("load returned an array, not a JSON object".to_string())
+        );
+    }
+
+    #[test]
+    fn source_and_namespace_defaults() {
+        assert_eq!(Layer::poll_interval_ms(), 0);
+        assert_eq!(Layer::change_token(), None);
+        assert_eq!(__run_defaults::<Layer>(), r#"{"limit":3}"#);
+        // The default on_config_changed does nothing (and must not panic).
+        __run_on_config_changed::<Layer>(r#"{"limit":4}"#.into());
+    }
 }

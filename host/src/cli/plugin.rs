@@ -105,11 +105,23 @@ fn print_info(info: &PluginInfo) {
     println!("  version     {}", text(info.version.clone()));
     println!("  sha256      {}", text(info.sha256.clone()));
     println!("  signer      {}", info.signer_key_id.clone().unwrap_or_else(|| if info.status == potter_plugin::PluginStatus::Loaded { "UNSIGNED".to_owned() } else { "-".to_owned() }));
-    let grants = info.grants.as_ref().map(|grants| if grants.env.is_empty() { "none".to_owned() } else { format!("env {}", grants.env.join(", ")) });
+    let grants = info.grants.as_ref().map(|grants| {
+        let mut parts = Vec::new();
+        if !grants.env.is_empty() {
+            parts.push(format!("env {}", grants.env.join(", ")));
+        }
+        if let Some(directory) = &grants.directory {
+            parts.push(format!("directory {directory} (read-only)"));
+        }
+        if parts.is_empty() { "none".to_owned() } else { parts.join("; ") }
+    });
     println!("  grants      {}{}", text(grants), if info.secrets { "; sees secrets" } else { "" });
     let limits = info.limits.map(|l| format!("{} MiB, {} ms, {} KiB output", l.memory_mib, l.timeout_ms, l.max_output_kib));
     println!("  limits      {}", text(limits));
     println!("  last error  {}", text(info.last_error.clone()));
+    if let Some(refused) = &info.refused_update {
+        println!("  refused new version  {refused}");
+    }
 }
 
 fn display(path: &Path) -> String {

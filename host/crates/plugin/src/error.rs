@@ -90,6 +90,16 @@ pub enum PluginError {
         reason: String,
     },
 
+    #[error("plugin {plugin}: load failed: {message}")]
+    SourceFailed { plugin: String, message: String },
+
+    #[error("plugin {plugin}: load: key `{key}` is outside the plugin's prefixes ({prefixes})")]
+    OutsidePrefixes {
+        plugin: String,
+        key: String,
+        prefixes: String,
+    },
+
     #[error("key file {path}: {reason}")]
     Key { path: PathBuf, reason: String },
 
@@ -120,7 +130,9 @@ impl PluginError {
             | PluginError::MemoryLimit { plugin, .. }
             | PluginError::Trap { plugin, .. }
             | PluginError::OutputTooLarge { plugin, .. }
-            | PluginError::InvalidOutput { plugin, .. } => Some(plugin),
+            | PluginError::InvalidOutput { plugin, .. }
+            | PluginError::SourceFailed { plugin, .. }
+            | PluginError::OutsidePrefixes { plugin, .. } => Some(plugin),
             PluginError::Key { .. } | PluginError::Host(_) => None,
         }
     }

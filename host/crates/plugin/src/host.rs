@@ -12,8 +12,8 @@ use wasmtime::Engine;
 use crate::cache::{CompiledCache, CompiledFrom};
 use crate::error::{describe, PluginError, Refusal};
 use crate::manifest::{plugin_stem, Grants, Limits, PluginKind};
-use crate::plugin::LoadedPlugin;
-use crate::sandbox::{self, bindings, CallState};
+use crate::plugin::{LoadedPlugin, NamespaceIndices, WorldIndices};
+use crate::sandbox::{self, bindings, source_bindings, CallState};
 use crate::signing::load_checked;
 
 /// Environment name in which unsigned plugins are always refused.
@@ -36,6 +36,9 @@ pub struct HostOptions {
     pub max_limits: Limits,
     /// Wasm stack size for every plugin (engine-wide), in KiB.
     pub max_wasm_stack_kib: u32,
+    /// What a source's `grants.directory` is relative to (the configuration root). Without it,
+    /// a plugin asking for a directory is refused.
+    pub grants_root: Option<PathBuf>,
 }
 
 impl HostOptions {
@@ -49,6 +52,7 @@ impl HostOptions {
             default_limits: Limits::DEFAULT,
             max_limits: Limits::MAXIMA,
             max_wasm_stack_kib: 512,
+            grants_root: None,
         }
     }
 
@@ -88,17 +92,16 @@ pub struct PluginInfo {
     pub compiled_from: Option<CompiledFrom>,
     pub status: PluginStatus,
     pub last_error: Option<String>,
+    /// Why the newest version in the folder was refused while this (older) version keeps running.
+    pub refused_update: Option<String>,
 }
 
-enum Entry {
-    Loaded {
-        file: PathBuf,
-        plugin: Arc<LoadedPlugin>,
-    },
-    Refused {
-        file: PathBuf,
-        error: String,
-    },
+/// What the host knows about one plugin name: the version running (if any) and why the latest
+/// attempt to load it was refused (if it was). A refused new version leaves the old one running.
+struct Entry {
+    file: PathBuf,
+    active: Option<Arc<LoadedPlugin>>,
+    refusal: Option<String>,
 }
 
 /// Loads, sandboxes and runs plugins. One per process; cheap to share by reference.
@@ -160,26 +163,49 @@ impl PluginHost {
     /// Verify, compile (or take from the cache), check imports and
     /// pre-instantiate one plugin. The outcome is recorded for [`Self::list`].
     pub fn load_file(&self, wasm_path: &Path) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let result = self.load_unrecorded(wasm_path);
-        let name = plugin_stem(wasm_path);
-        let entry = match &result {
-            Ok(plugin) => Entry::Loaded {
-                file: wasm_path.to_path_buf(),
-                plugin: plugin.clone(),
-            },
-            Err(error) => {
-                tracing::warn!(plugin = %name, error = %error, "plugin refused");
-                Entry::Refused {
-                    file: wasm_path.to_path_buf(),
-                    error: error.to_string(),
-                }
-            }
-        };
-        self.registry
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name, entry);
+        let result = self.prepare(wasm_path);
+        match &result {
+            Ok(plugin) => self.record_loaded(wasm_path, plugin.clone()),
+            Err(error) => self.record_refused(&plugin_stem(wasm_path), wasm_path, error),
+        }
         result
+    }
+
+    /// Verify, compile (or take from the cache), check imports and pre-instantiate one plugin
+    /// without recording it: the caller decides whether it goes live ([`Self::record_loaded`])
+    /// or is refused ([`Self::record_refused`]), e.g. after trying its first call.
+    pub fn prepare(&self, wasm_path: &Path) -> Result<Arc<LoadedPlugin>, PluginError> {
+        self.load_unrecorded(wasm_path)
+    }
+
+    /// Records `plugin` as the running version of its name.
+    pub fn record_loaded(&self, wasm_path: &Path, plugin: Arc<LoadedPlugin>) {
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        registry.insert(
+            plugin.name().to_owned(),
+            Entry { file: wasm_path.to_path_buf(), active: Some(plugin), refusal: None },
+        );
+    }
+
+    /// Records why a version of `name` was refused; the running version (if any) stays.
+    pub fn record_refused(&self, name: &str, wasm_path: &Path, error: &PluginError) {
+        tracing::warn!(plugin = %name, error = %error, "plugin refused");
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = registry.entry(name.to_owned()).or_insert_with(|| Entry {
+            file: wasm_path.to_path_buf(),
+            active: None,
+            refusal: None,
+        });
+        entry.refusal = Some(error.to_string());
+        if entry.active.is_none() {
+            entry.file = wasm_path.to_path_buf();
+        }
+    }
+
+    /// Forgets `name` (its file was deleted). Returns the version that was running.
+    pub fn unload(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        registry.remove(name).and_then(|entry| entry.active)
     }
 
     fn load_unrecorded(&self, wasm_path: &Path) -> Result<Arc<LoadedPlugin>, PluginError> {
@@ -197,12 +223,10 @@ impl PluginHost {
             path: crate::manifest::manifest_path(wasm_path),
             reason,
         })?;
-        if manifest.kind != PluginKind::Validator {
-            return Err(PluginError::Unsupported {
-                plugin: name.to_string(),
-                reason: "source plugins are not hosted yet (only validators)".into(),
-            });
-        }
+        let directory = match &manifest.grants.directory {
+            Some(relative) => Some(self.granted_directory(&name, wasm_path, relative)?),
+            None => None,
+        };
         let (component, compiled_from) = self.cache.component(
             &self.engine,
             &name,
@@ -210,21 +234,23 @@ impl PluginHost {
             &verified.module,
         )?;
         sandbox::check_imports(&self.engine, &name, &component)?;
-        let instance_pre =
-            self.linker
-                .instantiate_pre(&component)
-                .map_err(|e| PluginError::InvalidModule {
-                    plugin: name.to_string(),
-                    reason: describe(&e),
-                })?;
-        let pre =
-            bindings::ValidatorPre::new(instance_pre).map_err(|e| PluginError::InvalidModule {
-                plugin: name.to_string(),
-                reason: format!(
-                    "does not implement world potter:config/validator: {}",
-                    describe(&e)
-                ),
-            })?;
+        let invalid = |reason: String| PluginError::InvalidModule {
+            plugin: name.to_string(),
+            reason,
+        };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(describe(&e)))?;
+        let world = match manifest.kind {
+            PluginKind::Validator => bindings::ValidatorIndices::new(&instance_pre)
+                .map(WorldIndices::Validator)
+                .map_err(|e| invalid(format!("does not implement world potter:config/validator: {}", describe(&e))))?,
+            PluginKind::Source => source_bindings::SourceIndices::new(&instance_pre)
+                .map(WorldIndices::Source)
+                .map_err(|e| invalid(format!("does not implement world potter:config/source: {}", describe(&e))))?,
+        };
+        let namespace = NamespaceIndices::find(&component);
         if verified.signer_key_id.is_none() {
             tracing::warn!(plugin = %name, "loaded an UNSIGNED plugin (allow_unsigned is on)");
         }
@@ -237,7 +263,10 @@ impl PluginHost {
             limits,
             compiled_from,
             engine: self.engine.clone(),
-            pre,
+            instance_pre,
+            world,
+            namespace,
+            directory,
             visible_prefixes,
             warm: Mutex::new(Vec::new()),
             last_error: Mutex::new(None),
@@ -245,16 +274,35 @@ impl PluginHost {
         }))
     }
 
+    /// `<grants_root>/<relative>`, which must be an existing directory that stays inside the root
+    /// once symbolic links are resolved.
+    fn granted_directory(&self, name: &str, wasm_path: &Path, relative: &str) -> Result<PathBuf, PluginError> {
+        let manifest_error = |reason: String| PluginError::Manifest {
+            plugin: name.to_string(),
+            path: crate::manifest::manifest_path(wasm_path),
+            reason,
+        };
+        let Some(root) = &self.options.grants_root else {
+            return Err(manifest_error("grants.directory needs a configuration root, and this host has none".into()));
+        };
+        let joined = root.join(relative);
+        let resolved = joined
+            .canonicalize()
+            .map_err(|e| manifest_error(format!("grants.directory `{}`: {e}", joined.display())))?;
+        let root = root.canonicalize().map_err(|e| manifest_error(format!("configuration root {}: {e}", root.display())))?;
+        if !resolved.starts_with(&root) {
+            return Err(manifest_error(format!("grants.directory `{relative}` leaves the configuration root through a symbolic link")));
+        }
+        if !resolved.is_dir() {
+            return Err(manifest_error(format!("grants.directory `{}` is not a directory", joined.display())));
+        }
+        Ok(resolved)
+    }
+
     /// Currently loaded plugins, by name.
     pub fn plugins(&self) -> Vec<Arc<LoadedPlugin>> {
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        registry
-            .values()
-            .filter_map(|entry| match entry {
-                Entry::Loaded { plugin, .. } => Some(plugin.clone()),
-                Entry::Refused { .. } => None,
-            })
-            .collect()
+        registry.values().filter_map(|entry| entry.active.clone()).collect()
     }
 
     /// Every plugin the host has tried to load, for `plugin list`.
@@ -262,10 +310,10 @@ impl PluginHost {
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         registry
             .iter()
-            .map(|(name, entry)| match entry {
-                Entry::Loaded { file, plugin } => PluginInfo {
+            .map(|(name, entry)| match &entry.active {
+                Some(plugin) => PluginInfo {
                     name: name.clone(),
-                    file: file.clone(),
+                    file: entry.file.clone(),
                     kind: Some(plugin.manifest.kind),
                     version: Some(plugin.manifest.version.clone()),
                     sha256: Some(plugin.module_sha256.clone()),
@@ -276,13 +324,14 @@ impl PluginHost {
                     compiled_from: Some(plugin.compiled_from),
                     status: PluginStatus::Loaded,
                     last_error: plugin.last_error(),
+                    refused_update: entry.refusal.clone(),
                 },
-                Entry::Refused { file, error } => PluginInfo {
+                None => PluginInfo {
                     name: name.clone(),
-                    file: file.clone(),
+                    file: entry.file.clone(),
                     kind: None,
                     version: None,
-                    sha256: std::fs::read(file)
+                    sha256: std::fs::read(&entry.file)
                         .ok()
                         .map(|b| hex::encode(crate::signing::sha256(&b))),
                     signer_key_id: None,
@@ -291,7 +340,8 @@ impl PluginHost {
                     limits: None,
                     compiled_from: None,
                     status: PluginStatus::Refused,
-                    last_error: Some(error.clone()),
+                    last_error: entry.refusal.clone(),
+                    refused_update: None,
                 },
             })
             .collect()

@@ -36,7 +36,8 @@ pub use config_filter::{lookup, restrict};
 pub use error::{PluginError, Refusal};
 pub use host::{default_trust_dir, HostOptions, PluginHost, PluginInfo, PluginStatus, PRODUCTION};
 pub use manifest::{
-    manifest_path, Grants, LimitRequest, Limits, Manifest, PluginKind, MANIFEST_SUFFIX,
+    manifest_path, Grants, LimitRequest, Limits, Manifest, OnError, PluginKind,
+    GRANTED_DIRECTORY_GUEST_PATH, MANIFEST_SUFFIX,
 };
 pub use plugin::{LoadedPlugin, PluginIssue, Severity, View};
 pub use signing::{

@@ -16,9 +16,23 @@ pub const MANIFEST_SUFFIX: &str = ".plugin.toml";
 pub enum PluginKind {
     /// Exports `validate` (world `validator`).
     Validator,
-    /// Exports `load` (world `source`; hosted in a later release).
+    /// Exports `load`, `poll-interval-ms` and `change-token` (world `source`).
     Source,
 }
+
+/// What the host does when a source's `load` fails (or its output is refused) on a later load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Keep the source's last good output; report the failure.
+    #[default]
+    Keep,
+    /// Reject the whole reload: the running configuration stays as it was.
+    Reject,
+}
+
+/// Guest path at which a source's granted directory is preopened (read-only).
+pub const GRANTED_DIRECTORY_GUEST_PATH: &str = "/data";
 
 /// Capabilities beyond the default of none.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +42,10 @@ pub struct Grants {
     /// without this grant a plugin's environment is empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
+    /// Sources only: a directory, relative to the configuration root, preopened read-only at
+    /// `/data` in the guest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
 }
 
 /// Limits a manifest may ask for; unset fields take the host defaults.
@@ -120,6 +138,17 @@ pub struct Manifest {
     pub grants: Grants,
     #[serde(default)]
     pub limits: LimitRequest,
+    /// Sources: order among sources; a higher priority overrides a lower one, ties go by name
+    /// (the later name wins).
+    #[serde(default)]
+    pub priority: i32,
+    /// Sources: keep the last good output (default) or reject the reload when `load` fails.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// JSON Schema (as JSON text) for the plugin's namespace `plugins.<name>`; validated like the
+    /// tree's own schemas. Inline so the signature covers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_schema: Option<String>,
 }
 
 impl Manifest {
@@ -165,6 +194,28 @@ impl Manifest {
                 )));
             }
         }
+        if let Some(directory) = &manifest.grants.directory {
+            if manifest.kind != PluginKind::Source {
+                return Err(fail("grants.directory is only for sources".to_string()));
+            }
+            if !is_relative_inside(directory) {
+                return Err(fail(format!(
+                    "grants.directory `{directory}` must be a relative path inside the configuration root (no `..`, not absolute)"
+                )));
+            }
+        }
+        if manifest.kind == PluginKind::Source && manifest.prefixes.is_empty() {
+            return Err(fail(
+                "a source must declare the key prefixes it may write (`prefixes`)".to_string(),
+            ));
+        }
+        if let Some(schema) = &manifest.namespace_schema {
+            let parsed: serde_json::Value = serde_json::from_str(schema)
+                .map_err(|e| fail(format!("namespace_schema is not JSON: {e}")))?;
+            if !parsed.is_object() && !parsed.is_boolean() {
+                return Err(fail("namespace_schema must be a JSON Schema object".to_string()));
+            }
+        }
         Ok(manifest)
     }
 
@@ -200,6 +251,15 @@ fn is_plugin_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A relative path with no `..`, `.`-only or empty components.
+fn is_relative_inside(path: &str) -> bool {
+    let path = Path::new(path);
+    !path.as_os_str().is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 /// A dotted key path: segments of letters, digits, `_` and `-`.
@@ -247,6 +307,29 @@ mod tests {
             "{err}"
         );
         parse("name = \"demo\"\nkind = \"validator\"\nversion = \"1\"\nprefixes = [\"plugins.demo.x\"]").unwrap();
+    }
+
+    #[test]
+    fn source_fields_are_checked() {
+        let source = |extra: &str| {
+            parse(&format!(
+                "name = \"demo\"\nkind = \"source\"\nversion = \"1\"\nprefixes = [\"remote\"]\n{extra}"
+            ))
+        };
+        let m = source("priority = 5\non_error = \"reject\"\n[grants]\ndirectory = \"data/props\"").unwrap();
+        assert_eq!((m.priority, m.on_error), (5, OnError::Reject));
+        assert_eq!(m.grants.directory.as_deref(), Some("data/props"));
+        for bad in ["../outside", "/etc", "a/../../b", ""] {
+            let err = source(&format!("[grants]\ndirectory = \"{bad}\"")).unwrap_err();
+            assert!(err.to_string().contains("relative path inside"), "{bad}: {err}");
+        }
+        let err = parse("name = \"demo\"\nkind = \"source\"\nversion = \"1\"").unwrap_err();
+        assert!(err.to_string().contains("must declare the key prefixes"), "{err}");
+        let err = parse("name = \"demo\"\nkind = \"validator\"\nversion = \"1\"\n[grants]\ndirectory = \"x\"")
+            .unwrap_err();
+        assert!(err.to_string().contains("only for sources"), "{err}");
+        let err = source("namespace_schema = \"{not json\"").unwrap_err();
+        assert!(err.to_string().contains("namespace_schema is not JSON"), "{err}");
     }
 
     #[test]

@@ -1,17 +1,20 @@
 //! A loaded plugin and its `validate` call: input restriction, limits, output checks.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde_json::Value;
-use wasmtime::{Engine, Trap};
+use wasmtime::component::{Component, ComponentExportIndex, Instance, InstancePre};
+use wasmtime::{Engine, Store, Trap};
 
 use crate::cache::CompiledFrom;
 use crate::config_filter::{lookup, restrict};
 use crate::error::{describe, PluginError};
 use crate::manifest::{is_key_path, Limits, Manifest};
 use crate::sandbox::{
-    self, bindings, deadline_ticks, forward_output, new_store, SandboxStore, STDIO_CAPACITY,
+    self, bindings, deadline_ticks, forward_output, new_store, source_bindings, CallState,
+    SandboxStore, NAMESPACE_INTERFACE, STDIO_CAPACITY,
 };
 
 /// Idle instances kept per plugin for reuse (each holds its linear memory).
@@ -64,18 +67,52 @@ pub struct LoadedPlugin {
     pub(crate) limits: Limits,
     pub(crate) compiled_from: CompiledFrom,
     pub(crate) engine: Engine,
-    pub(crate) pre: bindings::ValidatorPre<sandbox::CallState>,
+    pub(crate) instance_pre: InstancePre<CallState>,
+    pub(crate) world: WorldIndices,
+    /// Present when the plugin exports the `namespace` interface.
+    pub(crate) namespace: Option<NamespaceIndices>,
+    /// A source's granted directory, resolved on the host.
+    pub(crate) directory: Option<PathBuf>,
     /// Prefixes the plugin sees: declared ones plus its namespace.
     pub(crate) visible_prefixes: Vec<String>,
     pub(crate) warm: Mutex<Vec<WarmInstance>>,
     pub(crate) last_error: Mutex<Option<String>>,
 }
 
+/// Where a world's exports sit in the component (looked up once at load).
+pub(crate) enum WorldIndices {
+    Validator(bindings::ValidatorIndices),
+    Source(source_bindings::SourceIndices),
+}
+
+/// Where the optional `namespace` exports sit.
+pub(crate) struct NamespaceIndices {
+    pub(crate) defaults: ComponentExportIndex,
+    pub(crate) on_config_changed: ComponentExportIndex,
+}
+
+impl NamespaceIndices {
+    /// The `namespace` interface's functions, when the component exports it.
+    pub(crate) fn find(component: &Component) -> Option<NamespaceIndices> {
+        let interface = component.get_export_index(None, NAMESPACE_INTERFACE)?;
+        Some(NamespaceIndices {
+            defaults: component.get_export_index(Some(&interface), "defaults")?,
+            on_config_changed: component.get_export_index(Some(&interface), "on-config-changed")?,
+        })
+    }
+}
+
+enum WorldExports {
+    Validator(bindings::Validator),
+    Source(source_bindings::Source),
+}
+
 /// An instance that finished its last call normally and may be called again.
 /// An instance that trapped is never reused.
 pub(crate) struct WarmInstance {
     sandbox: SandboxStore,
-    validator: bindings::Validator,
+    instance: Instance,
+    exports: WorldExports,
     stdout_seen: usize,
     stderr_seen: usize,
 }
@@ -136,8 +173,7 @@ impl LoadedPlugin {
         is_secret: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<PluginIssue>, PluginError> {
         let result = self.validate_inner(view, config, is_secret);
-        let mut last_error = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
-        *last_error = result.as_ref().err().map(ToString::to_string);
+        self.remember(&result);
         result
     }
 
@@ -162,31 +198,143 @@ impl LoadedPlugin {
             service: view.service.clone(),
         };
 
+        let issues = self.call("validate", &view.environment, namespace_json, |store, _, exports| match exports {
+            WorldExports::Validator(validator) => validator.call_validate(store, &wit_view, &input),
+            WorldExports::Source(_) => Err(wasmtime::Error::msg("not a validator")),
+        })?;
+        self.check_output(issues)
+    }
+
+    /// A source's layer for `environment`: its `load` output, parsed, as a JSON object whose every
+    /// key lies under the plugin's prefixes. `namespace_json` is what `namespace-config()` returns
+    /// during the call.
+    pub fn load_source(&self, environment: &str, namespace_json: String) -> Result<Value, PluginError> {
+        let result = self.load_source_inner(environment, namespace_json);
+        self.remember(&result);
+        result
+    }
+
+    fn load_source_inner(&self, environment: &str, namespace_json: String) -> Result<Value, PluginError> {
+        let outcome = self.call("load", environment, namespace_json, |store, _, exports| match exports {
+            WorldExports::Source(source) => source.call_load(store, environment),
+            WorldExports::Validator(_) => Err(wasmtime::Error::msg("not a source")),
+        })?;
+        let text = outcome.map_err(|message: String| PluginError::SourceFailed {
+            plugin: self.name.to_string(),
+            message: sandbox::truncate(&message, MESSAGE_MAX).to_string(),
+        })?;
+        let value = self.parse_json_output("load", &text)?;
+        if let Some(key) = first_key_outside(&value, &self.manifest.prefixes, &mut String::new()) {
+            return Err(PluginError::OutsidePrefixes {
+                plugin: self.name.to_string(),
+                key,
+                prefixes: self.manifest.prefixes.join(", "),
+            });
+        }
+        Ok(value)
+    }
+
+    /// A source's `poll-interval-ms` (0: never poll).
+    pub fn poll_interval_ms(&self, environment: &str, namespace_json: String) -> Result<u32, PluginError> {
+        let result = self.call("poll-interval-ms", environment, namespace_json, |store, _, exports| match exports {
+            WorldExports::Source(source) => source.call_poll_interval_ms(store),
+            WorldExports::Validator(_) => Ok(0),
+        });
+        self.remember(&result);
+        result
+    }
+
+    /// A source's `change-token` (None: reload on every poll).
+    pub fn change_token(&self, environment: &str, namespace_json: String) -> Result<Option<String>, PluginError> {
+        let result = self.call("change-token", environment, namespace_json, |store, _, exports| match exports {
+            WorldExports::Source(source) => source.call_change_token(store),
+            WorldExports::Validator(_) => Ok(None),
+        });
+        self.remember(&result);
+        result
+    }
+
+    /// Whether the plugin exports the `namespace` interface.
+    pub fn owns_namespace(&self) -> bool {
+        self.namespace.is_some()
+    }
+
+    /// The plugin's template for `plugins.<name>` (an object), or None when it exports no
+    /// `namespace` interface.
+    pub fn namespace_defaults(&self) -> Result<Option<Value>, PluginError> {
+        let Some(indices) = &self.namespace else { return Ok(None) };
+        let result = self
+            .call("defaults", "", "{}".to_owned(), |store, instance, _| {
+                let func = instance.get_typed_func::<(), (String,)>(&mut *store, &indices.defaults)?;
+                let (text,) = func.call(&mut *store, ())?;
+                Ok(text)
+            })
+            .and_then(|text| self.parse_json_output("defaults", &text));
+        self.remember(&result);
+        result.map(Some)
+    }
+
+    /// Tells the plugin its namespace's new content in `environment` (no-op without a namespace).
+    pub fn on_config_changed(&self, environment: &str, namespace_json: &str) -> Result<(), PluginError> {
+        let Some(indices) = &self.namespace else { return Ok(()) };
+        let argument = namespace_json.to_owned();
+        let result = self.call("on-config-changed", environment, namespace_json.to_owned(), |store, instance, _| {
+            let func = instance.get_typed_func::<(String,), ()>(&mut *store, &indices.on_config_changed)?;
+            func.call(&mut *store, (argument,))
+        });
+        self.remember(&result);
+        result
+    }
+
+    fn remember<T>(&self, result: &Result<T, PluginError>) {
+        let mut last_error = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        *last_error = result.as_ref().err().map(ToString::to_string);
+    }
+
+    /// JSON text a call returned: within the output limit, parsed, an object.
+    fn parse_json_output(&self, call: &str, text: &str) -> Result<Value, PluginError> {
+        let limit = self.limits.max_output_kib as usize * 1024;
+        if text.len() > limit {
+            return Err(PluginError::OutputTooLarge { plugin: self.name.to_string(), call: call.into(), size: text.len(), limit });
+        }
+        let invalid = |reason: String| PluginError::InvalidOutput { plugin: self.name.to_string(), call: call.into(), reason };
+        let value: Value = serde_json::from_str(text).map_err(|e| invalid(format!("not JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(invalid("not a JSON object".into()));
+        }
+        Ok(value)
+    }
+
+    /// Runs one export on a warm (or fresh) instance under the plugin's limits. The instance goes
+    /// back to the pool only when the call succeeded.
+    fn call<R>(
+        &self,
+        call: &str,
+        environment: &str,
+        namespace_json: String,
+        run: impl FnOnce(&mut Store<CallState>, &Instance, &WorldExports) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
         let mut warm = match self.take_warm() {
             Some(warm) => warm,
             None => self.instantiate()?,
         };
         let store = &mut warm.sandbox.store;
-        store
-            .data_mut()
-            .begin_call(&view.environment, namespace_json);
+        store.data_mut().begin_call(environment, namespace_json);
         store.set_epoch_deadline(deadline_ticks(self.limits.timeout_ms));
-        let outcome = warm.validator.call_validate(&mut *store, &wit_view, &input);
-        warm.stdout_seen =
-            forward_output(&self.name, "stdout", &warm.sandbox.stdout, warm.stdout_seen);
-        warm.stderr_seen =
-            forward_output(&self.name, "stderr", &warm.sandbox.stderr, warm.stderr_seen);
-        let issues = match outcome {
-            Ok(issues) => issues,
+        let outcome = run(store, &warm.instance, &warm.exports);
+        warm.stdout_seen = forward_output(&self.name, "stdout", &warm.sandbox.stdout, warm.stdout_seen);
+        warm.stderr_seen = forward_output(&self.name, "stderr", &warm.sandbox.stderr, warm.stderr_seen);
+        match outcome {
+            Ok(value) => {
+                let stdio_nearly_full = warm.stdout_seen.max(warm.stderr_seen) > STDIO_CAPACITY / 2;
+                if !stdio_nearly_full {
+                    self.return_warm(warm);
+                }
+                Ok(value)
+            }
             // The instance is dropped here: a trapped instance is never re-entered.
-            Err(error) => return Err(self.call_failure("validate", &warm, &error)),
-        };
-        let checked = self.check_output(issues);
-        let stdio_nearly_full = warm.stdout_seen.max(warm.stderr_seen) > STDIO_CAPACITY / 2;
-        if checked.is_ok() && !stdio_nearly_full {
-            self.return_warm(warm);
+            Err(error) => Err(self.call_failure(call, &warm, &error)),
         }
-        checked
     }
 
     fn take_warm(&self) -> Option<WarmInstance> {
@@ -205,16 +353,25 @@ impl LoadedPlugin {
             &self.engine,
             self.name.clone(),
             &self.manifest.grants,
+            self.directory.as_deref(),
             self.limits.memory_mib,
-        );
+        )?;
         // Start-up code runs under the same time limit as a call.
         sandbox
             .store
             .set_epoch_deadline(deadline_ticks(self.limits.timeout_ms));
-        match self.pre.instantiate(&mut sandbox.store) {
-            Ok(validator) => Ok(WarmInstance {
+        let instantiated = self.instance_pre.instantiate(&mut sandbox.store).and_then(|instance| {
+            let exports = match &self.world {
+                WorldIndices::Validator(indices) => WorldExports::Validator(indices.load(&mut sandbox.store, &instance)?),
+                WorldIndices::Source(indices) => WorldExports::Source(indices.load(&mut sandbox.store, &instance)?),
+            };
+            Ok((instance, exports))
+        });
+        match instantiated {
+            Ok((instance, exports)) => Ok(WarmInstance {
                 sandbox,
-                validator,
+                instance,
+                exports,
                 stdout_seen: 0,
                 stderr_seen: 0,
             }),
@@ -370,6 +527,34 @@ impl LoadedPlugin {
         }
         Ok(())
     }
+}
+
+/// The first leaf (or the first key that is no object) of `value` outside `prefixes`, as a dotted path.
+fn first_key_outside(value: &Value, prefixes: &[String], path: &mut String) -> Option<String> {
+    let covered = |path: &str| prefixes.iter().any(|p| path == p || path.starts_with(&format!("{p}.")));
+    let reaches_into = |path: &str| prefixes.iter().any(|p| p.starts_with(&format!("{path}.")));
+    let Value::Object(map) = value else {
+        return (!covered(path)).then(|| path.clone());
+    };
+    for (key, child) in map {
+        let before = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
+        let outside = if covered(path) {
+            None
+        } else if reaches_into(path) {
+            first_key_outside(child, prefixes, path)
+        } else {
+            Some(path.clone())
+        };
+        path.truncate(before);
+        if outside.is_some() {
+            return outside;
+        }
+    }
+    None
 }
 
 /// The parts of a failed store that explain the failure.

@@ -8,10 +8,10 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::error::{describe, PluginError};
-use crate::manifest::Grants;
+use crate::manifest::{Grants, GRANTED_DIRECTORY_GUEST_PATH};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -19,6 +19,21 @@ pub(crate) mod bindings {
         path: "../../../wit",
     });
 }
+
+/// World `source`; shares the host interface (and so the linker entries) with `validator`.
+pub(crate) mod source_bindings {
+    wasmtime::component::bindgen!({
+        world: "source",
+        path: "../../../wit",
+        with: {
+            "potter:config/host": super::bindings::potter::config::host,
+        },
+    });
+}
+
+/// The optional `namespace` export (`defaults`, `on-config-changed`), looked up by name because a
+/// plugin of either world may or may not export it.
+pub(crate) const NAMESPACE_INTERFACE: &str = "potter:config/namespace@0.1.0";
 
 use bindings::potter::config::host::{Host as HostImports, LogLevel};
 
@@ -138,10 +153,11 @@ fn import_allowed(import: &str) -> Result<(), String> {
         // refused; the environment a plugin sees is empty unless `grants.env`
         // names variables (see `new_store`).
         "wasi:cli/environment" => Ok(()),
-        i if i.starts_with("wasi:filesystem/") => Err("validators get no filesystem access".into()),
-        i if i.starts_with("wasi:sockets/") || i.starts_with("wasi:http/") => {
-            Err("network access is never granted to plugins".into())
-        }
+        // Language runtimes (CPython, StarlingMonkey, wasi-libc) import these whether or not the
+        // plugin uses them. Linking them grants nothing: a store has no preopened directory unless
+        // a source's manifest grants one (read-only), and its context refuses every socket.
+        i if i.starts_with("wasi:filesystem/") || i.starts_with("wasi:sockets/") => Ok(()),
+        i if i.starts_with("wasi:http/") => Err("network access is never granted to plugins".into()),
         _ => Err("the host does not provide this interface to plugins".into()),
     }
 }
@@ -194,13 +210,15 @@ pub(crate) struct SandboxStore {
     pub(crate) stderr: MemoryOutputPipe,
 }
 
-/// A fresh store with no capabilities beyond the granted environment variables.
+/// A fresh store with no capabilities beyond the granted environment variables and, for a
+/// source, its granted directory (read-only, at `/data`).
 pub(crate) fn new_store(
     engine: &Engine,
     plugin: Arc<str>,
     grants: &Grants,
+    directory: Option<&std::path::Path>,
     memory_mib: u32,
-) -> SandboxStore {
+) -> Result<SandboxStore, PluginError> {
     let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
     let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
     let mut wasi = WasiCtxBuilder::new();
@@ -212,6 +230,14 @@ pub(crate) fn new_store(
         if let Ok(value) = std::env::var(name) {
             wasi.env(name, value);
         }
+    }
+    if let Some(directory) = directory {
+        wasi.preopened_dir(directory, GRANTED_DIRECTORY_GUEST_PATH, FsPerms::ReadOnly)
+            .map_err(|e| PluginError::Io {
+                plugin: plugin.to_string(),
+                path: directory.to_path_buf(),
+                source: std::io::Error::other(describe(&e)),
+            })?;
     }
     let state = CallState {
         wasi: wasi.build(),
@@ -227,11 +253,11 @@ pub(crate) fn new_store(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.memory);
-    SandboxStore {
+    Ok(SandboxStore {
         store,
         stdout,
         stderr,
-    }
+    })
 }
 
 impl CallState {
@@ -333,8 +359,15 @@ mod tests {
             import_allowed("wasi:cli/environment@0.2.6").is_ok(),
             "empty unless granted"
         );
-        assert!(import_allowed("wasi:filesystem/preopens@0.2.6").is_err());
-        assert!(import_allowed("wasi:sockets/tcp@0.2.6").is_err());
+        assert!(
+            import_allowed("wasi:filesystem/preopens@0.2.6").is_ok(),
+            "no directory unless granted"
+        );
+        assert!(
+            import_allowed("wasi:sockets/tcp@0.2.6").is_ok(),
+            "every socket refused by the context"
+        );
+        assert!(import_allowed("wasi:http/outgoing-handler@0.2.6").is_err());
         assert!(import_allowed("acme:evil/thing").is_err());
     }
 

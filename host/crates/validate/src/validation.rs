@@ -58,6 +58,11 @@ impl Validation {
         self.validators.push(validator);
     }
 
+    /// Removes the validators whose name `keep` refuses (plugins that left the folder).
+    pub fn retain_validators(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.validators.retain(|validator| keep(validator.name()));
+    }
+
     /// Names of the validators, in the order they run.
     pub fn validator_names(&self) -> Vec<&str> {
         self.validators.iter().map(|v| v.name()).collect()

@@ -1,0 +1,280 @@
+//! Source plugins and plugin namespaces in a running host, over real compiled components:
+//! source layers and their precedence, prefix confinement, both error policies, granted
+//! directories and variables, namespace defaults, `on-config-changed`, isolation and schemas.
+
+mod common;
+
+use std::fs;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::wasm::PluginTree;
+use common::Tree;
+use potter_config::events::Event;
+use potter_config::runtime::ConfigHost;
+use potter_engine::{LayerSource, ViewKey};
+use serde_json::{json, Value};
+
+/// A minimal tree (global + development, staging, production) with an empty plugins folder.
+fn minimal() -> PluginTree {
+    captured_logs();
+    PluginTree::new(Tree::minimal())
+}
+
+/// Installs `source-scripted` as `name`, reading `<root>/<dir>/`, with a priority and policy.
+fn install_scripted(tree: &PluginTree, name: &str, dir: &str, priority: i32, on_error: &str) {
+    fs::create_dir_all(tree.tree.root().join(dir)).unwrap();
+    tree.install_as("source-scripted", name, |manifest| {
+        manifest
+            .replace("directory = \"scripted\"", &format!("directory = \"{dir}\""))
+            .replace("[grants]", &format!("priority = {priority}\non_error = \"{on_error}\"\n\n[grants]"))
+    });
+}
+
+/// What `source-scripted` reading `<root>/<dir>/` returns next (verbatim text).
+fn script(tree: &PluginTree, dir: &str, output: &str) {
+    tree.tree.write(&format!("{dir}/output.json"), output);
+}
+
+fn fail_next(tree: &PluginTree, dir: &str, message: &str) {
+    tree.tree.write(&format!("{dir}/error"), message);
+}
+
+fn value(host: &ConfigHost, environment: &str, key: &str) -> Option<Value> {
+    host.snapshot().view(&ViewKey::environment(environment)).unwrap().get(key)
+}
+
+fn open_error(tree: &PluginTree) -> String {
+    match ConfigHost::open(tree.options()) {
+        Ok(_) => panic!("the host opened"),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn next_event(subscription: &mut potter_config::events::Subscription) -> Event {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), subscription.recv()).await.ok().flatten() }).expect("an event within 10 s")
+}
+
+#[test]
+fn properties_files_become_feature_flags_with_the_production_overlay() {
+    let tree = PluginTree::new(Tree::copy_of("examples/potter"));
+    tree.install("properties-source");
+    let host = ConfigHost::open(tree.options()).unwrap();
+    assert_eq!(value(&host, "development", "feature_flags.new_ui.rollout_percent"), Some(json!(10)));
+    assert_eq!(value(&host, "development", "feature_flags.new_ui.enabled"), Some(json!(false)));
+    assert_eq!(value(&host, "development", "feature_flags.search.fallback_engines"), Some(json!("classic, legacy")));
+    assert_eq!(value(&host, "development", "feature_flags.banner.message"), Some(json!("Welcome to Potter \u{2014} configuration, live.")));
+    assert_eq!(value(&host, "production", "feature_flags.new_ui.rollout_percent"), Some(json!(0)), "the production overlay wins there");
+    assert_eq!(value(&host, "production", "feature_flags.banner.message"), Some(json!("Welcome")));
+    let snapshot = host.snapshot();
+    let view = snapshot.view(&ViewKey::environment("staging")).unwrap();
+    let origin = view.origin("feature_flags.new_ui.rollout_percent").unwrap();
+    assert_eq!(origin.layer.source, LayerSource::Plugin("properties-source".into()));
+    // Namespace defaults of the source itself.
+    assert_eq!(view.get("plugins.properties-source.poll_interval_ms"), Some(json!(2000)));
+}
+
+#[test]
+fn a_file_of_the_tree_overrides_a_source_and_a_source_overrides_defaults() {
+    let tree = PluginTree::new(Tree::copy_of("examples/potter"));
+    tree.install("properties-source");
+    let global: Value = serde_json::from_str(&fs::read_to_string(tree.tree.root().join("global.json")).unwrap()).unwrap();
+    let mut global = global;
+    global["feature_flags"] = json!({"search": {"engine": "modern"}});
+    tree.tree.write("global.json", &serde_json::to_string_pretty(&global).unwrap());
+    let host = ConfigHost::open(tree.options()).unwrap();
+    assert_eq!(value(&host, "development", "feature_flags.search.engine"), Some(json!("modern")), "global.json ranks above sources");
+    assert_eq!(value(&host, "development", "feature_flags.new_ui.rollout_percent"), Some(json!(10)), "the rest of the source stays");
+}
+
+#[test]
+fn sources_are_ordered_by_priority_then_name() {
+    let tree = minimal();
+    install_scripted(&tree, "src-a", "a", 5, "keep");
+    install_scripted(&tree, "src-b", "b", 1, "keep");
+    install_scripted(&tree, "src-c", "c", 1, "keep");
+    script(&tree, "a", r#"{"remote": {"x": "a"}}"#);
+    script(&tree, "b", r#"{"remote": {"x": "b", "y": "b", "z": "b"}}"#);
+    script(&tree, "c", r#"{"remote": {"x": "c", "y": "c"}}"#);
+    let host = ConfigHost::open(tree.options()).unwrap();
+    assert_eq!(value(&host, "staging", "remote.x"), Some(json!("a")), "the highest priority wins");
+    assert_eq!(value(&host, "staging", "remote.y"), Some(json!("c")), "equal priority: the later name wins");
+    assert_eq!(value(&host, "staging", "remote.z"), Some(json!("b")));
+}
+
+#[test]
+fn a_key_outside_the_declared_prefixes_is_refused_naming_the_plugin_and_the_key() {
+    let tree = minimal();
+    install_scripted(&tree, "remote-feed", "feed", 0, "keep");
+    script(&tree, "feed", r#"{"remote": {"x": 1}, "api": {"timeout": 1}}"#);
+    let message = open_error(&tree);
+    assert!(message.contains("plugin remote-feed: load: key `api` is outside the plugin's prefixes (remote)"), "{message}");
+}
+
+#[test]
+fn invalid_json_from_a_source_is_refused_naming_the_plugin() {
+    let tree = minimal();
+    install_scripted(&tree, "remote-feed", "feed", 0, "keep");
+    script(&tree, "feed", r#"{"remote": {"x": 1"#);
+    let message = open_error(&tree);
+    assert!(message.contains("plugin remote-feed: load: invalid output: not JSON"), "{message}");
+}
+
+#[test]
+fn a_source_that_never_returns_is_stopped_by_its_time_limit() {
+    let tree = minimal();
+    tree.install("source-slow");
+    let message = open_error(&tree);
+    assert!(message.contains("plugin source-slow: load: timed out (limit 100 ms)"), "{message}");
+}
+
+#[test]
+fn a_failing_source_keeps_its_last_good_output_by_default_and_says_so() {
+    let tree = minimal();
+    install_scripted(&tree, "remote-feed", "feed", 0, "keep");
+    script(&tree, "feed", r#"{"remote": {"x": 1}}"#);
+    let host = ConfigHost::open(tree.options()).unwrap();
+    let mut events = host.subscribe(&ViewKey::environment("production"), "").unwrap();
+    fail_next(&tree, "feed", "upstream is down");
+    tree.tree.write("global.json", r#"{"api": {"timeout": 31, "rate_limit": 100}}"#);
+    host.reload().expect("a keep-policy failure does not reject the reload");
+    assert_eq!(value(&host, "production", "remote.x"), Some(json!(1)), "last good output kept");
+    assert_eq!(value(&host, "production", "api.timeout"), Some(json!(31)), "the rest of the reload applied");
+    match next_event(&mut events) {
+        Event::Rejected { actor, diagnostics, .. } => {
+            assert_eq!(actor, "plugin:remote-feed");
+            assert!(diagnostics[0].contains("plugin remote-feed: load failed: upstream is down; keeping its last good output"), "{diagnostics:?}");
+        }
+        other => panic!("expected the failure reported, got {other:?}"),
+    }
+    let listed = host.plugin_list();
+    assert!(listed[0].last_error.as_deref().unwrap_or_default().contains("upstream is down"), "{listed:?}");
+    fs::remove_file(tree.tree.root().join("feed/error")).unwrap();
+    script(&tree, "feed", r#"{"remote": {"x": 2}}"#);
+    host.reload().unwrap();
+    assert_eq!(value(&host, "production", "remote.x"), Some(json!(2)));
+}
+
+#[test]
+fn a_failing_source_with_on_error_reject_rejects_the_whole_reload() {
+    let tree = minimal();
+    install_scripted(&tree, "strict-feed", "feed", 0, "reject");
+    script(&tree, "feed", r#"{"remote": {"x": 1}}"#);
+    let host = ConfigHost::open(tree.options()).unwrap();
+    fail_next(&tree, "feed", "upstream is down");
+    tree.tree.write("global.json", r#"{"api": {"timeout": 31, "rate_limit": 100}}"#);
+    let error = host.reload().expect_err("the policy rejects the reload").to_string();
+    assert!(error.contains("plugin strict-feed: load failed: upstream is down"), "{error}");
+    assert_eq!(value(&host, "production", "api.timeout"), Some(json!(30)), "nothing of the reload applied");
+    assert_eq!(value(&host, "production", "remote.x"), Some(json!(1)));
+    fs::remove_file(tree.tree.root().join("feed/error")).unwrap();
+    host.reload().unwrap();
+    assert_eq!(value(&host, "production", "api.timeout"), Some(json!(31)));
+}
+
+#[test]
+fn an_unchanged_change_token_skips_load_on_a_poll() {
+    let tree = minimal();
+    install_scripted(&tree, "remote-feed", "feed", 0, "keep");
+    script(&tree, "feed", r#"{"remote": {"x": 1}}"#);
+    let host = ConfigHost::open(tree.options()).unwrap();
+    let version = host.snapshot().version();
+    host.reload().unwrap();
+    assert_eq!(host.snapshot().version(), version, "same token, same output: no new version");
+}
+
+#[test]
+fn a_source_reads_only_its_granted_directory() {
+    let tree = minimal();
+    fs::create_dir_all(tree.tree.root().join("escape")).unwrap();
+    tree.tree.write("secret.txt", "outside the granted directory");
+    tree.install("source-escape");
+    let host = ConfigHost::open(tree.options()).unwrap();
+    assert_eq!(value(&host, "development", "escape"), Some(json!({"parent": false, "root": false, "relative": false, "listed_root": false})));
+}
+
+#[test]
+fn a_source_sees_only_granted_environment_variables() {
+    std::env::set_var("POTTER_TEST_GRANTED", "yes");
+    let tree = minimal();
+    tree.install("env-source");
+    let host = ConfigHost::open(tree.options()).unwrap();
+    // `other` (HOME, not granted) came back null, and a null in a layer leaves the key unset.
+    assert_eq!(value(&host, "staging", "fromenv"), Some(json!({"granted": "yes"})));
+}
+
+#[test]
+fn namespace_defaults_fill_the_plugins_namespace_below_the_files() {
+    let tree = minimal();
+    tree.install("namespace-probe");
+    tree.tree.write("global.json", r#"{"api": {"timeout": 30}, "app": {"name": "potter"}, "plugins": {"namespace-probe": {"limit": 7}, "other-plugin": {"token": "not yours"}}}"#);
+    let host = ConfigHost::open(tree.options()).unwrap();
+    assert_eq!(value(&host, "production", "plugins.namespace-probe"), Some(json!({"greeting": "hello", "limit": 7})));
+    let report = host.validate();
+    let probe = report.issues().find(|issue| issue.rule == "plugin:namespace-probe").expect("the probe reports what it saw");
+    assert_eq!(probe.path, "plugins.namespace-probe");
+    let (namespace, config) = probe.message.split_once(" config=").unwrap();
+    assert_eq!(namespace, r#"namespace={"greeting":"hello","limit":7}"#);
+    let config: Value = serde_json::from_str(config).unwrap();
+    assert_eq!(config, json!({"app": {"name": "potter"}, "plugins": {"namespace-probe": {"greeting": "hello", "limit": 7}}}), "its prefixes and its own namespace only");
+}
+
+#[test]
+fn on_config_changed_receives_the_namespace_after_each_change_that_touches_it() {
+    let tree = minimal();
+    tree.install("namespace-probe");
+    // A greeting only this test uses tells its calls from other tests' in the shared log.
+    tree.tree.write("global.json", r#"{"api": {"timeout": 30}, "plugins": {"namespace-probe": {"greeting": "hi from the log test"}}}"#);
+    let host = ConfigHost::open(tree.options()).unwrap();
+    let calls = || captured_logs().lines().filter(|line| line.contains("plugin=\"namespace-probe\"") && line.contains(r#"on-config-changed: {"greeting":"hi from the log test""#)).map(str::to_owned).collect::<Vec<_>>();
+    let starting = calls();
+    assert_eq!(starting.len(), 3, "once per environment at start-up: {starting:#?}");
+    assert!(starting.iter().all(|line| line.contains(r#"on-config-changed: {"greeting":"hi from the log test","limit":3}"#)), "{starting:#?}");
+    host.set("production", "api.timeout", json!(45)).unwrap();
+    assert_eq!(calls().len(), 3, "a change outside the namespace is not passed on");
+    host.set("production", "plugins.namespace-probe.limit", json!(9)).unwrap();
+    let after = calls();
+    assert_eq!(after.len(), 4, "only production's namespace changed: {after:#?}");
+    assert!(after[3].contains(r#"on-config-changed: {"greeting":"hi from the log test","limit":9}"#), "{after:#?}");
+}
+
+/// Everything logged in this test process (one global subscriber: per-thread ones miss events
+/// whose call sites another thread registered first).
+fn captured_logs() -> String {
+    static LOGS: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    let logs = LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || CaptureWriter(writer.clone())).with_ansi(false).finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    });
+    String::from_utf8_lossy(&logs.lock().unwrap()).into_owned()
+}
+
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_namespace_schema_shipped_in_the_manifest_is_validated_like_the_rest() {
+    let tree = minimal();
+    tree.install_as("namespace-probe", "namespace-probe", |manifest| {
+        format!("{manifest}\nnamespace_schema = '''{{\"type\": \"object\", \"properties\": {{\"limit\": {{\"type\": \"integer\", \"maximum\": 10}}}}}}'''\n")
+    });
+    tree.tree.write("global.json", r#"{"plugins": {"namespace-probe": {"limit": 50}}}"#);
+    let message = open_error(&tree);
+    assert!(message.contains("plugins.namespace-probe.limit"), "{message}");
+    assert!(message.contains("must be ≤ 10"), "{message}");
+    tree.tree.write("global.json", r#"{"plugins": {"namespace-probe": {"limit": 5}}}"#);
+    ConfigHost::open(tree.options()).unwrap();
+}
