@@ -44,8 +44,9 @@ pub struct Plugins {
     active: BTreeMap<String, Active>,
     /// Files refused at their current stamp: not tried again until they change.
     refused: BTreeMap<String, FileStamp>,
-    /// Files that failed verification while still changing: when to look at them again.
-    settling: BTreeMap<String, Instant>,
+    /// Files that failed verification while still changing: the stamp they had then, and when to
+    /// look at them again if they do not change before.
+    settling: BTreeMap<String, (FileStamp, Instant)>,
 }
 
 /// A running plugin and its contributions.
@@ -237,7 +238,7 @@ impl Plugins {
     /// When the next source poll or settling plugin file is due, if any.
     pub fn next_due(&self) -> Option<Instant> {
         let polls = self.active.values().filter_map(|active| active.source.as_ref()?.next_poll);
-        polls.chain(self.settling.values().copied()).min()
+        polls.chain(self.settling.values().map(|(_, at)| *at)).min()
     }
 
     /// Compares the folder with what runs and prepares the difference: new and replaced plugins
@@ -260,7 +261,8 @@ impl Plugins {
             let stamp = FileStamp::of(file);
             let unchanged = self.active.get(name).is_some_and(|active| active.stamp == stamp);
             let refused_before = self.refused.get(name) == Some(&stamp);
-            let settling = self.settling.get(name).is_some_and(|at| *at > now);
+            // A file that changes again is looked at at once; one that stays as it was, once it settles.
+            let settling = self.settling.get(name).is_some_and(|(seen, at)| *seen == stamp && *at > now);
             if unchanged || refused_before {
                 self.settling.remove(name);
                 continue;
@@ -287,7 +289,7 @@ impl Plugins {
                 Err(PluginError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && !file.exists() => {}
                 Err(error) if still_arriving(&error, &stamp) => {
                     tracing::debug!(plugin = %name, %error, "plugin file still changing; looking again once it settles");
-                    self.settling.insert(name.clone(), now + SETTLE_TIME);
+                    self.settling.insert(name.clone(), (stamp, now + SETTLE_TIME));
                 }
                 Err(error) => self.refuse(name, file, stamp, error, &mut change),
             }

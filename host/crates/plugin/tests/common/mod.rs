@@ -136,3 +136,37 @@ impl tracing::Subscriber for CapturedLog {
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
 }
+
+/// The plugins written in other languages (built by `scripts/build-polyglot-plugins`, which
+/// `scripts/build-plugins` runs last): componentize-py and componentize-js guests.
+pub const PYTHON_VALIDATOR: &str = "python-validator";
+pub const JS_VALIDATOR: &str = "js-validator";
+
+/// A view of `environment` for the whole environment (no service).
+pub fn environment_view(environment: &str) -> potter_plugin::View {
+    potter_plugin::View {
+        environment: environment.into(),
+        service: None,
+    }
+}
+
+impl Fixture {
+    /// Like [`Fixture::new`], with the temporary directory inside `parent` (created if needed).
+    /// For a fixture kept in a `static`, whose directory is never dropped: put it where the
+    /// next run can clear it.
+    pub fn new_in(parent: &Path) -> Fixture {
+        std::fs::create_dir_all(parent).unwrap();
+        let temp = TempDir::new_in(parent).unwrap();
+        let state = temp.path().join("state");
+        let plugins = temp.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        let key = keygen(&temp.path().join("author")).unwrap();
+        trust(&key.public_key, &state.join("trusted-keys")).unwrap();
+        Fixture {
+            temp,
+            state,
+            plugins,
+            key,
+        }
+    }
+}
