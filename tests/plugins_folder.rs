@@ -184,3 +184,32 @@ fn a_source_with_a_poll_interval_is_asked_again_without_any_file_event() {
     assert!(actor == "plugin-poll" || actor == "file-watch", "{actor}");
     assert_eq!(changes, vec![("remote.x".to_owned(), Some(json!(5)))]);
 }
+
+#[test]
+fn plugins_deleted_while_reloads_run_leave_a_consistent_configuration() {
+    let live = Live::start();
+    let files = live.tree.prepare("source-scripted", "feed", |m| m.replace("directory = \"scripted\"", "directory = \"feed\""));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reloader = {
+        let host = live.host.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = host.reload();
+            }
+        })
+    };
+    let (wasm, manifest, signature) = &files;
+    for _ in 0..20 {
+        fs::copy(manifest, potter_plugin::manifest_path(&live.tree.wasm("feed"))).unwrap();
+        fs::copy(wasm, live.tree.wasm("feed")).unwrap();
+        fs::copy(signature, potter_plugin::signature_path(&live.tree.wasm("feed"))).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        live.tree.remove("feed");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reloader.join().expect("no reload panicked");
+    live.host.reload().unwrap();
+    assert_eq!(value(&live.host, "remote.x"), None, "the last state of the folder is empty");
+    assert!(live.host.plugin_list().is_empty(), "{:?}", live.host.plugin_list());
+}

@@ -252,6 +252,12 @@ impl Plugins {
         let now = Instant::now();
         self.settling.retain(|name, _| present.contains_key(name));
         self.refused.retain(|name, _| present.contains_key(name));
+        // A refused file that left the folder is no longer worth listing.
+        for info in self.host.list() {
+            if !present.contains_key(&info.name) && !self.active.contains_key(&info.name) {
+                self.host.unload(&info.name);
+            }
+        }
         for name in self.active.keys() {
             if !present.contains_key(name) {
                 change.departures.push(name.clone());
