@@ -2,8 +2,8 @@
 //! potter-validate (schema + coverage + report) against the bare `jsonschema` crate on the same
 //! merged documents with the same schema. Target: ≤ 3× the bare cost.
 //!
-//! Corpus: `python3 /work/shared/bench/gen_corpus.py --out /tmp/corpus --size medium` (run here
-//! when missing; `POTTER_BENCH_CORPUS` points elsewhere). Service files are nested under
+//! Corpus: `python3 scripts/gen_corpus.py --out target/corpus --size medium` (run here when
+//! missing; `POTTER_BENCH_CORPUS` points elsewhere). Service files are nested under
 //! `services.<name>`, as the corpus's merge convention says.
 
 use std::path::{Path, PathBuf};
@@ -15,10 +15,13 @@ use potter_validate::{SchemaSet, Validation};
 use serde_json::{json, Map, Value};
 
 fn corpus_dir() -> PathBuf {
-    let dir = PathBuf::from(std::env::var("POTTER_BENCH_CORPUS").unwrap_or_else(|_| "/tmp/corpus/medium".to_owned()));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
+    let out = repo.join("target/corpus");
+    let dir = std::env::var("POTTER_BENCH_CORPUS").map(PathBuf::from).unwrap_or_else(|_| out.join("medium"));
     if !dir.join("global.json").exists() {
         let status = std::process::Command::new("python3")
-            .args(["/work/shared/bench/gen_corpus.py", "--out", "/tmp/corpus", "--size", "medium"])
+            .arg(repo.join("scripts/gen_corpus.py"))
+            .args(["--out", out.to_str().unwrap(), "--size", "medium"])
             .status()
             .expect("run gen_corpus.py");
         assert!(status.success(), "gen_corpus.py failed");
