@@ -301,3 +301,52 @@ fn the_watch_command_prints_changes_and_rejections() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Options with durable history (in the tree's own state directory).
+fn recorded(root: &Path) -> Options {
+    let mut options = Options::new(root);
+    options.env_vars = Some(Vec::new());
+    options
+}
+
+#[test]
+fn overrides_another_process_records_are_taken_in_and_never_overwritten() {
+    let tree = Tree::minimal();
+    let server = ConfigHost::open(recorded(&tree.root())).unwrap();
+    let mut events = server.subscribe(&ViewKey::environment("production"), "api").unwrap();
+    // The real command beside a running host, on the same state directory.
+    let cli_set = |value: &str| {
+        let root = tree.root();
+        let output = common::potter(&["--root", root.to_str().unwrap(), "--env", "production", "set", "api.timeout", value]);
+        assert!(output.status.success(), "{}", common::stderr(&output));
+    };
+    cli_set("77");
+
+    // The server's own next edit goes onto the recorded overrides, not its stale copy.
+    server.set("production", "api.rate_limit", json!(500)).unwrap();
+    let view = server.snapshot();
+    let view = view.view(&ViewKey::environment("production")).unwrap();
+    assert_eq!(view.get("api.timeout"), Some(json!(77)), "the other process's override survived");
+    assert_eq!(view.get("api.rate_limit"), Some(json!(500)));
+    match next(&mut events, WAIT) {
+        Some(Event::Changed { actor, changes, .. }) => {
+            assert_eq!(actor, "another process");
+            assert_eq!(changes[0].key, "api.timeout");
+        }
+        other => panic!("expected the adopted change first, got {other:?}"),
+    }
+
+    // And the other way round, without any edit: the watcher's poller takes it in.
+    let _watcher = server.watch(WatchOptions::default()).unwrap();
+    cli_set("78");
+    let mut seen = None;
+    for _ in 0..3 {
+        if let Some(Event::Changed { changes, .. }) = next(&mut events, WAIT) {
+            if changes.iter().any(|c| c.key == "api.timeout" && c.new == Some(json!(78))) {
+                seen = Some(());
+                break;
+            }
+        }
+    }
+    assert!(seen.is_some(), "the poller took in the override");
+}

@@ -210,6 +210,7 @@ impl ConfigHost {
 
     fn reload_with(&self, cause: Cause, refresh: SourceRefresh) -> Result<Arc<Snapshot>, Error> {
         let mut state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.adopt_recorded_overrides(&mut state)?;
         let overrides = state.overrides.clone();
         if state.plugins.is_none() && self.shared.options.plugins_dir.is_dir() {
             state.plugins = Some(Plugins::start_empty(&self.shared.options)?);
@@ -256,6 +257,34 @@ impl ConfigHost {
                 self.apply(state, &overrides, None, cause)
             }
         }
+    }
+
+    /// Takes in runtime overrides that another process (the CLI beside a server, a second
+    /// server on the same state) recorded in the history since this host last applied a change.
+    /// Called before every change and by the watcher's poller, so nothing recorded is lost or
+    /// overwritten by a stale copy. Cheap when nothing is new: one indexed read.
+    pub fn sync_recorded_overrides(&self) -> Result<(), Error> {
+        let mut state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.adopt_recorded_overrides(&mut state)
+    }
+
+    fn adopt_recorded_overrides(&self, state: &mut WriterState) -> Result<(), Error> {
+        let Some(recorder) = &state.recorder else { return Ok(()) };
+        let recorded = recorder.latest_version()?;
+        let before = self.shared.current.load_full();
+        if recorded <= before.version() {
+            return Ok(());
+        }
+        let overrides = recorder.overrides()?;
+        // Already validated and recorded by its writer: adopted under its version, not recorded again.
+        let snapshot = Arc::new(self.build_checked(state, &overrides, recorded)?);
+        state.overrides = overrides;
+        self.shared.current.store(snapshot.clone());
+        self.shared.events.publish(Published::Applied { cause: Cause::new(ChangeOrigin::Cli, "another process"), after: snapshot.clone() });
+        if let Some(plugins) = &mut state.plugins {
+            plugins.notify_namespaces(&snapshot);
+        }
+        Ok(())
     }
 
     /// When a source poll or a plugin file that is still arriving is next due (for the watcher).
@@ -329,6 +358,8 @@ impl ConfigHost {
         }
         self.snapshot().view(&ViewKey::environment(environment))?;
         let mut state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        // An edit goes onto the overrides as recorded, including another process's.
+        self.adopt_recorded_overrides(&mut state)?;
         let mut proposed = state.overrides.clone();
         let tree = proposed.entry(environment.to_owned()).or_default();
         for ((_, value), segments) in edits.iter().zip(&parsed) {

@@ -117,7 +117,8 @@ pub struct Watcher {
 }
 
 /// Reloads when a source plugin's poll interval elapses or a plugin file that was still arriving
-/// has settled. Sleeps until the next such moment (checking at least every `PLUGIN_CHECK`).
+/// has settled, and takes in overrides another process recorded. Sleeps until the next such
+/// moment (checking at least every `PLUGIN_CHECK`).
 struct PluginPoller {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -137,6 +138,9 @@ impl PluginPoller {
                 match stopped.recv_timeout(wait) {
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     _ => return,
+                }
+                if let Err(error) = host.sync_recorded_overrides() {
+                    tracing::warn!(%error, "cannot take in overrides recorded by another process");
                 }
                 if host.next_plugin_due().is_some_and(|due| due <= Instant::now()) {
                     if let Err(error) = host.reload_because(Cause::new(ChangeOrigin::Plugin, "plugin-poll")) {
