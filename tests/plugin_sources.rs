@@ -174,14 +174,14 @@ fn a_failing_source_with_on_error_reject_rejects_the_whole_reload() {
 }
 
 #[test]
-fn an_unchanged_change_token_skips_load_on_a_poll() {
+fn a_reload_with_unchanged_source_output_makes_no_new_version() {
     let tree = minimal();
     install_scripted(&tree, "remote-feed", "feed", 0, "keep");
     script(&tree, "feed", r#"{"remote": {"x": 1}}"#);
     let host = ConfigHost::open(tree.options()).unwrap();
     let version = host.snapshot().version();
     host.reload().unwrap();
-    assert_eq!(host.snapshot().version(), version, "same token, same output: no new version");
+    assert_eq!(host.snapshot().version(), version, "same change token and output: no new version, no event");
 }
 
 #[test]

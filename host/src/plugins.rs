@@ -223,7 +223,7 @@ impl Plugins {
             if refresh == SourceRefresh::Due && !due {
                 continue;
             }
-            if let Err(error) = refresh_source(&active.plugin, source, current, refresh == SourceRefresh::All) {
+            if let Err(error) = refresh_source(&active.plugin, source, current, false) {
                 match active.plugin.manifest().on_error {
                     _ if first => outcome.rejecting.push(error),
                     OnError::Keep => outcome.kept.push(error),
