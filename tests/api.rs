@@ -68,7 +68,7 @@ impl Fixture {
 
     /// Creates a token and returns it.
     fn token(&self, name: &str, role: &str, environments: &str, prefix: Option<&str>) -> String {
-        let mut args = vec!["--env", environments, "token", "create", "--name", name, "--role", role];
+        let mut args = vec!["token", "create", "--name", name, "--role", role, "--env", environments];
         if let Some(prefix) = prefix {
             args.extend(["--prefix", prefix]);
         }
@@ -227,6 +227,9 @@ fn every_endpoint_refuses_a_missing_or_unknown_token_with_401() {
         ("GET", "/v1/schemas", None),
         ("GET", "/v1/history?env=staging", None),
         ("GET", "/v1/history/1", None),
+        ("POST", "/v1/rollback", Some(r#"{"env": "staging", "version": 1}"#)),
+        ("GET", "/v1/plugins", None),
+        ("GET", "/v1/audit", None),
     ];
     for (method, path, body) in endpoints {
         server.call(method, path, None, &[], body).assert_error(401, "unauthorized");
@@ -280,6 +283,15 @@ fn rbac_matrix_each_role_in_and_out_of_scope() {
         (reader, "GET", "/v1/config/staging", None, 200),
         (reader, "GET", "/v1/config/production", None, 403),
         (reader, "PUT", "/v1/config/staging/api.timeout", Some(put), 403),
+        // rollback, audit: admin only; the plugin list: every token
+        (viewer, "POST", "/v1/rollback", Some(r#"{"env": "staging", "version": 1, "dry_run": true}"#), 403),
+        (editor, "POST", "/v1/rollback", Some(r#"{"env": "staging", "version": 1, "dry_run": true}"#), 403),
+        (reader, "POST", "/v1/rollback", Some(r#"{"env": "staging", "version": 1, "dry_run": true}"#), 403),
+        (admin, "POST", "/v1/rollback", Some(r#"{"env": "staging", "version": 1, "dry_run": true}"#), 200),
+        (editor, "GET", "/v1/audit", None, 403),
+        (reader, "GET", "/v1/audit", None, 403),
+        (admin, "GET", "/v1/audit", None, 200),
+        (viewer, "GET", "/v1/plugins", None, 200),
         // admin: everything, whatever its listed environments
         (admin, "GET", "/v1/config/production", None, 200),
         (admin, "PUT", "/v1/config/production/api.timeout", Some(put), 200),
@@ -515,8 +527,19 @@ fn tokens_file_keeps_only_hashes_private_and_revocation_applies_to_a_running_ser
     let list: Value = serde_json::from_str(&list).unwrap();
     assert_eq!(list["tokens"][0]["environments"], json!(["staging", "production"]));
     assert_eq!(list["tokens"][0]["prefix"], "api");
-    let duplicate = fixture.cli_output(&["--env", "staging", "token", "create", "--name", "ops", "--role", "admin"], None);
+    let duplicate = fixture.cli_output(&["token", "create", "--name", "ops", "--role", "admin", "--env", "staging"], None);
     assert!(!duplicate.status.success() && stderr(&duplicate).contains("already exists"), "{}", stderr(&duplicate));
+    // A token's environments are never taken from the global `--env`: leaving them out is a usage error.
+    for args in [&["token", "create", "--name", "bot", "--role", "editor"][..], &["--env", "staging", "token", "create", "--name", "bot", "--role", "editor"][..]] {
+        let missing = fixture.cli_output(args, None);
+        assert_eq!(missing.status.code(), Some(2), "{args:?}: {}", stderr(&missing));
+        assert!(stderr(&missing).contains("--env"), "{}", stderr(&missing));
+    }
+    let root = fixture.tree.root();
+    let state = fixture.tree.state();
+    let from_variable = potter_with(&["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap(), "token", "create", "--name", "bot", "--role", "editor"], &[("POTTER_ENV", "staging")], None);
+    assert_eq!(from_variable.status.code(), Some(2), "POTTER_ENV must not scope a token: {}", stderr(&from_variable));
+    assert!(!fixture.cli(&["token", "list"], None).contains("bot"));
     let server = fixture.serve();
     assert_eq!(server.get("/v1/config/production/api.timeout", &token).status, 200);
     fixture.cli(&["token", "revoke", "ops"], None);
@@ -606,4 +629,324 @@ fn patch_applies_a_merge_patch_as_one_version_or_nothing() {
     patch(r#"{"api.timeout": 3}"#).assert_error(400, "bad_key");
     patch(r#"[1, 2]"#).assert_error(400, "malformed_json");
     patch(r#"{}"#).assert_error(400, "empty_patch");
+}
+
+#[test]
+fn rollback_restores_a_version_as_one_new_recorded_version_admin_only_with_a_dry_run() {
+    let fixture = Fixture::new();
+    let admin = fixture.token("admin", "admin", "*", None);
+    let editor = fixture.token("editor", "editor", "staging", None);
+    let server = fixture.serve();
+    let first = server.put("/v1/config/staging/api.timeout", &editor, r#"{"value": 11}"#).json()["version"].as_u64().unwrap();
+    server.put("/v1/config/staging/api.timeout", &editor, r#"{"value": 12}"#);
+    server.put("/v1/config/staging/api.rate_limit", &editor, r#"{"value": 500}"#);
+    let rollback = |token: &str, body: &str| server.call("POST", "/v1/rollback", Some(token), &[], Some(body));
+
+    // Only admins roll back.
+    rollback(&editor, &format!(r#"{{"env": "staging", "version": {first}}}"#)).assert_error(403, "forbidden");
+    // A dry run shows the differences and applies nothing.
+    let dry = rollback(&admin, &format!(r#"{{"env": "staging", "version": {first}, "dry_run": true}}"#));
+    assert_eq!(dry.status, 200, "{dry:?}");
+    let dry = dry.json();
+    assert_eq!(dry["outcome"], "dry run, validates", "{dry}");
+    assert_eq!(dry["version"], Value::Null);
+    let changes = dry["changes"].as_array().unwrap();
+    assert!(changes.contains(&json!({"key": "api.timeout", "from": 12, "to": 11})), "{dry}");
+    assert!(changes.contains(&json!({"key": "api.rate_limit", "from": 500, "to": 100})), "{dry}");
+    assert_eq!(server.get("/v1/config/staging/api.timeout", &admin).json()["value"], 12);
+
+    // Applied: one new version, recorded with the token as actor and origin `rollback`.
+    let applied = rollback(&admin, &format!(r#"{{"env": "staging", "version": {first}, "reason": "bad deploy"}}"#));
+    assert_eq!(applied.status, 200, "{applied:?}");
+    let version = applied.json()["version"].as_u64().unwrap();
+    assert_eq!(applied.header("etag"), Some(format!("\"{version}\"").as_str()));
+    assert_eq!(server.get("/v1/config/staging/api.timeout", &admin).json()["value"], 11);
+    assert_eq!(server.get("/v1/config/staging/api.rate_limit", &admin).json()["value"], 100);
+    let record = server.get(&format!("/v1/history/{version}"), &admin).json();
+    assert_eq!(record["actor"], "token:admin", "{record}");
+    assert_eq!(record["origin"], "rollback", "{record}");
+    assert_eq!(record["reason"], "bad deploy", "{record}");
+    assert_eq!(server.get("/v1/history?env=staging&limit=1", &admin).json()["records"][0]["version"], version);
+    // Rolling back again to the same version changes nothing and records nothing.
+    let again = rollback(&admin, &format!(r#"{{"env": "staging", "version": {first}}}"#)).json();
+    assert_eq!(again["outcome"], "nothing to change", "{again}");
+    assert_eq!(server.get("/v1/history?env=staging&limit=1", &admin).json()["records"][0]["version"], version);
+
+    // The environment may come from the header; bad requests are 4xx.
+    let by_header = server.call("POST", "/v1/rollback", Some(&admin), &[("X-Potter-Environment", "staging")], Some(&format!(r#"{{"version": {first}, "dry_run": true}}"#)));
+    assert_eq!(by_header.status, 200, "{by_header:?}");
+    rollback(&admin, r#"{"env": "staging", "version": 9999}"#).assert_error(404, "version_not_found");
+    rollback(&admin, r#"{"env": "nowhere", "version": 1}"#).assert_error(404, "unknown_view");
+    rollback(&admin, r#"{"env": "staging"}"#).assert_error(400, "malformed_json");
+    rollback(&admin, r#"{"env": "staging", "version": 1, "force": true}"#).assert_error(400, "malformed_json");
+}
+
+#[test]
+fn a_rollback_that_would_not_validate_is_422_and_its_dry_run_lists_the_issues() {
+    let fixture = Fixture::new();
+    let admin = fixture.token("admin", "admin", "*", None);
+    let server = fixture.serve();
+    let first = server.put("/v1/config/staging/api.timeout", &admin, r#"{"value": 11}"#).json()["version"].as_u64().unwrap();
+    server.put("/v1/config/staging/api.timeout", &admin, r#"{"value": 25}"#);
+    // The schema tightens after version `first`: every environment is still valid, but `first`'s
+    // content (timeout 11) no longer is.
+    fixture.tree.write("schemas/global_schema.json", &SCHEMA.replace(r#""minimum": 1}"#, r#""minimum": 20}"#));
+    let dry = server.call("POST", "/v1/rollback", Some(&admin), &[], Some(&format!(r#"{{"env": "staging", "version": {first}, "dry_run": true}}"#)));
+    assert_eq!(dry.status, 200, "{dry:?}");
+    assert_eq!(dry.json()["valid"], false, "{dry:?}");
+    assert!(dry.json()["issues"].to_string().contains("api.timeout"), "{dry:?}");
+    let applied = server.call("POST", "/v1/rollback", Some(&admin), &[], Some(&format!(r#"{{"env": "staging", "version": {first}}}"#)));
+    applied.assert_error(422, "invalid");
+    assert_eq!(server.get("/v1/config/staging/api.timeout", &admin).json()["value"], 25);
+}
+
+#[test]
+fn plugins_lists_the_plugins_folder_with_each_plugins_status() {
+    let fixture = Fixture::new();
+    let viewer = fixture.token("viewer", "viewer", "staging", None);
+    let server = fixture.serve();
+    server.call("GET", "/v1/plugins", None, &[], None).assert_error(401, "unauthorized");
+    let none = server.get("/v1/plugins", &viewer);
+    assert_eq!(none.status, 200, "{none:?}");
+    assert_eq!(none.json(), json!({"plugins": []}));
+    // A file dropped in while serving is picked up by the live plugins folder and listed with its
+    // status: here refused (no signature, not a component), with the reason.
+    fixture.tree.write("plugins/forged.plugin.toml", "name = \"forged\"\nversion = \"1.0.0\"\nkind = \"validator\"\n");
+    fixture.tree.write("plugins/forged.wasm", "not wasm");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let listed = server.get("/v1/plugins", &viewer).json();
+        if !listed["plugins"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+            break listed;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let plugins = listed["plugins"].as_array().unwrap();
+    assert_eq!(plugins.len(), 1, "{listed}");
+    assert_eq!(plugins[0]["name"], "forged", "{listed}");
+    assert_ne!(plugins[0]["status"], "loaded", "{listed}");
+    assert!(plugins[0]["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{listed}");
+    for field in ["kind", "version", "sha256", "signer", "grants", "limits", "refused_update"] {
+        assert!(plugins[0].get(field).is_some(), "{field} missing: {listed}");
+    }
+}
+
+#[test]
+fn each_token_has_its_own_rate_limit_answered_with_429_and_retry_after() {
+    let fixture = Fixture::new();
+    let busy = fixture.token("busy", "viewer", "staging", None);
+    let calm = fixture.token("calm", "viewer", "staging", None);
+    let server = Server::start(&fixture, &["--rate-limit", "1", "--rate-burst", "5"]);
+    let statuses: Vec<u16> = (0..8).map(|_| server.get("/v1/config/staging/api.timeout", &busy).status).collect();
+    assert_eq!(&statuses[..5], [200; 5], "the burst is allowed: {statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    let limited = server.get("/v1/config/staging/api.timeout", &busy);
+    limited.assert_error(429, "rate_limited");
+    let retry: u64 = limited.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!((1..=2).contains(&retry), "{limited:?}");
+    // Another token is not held back, and neither is the health check.
+    assert_eq!(server.get("/v1/config/staging/api.timeout", &calm).status, 200);
+    assert_eq!(server.call("GET", "/v1/health", None, &[], None).status, 200);
+    // The allowance comes back with time.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(server.get("/v1/config/staging/api.timeout", &busy).status, 200);
+}
+
+#[test]
+fn refused_requests_and_writes_are_audited_with_the_tokens_name_and_admins_read_the_audit() {
+    let fixture = Fixture::new();
+    let admin = fixture.token("admin", "admin", "*", None);
+    let viewer = fixture.token("viewer", "viewer", "staging", None);
+    let editor = fixture.token("editor", "editor", "staging", Some("api"));
+    let server = fixture.serve();
+    server.call("GET", "/v1/config/staging/api.timeout", None, &[], None).assert_error(401, "unauthorized");
+    server.get("/v1/config/staging/api.timeout", "pct_guess").assert_error(401, "unauthorized");
+    server.get("/v1/config/production/db.host", &viewer).assert_error(403, "forbidden");
+    server.put("/v1/config/staging/db.host", &editor, r#"{"value": "x"}"#).assert_error(403, "forbidden");
+    assert_eq!(server.put("/v1/config/staging/api.timeout", &editor, r#"{"value": 9}"#).status, 200);
+    server.put("/v1/config/staging/api.rate_limit", &editor, r#"{"value": 5000}"#).assert_error(422, "invalid");
+    // Allowed reads are not audited.
+    assert_eq!(server.get("/v1/config/staging/api.timeout", &viewer).status, 200);
+    server.get("/v1/audit", &viewer).assert_error(403, "forbidden");
+
+    // Audit lines are committed in the background: wait for all of them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let audit = server.get("/v1/audit?limit=50", &admin);
+        assert_eq!(audit.status, 200, "{audit:?}");
+        let entries = audit.json()["entries"].as_array().unwrap().clone();
+        if entries.len() >= 7 || Instant::now() > deadline {
+            break entries;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let summary: Vec<(String, String, String, u64)> = entries
+        .iter()
+        .rev()
+        .map(|e| (e["actor"].as_str().unwrap().to_owned(), e["method"].as_str().unwrap().to_owned(), e["route"].as_str().unwrap().to_owned(), e["status"].as_u64().unwrap()))
+        .collect();
+    let expected = [
+        ("anonymous", "GET", "/v1/config/staging/api.timeout", 401),
+        ("unknown token", "GET", "/v1/config/staging/api.timeout", 401),
+        ("viewer", "GET", "/v1/config/production/db.host", 403),
+        ("editor", "PUT", "/v1/config/staging/db.host", 403),
+        ("editor", "PUT", "/v1/config/staging/api.timeout", 200),
+        ("editor", "PUT", "/v1/config/staging/api.rate_limit", 422),
+        ("viewer", "GET", "/v1/audit", 403),
+    ];
+    let expected: Vec<(String, String, String, u64)> = expected.iter().map(|(a, m, r, s)| (a.to_string(), m.to_string(), r.to_string(), *s)).collect();
+    assert_eq!(summary, expected);
+    let denied = entries.iter().find(|e| e["actor"] == "viewer" && e["status"] == 403 && e["route"] != "/v1/audit").unwrap();
+    assert_eq!(denied["env"], "production", "{denied}");
+    assert_eq!(denied["key"], "db.host", "{denied}");
+    assert!(denied["outcome"].as_str().unwrap().starts_with("denied: token `viewer`"), "{denied}");
+    assert!(denied["timestamp"].as_str().unwrap().ends_with('Z'), "{denied}");
+    let write = entries.iter().find(|e| e["status"] == 200).unwrap();
+    assert_eq!((write["env"].as_str(), write["key"].as_str(), write["outcome"].as_str()), (Some("staging"), Some("api.timeout"), Some("allowed")), "{write}");
+    // Filters.
+    let only_denied = server.get("/v1/audit?denied=true", &admin).json();
+    assert!(only_denied["entries"].as_array().unwrap().iter().all(|e| e["status"].as_u64().unwrap() >= 400), "{only_denied}");
+    let by_editor = server.get("/v1/audit?actor=editor&limit=1", &admin).json();
+    assert_eq!(by_editor["entries"].as_array().unwrap().len(), 1, "{by_editor}");
+    server.get("/v1/audit?limit=ten", &admin).assert_error(400, "bad_query");
+}
+
+/// A self-signed certificate for `localhost` / 127.0.0.1, written as PEM files; returns its DER.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, rustls::pki_types::CertificateDer<'static>) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key, certified.cert.der().clone())
+}
+
+/// One HTTPS request over rustls that trusts only `certificate`; returns the raw response.
+fn https_get(addr: &str, path: &str, token: Option<&str>, certificate: &rustls::pki_types::CertificateDer<'static>) -> std::io::Result<String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificate.clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots).with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap().to_owned();
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let socket = TcpStream::connect(addr)?;
+    socket.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    let authorization = token.map(|token| format!("Authorization: Bearer {token}\r\n")).unwrap_or_default();
+    write!(tls, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{authorization}\r\n")?;
+    let mut raw = Vec::new();
+    match tls.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // Servers may close without close_notify; what arrived is the response.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    Ok(String::from_utf8_lossy(&raw).into_owned())
+}
+
+#[test]
+fn tls_serves_https_with_the_given_certificate_and_refuses_plain_http() {
+    let fixture = Fixture::new();
+    let viewer = fixture.token("viewer", "viewer", "staging", None);
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key, der) = self_signed(certs.path());
+    let root = fixture.tree.root();
+    let state = fixture.tree.state();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_potter-config"))
+        .args(["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .args(["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()])
+        .env_clear()
+        .envs(fixture.env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server prints its address").unwrap();
+        if let Some(addr) = line.strip_prefix("listening on https://") {
+            break addr.to_owned();
+        }
+    };
+    let guard = Server { child, addr: addr.clone(), banner: Vec::new() };
+    let health = https_get(&addr, "/v1/health", None, &der).unwrap();
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains(r#""status":"ok""#), "{health}");
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain = guard.call("GET", "/v1/health", None, &[], None);
+    assert_ne!(plain.status, 200, "{plain:?}");
+    assert!(!plain.body.contains("\"ok\""), "{plain:?}");
+    // A client that does not trust the certificate refuses the connection.
+    let stranger = self_signed(tempfile::tempdir().unwrap().path()).2;
+    assert!(https_get(&addr, "/v1/health", None, &stranger).is_err());
+    // Tokens work over HTTPS as over HTTP.
+    let read = https_get(&addr, "/v1/config/staging/api.timeout", Some(&viewer), &der).unwrap();
+    assert!(read.starts_with("HTTP/1.1 200") && read.contains(r#""value":30"#), "{read}");
+    let refused = https_get(&addr, "/v1/config/production/api.timeout", Some(&viewer), &der).unwrap();
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    // Missing key file: the server refuses to start, naming the file.
+    let missing = certs.path().join("missing.key");
+    let refused = potter_with(
+        &["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0", "--tls-cert", cert.to_str().unwrap(), "--tls-key", missing.to_str().unwrap()],
+        &fixture.env(),
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("missing.key"), "{}", stderr(&refused));
+}
+
+#[test]
+fn a_prefix_scoped_token_sees_history_of_its_keys_in_service_views_too() {
+    let fixture = Fixture::new();
+    fixture.tree.write("services/api_service.json", r#"{"api": {"timeout": 40}}"#);
+    let scoped = fixture.token("timeouts", "viewer", "staging", Some("api.timeout"));
+    let admin = fixture.token("admin", "admin", "*", None);
+    let server = fixture.serve();
+    // Only the service's view changes: recorded as `api_service:api.timeout` in each environment.
+    save(&fixture.tree, "services/api_service.json", r#"{"api": {"timeout": 41}}"#);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let records = loop {
+        let records = server.get("/v1/history?env=staging", &scoped).json();
+        if !records["records"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+            break records;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(records["records"][0]["keys"], json!(["api_service:api.timeout"]), "{records}");
+    let version = records["records"][0]["version"].as_u64().unwrap();
+    let record = server.get(&format!("/v1/history/{version}"), &scoped).json();
+    assert_eq!(record["changes"], json!([{"key": "api_service:api.timeout", "before": 40, "after": 41}]), "{record}");
+    // A change outside the prefix stays invisible to it.
+    server.put("/v1/config/staging/api.rate_limit", &admin, r#"{"value": 7}"#);
+    let records = server.get("/v1/history?env=staging", &scoped).json();
+    assert_eq!(records["records"].as_array().unwrap().len(), 1, "{records}");
+}
+
+#[test]
+fn a_change_stream_reports_only_the_refusals_within_its_environment_and_prefix() {
+    let fixture = Fixture::new();
+    let db_viewer = fixture.token("db-viewer", "viewer", "staging", Some("db"));
+    let api_viewer = fixture.token("api-viewer", "viewer", "staging", Some("api"));
+    let server = fixture.serve();
+    let mut db_lines = open_stream(&server, "/v1/watch/staging", &db_viewer);
+    let mut api_lines = open_stream(&server, "/v1/watch/staging", &api_viewer);
+    assert_eq!(next_event(&mut db_lines, "ready")["prefix"], "db");
+    next_event(&mut api_lines, "ready");
+    // Refused: api.rate_limit over the maximum. The api stream hears of it, the db stream does not.
+    save(&fixture.tree, "environments/staging.json", r#"{"api": {"rate_limit": 99999}}"#);
+    let rejected = next_event(&mut api_lines, "rejected");
+    let diagnostics = rejected["diagnostics"].as_array().unwrap();
+    assert!(!diagnostics.is_empty() && diagnostics.iter().all(|d| d.as_str().unwrap().starts_with("staging")), "{rejected}");
+    // The next event on the db stream is the next change under `db`, not the refusal.
+    save(&fixture.tree, "environments/staging.json", r#"{"db": {"host": "db.staging"}}"#);
+    let mut event = String::new();
+    let first = loop {
+        let line = db_lines.next().unwrap().unwrap();
+        if let Some(name) = line.strip_prefix("event: ") {
+            event = name.trim().to_owned();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            break (event.clone(), serde_json::from_str::<Value>(data).unwrap());
+        }
+    };
+    assert_eq!(first.0, "changed", "{first:?}");
+    assert_eq!(first.1["changes"][0]["key"], "db.host", "{first:?}");
 }

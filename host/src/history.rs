@@ -40,6 +40,32 @@ pub fn open_existing(state_dir: &Path) -> Result<Option<SqliteStore>, Error> {
     Ok(Some(SqliteStore::open(&path)?))
 }
 
+/// The open databases of this process by path, so the recorder, the server's history reads and
+/// its audit log share one store (one writer thread, one group commit) instead of each opening
+/// its own. Weak: a database closes when its last user drops it.
+static SHARED_STORES: Mutex<BTreeMap<PathBuf, std::sync::Weak<SqliteStore>>> = Mutex::new(BTreeMap::new());
+
+/// The history database of `state_dir`, created if missing, shared within the process.
+pub fn shared_store(state_dir: &Path) -> Result<Arc<SqliteStore>, Error> {
+    let path = database_path(state_dir);
+    let mut stores = SHARED_STORES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(store) = stores.get(&path).and_then(std::sync::Weak::upgrade) {
+        return Ok(store);
+    }
+    stores.retain(|_, store| store.strong_count() > 0);
+    let store = Arc::new(SqliteStore::open(&path)?);
+    stores.insert(path, Arc::downgrade(&store));
+    Ok(store)
+}
+
+/// Like [`shared_store`], but None when nothing was ever recorded in `state_dir`.
+pub fn shared_existing(state_dir: &Path) -> Result<Option<Arc<SqliteStore>>, Error> {
+    if !database_path(state_dir).exists() {
+        return Ok(None);
+    }
+    shared_store(state_dir).map(Some)
+}
+
 /// The actor of a command-line change: `cli:<os user>` (`USER`, else `LOGNAME`, else `unknown`).
 pub fn cli_actor() -> String {
     let user = ["USER", "LOGNAME"].iter().find_map(|name| std::env::var(name).ok().filter(|value| !value.trim().is_empty()));
@@ -73,12 +99,17 @@ impl Recorder {
         if !options.history {
             return Ok(None);
         }
-        let store = open_existing(&options.state_dir)?.map(Arc::new);
+        let store = shared_existing(&options.state_dir)?;
         Ok(Some(Self { options: options.clone(), store: Mutex::new(store) }))
     }
 
+    /// The database if it exists; another process may have created it since this host started.
     fn existing_store(&self) -> Option<Arc<SqliteStore>> {
-        self.store.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = shared_existing(&self.options.state_dir).ok().flatten();
+        }
+        slot.clone()
     }
 
     fn store_for_writing(&self) -> Result<Arc<SqliteStore>, Error> {
@@ -86,7 +117,7 @@ impl Recorder {
         if let Some(store) = &*slot {
             return Ok(store.clone());
         }
-        let store = Arc::new(SqliteStore::open(database_path(&self.options.state_dir))?);
+        let store = shared_store(&self.options.state_dir)?;
         *slot = Some(store.clone());
         Ok(store)
     }
@@ -443,4 +474,93 @@ pub fn leaf_differences(from: &Leaves, to: &Leaves) -> Vec<LeafDifference> {
             (!same).then(|| LeafDifference { key: key.clone(), from: a.cloned(), to: b.cloned() })
         })
         .collect()
+}
+
+/// The view's leaves at each of `versions` (the live leaves when nothing was ever recorded).
+/// A version after the latest recorded one is `NotFound`.
+pub fn leaves_at_versions(host: &crate::runtime::ConfigHost, key: &ViewKey, versions: &[u64]) -> Result<Vec<Leaves>, Error> {
+    let snapshot = host.snapshot();
+    let current = current_leaves(host.options(), snapshot.view(key)?)?;
+    let store = shared_existing(&host.options().state_dir)?;
+    let latest = store.as_ref().map_or(Ok(0), |s| s.latest_version())?;
+    let mut out = Vec::with_capacity(versions.len());
+    for &version in versions {
+        if version > latest {
+            return Err(Error::NotFound(format!("history version {version} (the latest is {latest})")));
+        }
+        out.push(match &store {
+            Some(store) => leaves_at(store.as_ref(), key, &current, version)?,
+            None => current.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// What a rollback of one environment to a version does, shared by `potter-config rollback` and
+/// `POST /v1/rollback`.
+#[derive(Debug, Clone)]
+pub struct Rollback {
+    pub environment: String,
+    /// The version whose content the environment's own view goes back to.
+    pub to_version: u64,
+    /// Every key of the environment's view that differs, current → then.
+    pub differences: Vec<LeafDifference>,
+    /// The new version when applied; None for a dry run or when nothing differs.
+    pub applied: Option<u64>,
+}
+
+/// Brings `environment`'s own view back to its content at `version` as ONE new version of runtime
+/// overrides: validated and recorded like any change (origin `rollback`; the reason defaults to
+/// "rollback to version N"). `dry_run` validates without applying; a rollback that would not
+/// validate is `Error::Invalid` either way. A secret whose old ciphertext was not kept, or a
+/// pruned payload on the way back, refuses the whole rollback.
+pub fn rollback(host: &crate::runtime::ConfigHost, environment: &str, version: u64, mut request: crate::runtime::SetRequest, dry_run: bool) -> Result<Rollback, Error> {
+    let key = ViewKey::environment(environment);
+    let then = leaves_at_versions(host, &key, &[version])?.remove(0);
+    let current = {
+        let snapshot = host.snapshot();
+        current_leaves(host.options(), snapshot.view(&key)?)?
+    };
+    let differences = leaf_differences(&current, &then);
+    let mut edits = Vec::with_capacity(differences.len());
+    for difference in &differences {
+        let value = match &difference.to {
+            Some(StoredValue::Plain(value)) => value.clone(),
+            Some(StoredValue::Secret { ciphertext: Some(ciphertext), .. }) => Value::String(ciphertext.clone()),
+            Some(StoredValue::Secret { ciphertext: None, .. }) => {
+                return Err(Error::History(HistoryError::InvalidChange(format!(
+                    "cannot roll back the secret `{}` of `{environment}`: version {version} kept no ciphertext of it",
+                    difference.key
+                ))))
+            }
+            // Absent then: an override of null deletes it, unless a value set above replaces it anyway.
+            None if replaced_by_ancestor(&differences, &difference.key) => continue,
+            None => Value::Null,
+        };
+        edits.push((difference.key.clone(), Some(value)));
+    }
+    request.origin = ChangeOrigin::Rollback;
+    if request.reason.is_none() {
+        request.reason = Some(format!("rollback to version {version}"));
+    }
+    let mut outcome = Rollback { environment: environment.to_owned(), to_version: version, differences, applied: None };
+    if edits.is_empty() {
+        return Ok(outcome);
+    }
+    let snapshot = host.edit_overrides(environment, &edits, request, dry_run)?;
+    if !dry_run {
+        outcome.applied = Some(snapshot.version());
+    }
+    Ok(outcome)
+}
+
+/// True when a key above `key` gets a (non-object) value in the same rollback.
+fn replaced_by_ancestor(differences: &[LeafDifference], key: &str) -> bool {
+    differences.iter().any(|other| other.key != key && potter_engine::is_under(key, &other.key) && other.to.is_some())
+}
+
+/// Differences as JSON (`key`, `from`, `to`), secrets as `<redacted>`.
+pub fn differences_json(differences: &[LeafDifference]) -> Vec<Value> {
+    let shown_or_null = |value: &Option<StoredValue>| value.as_ref().map(shown).unwrap_or(Value::Null);
+    differences.iter().map(|d| serde_json::json!({ "key": d.key, "from": shown_or_null(&d.from), "to": shown_or_null(&d.to) })).collect()
 }

@@ -55,7 +55,9 @@ impl IntoResponse for ApiError {
         error.insert("code".to_owned(), json!(self.code));
         error.insert("message".to_owned(), json!(self.message));
         error.extend(self.details);
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        response.extensions_mut().insert(super::gate::AuditNote { message: Some(self.message), ..Default::default() });
+        response
     }
 }
 
@@ -63,6 +65,8 @@ impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         let message = error.to_string();
         match error {
+            Error::History(potter_history::HistoryError::PayloadPruned { .. }) => ApiError::new(StatusCode::CONFLICT, "history_pruned", message),
+            Error::History(potter_history::HistoryError::InvalidChange(_)) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_apply", message),
             Error::UnknownView(_) => ApiError::not_found("unknown_view", message),
             Error::KeyPath(_) => ApiError::bad_request("bad_key", message),
             Error::NotFound(_) => ApiError::not_found("key_not_set", message),

@@ -8,7 +8,7 @@ use std::path::Path as FsPath;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::header::{AUTHORIZATION, ETAG, IF_MATCH};
+use axum::http::header::{ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, ApiResult};
-use super::rbac::{Action, Principal};
+use super::gate::{AuditNote, Authenticated};
+use super::rbac::{Action, Principal, Role};
 use super::{ApiState, ENVIRONMENT_HEADER};
 use crate::events::{ChangeOrigin, Event};
 use crate::runtime::SetRequest;
@@ -29,25 +30,6 @@ pub struct ViewQuery {
     service: Option<String>,
     user: Option<String>,
     prefix: Option<String>,
-}
-
-fn authenticate(state: &ApiState, headers: &HeaderMap) -> ApiResult<Principal> {
-    let header = headers.get(AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>` header"))?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|token| !token.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-    match state.tokens.authenticate(token) {
-        Ok(Some(principal)) => Ok(principal),
-        Ok(None) => {
-            tracing::warn!("denied: unknown or revoked token");
-            Err(ApiError::unauthorized("the token is not valid (unknown or revoked)"))
-        }
-        Err(error) => Err(ApiError::internal(error.to_string())),
-    }
 }
 
 fn path_params<T>(params: Result<Path<T>, PathRejection>) -> ApiResult<T> {
@@ -116,8 +98,7 @@ pub async fn openapi() -> Json<Value> {
     Json(super::openapi::document())
 }
 
-pub async fn environments(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let principal = authenticate(&state, &headers)?;
+pub async fn environments(State(state): State<ApiState>, Authenticated(principal): Authenticated) -> ApiResult<Json<Value>> {
     let snapshot = state.host.snapshot();
     let axes = snapshot.axes();
     let environments: Vec<&str> = axes.environments.iter().map(|e| &**e).filter(|e| principal.may_use_environment(e)).collect();
@@ -162,11 +143,10 @@ fn whole_config(state: &ApiState, principal: &Principal, environment: &str, quer
 
 pub async fn config(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Authenticated(principal): Authenticated,
     environment: Result<Path<String>, PathRejection>,
     query: Result<Query<ViewQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let principal = authenticate(&state, &headers)?;
     let environment = path_params(environment)?;
     let query = query_params(query)?;
     whole_config(&state, &principal, &environment, &query)
@@ -183,8 +163,12 @@ fn environment_from_header(headers: &HeaderMap) -> ApiResult<String> {
         .ok_or_else(|| ApiError::bad_request("missing_environment", "the `X-Potter-Environment` header is empty or not text"))
 }
 
-pub async fn config_from_header(State(state): State<ApiState>, headers: HeaderMap, query: Result<Query<ViewQuery>, QueryRejection>) -> ApiResult<Response> {
-    let principal = authenticate(&state, &headers)?;
+pub async fn config_from_header(
+    State(state): State<ApiState>,
+    Authenticated(principal): Authenticated,
+    headers: HeaderMap,
+    query: Result<Query<ViewQuery>, QueryRejection>,
+) -> ApiResult<Response> {
     let environment = environment_from_header(&headers)?;
     let query = query_params(query)?;
     whole_config(&state, &principal, &environment, &query)
@@ -204,26 +188,20 @@ fn provenance(layer: &potter_engine::Layer, location: Option<&potter_engine::Loc
 }
 
 /// The caller of a `/{env}/{key}` route, authenticated and authorised for `action` on that key.
-fn keyed_request(
-    state: &ApiState,
-    headers: &HeaderMap,
-    params: Result<Path<(String, String)>, PathRejection>,
-    action: Action,
-) -> ApiResult<(Principal, String, String)> {
-    let principal = authenticate(state, headers)?;
+fn keyed_request(principal: &Principal, params: Result<Path<(String, String)>, PathRejection>, action: Action) -> ApiResult<(String, String)> {
     let (environment, key) = path_params(params)?;
     checked_key(&key)?;
     principal.authorize(action, &environment, Some(&key))?;
-    Ok((principal, environment, key))
+    Ok((environment, key))
 }
 
 pub async fn get_key(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Authenticated(principal): Authenticated,
     params: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<ViewQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let (principal, environment, key) = keyed_request(&state, &headers, params, Action::Read)?;
+    let (environment, key) = keyed_request(&principal, params, Action::Read)?;
     let query = query_params(query)?;
     let snapshot = state.host.snapshot();
     let view_key = view_key(&environment, &query);
@@ -271,11 +249,12 @@ fn set_request(principal: &Principal, reason: Option<String>, if_version: Option
 
 pub async fn put_key(
     State(state): State<ApiState>,
+    Authenticated(principal): Authenticated,
     headers: HeaderMap,
     params: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let (principal, environment, key) = keyed_request(&state, &headers, params, Action::Write)?;
+    let (environment, key) = keyed_request(&principal, params, Action::Write)?;
     let if_version = if_match(&headers)?;
     let body: PutBody = json_body(body)?;
     let request = set_request(&principal, body.reason, if_version);
@@ -288,10 +267,11 @@ pub async fn put_key(
 
 pub async fn delete_key(
     State(state): State<ApiState>,
+    Authenticated(principal): Authenticated,
     headers: HeaderMap,
     params: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Response> {
-    let (principal, environment, key) = keyed_request(&state, &headers, params, Action::Write)?;
+    let (environment, key) = keyed_request(&principal, params, Action::Write)?;
     let request = set_request(&principal, None, if_match(&headers)?);
     let host = state.host.clone();
     let (env, k) = (environment.clone(), key.clone());
@@ -302,11 +282,11 @@ pub async fn delete_key(
 
 pub async fn explain(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Authenticated(principal): Authenticated,
     params: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<ViewQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let (principal, environment, key) = keyed_request(&state, &headers, params, Action::Read)?;
+    let (environment, key) = keyed_request(&principal, params, Action::Read)?;
     let query = query_params(query)?;
     let snapshot = state.host.snapshot();
     let view_key = view_key(&environment, &query);
@@ -354,8 +334,12 @@ pub struct ValidateBody {
 }
 
 /// A dry run: the proposed overrides are merged and validated, nothing is applied.
-pub async fn validate(State(state): State<ApiState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
-    let principal = authenticate(&state, &headers)?;
+pub async fn validate(
+    State(state): State<ApiState>,
+    Authenticated(principal): Authenticated,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
     let body: ValidateBody = json_body(body)?;
     let environment = match body.environment {
         Some(environment) => environment,
@@ -390,15 +374,54 @@ fn event_name(event: &Event) -> &'static str {
     }
 }
 
+/// What a change stream may tell of a refused change: the diagnostics about its environment's
+/// views under its prefix. Others (another environment's values, keys outside a token's prefix)
+/// are withheld and counted; a refusal with nothing in scope is not sent to a prefixed stream.
+#[derive(Clone)]
+struct RejectionScope {
+    environment: String,
+    prefix: String,
+    /// Admins and `*` tokens may see diagnostics that name no view (a file that does not parse).
+    sees_every_environment: bool,
+}
+
+impl RejectionScope {
+    fn filter(&self, event: Event) -> Option<Event> {
+        let Event::Rejected { origin, actor, diagnostics } = event else { return Some(event) };
+        let total = diagnostics.len();
+        let mut kept: Vec<String> = diagnostics.into_iter().filter(|line| self.shows(line)).collect();
+        let withheld = total - kept.len();
+        if kept.is_empty() && !self.prefix.is_empty() {
+            return None;
+        }
+        if withheld > 0 {
+            kept.push(format!("({withheld} more diagnostic(s) outside this stream's scope withheld)"));
+        }
+        Some(Event::Rejected { origin, actor, diagnostics: kept })
+    }
+
+    /// A diagnostic reads `<view>: <key> [at <where>] — <message> (<rule>)` (`potter_engine::Issue`).
+    fn shows(&self, line: &str) -> bool {
+        if self.prefix.is_empty() && self.sees_every_environment {
+            return true;
+        }
+        // Anything that does not name a view (a file that does not parse) is not shown to a scoped stream.
+        let Some((view, rest)) = line.split_once(": ").filter(|(view, _)| !view.is_empty() && !view.contains(' ')) else { return false };
+        let environment = view.split(['/', '@']).next().unwrap_or(view);
+        let key = rest.split([' ', '\u{2014}']).next().unwrap_or("");
+        let key = if key == "(root)" { "" } else { key };
+        environment == self.environment && (self.prefix.is_empty() || (!key.is_empty() && potter_engine::is_under(key, &self.prefix)))
+    }
+}
+
 /// Server-Sent Events: `ready` once subscribed, then `changed`, `rejected` and `lagged` events.
 /// Values of secret keys are always redacted in the stream.
 pub async fn watch(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Authenticated(principal): Authenticated,
     environment: Result<Path<String>, PathRejection>,
     query: Result<Query<ViewQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let principal = authenticate(&state, &headers)?;
     let environment = path_params(environment)?;
     let query = query_params(query)?;
     let prefix = match (query.prefix.as_deref().filter(|p| !p.is_empty()), principal.prefix.as_deref()) {
@@ -413,28 +436,33 @@ pub async fn watch(
     let key = view_key(&environment, &query);
     let subscription = state.host.subscribe(&key, &prefix)?;
     let ready = SseEvent::default().event("ready").data(json!({ "view": key.to_string(), "prefix": prefix, "version": state.host.snapshot().version() }).to_string());
-    let stream = futures_util::stream::unfold((Some(ready), subscription, state.shutdown.clone()), |(ready, mut subscription, mut shutdown)| async move {
-        if let Some(ready) = ready {
-            return Some((Ok::<_, Infallible>(ready), (None, subscription, shutdown)));
-        }
-        if *shutdown.borrow() {
-            return None;
-        }
-        tokio::select! {
-            event = subscription.recv() => {
-                let event = event?;
-                let data = serde_json::to_string(&event).unwrap_or_else(|e| json!({ "event": "error", "message": e.to_string() }).to_string());
-                Some((Ok(SseEvent::default().event(event_name(&event)).data(data)), (None, subscription, shutdown)))
+    let scope = RejectionScope { environment: environment.clone(), prefix: prefix.clone(), sees_every_environment: principal.role == Role::Admin || principal.environments.iter().any(|e| e == super::tokens::ALL_ENVIRONMENTS) };
+    let stream = futures_util::stream::unfold((Some(ready), subscription, state.shutdown.clone()), move |(ready, mut subscription, mut shutdown)| {
+        let scope = scope.clone();
+        async move {
+            if let Some(ready) = ready {
+                return Some((Ok::<_, Infallible>(ready), (None, subscription, shutdown)));
             }
-            _ = shutdown.changed() => None,
+            loop {
+                if *shutdown.borrow() {
+                    return None;
+                }
+                tokio::select! {
+                    event = subscription.recv() => {
+                        let Some(event) = scope.filter(event?) else { continue };
+                        let data = serde_json::to_string(&event).unwrap_or_else(|e| json!({ "event": "error", "message": e.to_string() }).to_string());
+                        return Some((Ok(SseEvent::default().event(event_name(&event)).data(data)), (None, subscription, shutdown)));
+                    }
+                    _ = shutdown.changed() => return None,
+                }
+            }
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
 /// The schema files of the tree (`<root>/schemas/**.json`), as parsed JSON.
-pub async fn schemas(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    authenticate(&state, &headers)?;
+pub async fn schemas(State(state): State<ApiState>, Authenticated(_): Authenticated) -> ApiResult<Json<Value>> {
     let dir = state.host.options().root.join("schemas");
     let mut found = Vec::new();
     fn walk(dir: &FsPath, base: &FsPath, found: &mut Vec<Value>) {
@@ -506,14 +534,34 @@ fn history_entry(record: &potter_history::Record, scope: Option<&str>, with_valu
     Some(entry)
 }
 
-fn open_history(state: &ApiState) -> ApiResult<impl potter_history::HistoryStore> {
-    crate::history::open_existing(&state.host.options().state_dir)?.ok_or_else(|| ApiError::not_found("no_history", "this server records no history"))
+/// The newest `limit` records of `environment` that changed a key under `scope` in any of its views.
+///
+/// Keys of service and user views are recorded qualified (`api_service:api.timeout`), so a scoped
+/// query asks once per view qualifier of the environment and merges the answers by version.
+fn scoped_records(store: &potter_history::SqliteStore, query: potter_history::HistoryQuery, scope: Option<&str>, qualifiers: &[String]) -> Result<Vec<potter_history::Record>, crate::Error> {
+    use potter_history::HistoryStore as _;
+    let Some(scope) = scope else {
+        return Ok(store.query(&query)?);
+    };
+    let limit = query.limit;
+    let mut records: Vec<potter_history::Record> = Vec::new();
+    for qualifier in qualifiers {
+        let prefix = if qualifier.is_empty() { scope.to_owned() } else { format!("{qualifier}:{scope}") };
+        records.extend(store.query(&query.clone().key_prefix(prefix))?);
+    }
+    records.sort_by(|a, b| b.version.cmp(&a.version));
+    records.dedup_by_key(|record| record.version);
+    records.truncate(limit);
+    Ok(records)
 }
 
 /// Recorded changes of one environment, newest first.
-pub async fn history(State(state): State<ApiState>, headers: HeaderMap, params: Result<Query<HistoryParams>, QueryRejection>) -> ApiResult<Json<Value>> {
-    use potter_history::HistoryStore as _;
-    let principal = authenticate(&state, &headers)?;
+pub async fn history(
+    State(state): State<ApiState>,
+    Authenticated(principal): Authenticated,
+    headers: HeaderMap,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
     let params = params.map(|Query(p)| p).map_err(|rejection| ApiError::bad_request("bad_query", rejection.body_text()))?;
     let environment = match params.env {
         Some(environment) => environment,
@@ -523,29 +571,43 @@ pub async fn history(State(state): State<ApiState>, headers: HeaderMap, params: 
         checked_key(key)?;
     }
     principal.authorize(Action::Read, &environment, params.key.as_deref())?;
-    view_of(&state.host.snapshot(), &ViewKey::environment(&environment))?;
+    let snapshot = state.host.snapshot();
+    view_of(&snapshot, &ViewKey::environment(&environment))?;
+    let mut qualifiers: Vec<String> = snapshot.all_view_keys().iter().filter(|key| *key.environment == *environment).map(crate::history::qualifier).collect();
+    qualifiers.sort();
+    qualifiers.dedup();
+    drop(snapshot);
     let scope = history_scope(&principal, params.key.as_deref());
     let mut query = potter_history::HistoryQuery::new().env(environment.clone()).limit(params.limit.unwrap_or(100).clamp(1, 1000));
-    if let Some(scope) = &scope {
-        query = query.key_prefix(scope.clone());
-    }
     if let Some(since) = params.since_ms {
         query = query.since_ms(since);
     }
-    let records = match crate::history::open_existing(&state.host.options().state_dir)? {
-        Some(store) => store.query(&query).map_err(crate::Error::from)?,
-        None => Vec::new(),
-    };
-    let entries: Vec<Value> = records.iter().filter_map(|record| history_entry(record, scope.as_deref(), false)).collect();
+    let state_dir = state.host.options().state_dir.clone();
+    let entries = blocking(move || {
+        let records = match crate::history::shared_existing(&state_dir)? {
+            Some(store) => scoped_records(&store, query, scope.as_deref(), &qualifiers)?,
+            None => Vec::new(),
+        };
+        Ok(records.iter().filter_map(|record| history_entry(record, scope.as_deref(), false)).collect::<Vec<Value>>())
+    })
+    .await?;
     Ok(Json(json!({ "environment": environment, "records": entries })))
 }
 
 /// One recorded change with its (redacted) values.
-pub async fn history_version(State(state): State<ApiState>, headers: HeaderMap, version: Result<Path<u64>, PathRejection>) -> ApiResult<Json<Value>> {
+pub async fn history_version(
+    State(state): State<ApiState>,
+    Authenticated(principal): Authenticated,
+    version: Result<Path<u64>, PathRejection>,
+) -> ApiResult<Json<Value>> {
     use potter_history::HistoryStore as _;
-    let principal = authenticate(&state, &headers)?;
     let version = path_params(version)?;
-    let record = open_history(&state)?.get(version).map_err(crate::Error::from)?;
+    let state_dir = state.host.options().state_dir.clone();
+    let record = blocking(move || match crate::history::shared_existing(&state_dir)? {
+        Some(store) => Ok(store.get(version)?),
+        None => Ok(None),
+    })
+    .await?;
     let Some(record) = record else {
         return Err(ApiError::not_found("version_not_found", format!("no recorded change has version {version}")));
     };
@@ -553,6 +615,150 @@ pub async fn history_version(State(state): State<ApiState>, headers: HeaderMap, 
     let scope = history_scope(&principal, None);
     let entry = history_entry(&record, scope.as_deref(), true).ok_or_else(|| ApiError::forbidden(format!("version {version} changed no key within the token's scope")))?;
     Ok(Json(entry))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    /// Defaults to the `X-Potter-Environment` header.
+    #[serde(default)]
+    env: Option<String>,
+    version: u64,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Brings an environment's view back to a recorded version as ONE new version of runtime
+/// overrides (admin only); `dry_run` shows the differences and validates without applying.
+pub async fn rollback(
+    State(state): State<ApiState>,
+    Authenticated(principal): Authenticated,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    if principal.role != Role::Admin {
+        return Err(ApiError::forbidden(format!("token `{}` ({}) may not roll back: only admin tokens may", principal.name, principal.role.as_str())));
+    }
+    let body: RollbackBody = json_body(body)?;
+    let environment = match body.env {
+        Some(environment) => environment,
+        None => environment_from_header(&headers)?,
+    };
+    view_of(&state.host.snapshot(), &ViewKey::environment(&environment))?;
+    let request = set_request(&principal, body.reason, None);
+    let host = state.host.clone();
+    let env = environment.clone();
+    let (version, dry_run) = (body.version, body.dry_run);
+    let outcome = tokio::task::spawn_blocking(move || crate::history::rollback(&host, &env, version, request, dry_run))
+        .await
+        .map_err(|e| ApiError::internal(format!("the request's work failed: {e}")))?;
+    let note = AuditNote { env: Some(environment.clone()), key: None, message: Some(format!("rollback to version {version}{}", if dry_run { " (dry run)" } else { "" })) };
+    let rollback = match outcome {
+        Ok(rollback) => rollback,
+        Err(crate::Error::NotFound(what)) => return Err(ApiError::not_found("version_not_found", format!("no {what}"))),
+        Err(crate::Error::Invalid(report)) if dry_run => {
+            let body = json!({ "environment": environment, "to_version": version, "dry_run": true, "valid": false, "issues": report.to_json() });
+            let mut response = Json(body).into_response();
+            response.extensions_mut().insert(note);
+            return Ok(response);
+        }
+        Err(other) => return Err(other.into()),
+    };
+    if let Some(applied) = rollback.applied {
+        tracing::info!(token = %principal.name, %environment, to_version = version, version = applied, "rolled back");
+    }
+    let body = json!({
+        "environment": environment,
+        "to_version": version,
+        "dry_run": dry_run,
+        "valid": true,
+        "outcome": match (rollback.differences.is_empty(), dry_run) {
+            (true, _) => "nothing to change",
+            (false, true) => "dry run, validates",
+            (false, false) => "applied",
+        },
+        "version": rollback.applied,
+        "changes": crate::history::differences_json(&rollback.differences),
+        "issues": [],
+    });
+    let mut response = match rollback.applied {
+        Some(applied) => with_etag(applied, body),
+        None => Json(body).into_response(),
+    };
+    response.extensions_mut().insert(note);
+    Ok(response)
+}
+
+/// The plugins of the running host's plugins folder: name, kind, version, sha256, signer, grants,
+/// limits, status, last error and a refused update.
+pub async fn plugins(State(state): State<ApiState>, Authenticated(_): Authenticated) -> ApiResult<Json<Value>> {
+    // The list is read under the host's writer lock, which a change holds while it is recorded.
+    let host = state.host.clone();
+    let infos = blocking(move || Ok(host.plugin_list())).await?;
+    let plugins: Vec<Value> = infos
+        .iter()
+        .map(|info| {
+            json!({
+                "name": info.name,
+                "file": info.file.file_name().map(|name| name.to_string_lossy().into_owned()),
+                "kind": info.kind,
+                "version": info.version,
+                "sha256": info.sha256,
+                "signer": info.signer_key_id,
+                "status": info.status,
+                "last_error": info.last_error,
+                "refused_update": info.refused_update,
+                "grants": info.grants,
+                "secrets": info.secrets,
+                "limits": info.limits,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "plugins": plugins })))
+}
+
+/// `?limit=&actor=&env=&denied=` of `/v1/audit`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    limit: Option<usize>,
+    actor: Option<String>,
+    env: Option<String>,
+    /// Only refused and failed requests (status 400 and above).
+    #[serde(default)]
+    denied: bool,
+}
+
+/// The audit log (admin only): every write and every refused request, newest first.
+pub async fn audit(State(state): State<ApiState>, Authenticated(principal): Authenticated, params: Result<Query<AuditParams>, QueryRejection>) -> ApiResult<Json<Value>> {
+    if principal.role != Role::Admin {
+        return Err(ApiError::forbidden(format!("token `{}` ({}) may not read the audit log: only admin tokens may", principal.name, principal.role.as_str())));
+    }
+    let params = params.map(|Query(p)| p).map_err(|rejection| ApiError::bad_request("bad_query", rejection.body_text()))?;
+    let Some(audit) = state.audit.clone() else {
+        return Err(ApiError::not_found("no_audit", "this server keeps no audit log"));
+    };
+    let query = potter_history::AuditQuery { actor: params.actor, env: params.env, min_status: params.denied.then_some(400), limit: params.limit.unwrap_or(100).clamp(1, 1000) };
+    let entries = blocking(move || Ok(audit.store().audit(&query)?)).await?;
+    let entries: Vec<Value> = entries
+        .iter()
+        .map(|line| {
+            json!({
+                "id": line.id,
+                "timestamp": line.timestamp_rfc3339(),
+                "actor": line.entry.actor,
+                "method": line.entry.method,
+                "route": line.entry.route,
+                "env": line.entry.env,
+                "key": line.entry.key,
+                "status": line.entry.status,
+                "outcome": line.entry.outcome,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "entries": entries })))
 }
 
 /// A JSON Merge Patch (RFC 7386) of runtime overrides as `(key, value or None to remove)` edits.
@@ -575,11 +781,10 @@ fn merge_patch_edits(at: &str, patch: &Map<String, Value>, edits: &mut Vec<(Stri
 /// A batch: every edit validated together and applied as ONE version, or none of them.
 pub async fn patch_config(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Authenticated(principal): Authenticated,
     environment: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let principal = authenticate(&state, &headers)?;
     let environment = path_params(environment)?;
     let patch: Map<String, Value> = json_body(body)?;
     let mut edits = Vec::new();
@@ -596,5 +801,7 @@ pub async fn patch_config(
     let env = environment.clone();
     let snapshot = blocking(move || host.edit_overrides(&env, &edits, request, false)).await?;
     tracing::info!(token = %principal.name, %environment, keys = keys.len(), version = snapshot.version(), "overrides patched");
-    Ok(with_etag(snapshot.version(), json!({ "environment": environment, "keys": keys, "version": snapshot.version() })))
+    let mut response = with_etag(snapshot.version(), json!({ "environment": environment, "keys": keys, "version": snapshot.version() }));
+    response.extensions_mut().insert(AuditNote { env: Some(environment), key: Some(keys.join(",")), message: None });
+    Ok(response)
 }

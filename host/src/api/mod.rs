@@ -4,6 +4,7 @@
 //! until a shutdown signal, ending live change streams so the shutdown is not held up by them.
 
 mod error;
+pub mod gate;
 mod handlers;
 pub mod openapi;
 pub mod rbac;
@@ -15,11 +16,11 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::runtime::ConfigHost;
 pub use error::{ApiError, ApiResult};
+pub use gate::{AuditLog, RateLimit};
 pub use rbac::{Action, Principal, Role};
 pub use tokens::{TokenError, TokenRecord, TokenStore};
 
@@ -36,12 +37,24 @@ pub struct ApiState {
     pub(crate) tokens: Arc<TokenStore>,
     /// Becomes `true` when the server shuts down (ends change streams).
     pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) limiter: Option<Arc<gate::Limiter>>,
+    /// None: nothing is audited (only when the server runs without a state directory's database).
+    pub(crate) audit: Option<AuditLog>,
+}
+
+/// How the server treats callers beyond their tokens.
+#[derive(Clone, Default)]
+pub struct Settings {
+    /// None: unlimited.
+    pub rate_limit: Option<RateLimit>,
+    pub audit: Option<AuditLog>,
 }
 
 /// Every route of the API over `host`, authenticating with `tokens`. Change streams end when
 /// `shutdown` turns true (or its sender is dropped).
-pub fn router(host: ConfigHost, tokens: Arc<TokenStore>, shutdown: watch::Receiver<bool>) -> Router {
-    let state = ApiState { host, tokens, shutdown };
+pub fn router(host: ConfigHost, tokens: Arc<TokenStore>, shutdown: watch::Receiver<bool>, settings: Settings) -> Router {
+    let limiter = settings.rate_limit.map(|limit| Arc::new(gate::Limiter::new(limit)));
+    let state = ApiState { host, tokens, shutdown, limiter, audit: settings.audit };
     Router::new()
         .route("/v1/health", get(handlers::health))
         .route("/v1/openapi.json", get(handlers::openapi))
@@ -55,23 +68,55 @@ pub fn router(host: ConfigHost, tokens: Arc<TokenStore>, shutdown: watch::Receiv
         .route("/v1/schemas", get(handlers::schemas))
         .route("/v1/history", get(handlers::history))
         .route("/v1/history/{version}", get(handlers::history_version))
+        .route("/v1/rollback", post(handlers::rollback))
+        .route("/v1/plugins", get(handlers::plugins))
+        .route("/v1/audit", get(handlers::audit))
         .fallback(handlers::unknown_route)
         .method_not_allowed_fallback(handlers::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), gate::gate))
         .with_state(state)
+}
+
+/// Where `serve` listens: plain HTTP, or HTTPS with a certificate chain and key (PEM files).
+pub enum Listener {
+    Http(tokio::net::TcpListener),
+    Https { listener: std::net::TcpListener, tls: axum_server::tls_rustls::RustlsConfig },
+}
+
+/// Reads a PEM certificate chain and private key for HTTPS; the error names the files.
+pub async fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> std::io::Result<axum_server::tls_rustls::RustlsConfig> {
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("TLS certificate {} / key {}: {e}", cert.display(), key.display())))
 }
 
 /// Serves the API on `listener` until `signal` completes, then stops accepting, ends the change
 /// streams and waits for the requests in flight.
-pub async fn serve(listener: TcpListener, host: ConfigHost, tokens: Arc<TokenStore>, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(listener: Listener, host: ConfigHost, tokens: Arc<TokenStore>, settings: Settings, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let (stop, stopped) = watch::channel(false);
-    let app = router(host, tokens, stopped);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            signal.await;
-            let _ = stop.send(true);
-        })
-        .await
+    let app = router(host, tokens, stopped, settings);
+    match listener {
+        Listener::Http(listener) => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    signal.await;
+                    let _ = stop.send(true);
+                })
+                .await
+        }
+        Listener::Https { listener, tls } => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                signal.await;
+                let _ = stop.send(true);
+                // Like plain HTTP: stop accepting, let requests in flight finish.
+                stopper.graceful_shutdown(None);
+            });
+            axum_server::from_tcp_rustls(listener, tls)?.handle(handle).serve(app.into_make_service()).await
+        }
+    }
 }
 
 /// Completes on ctrl-c or SIGTERM.

@@ -32,6 +32,9 @@ pub const ROUTES: &[Operation] = &[
     op("get", "/v1/schemas", "The tree's JSON Schemas", true),
     op("get", "/v1/history", "Recorded changes of an environment, newest first (?env=&key=&since_ms=&limit=)", true),
     op("get", "/v1/history/{version}", "One recorded change with its (redacted) values", true),
+    op("post", "/v1/rollback", "Admin: bring an environment back to a recorded version as one new version ({\"env\"?, \"version\", \"dry_run\"?, \"reason\"?})", true),
+    op("get", "/v1/plugins", "The plugins folder: name, kind, version, sha256, signer, status, last error, grants, limits", true),
+    op("get", "/v1/audit", "Admin: the audit log of writes and refused requests, newest first (?limit=&actor=&env=&denied=)", true),
 ];
 
 fn parameters(path: &str) -> Vec<Value> {

@@ -74,7 +74,14 @@ struct TokensDocument {
 
 /// The hex SHA-256 of a token.
 pub fn hash_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(token.as_bytes());
+    let mut text = String::with_capacity(digest.len() * 2);
+    for byte in digest {
+        text.push(HEX[usize::from(byte >> 4)] as char);
+        text.push(HEX[usize::from(byte & 0xf)] as char);
+    }
+    text
 }
 
 /// A new random token: `pct_` and 64 hex digits (256 bits).
@@ -109,19 +116,25 @@ impl TokenStore {
 
     /// Every token, re-read if the file changed since the last look.
     pub fn records(&self) -> Result<Vec<TokenRecord>, TokenError> {
+        self.with_records(<[TokenRecord]>::to_vec)
+    }
+
+    /// Runs `look` over the current tokens (re-read if the file changed) without copying them:
+    /// this is on every request's path.
+    fn with_records<T>(&self, look: impl FnOnce(&[TokenRecord]) -> T) -> Result<T, TokenError> {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let modified = match fs::metadata(&self.path) {
             Ok(meta) => meta.modified().ok(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 *cache = (None, Vec::new());
-                return Ok(Vec::new());
+                return Ok(look(&[]));
             }
             Err(source) => return Err(TokenError::Io { path: self.path.clone(), source }),
         };
         if modified.is_none() || cache.0 != modified {
             *cache = (modified, self.read()?);
         }
-        Ok(cache.1.clone())
+        Ok(look(&cache.1))
     }
 
     fn read(&self) -> Result<Vec<TokenRecord>, TokenError> {
@@ -137,7 +150,7 @@ impl TokenStore {
     /// The principal a presented token stands for, if any.
     pub fn authenticate(&self, token: &str) -> Result<Option<Principal>, TokenError> {
         let hash = hash_token(token);
-        Ok(self.records()?.iter().find(|record| record.sha256 == hash).map(TokenRecord::principal))
+        self.with_records(|records| records.iter().find(|record| record.sha256 == hash).map(TokenRecord::principal))
     }
 
     /// Creates a token and returns it (the only time it is ever shown). With `replace`, a token of

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::{Cli, Outcome};
 use crate::error::Error;
 use crate::events::ChangeOrigin;
-use crate::history::{self as hist, Leaves};
+use crate::history as hist;
 use crate::output::{inline, render, OutputFormat};
 use crate::runtime::SetRequest;
 
@@ -284,30 +284,6 @@ fn prune(cli: &Cli, keep_days: Option<u32>, keep_versions: Option<u64>) -> Outco
     Ok(())
 }
 
-/// The view's leaves at two versions.
-fn leaves_at_versions(cli: &Cli, host: &crate::runtime::ConfigHost, key: &ViewKey, versions: &[u64]) -> Result<Vec<Leaves>, Error> {
-    let snapshot = host.snapshot();
-    let view = snapshot.view(key)?;
-    let current = hist::current_leaves(host.options(), view)?;
-    let store = store(cli)?;
-    let latest = store.as_ref().map_or(Ok(0), |s| s.latest_version())?;
-    let mut out = Vec::new();
-    for &version in versions {
-        if version > latest {
-            return Err(Error::NotFound(format!("history version {version} (the latest is {latest})")));
-        }
-        out.push(match &store {
-            Some(store) => hist::leaves_at(store, key, &current, version)?,
-            None => current.clone(),
-        });
-    }
-    Ok(out)
-}
-
-fn differences_json(differences: &[hist::LeafDifference]) -> Vec<Value> {
-    differences.iter().map(|d| json!({ "key": d.key, "from": shown_opt(&d.from), "to": shown_opt(&d.to) })).collect()
-}
-
 fn print_differences(differences: &[hist::LeafDifference]) {
     if differences.is_empty() {
         println!("  (no differences)");
@@ -320,14 +296,14 @@ fn print_differences(differences: &[hist::LeafDifference]) {
 pub fn diff(cli: &Cli, args: &DiffArgs) -> Outcome {
     let key = view_key(cli);
     let host = cli.open()?;
-    let leaves = leaves_at_versions(cli, &host, &key, &[args.version_a, args.version_b])?;
+    let leaves = hist::leaves_at_versions(&host, &key, &[args.version_a, args.version_b])?;
     let differences = hist::leaf_differences(&leaves[0], &leaves[1]);
     if cli.format == OutputFormat::Json {
         let document = json!({
             "view": key.to_string(),
             "a": { "version": args.version_a, "config": hist::redacted_tree(&leaves[0]) },
             "b": { "version": args.version_b, "config": hist::redacted_tree(&leaves[1]) },
-            "changes": differences_json(&differences),
+            "changes": hist::differences_json(&differences),
         });
         println!("{}", render(&document, OutputFormat::Json, "diff"));
     } else {
@@ -338,62 +314,26 @@ pub fn diff(cli: &Cli, args: &DiffArgs) -> Outcome {
 }
 
 pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Outcome {
-    let key = ViewKey::environment(&cli.environment);
     let host = cli.open()?;
-    let leaves = leaves_at_versions(cli, &host, &key, &[args.version])?;
-    let current = {
-        let snapshot = host.snapshot();
-        hist::current_leaves(host.options(), snapshot.view(&key).map_err(Error::from)?)?
+    let rollback = hist::rollback(&host, &cli.environment, args.version, request(&args.reason, None), args.dry_run)?;
+    let outcome = match (rollback.differences.is_empty(), args.dry_run) {
+        (true, _) => "nothing to change",
+        (false, true) => "dry run, validates",
+        (false, false) => "applied",
     };
-    // What has to change to bring the environment's view back: current -> then.
-    let differences = hist::leaf_differences(&current, &leaves[0]);
-    let mut edits = Vec::with_capacity(differences.len());
-    for d in &differences {
-        let value = match &d.to {
-            Some(StoredValue::Plain(value)) => value.clone(),
-            Some(StoredValue::Secret { ciphertext: Some(ciphertext), .. }) => Value::String(ciphertext.clone()),
-            Some(StoredValue::Secret { ciphertext: None, .. }) => {
-                return Err(super::Failure { code: super::exit::INVALID, message: format!("cannot roll back the secret `{}`: version {} kept no ciphertext of it", d.key, args.version) })
-            }
-            // Absent then: an override of null deletes it, unless a value set above replaces it anyway.
-            None if replaced_by_ancestor(&differences, &d.key) => continue,
-            None => Value::Null,
-        };
-        edits.push((d.key.clone(), Some(value)));
-    }
-    let mut request = request(&args.reason, None);
-    request.origin = ChangeOrigin::Rollback;
-    if request.reason.is_none() {
-        request.reason = Some(format!("rollback to version {}", args.version));
-    }
-    let print = |outcome: &str, version: Option<u64>| {
-        if cli.format == OutputFormat::Json {
-            println!("{}", json!({ "env": cli.environment, "to_version": args.version, "dry_run": args.dry_run, "outcome": outcome, "version": version, "changes": differences_json(&differences) }));
-        } else {
-            println!("rollback of {} to version {} ({outcome}):", cli.environment, args.version);
-            print_differences(&differences);
-            if let Some(version) = version {
-                println!("applied as version {version}");
-            }
+    if cli.format == OutputFormat::Json {
+        println!(
+            "{}",
+            json!({ "env": cli.environment, "to_version": args.version, "dry_run": args.dry_run, "outcome": outcome, "version": rollback.applied, "changes": hist::differences_json(&rollback.differences) })
+        );
+    } else {
+        println!("rollback of {} to version {} ({outcome}):", cli.environment, args.version);
+        print_differences(&rollback.differences);
+        if let Some(version) = rollback.applied {
+            println!("applied as version {version}");
         }
-    };
-    if edits.is_empty() {
-        print("nothing to change", None);
-        return Ok(());
     }
-    if args.dry_run {
-        host.edit_overrides(&cli.environment, &edits, request, true)?;
-        print("dry run, validates", None);
-        return Ok(());
-    }
-    let snapshot = host.edit_overrides(&cli.environment, &edits, request, false)?;
-    print("applied", Some(snapshot.version()));
     Ok(())
-}
-
-/// True when a key above `key` gets a (non-object) value in the same rollback.
-fn replaced_by_ancestor(differences: &[hist::LeafDifference], key: &str) -> bool {
-    differences.iter().any(|other| other.key != key && potter_engine::is_under(key, &other.key) && other.to.is_some())
 }
 
 /// `--since`: RFC 3339 UTC, milliseconds since the epoch, or an age like `10m`.

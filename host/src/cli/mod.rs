@@ -128,7 +128,7 @@ pub enum Command {
     Rollback(history::RollbackArgs),
     /// Serve the configuration over HTTP (JSON API, bearer tokens; see docs/API.md).
     Serve(serve::ServeArgs),
-    /// API bearer tokens: `create` (printed once; environments from --env, comma separated), `list`, `revoke`.
+    /// API bearer tokens: `create --env E1,E2` (printed once), `list`, `revoke`.
     Token {
         #[command(subcommand)]
         command: token::TokenCommand,

@@ -2,6 +2,8 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{Cli, Failure, Outcome};
@@ -18,7 +20,24 @@ pub struct ServeArgs {
     /// Create (or replace) the admin token `dev` for every environment and print it (development only).
     #[arg(long)]
     pub dev_token: bool,
+    /// Requests per second each token may make (0: unlimited); anonymous callers share one
+    /// allowance, as do unknown tokens. Over it: 429 with `Retry-After`.
+    #[arg(long, default_value_t = DEFAULT_RATE_LIMIT, value_name = "N")]
+    pub rate_limit: u32,
+    /// Requests a token may make at once above its rate (default: one second's worth, N).
+    #[arg(long, value_name = "N")]
+    pub rate_burst: Option<u32>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
+
+/// Requests per second per token unless `--rate-limit` says otherwise: far above what a service
+/// polling its configuration needs, low enough that one runaway client cannot starve the others.
+pub const DEFAULT_RATE_LIMIT: u32 = 1_000;
 
 fn failure(code: u8, message: impl Into<String>) -> Failure {
     Failure { code, message: message.into() }
@@ -36,6 +55,13 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
         let token = tokens.create("dev", Role::Admin, vec![api::tokens::ALL_ENVIRONMENTS.to_owned()], None, true).map_err(|e| failure(super::exit::INVALID, e.to_string()))?;
         println!("development token (admin, every environment; `token revoke dev` to remove): {token}");
     }
+    let rate_limit = NonZeroU32::new(args.rate_limit).map(|per_second| api::RateLimit {
+        per_second,
+        burst: args.rate_burst.and_then(NonZeroU32::new).unwrap_or(per_second),
+    });
+    // The audit log lives in the history database of the state directory (shared with the recorder).
+    let audit = crate::history::shared_store(&options.state_dir)?;
+    let settings = api::Settings { rate_limit, audit: Some(api::AuditLog::new(audit)) };
     // File saves go live while serving; dropping the watcher at the end stops it.
     let _watcher = host.watch(WatchOptions::default())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -43,10 +69,22 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
         .build()
         .map_err(|e| failure(super::exit::INVALID, format!("cannot start the server runtime: {e}")))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| failure(super::exit::USAGE, format!("cannot listen on {}: {e}", args.listen)))?;
-        let bound = listener.local_addr().map_err(|e| failure(super::exit::INVALID, e.to_string()))?;
-        println!("listening on http://{bound}");
+        let cannot_listen = |e: std::io::Error| failure(super::exit::USAGE, format!("cannot listen on {}: {e}", args.listen));
+        let (listener, scheme, bound) = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = api::tls_config(cert, key).await.map_err(|e| failure(super::exit::USAGE, e.to_string()))?;
+                let listener = std::net::TcpListener::bind(args.listen).map_err(cannot_listen)?;
+                let bound = listener.local_addr().map_err(|e| failure(super::exit::INVALID, e.to_string()))?;
+                (api::Listener::Https { listener, tls }, "https", bound)
+            }
+            _ => {
+                let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(cannot_listen)?;
+                let bound = listener.local_addr().map_err(|e| failure(super::exit::INVALID, e.to_string()))?;
+                (api::Listener::Http(listener), "http", bound)
+            }
+        };
+        println!("listening on {scheme}://{bound}");
         let _ = std::io::stdout().flush();
-        api::serve(listener, host, Arc::new(tokens), api::shutdown_signal()).await.map_err(|e| failure(super::exit::INVALID, format!("server failed: {e}")))
+        api::serve(listener, host, Arc::new(tokens), settings, api::shutdown_signal()).await.map_err(|e| failure(super::exit::INVALID, format!("server failed: {e}")))
     })
 }

@@ -8,13 +8,17 @@ use crate::output::{render, OutputFormat};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TokenCommand {
-    /// Create a token and print it once. Its environments are the global `--env` value, comma
-    /// separated (`--env staging,production`, `--env '*'` for all).
+    /// Create a token and print it once.
     Create {
         #[arg(long)]
         name: String,
         #[arg(long, value_enum)]
         role: Role,
+        /// The environments the token may use, comma separated (`staging,production`; `'*'`: all).
+        /// Required here, after `create`: the global `--env` (and POTTER_ENV) never scope a token,
+        /// so a forgotten flag cannot silently make a development-only token.
+        #[arg(id = "environment", long = "env", required = true, value_name = "E1,E2")]
+        environments: String,
         /// Only keys under this dotted prefix.
         #[arg(long)]
         prefix: Option<String>,
@@ -41,8 +45,8 @@ fn failure(error: crate::api::TokenError) -> Failure {
 pub fn run(cli: &Cli, command: &TokenCommand) -> Outcome {
     let store = store(cli)?;
     match command {
-        TokenCommand::Create { name, role, prefix } => {
-            let environments = cli.environment.split(',').map(str::to_owned).collect();
+        TokenCommand::Create { name, role, environments, prefix } => {
+            let environments = environments.split(',').map(str::to_owned).collect();
             let token = store.create(name, *role, environments, prefix.clone(), false).map_err(failure)?;
             println!("{token}");
             eprintln!("token `{name}` created; it is shown only now (the file {} keeps only its hash)", store.path().display());

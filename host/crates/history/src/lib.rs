@@ -34,8 +34,8 @@ use std::collections::BTreeMap;
 pub use clock::{Clock, SystemClock};
 pub use error::{HistoryError, Result};
 pub use model::{
-    Expectation, HistoryQuery, KeyChange, NewChange, Origin, OverrideOp, Payload, PruneReport,
-    Record, Retention, StoredValue, UnknownOrigin,
+    AuditEntry, AuditQuery, Expectation, HistoryQuery, KeyChange, NewAuditEntry, NewChange, Origin,
+    OverrideOp, Payload, PruneReport, Record, Retention, StoredValue, UnknownOrigin,
 };
 pub use prefix::prefix_upper_bound;
 pub use sqlite::{SqliteOptions, SqliteStore, DEFAULT_FILE_NAME};

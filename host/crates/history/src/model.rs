@@ -312,3 +312,59 @@ pub struct PruneReport {
     /// Records whose payload this call dropped.
     pub records_pruned: u64,
 }
+
+/// One audited request, as submitted (the store stamps the time when it commits it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAuditEntry {
+    /// Who: a token's name, `anonymous` (no credentials) or `unknown token`.
+    pub actor: String,
+    /// HTTP method (`GET`, `PUT`, ...).
+    pub method: String,
+    /// The request path (`/v1/config/staging/api.timeout`).
+    pub route: String,
+    pub env: Option<String>,
+    pub key: Option<String>,
+    /// The response status (401, 403, 200, ...).
+    pub status: u16,
+    /// `allowed`, `denied`, `failed`, or `rate-limited`, plus why when known.
+    pub outcome: String,
+}
+
+/// One audited request as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Increasing with every entry (never reused).
+    pub id: u64,
+    pub timestamp_ms: i64,
+    #[serde(flatten)]
+    pub entry: NewAuditEntry,
+}
+
+impl AuditEntry {
+    pub fn timestamp_rfc3339(&self) -> String {
+        DateTime::<Utc>::from_timestamp_millis(self.timestamp_ms)
+            .map(|time| time.to_rfc3339_opts(SecondsFormat::Millis, true))
+            .unwrap_or_else(|| format!("@{}ms", self.timestamp_ms))
+    }
+}
+
+/// Filters of [`crate::SqliteStore::audit`]: newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub env: Option<String>,
+    /// Only entries with at least this status (400: only refusals and failures).
+    pub min_status: Option<u16>,
+    pub limit: usize,
+}
+
+impl Default for AuditQuery {
+    fn default() -> Self {
+        AuditQuery {
+            actor: None,
+            env: None,
+            min_status: None,
+            limit: 100,
+        }
+    }
+}

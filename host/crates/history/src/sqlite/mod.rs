@@ -19,8 +19,8 @@ use self::errors::classify;
 use self::read::ReadError;
 use self::writer::{Request, Writer};
 use crate::{
-    Clock, HistoryError, HistoryQuery, HistoryStore, NewChange, PruneReport, Record, Result,
-    Retention, StoredValue, SystemClock,
+    AuditEntry, AuditQuery, Clock, HistoryError, HistoryQuery, HistoryStore, NewAuditEntry,
+    NewChange, PruneReport, Record, Result, Retention, StoredValue, SystemClock,
 };
 
 /// File name of the history database inside the state directory.
@@ -200,6 +200,51 @@ impl SqliteStore {
             .send(make(reply))
             .map_err(|_| stopped())?;
         answer.recv().map_err(|_| stopped())?
+    }
+}
+
+/// The audit log of the server: every write and every refused request (see docs/HISTORY.md).
+/// Not part of [`HistoryStore`]: the change history does not depend on it.
+impl SqliteStore {
+    /// Records audit lines and returns once they are durable (committed together with any
+    /// appends queued at the same time: no extra fsync under load).
+    pub fn append_audit(&self, entries: Vec<NewAuditEntry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.send(|reply| Request::Audit {
+            entries,
+            reply: Some(reply),
+        })
+    }
+
+    /// Queues audit lines without waiting for the commit (for callers that must not block);
+    /// fails only when the writer has stopped. A later storage failure is reported on stderr.
+    pub fn queue_audit(&self, entries: Vec<NewAuditEntry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.requests
+            .as_ref()
+            .and_then(|requests| {
+                requests
+                    .send(Request::Audit {
+                        entries,
+                        reply: None,
+                    })
+                    .ok()
+            })
+            .ok_or_else(|| HistoryError::WriterStopped {
+                path: self.path.clone(),
+            })
+    }
+
+    /// Audit lines matching `query`, newest first.
+    pub fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        read::audit(&self.reader(), query).map_err(|error| self.fail(error))
     }
 }
 

@@ -319,3 +319,45 @@ impl RecordRow {
         })
     }
 }
+
+/// Audit lines matching `query`, newest first.
+pub(crate) fn audit(
+    conn: &Connection,
+    query: &crate::AuditQuery,
+) -> rusqlite::Result<Vec<crate::AuditEntry>> {
+    let mut sql = String::from(
+        "SELECT id, ts_ms, actor, method, route, env, key, status, outcome FROM audit WHERE 1",
+    );
+    let mut values = Vec::new();
+    if let Some(actor) = &query.actor {
+        sql.push_str(" AND actor = ?");
+        values.push(SqlValue::Text(actor.clone()));
+    }
+    if let Some(env) = &query.env {
+        sql.push_str(" AND env = ?");
+        values.push(SqlValue::Text(env.clone()));
+    }
+    if let Some(status) = query.min_status {
+        sql.push_str(" AND status >= ?");
+        values.push(SqlValue::Integer(i64::from(status)));
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    values.push(SqlValue::Integer(limit_i64(query.limit)));
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map(params_from_iter(values), |row| {
+        Ok(crate::AuditEntry {
+            id: to_u64(row.get(0)?),
+            timestamp_ms: row.get(1)?,
+            entry: crate::NewAuditEntry {
+                actor: row.get(2)?,
+                method: row.get(3)?,
+                route: row.get(4)?,
+                env: row.get(5)?,
+                key: row.get(6)?,
+                status: row.get(7)?,
+                outcome: row.get(8)?,
+            },
+        })
+    })?;
+    rows.collect()
+}

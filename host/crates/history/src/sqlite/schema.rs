@@ -12,7 +12,7 @@ use crate::{HistoryError, Result};
 /// refused instead of being silently extended with our tables.
 const APPLICATION_ID: i64 = 0x504F_5448;
 /// Bumped with each migration; a newer file is refused by an older binary.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 // Why these shapes:
 // - `records.version` is AUTOINCREMENT so a version is never handed out twice, even if rows were
@@ -55,6 +55,23 @@ CREATE TABLE meta (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 INSERT INTO meta(name, value) VALUES ('pruned_through', 0);
+";
+
+// Schema version 2: the server's audit log (every write and every refused request). Separate from
+// `records`: an audited request need not change anything, and prune never drops audit lines.
+const AUDIT_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS audit (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_ms   INTEGER NOT NULL,
+    actor   TEXT NOT NULL,
+    method  TEXT NOT NULL,
+    route   TEXT NOT NULL,
+    env     TEXT,
+    key     TEXT,
+    status  INTEGER NOT NULL,
+    outcome TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_actor ON audit(actor, id);
 ";
 
 /// Opens a connection with the durability settings every connection of the store shares.
@@ -114,7 +131,33 @@ pub(crate) fn ensure_schema(conn: &Connection, path: &Path, busy_timeout: Durati
             format!("schema version {user_version} is newer than this program's {SCHEMA_VERSION}"),
         ));
     }
+    if user_version < SCHEMA_VERSION {
+        migrate(conn, user_version).map_err(fail)?;
+    }
     Ok(())
+}
+
+/// Brings an older schema up to [`SCHEMA_VERSION`] in one transaction (another process may have
+/// done it meanwhile: the version is read again under the write lock).
+fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let migrated = (|| {
+        let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if current >= SCHEMA_VERSION {
+            return Ok(());
+        }
+        if from < 2 {
+            conn.execute_batch(AUDIT_TABLE)?;
+        }
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+    })();
+    match migrated {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
 }
 
 enum SchemaError {
@@ -141,6 +184,7 @@ fn create_if_still_empty(conn: &Connection, path: &Path) -> std::result::Result<
         )));
     }
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(AUDIT_TABLE)?;
     conn.pragma_update(None, "application_id", APPLICATION_ID)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())

@@ -16,7 +16,7 @@ use rusqlite::{params, Connection};
 
 use super::errors::classify;
 use super::read::{self, to_i64, to_u64};
-use crate::{Clock, HistoryError, NewChange, PruneReport, Result, Retention};
+use crate::{Clock, HistoryError, NewAuditEntry, NewChange, PruneReport, Result, Retention};
 
 pub(crate) enum Request {
     /// All changes commit together or not at all; the reply lists their versions in order.
@@ -27,6 +27,12 @@ pub(crate) enum Request {
     Prune {
         retention: Retention,
         reply: Sender<Result<PruneReport>>,
+    },
+    /// Audit lines; committed in the same transaction as the appends queued beside them. No
+    /// reply channel: the caller does not wait (a failure is logged to stderr by the writer).
+    Audit {
+        entries: Vec<NewAuditEntry>,
+        reply: Option<Sender<Result<()>>>,
     },
 }
 
@@ -50,7 +56,27 @@ impl From<rusqlite::Error> for ApplyError {
     }
 }
 
-type Batch = Vec<(Vec<NewChange>, Sender<Result<Vec<u64>>>)>;
+/// Appends (each answered with its versions) and audit lines, committed together.
+#[derive(Default)]
+struct Batch {
+    appends: Vec<(Vec<NewChange>, Sender<Result<Vec<u64>>>)>,
+    audits: Vec<(Vec<NewAuditEntry>, Option<Sender<Result<()>>>)>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.appends.len() + self.audits.len()
+    }
+
+    /// Nobody waits for this batch: only queued audit lines.
+    fn only_unawaited_audit(&self) -> bool {
+        self.appends.is_empty() && self.audits.iter().all(|(_, reply)| reply.is_none())
+    }
+}
+
+/// How long queued audit lines wait for an append to share its commit (one fsync for both)
+/// before they are committed on their own.
+const AUDIT_RIDE_ALONG: Duration = Duration::from_millis(50);
 
 impl Writer {
     /// Runs until every sender of `requests` is dropped.
@@ -68,22 +94,64 @@ impl Writer {
                 Request::Prune { retention, reply } => {
                     let _ = reply.send(self.prune(retention));
                 }
-                Request::Append { changes, reply } => {
-                    let mut batch = vec![(changes, reply)];
-                    while batch.len() < self.max_batch {
-                        match requests.try_recv() {
-                            Ok(Request::Append { changes, reply }) => batch.push((changes, reply)),
-                            Ok(prune) => {
+                first => {
+                    let mut batch = Batch::default();
+                    let mut queued = Some(first);
+                    while let Some(request) = queued.take() {
+                        match request {
+                            Request::Append { changes, reply } => {
+                                batch.appends.push((changes, reply))
+                            }
+                            Request::Audit { entries, reply } => {
+                                batch.audits.push((entries, reply))
+                            }
+                            prune @ Request::Prune { .. } => {
                                 waiting = Some(prune);
                                 break;
                             }
-                            Err(_) => break,
                         }
+                        if batch.len() < self.max_batch {
+                            queued = requests.try_recv().ok();
+                        }
+                    }
+                    if waiting.is_none() && batch.only_unawaited_audit() {
+                        waiting = self.gather_until_an_append(&requests, &mut batch);
                     }
                     self.commit_batch(batch);
                 }
             }
         }
+    }
+
+    /// Adds requests to a batch of queued audit lines until an append (or an awaited audit)
+    /// arrives, the batch is full, or [`AUDIT_RIDE_ALONG`] has passed. Returns a prune that
+    /// arrived meanwhile (it runs after this batch).
+    fn gather_until_an_append(
+        &self,
+        requests: &Receiver<Request>,
+        batch: &mut Batch,
+    ) -> Option<Request> {
+        let deadline = std::time::Instant::now() + AUDIT_RIDE_ALONG;
+        while batch.len() < self.max_batch {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match requests.recv_timeout(left) {
+                Ok(Request::Append { changes, reply }) => {
+                    batch.appends.push((changes, reply));
+                    return None;
+                }
+                Ok(Request::Audit { entries, reply }) => {
+                    let awaited = reply.is_some();
+                    batch.audits.push((entries, reply));
+                    if awaited {
+                        return None;
+                    }
+                }
+                Ok(prune) => return Some(prune),
+                // Timed out, or every sender is gone: commit what there is.
+                Err(_) => return None,
+            }
+        }
+        None
     }
 
     fn fail(&self, error: rusqlite::Error) -> HistoryError {
@@ -93,15 +161,31 @@ impl Writer {
     fn commit_batch(&self, batch: Batch) {
         match self.try_commit_batch(&batch) {
             Ok(outcomes) => {
-                for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+                for ((_, reply), outcome) in batch.appends.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
+                }
+                for (_, reply) in batch.audits {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(()));
+                    }
                 }
             }
             Err(error) => {
                 // Undo whatever is pending; an error here means there was nothing left to undo.
                 let _ = self.conn.execute_batch("ROLLBACK");
-                for (_, reply) in batch {
+                for (_, reply) in batch.appends {
                     let _ = reply.send(Err(error.clone()));
+                }
+                for (entries, reply) in batch.audits {
+                    match reply {
+                        Some(reply) => {
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                        None => eprintln!(
+                            "history: {} audit line(s) were not recorded: {error}",
+                            entries.len()
+                        ),
+                    }
                 }
             }
         }
@@ -114,8 +198,8 @@ impl Writer {
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|error| self.fail(error))?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (changes, _) in batch {
+        let mut outcomes = Vec::with_capacity(batch.appends.len());
+        for (changes, _) in &batch.appends {
             self.conn
                 .execute_batch("SAVEPOINT request")
                 .map_err(|error| self.fail(error))?;
@@ -135,10 +219,33 @@ impl Writer {
                 Err(ApplyError::Storage(error)) => return Err(self.fail(error)),
             }
         }
+        for (entries, _) in &batch.audits {
+            self.insert_audit(entries, timestamp_ms)
+                .map_err(|error| self.fail(error))?;
+        }
         self.conn
             .execute_batch("COMMIT")
             .map_err(|error| self.fail(error))?;
         Ok(outcomes)
+    }
+
+    fn insert_audit(&self, entries: &[NewAuditEntry], timestamp_ms: i64) -> rusqlite::Result<()> {
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO audit(ts_ms, actor, method, route, env, key, status, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for entry in entries {
+            insert.execute(params![
+                timestamp_ms,
+                entry.actor,
+                entry.method,
+                entry.route,
+                entry.env,
+                entry.key,
+                entry.status,
+                entry.outcome
+            ])?;
+        }
+        Ok(())
     }
 
     fn apply_request(
