@@ -205,3 +205,18 @@ fn options_debug_never_shows_environment_values() {
     assert!(shown.contains("POTTER_SECRET_KEY_PRODUCTION"), "{shown}");
     assert!(!shown.contains("c2VjcmV0"), "{shown}");
 }
+
+#[test]
+fn a_change_revalidates_only_what_it_can_affect_but_a_schema_change_revalidates_everything() {
+    let tree = Tree::minimal();
+    tree.write("schemas/global_schema.json", r#"{"properties": {"api": {"properties": {"timeout": {"type": "integer", "maximum": 100}}}}}"#);
+    let host = open(&tree).unwrap();
+    host.set("staging", "api.timeout", json!(90)).unwrap();
+    let error = host.set("production", "api.timeout", json!(500)).unwrap_err().to_string();
+    assert!(error.contains("api.timeout") && error.contains("must be ≤ 100"), "{error}");
+    // A tighter schema makes every environment invalid, including those no layer change touched.
+    tree.write("schemas/global_schema.json", r#"{"properties": {"api": {"properties": {"timeout": {"type": "integer", "maximum": 10}}}}}"#);
+    let error = host.reload().unwrap_err().to_string();
+    assert!(error.contains("development"), "an environment no change touched is checked again: {error}");
+    assert!(error.contains("must be ≤ 10"), "{error}");
+}

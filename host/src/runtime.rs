@@ -105,6 +105,9 @@ struct WriterState {
     recorder: Option<crate::history::Recorder>,
     /// The plugins folder's running plugins (None until the folder exists).
     plugins: Option<Plugins>,
+    /// False once the live snapshot was validated with the current checks: a later change then
+    /// validates only the views its changed layers apply to (the others are known valid).
+    checks_changed: bool,
 }
 
 impl WriterState {
@@ -119,7 +122,7 @@ impl WriterState {
             Some(recorder) => recorder.overrides()?,
             None => Overrides::new(),
         };
-        let mut state = Self { overrides, files: tree::FileCache::default(), checks, recorder, plugins };
+        let mut state = Self { overrides, files: tree::FileCache::default(), checks, recorder, plugins, checks_changed: true };
         state.load_sources(options)?;
         Ok(state)
     }
@@ -176,6 +179,7 @@ impl ConfigHost {
         if let Some(plugins) = &mut state.plugins {
             plugins.notify_namespaces(&snapshot);
         }
+        state.checks_changed = false;
         Ok(Self {
             shared: Arc::new(Shared {
                 options,
@@ -244,6 +248,7 @@ impl ConfigHost {
         let state = &mut *state;
         let plugins = state.plugins.as_mut().expect("set above");
         plugins.register(&mut state.checks);
+        state.checks_changed = true;
         match self.apply(state, &overrides, None, cause.clone()) {
             Ok(snapshot) => {
                 state.plugins.as_mut().expect("set above").commit(&folder);
@@ -254,6 +259,7 @@ impl ConfigHost {
                 let plugins = state.plugins.as_mut().expect("set above");
                 plugins.roll_back(folder, &error.diagnostics().join("; "));
                 plugins.register(&mut state.checks);
+                state.checks_changed = true;
                 self.apply(state, &overrides, None, cause)
             }
         }
@@ -280,6 +286,7 @@ impl ConfigHost {
         let snapshot = Arc::new(self.build_checked(state, &overrides, recorded)?);
         state.overrides = overrides;
         self.shared.current.store(snapshot.clone());
+        state.checks_changed = false;
         self.shared.events.publish(Published::Applied { cause: Cause::new(ChangeOrigin::Cli, "another process"), after: snapshot.clone() });
         if let Some(plugins) = &mut state.plugins {
             plugins.notify_namespaces(&snapshot);
@@ -407,6 +414,7 @@ impl ConfigHost {
         };
         let snapshot = Arc::new(snapshot.with_version(version));
         self.shared.current.store(snapshot.clone());
+        state.checks_changed = false;
         self.shared.events.publish(Published::Applied { cause, after: snapshot.clone() });
         if let Some(plugins) = &mut state.plugins {
             plugins.notify_namespaces(&snapshot);
@@ -416,10 +424,21 @@ impl ConfigHost {
 
     /// Reloads schemas if they changed, builds the snapshot and validates every view.
     fn build_checked(&self, state: &mut WriterState, overrides: &Overrides, version: u64) -> Result<Snapshot, Error> {
-        state.checks.schemas_mut().reload().map_err(Error::Schema)?;
+        let schema_files = state.checks.schemas().files().len();
+        let reloaded = state.checks.schemas_mut().reload().map_err(Error::Schema)?;
+        if !reloaded.recompiled.is_empty() || state.checks.schemas().files().len() != schema_files {
+            state.checks_changed = true;
+        }
         let plugin_layers = state.plugin_layers();
         let snapshot = build_snapshot(&self.shared.options, overrides, &mut state.files, &state.checks, &plugin_layers)?.with_version(version);
-        let report = state.checks.validate_snapshot(&snapshot);
+        let live = self.shared.current.load_full();
+        let report = if state.checks_changed || live.axes() != snapshot.axes() {
+            state.checks.validate_snapshot(&snapshot)
+        } else {
+            // The live snapshot is valid under these checks: only views a changed layer applies to can differ.
+            let changed = live.changed_layers(&snapshot);
+            state.checks.validate_snapshot_where(&snapshot, |key| changed.iter().any(|layer| layer.applies_to(&key.environment, key.service.as_deref(), key.user.as_deref())))
+        };
         for issue in report.issues().filter(|issue| issue.severity == Severity::Warning) {
             tracing::debug!(%issue, "validation warning");
         }

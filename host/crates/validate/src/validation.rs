@@ -3,7 +3,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use potter_engine::{Issue, Severity, Snapshot, View};
+use potter_engine::{Issue, Severity, Snapshot, View, ViewKey};
 use serde_json::Value;
 
 use crate::coverage::measure;
@@ -70,9 +70,16 @@ impl Validation {
 
     /// Validates every base view of the snapshot (each environment alone and with each service).
     pub fn validate_snapshot(&self, snapshot: &Snapshot) -> Report {
+        self.validate_snapshot_where(snapshot, |_| true)
+    }
+
+    /// Validates the base views of the snapshot for which `include` is true (the views a change
+    /// can have affected, when the rest are known to be valid).
+    pub fn validate_snapshot_where(&self, snapshot: &Snapshot, include: impl Fn(&ViewKey) -> bool) -> Report {
         let views = snapshot
             .base_view_keys()
             .into_iter()
+            .filter(|key| include(key))
             .filter_map(|key| {
                 // A view no schema and no validator looks at has nothing to report: don't merge it for nothing.
                 if self.validators.is_empty() && self.schemas.schemas_for(key.service.as_deref()).is_empty() {
