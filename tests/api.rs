@@ -629,6 +629,15 @@ fn patch_applies_a_merge_patch_as_one_version_or_nothing() {
     patch(r#"{"api.timeout": 3}"#).assert_error(400, "bad_key");
     patch(r#"[1, 2]"#).assert_error(400, "malformed_json");
     patch(r#"{}"#).assert_error(400, "empty_patch");
+    // If-Match over a batch: refused whole (412) when any of its keys changed after that version.
+    let seen = format!("\"{}\"", server.get("/v1/config/staging/api.rate_limit", &editor).json()["version"]);
+    assert_eq!(patch(r#"{"api": {"rate_limit": 300}}"#).status, 200);
+    let stale = server.call("PATCH", "/v1/config/staging", Some(editor.as_str()), &[("If-Match", &seen)], Some(r#"{"api": {"timeout": 20, "rate_limit": 400}}"#));
+    stale.assert_error(412, "conflict");
+    assert_eq!(server.get("/v1/config/staging/api.timeout", &editor).json()["value"], 30, "nothing of the batch applied");
+    let fresh = format!("\"{}\"", server.get("/v1/config/staging/api.rate_limit", &editor).json()["version"]);
+    let current = server.call("PATCH", "/v1/config/staging", Some(editor.as_str()), &[("If-Match", &fresh)], Some(r#"{"api": {"timeout": 20, "rate_limit": 400}}"#));
+    assert_eq!(current.status, 200, "{current:?}");
 }
 
 #[test]

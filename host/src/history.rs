@@ -232,7 +232,7 @@ impl Recorder {
 
     /// Compare-and-set over a whole subtree: the store checks the exact key atomically; this
     /// also refuses when a key below it (`api` when `api.rate_limit` changed) changed after `version`.
-    fn check_unchanged_since(&self, env: &str, key: &str, version: u64) -> Result<(), Error> {
+    pub(crate) fn check_unchanged_since(&self, env: &str, key: &str, version: u64) -> Result<(), Error> {
         let Some(store) = self.existing_store() else {
             return Ok(());
         };

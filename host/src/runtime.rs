@@ -386,6 +386,12 @@ impl ConfigHost {
             [(key, value)] => Some(OverrideChange { environment: environment.to_owned(), key: key.clone(), value: value.clone(), if_version: request.if_version }),
             _ => None,
         };
+        // A batch's compare-and-set: checked here, under the writer lock, key by key.
+        if let (None, Some(version), Some(recorder)) = (&change, request.if_version, &state.recorder) {
+            for (key, _) in edits {
+                recorder.check_unchanged_since(environment, key, version)?;
+            }
+        }
         let cause = Cause { origin: request.origin, actor: request.actor, reason: request.reason };
         let snapshot = self.apply(&mut state, &proposed, change.as_ref(), cause)?;
         state.overrides = proposed;

@@ -783,6 +783,7 @@ pub async fn patch_config(
     State(state): State<ApiState>,
     Authenticated(principal): Authenticated,
     environment: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let environment = path_params(environment)?;
@@ -796,7 +797,8 @@ pub async fn patch_config(
         principal.authorize(Action::Write, &environment, Some(key))?;
     }
     let keys: Vec<String> = edits.iter().map(|(key, _)| key.clone()).collect();
-    let request = set_request(&principal, None, None);
+    // If-Match: the whole batch is refused (412) when any of its keys changed after that version.
+    let request = set_request(&principal, None, if_match(&headers)?);
     let host = state.host.clone();
     let env = environment.clone();
     let snapshot = blocking(move || host.edit_overrides(&env, &edits, request, false)).await?;

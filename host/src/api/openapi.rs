@@ -22,7 +22,7 @@ pub const ROUTES: &[Operation] = &[
     op("get", "/v1/environments", "Environments (in the token's scope), services and users", true),
     op("get", "/v1/config", "Effective configuration of the view; environment from X-Potter-Environment", true),
     op("get", "/v1/config/{env}", "Effective configuration of the view (secrets redacted unless secret-reader)", true),
-    op("patch", "/v1/config/{env}", "JSON Merge Patch of runtime overrides (null removes), validated and applied as one version", true),
+    op("patch", "/v1/config/{env}", "JSON Merge Patch of runtime overrides (null removes), validated and applied as one version; If-Match refuses it when any of its keys changed after that version", true),
     op("get", "/v1/config/{env}/{key}", "One value with its provenance; ETag is the version", true),
     op("put", "/v1/config/{env}/{key}", "Set a runtime override ({\"value\", \"reason\"?}); If-Match for compare-and-set", true),
     op("delete", "/v1/config/{env}/{key}", "Remove a runtime override", true),
