@@ -578,22 +578,33 @@ fn the_openapi_document_lists_exactly_the_methods_each_route_serves() {
     assert_eq!(document["openapi"], "3.1.0");
     let paths = document["paths"].as_object().unwrap();
     assert!(paths.len() >= 12, "{document}");
+    assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer", "{document}");
     for (path, operations) in paths {
         let concrete = path.replace("{env}", "staging").replace("{key}", "api.timeout").replace("{version}", "1");
         for method in ["get", "put", "delete", "post", "patch"] {
             let listed = operations.get(method).is_some();
             let upper = method.to_ascii_uppercase();
-            if listed && concrete.starts_with("/v1/watch/") {
-                let mut lines = open_stream(&server, &concrete, &admin);
-                assert_eq!(lines.next().unwrap().unwrap(), "HTTP/1.1 200 OK", "{path}");
-                continue;
-            }
             let body = match method {
                 "put" => Some(r#"{"value": 30}"#),
                 "post" => Some(r#"{"environment": "staging"}"#),
                 "patch" => Some(r#"{"api": {"timeout": 30}}"#),
                 _ => None,
             };
+            if listed {
+                // Generated from the handlers' annotations: the operations that name the bearer
+                // scheme are exactly those that refuse a request without a token.
+                let secured = operations[method]["security"] == json!([{ "bearer": [] }]);
+                let anonymous = server.call(&upper, &concrete, None, &[("X-Potter-Environment", "staging")], body);
+                assert_eq!(anonymous.status == 401, secured, "{upper} {path}: security {} but {anonymous:?}", operations[method]["security"]);
+                if secured {
+                    assert!(operations[method]["responses"]["401"].is_object(), "{upper} {path} does not document its 401");
+                }
+            }
+            if listed && concrete.starts_with("/v1/watch/") {
+                let mut lines = open_stream(&server, &concrete, &admin);
+                assert_eq!(lines.next().unwrap().unwrap(), "HTTP/1.1 200 OK", "{path}");
+                continue;
+            }
             let response = server.call(&upper, &concrete, Some(admin.as_str()), &[("X-Potter-Environment", "staging")], body);
             if listed {
                 let code = serde_json::from_str::<Value>(&response.body).ok().map(|v| v["error"]["code"].clone());

@@ -46,6 +46,10 @@ pub enum Error {
     /// tampered, untrusted key, ungranted import) exit with 4.
     #[error(transparent)]
     Plugin(#[from] potter_plugin::PluginError),
+    /// The change was recorded but could not go live yet (a change queued before it failed to
+    /// record); the host takes it in when it next re-reads the history.
+    #[error("{0}")]
+    Pending(String),
     /// `--allow-unsigned` where production configuration is served.
     #[error("--allow-unsigned is refused: {reason}")]
     UnsignedRefused { reason: String },

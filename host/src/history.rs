@@ -172,6 +172,21 @@ impl Recorder {
         change: Option<&OverrideChange>,
         cause: &Cause,
     ) -> Result<u64, Error> {
+        let pending = self.record_queued(before, after, overrides_before, overrides_after, change, cause)?;
+        Ok(pending.wait()?.unwrap_or(before.version()))
+    }
+
+    /// [`Recorder::record`] without waiting: the records are queued for the store's group commit
+    /// (in order) and [`PendingRecord::wait`] tells when they are durable.
+    pub fn record_queued(
+        &self,
+        before: &Snapshot,
+        after: &Snapshot,
+        overrides_before: &Overrides,
+        overrides_after: &Overrides,
+        change: Option<&OverrideChange>,
+        cause: &Cause,
+    ) -> Result<PendingRecord, Error> {
         let mut secrets = SecretEncoder::new(&self.options);
         let mut environments: BTreeSet<String> = BTreeSet::new();
         environments.extend(before.axes().environments.iter().map(|e| e.to_string()));
@@ -224,10 +239,9 @@ impl Recorder {
             }
         }
         if records.is_empty() {
-            return Ok(before.version());
+            return Ok(PendingRecord::Nothing);
         }
-        let versions = self.store_for_writing()?.append_all(records)?;
-        Ok(versions.last().copied().unwrap_or(before.version()))
+        Ok(PendingRecord::Queued(self.store_for_writing()?.append_all_queued(records)?))
     }
 
     /// Compare-and-set over a whole subtree: the store checks the exact key atomically; this
@@ -246,6 +260,24 @@ impl Recorder {
             }
         }
         Ok(())
+    }
+}
+
+/// Records handed to the history store, not yet known to be durable.
+#[must_use = "a change is acknowledged only once its record is durable"]
+pub enum PendingRecord {
+    /// The change altered no value and no override: nothing to record.
+    Nothing,
+    Queued(potter_history::QueuedAppend),
+}
+
+impl PendingRecord {
+    /// The last version recorded once durable; None when there was nothing to record.
+    pub fn wait(self) -> Result<Option<u64>, Error> {
+        match self {
+            PendingRecord::Nothing => Ok(None),
+            PendingRecord::Queued(queued) => Ok(queued.wait()?.last().copied()),
+        }
     }
 }
 

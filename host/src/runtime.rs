@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 use potter_engine::merge::set_path;
@@ -95,6 +95,37 @@ struct Shared {
     /// Serialises writers; readers never take it.
     writer: Mutex<WriterState>,
     events: EventBus,
+    /// Staged changes go live in the order they were staged, once durable.
+    order: Mutex<CommitOrder>,
+    published: Condvar,
+}
+
+/// Changes staged (validated, handed to the history's group commit) and published, by ticket.
+/// A writer stages under the writer lock and waits for durability outside it, so the next change
+/// can be built meanwhile and several records share one fsync.
+#[derive(Default)]
+struct CommitOrder {
+    /// Tickets handed out so far.
+    staged: u64,
+    /// Tickets published (swapped in, or given up) so far; they finish in ticket order.
+    finished: u64,
+    /// A staged change failed to record: changes staged after it may contain it, so they are
+    /// not swapped in; the next writer re-reads the overrides from the history first.
+    poisoned: bool,
+}
+
+impl CommitOrder {
+    fn in_flight(&self) -> bool {
+        self.finished != self.staged
+    }
+}
+
+/// A change built, validated and queued for recording, not yet live.
+struct Staged {
+    ticket: u64,
+    snapshot: Snapshot,
+    record: Option<crate::history::PendingRecord>,
+    cause: Cause,
 }
 
 /// What only the writer touches: the overrides, the parsed-file cache, the checks and the record.
@@ -108,6 +139,9 @@ struct WriterState {
     /// False once the live snapshot was validated with the current checks: a later change then
     /// validates only the views its changed layers apply to (the others are known valid).
     checks_changed: bool,
+    /// The latest staged snapshot (live, or validated and waiting for its record): the base of
+    /// the next change.
+    head: Option<Arc<Snapshot>>,
 }
 
 impl WriterState {
@@ -122,7 +156,7 @@ impl WriterState {
             Some(recorder) => recorder.overrides()?,
             None => Overrides::new(),
         };
-        let mut state = Self { overrides, files: tree::FileCache::default(), checks, recorder, plugins, checks_changed: true };
+        let mut state = Self { overrides, files: tree::FileCache::default(), checks, recorder, plugins, checks_changed: true, head: None };
         state.load_sources(options)?;
         Ok(state)
     }
@@ -180,12 +214,16 @@ impl ConfigHost {
             plugins.notify_namespaces(&snapshot);
         }
         state.checks_changed = false;
+        let snapshot = Arc::new(snapshot);
+        state.head = Some(snapshot.clone());
         Ok(Self {
             shared: Arc::new(Shared {
                 options,
-                current: ArcSwap::from_pointee(snapshot),
+                current: ArcSwap::new(snapshot),
                 writer: Mutex::new(state),
                 events: EventBus::new(DEFAULT_CAPACITY),
+                order: Mutex::new(CommitOrder::default()),
+                published: Condvar::new(),
             }),
         })
     }
@@ -271,26 +309,49 @@ impl ConfigHost {
     /// overwritten by a stale copy. Cheap when nothing is new: one indexed read.
     pub fn sync_recorded_overrides(&self) -> Result<(), Error> {
         let mut state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-        self.adopt_recorded_overrides(&mut state)
+        self.adopt_recorded_overrides(&mut state)?;
+        // A change finished while another writer held the lock has not told the plugins yet.
+        let current = self.shared.current.load_full();
+        if let Some(plugins) = &mut state.plugins {
+            plugins.notify_namespaces(&current);
+        }
+        Ok(())
     }
 
     fn adopt_recorded_overrides(&self, state: &mut WriterState) -> Result<(), Error> {
         let Some(recorder) = &state.recorder else { return Ok(()) };
+        let poisoned = {
+            let order = self.order();
+            // Our own records are still landing: the history is ahead of us for a moment. What
+            // another process recorded meanwhile stays in the history and is taken in later.
+            if order.in_flight() && !order.poisoned {
+                return Ok(());
+            }
+            order.poisoned
+        };
+        if poisoned {
+            drop(self.drain());
+        }
         let recorded = recorder.latest_version()?;
-        let before = self.shared.current.load_full();
-        if recorded <= before.version() {
+        let current = self.shared.current.load_full();
+        if !poisoned && recorded <= current.version() {
             return Ok(());
         }
         let overrides = recorder.overrides()?;
-        // Already validated and recorded by its writer: adopted under its version, not recorded again.
+        // Validated against the live snapshot, in full after a failure.
+        state.head = Some(current);
+        state.checks_changed |= poisoned;
         let snapshot = Arc::new(self.build_checked(state, &overrides, recorded)?);
         state.overrides = overrides;
+        state.head = Some(snapshot.clone());
         self.shared.current.store(snapshot.clone());
         state.checks_changed = false;
-        self.shared.events.publish(Published::Applied { cause: Cause::new(ChangeOrigin::Cli, "another process"), after: snapshot.clone() });
+        let actor = if poisoned { "history" } else { "another process" };
+        self.shared.events.publish(Published::Applied { cause: Cause::new(ChangeOrigin::Cli, actor), after: snapshot.clone() });
         if let Some(plugins) = &mut state.plugins {
             plugins.notify_namespaces(&snapshot);
         }
+        self.order().poisoned = false;
         Ok(())
     }
 
@@ -393,15 +454,50 @@ impl ConfigHost {
             }
         }
         let cause = Cause { origin: request.origin, actor: request.actor, reason: request.reason };
-        let snapshot = self.apply(&mut state, &proposed, change.as_ref(), cause)?;
+        let Some(staged) = self.stage(&mut state, &proposed, change.as_ref(), cause)? else {
+            state.overrides = proposed;
+            return Ok(self.shared.current.load_full());
+        };
         state.overrides = proposed;
+        if request.if_version.is_some() {
+            // A compare-and-set finishes under the lock, so the next one's check sees it.
+            let snapshot = self.finish(staged)?;
+            if let Some(plugins) = &mut state.plugins {
+                plugins.notify_namespaces(&snapshot);
+            }
+            return Ok(snapshot);
+        }
+        // The next change may be staged while this one's record is made durable (one fsync for several).
+        drop(state);
+        let snapshot = self.finish(staged)?;
+        if let Ok(mut state) = self.shared.writer.try_lock() {
+            let current = self.shared.current.load_full();
+            if let Some(plugins) = &mut state.plugins {
+                plugins.notify_namespaces(&current);
+            }
+        }
         Ok(snapshot)
     }
 
-    /// The one path every change takes: build, check, swap, publish. A change that alters nothing
-    /// keeps the current snapshot (no new version, no event).
+    /// The one path every change takes: build, check, record, swap, publish. A change that alters
+    /// nothing keeps the current snapshot (no new version, no event).
     fn apply(&self, state: &mut WriterState, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause) -> Result<Arc<Snapshot>, Error> {
-        let before = self.shared.current.load_full();
+        match self.stage(state, overrides, change, cause)? {
+            Some(staged) => {
+                let snapshot = self.finish(staged)?;
+                if let Some(plugins) = &mut state.plugins {
+                    plugins.notify_namespaces(&snapshot);
+                }
+                Ok(snapshot)
+            }
+            None => Ok(self.shared.current.load_full()),
+        }
+    }
+
+    /// Builds and checks the change on top of the latest staged snapshot and queues its record.
+    /// None when it changes nothing. Under the writer lock.
+    fn stage(&self, state: &mut WriterState, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause) -> Result<Option<Staged>, Error> {
+        let before = state.head.clone().unwrap_or_else(|| self.shared.current.load_full());
         let checked = self.build_checked(state, overrides, before.version());
         let snapshot = match checked {
             Ok(snapshot) => snapshot,
@@ -411,21 +507,73 @@ impl ConfigHost {
             }
         };
         if same_layers(before.layers(), snapshot.layers()) && before.axes() == snapshot.axes() {
-            return Ok(before);
+            return Ok(None);
         }
-        // Durable before acknowledged: a change the history cannot record does not go live.
-        let version = match &state.recorder {
-            Some(recorder) => recorder.record(&before, &snapshot, &state.overrides, overrides, change, &cause)?,
-            None => before.version() + 1,
+        // Durable before acknowledged: the record is queued now and waited for in `finish`.
+        let record = match &state.recorder {
+            Some(recorder) => Some(recorder.record_queued(&before, &snapshot, &state.overrides, overrides, change, &cause)?),
+            None => None,
         };
-        let snapshot = Arc::new(snapshot.with_version(version));
-        self.shared.current.store(snapshot.clone());
+        let ticket = {
+            let mut order = self.order();
+            order.staged += 1;
+            order.staged
+        };
+        // The staged snapshot itself goes live with its version; the head is a twin over the same layers.
+        state.head = Some(Arc::new(Snapshot::new(before.version(), snapshot.layers().to_vec(), snapshot.axes().clone())));
         state.checks_changed = false;
-        self.shared.events.publish(Published::Applied { cause, after: snapshot.clone() });
-        if let Some(plugins) = &mut state.plugins {
-            plugins.notify_namespaces(&snapshot);
+        Ok(Some(Staged { ticket, snapshot, record, cause }))
+    }
+
+    /// Waits until the staged change is durable and every change staged before it has finished,
+    /// then swaps it in and publishes it. Needs no writer lock.
+    fn finish(&self, staged: Staged) -> Result<Arc<Snapshot>, Error> {
+        let recorded = staged.record.map(crate::history::PendingRecord::wait).transpose();
+        let mut order = self.order();
+        while order.finished + 1 != staged.ticket {
+            order = self.shared.published.wait(order).unwrap_or_else(|p| p.into_inner());
         }
-        Ok(snapshot)
+        let outcome = match recorded {
+            Err(error) => {
+                order.poisoned = true;
+                self.shared.events.publish(Published::Rejected { cause: staged.cause, diagnostics: error.diagnostics() });
+                Err(error)
+            }
+            Ok(_) if order.poisoned => Err(Error::Pending(
+                "the change was recorded, but a change queued before it failed to record; it goes live when the host re-reads the history (at the next change, or within a second while watching)".to_owned(),
+            )),
+            Ok(version) => {
+                let current = self.shared.current.load_full();
+                let version = match version {
+                    Some(Some(recorded)) => recorded,
+                    // Nothing to record (no value or override differs): same version.
+                    Some(None) => current.version(),
+                    // No history kept: versions count changes in memory.
+                    None => current.version() + 1,
+                };
+                let snapshot = Arc::new(staged.snapshot.with_version(version));
+                self.shared.current.store(snapshot.clone());
+                self.shared.events.publish(Published::Applied { cause: staged.cause, after: snapshot.clone() });
+                Ok(snapshot)
+            }
+        };
+        order.finished = staged.ticket;
+        self.shared.published.notify_all();
+        outcome
+    }
+
+    fn order(&self) -> MutexGuard<'_, CommitOrder> {
+        self.shared.order.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until no staged change is waiting for its record (under the writer lock, so no new
+    /// one is staged meanwhile).
+    fn drain(&self) -> MutexGuard<'_, CommitOrder> {
+        let mut order = self.order();
+        while order.in_flight() {
+            order = self.shared.published.wait(order).unwrap_or_else(|p| p.into_inner());
+        }
+        order
     }
 
     /// Reloads schemas if they changed, builds the snapshot and validates every view.
@@ -437,7 +585,7 @@ impl ConfigHost {
         }
         let plugin_layers = state.plugin_layers();
         let snapshot = build_snapshot(&self.shared.options, overrides, &mut state.files, &state.checks, &plugin_layers)?.with_version(version);
-        let live = self.shared.current.load_full();
+        let live = state.head.clone().unwrap_or_else(|| self.shared.current.load_full());
         let report = if state.checks_changed || live.axes() != snapshot.axes() {
             state.checks.validate_snapshot(&snapshot)
         } else {

@@ -90,14 +90,41 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, crate::Err
     tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("the request's work failed: {e}")))?.map_err(ApiError::from)
 }
 
+/// Liveness and the current version (no token needed).
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\", \"version\": N}`", body = Value, content_type = "application/json"),
+    ),
+)]
 pub async fn health(State(state): State<ApiState>) -> Json<Value> {
     Json(json!({ "status": "ok", "version": state.host.snapshot().version() }))
 }
 
+/// This document (no token needed).
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    responses(
+        (status = 200, description = "The OpenAPI document", body = Value, content_type = "application/json"),
+    ),
+)]
 pub async fn openapi() -> Json<Value> {
     Json(super::openapi::document())
 }
 
+/// Environments (those in the token's scope), services and users.
+#[utoipa::path(
+    get,
+    path = "/v1/environments",
+    responses(
+        (status = 200, description = "`{\"version\", \"environments\", \"services\", \"users\"}`", body = Value, content_type = "application/json"),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn environments(State(state): State<ApiState>, Authenticated(principal): Authenticated) -> ApiResult<Json<Value>> {
     let snapshot = state.host.snapshot();
     let axes = snapshot.axes();
@@ -141,6 +168,25 @@ fn whole_config(state: &ApiState, principal: &Principal, environment: &str, quer
     Ok(with_etag(snapshot.version(), json!({ "view": key.to_string(), "version": snapshot.version(), "config": config })))
 }
 
+/// Effective configuration of a view (secrets redacted unless the role is secret-reader or admin).
+#[utoipa::path(
+    get,
+    path = "/v1/config/{env}",
+    params(
+        ("env" = String, Path, description = "The environment (a file of `environments/`)"),
+        ("service" = Option<String>, Query, description = "The service of the view"),
+        ("user" = Option<String>, Query, description = "The user of the view"),
+    ),
+    responses(
+        (status = 200, description = "`{\"view\", \"version\", \"config\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 400, description = "`bad_path` or `bad_query`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn config(
     State(state): State<ApiState>,
     Authenticated(principal): Authenticated,
@@ -163,6 +209,25 @@ fn environment_from_header(headers: &HeaderMap) -> ApiResult<String> {
         .ok_or_else(|| ApiError::bad_request("missing_environment", "the `X-Potter-Environment` header is empty or not text"))
 }
 
+/// Effective configuration of a view; the environment comes from `X-Potter-Environment`.
+#[utoipa::path(
+    get,
+    path = "/v1/config",
+    params(
+        ("X-Potter-Environment" = String, Header, description = "The environment"),
+        ("service" = Option<String>, Query, description = "The service of the view"),
+        ("user" = Option<String>, Query, description = "The user of the view"),
+    ),
+    responses(
+        (status = 200, description = "`{\"view\", \"version\", \"config\"}`; secrets redacted unless the role is secret-reader or admin", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 400, description = "`missing_environment` or `bad_query`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn config_from_header(
     State(state): State<ApiState>,
     Authenticated(principal): Authenticated,
@@ -195,6 +260,26 @@ fn keyed_request(principal: &Principal, params: Result<Path<(String, String)>, P
     Ok((environment, key))
 }
 
+/// One value with its provenance; the ETag is the version.
+#[utoipa::path(
+    get,
+    path = "/v1/config/{env}/{key}",
+    params(
+        ("env" = String, Path, description = "The environment (a file of `environments/`)"),
+        ("key" = String, Path, description = "A dotted key path, e.g. `api.timeout` (the router's catch-all `{*key}`)"),
+        ("service" = Option<String>, Query, description = "The service of the view"),
+        ("user" = Option<String>, Query, description = "The user of the view"),
+    ),
+    responses(
+        (status = 200, description = "`{\"key\", \"view\", \"version\", \"value\", \"secret\", \"source\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 400, description = "`bad_key` or `bad_query`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`unknown_view`, or `key_not_set`", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_key(
     State(state): State<ApiState>,
     Authenticated(principal): Authenticated,
@@ -232,7 +317,7 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
     digits.parse().map(Some).map_err(|_| ApiError::bad_request("bad_if_match", format!("If-Match must be a version ETag like \"12\", not `{}`", text.escape_debug())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutBody {
     value: Value,
@@ -247,6 +332,29 @@ fn set_request(principal: &Principal, reason: Option<String>, if_version: Option
     request
 }
 
+/// Sets a runtime override; `If-Match` makes it a compare-and-set.
+#[utoipa::path(
+    put,
+    path = "/v1/config/{env}/{key}",
+    params(
+        ("env" = String, Path, description = "The environment (a file of `environments/`)"),
+        ("key" = String, Path, description = "A dotted key path, e.g. `api.timeout` (the router's catch-all `{*key}`)"),
+        ("If-Match" = Option<String>, Header, description = "A version ETag (`\"12\"`): refused with 412 when the keys changed after it; `*` means no condition"),
+    ),
+    request_body(content = PutBody, description = "`{\"value\": V, \"reason\"?: \"…\"}` (any content type; parsed as JSON)"),
+    responses(
+        (status = 200, description = "Applied: `{\"environment\", \"key\", \"version\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 400, description = "`bad_key`, `malformed_json` or `bad_if_match`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
+        (status = 412, description = "`conflict`: a key changed after the `If-Match` version; nothing was applied", body = crate::api::openapi::ErrorBody),
+        (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "`invalid` (with `issues`) or `secret_refused`: the change does not validate; nothing was applied", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn put_key(
     State(state): State<ApiState>,
     Authenticated(principal): Authenticated,
@@ -265,6 +373,27 @@ pub async fn put_key(
     Ok(with_etag(snapshot.version(), json!({ "environment": environment, "key": key, "version": snapshot.version() })))
 }
 
+/// Removes a runtime override; `If-Match` makes it a compare-and-set.
+#[utoipa::path(
+    delete,
+    path = "/v1/config/{env}/{key}",
+    params(
+        ("env" = String, Path, description = "The environment (a file of `environments/`)"),
+        ("key" = String, Path, description = "A dotted key path, e.g. `api.timeout` (the router's catch-all `{*key}`)"),
+        ("If-Match" = Option<String>, Header, description = "A version ETag (`\"12\"`): refused with 412 when the keys changed after it; `*` means no condition"),
+    ),
+    responses(
+        (status = 200, description = "Applied: `{\"environment\", \"key\", \"version\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 400, description = "`bad_key` or `bad_if_match`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
+        (status = 412, description = "`conflict`: the key changed after the `If-Match` version", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "`invalid`: the configuration without the override does not validate", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete_key(
     State(state): State<ApiState>,
     Authenticated(principal): Authenticated,
@@ -280,6 +409,26 @@ pub async fn delete_key(
     Ok(with_etag(snapshot.version(), json!({ "environment": environment, "key": key, "version": snapshot.version() })))
 }
 
+/// Every layer's value for a key, the winner and the overriding environment variable.
+#[utoipa::path(
+    get,
+    path = "/v1/explain/{env}/{key}",
+    params(
+        ("env" = String, Path, description = "The environment (a file of `environments/`)"),
+        ("key" = String, Path, description = "A dotted key path, e.g. `api.timeout` (the router's catch-all `{*key}`)"),
+        ("service" = Option<String>, Query, description = "The service of the view"),
+        ("user" = Option<String>, Query, description = "The user of the view"),
+    ),
+    responses(
+        (status = 200, description = "`{\"key\", \"view\", \"version\", \"found\", \"value\", \"env_var\", \"layers\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 400, description = "`bad_key` or `bad_query`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn explain(
     State(state): State<ApiState>,
     Authenticated(principal): Authenticated,
@@ -322,7 +471,7 @@ pub async fn explain(
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateBody {
     /// Defaults to the `X-Potter-Environment` header.
@@ -334,6 +483,24 @@ pub struct ValidateBody {
 }
 
 /// A dry run: the proposed overrides are merged and validated, nothing is applied.
+#[utoipa::path(
+    post,
+    path = "/v1/validate",
+    params(
+        ("X-Potter-Environment" = Option<String>, Header, description = "The environment, when the body or query does not name one"),
+    ),
+    request_body(content = ValidateBody, description = "`{\"environment\"?: E, \"changes\": {key: value or null}}`"),
+    responses(
+        (status = 200, description = "`{\"valid\", \"issues\"}`", body = Value, content_type = "application/json"),
+        (status = 400, description = "`malformed_json`, `missing_environment` or `bad_key`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: changes need write scope, an empty dry run read scope", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
+        (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn validate(
     State(state): State<ApiState>,
     Authenticated(principal): Authenticated,
@@ -416,6 +583,25 @@ impl RejectionScope {
 
 /// Server-Sent Events: `ready` once subscribed, then `changed`, `rejected` and `lagged` events.
 /// Values of secret keys are always redacted in the stream.
+#[utoipa::path(
+    get,
+    path = "/v1/watch/{env}",
+    params(
+        ("env" = String, Path, description = "The environment (a file of `environments/`)"),
+        ("prefix" = Option<String>, Query, description = "Only changes under this key path (a prefix token's stream defaults to its prefix)"),
+        ("service" = Option<String>, Query, description = "The service of the view"),
+        ("user" = Option<String>, Query, description = "The user of the view"),
+    ),
+    responses(
+        (status = 200, description = "The event stream", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "`bad_key` (the prefix) or `bad_query`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn watch(
     State(state): State<ApiState>,
     Authenticated(principal): Authenticated,
@@ -462,6 +648,16 @@ pub async fn watch(
 }
 
 /// The schema files of the tree (`<root>/schemas/**.json`), as parsed JSON.
+#[utoipa::path(
+    get,
+    path = "/v1/schemas",
+    responses(
+        (status = 200, description = "`{\"schemas\": [{\"file\", \"schema\"}]}`", body = Value, content_type = "application/json"),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn schemas(State(state): State<ApiState>, Authenticated(_): Authenticated) -> ApiResult<Json<Value>> {
     let dir = state.host.options().root.join("schemas");
     let mut found = Vec::new();
@@ -492,7 +688,8 @@ pub async fn wrong_method() -> ApiError {
 }
 
 /// `?env=&key=&since_ms=&limit=` of `/v1/history`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryParams {
     env: Option<String>,
@@ -556,6 +753,23 @@ fn scoped_records(store: &potter_history::SqliteStore, query: potter_history::Hi
 }
 
 /// Recorded changes of one environment, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/history",
+    params(
+        HistoryParams,
+        ("X-Potter-Environment" = Option<String>, Header, description = "The environment, when the body or query does not name one"),
+    ),
+    responses(
+        (status = 200, description = "`{\"environment\", \"records\"}`: keys, actor, origin, reason of each change", body = Value, content_type = "application/json"),
+        (status = 400, description = "`bad_query`, `missing_environment` or `bad_key`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn history(
     State(state): State<ApiState>,
     Authenticated(principal): Authenticated,
@@ -595,6 +809,22 @@ pub async fn history(
 }
 
 /// One recorded change with its (redacted) values.
+#[utoipa::path(
+    get,
+    path = "/v1/history/{version}",
+    params(
+        ("version" = u64, Path, description = "A recorded version"),
+    ),
+    responses(
+        (status = 200, description = "The record with its before/after values (secrets always `<redacted>`)", body = Value, content_type = "application/json"),
+        (status = 400, description = "`bad_path`: not a version number", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: outside the token's environments or prefix", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`version_not_found`", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn history_version(
     State(state): State<ApiState>,
     Authenticated(principal): Authenticated,
@@ -617,7 +847,7 @@ pub async fn history_version(
     Ok(Json(entry))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackBody {
     /// Defaults to the `X-Potter-Environment` header.
@@ -632,6 +862,26 @@ pub struct RollbackBody {
 
 /// Brings an environment's view back to a recorded version as ONE new version of runtime
 /// overrides (admin only); `dry_run` shows the differences and validates without applying.
+#[utoipa::path(
+    post,
+    path = "/v1/rollback",
+    params(
+        ("X-Potter-Environment" = Option<String>, Header, description = "The environment, when the body or query does not name one"),
+    ),
+    request_body(content = RollbackBody, description = "`{\"env\"?: E, \"version\": N, \"dry_run\"?: bool, \"reason\"?: \"…\"}`"),
+    responses(
+        (status = 200, description = "`{\"environment\", \"to_version\", \"dry_run\", \"valid\", \"outcome\", \"version\", \"changes\", \"issues\"}`; ETag when applied", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 400, description = "`malformed_json` or `missing_environment`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: only admin tokens may roll back", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`unknown_view` or `version_not_found`", body = crate::api::openapi::ErrorBody),
+        (status = 409, description = "`history_pruned`: a needed payload was pruned", body = crate::api::openapi::ErrorBody),
+        (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "`invalid` (with `issues`) or `cannot_apply`; nothing was applied", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn rollback(
     State(state): State<ApiState>,
     Authenticated(principal): Authenticated,
@@ -693,6 +943,16 @@ pub async fn rollback(
 
 /// The plugins of the running host's plugins folder: name, kind, version, sha256, signer, grants,
 /// limits, status, last error and a refused update.
+#[utoipa::path(
+    get,
+    path = "/v1/plugins",
+    responses(
+        (status = 200, description = "`{\"plugins\": [{\"name\", \"file\", \"kind\", \"version\", \"sha256\", \"signer\", \"status\", \"last_error\", \"refused_update\", \"grants\", \"secrets\", \"limits\"}]}`", body = Value, content_type = "application/json"),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn plugins(State(state): State<ApiState>, Authenticated(_): Authenticated) -> ApiResult<Json<Value>> {
     // The list is read under the host's writer lock, which a change holds while it is recorded.
     let host = state.host.clone();
@@ -720,7 +980,8 @@ pub async fn plugins(State(state): State<ApiState>, Authenticated(_): Authentica
 }
 
 /// `?limit=&actor=&env=&denied=` of `/v1/audit`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     limit: Option<usize>,
@@ -732,6 +993,22 @@ pub struct AuditParams {
 }
 
 /// The audit log (admin only): every write and every refused request, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    params(
+        AuditParams,
+    ),
+    responses(
+        (status = 200, description = "`{\"entries\": [{\"id\", \"timestamp\", \"actor\", \"method\", \"route\", \"env\", \"key\", \"status\", \"outcome\"}]}`, newest first", body = Value, content_type = "application/json"),
+        (status = 400, description = "`bad_query`", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: only admin tokens may", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`no_audit`: this server keeps no audit log", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn audit(State(state): State<ApiState>, Authenticated(principal): Authenticated, params: Result<Query<AuditParams>, QueryRejection>) -> ApiResult<Json<Value>> {
     if principal.role != Role::Admin {
         return Err(ApiError::forbidden(format!("token `{}` ({}) may not read the audit log: only admin tokens may", principal.name, principal.role.as_str())));
@@ -779,6 +1056,27 @@ fn merge_patch_edits(at: &str, patch: &Map<String, Value>, edits: &mut Vec<(Stri
 }
 
 /// A batch: every edit validated together and applied as ONE version, or none of them.
+#[utoipa::path(
+    patch,
+    path = "/v1/config/{env}",
+    params(
+        ("env" = String, Path, description = "The environment (a file of `environments/`)"),
+        ("If-Match" = Option<String>, Header, description = "A version ETag (`\"12\"`): refused with 412 when the keys changed after it; `*` means no condition"),
+    ),
+    request_body(content = Object, description = "A JSON Merge Patch (RFC 7386) of runtime overrides; `null` removes; member names must not contain `.`"),
+    responses(
+        (status = 200, description = "Applied as one version: `{\"environment\", \"keys\", \"version\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 400, description = "`malformed_json`, `bad_key`, `empty_patch` or `bad_if_match`", body = crate::api::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
+        (status = 412, description = "`conflict`: a key changed after the `If-Match` version; nothing was applied", body = crate::api::openapi::ErrorBody),
+        (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "`invalid` (with `issues`) or `secret_refused`: the change does not validate; nothing was applied", body = crate::api::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn patch_config(
     State(state): State<ApiState>,
     Authenticated(principal): Authenticated,

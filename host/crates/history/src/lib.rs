@@ -38,7 +38,7 @@ pub use model::{
     OverrideOp, Payload, PruneReport, Record, Retention, StoredValue, UnknownOrigin,
 };
 pub use prefix::prefix_upper_bound;
-pub use sqlite::{SqliteOptions, SqliteStore, DEFAULT_FILE_NAME};
+pub use sqlite::{QueuedAppend, SqliteOptions, SqliteStore, DEFAULT_FILE_NAME};
 
 /// A durable, append-only history of configuration changes plus the runtime override layer.
 ///

@@ -203,6 +203,37 @@ impl SqliteStore {
     }
 }
 
+/// An append handed to the writer thread; [`QueuedAppend::wait`] returns once it is durable.
+/// Appends are committed in the order they were queued, so a caller can queue the next change
+/// while this one waits for its fsync, and both share one commit.
+#[must_use = "an append is acknowledged only by waiting for it"]
+pub struct QueuedAppend {
+    answer: mpsc::Receiver<Result<Vec<u64>>>,
+    path: PathBuf,
+}
+
+impl QueuedAppend {
+    /// The versions of the appended changes, once committed durably.
+    pub fn wait(self) -> Result<Vec<u64>> {
+        self.answer.recv().map_err(|_| HistoryError::WriterStopped { path: self.path })?
+    }
+}
+
+impl SqliteStore {
+    /// Queues `changes` as one request (like `append_all`) without waiting for the commit.
+    pub fn append_all_queued(&self, changes: Vec<NewChange>) -> Result<QueuedAppend> {
+        changes.iter().try_for_each(check_change)?;
+        let stopped = || HistoryError::WriterStopped { path: self.path.clone() };
+        let (reply, answer) = mpsc::channel();
+        if changes.is_empty() {
+            let _ = reply.send(Ok(Vec::new()));
+        } else {
+            self.requests.as_ref().ok_or_else(stopped)?.send(Request::Append { changes, reply }).map_err(|_| stopped())?;
+        }
+        Ok(QueuedAppend { answer, path: self.path.clone() })
+    }
+}
+
 /// The audit log of the server: every write and every refused request (see docs/HISTORY.md).
 /// Not part of [`HistoryStore`]: the change history does not depend on it.
 impl SqliteStore {
