@@ -161,24 +161,10 @@ impl Recorder {
     }
 
     /// Records the change from `before` to `after` (one record per affected environment, all in
-    /// one transaction) and returns the last version once durable. A change that alters no value
-    /// and no override keeps `before`'s version.
+    /// one transaction). The records are queued for the store's group commit, in order;
+    /// [`PendingRecord::wait`] returns the last version once durable (none when the change alters
+    /// no value and no override).
     pub fn record(
-        &self,
-        before: &Snapshot,
-        after: &Snapshot,
-        overrides_before: &Overrides,
-        overrides_after: &Overrides,
-        change: Option<&OverrideChange>,
-        cause: &Cause,
-    ) -> Result<u64, Error> {
-        let pending = self.record_queued(before, after, overrides_before, overrides_after, change, cause)?;
-        Ok(pending.wait()?.unwrap_or(before.version()))
-    }
-
-    /// [`Recorder::record`] without waiting: the records are queued for the store's group commit
-    /// (in order) and [`PendingRecord::wait`] tells when they are durable.
-    pub fn record_queued(
         &self,
         before: &Snapshot,
         after: &Snapshot,

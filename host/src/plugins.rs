@@ -146,7 +146,8 @@ impl Plugins {
         Ok(Self::open_folder(options)?.map(|(plugins, _)| plugins))
     }
 
-    /// No plugin yet, for a folder created after start-up; the next reload loads what it holds.
+    /// No plugin yet: start-up fills it from the folder, and a folder created after start-up is
+    /// filled by the next reload.
     pub fn start_empty(options: &Options) -> Result<Self, Error> {
         let host = PluginHost::new(host_options(options)?)?;
         Ok(Self { host, dir: options.plugins_dir.clone(), active: BTreeMap::new(), refused: BTreeMap::new(), settling: BTreeMap::new() })
@@ -157,11 +158,10 @@ impl Plugins {
         if !options.plugins_dir.exists() {
             return Ok(None);
         }
-        let host = PluginHost::new(host_options(options)?)?;
-        let mut active = BTreeMap::new();
+        let mut plugins = Self::start_empty(options)?;
         let mut refusals = Vec::new();
         for file in wasm_files(&options.plugins_dir) {
-            let loaded = host.load_file(&file).and_then(|plugin| {
+            let loaded = plugins.host.prepare(&file).and_then(|plugin| {
                 let mut entry = Active::new(plugin, file.clone());
                 // Its first calls (namespace defaults) are part of loading it.
                 prepare_contributions(&mut entry).map_err(plugin_error)?;
@@ -169,15 +169,15 @@ impl Plugins {
             });
             match loaded {
                 Ok(entry) => {
-                    active.insert(entry.plugin.name().to_owned(), entry);
+                    plugins.host.record_loaded(&file, entry.plugin.clone());
+                    plugins.active.insert(entry.plugin.name().to_owned(), entry);
                 }
                 Err(error) => {
-                    host.record_refused(&stem(&file), &file, &error);
+                    plugins.host.record_refused(&stem(&file), &file, &error);
                     refusals.push(error);
                 }
             }
         }
-        let plugins = Self { host, dir: options.plugins_dir.clone(), active, refused: BTreeMap::new(), settling: BTreeMap::new() };
         Ok(Some((plugins, refusals)))
     }
 

@@ -461,11 +461,7 @@ impl ConfigHost {
         state.overrides = proposed;
         if request.if_version.is_some() {
             // A compare-and-set finishes under the lock, so the next one's check sees it.
-            let snapshot = self.finish(staged)?;
-            if let Some(plugins) = &mut state.plugins {
-                plugins.notify_namespaces(&snapshot);
-            }
-            return Ok(snapshot);
+            return self.finish_locked(&mut state, staged);
         }
         // The next change may be staged while this one's record is made durable (one fsync for several).
         drop(state);
@@ -483,15 +479,18 @@ impl ConfigHost {
     /// nothing keeps the current snapshot (no new version, no event).
     fn apply(&self, state: &mut WriterState, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause) -> Result<Arc<Snapshot>, Error> {
         match self.stage(state, overrides, change, cause)? {
-            Some(staged) => {
-                let snapshot = self.finish(staged)?;
-                if let Some(plugins) = &mut state.plugins {
-                    plugins.notify_namespaces(&snapshot);
-                }
-                Ok(snapshot)
-            }
+            Some(staged) => self.finish_locked(state, staged),
             None => Ok(self.shared.current.load_full()),
         }
+    }
+
+    /// [`Self::finish`] while holding the writer lock, then tells the plugins of namespace changes.
+    fn finish_locked(&self, state: &mut WriterState, staged: Staged) -> Result<Arc<Snapshot>, Error> {
+        let snapshot = self.finish(staged)?;
+        if let Some(plugins) = &mut state.plugins {
+            plugins.notify_namespaces(&snapshot);
+        }
+        Ok(snapshot)
     }
 
     /// Builds and checks the change on top of the latest staged snapshot and queues its record.
@@ -511,7 +510,7 @@ impl ConfigHost {
         }
         // Durable before acknowledged: the record is queued now and waited for in `finish`.
         let record = match &state.recorder {
-            Some(recorder) => Some(recorder.record_queued(&before, &snapshot, &state.overrides, overrides, change, &cause)?),
+            Some(recorder) => Some(recorder.record(&before, &snapshot, &state.overrides, overrides, change, &cause)?),
             None => None,
         };
         let ticket = {
