@@ -15,20 +15,8 @@ use potter_config::watch::WatchOptions;
 use potter_config::{ConfigHost, Options};
 use potter_engine::ViewKey;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn report(label: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    println!(
-        "{label:<44} n={:<4} p50={:>8.3} ms  p99={:>8.3} ms  max={:>8.3} ms",
-        samples.len(),
-        percentile(&samples, 0.5).as_secs_f64() * 1e3,
-        percentile(&samples, 0.99).as_secs_f64() * 1e3,
-        samples.last().unwrap().as_secs_f64() * 1e3
-    );
-}
+mod common;
+use common::report;
 
 fn next_change(runtime: &tokio::runtime::Runtime, events: &mut Subscription) -> Event {
     loop {

@@ -6,27 +6,14 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use potter_config::{ConfigHost, Options};
 use potter_engine::ViewKey;
 use serde_json::Value;
 
-fn corpus(size: &str) -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = repo.join("target/corpus");
-    let tree = out.join(size);
-    if !tree.join("manifest.json").exists() {
-        let status = Command::new("python3")
-            .arg(repo.join("scripts/gen_corpus.py"))
-            .args(["--out", out.to_str().unwrap(), "--size", size])
-            .status()
-            .expect("python3 runs the corpus generator");
-        assert!(status.success());
-    }
-    tree
-}
+mod common;
+use common::{copy_json_tree, corpus};
 
 fn open(tree: &Path) -> ConfigHost {
     let mut options = Options::new(tree);
@@ -187,19 +174,6 @@ fn tree_with_two_validators(dir: &Path) -> PathBuf {
         potter_plugin::sign(&plugins.join(format!("{name}.wasm")), &key.secret_key).unwrap();
     }
     root
-}
-
-fn copy_json_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_json_tree(&entry.path(), &target);
-        } else if entry.file_name() != "manifest.json" && entry.path().extension().is_some_and(|e| e == "json") {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn wasm_validators(c: &mut Criterion) {

@@ -6,7 +6,6 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -17,32 +16,8 @@ use potter_config::{ConfigHost, Options};
 use potter_engine::ViewKey;
 use serde_json::json;
 
-fn corpus(size: &str) -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = repo.join("target/corpus");
-    if !out.join(size).join("manifest.json").exists() {
-        let status = Command::new("python3")
-            .arg(repo.join("scripts/gen_corpus.py"))
-            .args(["--out", out.to_str().unwrap(), "--size", size])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    out.join(size)
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else if entry.path().extension().is_some_and(|e| e == "json") && entry.file_name() != "manifest.json" {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
+mod common;
+use common::{copy_json_tree, corpus, report};
 
 #[derive(Clone, Copy, Debug)]
 enum Style {
@@ -50,21 +25,6 @@ enum Style {
     Rename,
     DeleteCreate,
     SymlinkSwap,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn report(label: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    println!(
-        "{label:<40} n={:<4} p50={:>8.3} ms  p99={:>8.3} ms  max={:>8.3} ms",
-        samples.len(),
-        percentile(&samples, 0.5).as_secs_f64() * 1e3,
-        percentile(&samples, 0.99).as_secs_f64() * 1e3,
-        samples.last().unwrap().as_secs_f64() * 1e3
-    );
 }
 
 /// The file every save rewrites: environments/production.json with a `bench.counter` key.
@@ -104,7 +64,7 @@ fn save(style: Style, root: &Path, text: &str, round: u64) {
 
 fn prepare(size: &str, style: Style, dir: &Path) -> (PathBuf, serde_json::Value) {
     let root = dir.join("config");
-    copy_tree(&corpus(size), &root);
+    copy_json_tree(&corpus(size), &root);
     let base: serde_json::Value = serde_json::from_str(&fs::read_to_string(root.join("environments/production.json")).unwrap()).unwrap();
     if let Style::SymlinkSwap = style {
         let seed = root.join("..seed");
