@@ -4,34 +4,27 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Output;
 
-use common::{demo_keys, potter_example, repo_path, stderr, stdout, Tree};
+use common::wasm::{built_plugins, PluginTree};
+use common::{potter_example, stderr, stdout, Tree};
 use potter_config::error::Error;
-use potter_config::runtime::{ConfigHost, Options};
-use potter_plugin::KeyFiles;
+use potter_config::runtime::ConfigHost;
 use serde_json::Value;
 
 const REFUSED: i32 = 4;
 const INVALID: i32 = 3;
 
-/// `target/plugins/`, after running `scripts/build-plugins` once per test process.
-fn built_plugins() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let status = Command::new("bash").arg(repo_path("scripts/build-plugins")).status().expect("scripts/build-plugins runs");
-        assert!(status.success(), "scripts/build-plugins failed");
-        repo_path("target/plugins")
-    })
-}
-
 /// A copy of `examples/potter` whose plugins folder holds only what a test installs, with a
 /// trusted signing key in the tree's own state directory.
-struct Example {
-    tree: Tree,
-    key: KeyFiles,
+struct Example(PluginTree);
+
+impl std::ops::Deref for Example {
+    type Target = PluginTree;
+
+    fn deref(&self) -> &PluginTree {
+        &self.0
+    }
 }
 
 impl Example {
@@ -43,20 +36,7 @@ impl Example {
     }
 
     fn empty_plugins(tree: Tree) -> Self {
-        let plugins = tree.root().join("plugins");
-        let _ = fs::remove_dir_all(&plugins);
-        fs::create_dir_all(&plugins).unwrap();
-        let key = potter_plugin::keygen(&tree.root().parent().unwrap().join("test-signer")).unwrap();
-        potter_plugin::trust(&key.public_key, &tree.state().join("trusted-keys")).unwrap();
-        Self { tree, key }
-    }
-
-    fn plugins(&self) -> PathBuf {
-        self.tree.root().join("plugins")
-    }
-
-    fn wasm(&self, name: &str) -> PathBuf {
-        self.plugins().join(format!("{name}.wasm"))
+        Self(PluginTree::new(tree))
     }
 
     /// Copies a built plugin (module and manifest) into the folder, unsigned.
@@ -78,13 +58,6 @@ impl Example {
         let mut all = vec!["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap()];
         all.extend(args);
         potter_example(&all)
-    }
-
-    fn options(&self) -> Options {
-        let mut options = Options::new(self.tree.root());
-        options.state_dir = self.tree.state();
-        options.env_vars = Some(demo_keys());
-        options
     }
 
     /// Changes one value of an environment's JSON file.

@@ -42,7 +42,10 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Fixture {
-        let temp = TempDir::new().unwrap();
+        Fixture::in_temp(TempDir::new().unwrap())
+    }
+
+    fn in_temp(temp: TempDir) -> Fixture {
         let state = temp.path().join("state");
         let plugins = temp.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
@@ -156,17 +159,6 @@ impl Fixture {
     /// next run can clear it.
     pub fn new_in(parent: &Path) -> Fixture {
         std::fs::create_dir_all(parent).unwrap();
-        let temp = TempDir::new_in(parent).unwrap();
-        let state = temp.path().join("state");
-        let plugins = temp.path().join("plugins");
-        std::fs::create_dir_all(&plugins).unwrap();
-        let key = keygen(&temp.path().join("author")).unwrap();
-        trust(&key.public_key, &state.join("trusted-keys")).unwrap();
-        Fixture {
-            temp,
-            state,
-            plugins,
-            key,
-        }
+        Fixture::in_temp(TempDir::new_in(parent).unwrap())
     }
 }
