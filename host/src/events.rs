@@ -147,14 +147,9 @@ impl Subscription {
     /// The next event for this subscription; `None` once the host is gone.
     pub async fn recv(&mut self) -> Option<Event> {
         loop {
-            match self.receiver.recv().await {
-                Ok(published) => {
-                    if let Some(event) = self.translate(published) {
-                        return Some(event);
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(missed)) => return Some(self.lagged(missed)),
-                Err(broadcast::error::RecvError::Closed) => return None,
+            let received = self.receiver.recv().await.into();
+            if let Some(event) = self.receive(received) {
+                return event;
             }
         }
     }
@@ -162,14 +157,9 @@ impl Subscription {
     /// The blocking form of [`Subscription::recv`], for code that is not async.
     pub fn recv_blocking(&mut self) -> Option<Event> {
         loop {
-            match self.receiver.blocking_recv() {
-                Ok(published) => {
-                    if let Some(event) = self.translate(published) {
-                        return Some(event);
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(missed)) => return Some(self.lagged(missed)),
-                Err(broadcast::error::RecvError::Closed) => return None,
+            let received = self.receiver.blocking_recv().into();
+            if let Some(event) = self.receive(received) {
+                return event;
             }
         }
     }
@@ -177,15 +167,20 @@ impl Subscription {
     /// The next event if one is ready, without waiting.
     pub fn try_recv(&mut self) -> Option<Event> {
         loop {
-            match self.receiver.try_recv() {
-                Ok(published) => {
-                    if let Some(event) = self.translate(published) {
-                        return Some(event);
-                    }
-                }
-                Err(broadcast::error::TryRecvError::Lagged(missed)) => return Some(self.lagged(missed)),
-                Err(_) => return None,
+            let received = self.receiver.try_recv().into();
+            if let Some(event) = self.receive(received) {
+                return event;
             }
+        }
+    }
+
+    /// What one receive gives this subscriber: `Some(answer)` to return, `None` to receive again
+    /// (a change that touches none of its keys).
+    fn receive(&mut self, received: Received) -> Option<Option<Event>> {
+        match received {
+            Received::Published(published) => self.translate(published).map(Some),
+            Received::Missed(missed) => Some(Some(self.lagged(missed))),
+            Received::Nothing => Some(None),
         }
     }
 
@@ -194,5 +189,34 @@ impl Subscription {
         futures_util::stream::unfold(self, |mut subscription| async move {
             subscription.recv().await.map(|event| (event, subscription))
         })
+    }
+}
+
+/// One receive from the bus, whichever way it was made.
+enum Received {
+    Published(Published),
+    /// The subscriber fell this many changes behind.
+    Missed(u64),
+    /// The host is gone (or, without waiting, nothing is ready).
+    Nothing,
+}
+
+impl From<Result<Published, broadcast::error::RecvError>> for Received {
+    fn from(result: Result<Published, broadcast::error::RecvError>) -> Self {
+        match result {
+            Ok(published) => Received::Published(published),
+            Err(broadcast::error::RecvError::Lagged(missed)) => Received::Missed(missed),
+            Err(broadcast::error::RecvError::Closed) => Received::Nothing,
+        }
+    }
+}
+
+impl From<Result<Published, broadcast::error::TryRecvError>> for Received {
+    fn from(result: Result<Published, broadcast::error::TryRecvError>) -> Self {
+        match result {
+            Ok(published) => Received::Published(published),
+            Err(broadcast::error::TryRecvError::Lagged(missed)) => Received::Missed(missed),
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => Received::Nothing,
+        }
     }
 }
