@@ -120,8 +120,7 @@ pub async fn openapi() -> Json<Value> {
     path = "/v1/environments",
     responses(
         (status = 200, description = "`{\"version\", \"environments\", \"services\", \"users\"}`", body = Value, content_type = "application/json"),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -180,10 +179,9 @@ fn whole_config(state: &ApiState, principal: &Principal, environment: &str, quer
     responses(
         (status = 200, description = "`{\"view\", \"version\", \"config\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`bad_path` or `bad_query`", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -221,10 +219,9 @@ fn environment_from_header(headers: &HeaderMap) -> ApiResult<String> {
     responses(
         (status = 200, description = "`{\"view\", \"version\", \"config\"}`; secrets redacted unless the role is secret-reader or admin", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`missing_environment` or `bad_query`", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -273,10 +270,9 @@ fn keyed_request(principal: &Principal, params: Result<Path<(String, String)>, P
     responses(
         (status = 200, description = "`{\"key\", \"view\", \"version\", \"value\", \"secret\", \"source\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`bad_key` or `bad_query`", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`, or `key_not_set`", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -345,13 +341,12 @@ fn set_request(principal: &Principal, reason: Option<String>, if_version: Option
     responses(
         (status = 200, description = "Applied: `{\"environment\", \"key\", \"version\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`bad_key`, `malformed_json` or `bad_if_match`", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
         (status = 412, description = "`conflict`: a key changed after the `If-Match` version; nothing was applied", body = crate::api::openapi::ErrorBody),
         (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::api::openapi::ErrorBody),
         (status = 422, description = "`invalid` (with `issues`) or `secret_refused`: the change does not validate; nothing was applied", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -385,12 +380,11 @@ pub async fn put_key(
     responses(
         (status = 200, description = "Applied: `{\"environment\", \"key\", \"version\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`bad_key` or `bad_if_match`", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
         (status = 412, description = "`conflict`: the key changed after the `If-Match` version", body = crate::api::openapi::ErrorBody),
         (status = 422, description = "`invalid`: the configuration without the override does not validate", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -422,10 +416,9 @@ pub async fn delete_key(
     responses(
         (status = 200, description = "`{\"key\", \"view\", \"version\", \"found\", \"value\", \"env_var\", \"layers\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`bad_key` or `bad_query`", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -493,11 +486,10 @@ pub struct ValidateBody {
     responses(
         (status = 200, description = "`{\"valid\", \"issues\"}`", body = Value, content_type = "application/json"),
         (status = 400, description = "`malformed_json`, `missing_environment` or `bad_key`", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
         (status = 403, description = "`forbidden`: changes need write scope, an empty dry run read scope", body = crate::api::openapi::ErrorBody),
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
         (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -595,10 +587,9 @@ impl RejectionScope {
     responses(
         (status = 200, description = "The event stream", body = String, content_type = "text/event-stream"),
         (status = 400, description = "`bad_key` (the prefix) or `bad_query`", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -653,8 +644,7 @@ pub async fn watch(
     path = "/v1/schemas",
     responses(
         (status = 200, description = "`{\"schemas\": [{\"file\", \"schema\"}]}`", body = Value, content_type = "application/json"),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -763,10 +753,9 @@ fn scoped_records(store: &potter_history::SqliteStore, query: potter_history::Hi
     responses(
         (status = 200, description = "`{\"environment\", \"records\"}`: keys, actor, origin, reason of each change", body = Value, content_type = "application/json"),
         (status = 400, description = "`bad_query`, `missing_environment` or `bad_key`", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -818,10 +807,9 @@ pub async fn history(
     responses(
         (status = 200, description = "The record with its before/after values (secrets always `<redacted>`)", body = Value, content_type = "application/json"),
         (status = 400, description = "`bad_path`: not a version number", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
         (status = 403, description = "`forbidden`: outside the token's environments or prefix", body = crate::api::openapi::ErrorBody),
         (status = 404, description = "`version_not_found`", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -872,13 +860,12 @@ pub struct RollbackBody {
     responses(
         (status = 200, description = "`{\"environment\", \"to_version\", \"dry_run\", \"valid\", \"outcome\", \"version\", \"changes\", \"issues\"}`; ETag when applied", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`malformed_json` or `missing_environment`", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
         (status = 403, description = "`forbidden`: only admin tokens may roll back", body = crate::api::openapi::ErrorBody),
         (status = 404, description = "`unknown_view` or `version_not_found`", body = crate::api::openapi::ErrorBody),
         (status = 409, description = "`history_pruned`: a needed payload was pruned", body = crate::api::openapi::ErrorBody),
         (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::api::openapi::ErrorBody),
         (status = 422, description = "`invalid` (with `issues`) or `cannot_apply`; nothing was applied", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -948,8 +935,7 @@ pub async fn rollback(
     path = "/v1/plugins",
     responses(
         (status = 200, description = "`{\"plugins\": [{\"name\", \"file\", \"kind\", \"version\", \"sha256\", \"signer\", \"status\", \"last_error\", \"refused_update\", \"grants\", \"secrets\", \"limits\"}]}`", body = Value, content_type = "application/json"),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -1003,9 +989,8 @@ pub struct AuditParams {
         (status = 200, description = "`{\"entries\": [{\"id\", \"timestamp\", \"actor\", \"method\", \"route\", \"env\", \"key\", \"status\", \"outcome\"}]}`, newest first", body = Value, content_type = "application/json"),
         (status = 400, description = "`bad_query`", body = crate::api::openapi::ErrorBody),
         (status = 403, description = "`forbidden`: only admin tokens may", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
         (status = 404, description = "`no_audit`: this server keeps no audit log", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -1067,13 +1052,12 @@ fn merge_patch_edits(at: &str, patch: &Map<String, Value>, edits: &mut Vec<(Stri
     responses(
         (status = 200, description = "Applied as one version: `{\"environment\", \"keys\", \"version\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`malformed_json`, `bad_key`, `empty_patch` or `bad_if_match`", body = crate::api::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = crate::api::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
         (status = 412, description = "`conflict`: a key changed after the `If-Match` version; nothing was applied", body = crate::api::openapi::ErrorBody),
         (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::api::openapi::ErrorBody),
         (status = 422, description = "`invalid` (with `issues`) or `secret_refused`: the change does not validate; nothing was applied", body = crate::api::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)", body = crate::api::openapi::ErrorBody),
+        crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]

@@ -30,6 +30,23 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// The refusals every operation that needs a token may answer with, whatever it does (each
+/// operation lists its own 403, which says what scope it needs).
+#[derive(utoipa::IntoResponses)]
+pub enum TokenRefusals {
+    #[response(status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`")]
+    Unauthorized(ErrorBody),
+    #[response(status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)")]
+    RateLimited(ErrorBody),
+}
+
+/// The usual 403 of an operation on keys or views: the token's scope does not reach them.
+#[derive(utoipa::IntoResponses)]
+pub enum ScopeRefusal {
+    #[response(status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it")]
+    Forbidden(ErrorBody),
+}
+
 /// The `bearer` security scheme the authenticated operations name.
 struct BearerToken;
 
