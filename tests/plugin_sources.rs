@@ -278,3 +278,22 @@ fn a_namespace_schema_shipped_in_the_manifest_is_validated_like_the_rest() {
     tree.tree.write("global.json", r#"{"plugins": {"namespace-probe": {"limit": 5}}}"#);
     ConfigHost::open(tree.options()).unwrap();
 }
+
+#[test]
+fn a_secret_in_a_plugins_namespace_never_reaches_a_plugin_not_granted_secrets() {
+    let tree = minimal();
+    tree.install("namespace-probe");
+    let key = common::demo_keys().into_iter().find(|(name, _)| name == "POTTER_SECRET_KEY_PRODUCTION").unwrap().1;
+    let keyring = potter_secrets::Keyring::from_env_value("production", &key).unwrap();
+    let sealed = potter_secrets::encrypt(&keyring, "production", &["plugins", "namespace-probe", "token"], "hush-from-the-namespace-test").unwrap();
+    tree.tree.write("environments/production.json", &json!({"plugins": {"namespace-probe": {"token": sealed}}}).to_string());
+    let host = ConfigHost::open(tree.options()).unwrap();
+    assert_eq!(value(&host, "production", "plugins.namespace-probe.token"), Some(json!("hush-from-the-namespace-test")), "the host itself reads it");
+    let report = host.validate();
+    let probe = report.issues().find(|issue| issue.rule == "plugin:namespace-probe").unwrap();
+    assert!(!probe.message.contains("hush"), "validate input and namespace-config(): {}", probe.message);
+    assert!(probe.message.starts_with(r#"namespace={"greeting":"hello","limit":3}"#), "{}", probe.message);
+    let logged = captured_logs();
+    assert!(logged.contains(r#"on-config-changed: {"greeting":"hello","limit":3}"#), "on-config-changed got the namespace without the secret");
+    assert!(!logged.contains("hush-from-the-namespace-test"), "on-config-changed never saw the secret");
+}

@@ -350,9 +350,8 @@ impl Plugins {
             if !active.plugin.owns_namespace() {
                 continue;
             }
-            let namespace = active.plugin.manifest().namespace();
             for environment in &snapshot.axes().environments {
-                let content = namespace_in(snapshot, environment, &namespace);
+                let content = namespace_in(snapshot, environment, &active.plugin);
                 if active.notified.get(&**environment) == Some(&content) {
                     continue;
                 }
@@ -410,12 +409,11 @@ fn first_source_load(active: &mut Active, current: &Snapshot) -> Result<(), Erro
 /// Asks one source for each environment's output; a change token equal to the last one skips
 /// `load` unless `force`. All environments succeed or the source's layers stay as they were.
 fn refresh_source(plugin: &LoadedPlugin, source: &mut SourceState, current: &Snapshot, force: bool) -> Result<(), PluginError> {
-    let namespace_key = plugin.manifest().namespace();
     let mut layers = source.layers.clone();
     let mut tokens = source.tokens.clone();
     let mut interval = None;
     for environment in &current.axes().environments {
-        let namespace = namespace_in(current, environment, &namespace_key).to_string();
+        let namespace = namespace_in(current, environment, plugin).to_string();
         let millis = plugin.poll_interval_ms(environment, namespace.clone())?;
         interval = (millis > 0).then(|| Duration::from_millis(u64::from(millis))).into_iter().chain(interval).min();
         let token = plugin.change_token(environment, namespace.clone())?;
@@ -439,9 +437,13 @@ fn refresh_source(plugin: &LoadedPlugin, source: &mut SourceState, current: &Sna
     Ok(())
 }
 
-/// `plugins.<name>` in the environment's view of `snapshot` (`{}` when absent).
-fn namespace_in(snapshot: &Snapshot, environment: &str, namespace: &str) -> Value {
-    snapshot.view(&ViewKey::environment(environment)).ok().and_then(|view| view.get(namespace)).unwrap_or_else(|| json!({}))
+/// The plugin's namespace in the environment's view of `snapshot`, as the plugin may see it (secret
+/// values removed unless granted).
+fn namespace_in(snapshot: &Snapshot, environment: &str, plugin: &LoadedPlugin) -> Value {
+    match snapshot.view(&ViewKey::environment(environment)) {
+        Ok(view) => plugin.namespace_of(view.value(), &|path| view.is_secret(path)),
+        Err(_) => json!({}),
+    }
 }
 
 /// True when a verification failure is probably a copy still in progress.

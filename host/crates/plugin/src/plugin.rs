@@ -254,6 +254,14 @@ impl LoadedPlugin {
         result
     }
 
+    /// What `namespace-config()` returns for `config`: the plugin's own namespace (`{}` when
+    /// absent), without secret values unless the signed manifest grants secrets.
+    pub fn namespace_of(&self, config: &Value, is_secret: &dyn Fn(&str) -> bool) -> Value {
+        let namespace = self.manifest.namespace();
+        let visible = restrict(config, std::slice::from_ref(&namespace), self.manifest.secrets, is_secret);
+        lookup(&visible, &namespace).cloned().unwrap_or_else(|| Value::Object(Default::default()))
+    }
+
     /// Whether the plugin exports the `namespace` interface.
     pub fn owns_namespace(&self) -> bool {
         self.namespace.is_some()
