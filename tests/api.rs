@@ -90,6 +90,15 @@ struct Server {
 
 impl Server {
     fn start(fixture: &Fixture, extra: &[&str]) -> Self {
+        Self::spawn(fixture, extra, Stdio::null())
+    }
+
+    /// A server whose log (stderr) the test reads: `child.stderr`.
+    fn start_logged(fixture: &Fixture, extra: &[&str]) -> Self {
+        Self::spawn(fixture, extra, Stdio::piped())
+    }
+
+    fn spawn(fixture: &Fixture, extra: &[&str], log: Stdio) -> Self {
         let root = fixture.tree.root();
         let state = fixture.tree.state();
         let mut command = Command::new(env!("CARGO_BIN_EXE_potter-config"));
@@ -100,7 +109,7 @@ impl Server {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(fixture.env())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(log);
         let mut child = command.spawn().expect("the server starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut banner = Vec::new();
@@ -969,4 +978,158 @@ fn a_change_stream_reports_only_the_refusals_within_its_environment_and_prefix()
     };
     assert_eq!(first.0, "changed", "{first:?}");
     assert_eq!(first.1["changes"][0]["key"], "db.host", "{first:?}");
+}
+
+/// What a refused request must leave alone: every environment's configuration and its history.
+fn running_state(server: &Server, admin: &str) -> Vec<Value> {
+    let environments = ["development", "staging", "production"];
+    let mut state: Vec<Value> = environments.iter().map(|env| server.get(&format!("/v1/config/{env}"), admin).json()["config"].clone()).collect();
+    state.extend(environments.iter().map(|env| server.get(&format!("/v1/history?env={env}"), admin).json()["records"].clone()));
+    state
+}
+
+#[test]
+fn history_is_scoped_by_the_recorded_key_itself_not_by_a_look_alike_view_qualifier() {
+    use potter_history::{HistoryStore as _, NewChange, Origin, StoredValue};
+    let fixture = Fixture::new();
+    // Records as an older binary could leave them: `zzz:api.leak` is a key of production's own
+    // view (no view is called `zzz`), next to a key the viewer may read.
+    let store = potter_history::SqliteStore::open_in_state_dir(fixture.tree.state()).unwrap();
+    let own = store.append(NewChange::new("cli:alice", Origin::Cli, "production").change("api.timeout", None, Some(StoredValue::Plain(json!(9))))).unwrap();
+    let leak = store.append(NewChange::new("cli:alice", Origin::Cli, "production").change("zzz:api.leak", None, Some(StoredValue::Plain(json!("LEAKED-VALUE"))))).unwrap();
+    drop(store);
+    let viewer = fixture.token("api-viewer", "viewer", "production", Some("api"));
+    let server = fixture.serve();
+    // Direct read: out of scope. History must say no more than that.
+    server.get("/v1/config/production/zzz:api.leak", &viewer).assert_error(403, "forbidden");
+    let listed = server.get("/v1/history?env=production", &viewer);
+    assert_eq!(listed.status, 200, "{listed:?}");
+    let versions: Vec<u64> = listed.json()["records"].as_array().unwrap().iter().map(|r| r["version"].as_u64().unwrap()).collect();
+    assert_eq!(versions, vec![own], "{listed:?}");
+    assert!(!listed.body.contains("leak"), "{listed:?}");
+    let shown = server.get(&format!("/v1/history/{leak}"), &viewer);
+    shown.assert_error(403, "forbidden");
+    assert!(!shown.body.contains("LEAKED-VALUE"), "{shown:?}");
+    assert_eq!(server.get(&format!("/v1/history/{own}"), &viewer).json()["changes"], json!([{"key": "api.timeout", "before": null, "after": 9}]));
+}
+
+#[test]
+fn a_key_whose_first_segment_holds_a_colon_is_refused_at_write_time_naming_it() {
+    let fixture = Fixture::new();
+    let admin = fixture.token("admin", "admin", "*", None);
+    let server = Server::start_logged(&fixture, &[]);
+    let before = running_state(&server, &admin);
+    for (method, path, body) in [
+        ("PUT", "/v1/config/production/zzz:api.leak", r#"{"value": 1}"#),
+        ("PATCH", "/v1/config/production", r#"{"zzz:api": {"leak": 1}}"#),
+        ("POST", "/v1/validate", r#"{"environment": "production", "changes": {"zzz:api.leak": 1}}"#),
+    ] {
+        let response = server.call(method, path, Some(admin.as_str()), &[], Some(body));
+        response.assert_error(400, "bad_key");
+        assert!(response.json()["error"]["message"].as_str().unwrap().contains("`zzz:api`"), "{method} {path}: {response:?}");
+    }
+    assert_eq!(running_state(&server, &admin), before);
+    // The same key saved in a file: the history refuses to record it, naming the file and key;
+    // the previous configuration stays live and nothing is recorded.
+    save(&fixture.tree, "global.json", r#"{"api": {"timeout": 30, "rate_limit": 100}, "zzz:api": {"leak": 1}}"#);
+    let mut log = BufReader::new(server_log(&server)).lines();
+    let refusal = log.find(|line| line.as_ref().is_ok_and(|line| line.contains("reload rejected"))).expect("a logged refusal").unwrap();
+    assert!(refusal.contains("global.json") && refusal.contains("zzz:api.leak"), "{refusal}");
+    assert_eq!(running_state(&server, &admin), before);
+}
+
+/// The log (stderr) of a server started with [`Server::start_logged`].
+fn server_log(server: &Server) -> std::fs::File {
+    use std::os::fd::{AsFd as _, OwnedFd};
+    let stderr = server.child.stderr.as_ref().expect("started with start_logged");
+    std::fs::File::from(OwnedFd::from(stderr.as_fd().try_clone_to_owned().unwrap()))
+}
+
+#[test]
+fn validation_answers_list_only_the_issues_of_the_tokens_environments_and_prefix() {
+    let fixture = Fixture::new();
+    // Production's `db` is described by no schema: a warning of every production view, at
+    // environments/production.json. Staging's `api` and `cache` show the prefix rule.
+    fixture.tree.write("environments/staging.json", r#"{"cache": {"ttl": 5}}"#);
+    let editor = fixture.token("api-editor", "editor", "staging", Some("api"));
+    let admin = fixture.token("admin", "admin", "*", None);
+    let server = fixture.serve();
+    let before = running_state(&server, &admin);
+    let dry_run = |token: &str| server.call("POST", "/v1/validate", Some(token), &[("X-Potter-Environment", "staging")], Some(r#"{"changes": {"api.rate_limit": 5000}}"#));
+    // The admin sees every view's issues: the premise of this test.
+    let full = dry_run(&admin);
+    assert!(full.body.contains("production") && full.body.contains("environments/production.json") && full.body.contains("cache"), "{full:?}");
+    assert_eq!(full.json()["issues"]["withheld"], 0, "{full:?}");
+    let scoped_answers = [
+        ("POST /v1/validate", dry_run(&editor).json()["issues"].clone()),
+        ("PUT", { let r = server.put("/v1/config/staging/api.rate_limit", &editor, r#"{"value": 5000}"#); r.assert_error(422, "invalid"); r.json()["error"]["issues"].clone() }),
+        ("PATCH", { let r = server.call("PATCH", "/v1/config/staging", Some(editor.as_str()), &[], Some(r#"{"api": {"rate_limit": 5000}}"#)); r.assert_error(422, "invalid"); r.json()["error"]["issues"].clone() }),
+    ];
+    for (what, issues) in scoped_answers {
+        let text = issues.to_string();
+        assert!(text.contains("rate_limit") && text.contains("1000"), "{what}: {text}");
+        assert!(!text.contains("production") && !text.contains("cache") && !text.contains("db"), "{what}: {text}");
+        let views = issues["views"].as_array().unwrap();
+        assert!(!views.is_empty() && views.iter().all(|v| v["view"]["environment"] == "staging"), "{what}: {text}");
+        assert!(issues["withheld"].as_u64().unwrap() > 0, "{what}: {text}");
+    }
+    assert_eq!(running_state(&server, &admin), before);
+}
+
+#[test]
+fn the_bearer_scheme_is_case_insensitive() {
+    let fixture = Fixture::new();
+    let viewer = fixture.token("viewer", "viewer", "staging", None);
+    let server = fixture.serve();
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let response = server.call("GET", "/v1/config/staging/api.timeout", None, &[("Authorization", &format!("{scheme} {viewer}"))], None);
+        assert_eq!(response.status, 200, "{scheme}: {response:?}");
+        assert_eq!(response.json()["value"], 30);
+    }
+    for malformed in [format!("Basic {viewer}"), format!("Bearer{viewer}"), "bearer ".to_owned()] {
+        server.call("GET", "/v1/config/staging/api.timeout", None, &[("Authorization", &malformed)], None).assert_error(401, "unauthorized");
+    }
+}
+
+#[test]
+fn a_fifo_in_the_tree_makes_a_write_a_422_naming_the_file_not_a_500() {
+    let fixture = Fixture::new();
+    let admin = fixture.token("admin", "admin", "*", None);
+    let server = fixture.serve();
+    let before = running_state(&server, &admin);
+    let fifo = fixture.tree.root().join("users/x.json");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    for (method, path, body) in [("PUT", "/v1/config/staging/api.timeout", r#"{"value": 7}"#), ("PATCH", "/v1/config/staging", r#"{"api": {"timeout": 7}}"#), ("DELETE", "/v1/config/staging/api.timeout", "")] {
+        let response = server.call(method, path, Some(admin.as_str()), &[], Some(body));
+        response.assert_error(422, "invalid_tree");
+        assert_eq!(response.json()["error"]["file"], "users/x.json", "{method}: {response:?}");
+        assert!(response.json()["error"]["message"].as_str().unwrap().contains("users/x.json"), "{response:?}");
+    }
+    // The server kept serving the configuration it had, and recorded nothing.
+    std::fs::remove_file(&fifo).unwrap();
+    assert_eq!(running_state(&server, &admin), before);
+}
+
+#[test]
+fn the_server_logs_its_warnings_on_stderr_at_the_default_level_and_as_json_lines_on_request() {
+    let fixture = Fixture::new();
+    let viewer = fixture.token("staging-viewer", "viewer", "staging", None);
+    for (extra, json_lines) in [(&[][..], false), (&["--log-format", "json"][..], true)] {
+        let mut server = Server::start_logged(&fixture, extra);
+        // Refused: a host warning (the denial is logged with the token's name).
+        server.get("/v1/config/production/api.timeout", &viewer).assert_error(403, "forbidden");
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        let mut log = String::new();
+        server.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+        let line = log.lines().find(|line| line.contains("denied")).unwrap_or_else(|| panic!("no denial logged: {log}"));
+        assert!(line.contains("staging-viewer") && line.contains("WARN"), "{line}");
+        if json_lines {
+            for line in log.lines() {
+                let event: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+                assert!(event["level"].is_string() && event["fields"].is_object(), "{line}");
+            }
+        }
+    }
 }

@@ -101,3 +101,143 @@ fn output_formats_render_the_same_configuration() {
     assert!(yaml.contains("rate_limit: 300"), "{yaml}");
     assert!(toml.contains("rate_limit = 300"), "{toml}");
 }
+
+#[test]
+fn validate_renders_its_report_as_toml() {
+    let root = repo_path("examples/potter");
+    let output = potter_example(&["--root", root.to_str().unwrap(), "--format", "toml", "validate"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(!text.contains("cannot render"), "{text}");
+    let report: toml::Table = text.parse().unwrap_or_else(|e| panic!("not TOML ({e}): {text}"));
+    assert_eq!(report["valid"].as_bool(), Some(true), "{text}");
+    assert!(!report["views"].as_array().unwrap().is_empty(), "{text}");
+}
+
+/// Runs the binary with its stdout a pipe whose reading end is already closed.
+fn with_closed_stdout(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_potter-config"));
+    command.args(args).envs(common::demo_keys()).stdout(writer).stderr(std::process::Stdio::piped());
+    let child = command.spawn().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_every_command_quietly() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let root = repo_path("examples/potter");
+    let root = root.to_str().unwrap();
+    for args in [&["--root", root, "validate"][..], &["--root", root, "dump"], &["--root", root, "--format", "json", "layers"], &["--root", root, "explain", "api.timeout"], &["--help"]] {
+        let output = with_closed_stdout(args);
+        assert_ne!(output.status.code(), Some(101), "{args:?}: {}", stderr(&output));
+        assert!(!stderr(&output).contains("panicked"), "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).is_empty(), "{args:?}: {}", stderr(&output));
+        // Ended by SIGPIPE, as `cat` or `grep` are: the shell sees 141, `set -o pipefail` notices.
+        assert_eq!(output.status.signal(), Some(13), "{args:?}: {:?}", output.status);
+    }
+}
+
+/// The account name of the user running the tests, from the operating system.
+fn account_name() -> String {
+    let output = std::process::Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+fn latest_actor(root: &str, state: &str) -> String {
+    let output = common::potter(&["--root", root, "--state", state, "--env", "staging", "--format", "json", "history", "--limit", "1"]);
+    let records: Value = serde_json::from_str(&stdout(&output)).unwrap_or_else(|e| panic!("{e}: {}", stderr(&output)));
+    records[0]["actor"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn changes_name_their_actor_from_the_os_account_or_actor_or_potter_actor() {
+    let tree = Tree::minimal();
+    let (root, state) = (tree.root(), tree.state());
+    let (root, state) = (root.to_str().unwrap(), state.to_str().unwrap());
+    let set = |value: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["--root", root, "--state", state, "--env", "staging", "set", "api.timeout", value];
+        args.extend(extra);
+        let output = common::potter_with(&args, env, None);
+        assert!(output.status.success(), "{}", stderr(&output));
+    };
+    // No USER, no LOGNAME (the test runner's environment is cleared): the OS account.
+    set("31", &[], &[]);
+    assert_eq!(latest_actor(root, state), format!("cli:{}", account_name()));
+    set("32", &[], &[("USER", "carol")]);
+    assert_eq!(latest_actor(root, state), "cli:carol");
+    set("33", &[], &[("USER", "carol"), ("POTTER_ACTOR", "bob")]);
+    assert_eq!(latest_actor(root, state), "cli:bob");
+    set("34", &["--actor", "alice"], &[("POTTER_ACTOR", "bob")]);
+    assert_eq!(latest_actor(root, state), "cli:alice");
+    // POTTER_ACTOR steers the tool: it is never configuration.
+    let dump = common::potter_with(&["--root", root, "--state", state, "--env", "staging", "--format", "json", "dump"], &[("POTTER_ACTOR", "bob")], None);
+    let config: Value = serde_json::from_str(&stdout(&dump)).unwrap();
+    assert!(config.get("actor").is_none(), "{config}");
+    // An actor with a control character is a usage error, and nothing is recorded.
+    let refused = common::potter_with(&["--root", root, "--state", state, "--env", "staging", "set", "api.timeout", "35", "--actor", "eve\nroot"], &[], None);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--actor"), "{}", stderr(&refused));
+    assert_eq!(latest_actor(root, state), "cli:alice");
+}
+
+#[test]
+fn log_filters_and_formats_are_checked_and_a_bad_filter_is_a_usage_error() {
+    let root = repo_path("examples/potter");
+    let root = root.to_str().unwrap();
+    let bad = common::potter_with(&["--root", root, "dump"], &[("POTTER_LOG", "info,potter=nonsense-level")], None);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("potter=nonsense-level"), "{}", stderr(&bad));
+    let bad = potter_example(&["--root", root, "--log", "[", "dump"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    // A good filter changes nothing on stdout.
+    let quiet = potter_example(&["--root", root, "--format", "json", "dump"]);
+    let chatty = potter_example(&["--root", root, "--format", "json", "--log", "debug", "--log-format", "json", "dump"]);
+    assert!(chatty.status.success(), "{}", stderr(&chatty));
+    assert_eq!(stdout(&quiet), stdout(&chatty));
+    for line in stderr(&chatty).lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+    }
+}
+
+/// What a refused command must leave alone: every environment's configuration and the history.
+fn cli_state(root: &str, state: &str) -> Vec<String> {
+    let mut seen: Vec<String> = ENVIRONMENTS.iter().map(|env| stdout(&common::potter(&["--root", root, "--state", state, "--env", env, "--format", "json", "dump"]))).collect();
+    seen.push(stdout(&common::potter(&["--root", root, "--state", state, "--format", "json", "history"])));
+    seen
+}
+
+#[test]
+fn bad_input_rows_exit_with_an_error_naming_the_key_or_file_and_change_nothing() {
+    let tree = Tree::minimal();
+    let (root, state) = (tree.root(), tree.state());
+    let (root, state) = (root.to_str().unwrap(), state.to_str().unwrap());
+    let first = common::potter(&["--root", root, "--state", state, "--env", "staging", "set", "api.timeout", "31"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let before = cli_state(root, state);
+    // (what, arguments after --root/--state, exit code, text the error must name)
+    let rows: [(&str, &[&str], i32, &str); 5] = [
+        ("a top-level key holding `:`", &["--env", "staging", "set", "zzz:api.leak", "1"], 3, "zzz:api"),
+        ("an actor with a control character", &["--env", "staging", "set", "api", r#"{"timeout": 1, "rate_limit": 2}"#, "--actor", "x\u{7}"], 2, "--actor"),
+        ("a log filter that does not parse", &["--env", "staging", "--log", "api=loud", "set", "api.timeout", "1"], 2, "api=loud"),
+        ("a log format that does not exist", &["--env", "staging", "--log-format", "xml", "set", "api.timeout", "1"], 2, "xml"),
+        ("an actor that is only blanks", &["--env", "staging", "set", "api.timeout", "1", "--actor", "  "], 2, "--actor"),
+    ];
+    for (what, args, code, named) in rows {
+        let mut all = vec!["--root", root, "--state", state];
+        all.extend(args);
+        let output = common::potter(&all);
+        assert_eq!(output.status.code(), Some(code), "{what}: {}", stderr(&output));
+        assert!(stderr(&output).contains(named), "{what}: {}", stderr(&output));
+        assert_eq!(cli_state(root, state), before, "{what}");
+    }
+    // A FIFO in users/: refused naming it (the file, not a hang), nothing recorded.
+    let fifo = tree.root().join("users/x.json");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let output = common::potter(&["--root", root, "--state", state, "--env", "staging", "set", "api.timeout", "1"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("users/x.json"), "{}", stderr(&output));
+    std::fs::remove_file(&fifo).unwrap();
+    assert_eq!(cli_state(root, state), before);
+}

@@ -66,10 +66,21 @@ pub fn shared_existing(state_dir: &Path) -> Result<Option<Arc<SqliteStore>>, Err
     shared_store(state_dir).map(Some)
 }
 
-/// The actor of a command-line change: `cli:<os user>` (`USER`, else `LOGNAME`, else `unknown`).
-pub fn cli_actor() -> String {
-    let user = ["USER", "LOGNAME"].iter().find_map(|name| std::env::var(name).ok().filter(|value| !value.trim().is_empty()));
-    format!("cli:{}", user.as_deref().unwrap_or("unknown"))
+/// The actor of a command-line change: `cli:<name>`. The name is `named` (`--actor` or
+/// `POTTER_ACTOR`: the person behind an automation), else `USER`, else `LOGNAME`, else the
+/// account name of the process's user from the operating system (containers, CI and systemd
+/// units often set neither variable), else `uid <N>`.
+pub fn cli_actor(named: Option<&str>) -> String {
+    let from_environment = || ["USER", "LOGNAME"].iter().find_map(|name| std::env::var(name).ok());
+    let name = named
+        .map(str::to_owned)
+        .or_else(from_environment)
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| whoami::username().ok().filter(|name| !name.is_empty()))
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        .unwrap_or_else(|| format!("uid {}", unsafe { libc::geteuid() }));
+    format!("cli:{name}")
 }
 
 /// The history origin of a change origin (the first load counts as a file change).
@@ -198,6 +209,9 @@ impl Recorder {
                 let new = after.view(key).ok();
                 let qualifier = qualifier(key);
                 for leaf in diff("", old.map(|v| v.value()), new.map(|v| v.value())) {
+                    if leaf.new.is_some() {
+                        check_recordable_key(&leaf.key).map_err(|message| unrecordable(new.map(|v| &**v), &leaf.key, message))?;
+                    }
                     let stored_before = leaf.old.as_ref().map(|value| secrets.store(env, old.map(|v| &**v), &leaf.key, value)).transpose()?;
                     let stored_after = leaf.new.as_ref().map(|value| secrets.store(env, new.map(|v| &**v), &leaf.key, value)).transpose()?;
                     record = record.change(qualified(&qualifier, &leaf.key), stored_before, stored_after);
@@ -249,6 +263,16 @@ impl Recorder {
     }
 }
 
+/// The refusal of a key [`check_recordable_key`] refuses, naming where it was written.
+fn unrecordable(view: Option<&View>, key: &str, message: String) -> Error {
+    let place = view.and_then(|view| view.origin(key)).map(|origin| crate::cli::read::describe_location(origin.layer, Some(origin.location)).0);
+    let message = match place {
+        Some(place) => format!("{place}: {message}"),
+        None => message,
+    };
+    Error::History(HistoryError::InvalidChange(message))
+}
+
 /// Records handed to the history store, not yet known to be durable.
 #[must_use = "a change is acknowledged only once its record is durable"]
 pub enum PendingRecord {
@@ -286,6 +310,30 @@ fn qualified(qualifier: &str, key: &str) -> String {
     } else {
         format!("{qualifier}:{key}")
     }
+}
+
+/// A recorded key split into the qualifier of its view and the view's own dotted key. A `name:`
+/// in front is a qualifier only when it names a view of the record's environment (`qualifiers`,
+/// from [`qualifier`]); otherwise the whole text is a key of the environment's own view (a
+/// top-level key containing `:` recorded before such keys were refused), never a key with a part
+/// cut off.
+pub fn recorded_key<'k>(recorded: &'k str, qualifiers: &[String]) -> (&'k str, &'k str) {
+    match recorded.split_once(':') {
+        Some((prefix, rest)) if !prefix.is_empty() && qualifiers.iter().any(|q| q == prefix) => (prefix, rest),
+        _ => ("", recorded),
+    }
+}
+
+/// Refuses a key the history could not tell apart from a key of a service or user view: the
+/// `name:` in front of a recorded key names the view, so a key's first segment may not contain `:`.
+pub fn check_recordable_key(key: &str) -> Result<(), String> {
+    let first = key.split('.').next().unwrap_or(key);
+    if first.contains(':') {
+        return Err(format!(
+            "key `{key}`: the top-level name `{first}` contains `:`, which the history reserves for naming service and user views (`api_service:api.timeout`); rename it"
+        ));
+    }
+    Ok(())
 }
 
 /// The key of a recorded change as seen from the view with `qualifier`, or None when the

@@ -47,6 +47,19 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
+
+    /// The answer to a failed change on behalf of a caller: a validation failure lists only the
+    /// issues within `scope` (the others withheld and counted), as `POST /v1/validate` does.
+    pub fn in_scope(error: Error, scope: &super::scope::IssueScope) -> Self {
+        match error {
+            Error::Invalid(report) => invalid(scope.report_json(&report)),
+            other => other.into(),
+        }
+    }
+}
+
+fn invalid(issues: Value) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "the change does not validate; nothing was applied").with("issues", issues)
 }
 
 impl IntoResponse for ApiError {
@@ -71,18 +84,19 @@ impl From<Error> for ApiError {
             Error::KeyPath(_) => ApiError::bad_request("bad_key", message),
             Error::NotFound(_) => ApiError::not_found("key_not_set", message),
             Error::Type { .. } => ApiError::bad_request("bad_type", message),
-            Error::Invalid(report) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "the change does not validate; nothing was applied")
-                .with("issues", report.to_json()),
+            Error::Invalid(report) => invalid(report.to_json()),
             Error::Secret(crate::secrets::SecretsError::Rejected(_)) | Error::Secret(crate::secrets::SecretsError::Usage(_)) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "secret_refused", message)
             }
             Error::History(potter_history::HistoryError::Conflict { expected, actual, .. }) => {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, "conflict", message).with("expected", json!(expected)).with("actual", json!(actual))
             }
-            // Files of the tree that no longer parse: the change is refused, the old snapshot stays.
-            Error::Parse { .. } | Error::TooLarge { .. } | Error::NotUtf8 { .. } | Error::DuplicateLayer { .. } | Error::Schema(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+            // A file of the tree that cannot be loaded (does not parse, is not a regular file, is too
+            // large): the change is refused, the old snapshot stays. The tree must be fixed first.
+            Error::Parse { ref file, .. } | Error::TooLarge { ref file, .. } | Error::NotUtf8 { ref file, .. } | Error::NotAFile { ref file } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tree", message.clone()).with("file", json!(file))
             }
+            Error::DuplicateLayer { .. } | Error::Schema(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tree", message),
             _ => {
                 tracing::error!(%message, "request failed");
                 ApiError::internal(message)

@@ -27,7 +27,7 @@ use super::{ApiState, ENVIRONMENT_HEADER};
 pub enum Identity {
     /// No `Authorization` header.
     Anonymous,
-    /// An `Authorization` header that is not `Bearer <token>`.
+    /// An `Authorization` header that is not `Bearer <token>` (scheme in any case).
     Malformed,
     /// A bearer token that matches no (unrevoked) token.
     Unknown,
@@ -49,13 +49,20 @@ impl Identity {
 
 fn identify(state: &ApiState, request: &Request) -> Identity {
     let Some(header) = request.headers().get(AUTHORIZATION) else { return Identity::Anonymous };
-    let token = header.to_str().ok().and_then(|value| value.strip_prefix("Bearer ")).map(str::trim).filter(|token| !token.is_empty());
-    let Some(token) = token else { return Identity::Malformed };
+    let Some(token) = header.to_str().ok().and_then(bearer_token) else { return Identity::Malformed };
     match state.tokens.authenticate(token) {
         Ok(Some(principal)) => Identity::Token(Arc::new(principal)),
         Ok(None) => Identity::Unknown,
         Err(error) => Identity::Failed(error.to_string()),
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 7235 §2.1: `bearer`, `BEARER`), followed by one or more spaces.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The authenticated caller of a route; 401 (with why) for anyone else.

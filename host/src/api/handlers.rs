@@ -20,6 +20,7 @@ use serde_json::{json, Map, Value};
 use super::error::{ApiError, ApiResult};
 use super::gate::{AuditNote, Authenticated};
 use super::rbac::{Action, Principal, Role};
+use super::scope::IssueScope;
 use super::{ApiState, ENVIRONMENT_HEADER};
 use crate::events::{ChangeOrigin, Event};
 use crate::runtime::SetRequest;
@@ -58,6 +59,13 @@ fn checked_key(key: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// A key a change may give a value: a plain key the history can record unambiguously (its first
+/// segment has no `:`, see [`crate::history::check_recordable_key`]).
+fn checked_new_key(key: &str) -> ApiResult<()> {
+    checked_key(key)?;
+    crate::history::check_recordable_key(key).map_err(|message| ApiError::bad_request("bad_key", message))
+}
+
 fn view_key(environment: &str, query: &ViewQuery) -> ViewKey {
     ViewKey::new(environment, query.service.as_deref().filter(|s| !s.is_empty()), query.user.as_deref().filter(|s| !s.is_empty()))
 }
@@ -87,7 +95,17 @@ fn with_etag(version: u64, body: Value) -> Response {
 
 /// Runs blocking host work (locks, files, the history database) off the async workers.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, crate::Error> + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("the request's work failed: {e}")))?.map_err(ApiError::from)
+    blocking_outcome(work).await?.map_err(ApiError::from)
+}
+
+/// [`blocking`] with the host's own error, for a handler that answers some errors itself.
+async fn blocking_outcome<T: Send + 'static>(work: impl FnOnce() -> Result<T, crate::Error> + Send + 'static) -> ApiResult<Result<T, crate::Error>> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("the request's work failed: {e}")))
+}
+
+/// [`blocking`] for a change on behalf of `principal`: a refusal lists only the issues in its scope.
+async fn blocking_change<T: Send + 'static>(principal: &Principal, work: impl FnOnce() -> Result<T, crate::Error> + Send + 'static) -> ApiResult<T> {
+    blocking_outcome(work).await?.map_err(|error| ApiError::in_scope(error, &IssueScope::for_token(principal)))
 }
 
 /// Liveness and the current version (no token needed).
@@ -358,12 +376,13 @@ pub async fn put_key(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let (environment, key) = keyed_request(&principal, params, Action::Write)?;
+    checked_new_key(&key)?;
     let if_version = if_match(&headers)?;
     let body: PutBody = json_body(body)?;
     let request = set_request(&principal, body.reason, if_version);
     let host = state.host.clone();
     let (env, k) = (environment.clone(), key.clone());
-    let snapshot = blocking(move || host.set_with(&env, &k, body.value, request)).await?;
+    let snapshot = blocking_change(&principal, move || host.set_with(&env, &k, body.value, request)).await?;
     tracing::info!(token = %principal.name, %environment, %key, version = snapshot.version(), "override set");
     Ok(with_etag(snapshot.version(), json!({ "environment": environment, "key": key, "version": snapshot.version() })))
 }
@@ -398,7 +417,7 @@ pub async fn delete_key(
     let request = set_request(&principal, None, if_match(&headers)?);
     let host = state.host.clone();
     let (env, k) = (environment.clone(), key.clone());
-    let snapshot = blocking(move || host.unset_with(&env, &k, request)).await?;
+    let snapshot = blocking_change(&principal, move || host.unset_with(&env, &k, request)).await?;
     tracing::info!(token = %principal.name, %environment, %key, version = snapshot.version(), "override removed");
     Ok(with_etag(snapshot.version(), json!({ "environment": environment, "key": key, "version": snapshot.version() })))
 }
@@ -504,8 +523,12 @@ pub async fn validate(
         Some(environment) => environment,
         None => environment_from_header(&headers)?,
     };
-    for key in body.changes.keys() {
-        checked_key(key)?;
+    for (key, value) in &body.changes {
+        if value.is_null() {
+            checked_key(key)?;
+        } else {
+            checked_new_key(key)?;
+        }
         principal.authorize(Action::Write, &environment, Some(key))?;
     }
     if body.changes.is_empty() {
@@ -515,13 +538,10 @@ pub async fn validate(
     let request = set_request(&principal, Some("dry run".to_owned()), None);
     let host = state.host.clone();
     let env = environment.clone();
-    let outcome = tokio::task::spawn_blocking(move || host.edit_overrides(&env, &edits, request, true))
-        .await
-        .map_err(|e| ApiError::internal(format!("the request's work failed: {e}")))?;
-    match outcome {
+    match blocking_outcome(move || host.edit_overrides(&env, &edits, request, true)).await? {
         Ok(snapshot) => Ok(Json(json!({ "environment": environment, "valid": true, "version": snapshot.version(), "issues": [] }))),
-        Err(crate::Error::Invalid(report)) => Ok(Json(json!({ "environment": environment, "valid": false, "issues": report.to_json() }))),
-        Err(other) => Err(other.into()),
+        Err(crate::Error::Invalid(report)) => Ok(Json(json!({ "environment": environment, "valid": false, "issues": IssueScope::for_token(&principal).report_json(&report) }))),
+        Err(other) => Err(ApiError::in_scope(other, &IssueScope::for_token(&principal))),
     }
 }
 
@@ -530,46 +550,6 @@ fn event_name(event: &Event) -> &'static str {
         Event::Changed { .. } => "changed",
         Event::Rejected { .. } => "rejected",
         Event::Lagged { .. } => "lagged",
-    }
-}
-
-/// What a change stream may tell of a refused change: the diagnostics about its environment's
-/// views under its prefix. Others (another environment's values, keys outside a token's prefix)
-/// are withheld and counted; a refusal with nothing in scope is not sent to a prefixed stream.
-#[derive(Clone)]
-struct RejectionScope {
-    environment: String,
-    prefix: String,
-    /// Admins and `*` tokens may see diagnostics that name no view (a file that does not parse).
-    sees_every_environment: bool,
-}
-
-impl RejectionScope {
-    fn filter(&self, event: Event) -> Option<Event> {
-        let Event::Rejected { origin, actor, diagnostics } = event else { return Some(event) };
-        let total = diagnostics.len();
-        let mut kept: Vec<String> = diagnostics.into_iter().filter(|line| self.shows(line)).collect();
-        let withheld = total - kept.len();
-        if kept.is_empty() && !self.prefix.is_empty() {
-            return None;
-        }
-        if withheld > 0 {
-            kept.push(format!("({withheld} more diagnostic(s) outside this stream's scope withheld)"));
-        }
-        Some(Event::Rejected { origin, actor, diagnostics: kept })
-    }
-
-    /// A diagnostic reads `<view>: <key> [at <where>] — <message> (<rule>)` (`potter_engine::Issue`).
-    fn shows(&self, line: &str) -> bool {
-        if self.prefix.is_empty() && self.sees_every_environment {
-            return true;
-        }
-        // Anything that does not name a view (a file that does not parse) is not shown to a scoped stream.
-        let Some((view, rest)) = line.split_once(": ").filter(|(view, _)| !view.is_empty() && !view.contains(' ')) else { return false };
-        let environment = view.split(['/', '@']).next().unwrap_or(view);
-        let key = rest.split([' ', '\u{2014}']).next().unwrap_or("");
-        let key = if key == "(root)" { "" } else { key };
-        environment == self.environment && (self.prefix.is_empty() || (!key.is_empty() && potter_engine::is_under(key, &self.prefix)))
     }
 }
 
@@ -613,7 +593,7 @@ pub async fn watch(
     let key = view_key(&environment, &query);
     let subscription = state.host.subscribe(&key, &prefix)?;
     let ready = SseEvent::default().event("ready").data(json!({ "view": key.to_string(), "prefix": prefix, "version": state.host.snapshot().version() }).to_string());
-    let scope = RejectionScope { environment: environment.clone(), prefix: prefix.clone(), sees_every_environment: principal.role == Role::Admin || principal.environments.iter().any(|e| e == super::tokens::ALL_ENVIRONMENTS) };
+    let scope = IssueScope::for_stream(&principal, &environment, &prefix);
     let stream = futures_util::stream::unfold((Some(ready), subscription, state.shutdown.clone()), move |(ready, mut subscription, mut shutdown)| {
         let scope = scope.clone();
         async move {
@@ -626,7 +606,7 @@ pub async fn watch(
                 }
                 tokio::select! {
                     event = subscription.recv() => {
-                        let Some(event) = scope.filter(event?) else { continue };
+                        let Some(event) = scope.filter_event(event?) else { continue };
                         let data = serde_json::to_string(&event).unwrap_or_else(|e| json!({ "event": "error", "message": e.to_string() }).to_string());
                         return Some((Ok(SseEvent::default().event(event_name(&event)).data(data)), (None, subscription, shutdown)));
                     }
@@ -694,13 +674,10 @@ fn history_scope(principal: &Principal, key: Option<&str>) -> Option<String> {
 }
 
 /// One record as JSON, only with the keys under `scope` (None: the record has none of them).
-fn history_entry(record: &potter_history::Record, scope: Option<&str>, with_values: bool) -> Option<Value> {
-    // Recorded keys of service/user views carry a `qualifier:` before the dotted key.
-    let bare = |key: &str| match key.split_once(':') {
-        Some((qualifier, rest)) if !qualifier.contains('.') => rest.to_owned(),
-        _ => key.to_owned(),
-    };
-    let in_scope = |key: &str| scope.is_none_or(|scope| potter_engine::is_under(&bare(key), scope));
+/// `qualifiers` are the view qualifiers of the record's environment: a key is scoped by its real
+/// dotted key in its view, so `zzz:api.leak` (a key of the environment's own view) is not `api.leak`.
+fn history_entry(record: &potter_history::Record, scope: Option<&str>, qualifiers: &[String], with_values: bool) -> Option<Value> {
+    let in_scope = |key: &str| scope.is_none_or(|scope| potter_engine::is_under(crate::history::recorded_key(key, qualifiers).1, scope));
     let keys: Vec<&String> = record.keys.iter().filter(|key| in_scope(key)).collect();
     if keys.is_empty() && scope.is_some() {
         return None;
@@ -719,6 +696,14 @@ fn history_entry(record: &potter_history::Record, scope: Option<&str>, with_valu
         entry["changes"] = Value::Array(changes);
     }
     Some(entry)
+}
+
+/// The view qualifiers of `environment` (`""` for its own view, `api_service`, `@alice`, ...).
+fn environment_qualifiers(snapshot: &Snapshot, environment: &str) -> Vec<String> {
+    let mut qualifiers: Vec<String> = snapshot.all_view_keys().iter().filter(|key| *key.environment == *environment).map(crate::history::qualifier).collect();
+    qualifiers.sort();
+    qualifiers.dedup();
+    qualifiers
 }
 
 /// The newest `limit` records of `environment` that changed a key under `scope` in any of its views.
@@ -776,9 +761,7 @@ pub async fn history(
     principal.authorize(Action::Read, &environment, params.key.as_deref())?;
     let snapshot = state.host.snapshot();
     view_of(&snapshot, &ViewKey::environment(&environment))?;
-    let mut qualifiers: Vec<String> = snapshot.all_view_keys().iter().filter(|key| *key.environment == *environment).map(crate::history::qualifier).collect();
-    qualifiers.sort();
-    qualifiers.dedup();
+    let qualifiers = environment_qualifiers(&snapshot, &environment);
     drop(snapshot);
     let scope = history_scope(&principal, params.key.as_deref());
     let mut query = potter_history::HistoryQuery::new().env(environment.clone()).limit(params.limit.unwrap_or(100).clamp(1, 1000));
@@ -791,7 +774,7 @@ pub async fn history(
             Some(store) => scoped_records(&store, query, scope.as_deref(), &qualifiers)?,
             None => Vec::new(),
         };
-        Ok(records.iter().filter_map(|record| history_entry(record, scope.as_deref(), false)).collect::<Vec<Value>>())
+        Ok(records.iter().filter_map(|record| history_entry(record, scope.as_deref(), &qualifiers, false)).collect::<Vec<Value>>())
     })
     .await?;
     Ok(Json(json!({ "environment": environment, "records": entries })))
@@ -831,7 +814,8 @@ pub async fn history_version(
     };
     principal.authorize(Action::Read, &record.env, None)?;
     let scope = history_scope(&principal, None);
-    let entry = history_entry(&record, scope.as_deref(), true).ok_or_else(|| ApiError::forbidden(format!("version {version} changed no key within the token's scope")))?;
+    let qualifiers = environment_qualifiers(&state.host.snapshot(), &record.env);
+    let entry = history_entry(&record, scope.as_deref(), &qualifiers, true).ok_or_else(|| ApiError::forbidden(format!("version {version} changed no key within the token's scope")))?;
     Ok(Json(entry))
 }
 
@@ -888,9 +872,7 @@ pub async fn rollback(
     let host = state.host.clone();
     let env = environment.clone();
     let (version, dry_run) = (body.version, body.dry_run);
-    let outcome = tokio::task::spawn_blocking(move || crate::history::rollback(&host, &env, version, request, dry_run))
-        .await
-        .map_err(|e| ApiError::internal(format!("the request's work failed: {e}")))?;
+    let outcome = blocking_outcome(move || crate::history::rollback(&host, &env, version, request, dry_run)).await?;
     let note = AuditNote { env: Some(environment.clone()), key: None, message: Some(format!("rollback to version {version}{}", if dry_run { " (dry run)" } else { "" })) };
     let rollback = match outcome {
         Ok(rollback) => rollback,
@@ -1030,7 +1012,11 @@ fn merge_patch_edits(at: &str, patch: &Map<String, Value>, edits: &mut Vec<(Stri
             return Err(ApiError::bad_request("bad_key", format!("member `{}` of the patch contains `.`: nest objects instead", name.escape_debug())));
         }
         let key = if at.is_empty() { name.clone() } else { format!("{at}.{name}") };
-        checked_key(&key)?;
+        if value.is_null() {
+            checked_key(&key)?;
+        } else {
+            checked_new_key(&key)?;
+        }
         match value {
             Value::Null => edits.push((key, None)),
             Value::Object(children) if !children.is_empty() => merge_patch_edits(&key, children, edits)?,
@@ -1083,7 +1069,7 @@ pub async fn patch_config(
     let request = set_request(&principal, None, if_match(&headers)?);
     let host = state.host.clone();
     let env = environment.clone();
-    let snapshot = blocking(move || host.edit_overrides(&env, &edits, request, false)).await?;
+    let snapshot = blocking_change(&principal, move || host.edit_overrides(&env, &edits, request, false)).await?;
     tracing::info!(token = %principal.name, %environment, keys = keys.len(), version = snapshot.version(), "overrides patched");
     let mut response = with_etag(snapshot.version(), json!({ "environment": environment, "keys": keys, "version": snapshot.version() }));
     response.extensions_mut().insert(AuditNote { env: Some(environment), key: Some(keys.join(",")), message: None });

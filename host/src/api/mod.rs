@@ -6,6 +6,7 @@
 mod error;
 pub mod gate;
 mod handlers;
+pub mod scope;
 pub mod openapi;
 pub mod rbac;
 pub mod tokens;

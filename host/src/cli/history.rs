@@ -16,6 +16,24 @@ use crate::history as hist;
 use crate::output::{inline, render, OutputFormat};
 use crate::runtime::SetRequest;
 
+/// Who a recorded change is by, beyond the account running the command.
+#[derive(Debug, Args)]
+pub struct ActorArg {
+    /// The person behind this change (an automation's operator), recorded as `cli:<NAME>`;
+    /// default: `$USER`, `$LOGNAME`, else the operating system's account name.
+    #[arg(long = "actor", env = "POTTER_ACTOR", value_name = "NAME", value_parser = actor_name)]
+    pub actor: Option<String>,
+}
+
+/// An actor name: printable text (it is shown in `history` and the audit of every change).
+fn actor_name(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    if name.is_empty() || name.chars().any(char::is_control) || name.chars().count() > 200 {
+        return Err("an actor is 1 to 200 printable characters".to_owned());
+    }
+    Ok(name.to_owned())
+}
+
 #[derive(Debug, Args)]
 pub struct SetArgs {
     /// Dotted key path, e.g. `api.rate_limit`.
@@ -28,6 +46,8 @@ pub struct SetArgs {
     /// Compare-and-set: fail (exit 4) if the key changed after this version.
     #[arg(long)]
     pub if_version: Option<u64>,
+    #[command(flatten)]
+    pub actor: ActorArg,
 }
 
 #[derive(Debug, Args)]
@@ -38,6 +58,8 @@ pub struct UnsetArgs {
     pub reason: Option<String>,
     #[arg(long)]
     pub if_version: Option<u64>,
+    #[command(flatten)]
+    pub actor: ActorArg,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +110,8 @@ pub struct RollbackArgs {
     pub dry_run: bool,
     #[arg(long)]
     pub reason: Option<String>,
+    #[command(flatten)]
+    pub actor: ActorArg,
 }
 
 fn view_key(cli: &Cli) -> ViewKey {
@@ -99,8 +123,8 @@ pub fn parse_value(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
-fn request(reason: &Option<String>, if_version: Option<u64>) -> SetRequest {
-    let mut request = SetRequest::new(ChangeOrigin::Cli, hist::cli_actor());
+fn request(actor: &ActorArg, reason: &Option<String>, if_version: Option<u64>) -> SetRequest {
+    let mut request = SetRequest::new(ChangeOrigin::Cli, hist::cli_actor(actor.actor.as_deref()));
     request.reason = reason.clone();
     request.if_version = if_version;
     request
@@ -109,7 +133,7 @@ fn request(reason: &Option<String>, if_version: Option<u64>) -> SetRequest {
 pub fn set(cli: &Cli, args: &SetArgs) -> Outcome {
     let host = cli.open()?;
     let value = parse_value(&args.value);
-    let snapshot = host.set_with(&cli.environment, &args.key, value, request(&args.reason, args.if_version))?;
+    let snapshot = host.set_with(&cli.environment, &args.key, value, request(&args.actor, &args.reason, args.if_version))?;
     let view = snapshot.view(&ViewKey::environment(&cli.environment)).map_err(Error::from)?;
     let shown = view.get(&args.key).map(|value| crate::secrets::redact(view, &args.key, &value));
     report_change(cli, "set", &args.key, shown, snapshot.version());
@@ -118,7 +142,7 @@ pub fn set(cli: &Cli, args: &SetArgs) -> Outcome {
 
 pub fn unset(cli: &Cli, args: &UnsetArgs) -> Outcome {
     let host = cli.open()?;
-    let snapshot = host.unset_with(&cli.environment, &args.key, request(&args.reason, args.if_version))?;
+    let snapshot = host.unset_with(&cli.environment, &args.key, request(&args.actor, &args.reason, args.if_version))?;
     report_change(cli, "unset", &args.key, None, snapshot.version());
     Ok(())
 }
@@ -315,7 +339,7 @@ pub fn diff(cli: &Cli, args: &DiffArgs) -> Outcome {
 
 pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Outcome {
     let host = cli.open()?;
-    let rollback = hist::rollback(&host, &cli.environment, args.version, request(&args.reason, None), args.dry_run)?;
+    let rollback = hist::rollback(&host, &cli.environment, args.version, request(&args.actor, &args.reason, None), args.dry_run)?;
     let outcome = match (rollback.differences.is_empty(), args.dry_run) {
         (true, _) => "nothing to change",
         (false, true) => "dry run, validates",

@@ -1,6 +1,7 @@
 //! The `potter-config` command: a thin shell over the library.
 
 mod init;
+pub mod logging;
 mod history;
 pub(crate) mod read;
 mod serve;
@@ -55,6 +56,13 @@ pub struct Cli {
     /// Load plugins that have no signature (development only; refused where production is served).
     #[arg(long, global = true)]
     pub allow_unsigned: bool,
+    /// What to log on stderr: an env-filter such as `info` or `warn,potter_plugin=debug`
+    /// (default: `warn`).
+    #[arg(long = "log", global = true, env = "POTTER_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+    /// How log lines look on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -180,13 +188,34 @@ pub type Outcome = Result<(), Failure>;
 
 /// Parses arguments, runs the command, prints errors, returns the exit code.
 pub fn main() -> ExitCode {
+    // A reader that goes away (`potter-config validate | head -2`) ends a command quietly, as it
+    // does `cat` or `grep`, instead of a panic on the failed write. The server keeps ignoring
+    // SIGPIPE: a closed stdout or stderr must not take it down.
+    default_sigpipe(true);
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_)) {
+        default_sigpipe(false);
+    }
+    if let Err(message) = logging::install(cli.log.as_deref(), cli.log_format) {
+        eprintln!("error: {message}");
+        return ExitCode::from(exit::USAGE);
+    }
     match run(&cli) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(failure) => {
             eprintln!("error: {}", failure.message);
             ExitCode::from(failure.code)
         }
+    }
+}
+
+/// `SIGPIPE` to its default action (end the process) or ignored (a write fails with `EPIPE`).
+fn default_sigpipe(default: bool) {
+    let action = if default { libc::SIG_DFL } else { libc::SIG_IGN };
+    // SAFETY: changes one signal's disposition before any other thread exists or while none
+    // depends on it; no handler function is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, action);
     }
 }
 

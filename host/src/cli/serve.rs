@@ -53,7 +53,8 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
     let tokens = TokenStore::open(&options.state_dir).map_err(|e| failure(super::exit::INVALID, e.to_string()))?;
     if args.dev_token {
         let token = tokens.create("dev", Role::Admin, vec![api::tokens::ALL_ENVIRONMENTS.to_owned()], None, true).map_err(|e| failure(super::exit::INVALID, e.to_string()))?;
-        println!("development token (admin, every environment; `token revoke dev` to remove): {token}");
+        // The server ignores SIGPIPE (see `cli::main`): a closed stdout must not stop it.
+        let _ = writeln!(std::io::stdout(), "development token (admin, every environment; `token revoke dev` to remove): {token}");
     }
     let rate_limit = NonZeroU32::new(args.rate_limit).map(|per_second| api::RateLimit {
         per_second,
@@ -83,7 +84,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
                 (api::Listener::Http(listener), "http", bound)
             }
         };
-        println!("listening on {scheme}://{bound}");
+        let _ = writeln!(std::io::stdout(), "listening on {scheme}://{bound}");
         let _ = std::io::stdout().flush();
         api::serve(listener, host, Arc::new(tokens), settings, api::shutdown_signal()).await.map_err(|e| failure(super::exit::INVALID, format!("server failed: {e}")))
     })

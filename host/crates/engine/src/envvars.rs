@@ -11,7 +11,7 @@ use crate::layer::{Layer, LayerSource, Location, Rank, Scope};
 use crate::path;
 
 /// Variables under the prefix that steer the tool itself and are never configuration.
-pub const RESERVED: [&str; 6] = ["ENV", "ROOT", "STATE", "PLUGINS", "LOG", "TOKEN"];
+pub const RESERVED: [&str; 7] = ["ENV", "ROOT", "STATE", "PLUGINS", "LOG", "TOKEN", "ACTOR"];
 
 /// True for reserved names (after the prefix): [`RESERVED`] and `SECRET_KEY_*`.
 pub fn is_reserved(name_after_prefix: &str) -> bool {
@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn reserved_and_foreign_variables_are_ignored() {
-        let l = layer(&[("POTTER_ENV", "production"), ("POTTER_SECRET_KEY_PRODUCTION", "abc"), ("HOME", "/root")]);
+        let l = layer(&[("POTTER_ENV", "production"), ("POTTER_SECRET_KEY_PRODUCTION", "abc"), ("POTTER_ACTOR", "alice"), ("POTTER_TOKEN", "pct_x"), ("HOME", "/root")]);
         assert_eq!(l.data, json!({}));
     }
 
