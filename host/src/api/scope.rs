@@ -104,3 +104,61 @@ impl IssueScope {
 fn sees_every_environment(principal: &Principal) -> bool {
     principal.role == Role::Admin || principal.environments.iter().any(|e| e == ALL_ENVIRONMENTS)
 }
+
+#[cfg(test)]
+mod tests {
+    use potter_engine::{Issue, SourcePosition, ViewKey};
+    use potter_validate::{Report, ViewReport};
+
+    use super::*;
+
+    fn principal(role: Role, environments: &[&str], prefix: Option<&str>) -> Principal {
+        Principal { name: "t".into(), role, environments: environments.iter().map(|e| (*e).to_owned()).collect(), prefix: prefix.map(str::to_owned) }
+    }
+
+    fn issue(view: &ViewKey, path: &str, file: &str) -> Issue {
+        let mut issue = Issue::warning(path, "is not described by any schema", "coverage");
+        issue.view = Some(view.clone());
+        issue.source = Some(SourcePosition { file: file.into(), line: 1, column: 2 });
+        issue
+    }
+
+    /// Staging and production views, each with an issue under `api` and one outside it.
+    fn report() -> Report {
+        let staging = ViewKey::environment("staging");
+        let production = ViewKey::new("production", Some("api_service"), None);
+        let views = [(staging, "environments/staging.json"), (production, "environments/production.json")]
+            .into_iter()
+            .map(|(view, file)| ViewReport { issues: vec![issue(&view, "api.timeout", file), issue(&view, "db.host", file)], view, coverage: None })
+            .collect();
+        Report { views }
+    }
+
+    #[test]
+    fn a_token_sees_the_issues_of_its_environments_and_prefix_and_a_count_of_the_rest() {
+        let shown = IssueScope::for_token(&principal(Role::Editor, &["staging"], Some("api"))).report_json(&report());
+        assert_eq!(shown["withheld"], 3, "{shown}");
+        let text = shown.to_string();
+        assert!(text.contains("api.timeout") && !text.contains("db.host") && !text.contains("production"), "{text}");
+        let shown = IssueScope::for_token(&principal(Role::Viewer, &["staging", "production"], None)).report_json(&report());
+        assert_eq!(shown["withheld"], 0, "{shown}");
+        assert_eq!(shown["views"].as_array().unwrap().len(), 2);
+        // An admin's prefix does not limit it, as for every other route.
+        let shown = IssueScope::for_token(&principal(Role::Admin, &[], Some("api"))).report_json(&report());
+        assert_eq!(shown["withheld"], 0, "{shown}");
+    }
+
+    #[test]
+    fn a_diagnostic_line_is_shown_by_the_same_rule() {
+        let lines: Vec<String> = report().issues().map(ToString::to_string).chain(["global.json:1:2: expected `,`".to_owned()]).collect();
+        let event = |scope: &IssueScope| scope.filter_event(Event::Rejected { origin: crate::events::ChangeOrigin::File, actor: "file-watch".into(), diagnostics: lines.clone() });
+        let scoped = IssueScope::for_token(&principal(Role::Viewer, &["production"], Some("api")));
+        let Some(Event::Rejected { diagnostics, .. }) = event(&scoped) else { panic!("a refusal with an issue in scope is sent") };
+        assert_eq!(diagnostics.len(), 2, "{diagnostics:?}");
+        assert!(diagnostics[0].starts_with("production/api_service: api.timeout"), "{diagnostics:?}");
+        assert!(diagnostics[1].contains("4 more"), "{diagnostics:?}");
+        let every = IssueScope::for_token(&principal(Role::Viewer, &["*"], None));
+        let Some(Event::Rejected { diagnostics, .. }) = event(&every) else { panic!() };
+        assert_eq!(diagnostics, lines);
+    }
+}
