@@ -1040,9 +1040,9 @@ fn a_key_whose_first_segment_holds_a_colon_is_refused_at_write_time_naming_it() 
 
 /// The log (stderr) of a server started with [`Server::start_logged`].
 fn server_log(server: &Server) -> std::fs::File {
-    use std::os::fd::{AsFd as _, OwnedFd};
+    use std::os::fd::AsFd as _;
     let stderr = server.child.stderr.as_ref().expect("started with start_logged");
-    std::fs::File::from(OwnedFd::from(stderr.as_fd().try_clone_to_owned().unwrap()))
+    std::fs::File::from(stderr.as_fd().try_clone_to_owned().unwrap())
 }
 
 #[test]

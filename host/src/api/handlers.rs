@@ -363,7 +363,7 @@ fn set_request(principal: &Principal, reason: Option<String>, if_version: Option
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
         (status = 412, description = "`conflict`: a key changed after the `If-Match` version; nothing was applied", body = crate::api::openapi::ErrorBody),
         (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::api::openapi::ErrorBody),
-        (status = 422, description = "`invalid` (with `issues`) or `secret_refused`: the change does not validate; nothing was applied", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "`invalid` (with the `issues` in the token's scope) or `secret_refused`: the change does not validate; `invalid_tree` (with `file`): a file of the tree cannot be loaded; nothing was applied", body = crate::api::openapi::ErrorBody),
         crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
@@ -402,7 +402,7 @@ pub async fn put_key(
         crate::api::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
         (status = 412, description = "`conflict`: the key changed after the `If-Match` version", body = crate::api::openapi::ErrorBody),
-        (status = 422, description = "`invalid`: the configuration without the override does not validate", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "`invalid` (with the `issues` in the token's scope): the configuration without the override does not validate; `invalid_tree` (with `file`): a file of the tree cannot be loaded", body = crate::api::openapi::ErrorBody),
         crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
@@ -503,7 +503,8 @@ pub struct ValidateBody {
     ),
     request_body(content = ValidateBody, description = "`{\"environment\"?: E, \"changes\": {key: value or null}}`"),
     responses(
-        (status = 200, description = "`{\"valid\", \"issues\"}`", body = Value, content_type = "application/json"),
+        (status = 200, description = "`{\"valid\", \"issues\": {\"views\", \"withheld\"}}`: only the issues of the token's environments and prefix, the others counted in `withheld`", body = Value, content_type = "application/json"),
+        (status = 422, description = "`invalid_tree` (with `file`): a file of the tree cannot be loaded", body = crate::api::openapi::ErrorBody),
         (status = 400, description = "`malformed_json`, `missing_environment` or `bad_key`", body = crate::api::openapi::ErrorBody),
         (status = 403, description = "`forbidden`: changes need write scope, an empty dry run read scope", body = crate::api::openapi::ErrorBody),
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
@@ -721,7 +722,7 @@ fn scoped_records(store: &potter_history::SqliteStore, query: potter_history::Hi
         let prefix = if qualifier.is_empty() { scope.to_owned() } else { format!("{qualifier}:{scope}") };
         records.extend(store.query(&query.clone().key_prefix(prefix))?);
     }
-    records.sort_by(|a, b| b.version.cmp(&a.version));
+    records.sort_by_key(|record| std::cmp::Reverse(record.version));
     records.dedup_by_key(|record| record.version);
     records.truncate(limit);
     Ok(records)
@@ -1042,7 +1043,7 @@ fn merge_patch_edits(at: &str, patch: &Map<String, Value>, edits: &mut Vec<(Stri
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
         (status = 412, description = "`conflict`: a key changed after the `If-Match` version; nothing was applied", body = crate::api::openapi::ErrorBody),
         (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::api::openapi::ErrorBody),
-        (status = 422, description = "`invalid` (with `issues`) or `secret_refused`: the change does not validate; nothing was applied", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "`invalid` (with the `issues` in the token's scope) or `secret_refused`: the change does not validate; `invalid_tree` (with `file`): a file of the tree cannot be loaded; nothing was applied", body = crate::api::openapi::ErrorBody),
         crate::api::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
