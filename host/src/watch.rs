@@ -167,6 +167,8 @@ impl ConfigHost {
     /// and when a source plugin is due for a poll, until the watcher is dropped. A rejected
     /// reload keeps the previous snapshot and is published as a `Rejected` event.
     pub fn watch(&self, options: WatchOptions) -> Result<Watcher, Error> {
+        // A save in flight (a file emptied or gone for a moment) is waited for up to max_delay.
+        self.set_settle_limit(options.max_delay);
         let host = self.clone();
         let root = self.options().root.clone();
         let plugins_dir = self.options().plugins_dir.clone();
