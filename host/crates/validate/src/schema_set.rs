@@ -69,22 +69,9 @@ impl SchemaSet {
     /// when something is there that is no folder (a file, a FIFO, a link to nothing), so an
     /// unusable `schemas` never turns validation off without a word.
     pub fn load_tree_folder(dir: &Path) -> Result<Self, SchemaError> {
-        let unusable = |reason: String| SchemaError::NotAFolder { path: dir.to_path_buf(), reason };
-        let io = |source| SchemaError::Io { path: dir.to_path_buf(), source };
-        let link = match std::fs::symlink_metadata(dir) {
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Self::empty()),
-            Err(error) => return Err(io(error)),
-            Ok(meta) => meta.file_type().is_symlink(),
-        };
-        match std::fs::metadata(dir) {
-            Ok(meta) if meta.is_dir() => Self::load(dir),
-            Ok(meta) if meta.is_file() => Err(unusable("it is a file, not a folder".to_owned())),
-            Ok(_) => Err(unusable("it is a special file (FIFO, socket or device), not a folder".to_owned())),
-            Err(error) if link && error.kind() == std::io::ErrorKind::NotFound => {
-                let target = std::fs::read_link(dir).map(|target| target.display().to_string()).unwrap_or_default();
-                Err(unusable(format!("it is a symbolic link to `{target}`, which does not exist")))
-            }
-            Err(error) => Err(io(error)),
+        match std::fs::symlink_metadata(dir) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::empty()),
+            _ => Self::load(dir),
         }
     }
 
@@ -92,6 +79,7 @@ impl SchemaSet {
     /// `$ref`s reached changed (by SHA-256 of the content). On error the set is left as it was.
     pub fn reload(&mut self) -> Result<ReloadSummary, SchemaError> {
         let Some(dir) = &self.dir else { return Ok(ReloadSummary::default()) };
+        usable_folder(dir)?;
         let docs = SchemaDocs::read_folder(dir, &self.docs)?;
         if docs.same_as(&self.docs) && !self.compiled.is_empty() {
             let reused = self.compiled.keys().map(|rel| rel.to_string()).collect();
@@ -219,6 +207,21 @@ impl SchemaSet {
 
     pub(crate) fn patterns(&self) -> &Patterns {
         &self.patterns
+    }
+}
+
+/// Refuses a schemas path that is not a folder, saying what it is instead.
+fn usable_folder(dir: &Path) -> Result<(), SchemaError> {
+    let unusable = |reason: String| SchemaError::NotAFolder { path: dir.to_path_buf(), reason };
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.is_file() => Err(unusable("it is a file, not a folder".to_owned())),
+        Ok(_) => Err(unusable("it is a special file (FIFO, socket or device), not a folder".to_owned())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => match std::fs::read_link(dir) {
+            Ok(target) => Err(unusable(format!("it is a symbolic link to `{}`, which does not exist", target.display()))),
+            Err(_) => Err(unusable("it does not exist (any more)".to_owned())),
+        },
+        Err(source) => Err(SchemaError::Io { path: dir.to_path_buf(), source }),
     }
 }
 
