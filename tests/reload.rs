@@ -351,11 +351,17 @@ fn overrides_another_process_records_are_taken_in_and_never_overwritten() {
     assert!(seen.is_some(), "the poller took in the override");
 }
 
-/// Every change the history holds (newest first).
-fn recorded_changes(options: &Options) -> Vec<potter_history::Record> {
+/// The keys every recorded change removed (none when nothing was recorded).
+fn recorded_removals(options: &Options) -> Vec<String> {
     use potter_history::HistoryStore as _;
     let Some(store) = potter_config::history::open_existing(&options.state_dir).unwrap() else { return Vec::new() };
-    store.query(&potter_history::HistoryQuery { limit: 10_000, ..potter_history::HistoryQuery::default() }).unwrap()
+    let records = store.query(&potter_history::HistoryQuery { limit: 10_000, ..potter_history::HistoryQuery::default() }).unwrap();
+    records
+        .iter()
+        .flat_map(|record| record.payload.iter().flat_map(|payload| &payload.changes))
+        .filter(|change| change.after.is_none())
+        .map(|change| change.key.clone())
+        .collect()
 }
 
 /// Counts reads of `check` that fail, on a thread of its own, until the returned guard is finished.
@@ -426,12 +432,7 @@ fn in_place_saves_caught_half_written_are_never_published() {
     let (reads, missing) = reader.finish();
     assert!(reads > 0);
     assert_eq!(missing, 0, "{missing} of {reads} reads saw ann's keys gone");
-    let removals: Vec<String> = recorded_changes(&options)
-        .iter()
-        .flat_map(|record| record.payload.iter().flat_map(|payload| &payload.changes))
-        .filter(|change| change.after.is_none())
-        .map(|change| change.key.clone())
-        .collect();
+    let removals = recorded_removals(&options);
     assert!(removals.is_empty(), "history recorded removals: {removals:?}");
 }
 
@@ -479,12 +480,7 @@ fn an_intentional_deletion_or_emptying_still_applies() {
     tree.write("users/bob.json", "");
     eventually("bob's keys are gone", || bob.value("editor").is_none());
     assert!(host.view("production", None, Some("bob")).is_ok(), "an empty user file is still a user");
-    let removed: Vec<String> = recorded_changes(&options)
-        .iter()
-        .flat_map(|record| record.payload.iter().flat_map(|payload| &payload.changes))
-        .filter(|change| change.after.is_none())
-        .map(|change| change.key.clone())
-        .collect();
+    let removed = recorded_removals(&options);
     assert!(removed.iter().any(|key| key.starts_with("@bob:editor")), "the emptying was recorded: {removed:?}");
 
     // And a plain `reload()` with nobody watching takes a deletion in, once it has stayed.
