@@ -240,7 +240,7 @@ fn a_subscriber_that_falls_behind_is_told_and_caught_up() {
         other => panic!("expected a lag notice, got {other:?}"),
     }
     // Nothing stale follows the catch-up.
-    while let Some(event) = next(&mut subscription, Duration::from_millis(50)) {
+    if let Some(event) = next(&mut subscription, Duration::from_millis(50)) {
         panic!("stale event after catch-up: {event:?}");
     }
 }
