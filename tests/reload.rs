@@ -240,7 +240,7 @@ fn a_subscriber_that_falls_behind_is_told_and_caught_up() {
         other => panic!("expected a lag notice, got {other:?}"),
     }
     // Nothing stale follows the catch-up.
-    while let Some(event) = next(&mut subscription, Duration::from_millis(50)) {
+    if let Some(event) = next(&mut subscription, Duration::from_millis(50)) {
         panic!("stale event after catch-up: {event:?}");
     }
 }
@@ -349,4 +349,143 @@ fn overrides_another_process_records_are_taken_in_and_never_overwritten() {
         }
     }
     assert!(seen.is_some(), "the poller took in the override");
+}
+
+/// The keys every recorded change removed (none when nothing was recorded).
+fn recorded_removals(options: &Options) -> Vec<String> {
+    use potter_history::HistoryStore as _;
+    let Some(store) = potter_config::history::open_existing(&options.state_dir).unwrap() else { return Vec::new() };
+    let records = store.query(&potter_history::HistoryQuery { limit: 10_000, ..potter_history::HistoryQuery::default() }).unwrap();
+    records
+        .iter()
+        .flat_map(|record| record.payload.iter().flat_map(|payload| &payload.changes))
+        .filter(|change| change.after.is_none())
+        .map(|change| change.key.clone())
+        .collect()
+}
+
+/// Counts reads of `check` that fail, on a thread of its own, until the returned guard is finished.
+struct Reader {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl Reader {
+    fn start(check: impl Fn() -> bool + Send + 'static) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut reads, mut failures) = (0u64, 0u64);
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                reads += 1;
+                failures += u64::from(!check());
+                std::thread::yield_now();
+            }
+            (reads, failures)
+        });
+        Self { stop, thread }
+    }
+
+    /// (reads, failed reads)
+    fn finish(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Waits until `done` holds (panics after WAIT).
+fn eventually(what: &str, done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < WAIT, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn user_text(round: u64) -> String {
+    format!(r#"{{"editor": {{"theme": "dark", "round": {round}}}}}"#)
+}
+
+#[test]
+fn in_place_saves_caught_half_written_are_never_published() {
+    use std::io::Write as _;
+    let tree = Tree::minimal();
+    tree.write("users/ann.json", &user_text(0));
+    let options = recorded(&tree.root());
+    let host = ConfigHost::open(options.clone()).unwrap();
+    let _watcher = watching(&host);
+    let view = host.view("production", None, Some("ann")).unwrap();
+    let reader = Reader::start({
+        let view = view.clone();
+        move || view.value("editor.theme").is_some()
+    });
+    let file = tree.root().join("users/ann.json");
+    const ROUNDS: u64 = 8;
+    for round in 1..=ROUNDS {
+        // Like an editor writing in place or `>` redirection: truncate, pause, write.
+        let mut handle = fs::OpenOptions::new().write(true).truncate(true).open(&file).unwrap();
+        std::thread::sleep(Duration::from_millis(5 + 5 * (round % 4)));
+        handle.write_all(user_text(round).as_bytes()).unwrap();
+        drop(handle);
+        eventually(&format!("round {round} is live"), || view.get::<u64>("editor.round").ok() == Some(round));
+    }
+    let (reads, missing) = reader.finish();
+    assert!(reads > 0);
+    assert_eq!(missing, 0, "{missing} of {reads} reads saw ann's keys gone");
+    let removals = recorded_removals(&options);
+    assert!(removals.is_empty(), "history recorded removals: {removals:?}");
+}
+
+#[test]
+fn delete_and_create_saves_never_make_a_view_disappear() {
+    let tree = Tree::minimal();
+    tree.write("users/ann.json", &user_text(0));
+    tree.write("environments/staging.json", r#"{"round": 0}"#);
+    let host = open(&tree.root());
+    let _watcher = watching(&host);
+    let reader = Reader::start({
+        let host = host.clone();
+        move || {
+            let snapshot = host.snapshot();
+            snapshot.view(&ViewKey::new("production", None, Some("ann"))).is_ok() && snapshot.view(&ViewKey::environment("staging")).is_ok()
+        }
+    });
+    let view = host.view("staging", None, Some("ann")).unwrap();
+    for round in 1..=6u64 {
+        // Delete, a few milliseconds, create (and write): both a user and an environment.
+        for (file, text) in [("users/ann.json", user_text(round)), ("environments/staging.json", format!(r#"{{"round": {round}}}"#))] {
+            tree.remove(file);
+            std::thread::sleep(Duration::from_millis(2 + 4 * (round % 3)));
+            tree.write(file, &text);
+        }
+        eventually(&format!("round {round} is live"), || view.get::<u64>("editor.round").ok() == Some(round) && view.get::<u64>("round").ok() == Some(round));
+    }
+    let (reads, missing) = reader.finish();
+    assert!(reads > 0);
+    assert_eq!(missing, 0, "{missing} of {reads} reads found the user or the environment gone");
+}
+
+#[test]
+fn an_intentional_deletion_or_emptying_still_applies() {
+    let tree = Tree::minimal();
+    tree.write("users/ann.json", &user_text(1));
+    tree.write("users/bob.json", &user_text(2));
+    let options = recorded(&tree.root());
+    let host = ConfigHost::open(options.clone()).unwrap();
+    let _watcher = watching(&host);
+    let bob = host.view("production", None, Some("bob")).unwrap();
+
+    tree.remove("users/ann.json");
+    eventually("ann is gone", || host.view("production", None, Some("ann")).is_err());
+    tree.write("users/bob.json", "");
+    eventually("bob's keys are gone", || bob.value("editor").is_none());
+    assert!(host.view("production", None, Some("bob")).is_ok(), "an empty user file is still a user");
+    let removed = recorded_removals(&options);
+    assert!(removed.iter().any(|key| key.starts_with("@bob:editor")), "the emptying was recorded: {removed:?}");
+
+    // And a plain `reload()` with nobody watching takes a deletion in, once it has stayed.
+    let quiet = ConfigHost::open(options).unwrap();
+    tree.remove("users/bob.json");
+    quiet.reload().unwrap();
+    assert!(quiet.view("production", None, Some("bob")).is_err());
 }

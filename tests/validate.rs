@@ -205,3 +205,88 @@ fn bad_schemas_are_refused_with_their_path_and_reason() {
         assert!(stderr(&output).contains(expected), "{text}: {}", stderr(&output));
     }
 }
+
+/// Every file below `dir`, by `/`-separated relative path, with its bytes.
+fn files_below(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                let relative = path.strip_prefix(base).unwrap().to_string_lossy().replace('\\', "/");
+                out.insert(relative, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn the_example_is_self_contained_and_its_schemas_are_the_shipped_ones() {
+    let example = common::repo_path("examples/potter/schemas");
+    assert!(!std::fs::symlink_metadata(&example).unwrap().file_type().is_symlink(), "a link does not survive `cp -r`");
+    let shipped = files_below(&common::repo_path("schemas"));
+    assert!(!shipped.is_empty());
+    assert_eq!(files_below(&example), shipped, "examples/potter/schemas and schemas/ differ: copy one over the other");
+
+    // `cp -r examples/potter mytree` validates: an invalid value is caught in the copy.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("mytree");
+    let status = std::process::Command::new("cp").arg("-r").arg(common::repo_path("examples/potter")).arg(&copy).status().unwrap();
+    assert!(status.success());
+    std::fs::remove_dir_all(copy.join("plugins")).unwrap();
+    let file = copy.join("environments/production.json");
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("\"rate_limit\": 600", "\"rate_limit\": 5000")).unwrap();
+    let output = potter_example(&["--root", copy.to_str().unwrap(), "validate"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stdout(&output));
+    assert!(stdout(&output).contains("api.rate_limit = 5000"), "{}", stdout(&output));
+}
+
+#[test]
+fn a_tree_without_schemas_whose_files_hold_secrets_or_a_schema_key_is_warned_about() {
+    let tree = example();
+    std::fs::remove_dir_all(tree.root().join("schemas")).unwrap();
+    let output = potter_example(&["--root", &root_arg(&tree), "validate"]);
+    assert!(output.status.success(), "a warning, not an error: {}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("warning: the tree has no schemas") && text.contains("environments/production.json holds secrets"), "{text}");
+    let json = potter_example(&["--root", &root_arg(&tree), "validate", "--format", "json"]);
+    let report: Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(report["tree"][0]["rule"], "schemas", "{report}");
+    assert_eq!(report["tree"][0]["severity"], "warning", "{report}");
+
+    let plain = Tree::minimal();
+    plain.write("global.json", r#"{"$schema": "./schemas/global_schema.json", "api": {"timeout": 30}}"#);
+    let (_, report) = ConfigHost::inspect(&options(&plain)).unwrap();
+    let warnings: Vec<String> = report.tree.iter().map(|issue| issue.message.clone()).collect();
+    assert!(warnings.iter().any(|w| w.contains("global.json names a `$schema`")), "{warnings:?}");
+
+    // A tree with neither has nothing to warn about; one with schemas neither.
+    let (_, report) = ConfigHost::inspect(&options(&Tree::minimal())).unwrap();
+    assert!(report.tree.is_empty(), "{:?}", report.tree);
+    let (_, report) = ConfigHost::inspect(&options(&example())).unwrap();
+    assert!(report.tree.is_empty(), "{:?}", report.tree);
+}
+
+#[test]
+fn an_unusable_schemas_path_is_an_error_naming_it() {
+    for (case, make) in [("a broken symlink", 0), ("a file", 1)] {
+        let tree = schema_tree();
+        // An invalid value that a working schemas folder would catch.
+        tree.write("environments/production.json", r#"{"app": {"environment": "production"}, "api": {"rate_limit": 5000}}"#);
+        let schemas = tree.root().join("schemas");
+        std::fs::remove_dir_all(&schemas).unwrap();
+        match make {
+            0 => std::os::unix::fs::symlink("../nowhere", &schemas).unwrap(),
+            _ => std::fs::write(&schemas, "{}").unwrap(),
+        }
+        let output = potter_with(&["--root", &root_arg(&tree), "validate"], &[], None);
+        assert_eq!(output.status.code(), Some(3), "{case}: {}", stdout(&output));
+        assert!(!stdout(&output).contains("0 error(s)"), "{case}: validation silently off: {}", stdout(&output));
+        let message = stderr(&output);
+        assert!(message.contains("schemas") && message.contains("cannot be used"), "{case}: {message}");
+    }
+}

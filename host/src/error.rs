@@ -15,8 +15,9 @@ pub enum Error {
     TooLarge { file: String, size: u64, limit: u64 },
     #[error("{file}:{line}:{column}: not valid UTF-8")]
     NotUtf8 { file: String, line: u32, column: u32 },
-    #[error("{file}: not a regular file")]
-    NotAFile { file: String },
+    /// A FIFO, device or directory where a configuration file belongs (refused without waiting on it).
+    #[error("{file} is a {kind}, not a regular file")]
+    NotAFile { file: String, kind: &'static str },
     #[error("two files for the layer `{layer}`: {first} and {second} (keep one)")]
     DuplicateLayer { layer: String, first: String, second: String },
     #[error("config root {}: {reason}", path.display())]

@@ -188,7 +188,7 @@ impl ConfigHost {
         let mut state = WriterState::prepare(options, |_| {})?;
         let plugin_layers = state.plugin_layers();
         let snapshot = build_snapshot(options, &state.overrides, &mut state.files, &state.checks, &plugin_layers)?;
-        let report = state.checks.validate_snapshot(&snapshot);
+        let report = validate_all(&state.checks, &snapshot);
         Ok((snapshot, report))
     }
 
@@ -204,7 +204,10 @@ impl ConfigHost {
         let mut state = WriterState::prepare(&options, configure)?;
         let plugin_layers = state.plugin_layers();
         let snapshot = build_snapshot(&options, &state.overrides, &mut state.files, &state.checks, &plugin_layers)?;
-        let report = state.checks.validate_snapshot(&snapshot);
+        let report = validate_all(&state.checks, &snapshot);
+        for issue in &report.tree {
+            tracing::warn!(problem = %issue.message, "configuration tree");
+        }
         if report.has_errors() {
             return Err(Error::Invalid(report));
         }
@@ -355,6 +358,12 @@ impl ConfigHost {
         Ok(())
     }
 
+    /// How long a change waits, at most, for a save in flight before it takes an emptied or
+    /// removed file as meant ([`ConfigHost::watch`] sets its `max_delay`).
+    pub fn set_settle_limit(&self, limit: std::time::Duration) {
+        self.shared.writer.lock().unwrap_or_else(|p| p.into_inner()).files.set_settle_limit(limit);
+    }
+
     /// When a source poll or a plugin file that is still arriving is next due (for the watcher).
     pub fn next_plugin_due(&self) -> Option<std::time::Instant> {
         let state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -370,7 +379,7 @@ impl ConfigHost {
     /// Validates the current snapshot again (every view), without changing anything.
     pub fn validate(&self) -> Report {
         let state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-        state.checks.validate_snapshot(&self.snapshot())
+        validate_all(&state.checks, &self.snapshot())
     }
 
     /// Changes of `prefix` in one view, from now on.
@@ -609,19 +618,22 @@ impl ConfigHost {
     }
 }
 
+/// Every view validated, plus the issues about the tree as a whole.
+fn validate_all(checks: &Validation, snapshot: &Snapshot) -> Report {
+    let mut report = checks.validate_snapshot(snapshot);
+    report.tree.extend(checks.schemas().missing_schemas_warning(snapshot.layers()));
+    report
+}
+
 /// True when two layer lists would merge to the same views.
 fn same_layers(a: &[Arc<Layer>], b: &[Arc<Layer>]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_content(y))
 }
 
-/// The schemas of a tree (`<root>/schemas/`), or none when the folder does not exist.
+/// The schemas of a tree (`<root>/schemas/`), or none when nothing is there; a `schemas` that is
+/// there but is no folder (a file, a broken link) is an error, never "validate nothing".
 fn load_schemas(root: &Path) -> Result<SchemaSet, Error> {
-    let dir = root.join("schemas");
-    if dir.is_dir() {
-        SchemaSet::load(&dir).map_err(Error::Schema)
-    } else {
-        Ok(SchemaSet::empty())
-    }
+    SchemaSet::load_tree_folder(&root.join("schemas")).map_err(Error::Schema)
 }
 
 /// Who asks for a runtime override change, why, and on what condition.
@@ -658,15 +670,14 @@ fn plugin_cause(error: &potter_plugin::PluginError) -> Cause {
 }
 
 fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::FileCache, checks: &Validation, plugin_layers: &[Arc<Layer>]) -> Result<Snapshot, Error> {
-    let listing = tree::scan(&options.root)?;
     // Keyrings are read before the files so a concurrent `secrets rotate` cannot retire a key a file still uses.
-    let mut keyrings = crate::secrets::Keyrings::resolve_all(options, listing.axes.environments.iter());
-    let mut layers: Vec<Arc<Layer>> = Vec::with_capacity(listing.files.len() + 3 + overrides.len() + plugin_layers.len());
+    let mut keyrings = None;
+    let (listing, file_layers) = files.load_settled(&options.root, |listing| keyrings = Some(crate::secrets::Keyrings::resolve_all(options, listing.axes.environments.iter())))?;
+    let mut keyrings = keyrings.expect("resolved before the files were read");
+    let mut layers: Vec<Arc<Layer>> = Vec::with_capacity(file_layers.len() + 3 + overrides.len() + plugin_layers.len());
     layers.extend(defaults_layers(checks.schemas()).into_iter().map(Arc::new));
     layers.extend(plugin_layers.iter().cloned());
-    for layer in files.load_all(&listing.files)? {
-        layers.push(layer);
-    }
+    layers.extend(file_layers);
     layers.push(Arc::new(match &options.env_vars {
         Some(vars) => potter_engine::envvars::env_layer(&options.env_prefix, vars.iter().cloned()),
         None => env::from_process(&options.env_prefix),

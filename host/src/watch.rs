@@ -4,7 +4,9 @@
 //! Kubernetes ConfigMap `..data` symlink swaps, `git checkout` of many files); all of them produce
 //! some event under the root, and the reload itself decides what changed from file stamps, so the
 //! watcher does not need to understand any of them. Events that arrive within the debounce window
-//! of each other cause one reload.
+//! of each other cause one reload. A reload that meets a save still in flight (a file emptied or
+//! gone for a moment, or changing while read) waits for it, up to `max_delay`, before taking
+//! anything in (`FileCache::load_settled`).
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -167,6 +169,8 @@ impl ConfigHost {
     /// and when a source plugin is due for a poll, until the watcher is dropped. A rejected
     /// reload keeps the previous snapshot and is published as a `Rejected` event.
     pub fn watch(&self, options: WatchOptions) -> Result<Watcher, Error> {
+        // A save in flight (a file emptied or gone for a moment) is waited for up to max_delay.
+        self.set_settle_limit(options.max_delay);
         let host = self.clone();
         let root = self.options().root.clone();
         let plugins_dir = self.options().plugins_dir.clone();

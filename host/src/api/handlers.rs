@@ -640,7 +640,7 @@ pub async fn schemas(State(state): State<ApiState>, Authenticated(_): Authentica
             if path.is_dir() {
                 walk(&path, base, found);
             } else if path.extension().is_some_and(|ext| ext == "json") {
-                let schema = std::fs::read_to_string(&path).ok().and_then(|text| serde_json::from_str::<Value>(&text).ok());
+                let schema = potter_files::read_regular_to_string(&path, potter_validate::MAX_SCHEMA_BYTES).ok().and_then(|text| serde_json::from_str::<Value>(&text).ok());
                 let relative = path.strip_prefix(base).unwrap_or(&path).display().to_string();
                 found.push(json!({ "file": format!("schemas/{relative}"), "schema": schema }));
             }

@@ -21,6 +21,9 @@ pub fn tokens_file(state_dir: &Path) -> PathBuf {
     state_dir.join("tokens.json")
 }
 
+/// Largest tokens file accepted (each record is about 200 bytes).
+const MAX_TOKENS_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Environments scope `*`: every environment.
 pub const ALL_ENVIRONMENTS: &str = "*";
 
@@ -29,6 +32,9 @@ pub const ALL_ENVIRONMENTS: &str = "*";
 pub enum TokenError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    /// Not a regular file (a FIFO, a device, a directory), too large, or not UTF-8; names the file.
+    #[error(transparent)]
+    Unreadable(potter_files::ReadError),
     #[error("{}: not a valid tokens file: {message}", path.display())]
     Malformed { path: PathBuf, message: String },
     #[error("token name `{0}` is invalid: use 1-64 letters, digits, `-`, `_` or `.`")]
@@ -138,10 +144,11 @@ impl TokenStore {
     }
 
     fn read(&self) -> Result<Vec<TokenRecord>, TokenError> {
-        let text = match fs::read_to_string(&self.path) {
+        // Opened without blocking and checked on the handle: a FIFO here is refused, never waited on.
+        let text = match potter_files::read_regular_to_string(&self.path, MAX_TOKENS_BYTES) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(TokenError::Io { path: self.path.clone(), source }),
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(TokenError::Unreadable(e)),
         };
         let document: TokensDocument = serde_json::from_str(&text).map_err(|e| TokenError::Malformed { path: self.path.clone(), message: e.to_string() })?;
         Ok(document.tokens)

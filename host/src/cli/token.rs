@@ -36,7 +36,7 @@ fn store(cli: &Cli) -> Result<TokenStore, Failure> {
 fn failure(error: crate::api::TokenError) -> Failure {
     let code = match error {
         crate::api::TokenError::Unknown(_) => super::exit::NOT_FOUND,
-        crate::api::TokenError::Io { .. } | crate::api::TokenError::Malformed { .. } | crate::api::TokenError::Random(_) => super::exit::INVALID,
+        crate::api::TokenError::Io { .. } | crate::api::TokenError::Unreadable(_) | crate::api::TokenError::Malformed { .. } | crate::api::TokenError::Random(_) => super::exit::INVALID,
         _ => super::exit::USAGE,
     };
     Failure { code, message: error.to_string() }

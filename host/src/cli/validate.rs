@@ -41,10 +41,13 @@ fn print_text(cli: &Cli, report: &Report, snapshot: &Snapshot, coverage: bool) {
         }
         for issue in &view_report.issues {
             let text = issue.source.as_ref().and_then(|source| {
-                files.entry(source.file.clone()).or_insert_with(|| std::fs::read_to_string(cli.root.join(&source.file)).ok()).clone()
+                files.entry(source.file.clone()).or_insert_with(|| potter_files::read_regular_to_string(&cli.root.join(&source.file), crate::source::tree::MAX_FILE_BYTES).ok()).clone()
             });
             println!("  {}: {}", issue.severity, indent(&render_for(issue, text.as_deref(), snapshot)));
         }
+    }
+    for issue in &report.tree {
+        println!("{}: {}", issue.severity, issue.message);
     }
     println!("{} view(s), {} error(s), {} warning(s)", report.views.len(), report.error_count(), report.warning_count());
 }

@@ -3,11 +3,11 @@
 //! Each file becomes one layer. Files are read with a size limit, must be UTF-8, and are parsed by
 //! extension; a layer written twice (`global.json` and `global.yaml`) is refused, naming both files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use potter_engine::{parse_document, Axes, Format, Layer, LayerSource, Rank, Scope};
 
@@ -112,20 +112,32 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, Error> {
 
 /// Reads a file as UTF-8 text with the size limit, naming the file in every error.
 pub fn read_text(path: &Path, shown_as: &str) -> Result<String, Error> {
-    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if !meta.is_file() {
-        return Err(Error::NotAFile { file: shown_as.to_owned() });
+    let (bytes, _) = read_bytes(path).map_err(|error| file_error(path, shown_as, error))?;
+    utf8_text(bytes, shown_as)
+}
+
+/// The file's bytes and the stamp of the handle they were read through. The path is opened
+/// without blocking and refused unless it is a regular file within the size limit (a FIFO,
+/// device or directory named like a configuration file is refused, never waited on).
+fn read_bytes(path: &Path) -> Result<(Vec<u8>, FileStamp), potter_files::ReadError> {
+    let (bytes, meta) = potter_files::read_regular_with_metadata(path, MAX_FILE_BYTES)?;
+    Ok((bytes, FileStamp::from_metadata(&meta)))
+}
+
+/// The crate's error for a refused read, naming the file as shown in messages.
+fn file_error(path: &Path, shown_as: &str, error: potter_files::ReadError) -> Error {
+    match error {
+        potter_files::ReadError::NotRegular { kind, .. } => Error::NotAFile { file: shown_as.to_owned(), kind },
+        potter_files::ReadError::TooLarge { limit, .. } => {
+            // The size is only for the message: a stat never blocks.
+            let size = fs::metadata(path).map_or(limit + 1, |meta| meta.len());
+            Error::TooLarge { file: shown_as.to_owned(), size, limit }
+        }
+        potter_files::ReadError::Io { source, .. } => Error::io(path, source),
     }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(Error::TooLarge { file: shown_as.to_owned(), size: meta.len(), limit: MAX_FILE_BYTES });
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    fs::File::open(path)
-        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| Error::io(path, e))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(Error::TooLarge { file: shown_as.to_owned(), size: bytes.len() as u64, limit: MAX_FILE_BYTES });
-    }
+}
+
+fn utf8_text(bytes: Vec<u8>, shown_as: &str) -> Result<String, Error> {
     String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|&&b| b == b'\n').count() as u32 + 1;
@@ -160,43 +172,134 @@ struct FileStamp {
 
 impl FileStamp {
     fn of(path: &Path) -> Option<Self> {
+        fs::metadata(path).ok().map(|meta| Self::from_metadata(&meta))
+    }
+
+    fn from_metadata(meta: &fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
-        let meta = fs::metadata(path).ok()?;
-        Some(Self {
+        Self {
             len: meta.len(),
             modified: (meta.mtime(), meta.mtime_nsec()),
             changed: (meta.ctime(), meta.ctime_nsec()),
             inode: meta.ino(),
             device: meta.dev(),
-        })
+        }
     }
 }
 
-/// Parsed layers by file, so a reload re-reads and re-parses only the files that changed.
-#[derive(Debug, Default)]
-pub struct FileCache {
-    entries: std::collections::HashMap<PathBuf, (FileStamp, TreeFile, Arc<Layer>)>,
+/// How long a reload waits, at most, for a save in flight to finish (the watcher's default
+/// `max_delay`) before it takes an empty or missing file as meant.
+pub const DEFAULT_SETTLE_LIMIT: Duration = Duration::from_millis(200);
+
+/// What one look at the tree's files found.
+#[derive(Debug)]
+pub enum Loaded {
+    /// Every file read whole and unchanged while it was read, nothing looking like a save in
+    /// flight: the layers, in the listing's order.
+    Settled(Vec<Arc<Layer>>),
+    /// Files (as shown in messages) that look like a save in progress: one of the live tree that
+    /// is gone or has become empty, a new one that is still empty, or one that changed while it
+    /// was read. Nothing was taken in; look again shortly.
+    InFlight(Vec<String>),
 }
 
+/// Parsed layers by file, so a reload re-reads and re-parses only the files that changed.
+#[derive(Debug)]
+pub struct FileCache {
+    entries: HashMap<PathBuf, (FileStamp, TreeFile, Arc<Layer>)>,
+    /// True once a load was taken in: only then is there a live tree a save can be "in flight" against.
+    primed: bool,
+    /// How long [`FileCache::load_settled`] waits for a save in flight.
+    settle_limit: Duration,
+}
+
+impl Default for FileCache {
+    fn default() -> Self {
+        Self { entries: HashMap::new(), primed: false, settle_limit: DEFAULT_SETTLE_LIMIT }
+    }
+}
+
+/// How often a reload that met a save in flight looks at the tree again.
+const SETTLE_STEP: Duration = Duration::from_millis(5);
+
 impl FileCache {
-    /// The layers of `files`, parsing only those that changed since the last call.
-    pub fn load_all(&mut self, files: &[TreeFile]) -> Result<Vec<Arc<Layer>>, Error> {
-        let mut layers = Vec::with_capacity(files.len());
-        let mut fresh = std::collections::HashMap::with_capacity(files.len());
-        for file in files {
-            let stamp = FileStamp::of(&file.path);
-            let layer = match (stamp, self.entries.get(&file.path)) {
-                (Some(stamp), Some((cached_stamp, cached_file, layer))) if stamp == *cached_stamp && cached_file == file => layer.clone(),
-                _ => load_file(file)?,
-            };
-            if let Some(stamp) = stamp {
-                fresh.insert(file.path.clone(), (stamp, file.clone(), layer.clone()));
+    /// Sets how long a reload waits for a save in flight (zero: never waits).
+    pub fn set_settle_limit(&mut self, limit: Duration) {
+        self.settle_limit = limit;
+    }
+
+    /// Lists the tree and loads its files, waiting (up to the settle limit) while any file looks
+    /// like a save in flight (see [`Loaded::InFlight`]); once the limit has passed, what is on
+    /// disk is taken as meant. `before_read` runs once, with the first listing, before any file
+    /// is read (keyrings are resolved there).
+    pub fn load_settled(&mut self, root: &Path, before_read: impl FnOnce(&TreeListing)) -> Result<(TreeListing, Vec<Arc<Layer>>), Error> {
+        let deadline = Instant::now() + self.settle_limit;
+        let mut before_read = Some(before_read);
+        loop {
+            let listing = scan(root)?;
+            if let Some(before_read) = before_read.take() {
+                before_read(&listing);
             }
+            let now = Instant::now();
+            match self.load_all(&listing.files, now >= deadline)? {
+                Loaded::Settled(layers) => return Ok((listing, layers)),
+                Loaded::InFlight(files) => {
+                    tracing::debug!(?files, "a save is in flight; looking again before taking the tree in");
+                    std::thread::sleep(SETTLE_STEP.min(deadline.saturating_duration_since(now)));
+                }
+            }
+        }
+    }
+
+    /// The layers of `files`, parsing only those that changed since the last call. Unless
+    /// `accept_in_flight`, a file that looks like a save in flight makes this
+    /// [`Loaded::InFlight`] and leaves the cache as it was.
+    pub fn load_all(&mut self, files: &[TreeFile], accept_in_flight: bool) -> Result<Loaded, Error> {
+        let watch_saves = self.primed && !accept_in_flight;
+        let mut in_flight = Vec::new();
+        if watch_saves {
+            let listed: HashSet<&Path> = files.iter().map(|file| file.path.as_path()).collect();
+            in_flight.extend(self.entries.iter().filter(|(path, _)| !listed.contains(path.as_path())).map(|(_, (_, file, _))| file.relative.clone()));
+        }
+        let mut layers = Vec::with_capacity(files.len());
+        let mut fresh = HashMap::with_capacity(files.len());
+        for file in files {
+            let cached = self.entries.get(&file.path).filter(|(_, cached_file, _)| cached_file == file);
+            if let Some((stamp, _, layer)) = cached.filter(|(stamp, _, _)| FileStamp::of(&file.path) == Some(*stamp)) {
+                fresh.insert(file.path.clone(), (*stamp, file.clone(), layer.clone()));
+                layers.push(layer.clone());
+                continue;
+            }
+            let (bytes, stamp) = match read_bytes(&file.path) {
+                Ok(read) => read,
+                // Listed a moment ago and gone now: deleted, or half of a delete-and-create save.
+                Err(error) if error.is_not_found() && watch_saves => {
+                    in_flight.push(file.relative.clone());
+                    continue;
+                }
+                Err(error) => return Err(file_error(&file.path, &file.relative, error)),
+            };
+            if watch_saves {
+                let was_empty = self.entries.get(&file.path).is_some_and(|(stamp, _, _)| stamp.len == 0);
+                // Truncated and not yet written again (in-place saves, `>`), or created and not yet
+                // written; or rewritten while it was read.
+                if (bytes.is_empty() && !was_empty) || FileStamp::of(&file.path) != Some(stamp) {
+                    in_flight.push(file.relative.clone());
+                    continue;
+                }
+            }
+            let layer = Arc::new(layer_from_text(file, &utf8_text(bytes, &file.relative)?)?);
+            fresh.insert(file.path.clone(), (stamp, file.clone(), layer.clone()));
             layers.push(layer);
+        }
+        if !in_flight.is_empty() {
+            in_flight.sort();
+            return Ok(Loaded::InFlight(in_flight));
         }
         // Only a fully successful load replaces the cache; files that vanished drop out.
         self.entries = fresh;
-        Ok(layers)
+        self.primed = true;
+        Ok(Loaded::Settled(layers))
     }
 }
 

@@ -20,6 +20,18 @@ use crate::keyring::{
 /// Value of the `format` field of a keyring file.
 const FILE_FORMAT: &str = "potter-keyring-v1";
 
+/// Largest keyring file accepted: about 1,500 keys, far more than rotation ever keeps.
+const MAX_KEYRING_BYTES: u64 = 256 * 1024;
+
+/// Why a keyring path was refused before reading, without the path (the error names it).
+fn refused_reason(error: &potter_files::ReadError) -> String {
+    match error {
+        potter_files::ReadError::NotRegular { kind, .. } => format!("it is a {kind}, not a regular file"),
+        potter_files::ReadError::TooLarge { limit, .. } => format!("it is larger than {limit} bytes"),
+        potter_files::ReadError::Io { source, .. } => source.to_string(),
+    }
+}
+
 /// Sub-directory of the state directory that holds keyring files.
 pub const KEYRINGS_DIR: &str = "keyrings";
 
@@ -97,21 +109,27 @@ impl Keyring {
             file: file.to_owned(),
             source,
         };
-        let mut handle =
-            File::open(file).map_err(|source| io_error("open keyring file", source))?;
-        // Check the opened file itself, so the file checked is the file read.
-        let metadata = handle
-            .metadata()
-            .map_err(|source| io_error("inspect keyring file", source))?;
-        check_private(file, &metadata)?;
-        let mut bytes = Zeroizing::new(Vec::with_capacity(metadata.len() as usize + 1));
-        handle
-            .read_to_end(&mut bytes)
-            .map_err(|source| io_error("read keyring file", source))?;
         let invalid = |reason: String| SecretError::KeyringInvalid {
             origin: file.display().to_string(),
             reason,
         };
+        // Opened without blocking, and the opened file itself is checked (type, size, mode), so a
+        // FIFO is refused rather than waited on and the file checked is the file read.
+        let (handle, metadata) =
+            potter_files::open_regular(file, MAX_KEYRING_BYTES).map_err(|error| match error {
+                potter_files::ReadError::Io { source, .. } => io_error("open keyring file", source),
+                refused => invalid(refused_reason(&refused)),
+            })?;
+        check_private(file, &metadata)?;
+        // Sized up front so the buffer holding key material is not reallocated (and left behind).
+        let mut bytes = Zeroizing::new(Vec::with_capacity(metadata.len() as usize + 1));
+        handle
+            .take(MAX_KEYRING_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|source| io_error("read keyring file", source))?;
+        if bytes.len() as u64 > MAX_KEYRING_BYTES {
+            return Err(invalid(format!("it is larger than {MAX_KEYRING_BYTES} bytes")));
+        }
 
         // serde_json's messages may quote the offending input (key bytes), so only say where.
         let document: KeyringDocument = serde_json::from_slice(&bytes).map_err(|error| {

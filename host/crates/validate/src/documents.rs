@@ -267,12 +267,15 @@ fn relative_name(root: &Path, path: &Path) -> String {
 }
 
 fn read_doc(root: &Path, rel: &str, path: &Path, previous: &SchemaDocs) -> Result<Arc<SchemaDoc>, SchemaError> {
-    let io = |source| SchemaError::Io { path: root.join(rel), source };
-    let size = fs::metadata(path).map_err(io)?.len();
-    if size > MAX_SCHEMA_BYTES {
-        return Err(SchemaError::TooLarge { file: rel.to_owned(), size, limit: MAX_SCHEMA_BYTES });
-    }
-    let bytes = fs::read(path).map_err(io)?;
+    // Opened without blocking and checked on the handle: a FIFO named like a schema is refused, never waited on.
+    let bytes = potter_files::read_regular(path, MAX_SCHEMA_BYTES).map_err(|error| match error {
+        potter_files::ReadError::NotRegular { kind, .. } => SchemaError::NotAFile { file: rel.to_owned(), kind },
+        potter_files::ReadError::TooLarge { limit, .. } => {
+            let size = fs::metadata(path).map_or(limit + 1, |meta| meta.len());
+            SchemaError::TooLarge { file: rel.to_owned(), size, limit }
+        }
+        potter_files::ReadError::Io { source, .. } => SchemaError::Io { path: root.join(rel), source },
+    })?;
     let hash: [u8; 32] = Sha256::digest(&bytes).into();
     if let Some(unchanged) = previous.get(rel).filter(|doc| doc.hash == hash) {
         return Ok(unchanged.clone());

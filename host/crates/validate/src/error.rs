@@ -12,6 +12,10 @@ pub enum SchemaError {
     NotJson { file: String, line: usize, column: usize, reason: String },
     #[error("{file} is nested deeper than {limit} levels ({file}:{line}:{column}); flatten it or split it with `$ref`")]
     TooDeep { file: String, line: usize, column: usize, limit: usize },
+    #[error("the schemas folder {} cannot be used: {reason} (fix it, or remove it to run without schemas)", path.display())]
+    NotAFolder { path: PathBuf, reason: String },
+    #[error("schema file {file} is a {kind}, not a regular file")]
+    NotAFile { file: String, kind: &'static str },
     #[error("{file} is {size} bytes, more than the {limit} bytes a schema file may have")]
     TooLarge { file: String, size: u64, limit: u64 },
     #[error("the schemas folder holds more than {limit} schema files")]

@@ -23,6 +23,9 @@ impl ViewReport {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Report {
     pub views: Vec<ViewReport>,
+    /// Issues about the tree as a whole rather than one view (a tree with secrets but no schemas).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tree: Vec<Issue>,
 }
 
 impl Report {
@@ -31,9 +34,9 @@ impl Report {
         self.views.iter().any(ViewReport::has_errors)
     }
 
-    /// Every issue of every view, in view order.
+    /// Every issue of every view, in view order, then the tree's own.
     pub fn issues(&self) -> impl Iterator<Item = &Issue> {
-        self.views.iter().flat_map(|view| view.issues.iter())
+        self.views.iter().flat_map(|view| view.issues.iter()).chain(&self.tree)
     }
 
     pub fn error_count(&self) -> usize {

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use potter_engine::{Issue, Layer, LayerSource};
+
 use crate::compile::{compile, CompileInputs, Compiled};
 use crate::documents::{Node, SchemaDocs};
 use crate::error::SchemaError;
@@ -63,10 +65,21 @@ impl SchemaSet {
         Ok(set)
     }
 
+    /// The schemas of a tree's `schemas` path: none when nothing is there; [`SchemaError::NotAFolder`]
+    /// when something is there that is no folder (a file, a FIFO, a link to nothing), so an
+    /// unusable `schemas` never turns validation off without a word.
+    pub fn load_tree_folder(dir: &Path) -> Result<Self, SchemaError> {
+        match std::fs::symlink_metadata(dir) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::empty()),
+            _ => Self::load(dir),
+        }
+    }
+
     /// Reads the folder again and recompiles only the schemas whose own file or any file their
     /// `$ref`s reached changed (by SHA-256 of the content). On error the set is left as it was.
     pub fn reload(&mut self) -> Result<ReloadSummary, SchemaError> {
         let Some(dir) = &self.dir else { return Ok(ReloadSummary::default()) };
+        usable_folder(dir)?;
         let docs = SchemaDocs::read_folder(dir, &self.docs)?;
         if docs.same_as(&self.docs) && !self.compiled.is_empty() {
             let reused = self.compiled.keys().map(|rel| rel.to_string()).collect();
@@ -110,6 +123,31 @@ impl SchemaSet {
         self.secrets = secrets;
         self.compiles += compiles;
         Ok(summary)
+    }
+
+    /// A warning when this set holds no schema files while the tree's files look like they meant
+    /// to be checked: they hold secrets (decrypted ciphertexts) or name a `$schema`. Such a tree
+    /// validates nothing, which is easy to miss (a copied tree that lost its `schemas/`).
+    pub fn missing_schemas_warning(&self, layers: &[Arc<Layer>]) -> Option<Issue> {
+        if !self.docs.by_rel.is_empty() {
+            return None;
+        }
+        let hints: Vec<String> = layers
+            .iter()
+            .filter_map(|layer| match &layer.source {
+                LayerSource::File(file) if !layer.secrets.is_empty() => Some(format!("{file} holds secrets")),
+                LayerSource::File(file) if layer.data.get("$schema").is_some() => Some(format!("{file} names a `$schema`")),
+                _ => None,
+            })
+            .collect();
+        if hints.is_empty() {
+            return None;
+        }
+        let message = format!(
+            "the tree has no schemas (no schema files under schemas/), so no value is checked, yet {}; add schemas/global_schema.json",
+            hints.join(", ")
+        );
+        Some(Issue::warning("", message, "schemas"))
     }
 
     /// The folder the set was loaded from.
@@ -169,6 +207,21 @@ impl SchemaSet {
 
     pub(crate) fn patterns(&self) -> &Patterns {
         &self.patterns
+    }
+}
+
+/// Refuses a schemas path that is not a folder, saying what it is instead.
+fn usable_folder(dir: &Path) -> Result<(), SchemaError> {
+    let unusable = |reason: String| SchemaError::NotAFolder { path: dir.to_path_buf(), reason };
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.is_file() => Err(unusable("it is a file, not a folder".to_owned())),
+        Ok(_) => Err(unusable("it is a special file (FIFO, socket or device), not a folder".to_owned())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => match std::fs::read_link(dir) {
+            Ok(target) => Err(unusable(format!("it is a symbolic link to `{}`, which does not exist", target.display()))),
+            Err(_) => Err(unusable("it does not exist (any more)".to_owned())),
+        },
+        Err(source) => Err(SchemaError::Io { path: dir.to_path_buf(), source }),
     }
 }
 

@@ -88,7 +88,7 @@ impl Validation {
                 snapshot.view(&key).ok().map(|view| self.validate_view(view))
             })
             .collect();
-        Report { views }
+        Report { views, tree: Vec::new() }
     }
 
     /// Validates one view: the schemas that apply to it, coverage, then each validator.
