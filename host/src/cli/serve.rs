@@ -84,9 +84,10 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
                 (api::Listener::Http(listener), "http", bound)
             }
         };
+        let stop = api::shutdown_signal();
         println!("listening on {scheme}://{bound}");
         let _ = std::io::stdout().flush();
-        api::serve(listener, host, Arc::new(tokens), settings, api::shutdown_signal()).await.map_err(|e| failure(super::exit::INVALID, format!("server failed: {e}")))
+        api::serve(listener, host, Arc::new(tokens), settings, stop).await.map_err(|e| failure(super::exit::INVALID, format!("server failed: {e}")))
     });
     // Work still running past the grace (a request or reload inside a plugin call, bounded by
     // the plugin's limit) is not waited for: the process ends, and what it had not acknowledged
