@@ -32,6 +32,7 @@ fn a_guest_waiting_in_a_host_call_is_cut_off_at_its_limit_like_a_timeout() {
             let took = started.elapsed();
             assert!(matches!(error, PluginError::Timeout { limit_ms: 100, .. }), "{error}");
             assert_eq!(error.to_string(), format!("plugin {guest}: validate: timed out (limit 100 ms)"));
+            eprintln!("{guest}: cut off after {took:?} (limit 100 ms)");
             assert!(took >= Duration::from_millis(100), "{guest}: {took:?}");
             assert!(took < Duration::from_millis(100) + LOADED_MACHINE_MARGIN, "{guest}: {took:?}");
         }
