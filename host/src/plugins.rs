@@ -39,7 +39,7 @@ const SCHEMA_VALIDATOR_PREFIX: &str = "plugin-schema:";
 
 /// The plugins that run, and what they contribute.
 pub struct Plugins {
-    host: PluginHost,
+    host: Arc<PluginHost>,
     dir: PathBuf,
     active: BTreeMap<String, Active>,
     /// Files refused at their current stamp: not tried again until they change.
@@ -149,7 +149,7 @@ impl Plugins {
     /// No plugin yet: start-up fills it from the folder, and a folder created after start-up is
     /// filled by the next reload.
     pub fn start_empty(options: &Options) -> Result<Self, Error> {
-        let host = PluginHost::new(host_options(options)?)?;
+        let host = Arc::new(PluginHost::new(host_options(options)?)?);
         Ok(Self { host, dir: options.plugins_dir.clone(), active: BTreeMap::new(), refused: BTreeMap::new(), settling: BTreeMap::new() })
     }
 
@@ -194,6 +194,11 @@ impl Plugins {
     /// Every plugin of the folder with its status and last error.
     pub fn list(&self) -> Vec<PluginInfo> {
         self.host.list()
+    }
+
+    /// The plugin host, to list plugins without holding what owns them.
+    pub fn host(&self) -> Arc<PluginHost> {
+        self.host.clone()
     }
 
     /// The layers plugins contribute: namespace defaults (by name), then source layers ordered by
@@ -520,11 +525,23 @@ struct PluginValidator {
     /// `plugin:<name>`.
     name: String,
     plugin: Arc<LoadedPlugin>,
+    /// The last time-out and when it ended. Views are validated one after another under the
+    /// writer lock, so a plugin that blocks would otherwise hold it for its limit once per view:
+    /// for as long as its limit after a time-out, it is reported as timed out without a call.
+    timed_out: std::sync::Mutex<Option<(Instant, String)>>,
 }
 
 impl PluginValidator {
     fn new(plugin: Arc<LoadedPlugin>) -> Self {
-        Self { name: format!("{VALIDATOR_PREFIX}{}", plugin.name()), plugin }
+        Self { name: format!("{VALIDATOR_PREFIX}{}", plugin.name()), plugin, timed_out: std::sync::Mutex::new(None) }
+    }
+
+    /// The time-out this plugin had less than its limit ago, if any.
+    fn recent_time_out(&self) -> Option<String> {
+        let limit = Duration::from_millis(u64::from(self.plugin.limits().timeout_ms));
+        let timed_out = self.timed_out.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, error) = timed_out.as_ref().filter(|(at, _)| at.elapsed() < limit)?;
+        Some(format!("{error} ({} ms ago on another view; not called again within its limit of a time-out)", at.elapsed().as_millis()))
     }
 }
 
@@ -536,7 +553,15 @@ impl Validator for PluginValidator {
     fn validate(&self, view: &View) -> Result<Vec<Issue>, ValidatorError> {
         let key = view.key();
         let target = potter_plugin::View { environment: key.environment.to_string(), service: key.service.as_deref().map(str::to_owned) };
-        let issues = self.plugin.validate(&target, view.value(), &|path| view.is_secret(path)).map_err(|error| ValidatorError::new(error.to_string()))?;
+        if let Some(error) = self.recent_time_out() {
+            return Err(ValidatorError::new(error));
+        }
+        let issues = self.plugin.validate(&target, view.value(), &|path| view.is_secret(path)).map_err(|error| {
+            if matches!(error, PluginError::Timeout { .. }) {
+                *self.timed_out.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), error.to_string()));
+            }
+            ValidatorError::new(error.to_string())
+        })?;
         Ok(issues
             .into_iter()
             .map(|issue| Issue {

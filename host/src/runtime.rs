@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use arc_swap::ArcSwap;
 use potter_engine::merge::set_path;
@@ -77,6 +77,9 @@ impl std::fmt::Debug for Options {
     }
 }
 
+/// Longest [`ConfigHost::plugin_list`] waits for a change in progress.
+pub const PLUGIN_LIST_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// `.potter/` beside the root (`./config` → `./.potter`).
 pub fn default_state_dir(root: &Path) -> PathBuf {
     let parent = root.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -94,6 +97,9 @@ struct Shared {
     current: ArcSwap<Snapshot>,
     /// Serialises writers; readers never take it.
     writer: Mutex<WriterState>,
+    /// The plugin host of `WriterState::plugins`, once there is one: listing plugins must not
+    /// wait for the writer lock, which a reload holds while it calls plugins.
+    plugin_host: OnceLock<Arc<potter_plugin::PluginHost>>,
     events: EventBus,
     /// Staged changes go live in the order they were staged, once durable.
     order: Mutex<CommitOrder>,
@@ -219,9 +225,14 @@ impl ConfigHost {
         state.checks_changed = false;
         let snapshot = Arc::new(snapshot);
         state.head = Some(snapshot.clone());
+        let plugin_host = OnceLock::new();
+        if let Some(plugins) = &state.plugins {
+            let _ = plugin_host.set(plugins.host());
+        }
         Ok(Self {
             shared: Arc::new(Shared {
                 options,
+                plugin_host,
                 current: ArcSwap::new(snapshot),
                 writer: Mutex::new(state),
                 events: EventBus::new(DEFAULT_CAPACITY),
@@ -258,7 +269,9 @@ impl ConfigHost {
         self.adopt_recorded_overrides(&mut state)?;
         let overrides = state.overrides.clone();
         if state.plugins.is_none() && self.shared.options.plugins_dir.is_dir() {
-            state.plugins = Some(Plugins::start_empty(&self.shared.options)?);
+            let plugins = Plugins::start_empty(&self.shared.options)?;
+            let _ = self.shared.plugin_host.set(plugins.host());
+            state.plugins = Some(plugins);
         }
         let Some(plugins) = state.plugins.as_mut() else {
             return self.apply(&mut state, &overrides, None, cause);
@@ -371,9 +384,20 @@ impl ConfigHost {
     }
 
     /// Every plugin of the plugins folder with its status, last error and refused update.
+    ///
+    /// A change or reload in progress holds the writer lock, and may be inside a plugin call for
+    /// as long as that plugin's time limit: the list waits for it [`PLUGIN_LIST_WAIT`] at most
+    /// (so it agrees with a change that just finished), then answers from the plugin host as is.
     pub fn plugin_list(&self) -> Vec<potter_plugin::PluginInfo> {
-        let state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-        state.plugins.as_ref().map(Plugins::list).unwrap_or_default()
+        let deadline = std::time::Instant::now() + PLUGIN_LIST_WAIT;
+        loop {
+            match self.shared.writer.try_lock() {
+                Ok(state) => return state.plugins.as_ref().map(Plugins::list).unwrap_or_default(),
+                Err(std::sync::TryLockError::Poisoned(state)) => return state.into_inner().plugins.as_ref().map(Plugins::list).unwrap_or_default(),
+                Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(1)),
+                Err(std::sync::TryLockError::WouldBlock) => return self.shared.plugin_host.get().map(|host| host.list()).unwrap_or_default(),
+            }
+        }
     }
 
     /// Validates the current snapshot again (every view), without changing anything.

@@ -93,7 +93,7 @@ impl From<Error> for ApiError {
             }
             // A file of the tree that cannot be loaded (does not parse, is not a regular file, is too
             // large): the change is refused, the old snapshot stays. The tree must be fixed first.
-            Error::Parse { ref file, .. } | Error::TooLarge { ref file, .. } | Error::NotUtf8 { ref file, .. } | Error::NotAFile { ref file } => {
+            Error::Parse { ref file, .. } | Error::TooLarge { ref file, .. } | Error::NotUtf8 { ref file, .. } | Error::NotAFile { ref file, .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tree", message.clone()).with("file", json!(file))
             }
             Error::DuplicateLayer { .. } | Error::Schema(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tree", message),

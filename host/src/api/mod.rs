@@ -1,7 +1,8 @@
 //! The HTTP API that `potter-config serve` runs: JSON over axum, bearer tokens, role-based access.
 //!
 //! [`router`] builds the routes over a running [`ConfigHost`]; [`serve`] runs them on a listener
-//! until a shutdown signal, ending live change streams so the shutdown is not held up by them.
+//! until a shutdown signal, ending live change streams so the shutdown is not held up by them, and
+//! giving requests in flight [`SHUTDOWN_GRACE`] to finish.
 
 mod error;
 pub mod gate;
@@ -13,6 +14,7 @@ pub mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -27,6 +29,12 @@ pub use tokens::{TokenError, TokenRecord, TokenStore};
 
 /// Largest request body accepted (larger: 413).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How long requests in flight may still take once a shutdown signal came. A write can be
+/// waiting for a reload that is inside a plugin call (bounded by the plugin's time limit, up to
+/// 10 s); shutdown does not wait for it. Such a request gets no answer, and so was never
+/// acknowledged: a change is acknowledged only once recorded.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1000);
 
 /// The header that names the environment where a route does not.
 pub const ENVIRONMENT_HEADER: &str = "x-potter-environment";
@@ -93,10 +101,30 @@ pub async fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> std::i
 }
 
 /// Serves the API on `listener` until `signal` completes, then stops accepting, ends the change
-/// streams and waits for the requests in flight.
+/// streams and waits for the requests in flight, at most [`SHUTDOWN_GRACE`].
 pub async fn serve(listener: Listener, host: ConfigHost, tokens: Arc<TokenStore>, settings: Settings, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let (stop, stopped) = watch::channel(false);
-    let app = router(host, tokens, stopped, settings);
+    let app = router(host, tokens, stopped.clone(), settings);
+    let served = serve_until(listener, app, stop, signal);
+    tokio::select! {
+        served = served => served,
+        () = grace_after(stopped) => {
+            tracing::warn!(grace_ms = SHUTDOWN_GRACE.as_millis() as u64, "requests still in flight at shutdown were not waited for");
+            Ok(())
+        }
+    }
+}
+
+/// Completes [`SHUTDOWN_GRACE`] after `stopped` turns true.
+async fn grace_after(mut stopped: watch::Receiver<bool>) {
+    if stopped.wait_for(|stopping| *stopping).await.is_err() {
+        // The server ended without a signal: its own result decides.
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
+}
+
+async fn serve_until(listener: Listener, app: Router, stop: watch::Sender<bool>, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     match listener {
         Listener::Http(listener) => {
             axum::serve(listener, app)
@@ -120,21 +148,24 @@ pub async fn serve(listener: Listener, host: ConfigHost, tokens: Arc<TokenStore>
     }
 }
 
-/// Completes on ctrl-c or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut stream) => {
+/// Completes on ctrl-c or SIGTERM. The handlers are installed at once (call it inside the runtime
+/// before announcing the address), so a signal that comes right after start-up is not missed.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    let received = |stream: Option<tokio::signal::unix::Signal>| async move {
+        match stream {
+            Some(mut stream) => {
                 stream.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
     };
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
+    async move {
+        tokio::select! {
+            () = received(interrupt) => {},
+            () = received(terminate) => {},
+        }
     }
 }

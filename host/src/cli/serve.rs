@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{Cli, Failure, Outcome};
 use crate::api::{self, Role, TokenStore};
@@ -64,12 +65,12 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
     let audit = crate::history::shared_store(&options.state_dir)?;
     let settings = api::Settings { rate_limit, audit: Some(api::AuditLog::new(audit)) };
     // File saves go live while serving; dropping the watcher at the end stops it.
-    let _watcher = host.watch(WatchOptions::default())?;
+    let watcher = host.watch(WatchOptions::default())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| failure(super::exit::INVALID, format!("cannot start the server runtime: {e}")))?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let cannot_listen = |e: std::io::Error| failure(super::exit::USAGE, format!("cannot listen on {}: {e}", args.listen));
         let (listener, scheme, bound) = match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => {
@@ -84,8 +85,30 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
                 (api::Listener::Http(listener), "http", bound)
             }
         };
+        let stop = api::shutdown_signal();
         let _ = writeln!(std::io::stdout(), "listening on {scheme}://{bound}");
         let _ = std::io::stdout().flush();
-        api::serve(listener, host, Arc::new(tokens), settings, api::shutdown_signal()).await.map_err(|e| failure(super::exit::INVALID, format!("server failed: {e}")))
-    })
+        api::serve(listener, host, Arc::new(tokens), settings, stop).await.map_err(|e| failure(super::exit::INVALID, format!("server failed: {e}")))
+    });
+    // Work still running past the grace (a request or reload inside a plugin call, bounded by
+    // the plugin's limit) is not waited for: the process ends, and what it had not acknowledged
+    // was never acknowledged.
+    runtime.shutdown_background();
+    drop_within(watcher, STOP_WATCHER_WAIT);
+    served
+}
+
+/// How long stopping the file watcher may take at shutdown (it may be inside a reload).
+const STOP_WATCHER_WAIT: Duration = Duration::from_millis(500);
+
+/// Drops `value` on a thread of its own and waits for that at most `wait`.
+fn drop_within<T: Send + 'static>(value: T, wait: Duration) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let dropping = std::thread::Builder::new().name("potter-stop".into()).spawn(move || {
+        drop(value);
+        let _ = done.send(());
+    });
+    if dropping.is_ok() {
+        let _ = finished.recv_timeout(wait);
+    }
 }

@@ -11,6 +11,8 @@ use wasmtime::Engine;
 
 use crate::cache::{CompiledCache, CompiledFrom};
 use crate::error::{describe, PluginError, Refusal};
+use crate::executor::Executor;
+use crate::log::PluginLog;
 use crate::manifest::{plugin_stem, Grants, Limits, PluginKind};
 use crate::plugin::{LoadedPlugin, NamespaceIndices, WorldIndices};
 use crate::sandbox::{self, bindings, source_bindings, CallState};
@@ -107,6 +109,7 @@ struct Entry {
 /// Loads, sandboxes and runs plugins. One per process; cheap to share by reference.
 pub struct PluginHost {
     engine: Engine,
+    executor: Arc<Executor>,
     linker: Linker<CallState>,
     cache: CompiledCache,
     options: HostOptions,
@@ -128,6 +131,7 @@ impl PluginHost {
         let cache = CompiledCache::open(options.state_dir.join("plugin-cache"), &engine)?;
         Ok(PluginHost {
             engine,
+            executor: Executor::new()?,
             linker,
             cache,
             options,
@@ -257,12 +261,14 @@ impl PluginHost {
         let mut visible_prefixes = manifest.prefixes.clone();
         visible_prefixes.push(manifest.namespace());
         Ok(Arc::new(LoadedPlugin {
+            log: PluginLog::new(name.clone()),
             name,
             module_sha256: verified.module_sha256,
             signer_key_id: verified.signer_key_id,
             limits,
             compiled_from,
             engine: self.engine.clone(),
+            executor: self.executor.clone(),
             instance_pre,
             world,
             namespace,

@@ -25,7 +25,9 @@
 mod cache;
 mod config_filter;
 mod error;
+mod executor;
 mod host;
+mod log;
 mod manifest;
 mod plugin;
 mod sandbox;
@@ -34,6 +36,7 @@ mod signing;
 pub use cache::CompiledFrom;
 pub use config_filter::{lookup, restrict};
 pub use error::{PluginError, Refusal};
+pub use log::{BURST_LINES, GUEST_LOG_TARGET, LINES_PER_SECOND};
 pub use host::{default_trust_dir, HostOptions, PluginHost, PluginInfo, PluginStatus, PRODUCTION};
 pub use manifest::{
     manifest_path, Grants, LimitRequest, Limits, Manifest, OnError, PluginKind,

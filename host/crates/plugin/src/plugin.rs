@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -11,10 +12,12 @@ use wasmtime::{Engine, Store, Trap};
 use crate::cache::CompiledFrom;
 use crate::config_filter::{lookup, restrict};
 use crate::error::{describe, PluginError};
+use crate::executor::Executor;
+use crate::log::PluginLog;
 use crate::manifest::{is_key_path, Limits, Manifest};
 use crate::sandbox::{
-    self, bindings, deadline_ticks, forward_output, new_store, source_bindings, CallState,
-    SandboxStore, NAMESPACE_INTERFACE, STDIO_CAPACITY,
+    self, bindings, forward_output, new_store, source_bindings, CallState, SandboxStore,
+    NAMESPACE_INTERFACE, STDIO_CAPACITY,
 };
 
 /// Idle instances kept per plugin for reuse (each holds its linear memory).
@@ -67,6 +70,10 @@ pub struct LoadedPlugin {
     pub(crate) limits: Limits,
     pub(crate) compiled_from: CompiledFrom,
     pub(crate) engine: Engine,
+    /// Runs every call under its deadline (shared by the host's plugins).
+    pub(crate) executor: Arc<Executor>,
+    /// Where the guest's log lines and stdio go, rate-limited (shared by all its instances).
+    pub(crate) log: Arc<PluginLog>,
     pub(crate) instance_pre: InstancePre<CallState>,
     pub(crate) world: WorldIndices,
     /// Present when the plugin exports the `namespace` interface.
@@ -198,8 +205,8 @@ impl LoadedPlugin {
             service: view.service.clone(),
         };
 
-        let issues = self.call("validate", &view.environment, namespace_json, |store, _, exports| match exports {
-            WorldExports::Validator(validator) => validator.call_validate(store, &wit_view, &input),
+        let issues = self.call("validate", &view.environment, namespace_json, async |store, _, exports| match exports {
+            WorldExports::Validator(validator) => validator.call_validate(store, &wit_view, &input).await,
             WorldExports::Source(_) => Err(wasmtime::Error::msg("not a validator")),
         })?;
         self.check_output(issues)
@@ -215,8 +222,8 @@ impl LoadedPlugin {
     }
 
     fn load_source_inner(&self, environment: &str, namespace_json: String) -> Result<Value, PluginError> {
-        let outcome = self.call("load", environment, namespace_json, |store, _, exports| match exports {
-            WorldExports::Source(source) => source.call_load(store, environment),
+        let outcome = self.call("load", environment, namespace_json, async |store, _, exports| match exports {
+            WorldExports::Source(source) => source.call_load(store, environment).await,
             WorldExports::Validator(_) => Err(wasmtime::Error::msg("not a source")),
         })?;
         let text = outcome.map_err(|message: String| PluginError::SourceFailed {
@@ -236,8 +243,8 @@ impl LoadedPlugin {
 
     /// A source's `poll-interval-ms` (0: never poll).
     pub fn poll_interval_ms(&self, environment: &str, namespace_json: String) -> Result<u32, PluginError> {
-        let result = self.call("poll-interval-ms", environment, namespace_json, |store, _, exports| match exports {
-            WorldExports::Source(source) => source.call_poll_interval_ms(store),
+        let result = self.call("poll-interval-ms", environment, namespace_json, async |store, _, exports| match exports {
+            WorldExports::Source(source) => source.call_poll_interval_ms(store).await,
             WorldExports::Validator(_) => Ok(0),
         });
         self.remember(&result);
@@ -246,8 +253,8 @@ impl LoadedPlugin {
 
     /// A source's `change-token` (None: reload on every poll).
     pub fn change_token(&self, environment: &str, namespace_json: String) -> Result<Option<String>, PluginError> {
-        let result = self.call("change-token", environment, namespace_json, |store, _, exports| match exports {
-            WorldExports::Source(source) => source.call_change_token(store),
+        let result = self.call("change-token", environment, namespace_json, async |store, _, exports| match exports {
+            WorldExports::Source(source) => source.call_change_token(store).await,
             WorldExports::Validator(_) => Ok(None),
         });
         self.remember(&result);
@@ -272,9 +279,9 @@ impl LoadedPlugin {
     pub fn namespace_defaults(&self) -> Result<Option<Value>, PluginError> {
         let Some(indices) = &self.namespace else { return Ok(None) };
         let result = self
-            .call("defaults", "", "{}".to_owned(), |store, instance, _| {
+            .call("defaults", "", "{}".to_owned(), async |store, instance, _| {
                 let func = instance.get_typed_func::<(), (String,)>(&mut *store, &indices.defaults)?;
-                let (text,) = func.call(&mut *store, ())?;
+                let (text,) = func.call_async(&mut *store, ()).await?;
                 Ok(text)
             })
             .and_then(|text| self.parse_json_output("defaults", &text));
@@ -286,9 +293,9 @@ impl LoadedPlugin {
     pub fn on_config_changed(&self, environment: &str, namespace_json: &str) -> Result<(), PluginError> {
         let Some(indices) = &self.namespace else { return Ok(()) };
         let argument = namespace_json.to_owned();
-        let result = self.call("on-config-changed", environment, namespace_json.to_owned(), |store, instance, _| {
+        let result = self.call("on-config-changed", environment, namespace_json.to_owned(), async |store, instance, _| {
             let func = instance.get_typed_func::<(String,), ()>(&mut *store, &indices.on_config_changed)?;
-            func.call(&mut *store, (argument,))
+            func.call_async(&mut *store, (argument,)).await
         });
         self.remember(&result);
         result
@@ -315,23 +322,33 @@ impl LoadedPlugin {
 
     /// Runs one export on a warm (or fresh) instance under the plugin's limits. The instance goes
     /// back to the pool only when the call succeeded.
+    ///
+    /// The time limit is wall-clock: at the deadline the call's future is dropped, whether the
+    /// guest is computing (it yields at every epoch tick) or waiting in a host call (a WASI
+    /// sleep, a poll, a read), and the instance with it.
     fn call<R>(
         &self,
         call: &str,
         environment: &str,
         namespace_json: String,
-        run: impl FnOnce(&mut Store<CallState>, &Instance, &WorldExports) -> wasmtime::Result<R>,
+        run: impl AsyncFnOnce(&mut Store<CallState>, &Instance, &WorldExports) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let mut warm = match self.take_warm() {
             Some(warm) => warm,
             None => self.instantiate()?,
         };
+        let deadline = self.deadline();
         let store = &mut warm.sandbox.store;
         store.data_mut().begin_call(environment, namespace_json);
-        store.set_epoch_deadline(deadline_ticks(self.limits.timeout_ms));
-        let outcome = run(store, &warm.instance, &warm.exports);
-        warm.stdout_seen = forward_output(&self.name, "stdout", &warm.sandbox.stdout, warm.stdout_seen);
-        warm.stderr_seen = forward_output(&self.name, "stderr", &warm.sandbox.stderr, warm.stderr_seen);
+        store.set_epoch_deadline(1);
+        let outcome = self.executor.run_until(deadline, run(store, &warm.instance, &warm.exports));
+        warm.stdout_seen = forward_output(&self.log, "stdout", &warm.sandbox.stdout, warm.stdout_seen);
+        warm.stderr_seen = forward_output(&self.log, "stderr", &warm.sandbox.stderr, warm.stderr_seen);
+        self.log.flush();
+        let Some(outcome) = outcome else {
+            // The instance is dropped here, mid-call: it is never re-entered.
+            return Err(self.timeout(call));
+        };
         match outcome {
             Ok(value) => {
                 let stdio_nearly_full = warm.stdout_seen.max(warm.stderr_seen) > STDIO_CAPACITY / 2;
@@ -356,25 +373,43 @@ impl LoadedPlugin {
         }
     }
 
+    /// When a call (or an instantiation) starting now must be over.
+    fn deadline(&self) -> Instant {
+        Instant::now() + Duration::from_millis(u64::from(self.limits.timeout_ms))
+    }
+
+    fn timeout(&self, call: &str) -> PluginError {
+        PluginError::Timeout {
+            plugin: self.name.to_string(),
+            call: call.to_string(),
+            limit_ms: self.limits.timeout_ms,
+        }
+    }
+
     fn instantiate(&self) -> Result<WarmInstance, PluginError> {
         let mut sandbox = new_store(
             &self.engine,
-            self.name.clone(),
+            &self.name,
+            self.log.clone(),
             &self.manifest.grants,
             self.directory.as_deref(),
             self.limits.memory_mib,
         )?;
         // Start-up code runs under the same time limit as a call.
-        sandbox
-            .store
-            .set_epoch_deadline(deadline_ticks(self.limits.timeout_ms));
-        let instantiated = self.instance_pre.instantiate(&mut sandbox.store).and_then(|instance| {
+        let deadline = self.deadline();
+        sandbox.store.set_epoch_deadline(1);
+        let store = &mut sandbox.store;
+        let instantiated = self.executor.run_until(deadline, async {
+            let instance = self.instance_pre.instantiate_async(&mut *store).await?;
             let exports = match &self.world {
-                WorldIndices::Validator(indices) => WorldExports::Validator(indices.load(&mut sandbox.store, &instance)?),
-                WorldIndices::Source(indices) => WorldExports::Source(indices.load(&mut sandbox.store, &instance)?),
+                WorldIndices::Validator(indices) => WorldExports::Validator(indices.load(&mut *store, &instance)?),
+                WorldIndices::Source(indices) => WorldExports::Source(indices.load(&mut *store, &instance)?),
             };
-            Ok((instance, exports))
+            wasmtime::Result::Ok((instance, exports))
         });
+        let Some(instantiated) = instantiated else {
+            return Err(self.timeout("instantiate"));
+        };
         match instantiated {
             Ok((instance, exports)) => Ok(WarmInstance {
                 sandbox,
@@ -418,13 +453,6 @@ impl LoadedPlugin {
                 plugin,
                 call,
                 limit_mib: self.limits.memory_mib,
-            };
-        }
-        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            return PluginError::Timeout {
-                plugin,
-                call,
-                limit_ms: self.limits.timeout_ms,
             };
         }
         // The trap itself, without the wasm backtrace (addresses help no operator).

@@ -1,6 +1,9 @@
 //! The sandbox: one shared engine with epoch interruption, per-store memory
 //! limits, the host functions of `potter:config/host`, captured stdio, and the
 //! import policy that refuses ungranted capabilities at load time.
+//!
+//! Guests run asynchronously (async WASI, `call_async`) so that a call can be cut off at its
+//! deadline whatever the guest is doing; see `executor.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +14,14 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::error::{describe, PluginError};
+use crate::log::{Level, PluginLog};
 use crate::manifest::{Grants, GRANTED_DIRECTORY_GUEST_PATH};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         world: "validator",
         path: "../../../wit",
+        exports: { default: async },
     });
 }
 
@@ -28,6 +33,7 @@ pub(crate) mod source_bindings {
         with: {
             "potter:config/host": super::bindings::potter::config::host,
         },
+        exports: { default: async },
     });
 }
 
@@ -37,14 +43,17 @@ pub(crate) const NAMESPACE_INTERFACE: &str = "potter:config/namespace@0.1.0";
 
 use bindings::potter::config::host::{Host as HostImports, LogLevel};
 
-/// How often the ticker thread advances the engine's epoch.
+/// How often the ticker thread advances the engine's epoch: a computing guest yields to the
+/// executor this often, which is when its deadline is checked.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Captured stdout/stderr per instance; a guest that writes more gets a closed stream.
 pub(crate) const STDIO_CAPACITY: usize = 64 * 1024;
-/// Host log lines one call may emit through `host.log`; the rest are dropped.
+/// Host log lines one call may emit through `host.log`; the rest are dropped (beside the
+/// plugin's rate limit, which spans calls).
 const LOG_LINES_PER_CALL: u32 = 100;
-/// Longest message `host.log` passes on.
-const LOG_MESSAGE_MAX: usize = 4096;
+/// Stack left to host functions (WASI, `potter:config/host`) above the Wasm stack on the fiber
+/// every guest call runs on.
+const HOST_STACK: usize = 1024 * 1024;
 
 /// Build the shared engine and start its epoch ticker.
 pub(crate) fn new_engine(max_wasm_stack: usize) -> Result<Engine, PluginError> {
@@ -52,6 +61,7 @@ pub(crate) fn new_engine(max_wasm_stack: usize) -> Result<Engine, PluginError> {
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.max_wasm_stack(max_wasm_stack);
+    config.async_stack_size(max_wasm_stack + HOST_STACK);
     config.parallel_compilation(true);
     let engine = Engine::new(&config)
         .map_err(|e| PluginError::Host(format!("cannot create engine: {}", describe(&e))))?;
@@ -75,12 +85,6 @@ fn start_epoch_ticker(engine: &Engine) -> Result<(), PluginError> {
         .map_err(|e| PluginError::Host(format!("cannot start the epoch ticker: {e}")))
 }
 
-/// Epoch ticks for a time limit, rounded up, plus one for the tick in progress.
-pub(crate) fn deadline_ticks(timeout_ms: u32) -> u64 {
-    let tick = EPOCH_TICK.as_millis() as u64;
-    u64::from(timeout_ms).div_ceil(tick) + 1
-}
-
 /// The linker every plugin is instantiated with: all of WASI p2 plus
 /// `potter:config/host`. What a plugin may actually use is decided by
 /// [`check_imports`] before instantiation and by the (empty) WASI context.
@@ -89,7 +93,7 @@ pub(crate) fn new_linker(engine: &Engine) -> Result<Linker<CallState>, PluginErr
     let fail = |e: wasmtime::Error| {
         PluginError::Host(format!("cannot build the linker: {}", describe(&e)))
     };
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(fail)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(fail)?;
     bindings::Validator::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
         .map_err(fail)?;
     Ok(linker)
@@ -197,7 +201,7 @@ pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) memory: MemoryCap,
-    plugin: Arc<str>,
+    log: Arc<PluginLog>,
     pub(crate) environment: String,
     pub(crate) namespace_json: String,
     pub(crate) log_lines_left: u32,
@@ -214,7 +218,8 @@ pub(crate) struct SandboxStore {
 /// source, its granted directory (read-only, at `/data`).
 pub(crate) fn new_store(
     engine: &Engine,
-    plugin: Arc<str>,
+    plugin: &str,
+    log: Arc<PluginLog>,
     grants: &Grants,
     directory: Option<&std::path::Path>,
     memory_mib: u32,
@@ -246,13 +251,15 @@ pub(crate) fn new_store(
             max_bytes: memory_mib as usize * 1024 * 1024,
             exceeded: false,
         },
-        plugin,
+        log,
         environment: String::new(),
         namespace_json: String::new(),
         log_lines_left: LOG_LINES_PER_CALL,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.memory);
+    // A computing guest yields at every tick, so its deadline is checked every tick.
+    store.epoch_deadline_async_yield_and_update(1);
     Ok(SandboxStore {
         store,
         stdout,
@@ -287,20 +294,16 @@ impl HostImports for CallState {
             return;
         }
         self.log_lines_left -= 1;
-        let plugin = &*self.plugin;
-        let message = truncate(&message, LOG_MESSAGE_MAX);
-        match level {
-            LogLevel::Trace => tracing::trace!(plugin, "{message}"),
-            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
-            LogLevel::Info => tracing::info!(plugin, "{message}"),
-            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
-            LogLevel::Error => tracing::error!(plugin, "{message}"),
-        }
+        let level = match level {
+            LogLevel::Trace => Level::Trace,
+            LogLevel::Debug => Level::Debug,
+            LogLevel::Info => Level::Info,
+            LogLevel::Warn => Level::Warn,
+            LogLevel::Error => Level::Error,
+        };
+        self.log.line(level, None, &message);
         if self.log_lines_left == 0 {
-            tracing::warn!(
-                plugin,
-                "log limit of {LOG_LINES_PER_CALL} lines per call reached; further lines dropped"
-            );
+            self.log.line(Level::Warn, None, &format!("log limit of {LOG_LINES_PER_CALL} lines per call reached; further lines dropped"));
         }
     }
 
@@ -325,23 +328,24 @@ pub(crate) fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Forward what the guest wrote to stdout/stderr since `from` to the host log.
-/// Returns the new offset.
+/// Forward what the guest wrote to stdout/stderr since `from` to the host log (stdout at info,
+/// stderr at warn). Returns the new offset.
 pub(crate) fn forward_output(
-    plugin: &str,
+    log: &PluginLog,
     stream: &'static str,
     pipe: &MemoryOutputPipe,
     from: usize,
 ) -> usize {
     let bytes = pipe.contents();
     if bytes.len() > from {
+        let level = if stream == "stderr" { Level::Warn } else { Level::Info };
         let text = String::from_utf8_lossy(&bytes[from..]);
         for line in text
             .lines()
             .filter(|l| !l.trim().is_empty())
             .take(LOG_LINES_PER_CALL as usize)
         {
-            tracing::info!(plugin, stream, "{}", truncate(line, LOG_MESSAGE_MAX));
+            log.line(level, Some(stream), line);
         }
     }
     bytes.len()
@@ -369,11 +373,5 @@ mod tests {
         );
         assert!(import_allowed("wasi:http/outgoing-handler@0.2.6").is_err());
         assert!(import_allowed("acme:evil/thing").is_err());
-    }
-
-    #[test]
-    fn deadline_rounds_up_to_whole_ticks() {
-        assert_eq!(deadline_ticks(100), 21);
-        assert_eq!(deadline_ticks(1), 2);
     }
 }

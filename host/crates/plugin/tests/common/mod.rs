@@ -104,7 +104,7 @@ impl Fixture {
 }
 
 /// A tracing subscriber that keeps every event as one line of text:
-/// `LEVEL field=value ... message`.
+/// `LEVEL field=value ... target=TARGET`.
 #[derive(Clone, Default)]
 pub struct CapturedLog {
     pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -134,6 +134,7 @@ impl tracing::Subscriber for CapturedLog {
         }
         let mut fields = Fields(event.metadata().level().to_string());
         event.record(&mut fields);
+        fields.0.push_str(&format!(" target={}", event.metadata().target()));
         self.lines.lock().unwrap().push(fields.0);
     }
     fn enter(&self, _: &tracing::span::Id) {}
@@ -161,4 +162,22 @@ impl Fixture {
         std::fs::create_dir_all(parent).unwrap();
         Fixture::in_temp(TempDir::new_in(parent).unwrap())
     }
+}
+
+impl Fixture {
+    /// Copy a built plugin, pass its manifest through `edit`, and sign it with the trusted key.
+    pub fn install_edited(&self, name: &str, edit: impl FnOnce(String) -> String) -> PathBuf {
+        let wasm = self.install_unsigned(name);
+        let manifest = potter_plugin::manifest_path(&wasm);
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        std::fs::write(&manifest, edit(text)).unwrap();
+        sign(&wasm, &self.key.secret_key).unwrap();
+        wasm
+    }
+}
+
+/// `text` with a `[limits]` section asking for `timeout_ms` (the built manifest has none).
+pub fn with_timeout_ms(text: String, timeout_ms: u32) -> String {
+    assert!(!text.contains("[limits]"), "{text}");
+    format!("{text}\n[limits]\ntimeout_ms = {timeout_ms}\n")
 }
