@@ -93,7 +93,16 @@ impl IssueScope {
                 views.push(json!({ "view": view_report.view, "issues": kept, "coverage": view_report.coverage }));
             }
         }
-        json!({ "views": views, "withheld": withheld })
+        // Tree-level issues name files of the whole tree: only a caller who sees everything gets them.
+        let tree = if self.unrestricted() { report.tree.clone() } else {
+            withheld += report.tree.len();
+            Vec::new()
+        };
+        if tree.is_empty() {
+            json!({ "views": views, "withheld": withheld })
+        } else {
+            json!({ "views": views, "tree": tree, "withheld": withheld })
+        }
     }
 
     fn environment_admitted(&self, environment: &str) -> bool {
@@ -131,7 +140,7 @@ mod tests {
             .into_iter()
             .map(|(view, file)| ViewReport { issues: vec![issue(&view, "api.timeout", file), issue(&view, "db.host", file)], view, coverage: None })
             .collect();
-        Report { views }
+        Report { views, tree: Vec::new() }
     }
 
     #[test]
