@@ -115,8 +115,8 @@ fn a_minified_line_of_700_000_keys_parses_with_exact_columns() {
         let column = value_offsets[i] as u32 + 1;
         assert_eq!(text_location(&parsed, &format!("k{i}")), (1, column), "k{i}");
     }
-    // Quadratic column counting took 200 s here in a release build; linear takes about a second in
-    // a debug build. The bound only catches a return to quadratic time, with room for a busy machine.
+    // Quadratic column counting took 200 s here in a release build; linear takes a few seconds in a
+    // debug build. The bound only catches a return to quadratic time, with room for a busy machine.
     assert!(elapsed < Duration::from_secs(60), "700,000 keys on one line took {elapsed:?}");
 }
 
