@@ -202,3 +202,21 @@ fn yaml_numbers_that_fit_and_quoted_lookalikes_keep_their_meaning() {
     assert_eq!(parsed.data["d"], Value::String("1e400x".into()));
     assert_eq!(parsed.data["e"], json!(-0.0005));
 }
+
+#[test]
+fn yaml_errors_at_the_end_of_the_input_name_a_position_inside_it() {
+    // Found by fuzzing (parse_yaml): the parser names the line after the last one at the end of
+    // the input; the error now points at the end of the text.
+    for (text, end) in [
+        ("a: [\n  z", (2, 4)),
+        ("a: [\n  z\r\u{1b}", (3, 2)),
+        ("a\u{10}hosts: [\n  -N z\r\u{1b}", (3, 2)),
+        ("a: [\r\n  z", (2, 4)),
+    ] {
+        let error = refused(text, Format::Yaml);
+        assert_eq!(position(&error), end, "{text:?}: {error}");
+        assert!(error.message.contains("flow sequence"), "{error}");
+    }
+    // A text ending in a line break has an empty last line: the position stays there.
+    assert_eq!(position(&refused("a: 1\nb: [1, 2\n", Format::Yaml)), (3, 1));
+}

@@ -49,7 +49,9 @@ pub(super) fn parse(text: &str) -> Result<Parsed, ParseError> {
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|error| {
             let marker = error.marker();
-            ParseError::at(Some((marker.line() as u32, marker.col() as u32 + 1)), error.info().to_owned())
+            let reported = (marker.line() as u32, marker.col() as u32 + 1);
+            // At the end of the input the parser names the line after the last one: name the end.
+            ParseError::at(Some(reported.min(end_position(text))), error.info().to_owned())
         })?;
         let here = position(&span);
         // The path a value arriving now would take, or None when it is a mapping key.
@@ -176,6 +178,15 @@ impl Size {
         }
         Ok(())
     }
+}
+
+/// The 1-based line and column just after the last character, lines broken as YAML breaks
+/// them (`\r\n`, `\r` or `\n`).
+fn end_position(text: &str) -> (u32, u32) {
+    let last_break = text.rfind(['\n', '\r']);
+    let breaks = text.matches('\n').count() + text.matches('\r').count() - text.matches("\r\n").count();
+    let last_line = last_break.map_or(text, |i| &text[i + 1..]);
+    (breaks as u32 + 1, last_line.chars().count() as u32 + 1)
 }
 
 /// Nodes and bytes of a value. Walked once per anchor; what it walks was itself bounded when built.
