@@ -220,3 +220,17 @@ fn yaml_errors_at_the_end_of_the_input_name_a_position_inside_it() {
     // A text ending in a line break has an empty last line: the position stays there.
     assert_eq!(position(&refused("a: 1\nb: [1, 2\n", Format::Yaml)), (3, 1));
 }
+
+#[test]
+fn yaml_empty_values_at_the_end_of_the_input_are_placed_inside_it() {
+    // Found by fuzzing (parse_yaml): the implicit null of an explicit key at the very end was
+    // placed on the line after the last (`3:1` in a two-line text).
+    let parsed = parse_document("?\r \u{10} ", Format::Yaml).unwrap();
+    for (path, location) in &parsed.locations {
+        let Location::Text { line, column } = location else { panic!("{path}: {location:?}") };
+        assert!(*line <= 2 && *column <= 5, "{path:?} at {line}:{column}");
+    }
+    let parsed = parse_document("a:\n  b:", Format::Yaml).unwrap();
+    assert_eq!(parsed.data["a"], json!({"b": null}));
+    assert!(text_location(&parsed, "a.b").0 <= 2);
+}

@@ -46,14 +46,16 @@ pub(super) fn parse(text: &str) -> Result<Parsed, ParseError> {
     let mut root: Option<Value> = None;
     let mut documents = 0;
 
+    let end = end_position(text);
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|error| {
             let marker = error.marker();
             let reported = (marker.line() as u32, marker.col() as u32 + 1);
             // At the end of the input the parser names the line after the last one: name the end.
-            ParseError::at(Some(reported.min(end_position(text))), error.info().to_owned())
+            ParseError::at(Some(reported.min(end)), error.info().to_owned())
         })?;
-        let here = position(&span);
+        // An empty value at the end of the input is placed after the last line: keep it inside.
+        let here = position(&span).min(end);
         // The path a value arriving now would take, or None when it is a mapping key.
         let value_path = match stack.last() {
             Some(Frame::Mapping { path, key: Some(key), .. }) => Some(path::join(path, key)),
