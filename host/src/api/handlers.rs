@@ -50,6 +50,18 @@ fn json_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>
     serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not the expected JSON: {e}")))
 }
 
+/// Reads `bytes` as the body of every route that takes one, the way the handlers do, and returns
+/// how many of the shapes accept it. The entry point of the API body fuzz target.
+#[doc(hidden)]
+pub fn read_request_bodies(bytes: &[u8]) -> usize {
+    let body = || Ok(Bytes::copy_from_slice(bytes));
+    let put = json_body::<PutBody>(body()).is_ok();
+    let validate = json_body::<ValidateBody>(body()).is_ok();
+    let rollback = json_body::<RollbackBody>(body()).is_ok();
+    let patch = json_body::<Map<String, Value>>(body()).is_ok_and(|patch| merge_patch_edits("", &patch, &mut Vec::new()).is_ok());
+    [put, validate, rollback, patch].into_iter().filter(|accepted| *accepted).count()
+}
+
 /// Refuses key paths that are not plain dotted names (`..`, `/`, empty segments, control characters).
 fn checked_key(key: &str) -> ApiResult<()> {
     if key.contains('/') {

@@ -23,6 +23,8 @@ use tokio::sync::watch;
 
 use crate::runtime::ConfigHost;
 pub use error::{ApiError, ApiResult};
+#[doc(hidden)]
+pub use handlers::read_request_bodies;
 pub use gate::{AuditLog, RateLimit};
 pub use rbac::{Action, Principal, Role};
 pub use tokens::{TokenError, TokenRecord, TokenStore};

@@ -44,5 +44,6 @@ pub use manifest::{
 };
 pub use plugin::{LoadedPlugin, PluginIssue, Severity, View};
 pub use signing::{
-    key_id, keygen, sign, signature_path, trust, verify, KeyFiles, Verified, SIGNATURE_SUFFIX,
+    key_id, keygen, parse_signature, sign, signature_path, trust, verify, KeyFiles, Verified,
+    SIGNATURE_SUFFIX,
 };

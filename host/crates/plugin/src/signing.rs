@@ -188,6 +188,12 @@ pub(crate) fn load_checked(
     })
 }
 
+/// Reads the text of a `<name>.wasm.sig` file as [`verify`] does, without checking it against
+/// anything; returns the key id it names. (The entry point of the signature fuzz target.)
+pub fn parse_signature(text: &str) -> Result<String, String> {
+    SignatureFile::parse(text).map(|signature| signature.key_id)
+}
+
 struct SignatureFile {
     key_id: String,
     module_sha256: [u8; 32],

@@ -78,35 +78,64 @@ pub fn parse_document(text: &str, format: Format) -> Result<Parsed, ParseError> 
     }
 }
 
-/// Byte offset → 1-based (line, column in characters).
+/// Byte offset → 1-based (line, column in characters), in time independent of the line's length.
+///
+/// Columns count characters, so a column is the number of characters between the line start and the
+/// offset. Counting them from the line start on every call is quadratic on one long line (minified
+/// JSON); instead the index holds the character count at every [`CHUNK`]-byte boundary and counts at
+/// most one chunk by hand.
 pub(crate) struct LineIndex<'a> {
     text: &'a str,
     line_starts: Vec<usize>,
+    /// `chars_before_chunk[i]`: characters in `text[..i * CHUNK]`.
+    chars_before_chunk: Vec<u32>,
 }
+
+const CHUNK: usize = 64;
 
 impl<'a> LineIndex<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
+        let bytes = text.as_bytes();
         let mut line_starts = vec![0];
-        line_starts.extend(memchr_newlines(text));
-        Self { text, line_starts }
+        let mut chars_before_chunk = Vec::with_capacity(bytes.len() / CHUNK + 1);
+        let mut chars = 0u32;
+        for (chunk_index, chunk) in bytes.chunks(CHUNK).enumerate() {
+            chars_before_chunk.push(chars);
+            let chunk_start = chunk_index * CHUNK;
+            for (i, &byte) in chunk.iter().enumerate() {
+                if byte == b'\n' {
+                    line_starts.push(chunk_start + i + 1);
+                }
+            }
+            chars = chars.saturating_add(count_chars(chunk));
+        }
+        chars_before_chunk.push(chars);
+        Self { text, line_starts, chars_before_chunk }
     }
 
     pub(crate) fn position(&self, offset: usize) -> (u32, u32) {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&start| start <= offset) - 1;
-        let start = self.line_starts[line];
-        let column = self.text.get(start..offset).map_or(offset - start, |s| s.chars().count());
-        (line as u32 + 1, column as u32 + 1)
+        let column = self.chars_before(offset).saturating_sub(self.chars_before(self.line_starts[line]));
+        (line as u32 + 1, column.saturating_add(1))
     }
 
     pub(crate) fn location(&self, offset: usize) -> Location {
         let (line, column) = self.position(offset);
         Location::Text { line, column }
     }
+
+    /// Characters in `text[..offset]` (an offset inside a character counts that character as before it).
+    fn chars_before(&self, offset: usize) -> u32 {
+        let chunk = offset / CHUNK;
+        let start = chunk * CHUNK;
+        self.chars_before_chunk[chunk].saturating_add(count_chars(&self.text.as_bytes()[start..offset]))
+    }
 }
 
-fn memchr_newlines(text: &str) -> impl Iterator<Item = usize> + '_ {
-    text.bytes().enumerate().filter(|&(_, b)| b == b'\n').map(|(i, _)| i + 1)
+/// Characters in UTF-8 bytes: every byte that is not a continuation byte starts one.
+fn count_chars(bytes: &[u8]) -> u32 {
+    bytes.iter().filter(|&&b| (b & 0xC0) != 0x80).count() as u32
 }
 
 /// Shared builder state: the path being built and the locations found so far.

@@ -9,8 +9,25 @@ use super::{depth_error, duplicate_key_error, top_level_error, Collector, ParseE
 use crate::layer::Location;
 use crate::path;
 
-/// Alias expansion beyond this many nodes is refused ("billion laughs").
+/// Copies made by anchors and aliases beyond this many nodes in all are refused ("billion laughs").
 const MAX_ALIAS_NODES: usize = 1_000_000;
+/// Copies beyond this many bytes of keys and scalars in all are refused: a few aliases of
+/// one large string stay under the node limit yet expand to gigabytes. As much as the largest
+/// configuration file the host reads (16 MiB): an alias may double a file, no more.
+const MAX_ALIAS_BYTES: usize = 16 * 1024 * 1024;
+
+/// An anchored value, with its size counted once when the anchor completes.
+struct Anchored {
+    value: Value,
+    size: Size,
+}
+
+/// What copying a value costs: its nodes, and the bytes of its keys and scalars.
+#[derive(Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+}
 
 enum Frame {
     Mapping { map: Map<String, Value>, path: String, key: Option<String>, anchor: usize },
@@ -24,17 +41,21 @@ fn position(span: &Span) -> (u32, u32) {
 pub(super) fn parse(text: &str) -> Result<Parsed, ParseError> {
     let mut collector = Collector::new();
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: FxHashMap<usize, Value> = FxHashMap::default();
-    let mut alias_nodes = 0usize;
+    let mut anchors: FxHashMap<usize, Anchored> = FxHashMap::default();
+    let mut expanded = Size::default();
     let mut root: Option<Value> = None;
     let mut documents = 0;
 
+    let end = end_position(text);
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|error| {
             let marker = error.marker();
-            ParseError::at(Some((marker.line() as u32, marker.col() as u32 + 1)), error.info().to_owned())
+            let reported = (marker.line() as u32, marker.col() as u32 + 1);
+            // At the end of the input the parser names the line after the last one: name the end.
+            ParseError::at(Some(reported.min(end)), error.info().to_owned())
         })?;
-        let here = position(&span);
+        // An empty value at the end of the input is placed after the last line: keep it inside.
+        let here = position(&span).min(end);
         // The path a value arriving now would take, or None when it is a mapping key.
         let value_path = match stack.last() {
             Some(Frame::Mapping { path, key: Some(key), .. }) => Some(path::join(path, key)),
@@ -102,13 +123,10 @@ pub(super) fn parse(text: &str) -> Result<Parsed, ParseError> {
                 }
             }
             Event::Alias(anchor) => {
-                let Some(value) = anchors.get(&anchor) else {
+                let Some(Anchored { value, size }) = anchors.get(&anchor) else {
                     return Err(ParseError::at(Some(here), "alias to an unknown anchor"));
                 };
-                alias_nodes += count_nodes(value);
-                if alias_nodes > MAX_ALIAS_NODES {
-                    return Err(ParseError::at(Some(here), "aliases expand to too many nodes"));
-                }
+                expanded.charge(*size, here)?;
                 match value_path {
                     None => return Err(ParseError::at(Some(here), "an alias cannot be a mapping key")),
                     Some(path) => {
@@ -122,7 +140,11 @@ pub(super) fn parse(text: &str) -> Result<Parsed, ParseError> {
         };
         if let Some((value, anchor)) = completed {
             if anchor != 0 {
-                anchors.insert(anchor, value.clone());
+                // The copy kept for later aliases is itself a copy: it counts, so anchors alone
+                // cannot multiply memory either.
+                let size = size_of(&value);
+                expanded.charge(size, here)?;
+                anchors.insert(anchor, Anchored { size, value: value.clone() });
             }
             match stack.last_mut() {
                 Some(Frame::Mapping { map, key, .. }) => {
@@ -144,12 +166,49 @@ pub(super) fn parse(text: &str) -> Result<Parsed, ParseError> {
     Ok(Parsed { data, locations: collector.locations })
 }
 
-fn count_nodes(value: &Value) -> usize {
-    match value {
-        Value::Object(map) => 1 + map.values().map(count_nodes).sum::<usize>(),
-        Value::Array(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        _ => 1,
+impl Size {
+    /// Adds one copy's size to the running total, refusing once either bound is passed.
+    fn charge(&mut self, copy: Size, here: (u32, u32)) -> Result<(), ParseError> {
+        self.nodes = self.nodes.saturating_add(copy.nodes);
+        self.bytes = self.bytes.saturating_add(copy.bytes);
+        if self.nodes > MAX_ALIAS_NODES {
+            return Err(ParseError::at(Some(here), format!("aliases expand to more than {MAX_ALIAS_NODES} nodes")));
+        }
+        if self.bytes > MAX_ALIAS_BYTES {
+            let mib = MAX_ALIAS_BYTES / (1024 * 1024);
+            return Err(ParseError::at(Some(here), format!("aliases expand to more than {mib} MiB of text")));
+        }
+        Ok(())
     }
+}
+
+/// The 1-based line and column just after the last character, lines broken as YAML breaks
+/// them (`\r\n`, `\r` or `\n`).
+fn end_position(text: &str) -> (u32, u32) {
+    let last_break = text.rfind(['\n', '\r']);
+    let breaks = text.matches('\n').count() + text.matches('\r').count() - text.matches("\r\n").count();
+    let last_line = last_break.map_or(text, |i| &text[i + 1..]);
+    (breaks as u32 + 1, last_line.chars().count() as u32 + 1)
+}
+
+/// Nodes and bytes of a value. Walked once per anchor; what it walks was itself bounded when built.
+fn size_of(value: &Value) -> Size {
+    let mut size = Size::default();
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        size.nodes += 1;
+        match value {
+            Value::Object(map) => {
+                size.bytes += map.keys().map(String::len).sum::<usize>();
+                pending.extend(map.values());
+            }
+            Value::Array(items) => pending.extend(items),
+            Value::String(s) => size.bytes += s.len(),
+            // Numbers, booleans and null: about what their text would take.
+            _ => size.bytes += 8,
+        }
+    }
+    size
 }
 
 /// Resolves a plain scalar by the YAML 1.2 core schema.
@@ -158,7 +217,7 @@ fn resolve_plain(text: &str) -> Result<Value, String> {
         "" | "~" | "null" | "Null" | "NULL" => return Ok(Value::Null),
         "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
         "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "-.inf" | "-.Inf" | "-.INF" | ".nan" | ".NaN" | ".NAN" => {
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF" | ".nan" | ".NaN" | ".NAN" => {
             return Err(format!("`{text}` cannot be represented in JSON"));
         }
         _ => {}
@@ -172,20 +231,19 @@ fn resolve_plain(text: &str) -> Result<Value, String> {
             return Ok(Value::Number(u.into()));
         }
     }
-    if let Some(hex) = text.strip_prefix("0x") {
-        if let Ok(i) = i64::from_str_radix(hex, 16) {
-            return Ok(Value::Number(i.into()));
-        }
-    }
-    if let Some(octal) = text.strip_prefix("0o") {
-        if let Ok(i) = i64::from_str_radix(octal, 8) {
-            return Ok(Value::Number(i.into()));
+    let unrepresentable = || format!("`{text}` cannot be represented in JSON");
+    for (prefix, radix) in [("0x", 16), ("0o", 8)] {
+        if let Some(digits) = text.strip_prefix(prefix) {
+            // The core schema's `0x[0-9a-fA-F]+` and `0o[0-7]+` are integers: too large is refused,
+            // as JSON and TOML refuse it, never kept as a string.
+            if !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix)) {
+                return u64::from_str_radix(digits, radix).map(|n| Value::Number(n.into())).map_err(|_| unrepresentable());
+            }
         }
     }
     if looks_like_float(text) {
-        if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
-            return Ok(Value::Number(n));
-        }
+        // Beyond f64 (`1e400`) parses to infinity, which JSON cannot hold: refused like `.inf`.
+        return text.parse::<f64>().ok().and_then(Number::from_f64).map(Value::Number).ok_or_else(unrepresentable);
     }
     Ok(Value::String(text.to_owned()))
 }
