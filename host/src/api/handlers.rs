@@ -297,7 +297,7 @@ pub async fn get_key(
     let query = query_params(query)?;
     let snapshot = state.host.snapshot();
     let view_key = view_key(&environment, &query);
-    let view = view_of(state, &snapshot, &view_key)?;
+    let view = view_of(&state, &snapshot, &view_key)?;
     let value = view.get_ref(&key).ok_or_else(|| ApiError::not_found("key_not_set", format!("key `{key}` is not set in {view_key}")))?;
     revealable(&principal, view, &key)?;
     let source = view.origin(&key).map(|origin| provenance(origin.layer, Some(origin.location)));
@@ -444,7 +444,7 @@ pub async fn explain(
     let query = query_params(query)?;
     let snapshot = state.host.snapshot();
     let view_key = view_key(&environment, &query);
-    let view = view_of(state, &snapshot, &view_key)?;
+    let view = view_of(&state, &snapshot, &view_key)?;
     let effective = view.get_ref(&key).map(|value| shown(&principal, view, &key, value));
     let layers: Vec<Value> = view
         .explain(&key)
@@ -787,7 +787,7 @@ pub async fn history(
     }
     principal.authorize(Action::Read, &environment, params.key.as_deref())?;
     let snapshot = state.host.snapshot();
-    view_of(state, &snapshot, &ViewKey::environment(&environment))?;
+    view_of(&state, &snapshot, &ViewKey::environment(&environment))?;
     let mut qualifiers: Vec<String> = snapshot.all_view_keys().iter().filter(|key| *key.environment == *environment).map(crate::history::qualifier).collect();
     qualifiers.sort();
     qualifiers.dedup();
