@@ -166,14 +166,22 @@ fn every_bad_ciphertext_rejects_the_load_and_the_old_snapshot_stays() {
     }
 }
 
+// Issue 20 changed this: a missing keyring no longer fails the load (other environments, and this
+// one's non-secret values, are served); revealing one of its secrets fails instead, naming where
+// the secret is and the variable that would unseal it. Writing a secret still names keygen.
 #[test]
-fn a_missing_keyring_names_the_command_that_creates_it() {
+fn a_missing_keyring_seals_the_environment_and_names_the_variable_and_the_command_that_creates_it() {
     let (tree, _, _) = tree_with_production_secret();
     fs::remove_file(tree.state().join("keyrings/production.json")).unwrap();
-    let output = run(&tree, &["--env", "development", "dump"], None, &[]);
-    assert!(!output.status.success());
+    ok(&run(&tree, &["--env", "development", "dump"], None, &[]));
+    let dump = ok(&run(&tree, &["--env", "production", "dump"], None, &[]));
+    assert!(dump.contains("db.internal") && dump.contains("<redacted>") && !dump.contains("enc:v1:"), "{dump}");
+    let output = run(&tree, &["--env", "production", "get", "db.password", "--reveal"], None, &[]);
+    assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
-    assert!(message.contains("environments/production.json:4:") && message.contains("secrets keygen --env production"), "{message}");
+    assert!(message.contains("environments/production.json:4:") && message.contains("POTTER_SECRET_KEY_PRODUCTION"), "{message}");
+    let output = run(&tree, &["--env", "production", "secrets", "set", "db.password"], Some("new"), &[]);
+    assert!(stderr(&output).contains("secrets keygen --env production"), "{}", stderr(&output));
 }
 
 #[test]

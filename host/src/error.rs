@@ -24,6 +24,9 @@ pub enum Error {
     Root { path: PathBuf, reason: String },
     #[error(transparent)]
     UnknownView(#[from] UnknownView),
+    /// An environment outside the process's `--environments` (`Options::environments`).
+    #[error("environment `{environment}` is not served by this process (it serves: {served}; see --environments)")]
+    NotServed { environment: String, served: String },
     #[error(transparent)]
     KeyPath(#[from] KeyPathError),
     #[error("key `{0}` is not set")]

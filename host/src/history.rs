@@ -371,6 +371,9 @@ impl<'o> SecretEncoder<'o> {
         if !secret {
             return Ok(StoredValue::Plain(value.clone()));
         }
+        if let Some(sealed) = sealed_value(value) {
+            return Ok(sealed);
+        }
         let plaintext = match value {
             Value::String(text) => text.clone(),
             other => other.to_string(),
@@ -444,6 +447,15 @@ pub fn set_leaf(tree: &mut Map<String, Value>, dotted: &str, value: Value) {
     potter_engine::merge::set_path(tree, &segments, value);
 }
 
+/// A secret the view holds sealed (its environment's keyring is absent, so it is still the
+/// ciphertext): kept as that ciphertext, compared by a hash of it.
+fn sealed_value(value: &Value) -> Option<StoredValue> {
+    match value {
+        Value::String(text) if is_ciphertext(text) => Some(StoredValue::Secret { ciphertext: Some(text.clone()), fingerprint: potter_secrets::ciphertext_fingerprint(text) }),
+        _ => None,
+    }
+}
+
 /// The leaves of a view now; secrets as `Secret` with their fingerprint (no ciphertext: the
 /// current value needs none to be compared or shown).
 pub fn current_leaves(options: &Options, view: &View) -> Result<Leaves, Error> {
@@ -454,7 +466,9 @@ pub fn current_leaves(options: &Options, view: &View) -> Result<Leaves, Error> {
         return Ok(leaves);
     };
     for (key, value) in flatten(tree) {
-        let stored = if view.is_secret(&key) {
+        let stored = if let Some(sealed) = sealed_value(&value).filter(|_| view.is_secret(&key)) {
+            sealed
+        } else if view.is_secret(&key) {
             let plaintext = match &value {
                 Value::String(text) => text.clone(),
                 other => other.to_string(),

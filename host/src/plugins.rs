@@ -552,6 +552,11 @@ impl Validator for PluginValidator {
 
     fn validate(&self, view: &View) -> Result<Vec<Issue>, ValidatorError> {
         let key = view.key();
+        if self.plugin.manifest().secrets {
+            if let Some(skipped) = crate::secrets::skip_for_sealed_secrets(view, &self.name) {
+                return Ok(vec![skipped]);
+            }
+        }
         let target = potter_plugin::View { environment: key.environment.to_string(), service: key.service.as_deref().map(str::to_owned) };
         if let Some(error) = self.recent_time_out() {
             return Err(ValidatorError::new(error));

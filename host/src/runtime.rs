@@ -41,6 +41,10 @@ pub struct Options {
     pub strict: bool,
     /// Record every change in `<state>/history.db` (runtime overrides are kept there).
     pub history: bool,
+    /// The environments this process serves (None: every environment of the tree). The others
+    /// are not loaded at all: their files and overrides are skipped, their keyrings never read,
+    /// and their views answer as not served (see docs/SECRETS.md).
+    pub environments: Option<Vec<String>>,
 }
 
 impl Options {
@@ -56,7 +60,22 @@ impl Options {
             allow_unsigned: false,
             strict: false,
             history: true,
+            environments: None,
         }
+    }
+
+    /// True when this process serves `environment` (every environment unless `environments` says).
+    pub fn serves(&self, environment: &str) -> bool {
+        self.environments.as_ref().is_none_or(|served| served.iter().any(|name| name == environment))
+    }
+
+    /// The view `key` of `snapshot`, refusing an environment this process does not serve with a
+    /// message that says so (it answers like an unknown view: exit 2, HTTP 404).
+    pub fn served_view<'s>(&self, snapshot: &'s Snapshot, key: &ViewKey) -> Result<&'s Arc<View>, Error> {
+        if !self.serves(&key.environment) {
+            return Err(Error::NotServed { environment: key.environment.to_string(), served: self.environments.clone().unwrap_or_default().join(", ") });
+        }
+        Ok(snapshot.view(key)?)
     }
 }
 
@@ -73,6 +92,7 @@ impl std::fmt::Debug for Options {
             .field("allow_unsigned", &self.allow_unsigned)
             .field("strict", &self.strict)
             .field("history", &self.history)
+            .field("environments", &self.environments)
             .finish()
     }
 }
@@ -413,7 +433,7 @@ impl ConfigHost {
         }
         let receiver = self.shared.events.subscribe();
         let baseline = self.snapshot();
-        baseline.view(view)?;
+        self.shared.options.served_view(&baseline, view)?;
         let shared = self.shared.clone();
         Ok(Subscription::new(receiver, view.clone(), prefix, baseline, Box::new(move || shared.current.load_full())))
     }
@@ -457,7 +477,7 @@ impl ConfigHost {
         for (key, _) in edits {
             parsed.push(potter_engine::parse_key_path(key)?);
         }
-        self.snapshot().view(&ViewKey::environment(environment))?;
+        self.shared.options.served_view(&self.snapshot(), &ViewKey::environment(environment))?;
         let mut state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
         // An edit goes onto the overrides as recorded, including another process's.
         self.adopt_recorded_overrides(&mut state)?;
@@ -618,13 +638,14 @@ impl ConfigHost {
         let plugin_layers = state.plugin_layers();
         let snapshot = build_snapshot(&self.shared.options, overrides, &mut state.files, &state.checks, &plugin_layers)?.with_version(version);
         let live = state.head.clone().unwrap_or_else(|| self.shared.current.load_full());
-        let report = if state.checks_changed || live.axes() != snapshot.axes() {
+        let mut report = if state.checks_changed || live.axes() != snapshot.axes() {
             state.checks.validate_snapshot(&snapshot)
         } else {
             // The live snapshot is valid under these checks: only views a changed layer applies to can differ.
             let changed = live.changed_layers(&snapshot);
             state.checks.validate_snapshot_where(&snapshot, |key| changed.iter().any(|layer| layer.applies_to(&key.environment, key.service.as_deref(), key.user.as_deref())))
         };
+        crate::secrets::note_sealed_secrets(&mut report, &snapshot);
         for issue in report.issues().filter(|issue| issue.severity == Severity::Warning) {
             tracing::debug!(%issue, "validation warning");
         }
@@ -637,7 +658,9 @@ impl ConfigHost {
     /// A handle on one view; reads through it always see the latest snapshot.
     pub fn view(&self, environment: &str, service: Option<&str>, user: Option<&str>) -> Result<ViewHandle, Error> {
         let key = ViewKey::new(environment, service, user);
-        let slot = self.snapshot().slot_of(&key).ok_or_else(|| self.snapshot().view(&key).unwrap_err())?;
+        let snapshot = self.snapshot();
+        self.shared.options.served_view(&snapshot, &key)?;
+        let slot = snapshot.slot_of(&key).ok_or_else(|| snapshot.view(&key).unwrap_err())?;
         Ok(ViewHandle { shared: self.shared.clone(), key, slot: Arc::new(AtomicUsize::new(slot)) })
     }
 }
@@ -646,6 +669,7 @@ impl ConfigHost {
 fn validate_all(checks: &Validation, snapshot: &Snapshot) -> Report {
     let mut report = checks.validate_snapshot(snapshot);
     report.tree.extend(checks.schemas().missing_schemas_warning(snapshot.layers()));
+    crate::secrets::note_sealed_secrets(&mut report, snapshot);
     report
 }
 
@@ -696,23 +720,43 @@ fn plugin_cause(error: &potter_plugin::PluginError) -> Cause {
 fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::FileCache, checks: &Validation, plugin_layers: &[Arc<Layer>]) -> Result<Snapshot, Error> {
     // Keyrings are read before the files so a concurrent `secrets rotate` cannot retire a key a file still uses.
     let mut keyrings = None;
-    let (listing, file_layers) = files.load_settled(&options.root, |listing| keyrings = Some(crate::secrets::Keyrings::resolve_all(options, listing.axes.environments.iter())))?;
+    let (listing, file_layers) = files.load_settled(&options.root, |listing| {
+        // Only the environments this process serves are read, decrypted and validated.
+        restrict_to_served(options, listing)?;
+        if keyrings.is_none() {
+            keyrings = Some(crate::secrets::Keyrings::resolve_all(options, listing.axes.environments.iter()));
+        }
+        Ok(())
+    })?;
     let mut keyrings = keyrings.expect("resolved before the files were read");
     let mut layers: Vec<Arc<Layer>> = Vec::with_capacity(file_layers.len() + 3 + overrides.len() + plugin_layers.len());
     layers.extend(defaults_layers(checks.schemas()).into_iter().map(Arc::new));
-    layers.extend(plugin_layers.iter().cloned());
+    layers.extend(plugin_layers.iter().filter(|layer| layer.scope.environment.as_deref().is_none_or(|env| options.serves(env))).cloned());
     layers.extend(file_layers);
     layers.push(Arc::new(match &options.env_vars {
         Some(vars) => potter_engine::envvars::env_layer(&options.env_prefix, vars.iter().cloned()),
         None => env::from_process(&options.env_prefix),
     }));
-    for (environment, tree) in overrides {
+    for (environment, tree) in overrides.iter().filter(|(environment, _)| options.serves(environment)) {
         layers.push(Arc::new(override_layer(environment, tree)));
     }
     // Decrypt ciphertexts, mark secret paths; the extra patterns are for schema `"secret": true` paths.
     let schema_secrets: Vec<String> = checks.schemas().secret_patterns().iter().map(dotted_pattern).collect();
     crate::secrets::decrypt_layers(&mut keyrings, &mut layers, &schema_secrets)?;
     Ok(Snapshot::new(0, layers, listing.axes))
+}
+
+/// Drops the environments `options` does not serve from a listing (their files are not read);
+/// a served environment the tree does not have is an error.
+fn restrict_to_served(options: &Options, listing: &mut tree::TreeListing) -> Result<(), Error> {
+    let Some(served) = &options.environments else { return Ok(()) };
+    if let Some(missing) = served.iter().find(|name| !listing.axes.environments.iter().any(|env| **env == ***name)) {
+        let known = listing.axes.environments.iter().map(|env| env.to_string()).collect::<Vec<_>>().join(", ");
+        return Err(Error::UnknownView(potter_engine::UnknownView::Environment { name: missing.clone(), known }));
+    }
+    listing.axes.environments.retain(|env| options.serves(env));
+    listing.files.retain(|file| file.rank != Rank::EnvironmentFile || options.serves(&file.name));
+    Ok(())
 }
 
 /// A schema's secret pattern as a dotted path where `*` stands for any key (a `patternProperties`
@@ -786,10 +830,12 @@ impl ViewHandle {
         Ok(self.view_in(&self.shared.current.load())?.clone())
     }
 
-    /// The raw value at `key`, or None when it is not set.
+    /// The raw value at `key`, or None when it is not set. A secret this process cannot decrypt
+    /// (its environment's keyring is absent) shows as `<redacted>`; [`Self::get`] refuses it.
     pub fn value(&self, key: &str) -> Option<Value> {
         let snapshot = self.shared.current.load();
-        self.view_in(&snapshot).ok()?.get(key)
+        let view = self.view_in(&snapshot).ok()?;
+        view.get_ref(key).map(|value| crate::secrets::redact_sealed(view, key, value))
     }
 
     /// The value at `key` as `T` (`get::<u32>("api.rate_limit")`).
@@ -797,6 +843,7 @@ impl ViewHandle {
         let snapshot = self.shared.current.load();
         let view = self.view_in(&snapshot)?;
         let value = view.get_ref(key).ok_or_else(|| Error::NotFound(key.to_owned()))?;
+        crate::secrets::ensure_revealable(view, key)?;
         T::deserialize(value).map_err(|e| Error::Type { path: key.to_owned(), message: crate::secrets::safe_type_message(view, key, e.to_string()) })
     }
 

@@ -7,18 +7,23 @@
 //! memory only), and its path goes into `Layer::secrets`. Anything else is refused with an error
 //! naming file:line:col: a ciphertext elsewhere, a value that does not decrypt, a plain value at
 //! a secret path. The load then fails and the previous snapshot stays live.
+//!
+//! Only environments the process serves are decrypted (`Options::environments`), and one whose
+//! keyring is absent stays *sealed* ([`sealed`]): its ciphertexts are checked structurally, kept
+//! as they are, marked secret, and refused at every reveal with the variable to set.
 
 mod document;
 mod paths;
 mod redact;
 mod rotate;
+mod sealed;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use potter_engine::{Layer, LayerSource, Location};
-use potter_secrets::{decrypt, env_var_name, is_ciphertext, Keyring, SecretError, SecretString};
+use potter_secrets::{check_structure, decrypt, env_var_name, is_ciphertext, Keyring, SecretError, SecretString};
 use serde_json::{Map, Value};
 
 use crate::cli::exit;
@@ -27,6 +32,7 @@ use crate::runtime::Options;
 pub use document::{write_atomically, EditableDocument};
 pub use paths::{secret_path_matcher, SecretPathMatcher, SECRET_PATHS_KEY};
 pub use redact::{holds_secret, redact, redact_in_place, safe_type_message, secret_paths, REDACTED};
+pub use sealed::{ensure_revealable, note_sealed_secrets, redact_sealed, sealed_secrets, skip_for_sealed_secrets, Sealed};
 pub use rotate::{encrypt_value, environment_file, rotate, set_secret, EnvironmentFile, RotationReport, SetReport};
 
 /// Why secrets could not be loaded, written or rotated. No variant ever holds a plaintext.
@@ -46,6 +52,9 @@ pub enum SecretsError {
     Document { file: String, reason: String },
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    /// A secret of an environment whose keyring this process does not hold was to be revealed.
+    #[error(transparent)]
+    Sealed(Sealed),
 }
 
 impl SecretsError {
@@ -63,6 +72,7 @@ impl SecretsError {
         match self {
             SecretsError::Keyring(error) => keyring_code(error),
             SecretsError::Usage(_) => exit::USAGE,
+            SecretsError::Sealed(_) => exit::NOT_FOUND,
             SecretsError::Rejected(problems) => {
                 let refused = problems.iter().any(|p| matches!(p, SecretProblem::Keyring { source, .. } if keyring_code(source) == exit::REFUSED));
                 if refused {
@@ -123,6 +133,9 @@ pub enum SecretProblem {
     Plaintext { at: String, path: String, env: String, advice: &'static str },
     #[error("{at}: `{SECRET_PATHS_KEY}` {reason}")]
     BadSecretPaths { at: String, reason: String },
+    /// A plaintext that is itself a ciphertext could not be told from a sealed secret.
+    #[error("{at}: the secret at `{path}` decrypts to another ciphertext; store the plaintext itself with `potter-config secrets set {path} --env {env}`")]
+    NestedCiphertext { at: String, path: String, env: String },
 }
 
 /// The keyrings one load uses, resolved once per environment.
@@ -145,6 +158,12 @@ impl<'a> Keyrings<'a> {
             keyrings.refresh(env.as_ref());
         }
         keyrings
+    }
+
+    /// True when `env` has neither a keyring variable nor a keyring file: its secrets stay sealed.
+    /// (A keyring that exists but is refused or unreadable is an error, not an absence.)
+    fn is_absent(&mut self, env: &str) -> bool {
+        matches!(self.get(env), Err(SecretError::KeyringMissing { .. }))
     }
 
     fn get(&mut self, env: &str) -> &Result<Keyring, SecretError> {
@@ -239,6 +258,10 @@ pub fn decrypt_layers(keyrings: &mut Keyrings<'_>, layers: &mut [Arc<Layer>], ex
             }
             continue;
         };
+        if keyrings.is_absent(&env) {
+            keep_sealed(layer, &env, found, &mut problems);
+            continue;
+        }
         let mut plaintexts: Vec<(Found, SecretString)> = Vec::with_capacity(found.len());
         let total = found.len();
         for (index, f) in found.into_iter().enumerate() {
@@ -247,6 +270,9 @@ pub fn decrypt_layers(keyrings: &mut Keyrings<'_>, layers: &mut [Arc<Layer>], ex
                 _ => continue,
             };
             match decrypt_one(keyrings, &env, &f.segments, &ciphertext) {
+                Ok(plain) if is_ciphertext(plain.expose()) => {
+                    problems.push(SecretProblem::NestedCiphertext { at: describe_at(layer, &f.dotted), path: f.dotted, env: env.to_string() })
+                }
                 Ok(plain) => plaintexts.push((f, plain)),
                 Err(DecryptFailure::Keyring(source)) => {
                     // The same keyring fails for every secret of the layer: say it once.
@@ -269,6 +295,28 @@ pub fn decrypt_layers(keyrings: &mut Keyrings<'_>, layers: &mut [Arc<Layer>], ex
         Ok(())
     } else {
         Err(SecretsError::Rejected(problems))
+    }
+}
+
+/// A layer of an environment whose keyring is absent: its ciphertexts are checked as far as
+/// they can be without the key, stay in the layer as they are (a ciphertext reveals nothing),
+/// and are marked secret so every exit redacts them and every reveal refuses them.
+fn keep_sealed(layer: &mut Arc<Layer>, env: &str, found: Vec<Found>, problems: &mut Vec<SecretProblem>) {
+    let before = problems.len();
+    for f in &found {
+        if let Some(Value::String(ciphertext)) = layer.value_at_segments(&f.segments) {
+            if let Err(source) = check_structure(env, &f.segments, ciphertext) {
+                problems.push(SecretProblem::Undecryptable { at: describe_at(layer, &f.dotted), source });
+            }
+        }
+    }
+    if problems.len() > before {
+        return;
+    }
+    tracing::warn!(layer = %layer.name, secrets = found.len(), "{}", sealed::absent_keyring_advice(env));
+    let layer = Arc::make_mut(layer);
+    for f in found {
+        layer.secrets.insert(f.dotted.into_boxed_str());
     }
 }
 

@@ -80,7 +80,7 @@ impl From<Error> for ApiError {
         match error {
             Error::History(potter_history::HistoryError::PayloadPruned { .. }) => ApiError::new(StatusCode::CONFLICT, "history_pruned", message),
             Error::History(potter_history::HistoryError::InvalidChange(_)) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_apply", message),
-            Error::UnknownView(_) => ApiError::not_found("unknown_view", message),
+            Error::UnknownView(_) | Error::NotServed { .. } => ApiError::not_found("unknown_view", message),
             Error::KeyPath(_) => ApiError::bad_request("bad_key", message),
             Error::NotFound(_) => ApiError::not_found("key_not_set", message),
             Error::Type { .. } => ApiError::bad_request("bad_type", message),
@@ -88,6 +88,8 @@ impl From<Error> for ApiError {
             Error::Secret(crate::secrets::SecretsError::Rejected(_)) | Error::Secret(crate::secrets::SecretsError::Usage(_)) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "secret_refused", message)
             }
+            // Like a sealed vault: the server cannot decrypt it until it is given the key.
+            Error::Secret(crate::secrets::SecretsError::Sealed(_)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "secret_sealed", message),
             Error::History(potter_history::HistoryError::Conflict { expected, actual, .. }) => {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, "conflict", message).with("expected", json!(expected)).with("actual", json!(actual))
             }

@@ -82,17 +82,27 @@ fn view_key(environment: &str, query: &ViewQuery) -> ViewKey {
     ViewKey::new(environment, query.service.as_deref().filter(|s| !s.is_empty()), query.user.as_deref().filter(|s| !s.is_empty()))
 }
 
-fn view_of<'s>(snapshot: &'s Snapshot, key: &ViewKey) -> ApiResult<&'s std::sync::Arc<View>> {
-    snapshot.view(key).map_err(|e| ApiError::not_found("unknown_view", e.to_string()))
+fn view_of<'s>(state: &ApiState, snapshot: &'s Snapshot, key: &ViewKey) -> ApiResult<&'s std::sync::Arc<View>> {
+    // An environment outside `--environments` answers like an unknown one, saying so.
+    state.host.options().served_view(snapshot, key).map_err(|e| ApiError::not_found("unknown_view", e.to_string()))
 }
 
 /// `value` (the view's value at `key`) as this caller may see it.
 fn shown(principal: &Principal, view: &View, key: &str, value: &Value) -> Value {
     if principal.sees_secrets() {
-        value.clone()
+        crate::secrets::redact_sealed(view, key, value)
     } else {
         crate::secrets::redact(view, key, value)
     }
+}
+
+/// A read that would reveal secrets to this caller fails when one of them is sealed (this process
+/// does not hold its environment's keyring), rather than handing out a placeholder.
+fn revealable(principal: &Principal, view: &View, key: &str) -> ApiResult<()> {
+    if principal.sees_secrets() {
+        crate::secrets::ensure_revealable(view, key).map_err(crate::Error::from)?;
+    }
+    Ok(())
 }
 
 fn etag(version: u64) -> HeaderValue {
@@ -189,7 +199,8 @@ fn whole_config(state: &ApiState, principal: &Principal, environment: &str, quer
     principal.authorize(Action::Read, environment, None)?;
     let snapshot = state.host.snapshot();
     let key = view_key(environment, query);
-    let view = view_of(&snapshot, &key)?;
+    let view = view_of(state, &snapshot, &key)?;
+    revealable(principal, view, "")?;
     let mut config = shown(principal, view, "", view.value());
     if let Some(prefix) = principal.prefix.as_deref().filter(|_| !principal.may_use_key("")) {
         config = restrict_to_prefix(&config, prefix);
@@ -316,8 +327,9 @@ pub async fn get_key(
     let query = query_params(query)?;
     let snapshot = state.host.snapshot();
     let view_key = view_key(&environment, &query);
-    let view = view_of(&snapshot, &view_key)?;
+    let view = view_of(&state, &snapshot, &view_key)?;
     let value = view.get_ref(&key).ok_or_else(|| ApiError::not_found("key_not_set", format!("key `{key}` is not set in {view_key}")))?;
+    revealable(&principal, view, &key)?;
     let source = view.origin(&key).map(|origin| provenance(origin.layer, Some(origin.location)));
     Ok(with_etag(
         snapshot.version(),
@@ -463,7 +475,7 @@ pub async fn explain(
     let query = query_params(query)?;
     let snapshot = state.host.snapshot();
     let view_key = view_key(&environment, &query);
-    let view = view_of(&snapshot, &view_key)?;
+    let view = view_of(&state, &snapshot, &view_key)?;
     let effective = view.get_ref(&key).map(|value| shown(&principal, view, &key, value));
     let layers: Vec<Value> = view
         .explain(&key)
@@ -773,7 +785,7 @@ pub async fn history(
     }
     principal.authorize(Action::Read, &environment, params.key.as_deref())?;
     let snapshot = state.host.snapshot();
-    view_of(&snapshot, &ViewKey::environment(&environment))?;
+    view_of(&state, &snapshot, &ViewKey::environment(&environment))?;
     let qualifiers = environment_qualifiers(&snapshot, &environment);
     drop(snapshot);
     let scope = history_scope(&principal, params.key.as_deref());
@@ -880,7 +892,7 @@ pub async fn rollback(
         Some(environment) => environment,
         None => environment_from_header(&headers)?,
     };
-    view_of(&state.host.snapshot(), &ViewKey::environment(&environment))?;
+    view_of(&state, &state.host.snapshot(), &ViewKey::environment(&environment))?;
     let request = set_request(&principal, body.reason, None);
     let host = state.host.clone();
     let env = environment.clone();

@@ -63,6 +63,11 @@ pub struct Cli {
     /// How log lines look on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: logging::LogFormat,
+    /// Serve, load and validate only these environments (comma-separated); their keyrings are the
+    /// only ones read. Default: every environment for `serve` and `validate`, and `--env` alone
+    /// for the commands that act on one view (`get`, `dump`, `explain`, `set`, ...).
+    #[arg(long, global = true, value_delimiter = ',', value_name = "ENV,...")]
+    pub environments: Option<Vec<String>>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -151,14 +156,19 @@ impl Cli {
             options.plugins_dir = plugins_dir.clone();
         }
         options.allow_unsigned = self.allow_unsigned;
+        options.environments = self.environments.clone();
         options
     }
 
+    /// The host for a command that acts on the `--env` view: unless `--environments` says
+    /// otherwise it loads that environment alone, so it needs that environment's keyring only.
     pub fn open(&self) -> Result<ConfigHost, Error> {
         if self.allow_unsigned && self.environment == potter_plugin::PRODUCTION {
             return Err(Error::UnsignedRefused { reason: "the environment is production".to_owned() });
         }
-        ConfigHost::open(self.options())
+        let mut options = self.options();
+        options.environments.get_or_insert_with(|| vec![self.environment.clone()]);
+        ConfigHost::open(options)
     }
 }
 
@@ -177,7 +187,7 @@ impl From<Error> for Failure {
             Error::Plugin(plugin) if plugin.is_refusal() => exit::REFUSED,
             Error::UnsignedRefused { .. } => exit::REFUSED,
             Error::History(potter_history::HistoryError::Conflict { .. }) => exit::REFUSED,
-            Error::UnknownView(_) | Error::KeyPath(_) | Error::Root { .. } => exit::USAGE,
+            Error::UnknownView(_) | Error::NotServed { .. } | Error::KeyPath(_) | Error::Root { .. } => exit::USAGE,
             _ => exit::INVALID,
         };
         Failure { code, message: error.to_string() }

@@ -16,9 +16,14 @@ pub fn get(cli: &Cli, key: &str, reveal: bool) -> Outcome {
     potter_engine::parse_key_path(key).map_err(Error::from)?;
     let host = cli.open()?;
     let snapshot = host.snapshot();
-    let view = snapshot.view(&view_key(cli)).map_err(Error::from)?;
+    let view = host.options().served_view(&snapshot, &view_key(cli))?;
     let value = view.get_ref(key).ok_or_else(|| Error::NotFound(key.to_owned()))?;
-    let shown = if reveal { value.clone() } else { crate::secrets::redact(view, key, value) };
+    let shown = if reveal {
+        crate::secrets::ensure_revealable(view, key).map_err(Error::from)?;
+        value.clone()
+    } else {
+        crate::secrets::redact(view, key, value)
+    };
     println!("{}", render(&shown, cli.format, key.rsplit('.').next().unwrap_or(key)).trim_end());
     Ok(())
 }
@@ -26,7 +31,7 @@ pub fn get(cli: &Cli, key: &str, reveal: bool) -> Outcome {
 pub fn dump(cli: &Cli) -> Outcome {
     let host = cli.open()?;
     let snapshot = host.snapshot();
-    let view = snapshot.view(&view_key(cli)).map_err(Error::from)?;
+    let view = host.options().served_view(&snapshot, &view_key(cli))?;
     let format = if cli.format == OutputFormat::Text { OutputFormat::Yaml } else { cli.format };
     println!("{}", render(&crate::secrets::redact(view, "", view.value()), format, "config").trim_end());
     Ok(())
@@ -48,7 +53,7 @@ pub fn explain(cli: &Cli, key: &str) -> Outcome {
     potter_engine::parse_key_path(key).map_err(Error::from)?;
     let host = cli.open()?;
     let snapshot = host.snapshot();
-    let view = snapshot.view(&view_key(cli)).map_err(Error::from)?;
+    let view = host.options().served_view(&snapshot, &view_key(cli))?;
     let effective = view.get(key).map(|value| crate::secrets::redact(view, key, &value));
     let env_var = variable_for(&host.options().env_prefix, key);
     let contributions = view.explain(key);
@@ -106,7 +111,7 @@ pub fn explain(cli: &Cli, key: &str) -> Outcome {
 pub fn layers(cli: &Cli) -> Outcome {
     let host = cli.open()?;
     let snapshot = host.snapshot();
-    let view = snapshot.view(&view_key(cli)).map_err(Error::from)?;
+    let view = host.options().served_view(&snapshot, &view_key(cli))?;
     let rows: Vec<Value> = view
         .layers()
         .iter()

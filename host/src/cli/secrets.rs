@@ -93,7 +93,7 @@ pub fn run(cli: &Cli, command: &SecretsCommand) -> Outcome {
             let host = cli.open()?;
             let snapshot = host.snapshot();
             let key = ViewKey::new(env, cli.service.as_deref(), cli.user.as_deref());
-            let view = snapshot.view(&key).map_err(Error::from)?;
+            let view = host.options().served_view(&snapshot, &key)?;
             let paths = secrets::secret_paths(view);
             if cli.format == OutputFormat::Text {
                 for path in &paths {

@@ -48,7 +48,7 @@ pub fn redact_in_place(view: &View, path_prefix: &str, value: &mut Value) {
     }
 }
 
-fn find_mut<'v>(value: &'v mut Value, dotted: &str) -> Option<&'v mut Value> {
+pub(super) fn find_mut<'v>(value: &'v mut Value, dotted: &str) -> Option<&'v mut Value> {
     let mut node = value;
     for segment in dotted.split('.') {
         node = node.as_object_mut()?.get_mut(segment)?;

@@ -230,16 +230,13 @@ impl FileCache {
 
     /// Lists the tree and loads its files, waiting (up to the settle limit) while any file looks
     /// like a save in flight (see [`Loaded::InFlight`]); once the limit has passed, what is on
-    /// disk is taken as meant. `before_read` runs once, with the first listing, before any file
-    /// is read (keyrings are resolved there).
-    pub fn load_settled(&mut self, root: &Path, before_read: impl FnOnce(&TreeListing)) -> Result<(TreeListing, Vec<Arc<Layer>>), Error> {
+    /// disk is taken as meant. `before_read` sees every listing before its files are read: it may
+    /// narrow the listing (the environments a process serves) and resolve keyrings on the first.
+    pub fn load_settled(&mut self, root: &Path, mut before_read: impl FnMut(&mut TreeListing) -> Result<(), Error>) -> Result<(TreeListing, Vec<Arc<Layer>>), Error> {
         let deadline = Instant::now() + self.settle_limit;
-        let mut before_read = Some(before_read);
         loop {
-            let listing = scan(root)?;
-            if let Some(before_read) = before_read.take() {
-                before_read(&listing);
-            }
+            let mut listing = scan(root)?;
+            before_read(&mut listing)?;
             let now = Instant::now();
             match self.load_all(&listing.files, now >= deadline)? {
                 Loaded::Settled(layers) => return Ok((listing, layers)),

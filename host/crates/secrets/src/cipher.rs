@@ -120,6 +120,19 @@ pub fn decrypt<S: AsRef<str>>(
     }
 }
 
+/// Checks that a ciphertext found at `path` in environment `env` is well formed (format version,
+/// key id, nonce and tag lengths, base64) without decrypting it: what can be verified of a secret
+/// whose environment's keyring this process does not hold. The errors are those of [`decrypt`].
+pub fn check_structure<S: AsRef<str>>(env: &str, path: &[S], ciphertext: &str) -> Result<(), SecretError> {
+    parse(ciphertext).map(drop).map_err(|problem| {
+        Context {
+            env: env.to_owned(),
+            path: display_path(path),
+        }
+        .error(problem)
+    })
+}
+
 /// Re-encrypts a ciphertext with the keyring's newest key (a rotation step). A ciphertext
 /// already made with the newest key is returned unchanged, so re-running a rotation is a no-op.
 pub fn reencrypt<S: AsRef<str>>(

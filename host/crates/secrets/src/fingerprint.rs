@@ -35,6 +35,15 @@ pub fn fingerprint<S: AsRef<str>>(
     ))
 }
 
+/// The fingerprint of a secret known only as its ciphertext (its environment's keyring is not
+/// at hand): `sha256:<base64url>` of the ciphertext string. A ciphertext is public, so its hash
+/// reveals nothing; it changes whenever the ciphertext does (a re-encryption shows as a change)
+/// and never equals a keyed fingerprint.
+pub fn ciphertext_fingerprint(ciphertext: &str) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", URL_SAFE_NO_PAD.encode(Sha256::digest(ciphertext.as_bytes())))
+}
+
 /// Whether `fingerprint` (made earlier, perhaps with an older key) is that of `plaintext` at
 /// `path` in `env`. `Ok(None)` when it cannot tell: the fingerprint is malformed or its key has
 /// been retired (treat as "changed"). Compares in constant time.

@@ -33,9 +33,9 @@ mod keyring;
 mod secret_string;
 mod store;
 
-pub use cipher::{decrypt, encrypt, is_ciphertext, key_id_of, reencrypt, CIPHERTEXT_PREFIX};
+pub use cipher::{check_structure, decrypt, encrypt, is_ciphertext, key_id_of, reencrypt, CIPHERTEXT_PREFIX};
 pub use error::{display_path, SecretError};
-pub use fingerprint::{fingerprint, fingerprint_matches};
+pub use fingerprint::{ciphertext_fingerprint, fingerprint, fingerprint_matches};
 pub use keyring::{env_var_name, Keyring, KeyringOrigin, KEY_LEN};
 pub use secret_string::{SecretString, REDACTED};
 pub use store::{keyring_file, KEYRINGS_DIR};

@@ -341,3 +341,18 @@ fn is_ciphertext_and_key_id_of_recognise_only_the_format() {
     assert_eq!(key_id_of(&with_field(&sealed, 1, "v2")), None);
     assert_eq!(key_id_of("enc:v1:k12345678:only-four"), None);
 }
+
+#[test]
+fn structure_is_checked_without_a_keyring() {
+    let sealed = encrypt(&prod(), "prod", &API_KEY, PLAINTEXT).unwrap();
+    potter_secrets::check_structure("prod", &API_KEY, &sealed).unwrap();
+    // Altered bytes of the right length pass the structural check: only decryption can tell.
+    let tampered = with_field(&sealed, 4, &URL_SAFE_NO_PAD.encode([7u8; 40]));
+    potter_secrets::check_structure("prod", &API_KEY, &tampered).unwrap();
+    let truncated = with_field(&sealed, 3, "AAAA");
+    let error = potter_secrets::check_structure("prod", &API_KEY, &truncated).unwrap_err();
+    assert!(matches!(error, SecretError::Truncated { .. }), "{error:?}");
+    assert!(error.to_string().contains("llm_providers.openai.api_key"), "{error}");
+    let future = sealed.replacen("enc:v1:", "enc:v9:", 1);
+    assert!(matches!(potter_secrets::check_structure("prod", &API_KEY, &future), Err(SecretError::UnknownVersion { .. })));
+}

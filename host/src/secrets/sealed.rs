@@ -1,0 +1,126 @@
+//! Sealed secrets: those of an environment whose keyring this process does not hold.
+//!
+//! They stay in the layers as ciphertext (which reveals nothing), are marked secret like any
+//! other (so every exit redacts them), and every reveal — `get --reveal`, an API read by a role
+//! that sees secrets, `ViewHandle::get`/`extract` — refuses them, naming the variable to set.
+//! Checks that need the plaintext are reported as warnings, never as errors, so one
+//! environment's missing key never fails another environment's load.
+
+use potter_engine::{is_under, Issue, Severity, Snapshot, View, ViewKey};
+use potter_secrets::{env_var_name, is_ciphertext};
+use potter_validate::Report;
+use serde_json::Value;
+
+use super::redact::find_mut;
+use super::{SecretsError, REDACTED};
+
+/// A secret that was to be revealed but is sealed.
+#[derive(Debug, thiserror::Error)]
+#[error("{at}: the secret at `{path}` in environment `{env}` cannot be revealed: {}", absent_keyring_advice(.env))]
+pub struct Sealed {
+    /// Where the ciphertext was written (`file:line:col`), or the view.
+    pub at: String,
+    pub env: String,
+    pub path: String,
+}
+
+impl Sealed {
+    /// `POTTER_SECRET_KEY_<ENV>`: the variable that would unseal it.
+    pub fn variable(&self) -> String {
+        key_variable(&self.env)
+    }
+}
+
+fn key_variable(env: &str) -> String {
+    env_var_name(env).unwrap_or_else(|_| "POTTER_SECRET_KEY_<ENV>".to_owned())
+}
+
+/// What is missing and how to supply it (no state directory is named: the reader may not know it).
+pub(super) fn absent_keyring_advice(env: &str) -> String {
+    format!(
+        "this process holds no keyring for environment `{env}`, so its secrets stay encrypted \
+         (set {}, or create the environment's keyring file in the state directory, then reload)",
+        key_variable(env)
+    )
+}
+
+/// The secret paths at or under `prefix` (`""`: all) whose effective value in `view` is still a
+/// ciphertext, sorted.
+pub fn sealed_secrets(view: &View, prefix: &str) -> Vec<String> {
+    let mut sealed: Vec<String> = sealed_in(view, prefix).map(str::to_owned).collect();
+    sealed.sort();
+    sealed.dedup();
+    sealed
+}
+
+/// [`sealed_secrets`] unsorted, with repeats.
+fn sealed_in<'v>(view: &'v View, prefix: &'v str) -> impl Iterator<Item = &'v str> + 'v {
+    view.layers()
+        .iter()
+        .flat_map(|layer| layer.secrets.iter())
+        .map(|secret| &**secret)
+        .filter(move |secret| is_under(secret, prefix))
+        .filter(move |secret| matches!(view.get_ref(secret), Some(Value::String(text)) if is_ciphertext(text)))
+}
+
+/// Refuses to reveal the value at `prefix` when a secret at or under it is sealed.
+pub fn ensure_revealable(view: &View, prefix: &str) -> Result<(), SecretsError> {
+    match sealed_in(view, prefix).next() {
+        Some(path) => {
+            let at = view.source_position(path).map_or_else(|| view.key().to_string(), |p| format!("{}:{}:{}", p.file, p.line, p.column));
+            Err(SecretsError::Sealed(Sealed { at, env: view.key().environment.to_string(), path: path.to_owned() }))
+        }
+        None => Ok(()),
+    }
+}
+
+/// A copy of `value` (the view's value at `prefix`) for a caller who may see secrets, with the
+/// sealed ones shown as `<redacted>` (for provenance output such as `explain`; reads that return
+/// secrets refuse sealed ones with [`ensure_revealable`] instead).
+pub fn redact_sealed(view: &View, prefix: &str, value: &Value) -> Value {
+    let mut copy = value.clone();
+    for secret in sealed_secrets(view, prefix) {
+        let relative = if prefix.is_empty() { &secret[..] } else { &secret[(prefix.len() + 1).min(secret.len())..] };
+        let target = if relative.is_empty() { Some(&mut copy) } else { find_mut(&mut copy, relative) };
+        if let Some(node) = target {
+            *node = Value::String(REDACTED.to_owned());
+        }
+    }
+    copy
+}
+
+/// Rewrites a validation report for views with sealed secrets: a check that failed on a sealed
+/// value (it saw the ciphertext, not the plaintext) becomes a warning saying the key is absent —
+/// except a type check, which a ciphertext answers exactly (a secret is always a string) — and
+/// each such view gets one warning naming its sealed secrets and the variable to set.
+pub fn note_sealed_secrets(report: &mut Report, snapshot: &Snapshot) {
+    for view_report in &mut report.views {
+        let Ok(view) = snapshot.view(&view_report.view) else { continue };
+        let sealed = sealed_secrets(view, "");
+        if sealed.is_empty() {
+            continue;
+        }
+        let advice = absent_keyring_advice(&view_report.view.environment);
+        for issue in &mut view_report.issues {
+            let on_sealed = sealed.iter().any(|secret| is_under(&issue.path, secret));
+            if on_sealed && issue.severity == Severity::Error && issue.rule != "schema:type" {
+                issue.message = format!("not checked (`{}` needs the plaintext): {advice}", issue.rule);
+                issue.severity = Severity::Warning;
+            }
+        }
+        let message = format!("{} secret(s) not checked against their plaintext ({}): {advice}", sealed.len(), sealed.join(", "));
+        view_report.issues.push(view_warning(&view_report.view, "secrets", message));
+    }
+}
+
+/// For a validator granted secrets: the warning to report instead of running it on a view with
+/// sealed secrets (it would judge ciphertexts), or None when the view has none.
+pub fn skip_for_sealed_secrets(view: &View, rule: &str) -> Option<Issue> {
+    sealed_in(view, "").next()?;
+    let message = format!("not run on this view: it is granted secrets, and {}", absent_keyring_advice(&view.key().environment));
+    Some(view_warning(view.key(), rule, message))
+}
+
+fn view_warning(view: &ViewKey, rule: &str, message: String) -> Issue {
+    Issue { view: Some(view.clone()), path: String::new(), message, rule: rule.to_owned(), schema_location: None, severity: Severity::Warning, source: None }
+}
