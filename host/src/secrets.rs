@@ -26,7 +26,7 @@ use crate::runtime::Options;
 
 pub use document::{write_atomically, EditableDocument};
 pub use paths::{secret_path_matcher, SecretPathMatcher, SECRET_PATHS_KEY};
-pub use redact::{holds_secret, redact, redact_in_place, safe_type_message, secret_paths, REDACTED};
+pub use redact::{holds_secret, redact, redact_in_place, redact_text, safe_type_message, secret_paths, REDACTED};
 pub use rotate::{encrypt_value, environment_file, rotate, set_secret, EnvironmentFile, RotationReport, SetReport};
 
 /// Why secrets could not be loaded, written or rotated. No variant ever holds a plaintext.
