@@ -196,7 +196,7 @@ fn a_source_reads_only_its_granted_directory() {
 
 #[test]
 fn a_source_sees_only_granted_environment_variables() {
-    std::env::set_var("POTTER_TEST_GRANTED", "yes");
+    std::env::set_var("PLUGIN_TEST_GRANTED", "yes");
     let tree = minimal();
     tree.install("env-source");
     let host = ConfigHost::open(tree.options()).unwrap();

@@ -16,11 +16,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use potter_engine::{Issue, Layer, LayerSource, Location, Rank, Scope, Severity, Snapshot, View, ViewKey};
-use potter_plugin::{HostOptions, LoadedPlugin, OnError, PluginError, PluginHost, PluginInfo, PluginKind, Refusal, PRODUCTION};
+use potter_plugin::{GrantRules, HostOptions, LoadedPlugin, OnError, PluginError, PluginHost, PluginInfo, PluginKind, Refusal, PRODUCTION};
 use potter_validate::{MountedSchema, Validation, Validator, ValidatorError};
 use serde_json::{json, Value};
 
@@ -60,6 +60,20 @@ struct Active {
     source: Option<SourceState>,
     /// The namespace content last passed to `on-config-changed`, per environment.
     notified: BTreeMap<String, Value>,
+    /// The last failure of a call about each environment (validate, a source's calls), cleared
+    /// by the next success: what `GET /v1/plugins` shows a token that may read that environment.
+    errors: EnvironmentErrors,
+}
+
+/// Per environment, the last error of a plugin's calls about it.
+type EnvironmentErrors = Arc<Mutex<BTreeMap<String, String>>>;
+
+fn remember_error<T>(errors: &EnvironmentErrors, environment: &str, result: &Result<T, PluginError>) {
+    let mut errors = errors.lock().unwrap_or_else(|p| p.into_inner());
+    match result {
+        Ok(_) => errors.remove(environment),
+        Err(error) => errors.insert(environment.to_owned(), error.to_string()),
+    };
 }
 
 /// A source's last good output and when to ask it again.
@@ -191,9 +205,15 @@ impl Plugins {
         }
     }
 
-    /// Every plugin of the folder with its status and last error.
+    /// Every plugin of the folder with its status, last error and last error per environment.
     pub fn list(&self) -> Vec<PluginInfo> {
-        self.host.list()
+        let mut infos = self.host.list();
+        for info in &mut infos {
+            if let Some(active) = self.active.get(&info.name) {
+                info.environment_errors = active.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            }
+        }
+        infos
     }
 
     /// The plugin host, to list plugins without holding what owns them.
@@ -228,7 +248,7 @@ impl Plugins {
             if refresh == SourceRefresh::Due && !due {
                 continue;
             }
-            if let Err(error) = refresh_source(&active.plugin, source, current, false) {
+            if let Err(error) = refresh_source(&active.plugin, source, current, false, &active.errors) {
                 match active.plugin.manifest().on_error {
                     _ if first => outcome.rejecting.push(error),
                     OnError::Keep => outcome.kept.push(error),
@@ -296,8 +316,8 @@ impl Plugins {
                         Err(error) => self.refuse(name, file, stamp, plugin_error(error), &mut change),
                     }
                 }
-                // Deleted while being looked at: it simply is not there.
-                Err(PluginError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && !file.exists() => {}
+                // Deleted while being looked at (no module and no manifest left): it simply is not there.
+                Err(PluginError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && !any_file_left(file) => {}
                 Err(error) if still_arriving(&error, &stamp) => {
                     tracing::debug!(plugin = %name, %error, "plugin file still changing; looking again once it settles");
                     self.settling.insert(name.clone(), (stamp, now + SETTLE_TIME));
@@ -360,7 +380,9 @@ impl Plugins {
                 if active.notified.get(&**environment) == Some(&content) {
                     continue;
                 }
-                if let Err(error) = active.plugin.on_config_changed(environment, &content.to_string()) {
+                let result = active.plugin.on_config_changed(environment, &content.to_string());
+                remember_error(&active.errors, environment, &result);
+                if let Err(error) = result {
                     tracing::warn!(plugin = %active.plugin.name(), %error, "on-config-changed failed");
                 }
                 active.notified.insert(environment.to_string(), content);
@@ -372,7 +394,7 @@ impl Plugins {
 impl Active {
     fn new(plugin: Arc<LoadedPlugin>, file: PathBuf) -> Self {
         let stamp = FileStamp::of(&file);
-        Self { plugin, file, stamp, validators: Vec::new(), defaults: None, source: None, notified: BTreeMap::new() }
+        Self { plugin, file, stamp, validators: Vec::new(), defaults: None, source: None, notified: BTreeMap::new(), errors: EnvironmentErrors::default() }
     }
 }
 
@@ -382,7 +404,7 @@ fn prepare_contributions(active: &mut Active) -> Result<(), Error> {
     let name = plugin.name();
     let manifest = plugin.manifest();
     if manifest.kind == PluginKind::Validator {
-        active.validators.push(Arc::new(PluginValidator::new(plugin.clone())));
+        active.validators.push(Arc::new(PluginValidator::new(plugin.clone(), active.errors.clone())));
     }
     if let Some(schema) = &manifest.namespace_schema {
         let schema: Value = serde_json::from_str(schema).map_err(|e| PluginError::Unsupported { plugin: name.to_owned(), reason: format!("namespace_schema: {e}") })?;
@@ -406,34 +428,39 @@ fn prepare_contributions(active: &mut Active) -> Result<(), Error> {
 /// A source's first output, for every environment of `current`, and its poll interval.
 fn first_source_load(active: &mut Active, current: &Snapshot) -> Result<(), Error> {
     let Some(source) = &mut active.source else { return Ok(()) };
-    refresh_source(&active.plugin, source, current, true)?;
+    refresh_source(&active.plugin, source, current, true, &active.errors)?;
     source.next_poll = source.interval.map(|interval| Instant::now() + interval);
     Ok(())
 }
 
 /// Asks one source for each environment's output; a change token equal to the last one skips
 /// `load` unless `force`. All environments succeed or the source's layers stay as they were.
-fn refresh_source(plugin: &LoadedPlugin, source: &mut SourceState, current: &Snapshot, force: bool) -> Result<(), PluginError> {
+fn refresh_source(plugin: &LoadedPlugin, source: &mut SourceState, current: &Snapshot, force: bool, errors: &EnvironmentErrors) -> Result<(), PluginError> {
     let mut layers = source.layers.clone();
     let mut tokens = source.tokens.clone();
     let mut interval = None;
     for environment in &current.axes().environments {
-        let namespace = namespace_in(current, environment, plugin).to_string();
-        let millis = plugin.poll_interval_ms(environment, namespace.clone())?;
-        interval = (millis > 0).then(|| Duration::from_millis(u64::from(millis))).into_iter().chain(interval).min();
-        let token = plugin.change_token(environment, namespace.clone())?;
-        let known = tokens.get(&**environment);
-        if !force && token.is_some() && known == Some(&token) && layers.contains_key(&**environment) {
-            continue;
-        }
-        let output = plugin.load_source(environment, namespace)?;
-        let Value::Object(data) = output else { unreachable!("load_source returns objects") };
-        // Within the source rank layers go by order, then name: priority, then plugin name.
-        let mut layer = Layer::new(format!("plugins/{}/{environment}", plugin.name()), Rank::Source, Scope::environment(environment), LayerSource::Plugin(plugin.name().to_owned()), data)
-            .with_order(i64::from(plugin.manifest().priority));
-        layer.locations.values_mut().for_each(|location| *location = Location::Layer);
-        layers.insert(environment.to_string(), Arc::new(layer));
-        tokens.insert(environment.to_string(), token);
+        let asked = (|| {
+            let namespace = namespace_in(current, environment, plugin).to_string();
+            let millis = plugin.poll_interval_ms(environment, namespace.clone())?;
+            interval = (millis > 0).then(|| Duration::from_millis(u64::from(millis))).into_iter().chain(interval).min();
+            let token = plugin.change_token(environment, namespace.clone())?;
+            let known = tokens.get(&**environment);
+            if !force && token.is_some() && known == Some(&token) && layers.contains_key(&**environment) {
+                return Ok(());
+            }
+            let output = plugin.load_source(environment, namespace)?;
+            let Value::Object(data) = output else { unreachable!("load_source returns objects") };
+            // Within the source rank layers go by order, then name: priority, then plugin name.
+            let mut layer = Layer::new(format!("plugins/{}/{environment}", plugin.name()), Rank::Source, Scope::environment(environment), LayerSource::Plugin(plugin.name().to_owned()), data)
+                .with_order(i64::from(plugin.manifest().priority));
+            layer.locations.values_mut().for_each(|location| *location = Location::Layer);
+            layers.insert(environment.to_string(), Arc::new(layer));
+            tokens.insert(environment.to_string(), token);
+            Ok(())
+        })();
+        remember_error(errors, environment, &asked);
+        asked?;
     }
     layers.retain(|environment, _| current.axes().environments.iter().any(|e| &**e == environment));
     source.layers = layers;
@@ -461,6 +488,11 @@ fn still_arriving(error: &PluginError, stamp: &FileStamp) -> bool {
     incomplete && recent
 }
 
+/// True while the module or the manifest of `wasm` is still in the folder (in any form).
+fn any_file_left(wasm: &Path) -> bool {
+    std::fs::symlink_metadata(wasm).is_ok() || std::fs::symlink_metadata(potter_plugin::manifest_path(wasm)).is_ok()
+}
+
 fn plugin_error(error: Error) -> PluginError {
     match error {
         Error::Plugin(error) => error,
@@ -472,12 +504,11 @@ fn stem(file: &Path) -> String {
     file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// The `*.wasm` files of the folder, sorted.
+/// `<name>.wasm` for every plugin of the folder (a module or a manifest present), sorted. A
+/// manifest whose module is missing or is a link to a device is listed too: loading it is refused
+/// by name, and a running version keeps running.
 fn wasm_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|ext| ext == "wasm") && p.is_file()).collect();
-    files.sort();
-    files
+    potter_plugin::plugin_modules(dir).unwrap_or_default()
 }
 
 /// The plugin host's options for a configuration host. The trust store is `<state>/trusted-keys`.
@@ -499,10 +530,23 @@ fn host_options(options: &Options) -> Result<HostOptions, Error> {
     }
     // The plugin host only reads the environment to apply its own production rule.
     let environment = if serves_production { PRODUCTION } else { "development" };
-    let mut host_options = HostOptions::new(&options.state_dir, environment);
+    let mut host_options = base_host_options(options, environment);
     host_options.allow_unsigned = options.allow_unsigned;
-    host_options.grants_root = Some(options.root.clone());
     Ok(host_options)
+}
+
+fn base_host_options(options: &Options, environment: &str) -> HostOptions {
+    let mut host_options = HostOptions::new(&options.state_dir, environment);
+    host_options.grants_root = Some(options.root.clone());
+    host_options.env_prefix = options.env_prefix.clone();
+    host_options
+}
+
+/// What a manifest may ask of a host opened with `options` (the tool's own variables and state
+/// directory are never granted; limits stay within the maxima): `plugin sign` and `plugin verify`
+/// check by the same rules as the load.
+pub fn grant_rules(options: &Options) -> GrantRules {
+    base_host_options(options, "development").grant_rules()
 }
 
 /// `POTTER_ENV` from the options' variables when given, else from the process.
@@ -529,11 +573,12 @@ struct PluginValidator {
     /// writer lock, so a plugin that blocks would otherwise hold it for its limit once per view:
     /// for as long as its limit after a time-out, it is reported as timed out without a call.
     timed_out: std::sync::Mutex<Option<(Instant, String)>>,
+    errors: EnvironmentErrors,
 }
 
 impl PluginValidator {
-    fn new(plugin: Arc<LoadedPlugin>) -> Self {
-        Self { name: format!("{VALIDATOR_PREFIX}{}", plugin.name()), plugin, timed_out: std::sync::Mutex::new(None) }
+    fn new(plugin: Arc<LoadedPlugin>, errors: EnvironmentErrors) -> Self {
+        Self { name: format!("{VALIDATOR_PREFIX}{}", plugin.name()), plugin, timed_out: std::sync::Mutex::new(None), errors }
     }
 
     /// The time-out this plugin had less than its limit ago, if any.
@@ -561,7 +606,9 @@ impl Validator for PluginValidator {
         if let Some(error) = self.recent_time_out() {
             return Err(ValidatorError::new(error));
         }
-        let issues = self.plugin.validate(&target, view.value(), &|path| view.is_secret(path)).map_err(|error| {
+        let result = self.plugin.validate(&target, view.value(), &|path| view.is_secret(path));
+        remember_error(&self.errors, &key.environment, &result);
+        let issues = result.map_err(|error| {
             if matches!(error, PluginError::Timeout { .. }) {
                 *self.timed_out.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), error.to_string()));
             }

@@ -34,7 +34,8 @@ impl PluginTree {
         let _ = fs::remove_dir_all(&plugins);
         fs::create_dir_all(&plugins).unwrap();
         let key = potter_plugin::keygen(&tree.root().parent().unwrap().join("test-signer")).unwrap();
-        potter_plugin::trust(&key.public_key, &tree.state().join("trusted-keys")).unwrap();
+        // Test plugins ask for every grant kind: the key may use them all.
+        potter_plugin::trust_with(&key.public_key, &tree.state().join("trusted-keys"), &potter_plugin::Allowance::all()).unwrap();
         Self { tree, key, staging: tempfile::tempdir().unwrap() }
     }
 

@@ -5,13 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use potter_plugin::{default_trust_dir, PluginInfo};
+use potter_plugin::{default_trust_dir, Allowance, PluginInfo};
 use potter_validate::{SchemaSet, Validation};
 
 use super::{Cli, Outcome};
 use crate::error::Error;
 use crate::output::OutputFormat;
-use crate::plugins::Plugins;
+use crate::plugins::{grant_rules, Plugins};
 use crate::runtime::ConfigHost;
 
 #[derive(Debug, Subcommand)]
@@ -31,8 +31,15 @@ pub enum PluginCommand {
     },
     /// Check FILE's signature against the trust store (exit 4 when refused).
     Verify { file: PathBuf },
-    /// Add a public key (`NAME.pub`) to the trust store.
-    Trust { public_key: PathBuf },
+    /// Add a public key (`NAME.pub`) to the trust store, with the grant kinds its plugins may use.
+    Trust {
+        public_key: PathBuf,
+        /// Grant kinds the key's plugins may use, comma-separated: `env` (host variables), `dirs`
+        /// (a read-only directory of the tree). Default: none (plugins reach nothing outside their
+        /// sandbox). Trusting a key again replaces its allowance.
+        #[arg(long, value_name = "KINDS", value_parser = parse_allowance, default_value = "")]
+        allow: Allowance,
+    },
     /// Every plugin of the plugins folder: name, kind, sha256, signer, grants, limits, status, last error.
     List,
 }
@@ -48,19 +55,19 @@ pub fn run(cli: &Cli, command: &PluginCommand) -> Outcome {
             Ok(())
         }
         PluginCommand::Sign { file, key } => {
-            let signature = potter_plugin::sign(file, key).map_err(Error::from)?;
+            let signature = potter_plugin::sign_with(file, key, &grant_rules(&options)).map_err(Error::from)?;
             println!("signed {} and its manifest: {}", file.display(), signature.display());
             Ok(())
         }
         PluginCommand::Verify { file } => {
-            let verified = potter_plugin::verify(file, &trust_dir).map_err(Error::from)?;
+            let verified = potter_plugin::verify_with(file, &trust_dir, &grant_rules(&options)).map_err(Error::from)?;
             let signer = verified.signer_key_id.as_deref().unwrap_or("nobody");
             println!("{}: signature good (plugin {} {}, key {signer}, module sha256 {})", file.display(), verified.manifest.name, verified.manifest.version, verified.module_sha256);
             Ok(())
         }
-        PluginCommand::Trust { public_key } => {
-            let key_id = potter_plugin::trust(public_key, &trust_dir).map_err(Error::from)?;
-            println!("trusted key {key_id} (in {})", trust_dir.display());
+        PluginCommand::Trust { public_key, allow } => {
+            let key_id = potter_plugin::trust_with(public_key, &trust_dir, allow).map_err(Error::from)?;
+            println!("trusted key {key_id} (in {}); its plugins may use grants: {allow}", trust_dir.display());
             Ok(())
         }
         PluginCommand::List => list(cli),
@@ -116,12 +123,19 @@ fn print_info(info: &PluginInfo) {
         if parts.is_empty() { "none".to_owned() } else { parts.join("; ") }
     });
     println!("  grants      {}{}", text(grants), if info.secrets { "; sees secrets" } else { "" });
+    if let Some(allowance) = &info.signer_allowance {
+        println!("  key allows  {allowance}");
+    }
     let limits = info.limits.map(|l| format!("{} MiB, {} ms, {} KiB output", l.memory_mib, l.timeout_ms, l.max_output_kib));
     println!("  limits      {}", text(limits));
     println!("  last error  {}", text(info.last_error.clone()));
     if let Some(refused) = &info.refused_update {
         println!("  refused new version  {refused}");
     }
+}
+
+fn parse_allowance(text: &str) -> Result<Allowance, String> {
+    Allowance::parse(text)
 }
 
 fn display(path: &Path) -> String {

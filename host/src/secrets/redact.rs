@@ -70,3 +70,28 @@ pub fn safe_type_message(view: &View, path: &str, message: String) -> String {
         message
     }
 }
+
+/// `text` (an error message, a plugin's output) with every secret value of the view that occurs in
+/// it replaced by `"<redacted>"`: free text cannot be redacted by path, so by value.
+pub fn redact_text(view: &View, text: &str) -> String {
+    let mut text = text.to_owned();
+    for path in secret_paths(view) {
+        let mut node = view.value();
+        for segment in path.split('.') {
+            match node.get(segment) {
+                Some(next) => node = next,
+                None => break,
+            }
+        }
+        let plaintext = match node {
+            Value::String(s) => s.clone(),
+            Value::Null | Value::Object(_) | Value::Array(_) => continue,
+            other => other.to_string(),
+        };
+        // A value this short would redact ordinary words and digits; such a secret is not one.
+        if plaintext.len() >= 4 && text.contains(&plaintext) {
+            text = text.replace(&plaintext, REDACTED);
+        }
+    }
+    text
+}

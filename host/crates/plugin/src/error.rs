@@ -41,6 +41,25 @@ pub enum PluginError {
     #[error("plugin {plugin}: refused: {reason}")]
     Refused { plugin: String, reason: Refusal },
 
+    #[error("plugin {plugin}: refused: {grant} is never granted: {reason}")]
+    ForbiddenGrant {
+        plugin: String,
+        grant: String,
+        reason: String,
+    },
+
+    #[error("plugin {plugin}: refused: {grant} is a `{kind}` grant, which the trust store does not allow key {key_id} (its allowance: {allowance}; `plugin trust --allow {kind}` allows it)")]
+    GrantNotAllowed {
+        plugin: String,
+        grant: String,
+        kind: String,
+        key_id: String,
+        allowance: String,
+    },
+
+    #[error("plugin {plugin}: {reason}")]
+    UnusableFile { plugin: String, reason: String },
+
     #[error("plugin {plugin}: not a loadable component: {reason}")]
     InvalidModule { plugin: String, reason: String },
 
@@ -113,7 +132,27 @@ impl PluginError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            PluginError::Refused { .. } | PluginError::UngrantedImport { .. }
+            PluginError::Refused { .. }
+                | PluginError::UngrantedImport { .. }
+                | PluginError::ForbiddenGrant { .. }
+                | PluginError::GrantNotAllowed { .. }
+        )
+    }
+
+    /// True when the error is about the plugin's files (reading, signature, manifest, grants,
+    /// module, imports), not about running it: its text quotes no configuration.
+    pub fn is_about_files(&self) -> bool {
+        matches!(
+            self,
+            PluginError::Io { .. }
+                | PluginError::Manifest { .. }
+                | PluginError::Refused { .. }
+                | PluginError::ForbiddenGrant { .. }
+                | PluginError::GrantNotAllowed { .. }
+                | PluginError::UnusableFile { .. }
+                | PluginError::InvalidModule { .. }
+                | PluginError::UngrantedImport { .. }
+                | PluginError::Key { .. }
         )
     }
 
@@ -123,6 +162,9 @@ impl PluginError {
             PluginError::Io { plugin, .. }
             | PluginError::Manifest { plugin, .. }
             | PluginError::Refused { plugin, .. }
+            | PluginError::ForbiddenGrant { plugin, .. }
+            | PluginError::GrantNotAllowed { plugin, .. }
+            | PluginError::UnusableFile { plugin, .. }
             | PluginError::InvalidModule { plugin, .. }
             | PluginError::UngrantedImport { plugin, .. }
             | PluginError::Unsupported { plugin, .. }

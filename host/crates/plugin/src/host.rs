@@ -13,10 +13,10 @@ use crate::cache::{CompiledCache, CompiledFrom};
 use crate::error::{describe, PluginError, Refusal};
 use crate::executor::Executor;
 use crate::log::PluginLog;
-use crate::manifest::{plugin_stem, Grants, Limits, PluginKind};
+use crate::manifest::{plugin_stem, resolve_granted_directory, Allowance, GrantRules, Grants, Limits, PluginKind, DEFAULT_ENV_PREFIX, MANIFEST_SUFFIX};
 use crate::plugin::{LoadedPlugin, NamespaceIndices, WorldIndices};
 use crate::sandbox::{self, bindings, source_bindings, CallState};
-use crate::signing::load_checked;
+use crate::signing::{load_checked, read, trusted_allowance, MAX_MODULE_BYTES};
 
 /// Environment name in which unsigned plugins are always refused.
 pub const PRODUCTION: &str = "production";
@@ -41,6 +41,11 @@ pub struct HostOptions {
     /// What a source's `grants.directory` is relative to (the configuration root). Without it,
     /// a plugin asking for a directory is refused.
     pub grants_root: Option<PathBuf>,
+    /// The configuration variable prefix: no variable under it (nor `POTTER_SECRET_KEY_*`,
+    /// `POTTER_TOKEN`) is ever granted.
+    pub env_prefix: String,
+    /// Directories a granted directory may neither contain nor lie in, besides the state directory.
+    pub protected_dirs: Vec<PathBuf>,
 }
 
 impl HostOptions {
@@ -55,7 +60,16 @@ impl HostOptions {
             max_limits: Limits::MAXIMA,
             max_wasm_stack_kib: 512,
             grants_root: None,
+            env_prefix: DEFAULT_ENV_PREFIX.to_owned(),
+            protected_dirs: Vec::new(),
         }
+    }
+
+    /// What a manifest may ask of this host.
+    pub fn grant_rules(&self) -> GrantRules {
+        let mut protected = vec![self.state_dir.clone(), self.trust_dir()];
+        protected.extend(self.protected_dirs.iter().cloned());
+        GrantRules { env_prefix: self.env_prefix.clone(), max_limits: self.max_limits, grants_root: self.grants_root.clone(), protected }
     }
 
     /// The trust store directory.
@@ -88,6 +102,8 @@ pub struct PluginInfo {
     pub version: Option<String>,
     pub sha256: Option<String>,
     pub signer_key_id: Option<String>,
+    /// The grant kinds the trust store allows the signing key.
+    pub signer_allowance: Option<Allowance>,
     pub grants: Option<Grants>,
     pub secrets: bool,
     pub limits: Option<Limits>,
@@ -96,6 +112,14 @@ pub struct PluginInfo {
     pub last_error: Option<String>,
     /// Why the newest version in the folder was refused while this (older) version keeps running.
     pub refused_update: Option<String>,
+    /// True when the refusal (`refused_update`, or `last_error` of a refused plugin) is about the
+    /// plugin's own files (signature, manifest, grants, module, imports) and so names no
+    /// environment's configuration; false when it came from running it (a first call, a reload
+    /// its presence made invalid), which may quote any environment's values.
+    pub refusal_about_files: bool,
+    /// The last error of a call about each environment (filled by the configuration host).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment_errors: BTreeMap<String, String>,
 }
 
 /// What the host knows about one plugin name: the version running (if any) and why the latest
@@ -104,6 +128,7 @@ struct Entry {
     file: PathBuf,
     active: Option<Arc<LoadedPlugin>>,
     refusal: Option<String>,
+    refusal_about_files: bool,
 }
 
 /// Loads, sandboxes and runs plugins. One per process; cheap to share by reference.
@@ -143,25 +168,14 @@ impl PluginHost {
         &self.options
     }
 
-    /// Load every `*.wasm` in `dir` (sorted by name). One result per module;
-    /// a refused plugin does not stop the others.
+    /// Load every plugin in `dir` (sorted by name): one result per `*.wasm` or `*.plugin.toml`.
+    /// A refused plugin does not stop the others; a manifest whose module is missing, empty or not
+    /// a regular file (a link to `/dev/null`) is refused by name, never skipped.
     pub fn load_dir(&self, dir: &Path) -> Vec<Result<Arc<LoadedPlugin>, PluginError>> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(source) => {
-                return vec![Err(PluginError::Io {
-                    plugin: "*".into(),
-                    path: dir.to_path_buf(),
-                    source,
-                })];
-            }
-        };
-        let mut modules: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|ext| ext == "wasm") && p.is_file())
-            .collect();
-        modules.sort();
-        modules.iter().map(|path| self.load_file(path)).collect()
+        match plugin_modules(dir) {
+            Ok(modules) => modules.iter().map(|path| self.load_file(path)).collect(),
+            Err(source) => vec![Err(PluginError::Io { plugin: "*".into(), path: dir.to_path_buf(), source })],
+        }
     }
 
     /// Verify, compile (or take from the cache), check imports and
@@ -187,7 +201,7 @@ impl PluginHost {
         let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         registry.insert(
             plugin.name().to_owned(),
-            Entry { file: wasm_path.to_path_buf(), active: Some(plugin), refusal: None },
+            Entry { file: wasm_path.to_path_buf(), active: Some(plugin), refusal: None, refusal_about_files: true },
         );
     }
 
@@ -199,8 +213,10 @@ impl PluginHost {
             file: wasm_path.to_path_buf(),
             active: None,
             refusal: None,
+            refusal_about_files: true,
         });
         entry.refusal = Some(error.to_string());
+        entry.refusal_about_files = error.is_about_files();
         if entry.active.is_none() {
             entry.file = wasm_path.to_path_buf();
         }
@@ -214,7 +230,7 @@ impl PluginHost {
 
     fn load_unrecorded(&self, wasm_path: &Path) -> Result<Arc<LoadedPlugin>, PluginError> {
         let allow_unsigned = self.options.allow_unsigned && self.options.environment != PRODUCTION;
-        let verified = load_checked(wasm_path, &self.options.trust_dir(), allow_unsigned)?;
+        let verified = load_checked(wasm_path, &self.options.trust_dir(), allow_unsigned, &self.options.grant_rules())?;
         let manifest = verified.manifest;
         let name: Arc<str> = Arc::from(manifest.name.as_str());
         let limits = Limits::resolve(
@@ -291,17 +307,8 @@ impl PluginHost {
         let Some(root) = &self.options.grants_root else {
             return Err(manifest_error("grants.directory needs a configuration root, and this host has none".into()));
         };
-        let joined = root.join(relative);
-        let resolved = joined
-            .canonicalize()
-            .map_err(|e| manifest_error(format!("grants.directory `{}`: {e}", joined.display())))?;
-        let root = root.canonicalize().map_err(|e| manifest_error(format!("configuration root {}: {e}", root.display())))?;
-        if !resolved.starts_with(&root) {
-            return Err(manifest_error(format!("grants.directory `{relative}` leaves the configuration root through a symbolic link")));
-        }
-        if !resolved.is_dir() {
-            return Err(manifest_error(format!("grants.directory `{}` is not a directory", joined.display())));
-        }
+        let resolved = resolve_granted_directory(root, relative).map_err(manifest_error)?;
+        self.options.grant_rules().check_directory(name, relative, &resolved)?;
         Ok(resolved)
     }
 
@@ -313,6 +320,7 @@ impl PluginHost {
 
     /// Every plugin the host has tried to load, for `plugin list`.
     pub fn list(&self) -> Vec<PluginInfo> {
+        let trust_dir = self.options.trust_dir();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         registry
             .iter()
@@ -324,6 +332,8 @@ impl PluginHost {
                     version: Some(plugin.manifest.version.clone()),
                     sha256: Some(plugin.module_sha256.clone()),
                     signer_key_id: plugin.signer_key_id.clone(),
+                    // Read from the trust store as it is now: what a re-trust changed shows at once.
+                    signer_allowance: plugin.signer_key_id.as_deref().and_then(|id| trusted_allowance(&trust_dir, id)),
                     grants: Some(plugin.manifest.grants.clone()),
                     secrets: plugin.manifest.secrets,
                     limits: Some(plugin.limits),
@@ -331,16 +341,19 @@ impl PluginHost {
                     status: PluginStatus::Loaded,
                     last_error: plugin.last_error(),
                     refused_update: entry.refusal.clone(),
+                    refusal_about_files: entry.refusal_about_files,
+                    environment_errors: BTreeMap::new(),
                 },
                 None => PluginInfo {
                     name: name.clone(),
                     file: entry.file.clone(),
                     kind: None,
                     version: None,
-                    sha256: std::fs::read(&entry.file)
+                    sha256: read(name, &entry.file, MAX_MODULE_BYTES)
                         .ok()
                         .map(|b| hex::encode(crate::signing::sha256(&b))),
                     signer_key_id: None,
+                    signer_allowance: None,
                     grants: None,
                     secrets: false,
                     limits: None,
@@ -348,8 +361,27 @@ impl PluginHost {
                     status: PluginStatus::Refused,
                     last_error: entry.refusal.clone(),
                     refused_update: None,
+                    refusal_about_files: entry.refusal_about_files,
+                    environment_errors: BTreeMap::new(),
                 },
             })
             .collect()
     }
+}
+
+/// `<dir>/<name>.wasm` for every name that has a module or a manifest in `dir`, sorted. Entries are
+/// listed whatever their type: a module that is a link to a device or a FIFO is refused when it is
+/// read, by name, instead of being left out.
+pub fn plugin_modules(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut names = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        let stem = file_name.strip_suffix(".wasm").or_else(|| file_name.strip_suffix(MANIFEST_SUFFIX));
+        if let Some(stem) = stem.filter(|stem| !stem.is_empty() && !stem.starts_with('.')) {
+            names.insert(stem.to_owned());
+        }
+    }
+    Ok(names.into_iter().map(|name| dir.join(format!("{name}.wasm"))).collect())
 }

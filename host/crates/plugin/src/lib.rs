@@ -37,13 +37,13 @@ pub use cache::CompiledFrom;
 pub use config_filter::{lookup, restrict};
 pub use error::{PluginError, Refusal};
 pub use log::{BURST_LINES, GUEST_LOG_TARGET, LINES_PER_SECOND};
-pub use host::{default_trust_dir, HostOptions, PluginHost, PluginInfo, PluginStatus, PRODUCTION};
+pub use host::{default_trust_dir, plugin_modules, HostOptions, PluginHost, PluginInfo, PluginStatus, PRODUCTION};
 pub use manifest::{
-    manifest_path, Grants, LimitRequest, Limits, Manifest, OnError, PluginKind,
-    GRANTED_DIRECTORY_GUEST_PATH, MANIFEST_SUFFIX,
+    manifest_path, reserved_variable, resolve_granted_directory, Allowance, GrantKind, GrantRules, Grants, LimitRequest,
+    Limits, Manifest, OnError, PluginKind, DEFAULT_ENV_PREFIX, GRANTED_DIRECTORY_GUEST_PATH, MANIFEST_SUFFIX,
 };
 pub use plugin::{LoadedPlugin, PluginIssue, Severity, View};
 pub use signing::{
-    key_id, keygen, parse_signature, sign, signature_path, trust, verify, KeyFiles, Verified,
-    SIGNATURE_SUFFIX,
+    key_id, keygen, parse_signature, sign, sign_with, signature_path, trust, trust_with, trusted_allowance, verify, verify_with, KeyFiles,
+    Verified, MAX_MANIFEST_BYTES, MAX_MODULE_BYTES, MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX,
 };

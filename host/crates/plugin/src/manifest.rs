@@ -1,6 +1,7 @@
 //! The plugin manifest: a sidecar `<name>.plugin.toml` beside `<name>.wasm`,
 //! covered by the signature together with the module.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,91 @@ pub struct Grants {
     /// `/data` in the guest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory: Option<String>,
+}
+
+/// Variables the tool reads whatever the configured prefix: keyrings and the API token.
+pub const RESERVED_VARIABLES: [&str; 2] = ["POTTER_SECRET_KEY_", "POTTER_TOKEN"];
+
+/// The kinds of grant a manifest can ask for. The trust store records, per trusted key, which
+/// kinds plugins it signed may use (`plugin trust --allow env,dirs`); more kinds (network access)
+/// are added here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantKind {
+    /// `grants.env`: host environment variables.
+    Env,
+    /// `grants.directory`: a read-only directory of the configuration root.
+    Dirs,
+}
+
+impl GrantKind {
+    /// Every kind, in order.
+    pub const ALL: [GrantKind; 2] = [GrantKind::Env, GrantKind::Dirs];
+
+    /// The name used by `plugin trust --allow` and in the trust store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantKind::Env => "env",
+            GrantKind::Dirs => "dirs",
+        }
+    }
+}
+
+impl std::str::FromStr for GrantKind {
+    type Err = String;
+    fn from_str(text: &str) -> Result<GrantKind, String> {
+        GrantKind::ALL.into_iter().find(|kind| kind.as_str() == text.trim()).ok_or_else(|| {
+            let known: Vec<&str> = GrantKind::ALL.iter().map(|kind| kind.as_str()).collect();
+            format!("unknown grant kind `{}` (known: {})", text.trim(), known.join(", "))
+        })
+    }
+}
+
+/// The grant kinds a trusted key's plugins may use. The default (a key trusted without
+/// `--allow`, or before allowances existed) is the safe set: no kind at all, so such a plugin
+/// reads nothing outside its sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Allowance(pub BTreeSet<GrantKind>);
+
+impl Allowance {
+    /// Every grant kind.
+    pub fn all() -> Allowance {
+        Allowance(GrantKind::ALL.into_iter().collect())
+    }
+
+    /// Parses `env,dirs` (empty text: the safe set).
+    pub fn parse(text: &str) -> Result<Allowance, String> {
+        text.split(',').filter(|part| !part.trim().is_empty()).map(str::parse).collect::<Result<_, _>>().map(Allowance)
+    }
+
+    pub fn allows(&self, kind: GrantKind) -> bool {
+        self.0.contains(&kind)
+    }
+}
+
+impl std::fmt::Display for Allowance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        let kinds: Vec<&str> = self.0.iter().map(|kind| kind.as_str()).collect();
+        f.write_str(&kinds.join(","))
+    }
+}
+
+/// Why `name` may not be granted to a plugin, if it is one of the tool's own variables: a keyring
+/// (`POTTER_SECRET_KEY_<ENV>`), the API token, or anything under the configuration variable
+/// prefix (`env_prefix`, `POTTER_` by default), which may carry overrides of secret keys.
+pub fn reserved_variable(name: &str, env_prefix: &str) -> Option<String> {
+    if name.starts_with(RESERVED_VARIABLES[0]) {
+        return Some("it holds an environment's keyring".to_owned());
+    }
+    if name == RESERVED_VARIABLES[1] {
+        return Some("it holds the tool's API token".to_owned());
+    }
+    (!env_prefix.is_empty() && name.starts_with(env_prefix))
+        .then(|| format!("it is under the tool's own variable prefix `{env_prefix}`"))
 }
 
 /// Limits a manifest may ask for; unset fields take the host defaults.
@@ -219,10 +305,95 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// Each grant the manifest asks for, with its kind: (kind, `grants.env `NAME``).
+    pub fn grants_asked(&self) -> Vec<(GrantKind, String)> {
+        let env = self.grants.env.iter().map(|name| (GrantKind::Env, format!("grants.env `{name}`")));
+        let directory = self.grants.directory.iter().map(|dir| (GrantKind::Dirs, format!("grants.directory `{dir}`")));
+        env.chain(directory).collect()
+    }
+
+    /// The first `grants.env` entry naming one of the tool's own variables: (grant, why).
+    pub fn reserved_env_grant(&self, env_prefix: &str) -> Option<(String, String)> {
+        self.grants.env.iter().find_map(|name| reserved_variable(name, env_prefix).map(|why| (format!("grants.env `{name}`"), why)))
+    }
+
     /// The key path of this plugin's own namespace, `plugins.<name>`.
     pub fn namespace(&self) -> String {
         format!("plugins.{}", self.name)
     }
+}
+
+/// What a manifest may ask of this host, checked at `plugin sign` and again at load.
+#[derive(Debug, Clone)]
+pub struct GrantRules {
+    /// The configuration variable prefix (`POTTER_`); no variable under it may be granted.
+    pub env_prefix: String,
+    /// Highest limits a manifest may ask for.
+    pub max_limits: Limits,
+    /// What `grants.directory` is relative to; without it directory grants are checked at load only.
+    pub grants_root: Option<PathBuf>,
+    /// Directories no granted directory may contain or lie in: the state directory (keyrings,
+    /// `tokens.json`, the trust store, signing keys) and whatever else the host protects.
+    pub protected: Vec<PathBuf>,
+}
+
+impl Default for GrantRules {
+    fn default() -> GrantRules {
+        GrantRules { env_prefix: DEFAULT_ENV_PREFIX.to_owned(), max_limits: Limits::MAXIMA, grants_root: None, protected: Vec::new() }
+    }
+}
+
+/// The configuration variable prefix the CLI uses unless an embedder changes it.
+pub const DEFAULT_ENV_PREFIX: &str = "POTTER_";
+
+impl GrantRules {
+    /// Refuses a grant of one of the tool's own variables, a limit above the maxima, and a
+    /// directory reaching a protected one (when the directory can be resolved here).
+    pub fn check(&self, manifest: &Manifest, manifest_path: &Path) -> Result<(), PluginError> {
+        let plugin = manifest.name.clone();
+        if let Some((grant, reason)) = manifest.reserved_env_grant(&self.env_prefix) {
+            return Err(PluginError::ForbiddenGrant { plugin, grant, reason });
+        }
+        Limits::resolve(&manifest.limits, &Limits::DEFAULT, &self.max_limits)
+            .map_err(|reason| PluginError::Manifest { plugin: plugin.clone(), path: manifest_path.to_path_buf(), reason })?;
+        if let (Some(root), Some(relative)) = (&self.grants_root, &manifest.grants.directory) {
+            // At signing time the tree may not hold the directory: the load checks it again.
+            if let Ok(resolved) = resolve_granted_directory(root, relative) {
+                self.check_directory(&plugin, relative, &resolved)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a granted directory (resolved) that contains or lies inside a protected one.
+    pub fn check_directory(&self, plugin: &str, relative: &str, resolved: &Path) -> Result<(), PluginError> {
+        for protected in &self.protected {
+            let protected = protected.canonicalize().unwrap_or_else(|_| protected.clone());
+            if resolved.starts_with(&protected) || protected.starts_with(resolved) {
+                return Err(PluginError::ForbiddenGrant {
+                    plugin: plugin.to_owned(),
+                    grant: format!("grants.directory `{relative}`"),
+                    reason: format!("it reaches {}, which holds the host's keyrings, tokens and trusted keys", protected.display()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `<root>/<relative>`, which must be an existing directory that stays inside the root once
+/// symbolic links are resolved.
+pub fn resolve_granted_directory(root: &Path, relative: &str) -> Result<PathBuf, String> {
+    let joined = root.join(relative);
+    let resolved = joined.canonicalize().map_err(|e| format!("grants.directory `{}`: {e}", joined.display()))?;
+    let root = root.canonicalize().map_err(|e| format!("configuration root {}: {e}", root.display()))?;
+    if !resolved.starts_with(&root) {
+        return Err(format!("grants.directory `{relative}` leaves the configuration root through a symbolic link"));
+    }
+    if !resolved.is_dir() {
+        return Err(format!("grants.directory `{}` is not a directory", joined.display()));
+    }
+    Ok(resolved)
 }
 
 /// Where the manifest of `<dir>/<name>.wasm` lives.

@@ -7,7 +7,9 @@
 //! - `<name>.wasm.sig`: `potter-plugin-signature-v1`, `key-id`, `module-sha256`,
 //!   `manifest-sha256`, `signature`.
 //!
-//! The trust store is a directory of `<key-id>.pub` files.
+//! The trust store is a directory of `<key-id>.pub` files: the public key file's two lines, then
+//! an optional `allow env,dirs` line naming the grant kinds that key's plugins may use (a file
+//! without it, e.g. written before allowances existed, allows the safe set: none).
 
 use std::fs;
 use std::io::Write;
@@ -17,13 +19,21 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use crate::error::{PluginError, Refusal};
-use crate::manifest::{manifest_path, plugin_stem, sibling, Manifest};
+use crate::manifest::{manifest_path, plugin_stem, sibling, Allowance, GrantRules, Manifest};
 
 const SECRET_KEY_HEADER: &str = "potter-plugin-secret-key-v1";
 const PUBLIC_KEY_HEADER: &str = "potter-plugin-public-key-v1";
 const SIGNATURE_HEADER: &str = "potter-plugin-signature-v1";
 /// Domain separation: a plugin signature can never be confused with another use of the key.
 const SIGNED_CONTEXT: &[u8] = b"potter-config plugin signature v1\0";
+
+/// Largest module read (CPython and JavaScript runtimes make components of tens of MiB).
+pub const MAX_MODULE_BYTES: u64 = 256 << 20;
+/// Largest manifest read.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+/// Largest signature or key file read.
+pub const MAX_SIGNATURE_BYTES: u64 = 4096;
+const ALLOW_FIELD: &str = "allow";
 
 /// Suffix of the signature file: `<name>.wasm.sig`.
 pub const SIGNATURE_SUFFIX: &str = ".wasm.sig";
@@ -44,6 +54,8 @@ pub struct Verified {
     pub module_sha256: String,
     /// None when loaded unsigned (development only).
     pub signer_key_id: Option<String>,
+    /// The grant kinds the trust store allows the signing key (None when unsigned).
+    pub signer_allowance: Option<Allowance>,
     pub module: Vec<u8>,
 }
 
@@ -84,14 +96,22 @@ pub fn keygen(out: &Path) -> Result<KeyFiles, PluginError> {
 }
 
 /// Sign `<dir>/<name>.wasm` together with `<dir>/<name>.plugin.toml`; writes
-/// `<dir>/<name>.wasm.sig` and returns its path. The manifest is checked first.
+/// `<dir>/<name>.wasm.sig` and returns its path. The manifest is checked first, against the
+/// default [`GrantRules`].
 pub fn sign(wasm_path: &Path, key_path: &Path) -> Result<PathBuf, PluginError> {
+    sign_with(wasm_path, key_path, &GrantRules::default())
+}
+
+/// [`sign`], refusing a manifest that `rules` refuse (a grant of the tool's own variables or
+/// files, a limit above the maxima): what the host would refuse at load is never signed.
+pub fn sign_with(wasm_path: &Path, key_path: &Path, rules: &GrantRules) -> Result<PathBuf, PluginError> {
     let plugin = plugin_stem(wasm_path);
     let signing = read_secret_key(key_path)?;
-    let module = read(&plugin, wasm_path)?;
+    let module = read_module(&plugin, wasm_path)?;
     let manifest_file = manifest_path(wasm_path);
-    let manifest_bytes = read(&plugin, &manifest_file)?;
-    parse_manifest(&plugin, &manifest_file, &manifest_bytes)?;
+    let manifest_bytes = read(&plugin, &manifest_file, MAX_MANIFEST_BYTES)?;
+    let manifest = parse_manifest(&plugin, &manifest_file, &manifest_bytes)?;
+    rules.check(&manifest, &manifest_file)?;
     let module_sha = sha256(&module);
     let manifest_sha = sha256(&manifest_bytes);
     let signature = signing.sign(&signed_message(&module_sha, &manifest_sha));
@@ -111,26 +131,38 @@ pub fn sign(wasm_path: &Path, key_path: &Path) -> Result<PathBuf, PluginError> {
     Ok(sig_path)
 }
 
-/// Add a public key to the trust store (`<trust_dir>/<key-id>.pub`); returns the key id.
+/// Add a public key to the trust store (`<trust_dir>/<key-id>.pub`) with the safe set of grant
+/// kinds (none); returns the key id.
 pub fn trust(pub_path: &Path, trust_dir: &Path) -> Result<String, PluginError> {
+    trust_with(pub_path, trust_dir, &Allowance::default())
+}
+
+/// Add (or re-add) a public key to the trust store, allowing its plugins the grant kinds of
+/// `allowance`; returns the key id.
+pub fn trust_with(pub_path: &Path, trust_dir: &Path, allowance: &Allowance) -> Result<String, PluginError> {
     let verifying = read_public_key(pub_path)?;
     let id = key_id(&verifying);
     fs::create_dir_all(trust_dir).map_err(|e| key_error(trust_dir, e.to_string()))?;
     let target = trust_dir.join(format!("{id}.pub"));
-    fs::write(
-        &target,
-        format!(
-            "{PUBLIC_KEY_HEADER}\n{}\n",
-            hex::encode(verifying.to_bytes())
-        ),
-    )
-    .map_err(|e| key_error(&target, e.to_string()))?;
+    let allow = if allowance.0.is_empty() { String::new() } else { format!("{ALLOW_FIELD} {allowance}\n") };
+    fs::write(&target, format!("{PUBLIC_KEY_HEADER}\n{}\n{allow}", hex::encode(verifying.to_bytes())))
+        .map_err(|e| key_error(&target, e.to_string()))?;
     Ok(id)
+}
+
+/// The grant kinds the trust store allows key `key_id`, or None when the key is not trusted.
+pub fn trusted_allowance(trust_dir: &Path, key_id: &str) -> Option<Allowance> {
+    trusted_key(trust_dir, key_id).map(|(_, allowance)| allowance)
 }
 
 /// Check a module and its manifest against its signature and the trust store.
 pub fn verify(wasm_path: &Path, trust_dir: &Path) -> Result<Verified, PluginError> {
-    load_checked(wasm_path, trust_dir, false)
+    verify_with(wasm_path, trust_dir, &GrantRules::default())
+}
+
+/// [`verify`], also checking the manifest against `rules`.
+pub fn verify_with(wasm_path: &Path, trust_dir: &Path, rules: &GrantRules) -> Result<Verified, PluginError> {
+    load_checked(wasm_path, trust_dir, false, rules)
 }
 
 /// Read module, manifest and signature; verify unless `allow_unsigned` and no
@@ -139,28 +171,27 @@ pub(crate) fn load_checked(
     wasm_path: &Path,
     trust_dir: &Path,
     allow_unsigned: bool,
+    rules: &GrantRules,
 ) -> Result<Verified, PluginError> {
     let plugin = plugin_stem(wasm_path);
     let refused = |reason: Refusal| PluginError::Refused {
         plugin: plugin.clone(),
         reason,
     };
-    let module = read(&plugin, wasm_path)?;
     let manifest_file = manifest_path(wasm_path);
-    let manifest_bytes = read(&plugin, &manifest_file)?;
+    let manifest_bytes = read(&plugin, &manifest_file, MAX_MANIFEST_BYTES)?;
+    let module = read_module(&plugin, wasm_path)?;
     let sig_path = signature_path(wasm_path);
     let module_sha = sha256(&module);
     let manifest_sha = sha256(&manifest_bytes);
 
-    let signer_key_id = if sig_path.exists() {
-        let text = fs::read_to_string(&sig_path).map_err(|source| PluginError::Io {
-            plugin: plugin.clone(),
-            path: sig_path.clone(),
-            source,
-        })?;
+    // A link, even a dangling one, counts as present: only a path with nothing at all is unsigned.
+    let signer = if fs::symlink_metadata(&sig_path).is_ok() {
+        let bytes = read(&plugin, &sig_path, MAX_SIGNATURE_BYTES)?;
+        let text = String::from_utf8(bytes).map_err(|_| refused(Refusal::MalformedSignature("not UTF-8 text".into())))?;
         let sig =
             SignatureFile::parse(&text).map_err(|e| refused(Refusal::MalformedSignature(e)))?;
-        let key = trusted_key(trust_dir, &sig.key_id)
+        let (key, allowance) = trusted_key(trust_dir, &sig.key_id)
             .ok_or_else(|| refused(Refusal::UnknownKey(sig.key_id.clone())))?;
         // The recorded hashes only sharpen the message; the signature is
         // always checked over the hashes of the bytes actually on disk.
@@ -172,7 +203,7 @@ pub(crate) fn load_checked(
         }
         key.verify(&signed_message(&module_sha, &manifest_sha), &sig.signature)
             .map_err(|_| refused(Refusal::BadSignature))?;
-        Some(sig.key_id)
+        Some((sig.key_id, allowance))
     } else if allow_unsigned {
         None
     } else {
@@ -180,10 +211,25 @@ pub(crate) fn load_checked(
     };
 
     let manifest = parse_manifest(&plugin, &manifest_file, &manifest_bytes)?;
+    rules.check(&manifest, &manifest_file)?;
+    // Unsigned plugins (development only) have no key to carry an allowance.
+    if let Some((key_id, allowance)) = &signer {
+        if let Some((kind, grant)) = manifest.grants_asked().into_iter().find(|(kind, _)| !allowance.allows(*kind)) {
+            return Err(PluginError::GrantNotAllowed {
+                plugin,
+                grant,
+                kind: kind.as_str().to_owned(),
+                key_id: key_id.clone(),
+                allowance: allowance.to_string(),
+            });
+        }
+    }
+    let (signer_key_id, signer_allowance) = signer.unzip();
     Ok(Verified {
         manifest,
         module_sha256: hex::encode(module_sha),
         signer_key_id,
+        signer_allowance,
         module,
     })
 }
@@ -253,10 +299,18 @@ pub fn key_id(key: &VerifyingKey) -> String {
     hex::encode(&sha256(key.as_bytes())[..8])
 }
 
-fn trusted_key(trust_dir: &Path, key_id: &str) -> Option<VerifyingKey> {
-    let key = read_public_key(&trust_dir.join(format!("{key_id}.pub"))).ok()?;
+fn trusted_key(trust_dir: &Path, key_id: &str) -> Option<(VerifyingKey, Allowance)> {
+    let path = trust_dir.join(format!("{key_id}.pub"));
+    let key = read_public_key(&path).ok()?;
     // A file renamed to another key's id is not that key.
-    (self::key_id(&key) == key_id).then_some(key)
+    if self::key_id(&key) != key_id {
+        return None;
+    }
+    let text = potter_files::read_regular_to_string(&path, MAX_SIGNATURE_BYTES).ok()?;
+    let allow = text.lines().skip(2).find_map(|line| line.trim().strip_prefix(ALLOW_FIELD).map(str::trim));
+    // An allowance line that does not parse allows nothing beyond the safe set.
+    let allowance = allow.map(|kinds| Allowance::parse(kinds).unwrap_or_default()).unwrap_or_default();
+    Some((key, allowance))
 }
 
 fn read_secret_key(path: &Path) -> Result<SigningKey, PluginError> {
@@ -271,7 +325,7 @@ fn read_public_key(path: &Path) -> Result<VerifyingKey, PluginError> {
 }
 
 fn read_key_file(path: &Path, header: &str) -> Result<[u8; 32], PluginError> {
-    let text = fs::read_to_string(path).map_err(|e| key_error(path, e.to_string()))?;
+    let text = potter_files::read_regular_to_string(path, MAX_SIGNATURE_BYTES).map_err(|e| key_error(path, e.to_string()))?;
     let mut lines = text.lines();
     if lines.next().map(str::trim) != Some(header) {
         return Err(key_error(path, format!("expected a `{header}` file")));
@@ -308,12 +362,22 @@ fn parse_manifest(plugin: &str, path: &Path, bytes: &[u8]) -> Result<Manifest, P
     Manifest::parse(text, plugin, path)
 }
 
-fn read(plugin: &str, path: &Path) -> Result<Vec<u8>, PluginError> {
-    fs::read(path).map_err(|source| PluginError::Io {
-        plugin: plugin.to_string(),
-        path: path.to_path_buf(),
-        source,
+/// Reads a plugin's file: a regular file of at most `max` bytes, opened without blocking (a FIFO,
+/// a device or a link to one is refused by name).
+pub(crate) fn read(plugin: &str, path: &Path, max: u64) -> Result<Vec<u8>, PluginError> {
+    potter_files::read_regular(path, max).map_err(|error| match error {
+        potter_files::ReadError::Io { path, source } => PluginError::Io { plugin: plugin.to_string(), path, source },
+        other => PluginError::UnusableFile { plugin: plugin.to_string(), reason: format!("{other}") },
     })
+}
+
+/// The module beside a manifest: missing, empty or not a regular file is an error naming it.
+fn read_module(plugin: &str, path: &Path) -> Result<Vec<u8>, PluginError> {
+    let module = read(plugin, path, MAX_MODULE_BYTES)?;
+    if module.is_empty() {
+        return Err(PluginError::UnusableFile { plugin: plugin.to_string(), reason: format!("module {} is empty", path.display()) });
+    }
+    Ok(module)
 }
 
 pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {

@@ -544,13 +544,20 @@ fn manifest_asking_above_host_maximum_is_refused() {
     let wasm = fixture.install_unsigned("production-safety");
     let manifest = fixture.plugins.join("production-safety.plugin.toml");
     let text = fs::read_to_string(&manifest).unwrap();
+    // `plugin sign` refuses what no host would load (issue 20)...
     fs::write(&manifest, format!("{text}[limits]\nmemory_mib = 100000\n")).unwrap();
+    let error = sign(&wasm, &fixture.key.secret_key).unwrap_err();
+    assert!(error.to_string().contains("memory_mib = 100000 exceeds the host maximum"), "{error}");
+    // ...and a host whose maxima are lower than the signer's refuses it at load.
+    fs::write(&manifest, format!("{text}[limits]\nmemory_mib = 400\n")).unwrap();
     sign(&wasm, &fixture.key.secret_key).unwrap();
-    let error = fixture.host("production").load_file(&wasm).unwrap_err();
+    let mut options = fixture.options("production");
+    options.max_limits.memory_mib = 256;
+    let error = PluginHost::new(options).unwrap().load_file(&wasm).unwrap_err();
     assert!(
         error
             .to_string()
-            .contains("memory_mib = 100000 exceeds the host maximum"),
+            .contains("memory_mib = 400 exceeds the host maximum of 256"),
         "{error}"
     );
 }

@@ -1,5 +1,5 @@
 //! Test source plugin: reports a granted environment variable
-//! (`POTTER_TEST_GRANTED`) and an ungranted one (`HOME`), null when unset.
+//! (`PLUGIN_TEST_GRANTED`) and an ungranted one (`HOME`), null when unset.
 
 use potter_sdk::{json, Source, Value};
 
@@ -9,7 +9,7 @@ impl Source for EnvSource {
     fn load(_environment: &str) -> Result<Value, String> {
         Ok(json!({
             "fromenv": {
-                "granted": std::env::var("POTTER_TEST_GRANTED").ok(),
+                "granted": std::env::var("PLUGIN_TEST_GRANTED").ok(),
                 "other": std::env::var("HOME").ok(),
             }
         }))

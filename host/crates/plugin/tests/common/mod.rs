@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use potter_plugin::{keygen, sign, trust, HostOptions, KeyFiles, PluginHost};
+use potter_plugin::{keygen, sign, trust_with, Allowance, HostOptions, KeyFiles, PluginHost};
 use tempfile::TempDir;
 
 /// The repository root (three levels above this crate).
@@ -50,7 +50,8 @@ impl Fixture {
         let plugins = temp.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
         let key = keygen(&temp.path().join("author")).unwrap();
-        trust(&key.public_key, &state.join("trusted-keys")).unwrap();
+        // Test plugins ask for every grant kind: the key may use them all.
+        trust_with(&key.public_key, &state.join("trusted-keys"), &Allowance::all()).unwrap();
         Fixture {
             temp,
             state,
