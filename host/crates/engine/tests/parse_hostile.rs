@@ -234,3 +234,15 @@ fn yaml_empty_values_at_the_end_of_the_input_are_placed_inside_it() {
     assert_eq!(parsed.data["a"], json!({"b": null}));
     assert!(text_location(&parsed, "a.b").0 <= 2);
 }
+
+#[test]
+fn yaml_errors_after_unprintable_characters_name_a_column_inside_the_line() {
+    // Found by fuzzing (parse_yaml): after a control character on a line of multi-byte characters
+    // the parser named column 99 of a 91-character line.
+    let line = "%------j\u{3e1}:\u{3e1}.0j{*\u{3e1}{*\u{3e1}: .i*\u{3e1}{*\u{3e1}:\u{3e1}.0j{*\u{3e1}{*\u{3e1}\u{3e1} .i*\u{3e1}{*\u{3e1}:\u{3e1}.0j{*\u{3e1}{*\u{3e1}:\u{3e1} .iA {b g.bas *base\u{2}\u{0}.h: 0x1F";
+    let text = format!("{line}\nb: 0o1711Fc\n  text\ni: 0o1713\nost(.0 p {{ .-----{{");
+    let error = refused(&text, Format::Yaml);
+    let (line_number, column) = position(&error);
+    let length = text.split('\n').nth(line_number as usize - 1).unwrap().chars().count() as u32;
+    assert!(column <= length + 1, "column {column} past the end of line {line_number} ({length} characters): {error}");
+}

@@ -51,8 +51,9 @@ pub(super) fn parse(text: &str) -> Result<Parsed, ParseError> {
         let (event, span) = event.map_err(|error| {
             let marker = error.marker();
             let reported = (marker.line() as u32, marker.col() as u32 + 1);
-            // At the end of the input the parser names the line after the last one: name the end.
-            ParseError::at(Some(reported.min(end)), error.info().to_owned())
+            // At the end of the input the parser names the line after the last one, and after some
+            // unprintable characters a column past the line's end: name a place inside the text.
+            ParseError::at(Some(within_line(text, reported.min(end))), error.info().to_owned())
         })?;
         // An empty value at the end of the input is placed after the last line: keep it inside.
         let here = position(&span).min(end);
@@ -180,6 +181,14 @@ impl Size {
         }
         Ok(())
     }
+}
+
+/// `(line, column)` with the column kept at most one past the end of that line (lines broken as
+/// YAML breaks them). Only called for an error, so the walk over the text costs nothing on success.
+fn within_line(text: &str, (line, column): (u32, u32)) -> (u32, u32) {
+    let mut lines = text.split("\r\n").flat_map(|part| part.split(['\n', '\r']));
+    let length = lines.nth(line.saturating_sub(1) as usize).map_or(0, |l| l.chars().count() as u32);
+    (line, column.min(length + 1))
 }
 
 /// The 1-based line and column just after the last character, lines broken as YAML breaks
