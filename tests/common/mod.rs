@@ -58,7 +58,7 @@ impl Tree {
 }
 
 pub fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..").join(relative)
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {

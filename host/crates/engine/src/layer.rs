@@ -111,6 +111,47 @@ pub enum Location {
     Layer,
 }
 
+/// Where one value came from, rendered once for every reader: the CLI's `explain`, the API's
+/// provenance fields and the errors that name a value's place.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Provenance {
+    /// The layer's name (`environments/production`, `env`, `overrides/production`...).
+    pub layer: String,
+    pub rank: Rank,
+    /// Where, as one line: `environments/production.json:3:5`, `POTTER_API__TIMEOUT`,
+    /// `schema default (#/properties/...)`, `runtime overrides (version 7)`.
+    pub source: String,
+    /// The tree file, when the value was written in one.
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+}
+
+impl Provenance {
+    /// The provenance of a value written at `location` of `layer` (None: the layer as a whole).
+    pub fn of(layer: &Layer, location: Option<&Location>) -> Self {
+        let (source, line, column) = match location {
+            Some(Location::Text { line, column }) => (format!("{}:{line}:{column}", layer.source), Some(*line), Some(*column)),
+            Some(Location::EnvVar(name)) => (name.to_string(), None, None),
+            Some(Location::Pointer(pointer)) if matches!(layer.source, LayerSource::Defaults(_)) => (format!("schema default ({pointer})"), None, None),
+            Some(Location::Pointer(pointer)) => (pointer.to_string(), None, None),
+            Some(Location::Version(version)) => (format!("{} (version {version})", layer.source), None, None),
+            Some(Location::Layer) | None => (layer.source.to_string(), None, None),
+        };
+        let file = match &layer.source {
+            LayerSource::File(file) => Some(file.to_string()),
+            _ => None,
+        };
+        Self { layer: layer.name.clone(), rank: layer.rank, source, file, line, column }
+    }
+}
+
+impl fmt::Display for Provenance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
 /// One source's configuration tree with its provenance.
 #[derive(Clone)]
 pub struct Layer {

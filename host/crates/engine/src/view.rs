@@ -82,6 +82,13 @@ pub struct Origin<'a> {
     pub location: &'a Location,
 }
 
+impl Origin<'_> {
+    /// Where the value was set, as every reader renders it.
+    pub fn provenance(&self) -> crate::Provenance {
+        crate::Provenance::of(self.layer, Some(self.location))
+    }
+}
+
 /// One layer's say about one key, for `explain`.
 #[derive(Debug, Clone)]
 pub struct Contribution<'a> {

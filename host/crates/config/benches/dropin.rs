@@ -48,7 +48,7 @@ fn signed_feed(repo: &Path, staging: &Path, state: &Path) -> [PathBuf; 3] {
 
 fn main() {
     let rounds: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(50);
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
     let status = Command::new("bash").arg(repo.join("scripts/build-plugins")).status().unwrap();
     assert!(status.success(), "scripts/build-plugins failed");
 

@@ -1,11 +1,11 @@
 //! Read-only commands: `get`, `dump`, `explain`, `layers`.
 
 use potter_engine::envvars::variable_for;
-use potter_engine::{Layer, Location, ViewKey};
+use potter_engine::{Provenance, ViewKey};
 use serde_json::{json, Value};
 
 use super::{Cli, Outcome};
-use crate::error::Error;
+use potter_config::Error;
 use crate::output::{inline, render, OutputFormat};
 
 fn view_key(cli: &Cli) -> ViewKey {
@@ -19,10 +19,10 @@ pub fn get(cli: &Cli, key: &str, reveal: bool) -> Outcome {
     let view = host.options().served_view(&snapshot, &view_key(cli))?;
     let value = view.get_ref(key).ok_or_else(|| Error::NotFound(key.to_owned()))?;
     let shown = if reveal {
-        crate::secrets::ensure_revealable(view, key).map_err(Error::from)?;
+        potter_config::secrets::ensure_revealable(view, key).map_err(Error::from)?;
         value.clone()
     } else {
-        crate::secrets::redact(view, key, value)
+        potter_config::secrets::redact(view, key, value)
     };
     println!("{}", render(&shown, cli.format, key.rsplit('.').next().unwrap_or(key)).trim_end());
     Ok(())
@@ -33,20 +33,8 @@ pub fn dump(cli: &Cli) -> Outcome {
     let snapshot = host.snapshot();
     let view = host.options().served_view(&snapshot, &view_key(cli))?;
     let format = if cli.format == OutputFormat::Text { OutputFormat::Yaml } else { cli.format };
-    println!("{}", render(&crate::secrets::redact(view, "", view.value()), format, "config").trim_end());
+    println!("{}", render(&potter_config::secrets::redact(view, "", view.value()), format, "config").trim_end());
     Ok(())
-}
-
-/// Where a layer's value sits, as `file:line:col`, a variable name, a pointer, or the layer's source.
-pub fn describe_location(layer: &Layer, location: Option<&Location>) -> (String, Option<u32>, Option<u32>) {
-    match location {
-        Some(Location::Text { line, column }) => (format!("{}:{line}:{column}", layer.source), Some(*line), Some(*column)),
-        Some(Location::EnvVar(name)) => (name.to_string(), None, None),
-        Some(Location::Pointer(pointer)) if matches!(layer.source, potter_engine::LayerSource::Defaults(_)) => (format!("schema default ({pointer})"), None, None),
-        Some(Location::Pointer(pointer)) => (pointer.to_string(), None, None),
-        Some(Location::Version(version)) => (format!("{} (version {version})", layer.source), None, None),
-        Some(Location::Layer) | None => (layer.source.to_string(), None, None),
-    }
 }
 
 pub fn explain(cli: &Cli, key: &str) -> Outcome {
@@ -54,25 +42,21 @@ pub fn explain(cli: &Cli, key: &str) -> Outcome {
     let host = cli.open()?;
     let snapshot = host.snapshot();
     let view = host.options().served_view(&snapshot, &view_key(cli))?;
-    let effective = view.get(key).map(|value| crate::secrets::redact(view, key, &value));
+    let effective = view.get(key).map(|value| potter_config::secrets::redact(view, key, &value));
     let env_var = variable_for(&host.options().env_prefix, key);
     let contributions = view.explain(key);
     if cli.format == OutputFormat::Json || cli.format == OutputFormat::Yaml || cli.format == OutputFormat::Toml {
         let layers: Vec<Value> = contributions
             .iter()
             .map(|c| {
-                let (source, line, column) = describe_location(c.layer, c.location);
-                json!({
-                    "layer": c.layer.name,
-                    "rank": c.layer.rank,
-                    "source": source,
-                    "file": match &c.layer.source { potter_engine::LayerSource::File(f) => Some(f.to_string()), _ => None },
-                    "line": line,
-                    "column": column,
-                    "status": match c.value { None => "not set", Some(Value::Null) => "deletes", Some(_) => "set" },
-                    "value": c.value.map(|value| crate::secrets::redact(view, key, value)),
-                    "won": c.won,
-                })
+                let mut layer = serde_json::to_value(Provenance::of(c.layer, c.location)).expect("provenance serializes");
+                let fields = layer.as_object_mut().expect("provenance is an object");
+                fields.extend([
+                    ("status".to_owned(), json!(match c.value { None => "not set", Some(Value::Null) => "deletes", Some(_) => "set" })),
+                    ("value".to_owned(), json!(c.value.map(|value| potter_config::secrets::redact(view, key, value)))),
+                    ("won".to_owned(), json!(c.won)),
+                ]);
+                layer
             })
             .collect();
         let document = json!({
@@ -90,11 +74,11 @@ pub fn explain(cli: &Cli, key: &str) -> Outcome {
             None => println!("{key} is not set   ({})", view.key()),
         }
         for (i, c) in contributions.iter().enumerate() {
-            let (source, _, _) = describe_location(c.layer, c.location);
+            let source = Provenance::of(c.layer, c.location).source;
             let said = match c.value {
                 None => "—".to_owned(),
                 Some(Value::Null) => "null (deletes)".to_owned(),
-                Some(value) => inline(&crate::secrets::redact(view, key, value)),
+                Some(value) => inline(&potter_config::secrets::redact(view, key, value)),
             };
             let mark = if c.won { "  <- wins" } else { "" };
             let shown_source = if c.value.is_some() { source } else { c.layer.source.to_string() };

@@ -157,7 +157,7 @@ fn get(c: &mut Criterion) {
 /// A copy of the small tree with two signed Wasm validators (production-safety under two names),
 /// trusted in the copy's own state directory. Needs `scripts/build-plugins` to have run.
 fn tree_with_two_validators(dir: &Path) -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
     let built = repo.join("target/plugins");
     assert!(built.join("production-safety.wasm").exists(), "run scripts/build-plugins first");
     let root = dir.join("config");

@@ -6,7 +6,7 @@ use super::error::ApiError;
 use super::tokens::ALL_ENVIRONMENTS;
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Read configuration, secrets redacted.
@@ -20,6 +20,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, from least to most privileged.
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Editor, Role::SecretReader, Role::Admin];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
@@ -27,6 +30,14 @@ impl Role {
             Role::SecretReader => "secret-reader",
             Role::Admin => "admin",
         }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Role::ALL.into_iter().find(|role| role.as_str() == name).ok_or_else(|| format!("unknown role `{name}` (one of: viewer, editor, secret-reader, admin)"))
     }
 }
 

@@ -12,9 +12,9 @@ use potter_secrets::{Keyring, SecretString};
 use serde_json::{json, Value};
 
 use super::{Cli, Outcome};
-use crate::error::Error;
+use potter_config::Error;
 use crate::output::{render, OutputFormat};
-use crate::secrets::{self as secrets, SecretsError};
+use potter_config::secrets::{self as secrets, SecretsError};
 
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {

@@ -66,23 +66,6 @@ pub fn shared_existing(state_dir: &Path) -> Result<Option<Arc<SqliteStore>>, Err
     shared_store(state_dir).map(Some)
 }
 
-/// The actor of a command-line change: `cli:<name>`. The name is `named` (`--actor` or
-/// `POTTER_ACTOR`: the person behind an automation), else `USER`, else `LOGNAME`, else the
-/// account name of the process's user from the operating system (containers, CI and systemd
-/// units often set neither variable), else `uid <N>`.
-pub fn cli_actor(named: Option<&str>) -> String {
-    let from_environment = || ["USER", "LOGNAME"].iter().find_map(|name| std::env::var(name).ok());
-    let name = named
-        .map(str::to_owned)
-        .or_else(from_environment)
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .or_else(|| whoami::username().ok().filter(|name| !name.is_empty()))
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        .unwrap_or_else(|| format!("uid {}", unsafe { libc::geteuid() }));
-    format!("cli:{name}")
-}
-
 /// The history origin of a change origin (the first load counts as a file change).
 pub fn origin_of(origin: ChangeOrigin) -> Origin {
     match origin {
@@ -265,7 +248,7 @@ impl Recorder {
 
 /// The refusal of a key [`check_recordable_key`] refuses, naming where it was written.
 fn unrecordable(view: Option<&View>, key: &str, message: String) -> Error {
-    let place = view.and_then(|view| view.origin(key)).map(|origin| crate::cli::read::describe_location(origin.layer, Some(origin.location)).0);
+    let place = view.and_then(|view| view.origin(key)).map(|origin| origin.provenance().source);
     let message = match place {
         Some(place) => format!("{place}: {message}"),
         None => message,

@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::runtime::ConfigHost;
+use potter_config::runtime::ConfigHost;
 pub use error::{ApiError, ApiResult};
 #[doc(hidden)]
 pub use handlers::read_request_bodies;

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    potter_config::cli::main()
+    potter_cli::main()
 }

@@ -1,4 +1,4 @@
-//! Potter Config: the configuration runtime a service embeds, and the `potter-config` command.
+//! Potter Config: the configuration runtime a service embeds.
 //!
 //! ```no_run
 //! use potter_config::{ConfigHost, Options};
@@ -9,14 +9,11 @@
 //! # let _ = rate_limit;
 //! ```
 
-pub mod api;
-pub mod cli;
 pub mod error;
 pub mod events;
 pub mod history;
 pub mod plugins;
 pub mod watch;
-pub mod output;
 pub mod runtime;
 pub mod secrets;
 pub mod source;

@@ -22,8 +22,8 @@ use super::gate::{AuditNote, Authenticated};
 use super::rbac::{Action, Principal, Role};
 use super::scope::IssueScope;
 use super::{ApiState, ENVIRONMENT_HEADER};
-use crate::events::{ChangeOrigin, Event};
-use crate::runtime::SetRequest;
+use potter_config::events::{ChangeOrigin, Event};
+use potter_config::runtime::SetRequest;
 
 /// `?service=&user=` (and `prefix=` for watch).
 #[derive(Debug, Default, Deserialize)]
@@ -72,10 +72,10 @@ fn checked_key(key: &str) -> ApiResult<()> {
 }
 
 /// A key a change may give a value: a plain key the history can record unambiguously (its first
-/// segment has no `:`, see [`crate::history::check_recordable_key`]).
+/// segment has no `:`, see [`potter_config::history::check_recordable_key`]).
 fn checked_new_key(key: &str) -> ApiResult<()> {
     checked_key(key)?;
-    crate::history::check_recordable_key(key).map_err(|message| ApiError::bad_request("bad_key", message))
+    potter_config::history::check_recordable_key(key).map_err(|message| ApiError::bad_request("bad_key", message))
 }
 
 fn view_key(environment: &str, query: &ViewQuery) -> ViewKey {
@@ -90,9 +90,9 @@ fn view_of<'s>(state: &ApiState, snapshot: &'s Snapshot, key: &ViewKey) -> ApiRe
 /// `value` (the view's value at `key`) as this caller may see it.
 fn shown(principal: &Principal, view: &View, key: &str, value: &Value) -> Value {
     if principal.sees_secrets() {
-        crate::secrets::redact_sealed(view, key, value)
+        potter_config::secrets::redact_sealed(view, key, value)
     } else {
-        crate::secrets::redact(view, key, value)
+        potter_config::secrets::redact(view, key, value)
     }
 }
 
@@ -100,7 +100,7 @@ fn shown(principal: &Principal, view: &View, key: &str, value: &Value) -> Value 
 /// does not hold its environment's keyring), rather than handing out a placeholder.
 fn revealable(principal: &Principal, view: &View, key: &str) -> ApiResult<()> {
     if principal.sees_secrets() {
-        crate::secrets::ensure_revealable(view, key).map_err(crate::Error::from)?;
+        potter_config::secrets::ensure_revealable(view, key).map_err(potter_config::Error::from)?;
     }
     Ok(())
 }
@@ -116,17 +116,17 @@ fn with_etag(version: u64, body: Value) -> Response {
 }
 
 /// Runs blocking host work (locks, files, the history database) off the async workers.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, crate::Error> + Send + 'static) -> ApiResult<T> {
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, potter_config::Error> + Send + 'static) -> ApiResult<T> {
     blocking_outcome(work).await?.map_err(ApiError::from)
 }
 
 /// [`blocking`] with the host's own error, for a handler that answers some errors itself.
-async fn blocking_outcome<T: Send + 'static>(work: impl FnOnce() -> Result<T, crate::Error> + Send + 'static) -> ApiResult<Result<T, crate::Error>> {
+async fn blocking_outcome<T: Send + 'static>(work: impl FnOnce() -> Result<T, potter_config::Error> + Send + 'static) -> ApiResult<Result<T, potter_config::Error>> {
     tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("the request's work failed: {e}")))
 }
 
 /// [`blocking`] for a change on behalf of `principal`: a refusal lists only the issues in its scope.
-async fn blocking_change<T: Send + 'static>(principal: &Principal, work: impl FnOnce() -> Result<T, crate::Error> + Send + 'static) -> ApiResult<T> {
+async fn blocking_change<T: Send + 'static>(principal: &Principal, work: impl FnOnce() -> Result<T, potter_config::Error> + Send + 'static) -> ApiResult<T> {
     blocking_outcome(work).await?.map_err(|error| ApiError::in_scope(error, &IssueScope::for_token(principal)))
 }
 
@@ -160,7 +160,7 @@ pub async fn openapi() -> Json<Value> {
     path = "/v1/environments",
     responses(
         (status = 200, description = "`{\"version\", \"environments\", \"services\", \"users\"}`", body = Value, content_type = "application/json"),
-        crate::api::openapi::TokenRefusals,
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -219,10 +219,10 @@ fn whole_config(state: &ApiState, principal: &Principal, environment: &str, quer
     ),
     responses(
         (status = 200, description = "`{\"view\", \"version\", \"config\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
-        (status = 400, description = "`bad_path` or `bad_query`", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::ScopeRefusal,
-        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::TokenRefusals,
+        (status = 400, description = "`bad_path` or `bad_query`", body = crate::openapi::ErrorBody),
+        crate::openapi::ScopeRefusal,
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -259,10 +259,10 @@ fn environment_from_header(headers: &HeaderMap) -> ApiResult<String> {
     ),
     responses(
         (status = 200, description = "`{\"view\", \"version\", \"config\"}`; secrets redacted unless the role is secret-reader or admin", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
-        (status = 400, description = "`missing_environment` or `bad_query`", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::ScopeRefusal,
-        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::TokenRefusals,
+        (status = 400, description = "`missing_environment` or `bad_query`", body = crate::openapi::ErrorBody),
+        crate::openapi::ScopeRefusal,
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -279,15 +279,7 @@ pub async fn config_from_header(
 
 /// Where a value was set, as JSON.
 fn provenance(layer: &potter_engine::Layer, location: Option<&potter_engine::Location>) -> Value {
-    let (source, line, column) = crate::cli::read::describe_location(layer, location);
-    json!({
-        "layer": layer.name,
-        "rank": layer.rank,
-        "source": source,
-        "file": match &layer.source { potter_engine::LayerSource::File(f) => Some(f.to_string()), _ => None },
-        "line": line,
-        "column": column,
-    })
+    serde_json::to_value(potter_engine::Provenance::of(layer, location)).expect("provenance serializes")
 }
 
 /// The caller of a `/{env}/{key}` route, authenticated and authorised for `action` on that key.
@@ -310,10 +302,10 @@ fn keyed_request(principal: &Principal, params: Result<Path<(String, String)>, P
     ),
     responses(
         (status = 200, description = "`{\"key\", \"view\", \"version\", \"value\", \"secret\", \"source\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
-        (status = 400, description = "`bad_key` or `bad_query`", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::ScopeRefusal,
-        (status = 404, description = "`unknown_view`, or `key_not_set`", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::TokenRefusals,
+        (status = 400, description = "`bad_key` or `bad_query`", body = crate::openapi::ErrorBody),
+        crate::openapi::ScopeRefusal,
+        (status = 404, description = "`unknown_view`, or `key_not_set`", body = crate::openapi::ErrorBody),
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -338,7 +330,7 @@ pub async fn get_key(
             "view": view_key.to_string(),
             "version": snapshot.version(),
             "value": shown(&principal, view, &key, value),
-            "secret": crate::secrets::holds_secret(view, &key),
+            "secret": potter_config::secrets::holds_secret(view, &key),
             "source": source,
         }),
     ))
@@ -382,13 +374,13 @@ fn set_request(principal: &Principal, reason: Option<String>, if_version: Option
     request_body(content = PutBody, description = "`{\"value\": V, \"reason\"?: \"…\"}` (any content type; parsed as JSON)"),
     responses(
         (status = 200, description = "Applied: `{\"environment\", \"key\", \"version\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
-        (status = 400, description = "`bad_key`, `malformed_json` or `bad_if_match`", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::ScopeRefusal,
-        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
-        (status = 412, description = "`conflict`: a key changed after the `If-Match` version; nothing was applied", body = crate::api::openapi::ErrorBody),
-        (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::api::openapi::ErrorBody),
-        (status = 422, description = "`invalid` (with the `issues` in the token's scope) or `secret_refused`: the change does not validate; `invalid_tree` (with `file`): a file of the tree cannot be loaded; nothing was applied", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::TokenRefusals,
+        (status = 400, description = "`bad_key`, `malformed_json` or `bad_if_match`", body = crate::openapi::ErrorBody),
+        crate::openapi::ScopeRefusal,
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
+        (status = 412, description = "`conflict`: a key changed after the `If-Match` version; nothing was applied", body = crate::openapi::ErrorBody),
+        (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`invalid` (with the `issues` in the token's scope) or `secret_refused`: the change does not validate; `invalid_tree` (with `file`): a file of the tree cannot be loaded; nothing was applied", body = crate::openapi::ErrorBody),
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -422,12 +414,12 @@ pub async fn put_key(
     ),
     responses(
         (status = 200, description = "Applied: `{\"environment\", \"key\", \"version\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
-        (status = 400, description = "`bad_key` or `bad_if_match`", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::ScopeRefusal,
-        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
-        (status = 412, description = "`conflict`: the key changed after the `If-Match` version", body = crate::api::openapi::ErrorBody),
-        (status = 422, description = "`invalid` (with the `issues` in the token's scope): the configuration without the override does not validate; `invalid_tree` (with `file`): a file of the tree cannot be loaded", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::TokenRefusals,
+        (status = 400, description = "`bad_key` or `bad_if_match`", body = crate::openapi::ErrorBody),
+        crate::openapi::ScopeRefusal,
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
+        (status = 412, description = "`conflict`: the key changed after the `If-Match` version", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`invalid` (with the `issues` in the token's scope): the configuration without the override does not validate; `invalid_tree` (with `file`): a file of the tree cannot be loaded", body = crate::openapi::ErrorBody),
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -458,10 +450,10 @@ pub async fn delete_key(
     ),
     responses(
         (status = 200, description = "`{\"key\", \"view\", \"version\", \"found\", \"value\", \"env_var\", \"layers\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
-        (status = 400, description = "`bad_key` or `bad_query`", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::ScopeRefusal,
-        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::TokenRefusals,
+        (status = 400, description = "`bad_key` or `bad_query`", body = crate::openapi::ErrorBody),
+        crate::openapi::ScopeRefusal,
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -528,12 +520,12 @@ pub struct ValidateBody {
     request_body(content = ValidateBody, description = "`{\"environment\"?: E, \"changes\": {key: value or null}}`"),
     responses(
         (status = 200, description = "`{\"valid\", \"issues\": {\"views\", \"withheld\"}}`: only the issues of the token's environments and prefix, the others counted in `withheld`", body = Value, content_type = "application/json"),
-        (status = 422, description = "`invalid_tree` (with `file`): a file of the tree cannot be loaded", body = crate::api::openapi::ErrorBody),
-        (status = 400, description = "`malformed_json`, `missing_environment` or `bad_key`", body = crate::api::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: changes need write scope, an empty dry run read scope", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
-        (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::TokenRefusals,
+        (status = 422, description = "`invalid_tree` (with `file`): a file of the tree cannot be loaded", body = crate::openapi::ErrorBody),
+        (status = 400, description = "`malformed_json`, `missing_environment` or `bad_key`", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: changes need write scope, an empty dry run read scope", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
+        (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::openapi::ErrorBody),
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -565,7 +557,7 @@ pub async fn validate(
     let env = environment.clone();
     match blocking_outcome(move || host.edit_overrides(&env, &edits, request, true)).await? {
         Ok(snapshot) => Ok(Json(json!({ "environment": environment, "valid": true, "version": snapshot.version(), "issues": [] }))),
-        Err(crate::Error::Invalid(report)) => Ok(Json(json!({ "environment": environment, "valid": false, "issues": IssueScope::for_token(&principal).report_json(&report) }))),
+        Err(potter_config::Error::Invalid(report)) => Ok(Json(json!({ "environment": environment, "valid": false, "issues": IssueScope::for_token(&principal).report_json(&report) }))),
         Err(other) => Err(ApiError::in_scope(other, &IssueScope::for_token(&principal))),
     }
 }
@@ -591,10 +583,10 @@ fn event_name(event: &Event) -> &'static str {
     ),
     responses(
         (status = 200, description = "The event stream", body = String, content_type = "text/event-stream"),
-        (status = 400, description = "`bad_key` (the prefix) or `bad_query`", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::ScopeRefusal,
-        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::TokenRefusals,
+        (status = 400, description = "`bad_key` (the prefix) or `bad_query`", body = crate::openapi::ErrorBody),
+        crate::openapi::ScopeRefusal,
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -649,7 +641,7 @@ pub async fn watch(
     path = "/v1/schemas",
     responses(
         (status = 200, description = "`{\"schemas\": [{\"file\", \"schema\"}]}`", body = Value, content_type = "application/json"),
-        crate::api::openapi::TokenRefusals,
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -702,15 +694,15 @@ fn history_scope(principal: &Principal, key: Option<&str>) -> Option<String> {
 /// `qualifiers` are the view qualifiers of the record's environment: a key is scoped by its real
 /// dotted key in its view, so `zzz:api.leak` (a key of the environment's own view) is not `api.leak`.
 fn history_entry(record: &potter_history::Record, scope: Option<&str>, qualifiers: &[String], with_values: bool) -> Option<Value> {
-    let in_scope = |key: &str| scope.is_none_or(|scope| potter_engine::is_under(crate::history::recorded_key(key, qualifiers).1, scope));
+    let in_scope = |key: &str| scope.is_none_or(|scope| potter_engine::is_under(potter_config::history::recorded_key(key, qualifiers).1, scope));
     let keys: Vec<&String> = record.keys.iter().filter(|key| in_scope(key)).collect();
     if keys.is_empty() && scope.is_some() {
         return None;
     }
-    let mut entry = crate::history::audit_line(record, &keys);
+    let mut entry = potter_config::history::audit_line(record, &keys);
     if with_values {
         // Stored secrets are fingerprints only; `shown` turns them into `<redacted>` for every role.
-        let shown = |value: &Option<potter_history::StoredValue>| value.as_ref().map(crate::history::shown).unwrap_or(Value::Null);
+        let shown = |value: &Option<potter_history::StoredValue>| value.as_ref().map(potter_config::history::shown).unwrap_or(Value::Null);
         let changes: Vec<Value> = record
             .payload
             .iter()
@@ -725,7 +717,7 @@ fn history_entry(record: &potter_history::Record, scope: Option<&str>, qualifier
 
 /// The view qualifiers of `environment` (`""` for its own view, `api_service`, `@alice`, ...).
 fn environment_qualifiers(snapshot: &Snapshot, environment: &str) -> Vec<String> {
-    let mut qualifiers: Vec<String> = snapshot.all_view_keys().iter().filter(|key| *key.environment == *environment).map(crate::history::qualifier).collect();
+    let mut qualifiers: Vec<String> = snapshot.all_view_keys().iter().filter(|key| *key.environment == *environment).map(potter_config::history::qualifier).collect();
     qualifiers.sort();
     qualifiers.dedup();
     qualifiers
@@ -735,7 +727,7 @@ fn environment_qualifiers(snapshot: &Snapshot, environment: &str) -> Vec<String>
 ///
 /// Keys of service and user views are recorded qualified (`api_service:api.timeout`), so a scoped
 /// query asks once per view qualifier of the environment and merges the answers by version.
-fn scoped_records(store: &potter_history::SqliteStore, query: potter_history::HistoryQuery, scope: Option<&str>, qualifiers: &[String]) -> Result<Vec<potter_history::Record>, crate::Error> {
+fn scoped_records(store: &potter_history::SqliteStore, query: potter_history::HistoryQuery, scope: Option<&str>, qualifiers: &[String]) -> Result<Vec<potter_history::Record>, potter_config::Error> {
     use potter_history::HistoryStore as _;
     let Some(scope) = scope else {
         return Ok(store.query(&query)?);
@@ -762,10 +754,10 @@ fn scoped_records(store: &potter_history::SqliteStore, query: potter_history::Hi
     ),
     responses(
         (status = 200, description = "`{\"environment\", \"records\"}`: keys, actor, origin, reason of each change", body = Value, content_type = "application/json"),
-        (status = 400, description = "`bad_query`, `missing_environment` or `bad_key`", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::ScopeRefusal,
-        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::TokenRefusals,
+        (status = 400, description = "`bad_query`, `missing_environment` or `bad_key`", body = crate::openapi::ErrorBody),
+        crate::openapi::ScopeRefusal,
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -795,7 +787,7 @@ pub async fn history(
     }
     let state_dir = state.host.options().state_dir.clone();
     let entries = blocking(move || {
-        let records = match crate::history::shared_existing(&state_dir)? {
+        let records = match potter_config::history::shared_existing(&state_dir)? {
             Some(store) => scoped_records(&store, query, scope.as_deref(), &qualifiers)?,
             None => Vec::new(),
         };
@@ -814,10 +806,10 @@ pub async fn history(
     ),
     responses(
         (status = 200, description = "The record with its before/after values (secrets always `<redacted>`)", body = Value, content_type = "application/json"),
-        (status = 400, description = "`bad_path`: not a version number", body = crate::api::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: outside the token's environments or prefix", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "`version_not_found`", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::TokenRefusals,
+        (status = 400, description = "`bad_path`: not a version number", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: outside the token's environments or prefix", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`version_not_found`", body = crate::openapi::ErrorBody),
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -829,7 +821,7 @@ pub async fn history_version(
     use potter_history::HistoryStore as _;
     let version = path_params(version)?;
     let state_dir = state.host.options().state_dir.clone();
-    let record = blocking(move || match crate::history::shared_existing(&state_dir)? {
+    let record = blocking(move || match potter_config::history::shared_existing(&state_dir)? {
         Some(store) => Ok(store.get(version)?),
         None => Ok(None),
     })
@@ -868,13 +860,13 @@ pub struct RollbackBody {
     request_body(content = RollbackBody, description = "`{\"env\"?: E, \"version\": N, \"dry_run\"?: bool, \"reason\"?: \"…\"}`"),
     responses(
         (status = 200, description = "`{\"environment\", \"to_version\", \"dry_run\", \"valid\", \"outcome\", \"version\", \"changes\", \"issues\"}`; ETag when applied", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
-        (status = 400, description = "`malformed_json` or `missing_environment`", body = crate::api::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: only admin tokens may roll back", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "`unknown_view` or `version_not_found`", body = crate::api::openapi::ErrorBody),
-        (status = 409, description = "`history_pruned`: a needed payload was pruned", body = crate::api::openapi::ErrorBody),
-        (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::api::openapi::ErrorBody),
-        (status = 422, description = "`invalid` (with `issues`) or `cannot_apply`; nothing was applied", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::TokenRefusals,
+        (status = 400, description = "`malformed_json` or `missing_environment`", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: only admin tokens may roll back", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`unknown_view` or `version_not_found`", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`history_pruned`: a needed payload was pruned", body = crate::openapi::ErrorBody),
+        (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`invalid` (with `issues`) or `cannot_apply`; nothing was applied", body = crate::openapi::ErrorBody),
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -897,12 +889,12 @@ pub async fn rollback(
     let host = state.host.clone();
     let env = environment.clone();
     let (version, dry_run) = (body.version, body.dry_run);
-    let outcome = blocking_outcome(move || crate::history::rollback(&host, &env, version, request, dry_run)).await?;
+    let outcome = blocking_outcome(move || potter_config::history::rollback(&host, &env, version, request, dry_run)).await?;
     let note = AuditNote { env: Some(environment.clone()), key: None, message: Some(format!("rollback to version {version}{}", if dry_run { " (dry run)" } else { "" })) };
     let rollback = match outcome {
         Ok(rollback) => rollback,
-        Err(crate::Error::NotFound(what)) => return Err(ApiError::not_found("version_not_found", format!("no {what}"))),
-        Err(crate::Error::Invalid(report)) if dry_run => {
+        Err(potter_config::Error::NotFound(what)) => return Err(ApiError::not_found("version_not_found", format!("no {what}"))),
+        Err(potter_config::Error::Invalid(report)) if dry_run => {
             let body = json!({ "environment": environment, "to_version": version, "dry_run": true, "valid": false, "issues": report.to_json() });
             let mut response = Json(body).into_response();
             response.extensions_mut().insert(note);
@@ -924,7 +916,7 @@ pub async fn rollback(
             (false, false) => "applied",
         },
         "version": rollback.applied,
-        "changes": crate::history::differences_json(&rollback.differences),
+        "changes": potter_config::history::differences_json(&rollback.differences),
         "issues": [],
     });
     let mut response = match rollback.applied {
@@ -945,7 +937,7 @@ pub async fn rollback(
     path = "/v1/plugins",
     responses(
         (status = 200, description = "`{\"plugins\": [{\"name\", \"file\", \"kind\", \"version\", \"sha256\", \"signer\", \"signer_allows\", \"status\", \"last_error\", \"errors\", \"refused_update\", \"grants\", \"secrets\", \"limits\"}]}`", body = Value, content_type = "application/json"),
-        crate::api::openapi::TokenRefusals,
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -1012,7 +1004,7 @@ impl PluginDiagnostics<'_> {
             Some(environment) => vec![environment.to_owned()],
             None => environments.collect(),
         };
-        environments.iter().filter_map(|environment| self.snapshot.view(&ViewKey::environment(environment)).ok()).fold(text.to_owned(), |text, view| crate::secrets::redact_text(view, &text))
+        environments.iter().filter_map(|environment| self.snapshot.view(&ViewKey::environment(environment)).ok()).fold(text.to_owned(), |text, view| potter_config::secrets::redact_text(view, &text))
     }
 
     /// A diagnostic that names no environment: shown when it is about the plugin's files (it quotes
@@ -1048,10 +1040,10 @@ pub struct AuditParams {
     ),
     responses(
         (status = 200, description = "`{\"entries\": [{\"id\", \"timestamp\", \"actor\", \"method\", \"route\", \"env\", \"key\", \"status\", \"outcome\"}]}`, newest first", body = Value, content_type = "application/json"),
-        (status = 400, description = "`bad_query`", body = crate::api::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: only admin tokens may", body = crate::api::openapi::ErrorBody),
-        (status = 404, description = "`no_audit`: this server keeps no audit log", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::TokenRefusals,
+        (status = 400, description = "`bad_query`", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: only admin tokens may", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`no_audit`: this server keeps no audit log", body = crate::openapi::ErrorBody),
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -1116,13 +1108,13 @@ fn merge_patch_edits(at: &str, patch: &Map<String, Value>, edits: &mut Vec<(Stri
     request_body(content = Object, description = "A JSON Merge Patch (RFC 7386) of runtime overrides; `null` removes; member names must not contain `.`"),
     responses(
         (status = 200, description = "Applied as one version: `{\"environment\", \"keys\", \"version\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
-        (status = 400, description = "`malformed_json`, `bad_key`, `empty_patch` or `bad_if_match`", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::ScopeRefusal,
-        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::api::openapi::ErrorBody),
-        (status = 412, description = "`conflict`: a key changed after the `If-Match` version; nothing was applied", body = crate::api::openapi::ErrorBody),
-        (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::api::openapi::ErrorBody),
-        (status = 422, description = "`invalid` (with the `issues` in the token's scope) or `secret_refused`: the change does not validate; `invalid_tree` (with `file`): a file of the tree cannot be loaded; nothing was applied", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::TokenRefusals,
+        (status = 400, description = "`malformed_json`, `bad_key`, `empty_patch` or `bad_if_match`", body = crate::openapi::ErrorBody),
+        crate::openapi::ScopeRefusal,
+        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
+        (status = 412, description = "`conflict`: a key changed after the `If-Match` version; nothing was applied", body = crate::openapi::ErrorBody),
+        (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`invalid` (with the `issues` in the token's scope) or `secret_refused`: the change does not validate; `invalid_tree` (with `file`): a file of the tree cannot be loaded; nothing was applied", body = crate::openapi::ErrorBody),
+        crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]

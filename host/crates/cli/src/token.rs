@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{Cli, Failure, Outcome};
-use crate::api::{Role, TokenStore};
+use potter_server::{Role, TokenStore};
 use crate::output::{render, OutputFormat};
 
 #[derive(Debug, clap::Subcommand)]
@@ -12,7 +12,7 @@ pub enum TokenCommand {
     Create {
         #[arg(long)]
         name: String,
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = role_parser())]
         role: Role,
         /// The environments the token may use, comma separated (`staging,production`; `'*'`: all).
         /// Required here, after `create`: the global `--env` (and POTTER_ENV) never scope a token,
@@ -33,10 +33,10 @@ fn store(cli: &Cli) -> Result<TokenStore, Failure> {
     TokenStore::open(&cli.options().state_dir).map_err(failure)
 }
 
-fn failure(error: crate::api::TokenError) -> Failure {
+fn failure(error: potter_server::TokenError) -> Failure {
     let code = match error {
-        crate::api::TokenError::Unknown(_) => super::exit::NOT_FOUND,
-        crate::api::TokenError::Io { .. } | crate::api::TokenError::Unreadable(_) | crate::api::TokenError::Malformed { .. } | crate::api::TokenError::Random(_) => super::exit::INVALID,
+        potter_server::TokenError::Unknown(_) => super::exit::NOT_FOUND,
+        potter_server::TokenError::Io { .. } | potter_server::TokenError::Unreadable(_) | potter_server::TokenError::Malformed { .. } | potter_server::TokenError::Random(_) => super::exit::INVALID,
         _ => super::exit::USAGE,
     };
     Failure { code, message: error.to_string() }
@@ -68,4 +68,10 @@ pub fn run(cli: &Cli, command: &TokenCommand) -> Outcome {
         }
     }
     Ok(())
+}
+
+/// `--role`: the server's roles, listed in `--help` and checked by clap.
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Role::ALL.map(Role::as_str)).map(|name| name.parse::<Role>().expect("a listed role"))
 }

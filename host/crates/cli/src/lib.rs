@@ -10,15 +10,18 @@ mod validate;
 mod watch;
 mod secrets;
 mod plugin;
+mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::Error;
+use potter_config::Error;
+use potter_config::secrets::{SecretProblem, SecretsError};
+use potter_secrets::SecretError;
 use crate::output::OutputFormat;
-use crate::runtime::{default_state_dir, ConfigHost, Options};
+use potter_config::runtime::{default_state_dir, ConfigHost, Options};
 
 /// Exit codes shared by every command.
 pub mod exit {
@@ -183,7 +186,7 @@ impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         let code = match &error {
             Error::NotFound(_) => exit::NOT_FOUND,
-            Error::Secret(secret) => secret.exit_code(),
+            Error::Secret(secret) => secrets_exit_code(secret),
             Error::Plugin(plugin) if plugin.is_refusal() => exit::REFUSED,
             Error::UnsignedRefused { .. } => exit::REFUSED,
             Error::History(potter_history::HistoryError::Conflict { .. }) => exit::REFUSED,
@@ -195,6 +198,35 @@ impl From<Error> for Failure {
 }
 
 pub type Outcome = Result<(), Failure>;
+
+/// The exit code of a secrets failure: 4 refused (keyring permissions, keyring exists), 2 usage,
+/// 1 no keyring, 3 everything invalid.
+pub(crate) fn secrets_exit_code(error: &SecretsError) -> u8 {
+    fn keyring_code(error: &SecretError) -> u8 {
+        match error {
+            SecretError::KeyringPermissions { .. } | SecretError::KeyringExists { .. } => exit::REFUSED,
+            SecretError::KeyringMissing { .. } => exit::NOT_FOUND,
+            SecretError::InvalidEnvName { .. } => exit::USAGE,
+            _ => exit::INVALID,
+        }
+    }
+    match error {
+        SecretsError::Keyring(error) => keyring_code(error),
+        SecretsError::Usage(_) => exit::USAGE,
+        SecretsError::Sealed(_) => exit::NOT_FOUND,
+        SecretsError::Rejected(problems) => {
+            let refused = problems.iter().any(|p| matches!(p, SecretProblem::Keyring { source, .. } if keyring_code(source) == exit::REFUSED));
+            if refused {
+                exit::REFUSED
+            } else {
+                exit::INVALID
+            }
+        }
+        SecretsError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => exit::REFUSED,
+        _ => exit::INVALID,
+    }
+}
+
 
 /// Parses arguments, runs the command, prints errors, returns the exit code.
 pub fn main() -> ExitCode {

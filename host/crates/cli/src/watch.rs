@@ -6,10 +6,10 @@ use std::time::Duration;
 use potter_engine::ViewKey;
 
 use super::{Cli, Outcome};
-use crate::error::Error;
-use crate::events::Event;
+use potter_config::Error;
+use potter_config::events::Event;
 use crate::output::{inline, OutputFormat};
-use crate::watch::WatchOptions;
+use potter_config::watch::WatchOptions;
 
 pub fn run(cli: &Cli, prefix: Option<&str>, debounce_ms: u64, poll_ms: Option<u64>) -> Outcome {
     let host = cli.open()?;

@@ -12,7 +12,7 @@ use crate::output::{render, OutputFormat};
 pub fn run(cli: &Cli, strict: bool, coverage: bool) -> Outcome {
     let mut options = cli.options();
     options.strict |= strict;
-    let (snapshot, report) = crate::runtime::ConfigHost::inspect(&options)?;
+    let (snapshot, report) = potter_config::runtime::ConfigHost::inspect(&options)?;
     match cli.format {
         OutputFormat::Text => print_text(cli, &report, &snapshot, coverage),
         format => {
@@ -41,7 +41,7 @@ fn print_text(cli: &Cli, report: &Report, snapshot: &Snapshot, coverage: bool) {
         }
         for issue in &view_report.issues {
             let text = issue.source.as_ref().and_then(|source| {
-                files.entry(source.file.clone()).or_insert_with(|| potter_files::read_regular_to_string(&cli.root.join(&source.file), crate::source::tree::MAX_FILE_BYTES).ok()).clone()
+                files.entry(source.file.clone()).or_insert_with(|| potter_files::read_regular_to_string(&cli.root.join(&source.file), potter_config::source::tree::MAX_FILE_BYTES).ok()).clone()
             });
             println!("  {}: {}", issue.severity, indent(&render_for(issue, text.as_deref(), snapshot)));
         }
@@ -58,7 +58,7 @@ fn render_for(issue: &Issue, text: Option<&str>, snapshot: &Snapshot) -> String 
         .view
         .as_ref()
         .and_then(|key| snapshot.view(key).ok())
-        .is_none_or(|view| view.is_secret(&issue.path) || crate::secrets::holds_secret(view, &issue.path));
+        .is_none_or(|view| view.is_secret(&issue.path) || potter_config::secrets::holds_secret(view, &issue.path));
     if secret {
         render_issue_redacted(issue, text)
     } else {

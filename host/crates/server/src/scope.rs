@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::rbac::{Principal, Role};
 use super::tokens::ALL_ENVIRONMENTS;
-use crate::events::Event;
+use potter_config::events::Event;
 
 /// The environments and key prefix an answer about issues is limited to.
 #[derive(Debug, Clone)]
@@ -160,7 +160,7 @@ mod tests {
     #[test]
     fn a_diagnostic_line_is_shown_by_the_same_rule() {
         let lines: Vec<String> = report().issues().map(ToString::to_string).chain(["global.json:1:2: expected `,`".to_owned()]).collect();
-        let event = |scope: &IssueScope| scope.filter_event(Event::Rejected { origin: crate::events::ChangeOrigin::File, actor: "file-watch".into(), diagnostics: lines.clone() });
+        let event = |scope: &IssueScope| scope.filter_event(Event::Rejected { origin: potter_config::events::ChangeOrigin::File, actor: "file-watch".into(), diagnostics: lines.clone() });
         let scoped = IssueScope::for_token(&principal(Role::Viewer, &["production"], Some("api")));
         let Some(Event::Rejected { diagnostics, .. }) = event(&scoped) else { panic!("a refusal with an issue in scope is sent") };
         assert_eq!(diagnostics.len(), 2, "{diagnostics:?}");

@@ -25,30 +25,30 @@ pub enum TemplateCommand {
 }
 
 const SHIPPED_SCHEMAS: [(&str, &str); 2] = [
-    ("schemas/global_schema.json", include_str!("../../../schemas/global_schema.json")),
-    ("schemas/service_schemas/llm_providers.json", include_str!("../../../schemas/service_schemas/llm_providers.json")),
+    ("schemas/global_schema.json", include_str!("../../../../schemas/global_schema.json")),
+    ("schemas/service_schemas/llm_providers.json", include_str!("../../../../schemas/service_schemas/llm_providers.json")),
 ];
 
 const MINIMAL: [(&str, &str); 4] = [
-    ("global.json", include_str!("../../templates/minimal/global.json")),
-    ("environments/development.json", include_str!("../../templates/minimal/development.json")),
-    ("environments/staging.json", include_str!("../../templates/minimal/staging.json")),
-    ("environments/production.json", include_str!("../../templates/minimal/production.json")),
+    ("global.json", include_str!("../templates/minimal/global.json")),
+    ("environments/development.json", include_str!("../templates/minimal/development.json")),
+    ("environments/staging.json", include_str!("../templates/minimal/staging.json")),
+    ("environments/production.json", include_str!("../templates/minimal/production.json")),
 ];
 
 const POTTER: [(&str, &str); 12] = [
-    ("global.json", include_str!("../../templates/potter/global.json")),
-    ("environments/development.json", include_str!("../../templates/potter/development.json")),
-    ("environments/staging.json", include_str!("../../templates/potter/staging.json")),
-    ("environments/production.json", include_str!("../../templates/potter/production.json")),
-    ("services/api_service.json", include_str!("../../../examples/potter/services/api_service.json")),
-    ("services/theme_service.yaml", include_str!("../../../examples/potter/services/theme_service.yaml")),
-    ("services/notification_service.toml", include_str!("../../../examples/potter/services/notification_service.toml")),
-    ("users/alice.json", include_str!("../../../examples/potter/users/alice.json")),
-    ("users/bob.yaml", include_str!("../../../examples/potter/users/bob.yaml")),
-    ("schemas/service_schemas/api_service.json", include_str!("../../../schemas/service_schemas/api_service.json")),
-    ("schemas/service_schemas/theme_service.json", include_str!("../../../schemas/service_schemas/theme_service.json")),
-    ("schemas/service_schemas/notification_service.json", include_str!("../../../schemas/service_schemas/notification_service.json")),
+    ("global.json", include_str!("../templates/potter/global.json")),
+    ("environments/development.json", include_str!("../templates/potter/development.json")),
+    ("environments/staging.json", include_str!("../templates/potter/staging.json")),
+    ("environments/production.json", include_str!("../templates/potter/production.json")),
+    ("services/api_service.json", include_str!("../../../../examples/potter/services/api_service.json")),
+    ("services/theme_service.yaml", include_str!("../../../../examples/potter/services/theme_service.yaml")),
+    ("services/notification_service.toml", include_str!("../../../../examples/potter/services/notification_service.toml")),
+    ("users/alice.json", include_str!("../../../../examples/potter/users/alice.json")),
+    ("users/bob.yaml", include_str!("../../../../examples/potter/users/bob.yaml")),
+    ("schemas/service_schemas/api_service.json", include_str!("../../../../schemas/service_schemas/api_service.json")),
+    ("schemas/service_schemas/theme_service.json", include_str!("../../../../schemas/service_schemas/theme_service.json")),
+    ("schemas/service_schemas/notification_service.json", include_str!("../../../../schemas/service_schemas/notification_service.json")),
 ];
 
 fn io_failure(path: &Path, error: std::io::Error) -> Failure {

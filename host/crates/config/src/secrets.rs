@@ -26,7 +26,6 @@ use potter_engine::{Layer, LayerSource, Location};
 use potter_secrets::{check_structure, decrypt, env_var_name, is_ciphertext, Keyring, SecretError, SecretString};
 use serde_json::{Map, Value};
 
-use crate::cli::exit;
 use crate::runtime::Options;
 
 pub use document::{write_atomically, EditableDocument};
@@ -55,36 +54,6 @@ pub enum SecretsError {
     /// A secret of an environment whose keyring this process does not hold was to be revealed.
     #[error(transparent)]
     Sealed(Sealed),
-}
-
-impl SecretsError {
-    /// The CLI exit code: 4 refused (keyring permissions, keyring exists), 2 usage, 1 no keyring,
-    /// 3 everything invalid.
-    pub fn exit_code(&self) -> u8 {
-        fn keyring_code(error: &SecretError) -> u8 {
-            match error {
-                SecretError::KeyringPermissions { .. } | SecretError::KeyringExists { .. } => exit::REFUSED,
-                SecretError::KeyringMissing { .. } => exit::NOT_FOUND,
-                SecretError::InvalidEnvName { .. } => exit::USAGE,
-                _ => exit::INVALID,
-            }
-        }
-        match self {
-            SecretsError::Keyring(error) => keyring_code(error),
-            SecretsError::Usage(_) => exit::USAGE,
-            SecretsError::Sealed(_) => exit::NOT_FOUND,
-            SecretsError::Rejected(problems) => {
-                let refused = problems.iter().any(|p| matches!(p, SecretProblem::Keyring { source, .. } if keyring_code(source) == exit::REFUSED));
-                if refused {
-                    exit::REFUSED
-                } else {
-                    exit::INVALID
-                }
-            }
-            SecretsError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => exit::REFUSED,
-            _ => exit::INVALID,
-        }
-    }
 }
 
 fn more_secrets(more: usize) -> String {

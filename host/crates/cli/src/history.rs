@@ -2,7 +2,7 @@
 //!
 //! Every change goes through the library (`ConfigHost::set_with`, `edit_overrides`), so it is
 //! validated and recorded like any other. Values shown from the history pass through
-//! [`crate::history::shown`]: secrets print as `<redacted>`.
+//! [`potter_config::history::shown`]: secrets print as `<redacted>`.
 
 use clap::{Args, Subcommand};
 use potter_engine::ViewKey;
@@ -10,11 +10,11 @@ use potter_history::{HistoryQuery, HistoryStore, Record, Retention, StoredValue}
 use serde_json::{json, Value};
 
 use super::{Cli, Outcome};
-use crate::error::Error;
-use crate::events::ChangeOrigin;
-use crate::history as hist;
+use potter_config::Error;
+use potter_config::events::ChangeOrigin;
+use potter_config::history as hist;
 use crate::output::{inline, render, OutputFormat};
-use crate::runtime::SetRequest;
+use potter_config::runtime::SetRequest;
 
 /// Who a recorded change is by, beyond the account running the command.
 #[derive(Debug, Args)]
@@ -124,7 +124,7 @@ pub fn parse_value(text: &str) -> Value {
 }
 
 fn request(actor: &ActorArg, reason: &Option<String>, if_version: Option<u64>) -> SetRequest {
-    let mut request = SetRequest::new(ChangeOrigin::Cli, hist::cli_actor(actor.actor.as_deref()));
+    let mut request = SetRequest::new(ChangeOrigin::Cli, cli_actor(actor.actor.as_deref()));
     request.reason = reason.clone();
     request.if_version = if_version;
     request
@@ -135,7 +135,7 @@ pub fn set(cli: &Cli, args: &SetArgs) -> Outcome {
     let value = parse_value(&args.value);
     let snapshot = host.set_with(&cli.environment, &args.key, value, request(&args.actor, &args.reason, args.if_version))?;
     let view = snapshot.view(&ViewKey::environment(&cli.environment)).map_err(Error::from)?;
-    let shown = view.get(&args.key).map(|value| crate::secrets::redact(view, &args.key, &value));
+    let shown = view.get(&args.key).map(|value| potter_config::secrets::redact(view, &args.key, &value));
     report_change(cli, "set", &args.key, shown, snapshot.version());
     Ok(())
 }
@@ -226,7 +226,7 @@ fn summarize_keys(keys: &[String]) -> String {
 }
 
 fn audit_line(record: &Record) -> Value {
-    crate::history::audit_line(record, &record.keys)
+    potter_config::history::audit_line(record, &record.keys)
 }
 
 fn shown_opt(value: &Option<StoredValue>) -> Value {
@@ -435,4 +435,21 @@ mod tests {
         assert_eq!(parse_value("{\"a\":1}"), json!({"a": 1}));
         assert_eq!(parse_value("hello world"), json!("hello world"));
     }
+}
+
+/// The actor of a command-line change: `cli:<name>`. The name is `named` (`--actor` or
+/// `POTTER_ACTOR`: the person behind an automation), else `USER`, else `LOGNAME`, else the
+/// account name of the process's user from the operating system (containers, CI and systemd
+/// units often set neither variable), else `uid <N>`.
+pub fn cli_actor(named: Option<&str>) -> String {
+    let from_environment = || ["USER", "LOGNAME"].iter().find_map(|name| std::env::var(name).ok());
+    let name = named
+        .map(str::to_owned)
+        .or_else(from_environment)
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| whoami::username().ok().filter(|name| !name.is_empty()))
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        .unwrap_or_else(|| format!("uid {}", unsafe { libc::geteuid() }));
+    format!("cli:{name}")
 }

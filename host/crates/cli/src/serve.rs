@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Cli, Failure, Outcome};
-use crate::api::{self, Role, TokenStore};
-use crate::error::Error;
-use crate::runtime::ConfigHost;
-use crate::watch::WatchOptions;
+use potter_server::{self as api, Role, TokenStore};
+use potter_config::Error;
+use potter_config::runtime::ConfigHost;
+use potter_config::watch::WatchOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -62,7 +62,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
         burst: args.rate_burst.and_then(NonZeroU32::new).unwrap_or(per_second),
     });
     // The audit log lives in the history database of the state directory (shared with the recorder).
-    let audit = crate::history::shared_store(&options.state_dir)?;
+    let audit = potter_config::history::shared_store(&options.state_dir)?;
     let settings = api::Settings { rate_limit, audit: Some(api::AuditLog::new(audit)) };
     // File saves go live while serving; dropping the watcher at the end stops it.
     let watcher = host.watch(WatchOptions::default())?;

@@ -9,10 +9,10 @@ use potter_plugin::{default_trust_dir, Allowance, PluginInfo};
 use potter_validate::{SchemaSet, Validation};
 
 use super::{Cli, Outcome};
-use crate::error::Error;
+use potter_config::Error;
 use crate::output::OutputFormat;
-use crate::plugins::{grant_rules, Plugins};
-use crate::runtime::ConfigHost;
+use potter_config::plugins::{grant_rules, Plugins};
+use potter_config::runtime::ConfigHost;
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
