@@ -7,35 +7,97 @@ use potter_engine::{KeyPathError, ParseError, UnknownView};
 /// Why loading, reading or changing the configuration failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A file or folder could not be read or written.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// A tree file is not valid JSON, YAML or TOML (the source names line and column).
     #[error("{file}:{source}")]
-    Parse { file: String, source: ParseError },
+    Parse {
+        /// The file, relative to the root.
+        file: String,
+        /// Where and why the parser stopped.
+        source: ParseError,
+    },
+    /// A tree file is larger than a configuration file may be.
     #[error("{file}: {size} bytes is larger than the {limit}-byte limit for a configuration file")]
-    TooLarge { file: String, size: u64, limit: u64 },
+    TooLarge {
+        /// The file, relative to the root.
+        file: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The largest size read.
+        limit: u64,
+    },
+    /// A tree file holds bytes that are not UTF-8.
     #[error("{file}:{line}:{column}: not valid UTF-8")]
-    NotUtf8 { file: String, line: u32, column: u32 },
+    NotUtf8 {
+        /// The file, relative to the root.
+        file: String,
+        /// 1-based line of the first invalid byte.
+        line: u32,
+        /// 1-based column of the first invalid byte.
+        column: u32,
+    },
     /// A FIFO, device or directory where a configuration file belongs (refused without waiting on it).
     #[error("{file} is a {kind}, not a regular file")]
-    NotAFile { file: String, kind: &'static str },
+    NotAFile {
+        /// The path, relative to the root.
+        file: String,
+        /// `FIFO`, `device`, `directory`...
+        kind: &'static str,
+    },
+    /// Two files for one layer (`global.json` and `global.yaml`).
     #[error("two files for the layer `{layer}`: {first} and {second} (keep one)")]
-    DuplicateLayer { layer: String, first: String, second: String },
+    DuplicateLayer {
+        /// The layer both would be.
+        layer: String,
+        /// One file.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// The root is missing or not a config tree.
     #[error("config root {}: {reason}", path.display())]
-    Root { path: PathBuf, reason: String },
+    Root {
+        /// The root as given.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An environment, service or user the tree does not have.
     #[error(transparent)]
     UnknownView(#[from] UnknownView),
     /// An environment outside the process's `--environments` (`Options::environments`).
     #[error("environment `{environment}` is not served by this process (it serves: {served}; see --environments)")]
-    NotServed { environment: String, served: String },
+    NotServed {
+        /// The environment asked for.
+        environment: String,
+        /// The environments this process serves, comma separated.
+        served: String,
+    },
+    /// A dotted key that cannot be parsed (`api..timeout`).
     #[error(transparent)]
     KeyPath(#[from] KeyPathError),
+    /// Nothing is set at the key (or, for history, the version or record asked for).
     #[error("key `{0}` is not set")]
     NotFound(String),
+    /// The value at a key does not deserialize into the type asked for.
     #[error("key `{path}`: {message}")]
-    Type { path: String, message: String },
+    Type {
+        /// The dotted key.
+        path: String,
+        /// Serde's message (secret values never shown), with where the value was set.
+        message: String,
+    },
     /// Validation found errors: the change was not applied.
     #[error("{}", describe_report(.0))]
     Invalid(potter_validate::Report),
+    /// A schema of the `schemas` folder cannot be read or compiled (names the file).
     #[error(transparent)]
     Schema(potter_validate::SchemaError),
     /// Secrets: a ciphertext that does not decrypt (naming file:line:col, environment and key
@@ -56,7 +118,10 @@ pub enum Error {
     Pending(String),
     /// `--allow-unsigned` where production configuration is served.
     #[error("--allow-unsigned is refused: {reason}")]
-    UnsignedRefused { reason: String },
+    UnsignedRefused {
+        /// Why production is served here.
+        reason: String,
+    },
 }
 
 fn describe_report(report: &potter_validate::Report) -> String {
@@ -73,6 +138,7 @@ impl Error {
         }
     }
 
+    /// An I/O failure at `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }

@@ -48,9 +48,20 @@ pub enum SecretsError {
     Usage(String),
     /// A file of the tree could not be edited (parse error, unsupported layout).
     #[error("{file}: {reason}")]
-    Document { file: String, reason: String },
+    Document {
+        /// The file, relative to the root.
+        file: String,
+        /// Why it cannot be edited.
+        reason: String,
+    },
+    /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
     /// A secret of an environment whose keyring this process does not hold was to be revealed.
     #[error(transparent)]
     Sealed(Sealed),
@@ -84,27 +95,80 @@ pub enum SecretProblem {
     /// The ciphertext is malformed, truncated, of an unknown version, made with another key, for
     /// another path or environment, or altered (the source says which).
     #[error("{at}: {source}")]
-    Undecryptable { at: String, source: SecretError },
+    Undecryptable {
+        /// `file:line:col` of the ciphertext.
+        at: String,
+        /// Why it does not decrypt.
+        source: SecretError,
+    },
     /// The environment's keyring is missing, unreadable or refused (reported once per layer).
     #[error("{at}: cannot decrypt the secret at `{path}`{}: {source}", more_secrets(*.more))]
-    Keyring { at: String, path: String, more: usize, source: SecretError },
+    Keyring {
+        /// `file:line:col` of the first ciphertext.
+        at: String,
+        /// Its dotted key.
+        path: String,
+        /// How many more secrets of the same layer need the keyring.
+        more: usize,
+        /// What is wrong with the keyring.
+        source: SecretError,
+    },
+    /// A ciphertext in a layer not scoped to one environment (a ciphertext is bound to one).
     #[error(
         "{at}: `{path}` holds a ciphertext, but the layer `{layer}` is not scoped to one environment; a ciphertext \
          is bound to one environment, so put it in environments/<env>.* (`potter-config secrets set {path} --env <env>`)"
     )]
-    OutsideEnvironment { at: String, path: String, layer: String },
+    OutsideEnvironment {
+        /// `file:line:col` of the ciphertext.
+        at: String,
+        /// Its dotted key.
+        path: String,
+        /// The layer that holds it.
+        layer: String,
+    },
+    /// A ciphertext whose place cannot be named by a dotted key (inside an array, under a key with `.`).
     #[error("{at}: `{path}` holds a ciphertext {reason}; secrets must be values of objects whose keys contain no `.`")]
-    Unaddressable { at: String, path: String, reason: &'static str },
+    Unaddressable {
+        /// `file:line:col` of the ciphertext.
+        at: String,
+        /// The nearest dotted key.
+        path: String,
+        /// Where it sits (`inside an array`...).
+        reason: &'static str,
+    },
+    /// A plain value at a path that must hold a secret.
     #[error(
         "{at}: `{path}` is a secret path but holds a plain value; store it encrypted with \
          `potter-config secrets set {path} --env {env}` (the value is read from stdin){advice}"
     )]
-    Plaintext { at: String, path: String, env: String, advice: &'static str },
+    Plaintext {
+        /// `file:line:col` of the value.
+        at: String,
+        /// Its dotted key.
+        path: String,
+        /// The environment to encrypt it for.
+        env: String,
+        /// More to do, if any (empty or a sentence).
+        advice: &'static str,
+    },
+    /// The `secrets.paths` list is malformed.
     #[error("{at}: `{SECRET_PATHS_KEY}` {reason}")]
-    BadSecretPaths { at: String, reason: String },
+    BadSecretPaths {
+        /// `file:line:col` of the list.
+        at: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A plaintext that is itself a ciphertext could not be told from a sealed secret.
     #[error("{at}: the secret at `{path}` decrypts to another ciphertext; store the plaintext itself with `potter-config secrets set {path} --env {env}`")]
-    NestedCiphertext { at: String, path: String, env: String },
+    NestedCiphertext {
+        /// `file:line:col` of the ciphertext.
+        at: String,
+        /// Its dotted key.
+        path: String,
+        /// Its environment.
+        env: String,
+    },
 }
 
 /// The keyrings one load uses, resolved once per environment.

@@ -24,8 +24,11 @@ pub type Rewrite<'a, E> = dyn FnMut(&[String], &str) -> Result<Option<String>, E
 
 /// A parsed file that can be changed and written back.
 pub enum EditableDocument {
+    /// A JSON file, rewritten as JSON.
     Json(Value),
+    /// A YAML file, rewritten as YAML (comments are not kept).
     Yaml(Value),
+    /// A TOML file, edited in place (comments and layout kept).
     Toml(toml_edit::DocumentMut),
 }
 

@@ -37,6 +37,7 @@ impl SecretPathMatcher {
         Ok(())
     }
 
+    /// True when no path is marked secret.
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }

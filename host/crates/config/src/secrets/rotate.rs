@@ -14,9 +14,11 @@ use crate::source::tree;
 /// The file of the tree that holds an environment's values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvironmentFile {
+    /// The file's path.
     pub path: PathBuf,
     /// As shown in messages: `environments/production.json`.
     pub relative: String,
+    /// Its format, from the extension.
     pub format: Format,
     /// False when the environment has no file yet (one would be created as JSON).
     pub exists: bool,
@@ -49,8 +51,11 @@ fn write_document(file: &EnvironmentFile, document: &EditableDocument) -> Result
 /// What [`set_secret`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetReport {
+    /// The file written, relative to the root.
     pub file: String,
+    /// True when the file was created.
     pub created: bool,
+    /// The key the value is encrypted with.
     pub key_id: String,
 }
 
@@ -77,18 +82,22 @@ pub fn set_secret(options: &Options, env: &str, key: &str, plaintext: &SecretStr
 /// What [`rotate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotationReport {
+    /// The environment rotated.
     pub env: String,
     /// The key added (None for a keyring from an environment variable: the operator adds keys).
     pub new_key: Option<String>,
     /// The key that encrypts from now on.
     pub newest_key: String,
+    /// The environment's file, relative to the root.
     pub file: String,
+    /// How many ciphertexts were encrypted again with the newest key.
     pub reencrypted: usize,
     /// Keys removed from the keyring file.
     pub retired: Vec<String>,
     /// For a keyring from `POTTER_SECRET_KEY_<ENV>`: the variable, and the keys nothing
     /// references any more (the operator may drop them from it).
     pub env_var: Option<String>,
+    /// Keys of that variable no ciphertext uses any more.
     pub unreferenced: Vec<String>,
 }
 

@@ -20,7 +20,9 @@ use super::{SecretsError, REDACTED};
 pub struct Sealed {
     /// Where the ciphertext was written (`file:line:col`), or the view.
     pub at: String,
+    /// The environment whose keyring is absent.
     pub env: String,
+    /// The secret's dotted key.
     pub path: String,
 }
 
