@@ -1,13 +1,32 @@
 //! Potter Config: the configuration runtime a service embeds.
 //!
-//! ```no_run
+//! A [`ConfigHost`] reads a config tree (`global.*`, `environments/*`, `services/*`, `users/*`,
+//! `schemas/`, `plugins/`), validates every view, and serves typed, lock-free reads of the live
+//! snapshot. A change (a file save, a runtime override, a rollback) goes live whole or not at all.
+//!
+//! ```
 //! use potter_config::{ConfigHost, Options};
 //!
-//! let host = ConfigHost::open(Options::new("examples/potter")).unwrap();
-//! let production = host.view("production", Some("api_service"), None).unwrap();
-//! let rate_limit: u32 = production.get("api.rate_limit").unwrap();
-//! # let _ = rate_limit;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let root = dir.path().join("config");
+//! std::fs::create_dir_all(root.join("environments"))?;
+//! std::fs::write(root.join("global.json"), r#"{ "api": { "rate_limit": 100, "timeout_ms": 2000 } }"#)?;
+//! std::fs::write(root.join("environments/production.json"), r#"{ "api": { "rate_limit": 500 } }"#)?;
+//!
+//! let host = ConfigHost::open(Options::new(&root))?;
+//! let production = host.view("production", None, None)?;
+//! assert_eq!(production.get::<u32>("api.rate_limit")?, 500);
+//! assert_eq!(production.get::<u32>("api.timeout_ms")?, 2000);
+//!
+//! // A runtime override: validated, recorded in the history, then live for every reader.
+//! host.set("production", "api.rate_limit", 800.into())?;
+//! assert_eq!(production.get::<u32>("api.rate_limit")?, 800);
+//! # Ok(()) }
 //! ```
+//!
+//! The modules below the root re-exports are the parts the server (`potter-server`) and the
+//! command (`potter-cli`) build on; an embedder needs only the root.
 
 pub mod error;
 pub mod events;
