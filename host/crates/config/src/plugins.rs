@@ -602,7 +602,7 @@ impl Validator for PluginValidator {
                 return Ok(vec![skipped]);
             }
         }
-        let target = potter_plugin::View { environment: key.environment.to_string(), service: key.service.as_deref().map(str::to_owned) };
+        let target = potter_plugin::ValidationTarget { environment: key.environment.to_string(), service: key.service.as_deref().map(str::to_owned) };
         if let Some(error) = self.recent_time_out() {
             return Err(ValidatorError::new(error));
         }

@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 pub use clock::{Clock, SystemClock};
 pub use error::{HistoryError, Result};
 pub use model::{
-    AuditEntry, AuditQuery, Expectation, HistoryQuery, KeyChange, NewAuditEntry, NewChange, Origin,
+    AuditEntry, AuditQuery, Expectation, HistoryQuery, RecordedChange, NewAuditEntry, NewChange, Origin,
     OverrideOp, Payload, PruneReport, Record, Retention, StoredValue, UnknownOrigin,
 };
 pub use prefix::prefix_upper_bound;

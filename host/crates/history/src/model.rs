@@ -97,7 +97,7 @@ impl StoredValue {
 
 /// One key's value before and after a change; `None` means the key was absent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyChange {
+pub struct RecordedChange {
     pub key: String,
     pub before: Option<StoredValue>,
     pub after: Option<StoredValue>,
@@ -136,7 +136,7 @@ pub struct NewChange {
     pub origin: Origin,
     pub env: String,
     pub reason: Option<String>,
-    pub changes: Vec<KeyChange>,
+    pub changes: Vec<RecordedChange>,
     pub override_ops: Vec<OverrideOp>,
     pub expectations: Vec<Expectation>,
 }
@@ -166,7 +166,7 @@ impl NewChange {
         before: Option<StoredValue>,
         after: Option<StoredValue>,
     ) -> Self {
-        self.changes.push(KeyChange {
+        self.changes.push(RecordedChange {
             key: key.into(),
             before,
             after,
@@ -201,7 +201,7 @@ impl NewChange {
 /// The values of a record; dropped by [`Retention`] pruning while the audit line stays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payload {
-    pub changes: Vec<KeyChange>,
+    pub changes: Vec<RecordedChange>,
     pub override_ops: Vec<OverrideOp>,
 }
 

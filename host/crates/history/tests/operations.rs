@@ -6,7 +6,7 @@ use std::sync::{Arc, Barrier};
 
 use common::*;
 use potter_history::{
-    HistoryError, HistoryQuery, HistoryStore, KeyChange, NewChange, Origin, OverrideOp, Retention,
+    HistoryError, HistoryQuery, HistoryStore, RecordedChange, NewChange, Origin, OverrideOp, Retention,
     SqliteStore, StoredValue,
 };
 use serde_json::json;
@@ -52,12 +52,12 @@ fn append_assigns_increasing_versions_and_get_returns_the_full_record() {
     assert_eq!(
         payload.changes,
         [
-            KeyChange {
+            RecordedChange {
                 key: "db.pool".into(),
                 before: plain(json!(10)),
                 after: plain(json!(20))
             },
-            KeyChange {
+            RecordedChange {
                 key: "db.host".into(),
                 before: None,
                 after: plain(json!("db1"))

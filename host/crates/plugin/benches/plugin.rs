@@ -6,7 +6,7 @@
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use potter_plugin::{CompiledFrom, View};
+use potter_plugin::{CompiledFrom, ValidationTarget};
 use serde_json::json;
 
 fn small_config() -> serde_json::Value {
@@ -26,7 +26,7 @@ fn benches(c: &mut Criterion) {
     let host = fixture.host("production");
     let plugin = host.load_file(&wasm).unwrap();
     let config = small_config();
-    let view = View {
+    let view = ValidationTarget {
         environment: "production".into(),
         service: None,
     };

@@ -7,13 +7,13 @@
 //! prefixes its signed manifest declares.
 //!
 //! ```no_run
-//! use potter_plugin::{HostOptions, PluginHost, View};
+//! use potter_plugin::{HostOptions, PluginHost, ValidationTarget};
 //! # fn main() -> Result<(), potter_plugin::PluginError> {
 //! let host = PluginHost::new(HostOptions::new("/var/lib/potter", "production"))?;
 //! let config = serde_json::json!({"app": {"debug": true}});
 //! for loaded in host.load_dir("/etc/potter/plugins".as_ref()) {
 //!     let plugin = loaded?;
-//!     let view = View { environment: "production".into(), service: None };
+//!     let view = ValidationTarget { environment: "production".into(), service: None };
 //!     for issue in plugin.validate(&view, &config, &|_path: &str| false)? {
 //!         println!("{} {}: {}", issue.rule(), issue.path, issue.message);
 //!     }
@@ -42,7 +42,8 @@ pub use manifest::{
     manifest_path, reserved_variable, resolve_granted_directory, Allowance, GrantKind, GrantRules, Grants, LimitRequest,
     Limits, Manifest, OnError, PluginKind, DEFAULT_ENV_PREFIX, GRANTED_DIRECTORY_GUEST_PATH, MANIFEST_SUFFIX,
 };
-pub use plugin::{LoadedPlugin, PluginIssue, Severity, View};
+pub use plugin::{LoadedPlugin, PluginIssue, ValidationTarget};
+pub use potter_engine::Severity;
 pub use signing::{
     key_id, keygen, parse_signature, sign, sign_with, signature_path, trust, trust_with, trusted_allowance, verify, verify_with, KeyFiles,
     Verified, MAX_MANIFEST_BYTES, MAX_MODULE_BYTES, MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use potter_engine::Severity;
 use serde::Serialize;
 use serde_json::Value;
 use wasmtime::component::{Component, ComponentExportIndex, Instance, InstancePre};
@@ -30,17 +31,9 @@ const ISSUE_OVERHEAD: usize = 16;
 
 /// The view a validator is asked about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct View {
+pub struct ValidationTarget {
     pub environment: String,
     pub service: Option<String>,
-}
-
-/// Error or warning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Error,
-    Warning,
 }
 
 /// An issue reported by a plugin, checked and attributed.
@@ -175,7 +168,7 @@ impl LoadedPlugin {
     /// manifest grants secrets.
     pub fn validate(
         &self,
-        view: &View,
+        view: &ValidationTarget,
         config: &Value,
         is_secret: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<PluginIssue>, PluginError> {
@@ -186,7 +179,7 @@ impl LoadedPlugin {
 
     fn validate_inner(
         &self,
-        view: &View,
+        view: &ValidationTarget,
         config: &Value,
         is_secret: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<PluginIssue>, PluginError> {

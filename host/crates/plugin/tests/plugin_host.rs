@@ -7,12 +7,12 @@ use std::fs;
 use common::Fixture;
 use potter_plugin::{
     keygen, sign, verify, CompiledFrom, PluginError, PluginHost, PluginIssue, PluginStatus,
-    Refusal, Severity, View,
+    Refusal, Severity, ValidationTarget,
 };
 use serde_json::{json, Value};
 
-fn view(environment: &str) -> View {
-    View {
+fn view(environment: &str) -> ValidationTarget {
+    ValidationTarget {
         environment: environment.into(),
         service: None,
     }
@@ -491,7 +491,7 @@ fn validator_sees_only_its_prefixes_and_namespace_and_no_secrets() {
     });
     let is_secret = |path: &str| path == "db.password";
     let issues = plugin.validate(
-        &View {
+        &ValidationTarget {
             environment: "staging".into(),
             service: Some("web".into()),
         },

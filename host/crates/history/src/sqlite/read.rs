@@ -6,7 +6,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use crate::prefix::prefix_upper_bound;
-use crate::{HistoryQuery, KeyChange, Origin, OverrideOp, Payload, Record, StoredValue};
+use crate::{HistoryQuery, RecordedChange, Origin, OverrideOp, Payload, Record, StoredValue};
 
 /// A failure while reading: SQLite's, or a row we cannot decode.
 pub(crate) enum ReadError {
@@ -286,7 +286,7 @@ impl RecordRow {
                         .transpose()
                         .map_err(|error| decode_error(field, format!("key `{key}`: {error}")))
                 };
-                changes.push(KeyChange {
+                changes.push(RecordedChange {
                     key: key.clone(),
                     before: decode(before, "before value")?,
                     after: decode(after, "after value")?,

@@ -148,8 +148,8 @@ pub const PYTHON_VALIDATOR: &str = "python-validator";
 pub const JS_VALIDATOR: &str = "js-validator";
 
 /// A view of `environment` for the whole environment (no service).
-pub fn environment_view(environment: &str) -> potter_plugin::View {
-    potter_plugin::View {
+pub fn environment_view(environment: &str) -> potter_plugin::ValidationTarget {
+    potter_plugin::ValidationTarget {
         environment: environment.into(),
         service: None,
     }
