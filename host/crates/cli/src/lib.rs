@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 
 use potter_config::Error;
 use potter_config::secrets::{SecretProblem, SecretsError};
-use potter_secrets::SecretError;
+use potter_secrets::CipherError;
 use crate::output::OutputFormat;
 use potter_config::runtime::{default_state_dir, ConfigHost, Options};
 
@@ -202,11 +202,11 @@ pub type Outcome = Result<(), Failure>;
 /// The exit code of a secrets failure: 4 refused (keyring permissions, keyring exists), 2 usage,
 /// 1 no keyring, 3 everything invalid.
 pub(crate) fn secrets_exit_code(error: &SecretsError) -> u8 {
-    fn keyring_code(error: &SecretError) -> u8 {
+    fn keyring_code(error: &CipherError) -> u8 {
         match error {
-            SecretError::KeyringPermissions { .. } | SecretError::KeyringExists { .. } => exit::REFUSED,
-            SecretError::KeyringMissing { .. } => exit::NOT_FOUND,
-            SecretError::InvalidEnvName { .. } => exit::USAGE,
+            CipherError::KeyringPermissions { .. } | CipherError::KeyringExists { .. } => exit::REFUSED,
+            CipherError::KeyringMissing { .. } => exit::NOT_FOUND,
+            CipherError::InvalidEnvName { .. } => exit::USAGE,
             _ => exit::INVALID,
         }
     }

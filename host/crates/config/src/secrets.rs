@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use potter_engine::{Layer, LayerSource, Location};
-use potter_secrets::{check_structure, decrypt, env_var_name, is_ciphertext, Keyring, SecretError, SecretString};
+use potter_secrets::{check_structure, decrypt, env_var_name, is_ciphertext, Keyring, CipherError, SecretString};
 use serde_json::{Map, Value};
 
 use crate::runtime::Options;
@@ -42,7 +42,7 @@ pub enum SecretsError {
     Rejected(Vec<SecretProblem>),
     /// A keyring could not be created, read or saved.
     #[error(transparent)]
-    Keyring(SecretError),
+    Keyring(CipherError),
     /// The command was used wrongly (empty value, bad key path, key under a non-object...).
     #[error("{0}")]
     Usage(String),
@@ -99,7 +99,7 @@ pub enum SecretProblem {
         /// `file:line:col` of the ciphertext.
         at: String,
         /// Why it does not decrypt.
-        source: SecretError,
+        source: CipherError,
     },
     /// The environment's keyring is missing, unreadable or refused (reported once per layer).
     #[error("{at}: cannot decrypt the secret at `{path}`{}: {source}", more_secrets(*.more))]
@@ -111,7 +111,7 @@ pub enum SecretProblem {
         /// How many more secrets of the same layer need the keyring.
         more: usize,
         /// What is wrong with the keyring.
-        source: SecretError,
+        source: CipherError,
     },
     /// A ciphertext in a layer not scoped to one environment (a ciphertext is bound to one).
     #[error(
@@ -179,7 +179,7 @@ pub enum SecretProblem {
 /// was read, which is why an unknown key id triggers one fresh read of the keyring.
 pub struct Keyrings<'a> {
     options: &'a Options,
-    rings: BTreeMap<String, Result<Keyring, SecretError>>,
+    rings: BTreeMap<String, Result<Keyring, CipherError>>,
 }
 
 impl<'a> Keyrings<'a> {
@@ -196,10 +196,10 @@ impl<'a> Keyrings<'a> {
     /// True when `env` has neither a keyring variable nor a keyring file: its secrets stay sealed.
     /// (A keyring that exists but is refused or unreadable is an error, not an absence.)
     fn is_absent(&mut self, env: &str) -> bool {
-        matches!(self.get(env), Err(SecretError::KeyringMissing { .. }))
+        matches!(self.get(env), Err(CipherError::KeyringMissing { .. }))
     }
 
-    fn get(&mut self, env: &str) -> &Result<Keyring, SecretError> {
+    fn get(&mut self, env: &str) -> &Result<Keyring, CipherError> {
         if !self.rings.contains_key(env) {
             self.refresh(env);
         }
@@ -207,10 +207,10 @@ impl<'a> Keyrings<'a> {
     }
 
     /// The error resolving `env`'s keyring gave (owned; the next use resolves it again).
-    fn take_error(&mut self, env: &str) -> SecretError {
+    fn take_error(&mut self, env: &str) -> CipherError {
         match self.rings.remove(env) {
             Some(Err(error)) => error,
-            _ => resolve_keyring(self.options, env).err().unwrap_or(SecretError::InvalidEnvName { env: env.to_owned() }),
+            _ => resolve_keyring(self.options, env).err().unwrap_or(CipherError::InvalidEnvName { env: env.to_owned() }),
         }
     }
 
@@ -221,7 +221,7 @@ impl<'a> Keyrings<'a> {
 
 /// The keyring of `env`: `POTTER_SECRET_KEY_<ENV>` (from `options.env_vars` when given, else the
 /// process environment), else `<state>/keyrings/<env>.json`.
-pub fn resolve_keyring(options: &Options, env: &str) -> Result<Keyring, SecretError> {
+pub fn resolve_keyring(options: &Options, env: &str) -> Result<Keyring, CipherError> {
     match &options.env_vars {
         Some(vars) => {
             let name = env_var_name(env)?;
@@ -354,8 +354,8 @@ fn keep_sealed(layer: &mut Arc<Layer>, env: &str, found: Vec<Found>, problems: &
 }
 
 enum DecryptFailure {
-    Keyring(SecretError),
-    Value(SecretError),
+    Keyring(CipherError),
+    Value(CipherError),
 }
 
 fn decrypt_one(keyrings: &mut Keyrings<'_>, env: &str, segments: &[String], ciphertext: &str) -> Result<SecretString, DecryptFailure> {
@@ -365,7 +365,7 @@ fn decrypt_one(keyrings: &mut Keyrings<'_>, env: &str, segments: &[String], ciph
     };
     match attempt(keyrings) {
         // The keyring may have gained a key (a rotation) since it was read: read it once more.
-        Err(DecryptFailure::Value(SecretError::UnknownKeyId { .. })) => {
+        Err(DecryptFailure::Value(CipherError::UnknownKeyId { .. })) => {
             keyrings.refresh(env);
             attempt(keyrings)
         }

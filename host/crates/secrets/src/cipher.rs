@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use zeroize::Zeroize;
 
-use crate::error::{display_path, SecretError};
+use crate::error::{display_path, CipherError};
 use crate::keyring::Keyring;
 use crate::secret_string::SecretString;
 
@@ -46,7 +46,7 @@ pub fn encrypt<S: AsRef<str>>(
     env: &str,
     path: &[S],
     plaintext: &str,
-) -> Result<String, SecretError> {
+) -> Result<String, CipherError> {
     let context = Context::new(keyring, env, path)?;
     let key = keyring.newest();
     let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
@@ -58,7 +58,7 @@ pub fn encrypt<S: AsRef<str>>(
         .is_err()
     {
         buffer.zeroize();
-        return Err(SecretError::EncryptionFailed {
+        return Err(CipherError::EncryptionFailed {
             env: context.env,
             path: context.path,
         });
@@ -81,14 +81,14 @@ pub fn decrypt<S: AsRef<str>>(
     env: &str,
     path: &[S],
     ciphertext: &str,
-) -> Result<SecretString, SecretError> {
+) -> Result<SecretString, CipherError> {
     let context = Context::new(keyring, env, path)?;
     let parsed = match parse(ciphertext) {
         Ok(parsed) => parsed,
         Err(problem) => return Err(context.error(problem)),
     };
     let Some(key) = keyring.find(parsed.key_id) else {
-        return Err(SecretError::UnknownKeyId {
+        return Err(CipherError::UnknownKeyId {
             env: context.env,
             path: context.path,
             key_id: parsed.key_id.to_owned(),
@@ -102,7 +102,7 @@ pub fn decrypt<S: AsRef<str>>(
         .decrypt_in_place(nonce, &associated_data(env, path), &mut buffer)
         .is_err()
     {
-        return Err(SecretError::Undecryptable {
+        return Err(CipherError::Undecryptable {
             env: context.env,
             path: context.path,
             key_id: key.id.clone(),
@@ -112,7 +112,7 @@ pub fn decrypt<S: AsRef<str>>(
         Ok(plaintext) => Ok(SecretString::new(plaintext)),
         Err(not_utf8) => {
             not_utf8.into_bytes().zeroize();
-            Err(SecretError::NotUtf8 {
+            Err(CipherError::NotUtf8 {
                 env: context.env,
                 path: context.path,
             })
@@ -123,7 +123,7 @@ pub fn decrypt<S: AsRef<str>>(
 /// Checks that a ciphertext found at `path` in environment `env` is well formed (format version,
 /// key id, nonce and tag lengths, base64) without decrypting it: what can be verified of a secret
 /// whose environment's keyring this process does not hold. The errors are those of [`decrypt`].
-pub fn check_structure<S: AsRef<str>>(env: &str, path: &[S], ciphertext: &str) -> Result<(), SecretError> {
+pub fn check_structure<S: AsRef<str>>(env: &str, path: &[S], ciphertext: &str) -> Result<(), CipherError> {
     parse(ciphertext).map(drop).map_err(|problem| {
         Context {
             env: env.to_owned(),
@@ -140,7 +140,7 @@ pub fn reencrypt<S: AsRef<str>>(
     env: &str,
     path: &[S],
     ciphertext: &str,
-) -> Result<String, SecretError> {
+) -> Result<String, CipherError> {
     let plaintext = decrypt(keyring, env, path, ciphertext)?;
     if key_id_of(ciphertext) == Some(keyring.newest_key_id()) {
         return Ok(ciphertext.to_owned());
@@ -178,9 +178,9 @@ impl Context {
         keyring: &Keyring,
         env: &str,
         path: &[S],
-    ) -> Result<Self, SecretError> {
+    ) -> Result<Self, CipherError> {
         if keyring.env() != env {
-            return Err(SecretError::KeyringEnvMismatch {
+            return Err(CipherError::KeyringEnvMismatch {
                 keyring_env: keyring.env().to_owned(),
                 env: env.to_owned(),
                 path: display_path(path),
@@ -192,13 +192,13 @@ impl Context {
         })
     }
 
-    fn error(self, problem: Problem) -> SecretError {
+    fn error(self, problem: Problem) -> CipherError {
         let Self { env, path } = self;
         match problem {
-            Problem::Malformed(reason) => SecretError::Malformed { env, path, reason },
-            Problem::UnknownVersion(version) => SecretError::UnknownVersion { env, path, version },
-            Problem::Truncated(what) => SecretError::Truncated { env, path, what },
-            Problem::BadBase64(part) => SecretError::BadBase64 { env, path, part },
+            Problem::Malformed(reason) => CipherError::Malformed { env, path, reason },
+            Problem::UnknownVersion(version) => CipherError::UnknownVersion { env, path, version },
+            Problem::Truncated(what) => CipherError::Truncated { env, path, what },
+            Problem::BadBase64(part) => CipherError::BadBase64 { env, path, part },
         }
     }
 }

@@ -7,9 +7,10 @@
 use std::io;
 use std::path::PathBuf;
 
-/// What went wrong with a secret or a keyring.
+/// Why a ciphertext could not be made or opened, or a keyring used (the library's `SecretsError`
+/// wraps it with where in the tree it happened).
 #[derive(Debug, thiserror::Error)]
-pub enum SecretError {
+pub enum CipherError {
     /// AES-GCM authentication failed. GCM cannot tell a wrong key from wrong additional data,
     /// so the message names both possibilities.
     #[error(

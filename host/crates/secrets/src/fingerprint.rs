@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::cipher::{push_field, Context};
-use crate::error::SecretError;
+use crate::error::CipherError;
 use crate::keyring::{derive_subkey, DataKey, Keyring};
 
 const FINGERPRINT_PREFIX: &str = "hmac-sha256:";
@@ -24,7 +24,7 @@ pub fn fingerprint<S: AsRef<str>>(
     env: &str,
     path: &[S],
     plaintext: &str,
-) -> Result<String, SecretError> {
+) -> Result<String, CipherError> {
     Context::new(keyring, env, path)?;
     let key = keyring.newest();
     let tag = keyed_mac(key, env, path, plaintext).finalize().into_bytes();
@@ -53,7 +53,7 @@ pub fn fingerprint_matches<S: AsRef<str>>(
     path: &[S],
     fingerprint: &str,
     plaintext: &str,
-) -> Result<Option<bool>, SecretError> {
+) -> Result<Option<bool>, CipherError> {
     Context::new(keyring, env, path)?;
     let Some((key_id, tag_text)) = fingerprint
         .strip_prefix(FINGERPRINT_PREFIX)

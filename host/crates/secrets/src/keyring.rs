@@ -16,7 +16,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::error::SecretError;
+use crate::error::CipherError;
 use crate::secret_string::SecretString;
 
 /// Length of a data key in bytes (AES-256).
@@ -83,7 +83,7 @@ pub struct Keyring {
 
 impl Keyring {
     /// A new keyring for `env` holding one fresh random key (what `secrets keygen` stores).
-    pub fn generate(env: &str) -> Result<Self, SecretError> {
+    pub fn generate(env: &str) -> Result<Self, CipherError> {
         validate_env_name(env)?;
         Ok(Self {
             env: env.to_owned(),
@@ -95,9 +95,9 @@ impl Keyring {
     /// Builds the keyring for `env` from the value of `POTTER_SECRET_KEY_<ENV>`: one or more
     /// base64 (standard alphabet, padded) 32-byte keys separated by commas, oldest first, the
     /// newest last. Surrounding whitespace is ignored.
-    pub fn from_env_value(env: &str, value: &str) -> Result<Self, SecretError> {
+    pub fn from_env_value(env: &str, value: &str) -> Result<Self, CipherError> {
         let var = env_var_name(env)?;
-        let invalid = |reason: String| SecretError::KeyringInvalid {
+        let invalid = |reason: String| CipherError::KeyringInvalid {
             origin: var.clone(),
             reason,
         };
@@ -240,7 +240,7 @@ impl fmt::Debug for Keyring {
 }
 
 /// `POTTER_SECRET_KEY_<ENV>`: the environment name upper-cased, `-` turned into `_`.
-pub fn env_var_name(env: &str) -> Result<String, SecretError> {
+pub fn env_var_name(env: &str) -> Result<String, CipherError> {
     validate_env_name(env)?;
     Ok(format!(
         "POTTER_SECRET_KEY_{}",
@@ -249,7 +249,7 @@ pub fn env_var_name(env: &str) -> Result<String, SecretError> {
 }
 
 /// Environment names become file names and variable names: keep them to a safe alphabet.
-pub(crate) fn validate_env_name(env: &str) -> Result<(), SecretError> {
+pub(crate) fn validate_env_name(env: &str) -> Result<(), CipherError> {
     let usable = !env.is_empty()
         && env.len() <= 64
         && env
@@ -258,7 +258,7 @@ pub(crate) fn validate_env_name(env: &str) -> Result<(), SecretError> {
     if usable {
         Ok(())
     } else {
-        Err(SecretError::InvalidEnvName {
+        Err(CipherError::InvalidEnvName {
             env: env.to_owned(),
         })
     }

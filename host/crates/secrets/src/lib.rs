@@ -19,7 +19,7 @@
 //!
 //! // Moved to another key path: refused.
 //! assert!(decrypt(&keyring, "prod", &["llm_providers", "openai", "org"], &sealed).is_err());
-//! # Ok::<(), potter_secrets::SecretError>(())
+//! # Ok::<(), potter_secrets::CipherError>(())
 //! ```
 //!
 //! Keyrings live in `<state>/keyrings/<env>.json` (mode 0600) or come from
@@ -34,7 +34,7 @@ mod secret_string;
 mod store;
 
 pub use cipher::{check_structure, decrypt, encrypt, is_ciphertext, key_id_of, reencrypt, CIPHERTEXT_PREFIX};
-pub use error::{display_path, SecretError};
+pub use error::{display_path, CipherError};
 pub use fingerprint::{ciphertext_fingerprint, fingerprint, fingerprint_matches};
 pub use keyring::{env_var_name, Keyring, KeyringOrigin, KEY_LEN};
 pub use secret_string::{SecretString, REDACTED};

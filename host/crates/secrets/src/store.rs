@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::error::SecretError;
+use crate::error::CipherError;
 use crate::keyring::{
     decode_key, env_var_name, validate_env_name, DataKey, Keyring, KeyringOrigin,
 };
@@ -36,7 +36,7 @@ fn refused_reason(error: &potter_files::ReadError) -> String {
 pub const KEYRINGS_DIR: &str = "keyrings";
 
 /// The keyring file for `env`: `<state>/keyrings/<env>.json`.
-pub fn keyring_file(state_dir: &Path, env: &str) -> Result<PathBuf, SecretError> {
+pub fn keyring_file(state_dir: &Path, env: &str) -> Result<PathBuf, CipherError> {
     validate_env_name(env)?;
     Ok(state_dir.join(KEYRINGS_DIR).join(format!("{env}.json")))
 }
@@ -68,7 +68,7 @@ impl Drop for KeyRecord {
 impl Keyring {
     /// The keyring for `env`: from `POTTER_SECRET_KEY_<ENV>` when that variable is set, else
     /// from the state directory's keyring file.
-    pub fn resolve(state_dir: &Path, env: &str) -> Result<Self, SecretError> {
+    pub fn resolve(state_dir: &Path, env: &str) -> Result<Self, CipherError> {
         let var = env_var_name(env)?;
         let value = std::env::var_os(&var)
             .map(|value| Zeroizing::new(value.to_string_lossy().into_owned()));
@@ -81,18 +81,18 @@ impl Keyring {
         state_dir: &Path,
         env: &str,
         env_value: Option<&str>,
-    ) -> Result<Self, SecretError> {
+    ) -> Result<Self, CipherError> {
         match env_value {
             Some(value) => Self::from_env_value(env, value),
             None => Self::load_from_state(state_dir, env),
         }
     }
 
-    /// Loads `<state>/keyrings/<env>.json`; a missing file is [`SecretError::KeyringMissing`].
-    pub fn load_from_state(state_dir: &Path, env: &str) -> Result<Self, SecretError> {
+    /// Loads `<state>/keyrings/<env>.json`; a missing file is [`CipherError::KeyringMissing`].
+    pub fn load_from_state(state_dir: &Path, env: &str) -> Result<Self, CipherError> {
         let file = keyring_file(state_dir, env)?;
         if !file.exists() {
-            return Err(SecretError::KeyringMissing {
+            return Err(CipherError::KeyringMissing {
                 env: env.to_owned(),
                 env_var: env_var_name(env)?,
                 file,
@@ -102,14 +102,14 @@ impl Keyring {
     }
 
     /// Loads a keyring file for `env`, refusing it when group or others have any access.
-    pub fn load_file(env: &str, file: &Path) -> Result<Self, SecretError> {
+    pub fn load_file(env: &str, file: &Path) -> Result<Self, CipherError> {
         validate_env_name(env)?;
-        let io_error = |action, source| SecretError::Io {
+        let io_error = |action, source| CipherError::Io {
             action,
             file: file.to_owned(),
             source,
         };
-        let invalid = |reason: String| SecretError::KeyringInvalid {
+        let invalid = |reason: String| CipherError::KeyringInvalid {
             origin: file.display().to_string(),
             reason,
         };
@@ -184,10 +184,10 @@ impl Keyring {
 
     /// Creates the keyring file for `env` with one fresh key (`secrets keygen`). Refuses to
     /// replace an existing keyring, whose keys may still be needed.
-    pub fn create_in_state(state_dir: &Path, env: &str) -> Result<Self, SecretError> {
+    pub fn create_in_state(state_dir: &Path, env: &str) -> Result<Self, CipherError> {
         let file = keyring_file(state_dir, env)?;
         if file.exists() {
-            return Err(SecretError::KeyringExists {
+            return Err(CipherError::KeyringExists {
                 env: env.to_owned(),
                 file,
             });
@@ -200,7 +200,7 @@ impl Keyring {
 
     /// Writes this keyring to `<state>/keyrings/<env>.json`, replacing any previous file
     /// atomically (after a rotation or retirement). Returns the file written.
-    pub fn save_to_state(&mut self, state_dir: &Path) -> Result<PathBuf, SecretError> {
+    pub fn save_to_state(&mut self, state_dir: &Path) -> Result<PathBuf, CipherError> {
         let file = keyring_file(state_dir, self.env())?;
         write_keyring(self, &file, WriteMode::Replace)?;
         self.set_origin(KeyringOrigin::File(file.clone()));
@@ -209,11 +209,11 @@ impl Keyring {
 }
 
 #[cfg(unix)]
-fn check_private(file: &Path, metadata: &fs::Metadata) -> Result<(), SecretError> {
+fn check_private(file: &Path, metadata: &fs::Metadata) -> Result<(), CipherError> {
     use std::os::unix::fs::PermissionsExt;
     let mode = metadata.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
-        return Err(SecretError::KeyringPermissions {
+        return Err(CipherError::KeyringPermissions {
             file: file.to_owned(),
             mode,
         });
@@ -222,7 +222,7 @@ fn check_private(file: &Path, metadata: &fs::Metadata) -> Result<(), SecretError
 }
 
 #[cfg(not(unix))]
-fn check_private(_file: &Path, _metadata: &fs::Metadata) -> Result<(), SecretError> {
+fn check_private(_file: &Path, _metadata: &fs::Metadata) -> Result<(), CipherError> {
     Ok(())
 }
 
@@ -232,7 +232,7 @@ enum WriteMode {
     Replace,
 }
 
-fn write_keyring(keyring: &Keyring, file: &Path, mode: WriteMode) -> Result<(), SecretError> {
+fn write_keyring(keyring: &Keyring, file: &Path, mode: WriteMode) -> Result<(), CipherError> {
     let document = KeyringDocument {
         format: FILE_FORMAT.to_owned(),
         env: keyring.env().to_owned(),
@@ -256,8 +256,8 @@ fn write_keyring(keyring: &Keyring, file: &Path, mode: WriteMode) -> Result<(), 
 
 /// Temp file in the same directory (created 0600), fsync, then rename over (or hard-link to,
 /// for create-only) the target, then fsync the directory so the rename itself is durable.
-fn write_private_atomically(file: &Path, bytes: &[u8], mode: WriteMode) -> Result<(), SecretError> {
-    let io_error = |action, path: &Path, source| SecretError::Io {
+fn write_private_atomically(file: &Path, bytes: &[u8], mode: WriteMode) -> Result<(), CipherError> {
+    let io_error = |action, path: &Path, source| CipherError::Io {
         action,
         file: path.to_owned(),
         source,
@@ -294,7 +294,7 @@ fn write_private_atomically(file: &Path, bytes: &[u8], mode: WriteMode) -> Resul
         let _ = fs::remove_file(&temp);
         if mode == WriteMode::CreateNew && source.kind() == std::io::ErrorKind::AlreadyExists {
             let env = name.trim_end_matches(".json").to_owned();
-            return Err(SecretError::KeyringExists {
+            return Err(CipherError::KeyringExists {
                 env,
                 file: file.to_owned(),
             });

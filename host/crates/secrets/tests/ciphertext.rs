@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use potter_secrets::{decrypt, encrypt, is_ciphertext, key_id_of, Keyring, SecretError};
+use potter_secrets::{decrypt, encrypt, is_ciphertext, key_id_of, Keyring, CipherError};
 
 const PLAINTEXT: &str = "sk-canary-7f3a9c1e-do-not-leak";
 const API_KEY: [&str; 3] = ["llm_providers", "openai", "api_key"];
@@ -14,7 +14,7 @@ fn prod() -> Keyring {
 }
 
 /// Neither the message nor the Debug form of `error` contains `plaintext`.
-fn assert_hides(error: &SecretError, plaintext: &str) {
+fn assert_hides(error: &CipherError, plaintext: &str) {
     let shown = format!("{error} / {error:?}");
     assert!(
         !shown.contains(plaintext),
@@ -22,7 +22,7 @@ fn assert_hides(error: &SecretError, plaintext: &str) {
     );
 }
 
-fn decrypt_error(keyring: &Keyring, env: &str, path: &[&str], ciphertext: &str) -> SecretError {
+fn decrypt_error(keyring: &Keyring, env: &str, path: &[&str], ciphertext: &str) -> CipherError {
     let error = decrypt(keyring, env, path, ciphertext).expect_err("decryption should fail");
     assert_hides(&error, PLAINTEXT);
     error
@@ -82,7 +82,7 @@ fn ciphertext_moved_to_another_key_path_fails() {
         &sealed,
     );
     assert!(
-        matches!(error, SecretError::Undecryptable { .. }),
+        matches!(error, CipherError::Undecryptable { .. }),
         "{error:?}"
     );
     let message = error.to_string();
@@ -107,7 +107,7 @@ fn ciphertext_moved_to_another_environment_fails() {
     let sealed = encrypt(&dev, "dev", &API_KEY, PLAINTEXT).unwrap();
     let error = decrypt_error(&staging, "staging", &API_KEY, &sealed);
     assert!(
-        matches!(error, SecretError::Undecryptable { .. }),
+        matches!(error, CipherError::Undecryptable { .. }),
         "{error:?}"
     );
     assert!(error.to_string().contains("environment `staging`"));
@@ -132,7 +132,7 @@ fn dotted_segments_cannot_stand_in_for_each_other() {
         );
         let error = decrypt_error(&keyring, "prod", moved_to, &sealed);
         assert!(
-            matches!(error, SecretError::Undecryptable { .. }),
+            matches!(error, CipherError::Undecryptable { .. }),
             "{sealed_at:?} -> {moved_to:?}: {error:?}"
         );
     }
@@ -173,13 +173,13 @@ fn dev_keyring_cannot_decrypt_prod_secrets() {
     // Pretending the prod ciphertext sits in the dev tree: dev's keyring lacks prod's key.
     let error = decrypt_error(&dev, "dev", &API_KEY, &sealed);
     assert!(
-        matches!(error, SecretError::UnknownKeyId { .. }),
+        matches!(error, CipherError::UnknownKeyId { .. }),
         "{error:?}"
     );
     // Using the dev keyring for prod at all is refused before any decryption.
     let error = decrypt_error(&dev, "prod", &API_KEY, &sealed);
     assert!(
-        matches!(error, SecretError::KeyringEnvMismatch { .. }),
+        matches!(error, CipherError::KeyringEnvMismatch { .. }),
         "{error:?}"
     );
     assert!(encrypt(&dev, "prod", &API_KEY, PLAINTEXT).is_err());
@@ -194,7 +194,7 @@ fn wrong_key_fails_as_undecryptable() {
     let relabelled = with_field(&sealed, 2, keyring.newest_key_id());
     let error = decrypt_error(&keyring, "prod", &API_KEY, &relabelled);
     assert!(
-        matches!(error, SecretError::Undecryptable { .. }),
+        matches!(error, CipherError::Undecryptable { .. }),
         "{error:?}"
     );
 }
@@ -210,7 +210,7 @@ fn unknown_key_id_names_the_id_and_the_known_ones() {
         &with_field(&sealed, 2, "k00000000"),
     );
     assert!(
-        matches!(error, SecretError::UnknownKeyId { .. }),
+        matches!(error, CipherError::UnknownKeyId { .. }),
         "{error:?}"
     );
     let message = error.to_string();
@@ -235,7 +235,7 @@ fn tampered_ciphertext_or_nonce_fails() {
         let tampered = with_field(&sealed, field, &URL_SAFE_NO_PAD.encode(&bytes));
         let error = decrypt_error(&keyring, "prod", &API_KEY, &tampered);
         assert!(
-            matches!(error, SecretError::Undecryptable { .. }),
+            matches!(error, CipherError::Undecryptable { .. }),
             "field {field}: {error:?}"
         );
     }
@@ -250,13 +250,13 @@ fn every_truncation_fails_without_revealing_the_plaintext() {
     }
     let without_body = sealed.rsplit_once(':').unwrap().0;
     let error = decrypt_error(&keyring, "prod", &API_KEY, without_body);
-    assert!(matches!(error, SecretError::Truncated { .. }), "{error:?}");
+    assert!(matches!(error, CipherError::Truncated { .. }), "{error:?}");
     let short_body = with_field(&sealed, 4, &URL_SAFE_NO_PAD.encode([7u8; 10]));
     let error = decrypt_error(&keyring, "prod", &API_KEY, &short_body);
-    assert!(matches!(error, SecretError::Truncated { .. }), "{error:?}");
+    assert!(matches!(error, CipherError::Truncated { .. }), "{error:?}");
     let short_nonce = with_field(&sealed, 3, &URL_SAFE_NO_PAD.encode([7u8; 8]));
     let error = decrypt_error(&keyring, "prod", &API_KEY, &short_nonce);
-    assert!(matches!(error, SecretError::Truncated { .. }), "{error:?}");
+    assert!(matches!(error, CipherError::Truncated { .. }), "{error:?}");
 }
 
 #[test]
@@ -270,7 +270,7 @@ fn unknown_version_is_named() {
     );
     let error = decrypt_error(&keyring, "prod", &API_KEY, &future);
     assert!(
-        matches!(error, SecretError::UnknownVersion { .. }),
+        matches!(error, CipherError::UnknownVersion { .. }),
         "{error:?}"
     );
     assert!(error.to_string().contains("v2"), "{error}");
@@ -294,7 +294,7 @@ fn bad_base64_names_the_field() {
                 &with_field(&sealed, field, &bad),
             );
             match error {
-                SecretError::BadBase64 { part: named, .. } => assert_eq!(named, part),
+                CipherError::BadBase64 { part: named, .. } => assert_eq!(named, part),
                 other => panic!("field {field}: {other:?}"),
             }
         }
@@ -315,7 +315,7 @@ fn malformed_values_never_echo_their_content() {
     for value in &malformed {
         let error = decrypt_error(&keyring, "prod", &API_KEY, value);
         assert!(
-            matches!(error, SecretError::Malformed { .. }),
+            matches!(error, CipherError::Malformed { .. }),
             "{value}: {error:?}"
         );
     }
@@ -351,8 +351,8 @@ fn structure_is_checked_without_a_keyring() {
     potter_secrets::check_structure("prod", &API_KEY, &tampered).unwrap();
     let truncated = with_field(&sealed, 3, "AAAA");
     let error = potter_secrets::check_structure("prod", &API_KEY, &truncated).unwrap_err();
-    assert!(matches!(error, SecretError::Truncated { .. }), "{error:?}");
+    assert!(matches!(error, CipherError::Truncated { .. }), "{error:?}");
     assert!(error.to_string().contains("llm_providers.openai.api_key"), "{error}");
     let future = sealed.replacen("enc:v1:", "enc:v9:", 1);
-    assert!(matches!(potter_secrets::check_structure("prod", &API_KEY, &future), Err(SecretError::UnknownVersion { .. })));
+    assert!(matches!(potter_secrets::check_structure("prod", &API_KEY, &future), Err(CipherError::UnknownVersion { .. })));
 }

@@ -3,7 +3,7 @@
 
 use potter_secrets::{
     decrypt, encrypt, env_var_name, fingerprint, fingerprint_matches, key_id_of, reencrypt,
-    Keyring, KeyringOrigin, SecretError, SecretString,
+    Keyring, KeyringOrigin, CipherError, SecretString,
 };
 
 const PLAINTEXT: &str = "sk-canary-7f3a9c1e-do-not-leak";
@@ -26,7 +26,7 @@ fn env_var_name_is_upper_cased_with_dashes_as_underscores() {
         assert!(
             matches!(
                 env_var_name(unusable),
-                Err(SecretError::InvalidEnvName { .. })
+                Err(CipherError::InvalidEnvName { .. })
             ),
             "{unusable:?}"
         );
@@ -174,7 +174,7 @@ fn retiring_removes_only_keys_nothing_references() {
     assert_eq!(keyring.newest_key_id(), third);
     assert!(matches!(
         decrypt(&keyring, "prod", &PATH, &still_used),
-        Err(SecretError::UnknownKeyId { .. })
+        Err(CipherError::UnknownKeyId { .. })
     ));
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use potter_secrets::{decrypt, encrypt, keyring_file, Keyring, KeyringOrigin, SecretError};
+use potter_secrets::{decrypt, encrypt, keyring_file, Keyring, KeyringOrigin, CipherError};
 
 const PLAINTEXT: &str = "sk-canary-7f3a9c1e-do-not-leak";
 const PATH: [&str; 2] = ["database", "password"];
@@ -44,7 +44,7 @@ fn keygen_refuses_to_replace_an_existing_keyring() {
     let first = Keyring::create_in_state(state.path(), "prod").unwrap();
     let error = Keyring::create_in_state(state.path(), "prod").expect_err("must not overwrite");
     assert!(
-        matches!(error, SecretError::KeyringExists { .. }),
+        matches!(error, CipherError::KeyringExists { .. }),
         "{error:?}"
     );
     assert!(
@@ -66,7 +66,7 @@ fn group_or_world_accessible_keyring_files_are_refused() {
         fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
         let error = Keyring::load_from_state(state.path(), "prod").expect_err("must refuse");
         assert!(
-            matches!(error, SecretError::KeyringPermissions { .. }),
+            matches!(error, CipherError::KeyringPermissions { .. }),
             "{error:?}"
         );
         let message = error.to_string();
@@ -83,7 +83,7 @@ fn missing_keyring_names_the_env_and_the_command_that_makes_one() {
     let state = tempfile::tempdir().unwrap();
     let error = Keyring::resolve_with(state.path(), "staging", None).expect_err("no keyring yet");
     assert!(
-        matches!(error, SecretError::KeyringMissing { .. }),
+        matches!(error, CipherError::KeyringMissing { .. }),
         "{error:?}"
     );
     let message = error.to_string();

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use potter_engine::{Format, Rank};
-use potter_secrets::{encrypt, key_id_of, reencrypt, KeyringOrigin, SecretError, SecretString};
+use potter_secrets::{encrypt, key_id_of, reencrypt, KeyringOrigin, CipherError, SecretString};
 
 use super::document::{write_atomically, EditableDocument};
 use super::{resolve_keyring, SecretProblem, SecretsError};
@@ -124,7 +124,7 @@ pub fn rotate(options: &Options, env: &str) -> Result<RotationReport, Error> {
     let reencrypted = document
         .rewrite_ciphertexts(&mut |segments, sealed| {
             let fresh = reencrypt(&keyring, env, segments, sealed)?;
-            Ok::<_, SecretError>((fresh != sealed).then_some(fresh))
+            Ok::<_, CipherError>((fresh != sealed).then_some(fresh))
         })
         .map_err(|source| SecretsError::Rejected(vec![SecretProblem::Undecryptable { at: file.relative.clone(), source }]))?;
     if reencrypted > 0 {
@@ -137,7 +137,7 @@ pub fn rotate(options: &Options, env: &str) -> Result<RotationReport, Error> {
             if let Some(id) = key_id_of(sealed) {
                 referenced.push(id.to_owned());
             }
-            Ok::<_, SecretError>(None)
+            Ok::<_, CipherError>(None)
         })
         .expect("collecting key ids cannot fail");
     let newest_key = keyring.newest_key_id().to_owned();
