@@ -760,6 +760,54 @@ fn plugins_lists_the_plugins_folder_with_each_plugins_status() {
     }
 }
 
+/// Installs the built `echo-config` (which echoes its input as an issue) with an output limit of
+/// 1 KiB, signed by a key trusted with the CLI, as an operator would.
+fn install_echo_config(fixture: &Fixture) {
+    let built = common::wasm::built_plugins();
+    let plugins = fixture.tree.root().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(built.join("echo-config.wasm"), plugins.join("echo-config.wasm")).unwrap();
+    let manifest = std::fs::read_to_string(built.join("echo-config.plugin.toml")).unwrap();
+    std::fs::write(plugins.join("echo-config.plugin.toml"), format!("{manifest}\n[limits]\nmax_output_kib = 1\n")).unwrap();
+    let key = fixture.tree.root().parent().unwrap().join("operator");
+    fixture.cli(&["plugin", "keygen", "--out", key.to_str().unwrap()], None);
+    fixture.cli(&["plugin", "trust", key.with_extension("pub").to_str().unwrap()], None);
+    fixture.cli(&["plugin", "sign", plugins.join("echo-config.wasm").to_str().unwrap(), "--key", key.with_extension("key").to_str().unwrap()], None);
+}
+
+#[test]
+fn plugins_shows_each_token_only_the_diagnostics_of_its_environments() {
+    let fixture = Fixture::new();
+    install_echo_config(&fixture);
+    let admin = fixture.token("admin", "admin", "*", None);
+    let everywhere = fixture.token("everywhere", "viewer", "*", None);
+    let developer = fixture.token("developer", "viewer", "development", None);
+    let server = fixture.serve();
+    // A value too long for the plugin's output limit makes its call about that environment fail:
+    // the write is refused and the failure is kept as that environment's diagnostic.
+    let long = format!(r#"{{"value": "{}"}}"#, "x".repeat(2000));
+    for environment in ["production", "development"] {
+        let refused = server.put(&format!("/v1/config/{environment}/app.banner"), &admin, &long);
+        assert_eq!(refused.status, 422, "{refused:?}");
+    }
+    let echo = |token: &str| {
+        let listed = server.get("/v1/plugins", token).json();
+        listed["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "echo-config").cloned().unwrap_or_else(|| panic!("listed: {listed}"))
+    };
+    let all = echo(&everywhere);
+    assert_eq!(all["status"], "loaded", "{all}");
+    let errors = all["errors"].as_object().unwrap();
+    assert_eq!(errors.keys().collect::<Vec<_>>(), ["development", "production"], "{all}");
+    assert!(errors["production"].as_str().unwrap().contains("plugin echo-config: validate: output of"), "{all}");
+    assert!(all["last_error"].is_string(), "{all}");
+
+    let scoped = echo(&developer);
+    assert_eq!(scoped["status"], "loaded", "{scoped}");
+    assert_eq!(scoped["errors"].as_object().unwrap().keys().collect::<Vec<_>>(), ["development"], "{scoped}");
+    assert_eq!(scoped["last_error"], scoped["errors"]["development"], "{scoped}");
+    assert!(!scoped.to_string().contains("production"), "{scoped}");
+}
+
 #[test]
 fn each_token_has_its_own_rate_limit_answered_with_429_and_retry_after() {
     let fixture = Fixture::new();

@@ -1,7 +1,9 @@
 //! The hostile-plugin suite: plugins built from source (`tests/plugins/`) that spin, sleep,
 //! poll, eat memory and stack, trap, flood their output, reach for capabilities they were not
 //! granted, import what the host does not provide, or (as sources) try to leave their directory,
-//! their prefixes or their namespace.
+//! their prefixes or their namespace; and plugins `plugin sign` would refuse (a grant of the tool's
+//! own variables, limits above the maxima), signed by other means, and plugin files that are not
+//! regular files (a link to a device, a FIFO, a link to a FIFO).
 //!
 //! Every case (one row of [`CASES`]) is checked twice, with the real binary:
 //! - **at start-up**: `validate` and `serve` with the plugin in the folder — refused, naming the
@@ -12,7 +14,8 @@
 //!   removed, then SIGTERM. The host must have answered every poll, exited within 2 s of SIGTERM
 //!   and kept its memory (VmRSS) bounded.
 //!
-//! To add a case, add a row: the guest, its manifest changes, files it needs, what must happen.
+//! To add a case, add a row: the guest, its manifest changes, how its files are installed, files
+//! of the tree it needs, what must happen.
 
 mod common;
 
@@ -24,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::wasm::{built_plugins, PluginTree};
+use common::wasm::{built_plugins, PluginTree, Signing};
 use common::{demo_keys, Tree};
 use serde_json::{json, Value};
 
@@ -47,6 +50,53 @@ enum Contained {
     Loads,
 }
 
+/// How a case's three files are put into the plugins folder (prepared aside, renamed in).
+#[derive(Clone, Copy)]
+enum Install {
+    /// Signed by `plugin sign`.
+    Signed,
+    /// Signed without `sign`'s checks, which refuse the manifest: signed by some other tool.
+    Forged,
+    /// Signed, then this file replaced by something that is not a regular file.
+    Replaced(PluginFile, NotRegular),
+}
+
+#[derive(Clone, Copy)]
+enum PluginFile {
+    Module,
+    Manifest,
+    Signature,
+}
+
+#[derive(Clone, Copy)]
+enum NotRegular {
+    /// A symbolic link to this device.
+    LinkTo(&'static str),
+    /// A FIFO (opening it for reading would wait for a writer for ever).
+    Fifo,
+    /// A symbolic link to a FIFO outside the plugins folder.
+    LinkToFifo,
+}
+
+impl NotRegular {
+    fn make(self, path: &std::path::Path) {
+        match self {
+            NotRegular::LinkTo(device) => std::os::unix::fs::symlink(device, path).unwrap(),
+            NotRegular::Fifo => mkfifo(path),
+            NotRegular::LinkToFifo => {
+                let fifo = path.with_extension("fifo");
+                mkfifo(&fifo);
+                std::os::unix::fs::symlink(&fifo, path).unwrap();
+            }
+        }
+    }
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
 struct Case {
     /// The plugin's name in the folder.
     name: &'static str,
@@ -54,6 +104,7 @@ struct Case {
     guest: &'static str,
     /// Changes to the built manifest (after its name is set to `name`).
     manifest: fn(String) -> String,
+    install: Install,
     /// Files of the configuration tree the case needs (a source's directory).
     files: &'static [(&'static str, &'static str)],
     expect: Expect,
@@ -65,17 +116,18 @@ fn as_built(manifest: String) -> String {
 
 /// One row per hostile behaviour.
 const CASES: &[Case] = &[
-    Case { name: "busy-loop", guest: "infinite-loop", manifest: as_built, files: &[], expect: Expect::Refused("validate: timed out (limit 100 ms)") },
-    Case { name: "blocking-sleep", guest: "sleeps", manifest: as_built, files: &[], expect: Expect::Refused("validate: timed out (limit 100 ms)") },
-    Case { name: "clock-poll", guest: "polls-clock", manifest: as_built, files: &[], expect: Expect::Refused("validate: timed out (limit 100 ms)") },
-    Case { name: "memory-bomb", guest: "memory-bomb", manifest: as_built, files: &[], expect: Expect::Refused("validate: exceeded its memory limit of 64 MiB") },
-    Case { name: "deep-recursion", guest: "deep-recursion", manifest: as_built, files: &[], expect: Expect::Refused("validate: trapped: wasm trap: call stack exhausted") },
-    Case { name: "trap", guest: "panics", manifest: as_built, files: &[], expect: Expect::Refused("validate: trapped: wasm trap: wasm `unreachable` instruction executed") },
-    Case { name: "output-flood", guest: "floods-output", manifest: as_built, files: &[], expect: Expect::Contained(Contained::Loads) },
+    Case { name: "busy-loop", guest: "infinite-loop", manifest: as_built, install: Install::Signed, files: &[], expect: Expect::Refused("validate: timed out (limit 100 ms)") },
+    Case { name: "blocking-sleep", guest: "sleeps", manifest: as_built, install: Install::Signed, files: &[], expect: Expect::Refused("validate: timed out (limit 100 ms)") },
+    Case { name: "clock-poll", guest: "polls-clock", manifest: as_built, install: Install::Signed, files: &[], expect: Expect::Refused("validate: timed out (limit 100 ms)") },
+    Case { name: "memory-bomb", guest: "memory-bomb", manifest: as_built, install: Install::Signed, files: &[], expect: Expect::Refused("validate: exceeded its memory limit of 64 MiB") },
+    Case { name: "deep-recursion", guest: "deep-recursion", manifest: as_built, install: Install::Signed, files: &[], expect: Expect::Refused("validate: trapped: wasm trap: call stack exhausted") },
+    Case { name: "trap", guest: "panics", manifest: as_built, install: Install::Signed, files: &[], expect: Expect::Refused("validate: trapped: wasm trap: wasm `unreachable` instruction executed") },
+    Case { name: "output-flood", guest: "floods-output", manifest: as_built, install: Install::Signed, files: &[], expect: Expect::Contained(Contained::Loads) },
     Case {
         name: "ungranted-wasi",
         guest: "ungranted-wasi",
         manifest: as_built,
+        install: Install::Signed,
         files: &[],
         expect: Expect::Contained(Contained::Reads(&[
             ("probe.file", r#""denied""#),
@@ -86,12 +138,13 @@ const CASES: &[Case] = &[
             ("probe.dns", r#""denied""#),
         ])),
     },
-    Case { name: "unknown-import", guest: "unknown-import", manifest: as_built, files: &[], expect: Expect::Refused("imports `acme:exfiltrate/send@0.1.0`, not granted (the host does not provide this interface to plugins)") },
-    Case { name: "http-request", guest: "fetches", manifest: as_built, files: &[], expect: Expect::Refused("imports `wasi:http/handler@0.3.0-rc-2025-09-16`, not granted (network access is never granted to plugins)") },
+    Case { name: "unknown-import", guest: "unknown-import", manifest: as_built, install: Install::Signed, files: &[], expect: Expect::Refused("imports `acme:exfiltrate/send@0.1.0`, not granted (the host does not provide this interface to plugins)") },
+    Case { name: "http-request", guest: "fetches", manifest: as_built, install: Install::Signed, files: &[], expect: Expect::Refused("imports `wasi:http/handler@0.3.0-rc-2025-09-16`, not granted (network access is never granted to plugins)") },
     Case {
         name: "source-escape",
         guest: "source-escape",
         manifest: as_built,
+        install: Install::Signed,
         files: &[("escape/inside.txt", "inside"), ("secret.txt", "outside the granted directory")],
         expect: Expect::Contained(Contained::Reads(&[("escape.parent", "false"), ("escape.root", "false"), ("escape.relative", "false"), ("escape.listed_root", "false")])),
     },
@@ -99,6 +152,7 @@ const CASES: &[Case] = &[
         name: "source-outside-prefix",
         guest: "source-scripted",
         manifest: as_built,
+        install: Install::Signed,
         files: &[("scripted/output.json", r#"{"remote": {"ok": 1}, "api": {"timeout": 1}}"#)],
         expect: Expect::Refused("load: key `api` is outside the plugin's prefixes (remote)"),
     },
@@ -108,8 +162,100 @@ const CASES: &[Case] = &[
         name: "source-other-namespace",
         guest: "namespace-thief",
         manifest: as_built,
+        install: Install::Signed,
         files: &[],
         expect: Expect::Contained(Contained::Reads(&[("stolen.seen", r#""{\"mine\":1}""#)])),
+    },
+    // `plugin sign` refuses these manifests; signed by other means, the load refuses them again.
+    Case {
+        name: "grant-keyring",
+        guest: "reads-env",
+        manifest: |m| format!("{m}\n[grants]\nenv = [\"POTTER_SECRET_KEY_PRODUCTION\"]\n"),
+        install: Install::Forged,
+        files: &[],
+        expect: Expect::Refused("refused: grants.env `POTTER_SECRET_KEY_PRODUCTION` is never granted: it holds an environment's keyring"),
+    },
+    Case {
+        name: "grant-token",
+        guest: "reads-env",
+        manifest: |m| format!("{m}\n[grants]\nenv = [\"POTTER_TOKEN\"]\n"),
+        install: Install::Forged,
+        files: &[],
+        expect: Expect::Refused("refused: grants.env `POTTER_TOKEN` is never granted: it holds the tool's API token"),
+    },
+    // Grants name variables exactly (`*` is just a character of a name); the prefix itself, a
+    // pattern, any name under the prefix is refused.
+    Case {
+        name: "grant-prefix",
+        guest: "reads-env",
+        manifest: |m| format!("{m}\n[grants]\nenv = [\"HOME\", \"POTTER_\"]\n"),
+        install: Install::Forged,
+        files: &[],
+        expect: Expect::Refused("refused: grants.env `POTTER_` is never granted: it is under the tool's own variable prefix `POTTER_`"),
+    },
+    Case {
+        name: "grant-pattern",
+        guest: "reads-env",
+        manifest: |m| format!("{m}\n[grants]\nenv = [\"POTTER_SECRET_KEY_*\"]\n"),
+        install: Install::Forged,
+        files: &[],
+        expect: Expect::Refused("refused: grants.env `POTTER_SECRET_KEY_*` is never granted: it holds an environment's keyring"),
+    },
+    Case {
+        name: "limits-above-maxima",
+        guest: "reads-env",
+        manifest: |m| format!("{m}\n[limits]\nmemory_mib = 4096\ntimeout_ms = 600000\n"),
+        install: Install::Forged,
+        files: &[],
+        expect: Expect::Refused("limits.memory_mib = 4096 exceeds the host maximum of 512"),
+    },
+    Case {
+        name: "manifest-dev-zero",
+        guest: "reads-env",
+        manifest: as_built,
+        install: Install::Replaced(PluginFile::Manifest, NotRegular::LinkTo("/dev/zero")),
+        files: &[],
+        expect: Expect::Refused("manifest-dev-zero.plugin.toml is a character device, not a regular file"),
+    },
+    Case {
+        name: "module-dev-null",
+        guest: "reads-env",
+        manifest: as_built,
+        install: Install::Replaced(PluginFile::Module, NotRegular::LinkTo("/dev/null")),
+        files: &[],
+        expect: Expect::Refused("module-dev-null.wasm is a character device, not a regular file"),
+    },
+    Case {
+        name: "module-dev-zero",
+        guest: "reads-env",
+        manifest: as_built,
+        install: Install::Replaced(PluginFile::Module, NotRegular::LinkTo("/dev/zero")),
+        files: &[],
+        expect: Expect::Refused("module-dev-zero.wasm is a character device, not a regular file"),
+    },
+    Case {
+        name: "manifest-fifo",
+        guest: "reads-env",
+        manifest: as_built,
+        install: Install::Replaced(PluginFile::Manifest, NotRegular::Fifo),
+        files: &[],
+        expect: Expect::Refused("manifest-fifo.plugin.toml is a FIFO, not a regular file"),
+    },
+    Case {
+        name: "signature-fifo",
+        guest: "reads-env",
+        manifest: as_built,
+        install: Install::Replaced(PluginFile::Signature, NotRegular::Fifo),
+        files: &[],
+        expect: Expect::Refused("signature-fifo.wasm.sig is a FIFO, not a regular file"),
+    },
+    Case {
+        name: "module-fifo-link",
+        guest: "reads-env",
+        manifest: as_built,
+        install: Install::Replaced(PluginFile::Module, NotRegular::LinkToFifo),
+        files: &[],
+        expect: Expect::Refused("module-fifo-link.wasm is a FIFO, not a regular file"),
     },
 ];
 
@@ -265,7 +411,18 @@ impl Site {
     }
 
     fn install(&self, case: &Case) {
-        self.tree.install_as(case.guest, case.name, case.manifest);
+        let signing = if matches!(case.install, Install::Forged) { Signing::Forged } else { Signing::Checked };
+        let files = self.tree.prepare_signed(case.guest, case.name, case.manifest, signing);
+        if let Install::Replaced(file, replacement) = case.install {
+            let staged = match file {
+                PluginFile::Module => &files.0,
+                PluginFile::Manifest => &files.1,
+                PluginFile::Signature => &files.2,
+            };
+            fs::remove_file(staged).unwrap();
+            replacement.make(staged);
+        }
+        self.tree.install_prepared(case.name, files);
     }
 
     fn command(&self) -> Command {

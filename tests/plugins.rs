@@ -180,8 +180,8 @@ fn allow_unsigned_is_refused_in_production_and_wherever_production_is_served() {
     let output = example.run(&["--env", "production", "--allow-unsigned", "get", "api.timeout"]);
     assert_eq!(code(&output), REFUSED, "{}", stderr(&output));
     assert!(stderr(&output).contains("--allow-unsigned is refused"), "{}", stderr(&output));
-    // The host validates every environment's views, production's included, whatever --env says.
-    let output = example.run(&["--env", "development", "--allow-unsigned", "get", "api.timeout"]);
+    // The host validates every environment it serves, production's included, whatever --env says.
+    let output = example.run(&["--environments", "development,production", "--env", "development", "--allow-unsigned", "get", "api.timeout"]);
     assert_eq!(code(&output), REFUSED, "{}", stderr(&output));
     assert!(stderr(&output).contains("has a `production` environment"), "{}", stderr(&output));
 }

@@ -513,18 +513,19 @@ fn wasm_files(dir: &Path) -> Vec<PathBuf> {
 
 /// The plugin host's options for a configuration host. The trust store is `<state>/trusted-keys`.
 ///
-/// `allow_unsigned` is refused when `POTTER_ENV` is production, and also when the tree defines a
-/// `production` environment: one host validates every environment's views, so an unsigned plugin
-/// would judge (and see) production configuration whatever environment the caller reads.
+/// `allow_unsigned` is refused when `POTTER_ENV` is production, and also when the host serves the
+/// tree's `production` environment: one host validates every served environment's views, so an
+/// unsigned plugin would judge (and see) production configuration whatever environment the caller
+/// reads. A host restricted to other environments (`Options::environments`) never loads production.
 fn host_options(options: &Options) -> Result<HostOptions, Error> {
-    let serves_production = serves_production(&options.root)?;
+    let serves_production = serves_production(options)?;
     if options.allow_unsigned {
         if active_environment(options).as_deref() == Some(PRODUCTION) {
             return Err(Error::UnsignedRefused { reason: "the environment is production (POTTER_ENV)".to_owned() });
         }
         if serves_production {
             return Err(Error::UnsignedRefused {
-                reason: format!("the tree {} has a `{PRODUCTION}` environment, and unsigned plugins never run where production is validated", options.root.display()),
+                reason: format!("the tree {} has a `{PRODUCTION}` environment this host serves, and unsigned plugins never run where production is validated", options.root.display()),
             });
         }
     }
@@ -560,8 +561,9 @@ fn active_environment(options: &Options) -> Option<String> {
 /// Names the environment a process serves (the CLI's `--env` reads it too).
 const ACTIVE_ENVIRONMENT_VARIABLE: &str = "POTTER_ENV";
 
-fn serves_production(root: &Path) -> Result<bool, Error> {
-    Ok(tree::scan(root)?.axes.environments.iter().any(|environment| &**environment == PRODUCTION))
+/// True when the tree has a `production` environment and this host serves it.
+fn serves_production(options: &Options) -> Result<bool, Error> {
+    Ok(options.serves(PRODUCTION) && tree::scan(&options.root)?.axes.environments.iter().any(|environment| &**environment == PRODUCTION))
 }
 
 /// A validator plugin as one of the validation step's validators.

@@ -48,3 +48,19 @@ pub use signing::{
     key_id, keygen, parse_signature, sign, sign_with, signature_path, trust, trust_with, trusted_allowance, verify, verify_with, KeyFiles,
     Verified, MAX_MANIFEST_BYTES, MAX_MODULE_BYTES, MAX_SIGNATURE_BYTES, SIGNATURE_SUFFIX,
 };
+
+/// For tests only (this crate's and the configuration host's): what a signer other than
+/// [`sign`] could produce, to show the load refuses it too. Nothing in the host calls it.
+pub mod testing {
+    use std::path::{Path, PathBuf};
+
+    use crate::PluginError;
+
+    /// Signs `<name>.wasm` and its manifest with the secret key at `key` as [`crate::sign`]
+    /// does, without its checks: a manifest granting the tool's own variables, limits above the
+    /// maxima, anything that parses or not. The signature is a real one; only the load's own
+    /// checks stand between it and running.
+    pub fn forge_signature(wasm: &Path, key: &Path) -> Result<PathBuf, PluginError> {
+        crate::signing::sign_checked_by(wasm, key, None)
+    }
+}

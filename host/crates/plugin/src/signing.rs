@@ -105,13 +105,21 @@ pub fn sign(wasm_path: &Path, key_path: &Path) -> Result<PathBuf, PluginError> {
 /// [`sign`], refusing a manifest that `rules` refuse (a grant of the tool's own variables or
 /// files, a limit above the maxima): what the host would refuse at load is never signed.
 pub fn sign_with(wasm_path: &Path, key_path: &Path, rules: &GrantRules) -> Result<PathBuf, PluginError> {
+    sign_checked_by(wasm_path, key_path, Some(rules))
+}
+
+/// Signs module and manifest, checking the manifest against `rules` first (None: not at all,
+/// see [`crate::testing::forge_signature`]).
+pub(crate) fn sign_checked_by(wasm_path: &Path, key_path: &Path, rules: Option<&GrantRules>) -> Result<PathBuf, PluginError> {
     let plugin = plugin_stem(wasm_path);
     let signing = read_secret_key(key_path)?;
     let module = read_module(&plugin, wasm_path)?;
     let manifest_file = manifest_path(wasm_path);
     let manifest_bytes = read(&plugin, &manifest_file, MAX_MANIFEST_BYTES)?;
-    let manifest = parse_manifest(&plugin, &manifest_file, &manifest_bytes)?;
-    rules.check(&manifest, &manifest_file)?;
+    if let Some(rules) = rules {
+        let manifest = parse_manifest(&plugin, &manifest_file, &manifest_bytes)?;
+        rules.check(&manifest, &manifest_file)?;
+    }
     let module_sha = sha256(&module);
     let manifest_sha = sha256(&manifest_bytes);
     let signature = signing.sign(&signed_message(&module_sha, &manifest_sha));

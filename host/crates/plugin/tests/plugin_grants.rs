@@ -9,11 +9,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::Fixture;
-use ed25519_dalek::{Signer, SigningKey};
 use potter_plugin::{
     manifest_path, sign, sign_with, signature_path, trust_with, Allowance, GrantKind, GrantRules, PluginError,
 };
-use sha2::{Digest, Sha256};
 
 /// Installs `reads-env` (signed) with `[grants]` text appended to its manifest, unsigned.
 fn with_grants(fixture: &Fixture, grants: &str) -> PathBuf {
@@ -24,27 +22,9 @@ fn with_grants(fixture: &Fixture, grants: &str) -> PathBuf {
     wasm
 }
 
-/// Signs module and manifest as `sign` would, without its checks: a manifest edited by hand and
-/// signed with some other tool.
+/// A manifest edited by hand and signed with some other tool: a real signature, no checks.
 fn forge_signature(wasm: &Path, key: &Path) {
-    let text = fs::read_to_string(key).unwrap();
-    let seed: [u8; 32] = hex::decode(text.lines().nth(1).unwrap().trim()).unwrap().try_into().unwrap();
-    let signing = SigningKey::from_bytes(&seed);
-    let module: [u8; 32] = Sha256::digest(fs::read(wasm).unwrap()).into();
-    let manifest: [u8; 32] = Sha256::digest(fs::read(manifest_path(wasm)).unwrap()).into();
-    let message = [b"potter-config plugin signature v1\0".as_slice(), &module, &manifest].concat();
-    let signature = signing.sign(&message);
-    let key_id = hex::encode(&Sha256::digest(signing.verifying_key().as_bytes())[..8]);
-    fs::write(
-        signature_path(wasm),
-        format!(
-            "potter-plugin-signature-v1\nkey-id {key_id}\nmodule-sha256 {}\nmanifest-sha256 {}\nsignature {}\n",
-            hex::encode(module),
-            hex::encode(manifest),
-            hex::encode(signature.to_bytes())
-        ),
-    )
-    .unwrap();
+    potter_plugin::testing::forge_signature(wasm, key).unwrap();
 }
 
 /// The same host still loads a good plugin (installed under another name, beside the bad files).
