@@ -991,7 +991,7 @@ impl ViewHandle {
         let view = self.view_in(&snapshot)?;
         let value = view.get_ref(key).ok_or_else(|| Error::NotFound(key.to_owned()))?;
         crate::secrets::ensure_revealable(view, key)?;
-        T::deserialize(value).map_err(|e| Error::Type { path: key.to_owned(), message: crate::secrets::safe_type_message(view, key, e.to_string()) })
+        serde_path_to_error::deserialize(value).map_err(|error| type_error(view, key, error))
     }
 
     /// The value at `key` as `T`, or `default` when the key is not set. A value of the wrong type is
@@ -1009,3 +1009,45 @@ impl ViewHandle {
     }
 }
 
+/// A `get`/`extract` type error naming the offending value: its key path when it lies below `key`,
+/// and the file, line and column it came from when a file set it (the value itself is withheld
+/// when it holds a secret, as serde quotes it).
+fn type_error(view: &View, key: &str, error: serde_path_to_error::Error<serde_json::Error>) -> Error {
+    let mut offending = key.to_owned();
+    for segment in error.path().iter() {
+        match segment {
+            serde_path_to_error::Segment::Map { key: name } => offending = join_key(&offending, name),
+            serde_path_to_error::Segment::Seq { index } => offending = join_key(&offending, &index.to_string()),
+            serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    let message = crate::secrets::safe_type_message(view, key, error.into_inner().to_string());
+    // The nearest key with a file position: the value itself, else what holds it (a missing field).
+    let mut position = None;
+    let mut at = offending.as_str();
+    loop {
+        if let Some(found) = view.source_position(at) {
+            position = Some(found);
+            break;
+        }
+        match at.rsplit_once('.') {
+            Some((parent, _)) if at.len() > key.len() => at = parent,
+            _ => break,
+        }
+    }
+    let place = match (offending != key, position) {
+        (true, Some(position)) => format!("`{offending}` at {position}: "),
+        (true, None) => format!("`{offending}`: "),
+        (false, Some(position)) => format!("{position}: "),
+        (false, None) => String::new(),
+    };
+    Error::Type { path: key.to_owned(), message: format!("{place}{message}") }
+}
+
+fn join_key(parent: &str, child: &str) -> String {
+    if parent.is_empty() {
+        child.to_owned()
+    } else {
+        format!("{parent}.{child}")
+    }
+}
