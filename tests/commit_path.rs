@@ -6,9 +6,10 @@
 mod common;
 
 use std::fs;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::logs::captured_logs;
 use common::wasm::PluginTree;
 use common::Tree;
 use potter_config::events::{ChangeOrigin, Event, Subscription};
@@ -165,30 +166,4 @@ fn readers_answer_while_a_reload_holds_the_writer_inside_a_slow_source() {
     reloader.join().unwrap();
     assert_eq!(host.snapshot().version(), version);
     assert_eq!(host.snapshot().view(&production).unwrap().get("remote.gated"), Some(json!("after")));
-}
-
-/// Everything logged in this test process (one global subscriber: per-thread ones miss events
-/// whose call sites another thread registered first).
-fn captured_logs() -> String {
-    static LOGS: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
-    let logs = LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt().with_writer(move || CaptureWriter(writer.clone())).with_ansi(false).finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        logs
-    });
-    String::from_utf8_lossy(&logs.lock().unwrap()).into_owned()
-}
-
-struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for CaptureWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

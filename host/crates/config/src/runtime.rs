@@ -435,7 +435,7 @@ impl ConfigHost {
         if let Some(error) = sources.rejecting.into_iter().next() {
             tracing::warn!(%error, "source failed and its policy rejects the reload");
             let error = Error::Plugin(error);
-            self.shared.events.publish(Published::Rejected { cause, diagnostics: error.diagnostics() });
+            self.reject(cause, &error);
             return Err(error);
         }
         let folder = plugins.sync_folder(&before);
@@ -450,27 +450,31 @@ impl ConfigHost {
             _ => cause,
         };
         state.register_plugins();
-        let staged = match self.stage(state, &overrides, None, cause.clone()) {
-            Ok(staged) => staged,
+        let snapshot = match self.build_on_head(state, &overrides) {
+            Ok(snapshot) => snapshot,
             Err(error) => {
-                // The new versions are refused; whatever else changed in this reload still applies.
+                // The new versions are refused (listed so before the rejection is published);
+                // whatever else changed in this reload still applies.
                 state.plugins.as_mut().expect("set above").roll_back(folder, &error.diagnostics().join("; "));
                 state.register_plugins();
+                self.reject(cause.clone(), &error);
                 return self.apply(state, &overrides, None, cause);
             }
         };
+        let staged = self.stage_checked(state, snapshot, &overrides, None, cause);
+        if staged.is_ok() {
+            // The plugin host lists the new versions before the change that brings them is published.
+            state.plugins.as_mut().expect("set above").commit(&folder);
+        }
         let outcome = match staged {
-            Some(staged) => self.commit(staged, Some(state)),
-            None => Ok(self.snapshot()),
+            Ok(Some(staged)) => self.commit(staged, Some(state)),
+            Ok(None) => Ok(self.snapshot()),
+            Err(error) => Err(error),
         };
-        let plugins = state.plugins.as_mut().expect("set above");
-        match &outcome {
-            Ok(_) => plugins.commit(&folder),
-            Err(error) => {
-                // Not recorded, so not live: the plugins that came with it are refused too.
-                plugins.roll_back(folder, &error.diagnostics().join("; "));
-                state.register_plugins();
-            }
+        if let Err(error) = &outcome {
+            // Not recorded, so not live: the plugins that came with it are refused too.
+            state.plugins.as_mut().expect("set above").roll_back(folder, &error.diagnostics().join("; "));
+            state.register_plugins();
         }
         outcome
     }
@@ -532,8 +536,9 @@ impl ConfigHost {
 
     /// Every plugin of the plugins folder with its status, last error and refused update, without
     /// waiting for a change in progress: during a reload that is inside a plugin call, the
-    /// plugins it runs are listed as they are at that moment (a new version only once the reload
-    /// that brings it went live), with each one's errors per environment as of the last change.
+    /// plugins it runs are listed as they are at that moment (a new version once the reload that
+    /// brings it passed its checks, before its change is published; a refused one before its
+    /// rejection is), with each one's errors per environment as of the last release of the writer.
     pub fn plugin_list(&self) -> Vec<potter_plugin::PluginInfo> {
         let Some(host) = self.shared.plugin_host.get() else { return Vec::new() };
         let readings = self.shared.plugin_readings.load();
@@ -661,15 +666,33 @@ impl ConfigHost {
     /// Builds and checks the change on top of the latest staged snapshot and queues its record.
     /// None when it changes nothing. Under the writer lock.
     fn stage(&self, state: &mut WriterState, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause) -> Result<Option<Staged>, Error> {
-        let before = state.head.clone().unwrap_or_else(|| self.shared.current.load_full());
-        let checked = self.build_checked(state, overrides, before.version());
-        let snapshot = match checked {
+        let snapshot = match self.build_on_head(state, overrides) {
             Ok(snapshot) => snapshot,
             Err(error) => {
-                self.shared.events.publish(Published::Rejected { cause, diagnostics: error.diagnostics() });
+                self.reject(cause, &error);
                 return Err(error);
             }
         };
+        self.stage_checked(state, snapshot, overrides, change, cause)
+    }
+
+    /// The snapshot of `overrides` and every source, checked, as the next version after the latest
+    /// staged one.
+    fn build_on_head(&self, state: &mut WriterState, overrides: &Overrides) -> Result<Snapshot, Error> {
+        let version = match &state.head {
+            Some(head) => head.version(),
+            None => self.shared.current.load().version(),
+        };
+        self.build_checked(state, overrides, version)
+    }
+
+    fn reject(&self, cause: Cause, error: &Error) {
+        self.shared.events.publish(Published::Rejected { cause, diagnostics: error.diagnostics() });
+    }
+
+    /// Queues the record of a checked snapshot (None when it changes nothing).
+    fn stage_checked(&self, state: &mut WriterState, snapshot: Snapshot, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause) -> Result<Option<Staged>, Error> {
+        let before = state.head.clone().unwrap_or_else(|| self.shared.current.load_full());
         if same_layers(before.layers(), snapshot.layers()) && before.axes() == snapshot.axes() {
             return Ok(None);
         }
@@ -712,7 +735,7 @@ impl ConfigHost {
         let outcome = match recorded {
             Err(error) => {
                 order.poisoned = true;
-                self.shared.events.publish(Published::Rejected { cause, diagnostics: error.diagnostics() });
+                self.reject(cause, &error);
                 Err(error)
             }
             Ok((_, _, false)) if order.poisoned => Err(Error::Pending(
