@@ -10,8 +10,9 @@
 //!
 //! Readers never take the writer lock: the snapshot is one atomic pointer read; the overrides, the
 //! plugin list and the next plugin poll come from what the last commit or writer published; and
-//! [`ConfigHost::validate`] shares the checks with a change in progress (it waits only while a
-//! change re-reads the schemas or registers a plugin's validators, never while it calls plugins).
+//! [`ConfigHost::validate`] shares the checks with a change in progress (a change takes them for
+//! writing only to re-read the schemas or register a plugin's validators, never across a plugin
+//! call of its own). During a reload, readers see the configuration from before it until it is live.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
