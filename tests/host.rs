@@ -267,3 +267,30 @@ fn concurrent_writers_share_commits_yet_go_live_in_order_and_lose_nothing() {
     let reopened = open(&tree).unwrap();
     assert_eq!(reopened.snapshot().view(&potter_config::engine::ViewKey::environment("production")).unwrap().get("load.writer3"), Some(json!(24)));
 }
+
+#[test]
+fn a_type_error_names_the_file_line_and_column_of_the_offending_value() {
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Limits {
+        burst: u32,
+        window: u32,
+    }
+    let tree = Tree::minimal();
+    let text = "{\n  \"limits\": {\n    \"burst\": 10,\n    \"window\": \"a minute\"\n  }\n}\n";
+    tree.write("services/api.json", text);
+    let host = open(&tree).unwrap();
+    let api = host.view("production", Some("api"), None).unwrap();
+    let leaf = api.get::<u32>("limits.window").unwrap_err();
+    assert!(matches!(&leaf, Error::Type { path, .. } if path == "limits.window"), "{leaf:?}");
+    let leaf = leaf.to_string();
+    assert!(leaf.contains("services/api.json:4:") && leaf.contains("expected u32"), "{leaf}");
+    let subtree = api.extract::<Limits>("limits").unwrap_err().to_string();
+    assert!(subtree.contains("`limits.window` at services/api.json:4:") && subtree.contains("expected u32"), "{subtree}");
+    // A value set by no file (a runtime override) has no position; its key path is still named.
+    host.set("production", "limits.burst", json!("many")).unwrap();
+    let api = host.view("production", Some("api"), None).unwrap();
+    let overridden = api.extract::<Limits>("limits").unwrap_err().to_string();
+    assert!(overridden.contains("`limits.burst`: ") && !overridden.contains("services/api.json"), "{overridden}");
+}
+

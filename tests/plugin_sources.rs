@@ -5,9 +5,9 @@
 mod common;
 
 use std::fs;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::logs::captured_logs;
 use common::wasm::PluginTree;
 use common::Tree;
 use potter_config::events::Event;
@@ -237,32 +237,6 @@ fn on_config_changed_receives_the_namespace_after_each_change_that_touches_it() 
     let after = calls();
     assert_eq!(after.len(), 4, "only production's namespace changed: {after:#?}");
     assert!(after[3].contains(r#"on-config-changed: {"greeting":"hi from the log test","limit":9}"#), "{after:#?}");
-}
-
-/// Everything logged in this test process (one global subscriber: per-thread ones miss events
-/// whose call sites another thread registered first).
-fn captured_logs() -> String {
-    static LOGS: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
-    let logs = LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt().with_writer(move || CaptureWriter(writer.clone())).with_ansi(false).finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        logs
-    });
-    String::from_utf8_lossy(&logs.lock().unwrap()).into_owned()
-}
-
-struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for CaptureWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[test]

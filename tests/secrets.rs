@@ -550,3 +550,22 @@ fn canary_the_plaintext_appears_in_no_output_file_or_temp_file() {
     }
     let _unused: Option<SecretString> = None;
 }
+
+#[test]
+fn a_type_error_about_a_secret_names_its_file_position_but_never_the_value() {
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Db {
+        host: String,
+        password: u32,
+    }
+    let (tree, _keyring, _sealed) = tree_with_production_secret();
+    let host = ConfigHost::open(options(&tree)).unwrap();
+    let production = host.view("production", None, None).unwrap();
+    let leaf = production.get::<u32>("db.password").unwrap_err().to_string();
+    assert!(leaf.contains("environments/production.json:4:"), "{leaf}");
+    assert!(leaf.contains("details withheld") && !leaf.contains(PLAINTEXT), "{leaf}");
+    let subtree = production.extract::<Db>("db").unwrap_err().to_string();
+    assert!(subtree.contains("`db.password` at environments/production.json:4:"), "{subtree}");
+    assert!(subtree.contains("details withheld") && !subtree.contains(PLAINTEXT), "{subtree}");
+}

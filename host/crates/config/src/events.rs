@@ -1,6 +1,7 @@
 //! Change events and subscriptions.
 //!
-//! Every applied change is published once, with the snapshots before and after it. Each subscription
+//! Every applied change is published once, by the commit that swaps it in (`ConfigHost::commit`
+//! in runtime.rs), with the snapshot after it; each subscription keeps the one before. Each subscription
 //! watches one view under one key prefix and turns those into the changes of its own keys, so a
 //! subscriber never sees keys outside its prefix. The channel is bounded: a subscriber that falls
 //! behind is told how many changes it missed and handed the current values instead (never a silent gap).
@@ -17,6 +18,8 @@ use crate::secrets::{holds_secret, redact, REDACTED};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeOrigin {
+    /// The first load ([`crate::ConfigHost::open`]): it goes live before anyone can subscribe, so
+    /// no subscriber receives it, and it is not recorded (it is what the history already holds).
     Load,
     File,
     Cli,

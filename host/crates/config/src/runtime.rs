@@ -1,13 +1,24 @@
 //! The running configuration: loads layers, builds snapshots and swaps them atomically.
 //!
-//! Every change — first load, reload, runtime override — goes through [`ConfigHost::apply`]: collect
-//! the layers, build a snapshot, check it, and only then swap it in. A failed change leaves the
-//! previous snapshot live. Readers load the current snapshot with one atomic pointer read.
+//! Every change — the first load ([`ConfigHost::open`]), a reload (a file save, a plugin swap, a
+//! source poll), a runtime override set or removed, a batch or rollback ([`ConfigHost::edit_overrides`])
+//! and overrides another process recorded — is built and checked under the writer lock, then goes
+//! live through one function, `ConfigHost::commit`: it waits until the change's history record is
+//! durable and every change staged before it is live, swaps the snapshot in, publishes it (with the
+//! overrides it was built from) and its `Applied` event, and tells namespace plugins. A failed
+//! change leaves the previous snapshot live.
+//!
+//! Readers never take the writer lock: the snapshot is one atomic pointer read; the overrides, the
+//! plugin list and the next plugin poll come from what the last commit or writer published; and
+//! [`ConfigHost::validate`] shares the checks with a change in progress (a change takes them for
+//! writing only to re-read the schemas or register a plugin's validators, never across a plugin
+//! call of its own). During a reload, readers see the configuration from before it until it is live.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use potter_engine::merge::set_path;
@@ -97,9 +108,6 @@ impl std::fmt::Debug for Options {
     }
 }
 
-/// Longest [`ConfigHost::plugin_list`] waits for a change in progress.
-pub const PLUGIN_LIST_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
-
 /// `.potter/` beside the root (`./config` → `./.potter`).
 pub fn default_state_dir(root: &Path) -> PathBuf {
     let parent = root.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -115,6 +123,12 @@ pub struct ConfigHost {
 struct Shared {
     options: Options,
     current: ArcSwap<Snapshot>,
+    /// The overrides the live snapshot was built from (published with it by the commit).
+    overrides: ArcSwap<Overrides>,
+    /// What the plugins looked like when the writer lock was last released.
+    plugin_readings: ArcSwap<PluginReadings>,
+    /// The checks of `WriterState::checks`: [`ConfigHost::validate`] reads them beside a change.
+    checks: Arc<RwLock<Validation>>,
     /// Serialises writers; readers never take it.
     writer: Mutex<WriterState>,
     /// The plugin host of `WriterState::plugins`, once there is one: listing plugins must not
@@ -124,6 +138,15 @@ struct Shared {
     /// Staged changes go live in the order they were staged, once durable.
     order: Mutex<CommitOrder>,
     published: Condvar,
+}
+
+/// What readers learn about the plugins without the writer lock, published at every release of it.
+#[derive(Default)]
+struct PluginReadings {
+    /// Each plugin's last error per environment (the rest of its listing is the plugin host's, live).
+    environment_errors: BTreeMap<String, BTreeMap<String, String>>,
+    /// When a source poll or a settling plugin file is next due.
+    next_due: Option<Instant>,
 }
 
 /// Changes staged (validated, handed to the history's group commit) and published, by ticket.
@@ -146,19 +169,34 @@ impl CommitOrder {
     }
 }
 
-/// A change built, validated and queued for recording, not yet live.
+/// A change built, validated and queued, not yet live.
 struct Staged {
     ticket: u64,
     snapshot: Snapshot,
-    record: Option<crate::history::PendingRecord>,
+    durability: Durability,
+    /// The overrides `snapshot` was built from, published with it.
+    overrides: Arc<Overrides>,
     cause: Cause,
+}
+
+/// How a staged change becomes durable, and so which version it goes live as.
+enum Durability {
+    /// Queued with the history's group commit: live once the record is durable, as its version
+    /// (the current one when the record found nothing to record).
+    Record(crate::history::PendingRecord),
+    /// Already what the history holds (the state at start-up, overrides another process
+    /// recorded): live as `version`. Built from the history itself, it also ends a poisoned order.
+    Recorded(u64),
+    /// No history kept: versions count changes in memory.
+    InMemory,
 }
 
 /// What only the writer touches: the overrides, the parsed-file cache, the checks and the record.
 struct WriterState {
     overrides: Overrides,
     files: tree::FileCache,
-    checks: Validation,
+    /// Shared with readers (`Shared::checks`) for [`ConfigHost::validate`]; written only by the writer.
+    checks: Arc<RwLock<Validation>>,
     recorder: Option<crate::history::Recorder>,
     /// The plugins folder's running plugins (None until the folder exists).
     plugins: Option<Plugins>,
@@ -168,6 +206,16 @@ struct WriterState {
     /// The latest staged snapshot (live, or validated and waiting for its record): the base of
     /// the next change.
     head: Option<Arc<Snapshot>>,
+    /// The live snapshot namespace plugins were last told about.
+    told: Option<Arc<Snapshot>>,
+}
+
+fn read_checks(checks: &RwLock<Validation>) -> RwLockReadGuard<'_, Validation> {
+    checks.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write_checks(checks: &RwLock<Validation>) -> RwLockWriteGuard<'_, Validation> {
+    checks.write().unwrap_or_else(|p| p.into_inner())
 }
 
 impl WriterState {
@@ -182,7 +230,8 @@ impl WriterState {
             Some(recorder) => recorder.overrides()?,
             None => Overrides::new(),
         };
-        let mut state = Self { overrides, files: tree::FileCache::default(), checks, recorder, plugins, checks_changed: true, head: None };
+        let checks = Arc::new(RwLock::new(checks));
+        let mut state = Self { overrides, files: tree::FileCache::default(), checks, recorder, plugins, checks_changed: true, head: None, told: None };
         state.load_sources(options)?;
         Ok(state)
     }
@@ -191,7 +240,7 @@ impl WriterState {
     /// At start-up there is no last good output to keep, so any failure is an error.
     fn load_sources(&mut self, options: &Options) -> Result<(), Error> {
         let Some(plugins) = &self.plugins else { return Ok(()) };
-        let provisional = build_snapshot(options, &self.overrides, &mut self.files, &self.checks, &plugins.layers())?;
+        let provisional = build_snapshot(options, &self.overrides, &mut self.files, &read_checks(&self.checks), &plugins.layers())?;
         let plugins = self.plugins.as_mut().expect("checked above");
         let outcome = plugins.refresh_sources(&provisional, SourceRefresh::All, true);
         match outcome.rejecting.into_iter().next() {
@@ -203,6 +252,81 @@ impl WriterState {
     fn plugin_layers(&self) -> Vec<Arc<Layer>> {
         self.plugins.as_ref().map(Plugins::layers).unwrap_or_default()
     }
+
+    /// The snapshot built from these overrides, files, checks and plugin layers.
+    fn build(&mut self, options: &Options, overrides: &Overrides) -> Result<Snapshot, Error> {
+        let plugin_layers = self.plugin_layers();
+        build_snapshot(options, overrides, &mut self.files, &read_checks(&self.checks), &plugin_layers)
+    }
+
+    /// Registers the running plugins' validators with the checks.
+    fn register_plugins(&mut self) {
+        if let Some(plugins) = &self.plugins {
+            plugins.register(&mut write_checks(&self.checks));
+        }
+        self.checks_changed = true;
+    }
+}
+
+/// The writer lock, held. Releasing it tells namespace plugins of a change that went live while it
+/// was held (a change finishing without the lock leaves that to the holder) and publishes what
+/// readers see of the plugins.
+struct Writer<'h> {
+    shared: &'h Shared,
+    state: MutexGuard<'h, WriterState>,
+}
+
+impl std::ops::Deref for Writer<'_> {
+    type Target = WriterState;
+    fn deref(&self) -> &WriterState {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for Writer<'_> {
+    fn deref_mut(&mut self) -> &mut WriterState {
+        &mut self.state
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        self.shared.tell_plugins(&mut self.state);
+        self.shared.publish_plugin_readings(&self.state);
+    }
+}
+
+impl Shared {
+    fn writer(&self) -> Writer<'_> {
+        Writer { shared: self, state: self.writer.lock().unwrap_or_else(|p| p.into_inner()) }
+    }
+
+    fn try_writer(&self) -> Option<Writer<'_>> {
+        self.writer.try_lock().ok().map(|state| Writer { shared: self, state })
+    }
+
+    /// Calls `on-config-changed` of the namespace plugins whose namespace changed in the live
+    /// snapshot since they were last told (once per live snapshot; the plugins skip what did not
+    /// change for them).
+    fn tell_plugins(&self, state: &mut WriterState) {
+        let live = self.current.load_full();
+        if state.told.as_ref().is_some_and(|told| Arc::ptr_eq(told, &live)) {
+            return;
+        }
+        if let Some(plugins) = &mut state.plugins {
+            plugins.notify_namespaces(&live);
+        }
+        state.told = Some(live);
+    }
+
+    fn publish_plugin_readings(&self, state: &WriterState) {
+        let Some(plugins) = &state.plugins else { return };
+        let environment_errors = plugins.list().into_iter().filter(|info| !info.environment_errors.is_empty()).map(|info| (info.name, info.environment_errors)).collect();
+        self.plugin_readings.store(Arc::new(PluginReadings { environment_errors, next_due: plugins.next_due() }));
+    }
 }
 
 /// Runtime overrides per environment (made durable by the history store).
@@ -212,9 +336,8 @@ impl ConfigHost {
     /// Builds the tree's snapshot and validates it without requiring it to be valid (for `validate`).
     pub fn inspect(options: &Options) -> Result<(Snapshot, Report), Error> {
         let mut state = WriterState::prepare(options, |_| {})?;
-        let plugin_layers = state.plugin_layers();
-        let snapshot = build_snapshot(options, &state.overrides, &mut state.files, &state.checks, &plugin_layers)?;
-        let report = validate_all(&state.checks, &snapshot);
+        let snapshot = state.build(options, &state.overrides.clone())?;
+        let report = validate_all(&read_checks(&state.checks), &snapshot);
         Ok((snapshot, report))
     }
 
@@ -228,9 +351,8 @@ impl ConfigHost {
     /// They run on every later change too.
     pub fn open_with(options: Options, configure: impl FnOnce(&mut Validation)) -> Result<Self, Error> {
         let mut state = WriterState::prepare(&options, configure)?;
-        let plugin_layers = state.plugin_layers();
-        let snapshot = build_snapshot(&options, &state.overrides, &mut state.files, &state.checks, &plugin_layers)?;
-        let report = validate_all(&state.checks, &snapshot);
+        let snapshot = state.build(&options, &state.overrides.clone())?;
+        let report = validate_all(&read_checks(&state.checks), &snapshot);
         for issue in &report.tree {
             tracing::warn!(problem = %issue.message, "configuration tree");
         }
@@ -238,28 +360,36 @@ impl ConfigHost {
             return Err(Error::Invalid(report));
         }
         let version = state.recorder.as_ref().map_or(Ok(0), |recorder| recorder.latest_version())?;
-        let snapshot = snapshot.with_version(version);
-        if let Some(plugins) = &mut state.plugins {
-            plugins.notify_namespaces(&snapshot);
-        }
         state.checks_changed = false;
-        let snapshot = Arc::new(snapshot);
-        state.head = Some(snapshot.clone());
+        let overrides = Arc::new(state.overrides.clone());
         let plugin_host = OnceLock::new();
         if let Some(plugins) = &state.plugins {
             let _ = plugin_host.set(plugins.host());
         }
-        Ok(Self {
+        // Nobody can read the host before it is returned: the first snapshot goes live through
+        // the commit like every later one (without a record: it is what the history holds).
+        let placeholder = Snapshot::new(0, Vec::new(), snapshot.axes().clone());
+        let host = Self {
             shared: Arc::new(Shared {
                 options,
                 plugin_host,
-                current: ArcSwap::new(snapshot),
+                current: ArcSwap::from_pointee(placeholder),
+                overrides: ArcSwap::new(overrides.clone()),
+                plugin_readings: ArcSwap::from_pointee(PluginReadings::default()),
+                checks: state.checks.clone(),
                 writer: Mutex::new(state),
                 events: EventBus::new(DEFAULT_CAPACITY),
                 order: Mutex::new(CommitOrder::default()),
                 published: Condvar::new(),
             }),
-        })
+        };
+        {
+            let mut writer = host.shared.writer();
+            let staged = host.queue(snapshot, Durability::Recorded(version), overrides, Cause::new(ChangeOrigin::Load, "open"));
+            let live = host.commit(staged, Some(&mut writer))?;
+            writer.head = Some(live);
+        }
+        Ok(host)
     }
 
     pub fn options(&self) -> &Options {
@@ -285,8 +415,9 @@ impl ConfigHost {
     }
 
     fn reload_with(&self, cause: Cause, refresh: SourceRefresh) -> Result<Arc<Snapshot>, Error> {
-        let mut state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-        self.adopt_recorded_overrides(&mut state)?;
+        let mut writer = self.shared.writer();
+        let state: &mut WriterState = &mut writer;
+        self.adopt_recorded_overrides(state)?;
         let overrides = state.overrides.clone();
         if state.plugins.is_none() && self.shared.options.plugins_dir.is_dir() {
             let plugins = Plugins::start_empty(&self.shared.options)?;
@@ -294,7 +425,7 @@ impl ConfigHost {
             state.plugins = Some(plugins);
         }
         let Some(plugins) = state.plugins.as_mut() else {
-            return self.apply(&mut state, &overrides, None, cause);
+            return self.apply(state, &overrides, None, cause);
         };
         let before = self.snapshot();
         let sources = plugins.refresh_sources(&before, refresh, false);
@@ -305,7 +436,7 @@ impl ConfigHost {
         if let Some(error) = sources.rejecting.into_iter().next() {
             tracing::warn!(%error, "source failed and its policy rejects the reload");
             let error = Error::Plugin(error);
-            self.shared.events.publish(Published::Rejected { cause, diagnostics: error.diagnostics() });
+            self.reject(cause, &error);
             return Err(error);
         }
         let folder = plugins.sync_folder(&before);
@@ -313,30 +444,40 @@ impl ConfigHost {
             self.shared.events.publish(Published::Rejected { cause: plugin_cause(error), diagnostics: vec![error.to_string()] });
         }
         if folder.is_empty() {
-            return self.apply(&mut state, &overrides, None, cause);
+            return self.apply(state, &overrides, None, cause);
         }
         let cause = match folder.arrivals.iter().chain(&folder.departures).next() {
             Some(name) if cause.origin == ChangeOrigin::File => Cause::new(ChangeOrigin::Plugin, format!("plugin:{name}")),
             _ => cause,
         };
-        let state = &mut *state;
-        let plugins = state.plugins.as_mut().expect("set above");
-        plugins.register(&mut state.checks);
-        state.checks_changed = true;
-        match self.apply(state, &overrides, None, cause.clone()) {
-            Ok(snapshot) => {
-                state.plugins.as_mut().expect("set above").commit(&folder);
-                Ok(snapshot)
-            }
+        state.register_plugins();
+        let snapshot = match self.build_on_head(state, &overrides) {
+            Ok(snapshot) => snapshot,
             Err(error) => {
-                // The new versions are refused; whatever else changed in this reload still applies.
-                let plugins = state.plugins.as_mut().expect("set above");
-                plugins.roll_back(folder, &error.diagnostics().join("; "));
-                plugins.register(&mut state.checks);
-                state.checks_changed = true;
-                self.apply(state, &overrides, None, cause)
+                // The new versions are refused (listed so before the rejection is published);
+                // whatever else changed in this reload still applies.
+                state.plugins.as_mut().expect("set above").roll_back(folder, &error.diagnostics().join("; "));
+                state.register_plugins();
+                self.reject(cause.clone(), &error);
+                return self.apply(state, &overrides, None, cause);
             }
+        };
+        let staged = self.stage_checked(state, snapshot, &overrides, None, cause);
+        if staged.is_ok() {
+            // The plugin host lists the new versions before the change that brings them is published.
+            state.plugins.as_mut().expect("set above").commit(&folder);
         }
+        let outcome = match staged {
+            Ok(Some(staged)) => self.commit(staged, Some(state)),
+            Ok(None) => Ok(self.snapshot()),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = &outcome {
+            // Not recorded, so not live: the plugins that came with it are refused too.
+            state.plugins.as_mut().expect("set above").roll_back(folder, &error.diagnostics().join("; "));
+            state.register_plugins();
+        }
+        outcome
     }
 
     /// Takes in runtime overrides that another process (the CLI beside a server, a second
@@ -344,14 +485,9 @@ impl ConfigHost {
     /// Called before every change and by the watcher's poller, so nothing recorded is lost or
     /// overwritten by a stale copy. Cheap when nothing is new: one indexed read.
     pub fn sync_recorded_overrides(&self) -> Result<(), Error> {
-        let mut state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-        self.adopt_recorded_overrides(&mut state)?;
-        // A change finished while another writer held the lock has not told the plugins yet.
-        let current = self.shared.current.load_full();
-        if let Some(plugins) = &mut state.plugins {
-            plugins.notify_namespaces(&current);
-        }
-        Ok(())
+        // Releasing the writer also tells the plugins of a change that finished while another
+        // writer held it.
+        self.adopt_recorded_overrides(&mut self.shared.writer())
     }
 
     fn adopt_recorded_overrides(&self, state: &mut WriterState) -> Result<(), Error> {
@@ -377,53 +513,51 @@ impl ConfigHost {
         // Validated against the live snapshot, in full after a failure.
         state.head = Some(current);
         state.checks_changed |= poisoned;
-        let snapshot = Arc::new(self.build_checked(state, &overrides, recorded)?);
-        state.overrides = overrides;
-        state.head = Some(snapshot.clone());
-        self.shared.current.store(snapshot.clone());
-        state.checks_changed = false;
+        let snapshot = self.build_checked(state, &overrides, recorded)?;
         let actor = if poisoned { "history" } else { "another process" };
-        self.shared.events.publish(Published::Applied { cause: Cause::new(ChangeOrigin::Cli, actor), after: snapshot.clone() });
-        if let Some(plugins) = &mut state.plugins {
-            plugins.notify_namespaces(&snapshot);
-        }
-        self.order().poisoned = false;
+        let staged = self.queue(snapshot, Durability::Recorded(recorded), Arc::new(overrides.clone()), Cause::new(ChangeOrigin::Cli, actor));
+        state.overrides = overrides;
+        state.checks_changed = false;
+        let live = self.commit(staged, Some(state))?;
+        state.head = Some(live);
         Ok(())
     }
 
     /// How long a change waits, at most, for a save in flight before it takes an emptied or
     /// removed file as meant ([`ConfigHost::watch`] sets its `max_delay`).
     pub fn set_settle_limit(&self, limit: std::time::Duration) {
-        self.shared.writer.lock().unwrap_or_else(|p| p.into_inner()).files.set_settle_limit(limit);
+        self.shared.writer().files.set_settle_limit(limit);
     }
 
-    /// When a source poll or a plugin file that is still arriving is next due (for the watcher).
-    pub fn next_plugin_due(&self) -> Option<std::time::Instant> {
-        let state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-        state.plugins.as_ref().and_then(Plugins::next_due)
+    /// When a source poll or a plugin file that is still arriving is next due (for the watcher),
+    /// as of the last release of the writer lock (the only place it changes).
+    pub fn next_plugin_due(&self) -> Option<Instant> {
+        self.shared.plugin_readings.load().next_due
     }
 
-    /// Every plugin of the plugins folder with its status, last error and refused update.
-    ///
-    /// A change or reload in progress holds the writer lock, and may be inside a plugin call for
-    /// as long as that plugin's time limit: the list waits for it [`PLUGIN_LIST_WAIT`] at most
-    /// (so it agrees with a change that just finished), then answers from the plugin host as is.
+    /// Every plugin of the plugins folder with its status, last error and refused update, without
+    /// waiting for a change in progress: during a reload that is inside a plugin call, the
+    /// plugins it runs are listed as they are at that moment (a new version once the reload that
+    /// brings it passed its checks, before its change is published; a refused one before its
+    /// rejection is), with each one's errors per environment as of the last release of the writer.
     pub fn plugin_list(&self) -> Vec<potter_plugin::PluginInfo> {
-        let deadline = std::time::Instant::now() + PLUGIN_LIST_WAIT;
-        loop {
-            match self.shared.writer.try_lock() {
-                Ok(state) => return state.plugins.as_ref().map(Plugins::list).unwrap_or_default(),
-                Err(std::sync::TryLockError::Poisoned(state)) => return state.into_inner().plugins.as_ref().map(Plugins::list).unwrap_or_default(),
-                Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(1)),
-                Err(std::sync::TryLockError::WouldBlock) => return self.shared.plugin_host.get().map(|host| host.list()).unwrap_or_default(),
+        let Some(host) = self.shared.plugin_host.get() else { return Vec::new() };
+        let readings = self.shared.plugin_readings.load();
+        let mut infos = host.list();
+        for info in &mut infos {
+            if let Some(errors) = readings.environment_errors.get(&info.name) {
+                info.environment_errors = errors.clone();
             }
         }
+        infos
     }
 
-    /// Validates the current snapshot again (every view), without changing anything.
+    /// Validates the current snapshot again (every view), without changing anything and without
+    /// waiting for a change in progress (it shares the checks with it; during a reload that
+    /// brings a plugin, that plugin's validators may already take part).
     pub fn validate(&self) -> Report {
-        let state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-        validate_all(&state.checks, &self.snapshot())
+        let snapshot = self.snapshot();
+        validate_all(&read_checks(&self.shared.checks), &snapshot)
     }
 
     /// Changes of `prefix` in one view, from now on.
@@ -463,10 +597,10 @@ impl ConfigHost {
         self.edit_overrides(environment, &[(key.to_owned(), None)], request, false)
     }
 
-    /// The runtime overrides of one environment now (ciphertexts as written, never plaintext).
+    /// The runtime overrides of one environment the live snapshot was built from (ciphertexts as
+    /// written, never plaintext). A change staged but not yet durable is not among them.
     pub fn overrides(&self, environment: &str) -> Map<String, Value> {
-        let state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-        state.overrides.get(environment).cloned().unwrap_or_default()
+        self.shared.overrides.load().get(environment).cloned().unwrap_or_default()
     }
 
     /// Sets (`Some`) or removes (`None`) several overrides of one environment as ONE change (one
@@ -478,7 +612,7 @@ impl ConfigHost {
             parsed.push(potter_engine::parse_key_path(key)?);
         }
         self.shared.options.served_view(&self.snapshot(), &ViewKey::environment(environment))?;
-        let mut state = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.shared.writer();
         // An edit goes onto the overrides as recorded, including another process's.
         self.adopt_recorded_overrides(&mut state)?;
         let mut proposed = state.overrides.clone();
@@ -507,110 +641,132 @@ impl ConfigHost {
             }
         }
         let cause = Cause { origin: request.origin, actor: request.actor, reason: request.reason };
-        let Some(staged) = self.stage(&mut state, &proposed, change.as_ref(), cause)? else {
-            state.overrides = proposed;
+        let staged = self.stage(&mut state, &proposed, change.as_ref(), cause)?;
+        state.overrides = proposed;
+        let Some(staged) = staged else {
             return Ok(self.shared.current.load_full());
         };
-        state.overrides = proposed;
         if request.if_version.is_some() {
             // A compare-and-set finishes under the lock, so the next one's check sees it.
-            return self.finish_locked(&mut state, staged);
+            return self.commit(staged, Some(&mut state));
         }
         // The next change may be staged while this one's record is made durable (one fsync for several).
         drop(state);
-        let snapshot = self.finish(staged)?;
-        if let Ok(mut state) = self.shared.writer.try_lock() {
-            let current = self.shared.current.load_full();
-            if let Some(plugins) = &mut state.plugins {
-                plugins.notify_namespaces(&current);
-            }
-        }
-        Ok(snapshot)
+        self.commit(staged, None)
     }
 
-    /// The one path every change takes: build, check, record, swap, publish. A change that alters
-    /// nothing keeps the current snapshot (no new version, no event).
+    /// Stages a change and commits it while holding the writer lock. A change that alters nothing
+    /// keeps the current snapshot (no new version, no event).
     fn apply(&self, state: &mut WriterState, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause) -> Result<Arc<Snapshot>, Error> {
         match self.stage(state, overrides, change, cause)? {
-            Some(staged) => self.finish_locked(state, staged),
+            Some(staged) => self.commit(staged, Some(state)),
             None => Ok(self.shared.current.load_full()),
         }
-    }
-
-    /// [`Self::finish`] while holding the writer lock, then tells the plugins of namespace changes.
-    fn finish_locked(&self, state: &mut WriterState, staged: Staged) -> Result<Arc<Snapshot>, Error> {
-        let snapshot = self.finish(staged)?;
-        if let Some(plugins) = &mut state.plugins {
-            plugins.notify_namespaces(&snapshot);
-        }
-        Ok(snapshot)
     }
 
     /// Builds and checks the change on top of the latest staged snapshot and queues its record.
     /// None when it changes nothing. Under the writer lock.
     fn stage(&self, state: &mut WriterState, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause) -> Result<Option<Staged>, Error> {
-        let before = state.head.clone().unwrap_or_else(|| self.shared.current.load_full());
-        let checked = self.build_checked(state, overrides, before.version());
-        let snapshot = match checked {
+        let snapshot = match self.build_on_head(state, overrides) {
             Ok(snapshot) => snapshot,
             Err(error) => {
-                self.shared.events.publish(Published::Rejected { cause, diagnostics: error.diagnostics() });
+                self.reject(cause, &error);
                 return Err(error);
             }
         };
+        self.stage_checked(state, snapshot, overrides, change, cause)
+    }
+
+    /// The snapshot of `overrides` and every source, checked, as the next version after the latest
+    /// staged one.
+    fn build_on_head(&self, state: &mut WriterState, overrides: &Overrides) -> Result<Snapshot, Error> {
+        let version = match &state.head {
+            Some(head) => head.version(),
+            None => self.shared.current.load().version(),
+        };
+        self.build_checked(state, overrides, version)
+    }
+
+    fn reject(&self, cause: Cause, error: &Error) {
+        self.shared.events.publish(Published::Rejected { cause, diagnostics: error.diagnostics() });
+    }
+
+    /// Queues the record of a checked snapshot (None when it changes nothing).
+    fn stage_checked(&self, state: &mut WriterState, snapshot: Snapshot, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause) -> Result<Option<Staged>, Error> {
+        let before = state.head.clone().unwrap_or_else(|| self.shared.current.load_full());
         if same_layers(before.layers(), snapshot.layers()) && before.axes() == snapshot.axes() {
             return Ok(None);
         }
-        // Durable before acknowledged: the record is queued now and waited for in `finish`.
-        let record = match &state.recorder {
-            Some(recorder) => Some(recorder.record(&before, &snapshot, &state.overrides, overrides, change, &cause)?),
-            None => None,
-        };
-        let ticket = {
-            let mut order = self.order();
-            order.staged += 1;
-            order.staged
+        // Durable before acknowledged: the record is queued now and waited for in `commit`.
+        let durability = match &state.recorder {
+            Some(recorder) => Durability::Record(recorder.record(&before, &snapshot, &state.overrides, overrides, change, &cause)?),
+            None => Durability::InMemory,
         };
         // The staged snapshot itself goes live with its version; the head is a twin over the same layers.
         state.head = Some(Arc::new(Snapshot::new(before.version(), snapshot.layers().to_vec(), snapshot.axes().clone())));
         state.checks_changed = false;
-        Ok(Some(Staged { ticket, snapshot, record, cause }))
+        Ok(Some(self.queue(snapshot, durability, Arc::new(overrides.clone()), cause)))
     }
 
-    /// Waits until the staged change is durable and every change staged before it has finished,
-    /// then swaps it in and publishes it. Needs no writer lock.
-    fn finish(&self, staged: Staged) -> Result<Arc<Snapshot>, Error> {
-        let recorded = staged.record.map(crate::history::PendingRecord::wait).transpose();
+    /// Hands `snapshot` the next ticket: it goes live after every change queued before it.
+    fn queue(&self, snapshot: Snapshot, durability: Durability, overrides: Arc<Overrides>, cause: Cause) -> Staged {
         let mut order = self.order();
-        while order.finished + 1 != staged.ticket {
+        order.staged += 1;
+        Staged { ticket: order.staged, snapshot, durability, overrides, cause }
+    }
+
+    /// The one place every change goes live. Waits until the staged change is durable and every
+    /// change queued before it has finished, then swaps it in with its overrides, publishes its
+    /// `Applied` event and tells namespace plugins. `holding` is the writer state when the caller
+    /// holds the writer lock; without it the plugins are told if the lock is free, else by its
+    /// holder when it releases it.
+    fn commit(&self, staged: Staged, holding: Option<&mut WriterState>) -> Result<Arc<Snapshot>, Error> {
+        let Staged { ticket, snapshot, durability, overrides, cause } = staged;
+        // (the version it goes live as, given the current one; whether it was read from the history)
+        let recorded: Result<(fn(u64, Option<u64>) -> u64, Option<u64>, bool), Error> = match durability {
+            // Nothing to record (no value or override differs): same version.
+            Durability::Record(record) => record.wait().map(|version| (recorded_or_same as fn(u64, Option<u64>) -> u64, version, false)),
+            Durability::Recorded(version) => Ok((recorded_or_same, Some(version), true)),
+            Durability::InMemory => Ok((next_in_memory, None, false)),
+        };
+        let mut order = self.order();
+        while order.finished + 1 != ticket {
             order = self.shared.published.wait(order).unwrap_or_else(|p| p.into_inner());
         }
         let outcome = match recorded {
             Err(error) => {
                 order.poisoned = true;
-                self.shared.events.publish(Published::Rejected { cause: staged.cause, diagnostics: error.diagnostics() });
+                self.reject(cause, &error);
                 Err(error)
             }
-            Ok(_) if order.poisoned => Err(Error::Pending(
+            Ok((_, _, false)) if order.poisoned => Err(Error::Pending(
                 "the change was recorded, but a change queued before it failed to record; it goes live when the host re-reads the history (at the next change, or within a second while watching)".to_owned(),
             )),
-            Ok(version) => {
-                let current = self.shared.current.load_full();
-                let version = match version {
-                    Some(Some(recorded)) => recorded,
-                    // Nothing to record (no value or override differs): same version.
-                    Some(None) => current.version(),
-                    // No history kept: versions count changes in memory.
-                    None => current.version() + 1,
-                };
-                let snapshot = Arc::new(staged.snapshot.with_version(version));
+            Ok((live_version, recorded, from_history)) => {
+                if from_history {
+                    order.poisoned = false;
+                }
+                let version = live_version(self.shared.current.load().version(), recorded);
+                let snapshot = Arc::new(snapshot.with_version(version));
+                self.shared.overrides.store(overrides);
                 self.shared.current.store(snapshot.clone());
-                self.shared.events.publish(Published::Applied { cause: staged.cause, after: snapshot.clone() });
+                self.shared.events.publish(Published::Applied { cause, after: snapshot.clone() });
                 Ok(snapshot)
             }
         };
-        order.finished = staged.ticket;
+        order.finished = ticket;
         self.shared.published.notify_all();
+        drop(order);
+        if outcome.is_ok() {
+            match holding {
+                Some(state) => self.shared.tell_plugins(state),
+                None => {
+                    if let Some(mut writer) = self.shared.try_writer() {
+                        self.shared.tell_plugins(&mut writer);
+                    }
+                }
+            }
+        }
         outcome
     }
 
@@ -630,21 +786,25 @@ impl ConfigHost {
 
     /// Reloads schemas if they changed, builds the snapshot and validates every view.
     fn build_checked(&self, state: &mut WriterState, overrides: &Overrides, version: u64) -> Result<Snapshot, Error> {
-        let schema_files = state.checks.schemas().files().len();
-        let reloaded = state.checks.schemas_mut().reload().map_err(Error::Schema)?;
-        if !reloaded.recompiled.is_empty() || state.checks.schemas().files().len() != schema_files {
-            state.checks_changed = true;
+        {
+            let mut checks = write_checks(&state.checks);
+            let schema_files = checks.schemas().files().len();
+            let reloaded = checks.schemas_mut().reload().map_err(Error::Schema)?;
+            if !reloaded.recompiled.is_empty() || checks.schemas().files().len() != schema_files {
+                state.checks_changed = true;
+            }
         }
-        let plugin_layers = state.plugin_layers();
-        let snapshot = build_snapshot(&self.shared.options, overrides, &mut state.files, &state.checks, &plugin_layers)?.with_version(version);
+        let snapshot = state.build(&self.shared.options, overrides)?.with_version(version);
         let live = state.head.clone().unwrap_or_else(|| self.shared.current.load_full());
+        let checks = read_checks(&state.checks);
         let mut report = if state.checks_changed || live.axes() != snapshot.axes() {
-            state.checks.validate_snapshot(&snapshot)
+            checks.validate_snapshot(&snapshot)
         } else {
             // The live snapshot is valid under these checks: only views a changed layer applies to can differ.
             let changed = live.changed_layers(&snapshot);
-            state.checks.validate_snapshot_where(&snapshot, |key| changed.iter().any(|layer| layer.applies_to(&key.environment, key.service.as_deref(), key.user.as_deref())))
+            checks.validate_snapshot_where(&snapshot, |key| changed.iter().any(|layer| layer.applies_to(&key.environment, key.service.as_deref(), key.user.as_deref())))
         };
+        drop(checks);
         crate::secrets::note_sealed_secrets(&mut report, &snapshot);
         for issue in report.issues().filter(|issue| issue.severity == Severity::Warning) {
             tracing::debug!(%issue, "validation warning");
@@ -663,6 +823,17 @@ impl ConfigHost {
         let slot = snapshot.slot_of(&key).ok_or_else(|| snapshot.view(&key).unwrap_err())?;
         Ok(ViewHandle { shared: self.shared.clone(), key, slot: Arc::new(AtomicUsize::new(slot)) })
     }
+}
+
+/// The version a change whose history record is durable goes live as: the record's, or the
+/// current one when the record found nothing to record (no value or override differs).
+fn recorded_or_same(current: u64, recorded: Option<u64>) -> u64 {
+    recorded.unwrap_or(current)
+}
+
+/// Without a history, versions count changes in memory.
+fn next_in_memory(current: u64, _recorded: Option<u64>) -> u64 {
+    current + 1
 }
 
 /// Every view validated, plus the issues about the tree as a whole.
@@ -844,7 +1015,7 @@ impl ViewHandle {
         let view = self.view_in(&snapshot)?;
         let value = view.get_ref(key).ok_or_else(|| Error::NotFound(key.to_owned()))?;
         crate::secrets::ensure_revealable(view, key)?;
-        T::deserialize(value).map_err(|e| Error::Type { path: key.to_owned(), message: crate::secrets::safe_type_message(view, key, e.to_string()) })
+        serde_path_to_error::deserialize(value).map_err(|error| type_error(view, key, error))
     }
 
     /// The value at `key` as `T`, or `default` when the key is not set. A value of the wrong type is
@@ -862,3 +1033,45 @@ impl ViewHandle {
     }
 }
 
+/// A `get`/`extract` type error naming the offending value: its key path when it lies below `key`,
+/// and the file, line and column it came from when a file set it (the value itself is withheld
+/// when it holds a secret, as serde quotes it).
+fn type_error(view: &View, key: &str, error: serde_path_to_error::Error<serde_json::Error>) -> Error {
+    let mut offending = key.to_owned();
+    for segment in error.path().iter() {
+        match segment {
+            serde_path_to_error::Segment::Map { key: name } => offending = join_key(&offending, name),
+            serde_path_to_error::Segment::Seq { index } => offending = join_key(&offending, &index.to_string()),
+            serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    let message = crate::secrets::safe_type_message(view, key, error.into_inner().to_string());
+    // The nearest key with a file position: the value itself, else what holds it (a missing field).
+    let mut position = None;
+    let mut at = offending.as_str();
+    loop {
+        if let Some(found) = view.source_position(at) {
+            position = Some(found);
+            break;
+        }
+        match at.rsplit_once('.') {
+            Some((parent, _)) if at.len() > key.len() => at = parent,
+            _ => break,
+        }
+    }
+    let place = match (offending != key, position) {
+        (true, Some(position)) => format!("`{offending}` at {position}: "),
+        (true, None) => format!("`{offending}`: "),
+        (false, Some(position)) => format!("{position}: "),
+        (false, None) => String::new(),
+    };
+    Error::Type { path: key.to_owned(), message: format!("{place}{message}") }
+}
+
+fn join_key(parent: &str, child: &str) -> String {
+    if parent.is_empty() {
+        child.to_owned()
+    } else {
+        format!("{parent}.{child}")
+    }
+}

@@ -112,31 +112,33 @@ fn watch_error(paths: &[PathBuf], error: notify::Error) -> Error {
     Error::io(shown, std::io::Error::other(error.to_string()))
 }
 
-/// What [`ConfigHost::watch`] runs: the file watcher and the plugin poller. Dropping it stops both.
+/// What [`ConfigHost::watch`] runs: the file watcher and the timed checks. Dropping it stops both.
 pub struct Watcher {
     _files: FsWatcher,
-    _plugins: PluginPoller,
+    _timed: TimedChecks,
 }
 
-/// Reloads when a source plugin's poll interval elapses or a plugin file that was still arriving
-/// has settled, and takes in overrides another process recorded. Sleeps until the next such
-/// moment (checking at least every `PLUGIN_CHECK`).
-struct PluginPoller {
+/// What no file event announces, checked on a timer: overrides another process recorded in the
+/// history are taken in (at least every `TIMED_CHECK`), and a reload runs when a source plugin's
+/// poll interval elapses or a plugin file that was still arriving has settled. Sleeps until the
+/// next such moment.
+struct TimedChecks {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// Longest the poller sleeps before asking the host again when it is due next.
-const PLUGIN_CHECK: Duration = Duration::from_millis(250);
+/// Longest the timed checks sleep before looking at the history again and asking the host when a
+/// plugin is due next.
+const TIMED_CHECK: Duration = Duration::from_millis(250);
 
-impl PluginPoller {
+impl TimedChecks {
     fn start(host: ConfigHost) -> Result<Self, Error> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name("potter-plugin-poll".into())
+            .name("potter-timed-checks".into())
             .spawn(move || loop {
                 let now = Instant::now();
-                let wait = host.next_plugin_due().map_or(PLUGIN_CHECK, |due| due.saturating_duration_since(now).min(PLUGIN_CHECK));
+                let wait = host.next_plugin_due().map_or(TIMED_CHECK, |due| due.saturating_duration_since(now).min(TIMED_CHECK));
                 match stopped.recv_timeout(wait) {
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     _ => return,
@@ -150,12 +152,12 @@ impl PluginPoller {
                     }
                 }
             })
-            .map_err(|e| Error::io("plugin poller thread", e))?;
+            .map_err(|e| Error::io("timed checks thread", e))?;
         Ok(Self { stop: Some(stop), thread: Some(thread) })
     }
 }
 
-impl Drop for PluginPoller {
+impl Drop for TimedChecks {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
@@ -166,7 +168,8 @@ impl Drop for PluginPoller {
 
 impl ConfigHost {
     /// Reloads on every change under the config root and the plugins folder (actor `file-watch`),
-    /// and when a source plugin is due for a poll, until the watcher is dropped. A rejected
+    /// and when a source plugin is due for a poll (actor `plugin-poll`), and takes in overrides
+    /// another process recorded, until the watcher is dropped. A rejected
     /// reload keeps the previous snapshot and is published as a `Rejected` event.
     pub fn watch(&self, options: WatchOptions) -> Result<Watcher, Error> {
         // A save in flight (a file emptied or gone for a moment) is waited for up to max_delay.
@@ -184,6 +187,6 @@ impl ConfigHost {
                 tracing::warn!(%error, "reload rejected; the previous configuration stays live");
             }
         })?;
-        Ok(Watcher { _files: files, _plugins: PluginPoller::start(self.clone())? })
+        Ok(Watcher { _files: files, _timed: TimedChecks::start(self.clone())? })
     }
 }
