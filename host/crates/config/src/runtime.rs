@@ -120,6 +120,8 @@ struct Shared {
     /// The plugin host of `WriterState::plugins`, once there is one: listing plugins must not
     /// wait for the writer lock, which a reload holds while it calls plugins.
     plugin_host: OnceLock<Arc<potter_plugin::PluginHost>>,
+    /// The history database the recorder writes to, for readers (see `timeline`).
+    history: Arc<crate::recording::HistoryDatabase>,
     events: EventBus,
     /// Staged changes go live in the order they were staged, once durable.
     order: Mutex<CommitOrder>,
@@ -150,7 +152,7 @@ impl CommitOrder {
 struct Staged {
     ticket: u64,
     snapshot: Snapshot,
-    record: Option<crate::history::PendingRecord>,
+    record: Option<crate::recording::PendingRecord>,
     cause: Cause,
 }
 
@@ -159,7 +161,7 @@ struct WriterState {
     overrides: Overrides,
     files: tree::FileCache,
     checks: Validation,
-    recorder: Option<crate::history::Recorder>,
+    recorder: Option<crate::recording::Recorder>,
     /// The plugins folder's running plugins (None until the folder exists).
     plugins: Option<Plugins>,
     /// False once the live snapshot was validated with the current checks: a later change then
@@ -177,7 +179,7 @@ impl WriterState {
         checks.set_strict(options.strict);
         configure(&mut checks);
         let plugins = Plugins::load(options, &mut checks)?;
-        let recorder = crate::history::Recorder::open(options)?;
+        let recorder = crate::recording::Recorder::open(options)?;
         let overrides = match &recorder {
             Some(recorder) => recorder.overrides()?,
             None => Overrides::new(),
@@ -249,10 +251,12 @@ impl ConfigHost {
         if let Some(plugins) = &state.plugins {
             let _ = plugin_host.set(plugins.host());
         }
+        let history = state.recorder.as_ref().map_or_else(|| Arc::new(crate::recording::HistoryDatabase::new(&options.state_dir)), |recorder| recorder.database().clone());
         Ok(Self {
             shared: Arc::new(Shared {
                 options,
                 plugin_host,
+                history,
                 current: ArcSwap::new(snapshot),
                 writer: Mutex::new(state),
                 events: EventBus::new(DEFAULT_CAPACITY),
@@ -395,6 +399,11 @@ impl ConfigHost {
     /// removed file as meant ([`ConfigHost::watch`] sets its `max_delay`).
     pub fn set_settle_limit(&self, limit: std::time::Duration) {
         self.shared.writer.lock().unwrap_or_else(|p| p.into_inner()).files.set_settle_limit(limit);
+    }
+
+    /// The history database shared with the recorder (read through `timeline`).
+    pub(crate) fn history_database(&self) -> &Arc<crate::recording::HistoryDatabase> {
+        &self.shared.history
     }
 
     /// When a source poll or a plugin file that is still arriving is next due (for the watcher).
@@ -580,7 +589,7 @@ impl ConfigHost {
     /// Waits until the staged change is durable and every change staged before it has finished,
     /// then swaps it in and publishes it. Needs no writer lock.
     fn finish(&self, staged: Staged) -> Result<Arc<Snapshot>, Error> {
-        let recorded = staged.record.map(crate::history::PendingRecord::wait).transpose();
+        let recorded = staged.record.map(crate::recording::PendingRecord::wait).transpose();
         let mut order = self.order();
         while order.finished + 1 != staged.ticket {
             order = self.shared.published.wait(order).unwrap_or_else(|p| p.into_inner());

@@ -72,10 +72,10 @@ fn checked_key(key: &str) -> ApiResult<()> {
 }
 
 /// A key a change may give a value: a plain key the history can record unambiguously (its first
-/// segment has no `:`, see [`potter_config::history::check_recordable_key`]).
+/// segment has no `:`, see [`potter_config::recording::check_recordable_key`]).
 fn checked_new_key(key: &str) -> ApiResult<()> {
     checked_key(key)?;
-    potter_config::history::check_recordable_key(key).map_err(|message| ApiError::bad_request("bad_key", message))
+    potter_config::recording::check_recordable_key(key).map_err(|message| ApiError::bad_request("bad_key", message))
 }
 
 fn view_key(environment: &str, query: &ViewQuery) -> ViewKey {
@@ -694,15 +694,16 @@ fn history_scope(principal: &Principal, key: Option<&str>) -> Option<String> {
 /// `qualifiers` are the view qualifiers of the record's environment: a key is scoped by its real
 /// dotted key in its view, so `zzz:api.leak` (a key of the environment's own view) is not `api.leak`.
 fn history_entry(record: &potter_history::Record, scope: Option<&str>, qualifiers: &[String], with_values: bool) -> Option<Value> {
-    let in_scope = |key: &str| scope.is_none_or(|scope| potter_engine::is_under(potter_config::history::recorded_key(key, qualifiers).1, scope));
+    let in_scope = |key: &str| scope.is_none_or(|scope| potter_engine::is_under(potter_config::recording::recorded_key(key, qualifiers).1, scope));
     let keys: Vec<&String> = record.keys.iter().filter(|key| in_scope(key)).collect();
     if keys.is_empty() && scope.is_some() {
         return None;
     }
-    let mut entry = potter_config::history::audit_line(record, &keys);
+    let keys: Vec<String> = keys.into_iter().cloned().collect();
+    let mut entry = serde_json::to_value(potter_config::timeline::RecordSummary::of(record, keys)).expect("a record summary serializes");
     if with_values {
         // Stored secrets are fingerprints only; `shown` turns them into `<redacted>` for every role.
-        let shown = |value: &Option<potter_history::StoredValue>| value.as_ref().map(potter_config::history::shown).unwrap_or(Value::Null);
+        let shown = |value: &Option<potter_history::StoredValue>| value.as_ref().map(potter_config::timeline::shown).unwrap_or(Value::Null);
         let changes: Vec<Value> = record
             .payload
             .iter()
@@ -717,7 +718,7 @@ fn history_entry(record: &potter_history::Record, scope: Option<&str>, qualifier
 
 /// The view qualifiers of `environment` (`""` for its own view, `api_service`, `@alice`, ...).
 fn environment_qualifiers(snapshot: &Snapshot, environment: &str) -> Vec<String> {
-    let mut qualifiers: Vec<String> = snapshot.all_view_keys().iter().filter(|key| *key.environment == *environment).map(potter_config::history::qualifier).collect();
+    let mut qualifiers: Vec<String> = snapshot.all_view_keys().iter().filter(|key| *key.environment == *environment).map(potter_config::recording::qualifier).collect();
     qualifiers.sort();
     qualifiers.dedup();
     qualifiers
@@ -785,9 +786,9 @@ pub async fn history(
     if let Some(since) = params.since_ms {
         query = query.since_ms(since);
     }
-    let state_dir = state.host.options().state_dir.clone();
+    let host = state.host.clone();
     let entries = blocking(move || {
-        let records = match potter_config::history::shared_existing(&state_dir)? {
+        let records = match host.history_store()? {
             Some(store) => scoped_records(&store, query, scope.as_deref(), &qualifiers)?,
             None => Vec::new(),
         };
@@ -820,8 +821,8 @@ pub async fn history_version(
 ) -> ApiResult<Json<Value>> {
     use potter_history::HistoryStore as _;
     let version = path_params(version)?;
-    let state_dir = state.host.options().state_dir.clone();
-    let record = blocking(move || match potter_config::history::shared_existing(&state_dir)? {
+    let host = state.host.clone();
+    let record = blocking(move || match host.history_store()? {
         Some(store) => Ok(store.get(version)?),
         None => Ok(None),
     })
@@ -889,7 +890,7 @@ pub async fn rollback(
     let host = state.host.clone();
     let env = environment.clone();
     let (version, dry_run) = (body.version, body.dry_run);
-    let outcome = blocking_outcome(move || potter_config::history::rollback(&host, &env, version, request, dry_run)).await?;
+    let outcome = blocking_outcome(move || potter_config::timeline::rollback(&host, &env, version, request, dry_run)).await?;
     let note = AuditNote { env: Some(environment.clone()), key: None, message: Some(format!("rollback to version {version}{}", if dry_run { " (dry run)" } else { "" })) };
     let rollback = match outcome {
         Ok(rollback) => rollback,
@@ -916,7 +917,7 @@ pub async fn rollback(
             (false, false) => "applied",
         },
         "version": rollback.applied,
-        "changes": potter_config::history::differences_json(&rollback.differences),
+        "changes": potter_config::timeline::Difference::all(&rollback.differences),
         "issues": [],
     });
     let mut response = match rollback.applied {
