@@ -1,0 +1,81 @@
+//! What needs no resource: liveness, this document, the axes of the tree and its schemas.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// Liveness and the current version (no token needed).
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\", \"version\": N}`", body = Value, content_type = "application/json"),
+    ),
+)]
+pub async fn health(State(state): State<ApiState>) -> Json<Value> {
+    Json(json!({ "status": "ok", "version": state.host.snapshot().version() }))
+}
+
+/// This document (no token needed).
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    responses(
+        (status = 200, description = "The OpenAPI document", body = Value, content_type = "application/json"),
+    ),
+)]
+pub async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+/// Environments (those in the token's scope), services and users.
+#[utoipa::path(
+    get,
+    path = "/v1/environments",
+    responses(
+        (status = 200, description = "`{\"version\", \"environments\", \"services\", \"users\"}`", body = Value, content_type = "application/json"),
+        crate::openapi::TokenRefusals,
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn environments(State(state): State<ApiState>, Authenticated(principal): Authenticated) -> ApiResult<Json<Value>> {
+    let snapshot = state.host.snapshot();
+    let axes = snapshot.axes();
+    let environments: Vec<&str> = axes.environments.iter().map(|e| &**e).filter(|e| principal.may_use_environment(e)).collect();
+    Ok(Json(json!({
+        "version": snapshot.version(),
+        "environments": environments,
+        "services": axes.services.iter().map(|s| &**s).collect::<Vec<_>>(),
+        "users": axes.users.iter().map(|u| &**u).collect::<Vec<_>>(),
+    })))
+}
+
+/// The schema files of the tree (`<root>/schemas/**.json`), as parsed JSON.
+#[utoipa::path(
+    get,
+    path = "/v1/schemas",
+    responses(
+        (status = 200, description = "`{\"schemas\": [{\"file\", \"schema\"}]}`", body = Value, content_type = "application/json"),
+        crate::openapi::TokenRefusals,
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn schemas(State(state): State<ApiState>, Authenticated(_): Authenticated) -> ApiResult<Json<Value>> {
+    let dir = state.host.options().root.join("schemas");
+    let mut found = Vec::new();
+    fn walk(dir: &FsPath, base: &FsPath, found: &mut Vec<Value>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        paths.sort();
+        for path in paths {
+            if path.is_dir() {
+                walk(&path, base, found);
+            } else if path.extension().is_some_and(|ext| ext == "json") {
+                let schema = potter_files::read_regular_to_string(&path, potter_validate::MAX_SCHEMA_BYTES).ok().and_then(|text| serde_json::from_str::<Value>(&text).ok());
+                let relative = path.strip_prefix(base).unwrap_or(&path).display().to_string();
+                found.push(json!({ "file": format!("schemas/{relative}"), "schema": schema }));
+            }
+        }
+    }
+    walk(&dir, &dir, &mut found);
+    Ok(Json(json!({ "schemas": found })))
+}
