@@ -4,6 +4,47 @@
 #[allow(unused_imports)]
 use super::*;
 
+/// `GET /v1/config[/{env}]`: a view's whole configuration.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WholeConfig {
+    /// The view, e.g. `production/api_service`.
+    pub view: String,
+    pub version: u64,
+    /// The merged tree (secrets `<redacted>` unless the role may see them).
+    pub config: Value,
+}
+
+/// `GET /v1/config/{env}/{key}`: one value and where it was set.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyValue {
+    pub key: String,
+    pub view: String,
+    pub version: u64,
+    pub value: Value,
+    /// True when the key holds a secret.
+    pub secret: bool,
+    /// The winning layer and location (null when no layer records one).
+    #[schema(value_type = Option<Source>)]
+    pub source: Option<potter_engine::Provenance>,
+}
+
+/// `PUT` and `DELETE /v1/config/{env}/{key}`: the change applied.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyChanged {
+    pub environment: String,
+    pub key: String,
+    /// The version the change went live as.
+    pub version: u64,
+}
+
+/// `PATCH /v1/config/{env}`: the batch applied as one version.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchApplied {
+    pub environment: String,
+    pub keys: Vec<String>,
+    pub version: u64,
+}
+
 /// Only the branch of `value` that leads to `prefix` (for tokens scoped to a prefix).
 fn restrict_to_prefix(value: &Value, prefix: &str) -> Value {
     let segments: Vec<&str> = prefix.split('.').collect();
@@ -33,7 +74,7 @@ fn whole_config(state: &ApiState, principal: &Principal, environment: &str, quer
     if let Some(prefix) = principal.prefix.as_deref().filter(|_| !principal.may_use_key("")) {
         config = restrict_to_prefix(&config, prefix);
     }
-    Ok(with_etag(snapshot.version(), json!({ "view": key.to_string(), "version": snapshot.version(), "config": config })))
+    Ok(with_etag(snapshot.version(), WholeConfig { view: key.to_string(), version: snapshot.version(), config }))
 }
 
 /// Effective configuration of a view (secrets redacted unless the role is secret-reader or admin).
@@ -42,11 +83,10 @@ fn whole_config(state: &ApiState, principal: &Principal, environment: &str, quer
     path = "/v1/config/{env}",
     params(
         ("env" = String, Path, description = "The environment (a file of `environments/`)"),
-        ("service" = Option<String>, Query, description = "The service of the view"),
-        ("user" = Option<String>, Query, description = "The user of the view"),
+        ViewQuery,
     ),
     responses(
-        (status = 200, description = "`{\"view\", \"version\", \"config\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 200, description = "The view's configuration", body = WholeConfig, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`bad_path` or `bad_query`", body = crate::openapi::ErrorBody),
         crate::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
@@ -71,11 +111,10 @@ pub async fn config(
     path = "/v1/config",
     params(
         ("X-Potter-Environment" = String, Header, description = "The environment"),
-        ("service" = Option<String>, Query, description = "The service of the view"),
-        ("user" = Option<String>, Query, description = "The user of the view"),
+        ViewQuery,
     ),
     responses(
-        (status = 200, description = "`{\"view\", \"version\", \"config\"}`; secrets redacted unless the role is secret-reader or admin", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 200, description = "The view's configuration; secrets redacted unless the role is secret-reader or admin", body = WholeConfig, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`missing_environment` or `bad_query`", body = crate::openapi::ErrorBody),
         crate::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
@@ -99,13 +138,11 @@ pub async fn config_from_header(
     get,
     path = "/v1/config/{env}/{key}",
     params(
-        ("env" = String, Path, description = "The environment (a file of `environments/`)"),
-        ("key" = String, Path, description = "A dotted key path, e.g. `api.timeout` (the router's catch-all `{*key}`)"),
-        ("service" = Option<String>, Query, description = "The service of the view"),
-        ("user" = Option<String>, Query, description = "The user of the view"),
+        KeyPath,
+        ViewQuery,
     ),
     responses(
-        (status = 200, description = "`{\"key\", \"view\", \"version\", \"value\", \"secret\", \"source\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 200, description = "The value and where it was set", body = KeyValue, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`bad_key` or `bad_query`", body = crate::openapi::ErrorBody),
         crate::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`, or `key_not_set`", body = crate::openapi::ErrorBody),
@@ -119,25 +156,20 @@ pub async fn get_key(
     params: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<ViewQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let (environment, key) = keyed_request(&principal, params, Action::Read)?;
-    let query = query_params(query)?;
-    let snapshot = state.host.snapshot();
-    let view_key = view_key(&environment, &query);
+    let KeyRead { key, snapshot, view_key } = key_read(&state, &principal, params, query)?;
     let view = view_of(&state, &snapshot, &view_key)?;
     let value = view.get_ref(&key).ok_or_else(|| ApiError::not_found("key_not_set", format!("key `{key}` is not set in {view_key}")))?;
     revealable(&principal, view, &key)?;
-    let source = view.origin(&key).map(|origin| provenance(origin.layer, Some(origin.location)));
-    Ok(with_etag(
-        snapshot.version(),
-        json!({
-            "key": key,
-            "view": view_key.to_string(),
-            "version": snapshot.version(),
-            "value": shown(&principal, view, &key, value),
-            "secret": potter_config::secrets::holds_secret(view, &key),
-            "source": source,
-        }),
-    ))
+    let source = view.origin(&key).map(|origin| origin.provenance());
+    let body = KeyValue {
+        value: shown(&principal, view, &key, value),
+        secret: potter_config::secrets::holds_secret(view, &key),
+        view: view_key.to_string(),
+        version: snapshot.version(),
+        key,
+        source,
+    };
+    Ok(with_etag(snapshot.version(), body))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -153,13 +185,12 @@ pub struct PutBody {
     put,
     path = "/v1/config/{env}/{key}",
     params(
-        ("env" = String, Path, description = "The environment (a file of `environments/`)"),
-        ("key" = String, Path, description = "A dotted key path, e.g. `api.timeout` (the router's catch-all `{*key}`)"),
+        KeyPath,
         ("If-Match" = Option<String>, Header, description = "A version ETag (`\"12\"`): refused with 412 when the keys changed after it; `*` means no condition"),
     ),
     request_body(content = PutBody, description = "`{\"value\": V, \"reason\"?: \"…\"}` (any content type; parsed as JSON)"),
     responses(
-        (status = 200, description = "Applied: `{\"environment\", \"key\", \"version\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 200, description = "Applied", body = KeyChanged, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`bad_key`, `malformed_json` or `bad_if_match`", body = crate::openapi::ErrorBody),
         crate::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
@@ -186,7 +217,7 @@ pub async fn put_key(
     let (env, k) = (environment.clone(), key.clone());
     let snapshot = blocking_change(&principal, move || host.set_with(&env, &k, body.value, request)).await?;
     tracing::info!(token = %principal.name, %environment, %key, version = snapshot.version(), "override set");
-    Ok(with_etag(snapshot.version(), json!({ "environment": environment, "key": key, "version": snapshot.version() })))
+    Ok(with_etag(snapshot.version(), KeyChanged { environment, key, version: snapshot.version() }))
 }
 
 /// Removes a runtime override; `If-Match` makes it a compare-and-set.
@@ -194,12 +225,11 @@ pub async fn put_key(
     delete,
     path = "/v1/config/{env}/{key}",
     params(
-        ("env" = String, Path, description = "The environment (a file of `environments/`)"),
-        ("key" = String, Path, description = "A dotted key path, e.g. `api.timeout` (the router's catch-all `{*key}`)"),
+        KeyPath,
         ("If-Match" = Option<String>, Header, description = "A version ETag (`\"12\"`): refused with 412 when the keys changed after it; `*` means no condition"),
     ),
     responses(
-        (status = 200, description = "Applied: `{\"environment\", \"key\", \"version\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 200, description = "Applied", body = KeyChanged, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`bad_key` or `bad_if_match`", body = crate::openapi::ErrorBody),
         crate::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
@@ -221,7 +251,7 @@ pub async fn delete_key(
     let (env, k) = (environment.clone(), key.clone());
     let snapshot = blocking_change(&principal, move || host.unset_with(&env, &k, request)).await?;
     tracing::info!(token = %principal.name, %environment, %key, version = snapshot.version(), "override removed");
-    Ok(with_etag(snapshot.version(), json!({ "environment": environment, "key": key, "version": snapshot.version() })))
+    Ok(with_etag(snapshot.version(), KeyChanged { environment, key, version: snapshot.version() }))
 }
 
 /// A JSON Merge Patch (RFC 7386) of runtime overrides as `(key, value or None to remove)` edits.
@@ -255,7 +285,7 @@ pub(super) fn merge_patch_edits(at: &str, patch: &Map<String, Value>, edits: &mu
     ),
     request_body(content = Object, description = "A JSON Merge Patch (RFC 7386) of runtime overrides; `null` removes; member names must not contain `.`"),
     responses(
-        (status = 200, description = "Applied as one version: `{\"environment\", \"keys\", \"version\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 200, description = "Applied as one version", body = BatchApplied, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`malformed_json`, `bad_key`, `empty_patch` or `bad_if_match`", body = crate::openapi::ErrorBody),
         crate::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
@@ -290,7 +320,7 @@ pub async fn patch_config(
     let env = environment.clone();
     let snapshot = blocking_change(&principal, move || host.edit_overrides(&env, &edits, request, false)).await?;
     tracing::info!(token = %principal.name, %environment, keys = keys.len(), version = snapshot.version(), "overrides patched");
-    let mut response = with_etag(snapshot.version(), json!({ "environment": environment, "keys": keys, "version": snapshot.version() }));
+    let mut response = with_etag(snapshot.version(), BatchApplied { environment: environment.clone(), keys: keys.clone(), version: snapshot.version() });
     response.extensions_mut().insert(AuditNote { env: Some(environment), key: Some(keys.join(",")), message: None });
     Ok(response)
 }

@@ -8,10 +8,8 @@ use super::*;
     get,
     path = "/v1/explain/{env}/{key}",
     params(
-        ("env" = String, Path, description = "The environment (a file of `environments/`)"),
-        ("key" = String, Path, description = "A dotted key path, e.g. `api.timeout` (the router's catch-all `{*key}`)"),
-        ("service" = Option<String>, Query, description = "The service of the view"),
-        ("user" = Option<String>, Query, description = "The user of the view"),
+        KeyPath,
+        ViewQuery,
     ),
     responses(
         (status = 200, description = "`{\"key\", \"view\", \"version\", \"found\", \"value\", \"env_var\", \"layers\"}`", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
@@ -28,10 +26,7 @@ pub async fn explain(
     params: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<ViewQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let (environment, key) = keyed_request(&principal, params, Action::Read)?;
-    let query = query_params(query)?;
-    let snapshot = state.host.snapshot();
-    let view_key = view_key(&environment, &query);
+    let KeyRead { key, snapshot, view_key } = key_read(&state, &principal, params, query)?;
     let view = view_of(&state, &snapshot, &view_key)?;
     let effective = view.get_ref(&key).map(|value| shown(&principal, view, &key, value));
     let layers: Vec<Value> = view

@@ -18,7 +18,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use potter_engine::{Snapshot, View, ViewKey};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, ApiResult};
@@ -37,12 +37,41 @@ pub mod meta;
 pub mod plugins;
 pub mod watch;
 
-/// `?service=&user=` (and `prefix=` for watch).
-#[derive(Debug, Default, Deserialize)]
+/// `?service=&user=` (and `prefix=` for watch): the view of a route's environment.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ViewQuery {
+    /// The service of the view
     service: Option<String>,
+    /// The user of the view
     user: Option<String>,
+    /// Only for `/v1/watch/{env}` (documented there).
+    #[param(ignore)]
     prefix: Option<String>,
+}
+
+/// The path of a `/{env}/{key}` route.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // documents the path; the handlers read it as `(String, String)`
+pub struct KeyPath {
+    /// The environment (a file of `environments/`)
+    env: String,
+    /// A dotted key path, e.g. `api.timeout` (the router's catch-all `{*key}`)
+    key: String,
+}
+
+/// A read of one key of a view: the key (authorised for the caller), the snapshot read and the view.
+struct KeyRead {
+    key: String,
+    snapshot: std::sync::Arc<Snapshot>,
+    view_key: ViewKey,
+}
+
+fn key_read(state: &ApiState, principal: &Principal, params: Result<Path<(String, String)>, PathRejection>, query: Result<Query<ViewQuery>, QueryRejection>) -> ApiResult<KeyRead> {
+    let (environment, key) = keyed_request(principal, params, Action::Read)?;
+    let query = query_params(query)?;
+    Ok(KeyRead { key, snapshot: state.host.snapshot(), view_key: view_key(&environment, &query) })
 }
 
 fn path_params<T>(params: Result<Path<T>, PathRejection>) -> ApiResult<T> {
@@ -121,7 +150,7 @@ fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header value")
 }
 
-fn with_etag(version: u64, body: Value) -> Response {
+fn with_etag(version: u64, body: impl serde::Serialize) -> Response {
     let mut response = Json(body).into_response();
     response.headers_mut().insert(ETAG, etag(version));
     response
@@ -151,6 +180,22 @@ fn environment_from_header(headers: &HeaderMap) -> ApiResult<String> {
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
         .ok_or_else(|| ApiError::bad_request("missing_environment", "the `X-Potter-Environment` header is empty or not text"))
+}
+
+/// Where a value was set (the engine's `Provenance`, described for the document).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents `potter_engine::Provenance`, which serializes these fields
+pub struct Source {
+    /// The layer's name (`environments/production`, `env`, `overrides/production`...).
+    layer: String,
+    /// The layer's precedence class (`defaults`, `base`, `environment`, ...).
+    rank: String,
+    /// Where, as one line: `environments/production.json:3:5`, `POTTER_API__TIMEOUT`, ...
+    source: String,
+    /// The tree file, when the value was written in one.
+    file: Option<String>,
+    line: Option<u32>,
+    column: Option<u32>,
 }
 
 /// Where a value was set, as JSON.

@@ -19,8 +19,7 @@ fn event_name(event: &Event) -> &'static str {
     params(
         ("env" = String, Path, description = "The environment (a file of `environments/`)"),
         ("prefix" = Option<String>, Query, description = "Only changes under this key path (a prefix token's stream defaults to its prefix)"),
-        ("service" = Option<String>, Query, description = "The service of the view"),
-        ("user" = Option<String>, Query, description = "The user of the view"),
+        ViewQuery,
     ),
     responses(
         (status = 200, description = "The event stream", body = String, content_type = "text/event-stream"),
