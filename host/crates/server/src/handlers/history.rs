@@ -3,6 +3,92 @@
 
 #[allow(unused_imports)]
 use super::*;
+use potter_config::timeline::{Difference, RecordSummary, ShownChange};
+
+/// `GET /v1/history`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HistoryPage {
+    pub environment: String,
+    /// Newest first.
+    pub records: Vec<HistoryEntry>,
+}
+
+/// One recorded change (the library's `RecordSummary`), with its values for `/v1/history/{version}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HistoryEntry {
+    pub version: u64,
+    /// RFC 3339, UTC, milliseconds.
+    pub timestamp: String,
+    pub actor: String,
+    /// `file`, `cli`, `api`, `plugin` or `rollback`.
+    pub origin: String,
+    pub env: String,
+    pub reason: Option<String>,
+    /// The changed keys within the token's scope.
+    pub keys: Vec<String>,
+    /// True once the values were pruned (the keys stay).
+    pub pruned: bool,
+    /// Only for one record: each key's value before and after (secrets `<redacted>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<ValueChange>>)]
+    pub changes: Option<Vec<ShownChange>>,
+}
+
+/// One key of a recorded change (the library's `ShownChange`); absent is `null`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents `potter_config::timeline::ShownChange`
+pub struct ValueChange {
+    key: String,
+    before: Value,
+    after: Value,
+}
+
+/// One key a rollback changes (the library's `Difference`); absent is `null`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents `potter_config::timeline::Difference`
+pub struct RollbackChange {
+    key: String,
+    from: Value,
+    to: Value,
+}
+
+/// `POST /v1/rollback`: done (or a dry run that validates), or a dry run that does not validate.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documents the two bodies the handler answers with
+pub enum RollbackOutcome {
+    Done(RollbackDone),
+    Refused(RollbackRefused),
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RollbackDone {
+    pub environment: String,
+    pub to_version: u64,
+    pub dry_run: bool,
+    /// Always true.
+    pub valid: bool,
+    /// `applied`, `dry run, validates` or `nothing to change`.
+    pub outcome: &'static str,
+    /// The new version when applied.
+    pub version: Option<u64>,
+    #[schema(value_type = Vec<RollbackChange>)]
+    pub changes: Vec<Difference>,
+    /// Always empty.
+    pub issues: Vec<Value>,
+}
+
+/// A dry run whose result would not validate.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RollbackRefused {
+    pub environment: String,
+    pub to_version: u64,
+    pub dry_run: bool,
+    /// Always false.
+    pub valid: bool,
+    /// The validation report.
+    pub issues: Value,
+}
 
 /// `?env=&key=&since_ms=&limit=` of `/v1/history`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -23,27 +109,19 @@ fn history_scope(principal: &Principal, key: Option<&str>) -> Option<String> {
 /// One record as JSON, only with the keys under `scope` (None: the record has none of them).
 /// `qualifiers` are the view qualifiers of the record's environment: a key is scoped by its real
 /// dotted key in its view, so `zzz:api.leak` (a key of the environment's own view) is not `api.leak`.
-fn history_entry(record: &potter_history::Record, scope: Option<&str>, qualifiers: &[String], with_values: bool) -> Option<Value> {
+fn history_entry(record: &potter_history::Record, scope: Option<&str>, qualifiers: &[String], with_values: bool) -> Option<HistoryEntry> {
     let in_scope = |key: &str| scope.is_none_or(|scope| potter_engine::is_under(potter_config::recording::recorded_key(key, qualifiers).1, scope));
     let keys: Vec<&String> = record.keys.iter().filter(|key| in_scope(key)).collect();
     if keys.is_empty() && scope.is_some() {
         return None;
     }
     let keys: Vec<String> = keys.into_iter().cloned().collect();
-    let mut entry = serde_json::to_value(potter_config::timeline::RecordSummary::of(record, keys)).expect("a record summary serializes");
-    if with_values {
-        // Stored secrets are fingerprints only; `shown` turns them into `<redacted>` for every role.
-        let shown = |value: &Option<potter_history::StoredValue>| value.as_ref().map(potter_config::timeline::shown).unwrap_or(Value::Null);
-        let changes: Vec<Value> = record
-            .payload
-            .iter()
-            .flat_map(|payload| &payload.changes)
-            .filter(|change| in_scope(&change.key))
-            .map(|change| json!({ "key": change.key, "before": shown(&change.before), "after": shown(&change.after) }))
-            .collect();
-        entry["changes"] = Value::Array(changes);
-    }
-    Some(entry)
+    // Stored secrets are fingerprints only; `ShownChange` turns them into `<redacted>` for every role.
+    let changes = with_values.then(|| {
+        record.payload.iter().flat_map(|payload| &payload.changes).filter(|change| in_scope(&change.key)).map(|change| ShownChange::new(&change.key, &change.before, &change.after)).collect()
+    });
+    let RecordSummary { version, timestamp, actor, origin, env, reason, keys, pruned } = RecordSummary::of(record, keys);
+    Some(HistoryEntry { version, timestamp, actor, origin, env, reason, keys, pruned, changes })
 }
 
 /// The view qualifiers of `environment` (`""` for its own view, `api_service`, `@alice`, ...).
@@ -84,7 +162,7 @@ fn scoped_records(store: &potter_history::SqliteStore, query: potter_history::Hi
         ("X-Potter-Environment" = Option<String>, Header, description = "The environment, when the body or query does not name one"),
     ),
     responses(
-        (status = 200, description = "`{\"environment\", \"records\"}`: keys, actor, origin, reason of each change", body = Value, content_type = "application/json"),
+        (status = 200, description = "Keys, actor, origin, reason of each change", body = HistoryPage, content_type = "application/json"),
         (status = 400, description = "`bad_query`, `missing_environment` or `bad_key`", body = crate::openapi::ErrorBody),
         crate::openapi::ScopeRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
@@ -97,7 +175,7 @@ pub async fn history(
     Authenticated(principal): Authenticated,
     headers: HeaderMap,
     params: Result<Query<HistoryParams>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HistoryPage>> {
     let params = params.map(|Query(p)| p).map_err(|rejection| ApiError::bad_request("bad_query", rejection.body_text()))?;
     let environment = match params.env {
         Some(environment) => environment,
@@ -122,10 +200,10 @@ pub async fn history(
             Some(store) => scoped_records(&store, query, scope.as_deref(), &qualifiers)?,
             None => Vec::new(),
         };
-        Ok(records.iter().filter_map(|record| history_entry(record, scope.as_deref(), &qualifiers, false)).collect::<Vec<Value>>())
+        Ok(records.iter().filter_map(|record| history_entry(record, scope.as_deref(), &qualifiers, false)).collect::<Vec<HistoryEntry>>())
     })
     .await?;
-    Ok(Json(json!({ "environment": environment, "records": entries })))
+    Ok(Json(HistoryPage { environment, records: entries }))
 }
 
 /// One recorded change with its (redacted) values.
@@ -136,7 +214,7 @@ pub async fn history(
         ("version" = u64, Path, description = "A recorded version"),
     ),
     responses(
-        (status = 200, description = "The record with its before/after values (secrets always `<redacted>`)", body = Value, content_type = "application/json"),
+        (status = 200, description = "The record with its before/after values (secrets always `<redacted>`)", body = HistoryEntry, content_type = "application/json"),
         (status = 400, description = "`bad_path`: not a version number", body = crate::openapi::ErrorBody),
         (status = 403, description = "`forbidden`: outside the token's environments or prefix", body = crate::openapi::ErrorBody),
         (status = 404, description = "`version_not_found`", body = crate::openapi::ErrorBody),
@@ -148,7 +226,7 @@ pub async fn history_version(
     State(state): State<ApiState>,
     Authenticated(principal): Authenticated,
     version: Result<Path<u64>, PathRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HistoryEntry>> {
     use potter_history::HistoryStore as _;
     let version = path_params(version)?;
     let host = state.host.clone();
@@ -190,7 +268,7 @@ pub struct RollbackBody {
     ),
     request_body(content = RollbackBody, description = "`{\"env\"?: E, \"version\": N, \"dry_run\"?: bool, \"reason\"?: \"…\"}`"),
     responses(
-        (status = 200, description = "`{\"environment\", \"to_version\", \"dry_run\", \"valid\", \"outcome\", \"version\", \"changes\", \"issues\"}`; ETag when applied", body = Value, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 200, description = "`{\"environment\", \"to_version\", \"dry_run\", \"valid\", \"outcome\", \"version\", \"changes\", \"issues\"}`; ETag when applied", body = RollbackOutcome, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`malformed_json` or `missing_environment`", body = crate::openapi::ErrorBody),
         (status = 403, description = "`forbidden`: only admin tokens may roll back", body = crate::openapi::ErrorBody),
         (status = 404, description = "`unknown_view` or `version_not_found`", body = crate::openapi::ErrorBody),
@@ -226,7 +304,7 @@ pub async fn rollback(
         Ok(rollback) => rollback,
         Err(potter_config::Error::NotFound(what)) => return Err(ApiError::not_found("version_not_found", format!("no {what}"))),
         Err(potter_config::Error::Invalid(report)) if dry_run => {
-            let body = json!({ "environment": environment, "to_version": version, "dry_run": true, "valid": false, "issues": report.to_json() });
+            let body = RollbackRefused { environment, to_version: version, dry_run: true, valid: false, issues: report.to_json() };
             let mut response = Json(body).into_response();
             response.extensions_mut().insert(note);
             return Ok(response);
@@ -236,20 +314,20 @@ pub async fn rollback(
     if let Some(applied) = rollback.applied {
         tracing::info!(token = %principal.name, %environment, to_version = version, version = applied, "rolled back");
     }
-    let body = json!({
-        "environment": environment,
-        "to_version": version,
-        "dry_run": dry_run,
-        "valid": true,
-        "outcome": match (rollback.differences.is_empty(), dry_run) {
+    let body = RollbackDone {
+        environment,
+        to_version: version,
+        dry_run,
+        valid: true,
+        outcome: match (rollback.differences.is_empty(), dry_run) {
             (true, _) => "nothing to change",
             (false, true) => "dry run, validates",
             (false, false) => "applied",
         },
-        "version": rollback.applied,
-        "changes": potter_config::timeline::Difference::all(&rollback.differences),
-        "issues": [],
-    });
+        version: rollback.applied,
+        changes: Difference::all(&rollback.differences),
+        issues: Vec::new(),
+    };
     let mut response = match rollback.applied {
         Some(applied) => with_etag(applied, body),
         None => Json(body).into_response(),

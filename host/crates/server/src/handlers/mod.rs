@@ -198,11 +198,6 @@ pub struct Source {
     column: Option<u32>,
 }
 
-/// Where a value was set, as JSON.
-fn provenance(layer: &potter_engine::Layer, location: Option<&potter_engine::Location>) -> Value {
-    serde_json::to_value(potter_engine::Provenance::of(layer, location)).expect("provenance serializes")
-}
-
 /// The caller of a `/{env}/{key}` route, authenticated and authorised for `action` on that key.
 fn keyed_request(principal: &Principal, params: Result<Path<(String, String)>, PathRejection>, action: Action) -> ApiResult<(String, String)> {
     let (environment, key) = path_params(params)?;
