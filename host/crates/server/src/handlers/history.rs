@@ -87,6 +87,7 @@ pub struct RollbackRefused {
     /// Always false.
     pub valid: bool,
     /// The validation report.
+    #[schema(value_type = Object)]
     pub issues: Value,
 }
 

@@ -51,7 +51,7 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
     get,
     path = "/v1/openapi.json",
     responses(
-        (status = 200, description = "The OpenAPI document", body = Value, content_type = "application/json"),
+        (status = 200, description = "The OpenAPI document", body = Object, content_type = "application/json"),
     ),
 )]
 pub async fn openapi() -> Json<Value> {

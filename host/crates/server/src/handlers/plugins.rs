@@ -3,6 +3,44 @@
 #[allow(unused_imports)]
 use super::*;
 
+/// `GET /v1/plugins`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PluginList {
+    pub plugins: Vec<PluginEntry>,
+}
+
+/// One plugin as a token may see it (diagnostics redacted and limited to its environments).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PluginEntry {
+    pub name: String,
+    /// The file's name in the plugins folder.
+    pub file: Option<String>,
+    /// `source` or `validator`; null when the plugin was refused before its manifest was read.
+    #[schema(value_type = Option<String>)]
+    pub kind: Option<potter_plugin::PluginKind>,
+    pub version: Option<String>,
+    pub sha256: Option<String>,
+    /// The key id of the trusted key that signed it.
+    pub signer: Option<String>,
+    /// The grant kinds the trust store allows that signer.
+    #[schema(value_type = Option<Object>)]
+    pub signer_allows: Option<potter_plugin::Allowance>,
+    /// `loaded` or `refused`.
+    #[schema(value_type = String)]
+    pub status: potter_plugin::PluginStatus,
+    pub last_error: Option<String>,
+    /// The last error per environment the token may read.
+    #[schema(value_type = Object)]
+    pub errors: Map<String, Value>,
+    pub refused_update: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub grants: Option<potter_plugin::Grants>,
+    /// Whether the plugin may read secrets.
+    pub secrets: bool,
+    #[schema(value_type = Option<Object>)]
+    pub limits: Option<potter_plugin::Limits>,
+}
+
 /// The plugins of the running host's plugins folder: name, kind, version, sha256, signer and the
 /// grant kinds the trust store allows it, grants, limits, status, last error and a refused update.
 /// Diagnostics are shown only for the environments the token may read (`errors`, per environment);
@@ -12,18 +50,18 @@ use super::*;
     get,
     path = "/v1/plugins",
     responses(
-        (status = 200, description = "`{\"plugins\": [{\"name\", \"file\", \"kind\", \"version\", \"sha256\", \"signer\", \"signer_allows\", \"status\", \"last_error\", \"errors\", \"refused_update\", \"grants\", \"secrets\", \"limits\"}]}`", body = Value, content_type = "application/json"),
+        (status = 200, description = "The plugins of the folder", body = PluginList, content_type = "application/json"),
         crate::openapi::TokenRefusals,
     ),
     security(("bearer" = [])),
 )]
-pub async fn plugins(State(state): State<ApiState>, Authenticated(principal): Authenticated) -> ApiResult<Json<Value>> {
+pub async fn plugins(State(state): State<ApiState>, Authenticated(principal): Authenticated) -> ApiResult<Json<PluginList>> {
     // The list is read under the host's writer lock, which a change holds while it is recorded.
     let host = state.host.clone();
     let infos = blocking(move || Ok(host.plugin_list())).await?;
     let snapshot = state.host.snapshot();
     let diagnostics = PluginDiagnostics { snapshot: &snapshot, principal: &principal };
-    let plugins: Vec<Value> = infos
+    let plugins: Vec<PluginEntry> = infos
         .iter()
         .map(|info| {
             let errors: Map<String, Value> = info
@@ -41,25 +79,25 @@ pub async fn plugins(State(state): State<ApiState>, Authenticated(principal): Au
                 (None, _) => None,
             };
             let refused_update = info.refused_update.as_deref().map(|text| diagnostics.unscoped(text, info.refusal_about_files));
-            json!({
-                "name": info.name,
-                "file": info.file.file_name().map(|name| name.to_string_lossy().into_owned()),
-                "kind": info.kind,
-                "version": info.version,
-                "sha256": info.sha256,
-                "signer": info.signer_key_id,
-                "signer_allows": info.signer_allowance,
-                "status": info.status,
-                "last_error": last_error,
-                "errors": errors,
-                "refused_update": refused_update,
-                "grants": info.grants,
-                "secrets": info.secrets,
-                "limits": info.limits,
-            })
+            PluginEntry {
+                name: info.name.clone(),
+                file: info.file.file_name().map(|name| name.to_string_lossy().into_owned()),
+                kind: info.kind,
+                version: info.version.clone(),
+                sha256: info.sha256.clone(),
+                signer: info.signer_key_id.clone(),
+                signer_allows: info.signer_allowance.clone(),
+                status: info.status,
+                last_error,
+                errors,
+                refused_update,
+                grants: info.grants.clone(),
+                secrets: info.secrets,
+                limits: info.limits.clone(),
+            }
         })
         .collect();
-    Ok(Json(json!({ "plugins": plugins })))
+    Ok(Json(PluginList { plugins }))
 }
 
 /// What `GET /v1/plugins` may tell one token of a plugin's failures.
