@@ -194,7 +194,7 @@ impl Fixture {
     /// Records in the history database (0 when there is none).
     fn history_versions(&self) -> u64 {
         use potter_history::HistoryStore as _;
-        potter_config::history::open_existing(&self.tree.state()).unwrap().map_or(0, |store| store.latest_version().unwrap())
+        potter_config::recording::open_existing(&self.tree.state()).unwrap().map_or(0, |store| store.latest_version().unwrap())
     }
 }
 

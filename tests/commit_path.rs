@@ -93,7 +93,7 @@ fn every_change_kind_goes_live_once_tells_the_plugin_once_and_publishes_one_even
 
     // Rollback (ends in edit_overrides).
     let before = calls(greeting).len();
-    potter_config::history::rollback(&host, "production", at_five, SetRequest::new(ChangeOrigin::Rollback, "test"), false).unwrap();
+    potter_config::timeline::rollback(&host, "production", at_five, SetRequest::new(ChangeOrigin::Rollback, "test"), false).unwrap();
     assert_once("rollback", greeting, before, 5, &mut subscription, ChangeOrigin::Rollback);
 
     // Adopt: another host on the same state writes; this one takes it in.

@@ -354,7 +354,7 @@ fn overrides_another_process_records_are_taken_in_and_never_overwritten() {
 /// The keys every recorded change removed (none when nothing was recorded).
 fn recorded_removals(options: &Options) -> Vec<String> {
     use potter_history::HistoryStore as _;
-    let Some(store) = potter_config::history::open_existing(&options.state_dir).unwrap() else { return Vec::new() };
+    let Some(store) = potter_config::recording::open_existing(&options.state_dir).unwrap() else { return Vec::new() };
     let records = store.query(&potter_history::HistoryQuery { limit: 10_000, ..potter_history::HistoryQuery::default() }).unwrap();
     records
         .iter()

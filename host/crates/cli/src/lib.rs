@@ -8,6 +8,7 @@ mod serve;
 mod token;
 mod validate;
 mod watch;
+mod write;
 mod secrets;
 mod plugin;
 mod output;
@@ -133,9 +134,9 @@ pub enum Command {
         command: plugin::PluginCommand,
     },
     /// Set a runtime override in --env (validated, recorded; `--if-version N` is compare-and-set).
-    Set(history::SetArgs),
+    Set(write::SetArgs),
     /// Remove a runtime override from --env.
-    Unset(history::UnsetArgs),
+    Unset(write::UnsetArgs),
     /// Recorded changes, newest first (`--env` filters); `history show V`, `history prune`.
     History(history::HistoryArgs),
     /// The effective configuration of the view at two versions, key by key (secrets redacted).
@@ -267,8 +268,8 @@ pub fn run(cli: &Cli) -> Outcome {
         Command::Dump => read::dump(cli),
         Command::Explain { key } => read::explain(cli, key),
         Command::Layers => read::layers(cli),
-        Command::Set(args) => history::set(cli, args),
-        Command::Unset(args) => history::unset(cli, args),
+        Command::Set(args) => write::set(cli, args),
+        Command::Unset(args) => write::unset(cli, args),
         Command::History(args) => history::history(cli, args),
         Command::Diff(args) => history::diff(cli, args),
         Command::Rollback(args) => history::rollback(cli, args),

@@ -62,7 +62,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
         burst: args.rate_burst.and_then(NonZeroU32::new).unwrap_or(per_second),
     });
     // The audit log lives in the history database of the state directory (shared with the recorder).
-    let audit = potter_config::history::shared_store(&options.state_dir)?;
+    let audit = host.history_store_created()?;
     let settings = api::Settings { rate_limit, audit: Some(api::AuditLog::new(audit)) };
     // File saves go live while serving; dropping the watcher at the end stops it.
     let watcher = host.watch(WatchOptions::default())?;

@@ -30,12 +30,13 @@
 
 pub mod error;
 pub mod events;
-pub mod history;
 pub mod plugins;
+pub mod recording;
 pub mod watch;
 pub mod runtime;
 pub mod secrets;
 pub mod source;
+pub mod timeline;
 
 pub use error::Error;
 pub use potter_engine as engine;

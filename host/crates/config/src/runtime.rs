@@ -134,6 +134,8 @@ struct Shared {
     /// The plugin host of `WriterState::plugins`, once there is one: listing plugins must not
     /// wait for the writer lock, which a reload holds while it calls plugins.
     plugin_host: OnceLock<Arc<potter_plugin::PluginHost>>,
+    /// The history database the recorder writes to, for readers (see `timeline`).
+    history: Arc<crate::recording::HistoryDatabase>,
     events: EventBus,
     /// Staged changes go live in the order they were staged, once durable.
     order: Mutex<CommitOrder>,
@@ -183,7 +185,7 @@ struct Staged {
 enum Durability {
     /// Queued with the history's group commit: live once the record is durable, as its version
     /// (the current one when the record found nothing to record).
-    Record(crate::history::PendingRecord),
+    Record(crate::recording::PendingRecord),
     /// Already what the history holds (the state at start-up, overrides another process
     /// recorded): live as `version`. Built from the history itself, it also ends a poisoned order.
     Recorded(u64),
@@ -197,7 +199,7 @@ struct WriterState {
     files: tree::FileCache,
     /// Shared with readers (`Shared::checks`) for [`ConfigHost::validate`]; written only by the writer.
     checks: Arc<RwLock<Validation>>,
-    recorder: Option<crate::history::Recorder>,
+    recorder: Option<crate::recording::Recorder>,
     /// The plugins folder's running plugins (None until the folder exists).
     plugins: Option<Plugins>,
     /// False once the live snapshot was validated with the current checks: a later change then
@@ -225,7 +227,7 @@ impl WriterState {
         checks.set_strict(options.strict);
         configure(&mut checks);
         let plugins = Plugins::load(options, &mut checks)?;
-        let recorder = crate::history::Recorder::open(options)?;
+        let recorder = crate::recording::Recorder::open(options)?;
         let overrides = match &recorder {
             Some(recorder) => recorder.overrides()?,
             None => Overrides::new(),
@@ -369,10 +371,12 @@ impl ConfigHost {
         // Nobody can read the host before it is returned: the first snapshot goes live through
         // the commit like every later one (without a record: it is what the history holds).
         let placeholder = Snapshot::new(0, Vec::new(), snapshot.axes().clone());
+        let history = state.recorder.as_ref().map_or_else(|| Arc::new(crate::recording::HistoryDatabase::new(&options.state_dir)), |recorder| recorder.database().clone());
         let host = Self {
             shared: Arc::new(Shared {
                 options,
                 plugin_host,
+                history,
                 current: ArcSwap::from_pointee(placeholder),
                 overrides: ArcSwap::new(overrides.clone()),
                 plugin_readings: ArcSwap::from_pointee(PluginReadings::default()),
@@ -527,6 +531,11 @@ impl ConfigHost {
     /// removed file as meant ([`ConfigHost::watch`] sets its `max_delay`).
     pub fn set_settle_limit(&self, limit: std::time::Duration) {
         self.shared.writer().files.set_settle_limit(limit);
+    }
+
+    /// The history database shared with the recorder (read through `timeline`).
+    pub(crate) fn history_database(&self) -> &Arc<crate::recording::HistoryDatabase> {
+        &self.shared.history
     }
 
     /// When a source poll or a plugin file that is still arriving is next due (for the watcher),

@@ -1,5 +1,6 @@
-//! Recording every applied change in the history store, the runtime overrides kept there, and
-//! reconstructing a view as of an older version (for `diff` and `rollback`).
+//! Recording every applied change in the history store, and the runtime overrides kept there.
+//! What the runtime needs to make a change durable; reading the past (diff, rollback) is
+//! [`crate::timeline`].
 //!
 //! Key naming (see docs/HISTORY.md, "How the host names keys"): one record per affected
 //! environment; a key of the environment's own view is its dotted path (`api.rate_limit`), a key
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use potter_engine::{diff, Snapshot, View, ViewKey};
-use potter_history::{HistoryError, HistoryQuery, HistoryStore, NewChange, Origin, Record, SqliteStore, StoredValue};
+use potter_history::{HistoryError, HistoryQuery, HistoryStore, NewChange, Origin, SqliteStore, StoredValue};
 use potter_secrets::{is_ciphertext, Keyring};
 use serde_json::{Map, Value};
 
@@ -23,15 +24,13 @@ use crate::runtime::{Options, OverrideChange};
 /// Runtime overrides per environment.
 pub type Overrides = BTreeMap<String, Map<String, Value>>;
 
-/// The leaves of one view: dotted key -> value (secrets as [`StoredValue::Secret`]).
-pub type Leaves = BTreeMap<String, StoredValue>;
-
 /// The history database of a state directory.
 pub fn database_path(state_dir: &Path) -> PathBuf {
     state_dir.join(potter_history::DEFAULT_FILE_NAME)
 }
 
-/// Opens the history of `state_dir` if it exists (None when nothing was ever recorded there).
+/// Opens the history of `state_dir` on its own (None when nothing was ever recorded there), for a
+/// reader outside a running host. A host's readers use [`crate::ConfigHost::history_store`].
 pub fn open_existing(state_dir: &Path) -> Result<Option<SqliteStore>, Error> {
     let path = database_path(state_dir);
     if !path.exists() {
@@ -40,30 +39,39 @@ pub fn open_existing(state_dir: &Path) -> Result<Option<SqliteStore>, Error> {
     Ok(Some(SqliteStore::open(&path)?))
 }
 
-/// The open databases of this process by path, so the recorder, the server's history reads and
-/// its audit log share one store (one writer thread, one group commit) instead of each opening
-/// its own. Weak: a database closes when its last user drops it.
-static SHARED_STORES: Mutex<BTreeMap<PathBuf, std::sync::Weak<SqliteStore>>> = Mutex::new(BTreeMap::new());
-
-/// The history database of `state_dir`, created if missing, shared within the process.
-pub fn shared_store(state_dir: &Path) -> Result<Arc<SqliteStore>, Error> {
-    let path = database_path(state_dir);
-    let mut stores = SHARED_STORES.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(store) = stores.get(&path).and_then(std::sync::Weak::upgrade) {
-        return Ok(store);
-    }
-    stores.retain(|_, store| store.strong_count() > 0);
-    let store = Arc::new(SqliteStore::open(&path)?);
-    stores.insert(path, Arc::downgrade(&store));
-    Ok(store)
+/// One host's history database, opened at most once: the recorder, the server's history reads and
+/// its audit log share it (one writer thread, one group commit) instead of each opening its own.
+/// The file is opened when it first exists: another process may create it after this host started.
+pub struct HistoryDatabase {
+    path: PathBuf,
+    store: Mutex<Option<Arc<SqliteStore>>>,
 }
 
-/// Like [`shared_store`], but None when nothing was ever recorded in `state_dir`.
-pub fn shared_existing(state_dir: &Path) -> Result<Option<Arc<SqliteStore>>, Error> {
-    if !database_path(state_dir).exists() {
-        return Ok(None);
+impl HistoryDatabase {
+    /// The database of `state_dir`, not opened yet.
+    pub fn new(state_dir: &Path) -> Self {
+        Self { path: database_path(state_dir), store: Mutex::new(None) }
     }
-    shared_store(state_dir).map(Some)
+
+    /// The open store, opening the file if it exists by now (None when nothing was ever recorded).
+    pub fn existing(&self) -> Result<Option<Arc<SqliteStore>>, Error> {
+        let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() && self.path.exists() {
+            *slot = Some(Arc::new(SqliteStore::open(&self.path)?));
+        }
+        Ok(slot.clone())
+    }
+
+    /// The open store, creating the file if it is missing.
+    pub fn created(&self) -> Result<Arc<SqliteStore>, Error> {
+        let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = &*slot {
+            return Ok(store.clone());
+        }
+        let store = Arc::new(SqliteStore::open(&self.path)?);
+        *slot = Some(store.clone());
+        Ok(store)
+    }
 }
 
 /// The history origin of a change origin (the first load counts as a file change).
@@ -83,7 +91,7 @@ pub fn origin_of(origin: ChangeOrigin) -> Origin {
 /// leave a `history.db` behind.
 pub struct Recorder {
     options: Options,
-    store: Mutex<Option<Arc<SqliteStore>>>,
+    database: Arc<HistoryDatabase>,
 }
 
 impl Recorder {
@@ -93,27 +101,23 @@ impl Recorder {
         if !options.history {
             return Ok(None);
         }
-        let store = shared_existing(&options.state_dir)?;
-        Ok(Some(Self { options: options.clone(), store: Mutex::new(store) }))
+        let database = Arc::new(HistoryDatabase::new(&options.state_dir));
+        database.existing()?;
+        Ok(Some(Self { options: options.clone(), database }))
+    }
+
+    /// The database this recorder writes to (the host hands it to its history readers).
+    pub fn database(&self) -> &Arc<HistoryDatabase> {
+        &self.database
     }
 
     /// The database if it exists; another process may have created it since this host started.
     fn existing_store(&self) -> Option<Arc<SqliteStore>> {
-        let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            *slot = shared_existing(&self.options.state_dir).ok().flatten();
-        }
-        slot.clone()
+        self.database.existing().ok().flatten()
     }
 
     fn store_for_writing(&self) -> Result<Arc<SqliteStore>, Error> {
-        let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(store) = &*slot {
-            return Ok(store.clone());
-        }
-        let store = shared_store(&self.options.state_dir)?;
-        *slot = Some(store.clone());
-        Ok(store)
+        self.database.created()
     }
 
     /// The runtime overrides recorded so far, for every environment of the tree, as trees.
@@ -330,17 +334,17 @@ pub fn key_in_view<'k>(qualifier: &str, recorded: &'k str) -> Option<&'k str> {
 }
 
 /// Turns values into what the store may hold: secrets become ciphertext + fingerprint.
-struct SecretEncoder<'o> {
+pub(crate) struct SecretEncoder<'o> {
     options: &'o Options,
     keyrings: BTreeMap<String, Keyring>,
 }
 
 impl<'o> SecretEncoder<'o> {
-    fn new(options: &'o Options) -> Self {
+    pub(crate) fn new(options: &'o Options) -> Self {
         Self { options, keyrings: BTreeMap::new() }
     }
 
-    fn keyring(&mut self, env: &str) -> Result<&Keyring, Error> {
+    pub(crate) fn keyring(&mut self, env: &str) -> Result<&Keyring, Error> {
         if !self.keyrings.contains_key(env) {
             let keyring = crate::secrets::resolve_keyring(self.options, env).map_err(crate::secrets::SecretsError::Keyring)?;
             self.keyrings.insert(env.to_owned(), keyring);
@@ -409,21 +413,6 @@ pub fn flatten(tree: &Map<String, Value>) -> BTreeMap<String, Value> {
     out
 }
 
-/// The audit part of a record (who, when, which keys) as JSON, shared by the CLI and the API;
-/// `keys` is the record's keys, or the subset a caller may see.
-pub fn audit_line(record: &potter_history::Record, keys: &impl serde::Serialize) -> Value {
-    serde_json::json!({
-        "version": record.version,
-        "timestamp": record.timestamp_rfc3339(),
-        "actor": record.actor,
-        "origin": record.origin.as_str(),
-        "env": record.env,
-        "reason": record.reason,
-        "keys": keys,
-        "pruned": record.is_pruned(),
-    })
-}
-
 /// Sets a dotted key in a tree, making objects on the way (a scalar in the way is replaced).
 pub fn set_leaf(tree: &mut Map<String, Value>, dotted: &str, value: Value) {
     let segments: Vec<&str> = dotted.split('.').collect();
@@ -432,198 +421,10 @@ pub fn set_leaf(tree: &mut Map<String, Value>, dotted: &str, value: Value) {
 
 /// A secret the view holds sealed (its environment's keyring is absent, so it is still the
 /// ciphertext): kept as that ciphertext, compared by a hash of it.
-fn sealed_value(value: &Value) -> Option<StoredValue> {
+pub(crate) fn sealed_value(value: &Value) -> Option<StoredValue> {
     match value {
         Value::String(text) if is_ciphertext(text) => Some(StoredValue::Secret { ciphertext: Some(text.clone()), fingerprint: potter_secrets::ciphertext_fingerprint(text) }),
         _ => None,
     }
 }
 
-/// The leaves of a view now; secrets as `Secret` with their fingerprint (no ciphertext: the
-/// current value needs none to be compared or shown).
-pub fn current_leaves(options: &Options, view: &View) -> Result<Leaves, Error> {
-    let env = view.key().environment.to_string();
-    let mut encoder = SecretEncoder::new(options);
-    let mut leaves = Leaves::new();
-    let Value::Object(tree) = view.value() else {
-        return Ok(leaves);
-    };
-    for (key, value) in flatten(tree) {
-        let stored = if let Some(sealed) = sealed_value(&value).filter(|_| view.is_secret(&key)) {
-            sealed
-        } else if view.is_secret(&key) {
-            let plaintext = match &value {
-                Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
-            let segments: Vec<&str> = key.split('.').collect();
-            let keyring = encoder.keyring(&env)?;
-            let fingerprint = potter_secrets::fingerprint(keyring, &env, &segments, &plaintext).map_err(crate::secrets::SecretsError::Keyring)?;
-            StoredValue::Secret { ciphertext: None, fingerprint }
-        } else {
-            StoredValue::Plain(value)
-        };
-        leaves.insert(key, stored);
-    }
-    Ok(leaves)
-}
-
-/// The view's leaves as of `version`: the current leaves with every later change of its
-/// environment undone, newest first. Fails with `PayloadPruned` when a needed payload is gone.
-pub fn leaves_at(store: &dyn HistoryStore, view: &ViewKey, current: &Leaves, version: u64) -> Result<Leaves, Error> {
-    let qualifier = qualifier(view);
-    let mut leaves = current.clone();
-    let later: Vec<Record> = store.changes_after(&view.environment, version)?;
-    for record in later.iter().rev() {
-        let Some(payload) = &record.payload else {
-            return Err(Error::History(HistoryError::PayloadPruned { requested: version, pruned_through: record.version }));
-        };
-        for change in &payload.changes {
-            let Some(key) = key_in_view(&qualifier, &change.key) else { continue };
-            match &change.before {
-                Some(value) => leaves.insert(key.to_owned(), value.clone()),
-                None => leaves.remove(key),
-            };
-        }
-    }
-    Ok(leaves)
-}
-
-/// Two stored values mean the same (secrets by fingerprint when both have one).
-pub fn same_value(a: &StoredValue, b: &StoredValue) -> bool {
-    match (a, b) {
-        (StoredValue::Plain(x), StoredValue::Plain(y)) => x == y,
-        (StoredValue::Secret { fingerprint: x, .. }, StoredValue::Secret { fingerprint: y, .. }) => x == y,
-        _ => false,
-    }
-}
-
-/// A stored value for display: secrets as `<redacted>`.
-pub fn shown(value: &StoredValue) -> Value {
-    match value {
-        StoredValue::Plain(value) => value.clone(),
-        StoredValue::Secret { .. } => Value::String(crate::secrets::REDACTED.to_owned()),
-    }
-}
-
-/// Leaves back into a (redacted) tree, for display.
-pub fn redacted_tree(leaves: &Leaves) -> Value {
-    let mut tree = Map::new();
-    for (key, value) in leaves {
-        set_leaf(&mut tree, key, shown(value));
-    }
-    Value::Object(tree)
-}
-
-/// One key that differs between two sets of leaves.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LeafDifference {
-    pub key: String,
-    pub from: Option<StoredValue>,
-    pub to: Option<StoredValue>,
-}
-
-/// The keys whose values differ from `from` to `to`, sorted.
-pub fn leaf_differences(from: &Leaves, to: &Leaves) -> Vec<LeafDifference> {
-    let keys: BTreeSet<&String> = from.keys().chain(to.keys()).collect();
-    keys.into_iter()
-        .filter_map(|key| {
-            let (a, b) = (from.get(key), to.get(key));
-            let same = match (a, b) {
-                (Some(a), Some(b)) => same_value(a, b),
-                (None, None) => true,
-                _ => false,
-            };
-            (!same).then(|| LeafDifference { key: key.clone(), from: a.cloned(), to: b.cloned() })
-        })
-        .collect()
-}
-
-/// The view's leaves at each of `versions` (the live leaves when nothing was ever recorded).
-/// A version after the latest recorded one is `NotFound`.
-pub fn leaves_at_versions(host: &crate::runtime::ConfigHost, key: &ViewKey, versions: &[u64]) -> Result<Vec<Leaves>, Error> {
-    let snapshot = host.snapshot();
-    let current = current_leaves(host.options(), snapshot.view(key)?)?;
-    let store = shared_existing(&host.options().state_dir)?;
-    let latest = store.as_ref().map_or(Ok(0), |s| s.latest_version())?;
-    let mut out = Vec::with_capacity(versions.len());
-    for &version in versions {
-        if version > latest {
-            return Err(Error::NotFound(format!("history version {version} (the latest is {latest})")));
-        }
-        out.push(match &store {
-            Some(store) => leaves_at(store.as_ref(), key, &current, version)?,
-            None => current.clone(),
-        });
-    }
-    Ok(out)
-}
-
-/// What a rollback of one environment to a version does, shared by `potter-config rollback` and
-/// `POST /v1/rollback`.
-#[derive(Debug, Clone)]
-pub struct Rollback {
-    pub environment: String,
-    /// The version whose content the environment's own view goes back to.
-    pub to_version: u64,
-    /// Every key of the environment's view that differs, current → then.
-    pub differences: Vec<LeafDifference>,
-    /// The new version when applied; None for a dry run or when nothing differs.
-    pub applied: Option<u64>,
-}
-
-/// Brings `environment`'s own view back to its content at `version` as ONE new version of runtime
-/// overrides: validated and recorded like any change (origin `rollback`; the reason defaults to
-/// "rollback to version N"). `dry_run` validates without applying; a rollback that would not
-/// validate is `Error::Invalid` either way. A secret whose old ciphertext was not kept, or a
-/// pruned payload on the way back, refuses the whole rollback.
-pub fn rollback(host: &crate::runtime::ConfigHost, environment: &str, version: u64, mut request: crate::runtime::SetRequest, dry_run: bool) -> Result<Rollback, Error> {
-    let key = ViewKey::environment(environment);
-    let then = leaves_at_versions(host, &key, &[version])?.remove(0);
-    let current = {
-        let snapshot = host.snapshot();
-        current_leaves(host.options(), snapshot.view(&key)?)?
-    };
-    let differences = leaf_differences(&current, &then);
-    let mut edits = Vec::with_capacity(differences.len());
-    for difference in &differences {
-        let value = match &difference.to {
-            Some(StoredValue::Plain(value)) => value.clone(),
-            Some(StoredValue::Secret { ciphertext: Some(ciphertext), .. }) => Value::String(ciphertext.clone()),
-            Some(StoredValue::Secret { ciphertext: None, .. }) => {
-                return Err(Error::History(HistoryError::InvalidChange(format!(
-                    "cannot roll back the secret `{}` of `{environment}`: version {version} kept no ciphertext of it",
-                    difference.key
-                ))))
-            }
-            // Absent then: an override of null deletes it, unless a value set above replaces it anyway.
-            None if replaced_by_ancestor(&differences, &difference.key) => continue,
-            None => Value::Null,
-        };
-        edits.push((difference.key.clone(), Some(value)));
-    }
-    request.origin = ChangeOrigin::Rollback;
-    if request.reason.is_none() {
-        request.reason = Some(format!("rollback to version {version}"));
-    }
-    let mut outcome = Rollback { environment: environment.to_owned(), to_version: version, differences, applied: None };
-    if edits.is_empty() {
-        return Ok(outcome);
-    }
-    let snapshot = host.edit_overrides(environment, &edits, request, dry_run)?;
-    if !dry_run {
-        outcome.applied = Some(snapshot.version());
-    }
-    Ok(outcome)
-}
-
-/// True when a key above `key` gets a (non-object) value in the same rollback.
-fn replaced_by_ancestor(differences: &[LeafDifference], key: &str) -> bool {
-    differences.iter().any(|other| other.key != key && potter_engine::is_under(key, &other.key) && other.to.is_some())
-}
-
-/// Differences as JSON (`key`, `from`, `to`), secrets as `<redacted>`.
-pub fn differences_json(differences: &[LeafDifference]) -> Vec<Value> {
-    let shown_or_null = |value: &Option<StoredValue>| value.as_ref().map(shown).unwrap_or(Value::Null);
-    differences.iter().map(|d| serde_json::json!({ "key": d.key, "from": shown_or_null(&d.from), "to": shown_or_null(&d.to) })).collect()
-}

@@ -1,0 +1,305 @@
+//! The recorded past of a host's views: a view's leaves at an older version, the differences
+//! between two versions, rollback planning, and the typed records the server and the CLI render.
+//! Recording itself is [`crate::recording`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use potter_engine::{View, ViewKey};
+use potter_history::{HistoryError, HistoryStore, OverrideOp, Record, SqliteStore, StoredValue};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use crate::events::ChangeOrigin;
+use crate::recording::{flatten, key_in_view, qualifier, sealed_value, set_leaf, SecretEncoder};
+use crate::runtime::{ConfigHost, Options, SetRequest};
+
+/// The leaves of one view: dotted key -> value (secrets as [`StoredValue::Secret`]).
+pub type Leaves = BTreeMap<String, StoredValue>;
+
+impl ConfigHost {
+    /// The history database this host records to, shared with its recorder (None when nothing
+    /// was ever recorded in its state directory).
+    pub fn history_store(&self) -> Result<Option<Arc<SqliteStore>>, Error> {
+        self.history_database().existing()
+    }
+
+    /// [`ConfigHost::history_store`], created when missing (for a log kept beside the history,
+    /// such as the server's audit log).
+    pub fn history_store_created(&self) -> Result<Arc<SqliteStore>, Error> {
+        self.history_database().created()
+    }
+}
+
+/// The audit part of a record (who, when, which keys), as the CLI and the API render it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordSummary {
+    pub version: u64,
+    /// RFC 3339, UTC, milliseconds.
+    pub timestamp: String,
+    pub actor: String,
+    /// `file`, `cli`, `api`, `plugin` or `rollback`.
+    pub origin: String,
+    pub env: String,
+    pub reason: Option<String>,
+    /// The record's keys, or the subset a caller may see.
+    pub keys: Vec<String>,
+    /// True once the record's values were pruned (its keys stay).
+    pub pruned: bool,
+}
+
+impl RecordSummary {
+    /// The summary of `record` listing `keys` (all of its keys, or those a caller may see).
+    pub fn of(record: &Record, keys: Vec<String>) -> Self {
+        Self {
+            version: record.version,
+            timestamp: record.timestamp_rfc3339(),
+            actor: record.actor.clone(),
+            origin: record.origin.as_str().to_owned(),
+            env: record.env.clone(),
+            reason: record.reason.clone(),
+            keys,
+            pruned: record.is_pruned(),
+        }
+    }
+}
+
+/// One recorded key change with its values for display (secrets `<redacted>`, absent `null`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShownChange {
+    pub key: String,
+    pub before: Value,
+    pub after: Value,
+}
+
+impl ShownChange {
+    /// A recorded change of `key` from `before` to `after` (None: absent).
+    pub fn new(key: &str, before: &Option<StoredValue>, after: &Option<StoredValue>) -> Self {
+        Self { key: key.to_owned(), before: shown_or_null(before), after: shown_or_null(after) }
+    }
+}
+
+/// One override operation of a record for display: `{"set": key, "value": V}` or `{"remove": key}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ShownOverride {
+    Set { set: String, value: Value },
+    Remove { remove: String },
+}
+
+impl ShownOverride {
+    pub fn of(op: &OverrideOp) -> Self {
+        match op {
+            OverrideOp::Set { key, value } => Self::Set { set: key.clone(), value: shown(value) },
+            OverrideOp::Remove { key } => Self::Remove { remove: key.clone() },
+        }
+    }
+}
+
+/// A key that differs between two versions, for display (secrets `<redacted>`, absent `null`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Difference {
+    pub key: String,
+    pub from: Value,
+    pub to: Value,
+}
+
+impl Difference {
+    pub fn of(difference: &LeafDifference) -> Self {
+        Self { key: difference.key.clone(), from: shown_or_null(&difference.from), to: shown_or_null(&difference.to) }
+    }
+
+    /// Every difference of `differences`, in order.
+    pub fn all(differences: &[LeafDifference]) -> Vec<Self> {
+        differences.iter().map(Self::of).collect()
+    }
+}
+
+/// A stored value for display, `null` when absent.
+fn shown_or_null(value: &Option<StoredValue>) -> Value {
+    value.as_ref().map(shown).unwrap_or(Value::Null)
+}
+
+/// The leaves of a view now; secrets as `Secret` with their fingerprint (no ciphertext: the
+/// current value needs none to be compared or shown).
+pub fn current_leaves(options: &Options, view: &View) -> Result<Leaves, Error> {
+    let env = view.key().environment.to_string();
+    let mut encoder = SecretEncoder::new(options);
+    let mut leaves = Leaves::new();
+    let Value::Object(tree) = view.value() else {
+        return Ok(leaves);
+    };
+    for (key, value) in flatten(tree) {
+        let stored = if let Some(sealed) = sealed_value(&value).filter(|_| view.is_secret(&key)) {
+            sealed
+        } else if view.is_secret(&key) {
+            let plaintext = match &value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let segments: Vec<&str> = key.split('.').collect();
+            let keyring = encoder.keyring(&env)?;
+            let fingerprint = potter_secrets::fingerprint(keyring, &env, &segments, &plaintext).map_err(crate::secrets::SecretsError::Keyring)?;
+            StoredValue::Secret { ciphertext: None, fingerprint }
+        } else {
+            StoredValue::Plain(value)
+        };
+        leaves.insert(key, stored);
+    }
+    Ok(leaves)
+}
+
+/// The view's leaves as of `version`: the current leaves with every later change of its
+/// environment undone, newest first. Fails with `PayloadPruned` when a needed payload is gone.
+pub fn leaves_at(store: &dyn HistoryStore, view: &ViewKey, current: &Leaves, version: u64) -> Result<Leaves, Error> {
+    let qualifier = qualifier(view);
+    let mut leaves = current.clone();
+    let later: Vec<Record> = store.changes_after(&view.environment, version)?;
+    for record in later.iter().rev() {
+        let Some(payload) = &record.payload else {
+            return Err(Error::History(HistoryError::PayloadPruned { requested: version, pruned_through: record.version }));
+        };
+        for change in &payload.changes {
+            let Some(key) = key_in_view(&qualifier, &change.key) else { continue };
+            match &change.before {
+                Some(value) => leaves.insert(key.to_owned(), value.clone()),
+                None => leaves.remove(key),
+            };
+        }
+    }
+    Ok(leaves)
+}
+
+/// Two stored values mean the same (secrets by fingerprint when both have one).
+pub fn same_value(a: &StoredValue, b: &StoredValue) -> bool {
+    match (a, b) {
+        (StoredValue::Plain(x), StoredValue::Plain(y)) => x == y,
+        (StoredValue::Secret { fingerprint: x, .. }, StoredValue::Secret { fingerprint: y, .. }) => x == y,
+        _ => false,
+    }
+}
+
+/// A stored value for display: secrets as `<redacted>`.
+pub fn shown(value: &StoredValue) -> Value {
+    match value {
+        StoredValue::Plain(value) => value.clone(),
+        StoredValue::Secret { .. } => Value::String(crate::secrets::REDACTED.to_owned()),
+    }
+}
+
+/// Leaves back into a (redacted) tree, for display.
+pub fn redacted_tree(leaves: &Leaves) -> Value {
+    let mut tree = Map::new();
+    for (key, value) in leaves {
+        set_leaf(&mut tree, key, shown(value));
+    }
+    Value::Object(tree)
+}
+
+/// One key that differs between two sets of leaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeafDifference {
+    pub key: String,
+    pub from: Option<StoredValue>,
+    pub to: Option<StoredValue>,
+}
+
+/// The keys whose values differ from `from` to `to`, sorted.
+pub fn leaf_differences(from: &Leaves, to: &Leaves) -> Vec<LeafDifference> {
+    let keys: BTreeSet<&String> = from.keys().chain(to.keys()).collect();
+    keys.into_iter()
+        .filter_map(|key| {
+            let (a, b) = (from.get(key), to.get(key));
+            let same = match (a, b) {
+                (Some(a), Some(b)) => same_value(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            (!same).then(|| LeafDifference { key: key.clone(), from: a.cloned(), to: b.cloned() })
+        })
+        .collect()
+}
+
+/// The view's leaves at each of `versions` (the live leaves when nothing was ever recorded).
+/// A version after the latest recorded one is `NotFound`.
+pub fn leaves_at_versions(host: &ConfigHost, key: &ViewKey, versions: &[u64]) -> Result<Vec<Leaves>, Error> {
+    let snapshot = host.snapshot();
+    let current = current_leaves(host.options(), snapshot.view(key)?)?;
+    let store = host.history_store()?;
+    let latest = store.as_ref().map_or(Ok(0), |s| s.latest_version())?;
+    let mut out = Vec::with_capacity(versions.len());
+    for &version in versions {
+        if version > latest {
+            return Err(Error::NotFound(format!("history version {version} (the latest is {latest})")));
+        }
+        out.push(match &store {
+            Some(store) => leaves_at(store.as_ref(), key, &current, version)?,
+            None => current.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// What a rollback of one environment to a version does, shared by `potter-config rollback` and
+/// `POST /v1/rollback`.
+#[derive(Debug, Clone)]
+pub struct Rollback {
+    pub environment: String,
+    /// The version whose content the environment's own view goes back to.
+    pub to_version: u64,
+    /// Every key of the environment's view that differs, current → then.
+    pub differences: Vec<LeafDifference>,
+    /// The new version when applied; None for a dry run or when nothing differs.
+    pub applied: Option<u64>,
+}
+
+/// Brings `environment`'s own view back to its content at `version` as ONE new version of runtime
+/// overrides: validated and recorded like any change (origin `rollback`; the reason defaults to
+/// "rollback to version N"). `dry_run` validates without applying; a rollback that would not
+/// validate is `Error::Invalid` either way. A secret whose old ciphertext was not kept, or a
+/// pruned payload on the way back, refuses the whole rollback.
+pub fn rollback(host: &ConfigHost, environment: &str, version: u64, mut request: SetRequest, dry_run: bool) -> Result<Rollback, Error> {
+    let key = ViewKey::environment(environment);
+    let then = leaves_at_versions(host, &key, &[version])?.remove(0);
+    let current = {
+        let snapshot = host.snapshot();
+        current_leaves(host.options(), snapshot.view(&key)?)?
+    };
+    let differences = leaf_differences(&current, &then);
+    let mut edits = Vec::with_capacity(differences.len());
+    for difference in &differences {
+        let value = match &difference.to {
+            Some(StoredValue::Plain(value)) => value.clone(),
+            Some(StoredValue::Secret { ciphertext: Some(ciphertext), .. }) => Value::String(ciphertext.clone()),
+            Some(StoredValue::Secret { ciphertext: None, .. }) => {
+                return Err(Error::History(HistoryError::InvalidChange(format!(
+                    "cannot roll back the secret `{}` of `{environment}`: version {version} kept no ciphertext of it",
+                    difference.key
+                ))))
+            }
+            // Absent then: an override of null deletes it, unless a value set above replaces it anyway.
+            None if replaced_by_ancestor(&differences, &difference.key) => continue,
+            None => Value::Null,
+        };
+        edits.push((difference.key.clone(), Some(value)));
+    }
+    request.origin = ChangeOrigin::Rollback;
+    if request.reason.is_none() {
+        request.reason = Some(format!("rollback to version {version}"));
+    }
+    let mut outcome = Rollback { environment: environment.to_owned(), to_version: version, differences, applied: None };
+    if edits.is_empty() {
+        return Ok(outcome);
+    }
+    let snapshot = host.edit_overrides(environment, &edits, request, dry_run)?;
+    if !dry_run {
+        outcome.applied = Some(snapshot.version());
+    }
+    Ok(outcome)
+}
+
+/// True when a key above `key` gets a (non-object) value in the same rollback.
+fn replaced_by_ancestor(differences: &[LeafDifference], key: &str) -> bool {
+    differences.iter().any(|other| other.key != key && potter_engine::is_under(key, &other.key) && other.to.is_some())
+}
