@@ -167,3 +167,35 @@ fn readers_answer_while_a_reload_holds_the_writer_inside_a_slow_source() {
     assert_eq!(host.snapshot().version(), version);
     assert_eq!(host.snapshot().view(&production).unwrap().get("remote.gated"), Some(json!("after")));
 }
+
+/// A runtime-override write builds on the files of the latest staged snapshot: a save caught
+/// half-written elsewhere in the tree neither refuses the write (the soak saw 48 % of PUTs refused
+/// this way) nor rides along in its record; the file arrives with the reload that follows the save.
+#[test]
+fn a_write_during_a_half_written_save_neither_fails_nor_takes_the_file_in() {
+    let tree = Tree::minimal();
+    tree.write("users/alice.json", r#"{"theme": "dark"}"#);
+    let mut options = potter_config::Options::new(tree.root());
+    options.state_dir = tree.state();
+    options.env_vars = Some(Vec::new());
+    let host = ConfigHost::open(options).unwrap();
+    let alice = host.view("production", None, Some("alice")).unwrap();
+
+    // The editor has written the first half of its in-place save.
+    tree.write("users/alice.json", r#"{"theme": "li"#);
+    host.set("production", "api.timeout", json!(45)).unwrap();
+    let production = host.view("production", None, None).unwrap();
+    assert_eq!(production.value("api.timeout"), Some(json!(45)));
+    assert_eq!(alice.value("theme"), Some(json!("dark")), "the half-written file is not taken in");
+    let store = host.history_store().unwrap().expect("history is kept");
+    let records = potter_history::HistoryStore::query(&*store, &potter_history::HistoryQuery::new().env("production")).unwrap();
+    let latest = records.iter().max_by_key(|record| record.version).unwrap();
+    assert!(latest.keys.iter().all(|key| key.ends_with("api.timeout")), "the write's record holds its own key only (in each view it reaches): {records:#?}");
+    assert!(latest.keys.iter().any(|key| key == "api.timeout"), "{records:#?}");
+
+    // The save finishes; its reload takes it in.
+    tree.write("users/alice.json", r#"{"theme": "light"}"#);
+    host.reload().unwrap();
+    assert_eq!(alice.value("theme"), Some(json!("light")));
+    assert_eq!(production.value("api.timeout"), Some(json!(45)));
+}
