@@ -1038,13 +1038,13 @@ fn running_state(server: &Server, admin: &str) -> Vec<Value> {
 
 #[test]
 fn history_is_scoped_by_the_recorded_key_itself_not_by_a_look_alike_view_qualifier() {
-    use potter_history::{HistoryStore as _, NewChange, Origin, StoredValue};
+    use potter_history::{HistoryStore as _, NewChange, ChangeOrigin, StoredValue};
     let fixture = Fixture::new();
     // Records as an older binary could leave them: `zzz:api.leak` is a key of production's own
     // view (no view is called `zzz`), next to a key the viewer may read.
     let store = potter_history::SqliteStore::open_in_state_dir(fixture.tree.state()).unwrap();
-    let own = store.append(NewChange::new("cli:alice", Origin::Cli, "production").change("api.timeout", None, Some(StoredValue::Plain(json!(9))))).unwrap();
-    let leak = store.append(NewChange::new("cli:alice", Origin::Cli, "production").change("zzz:api.leak", None, Some(StoredValue::Plain(json!("LEAKED-VALUE"))))).unwrap();
+    let own = store.append(NewChange::new("cli:alice", ChangeOrigin::Cli, "production").change("api.timeout", None, Some(StoredValue::Plain(json!(9))))).unwrap();
+    let leak = store.append(NewChange::new("cli:alice", ChangeOrigin::Cli, "production").change("zzz:api.leak", None, Some(StoredValue::Plain(json!("LEAKED-VALUE"))))).unwrap();
     drop(store);
     let viewer = fixture.token("api-viewer", "viewer", "production", Some("api"));
     let server = fixture.serve();

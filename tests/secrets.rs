@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::{potter_with, stderr, stdout, Tree};
-use potter_config::secrets;
+use potter_config::secret_values;
 use potter_config::{ConfigHost, Options};
 use potter_secrets::{encrypt, Keyring, SecretString};
 use serde_json::Value;
@@ -341,7 +341,7 @@ fn rotation_while_readers_read_never_shows_a_wrong_value_or_fails_a_reload() {
         })
     };
     for _ in 0..8 {
-        let report = secrets::rotate(&options, "production").unwrap();
+        let report = secret_values::rotate(&options, "production").unwrap();
         assert_eq!(report.reencrypted, 1);
         assert_eq!(report.retired.len(), 1);
         host.reload().unwrap();

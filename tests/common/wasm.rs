@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use potter_config::runtime::Options;
+use potter_config::Options;
 use potter_plugin::KeyFiles;
 
 use super::{demo_keys, repo_path, Tree};

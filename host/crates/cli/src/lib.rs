@@ -19,10 +19,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use potter_config::Error;
-use potter_config::secrets::{SecretProblem, SecretsError};
+use potter_config::secret_values::{SecretProblem, SecretsError};
 use potter_secrets::CipherError;
 use crate::output::OutputFormat;
-use potter_config::runtime::{default_state_dir, ConfigHost, Options};
+use potter_config::options::default_state_dir;
+use potter_config::{ConfigHost, Options};
 
 /// Exit codes shared by every command.
 pub mod exit {

@@ -19,10 +19,10 @@ pub fn get(cli: &Cli, key: &str, reveal: bool) -> Outcome {
     let view = host.options().served_view(&snapshot, &view_key(cli))?;
     let value = view.get_ref(key).ok_or_else(|| Error::NotFound(key.to_owned()))?;
     let shown = if reveal {
-        potter_config::secrets::ensure_revealable(view, key).map_err(Error::from)?;
+        potter_config::secret_values::ensure_revealable(view, key).map_err(Error::from)?;
         value.clone()
     } else {
-        potter_config::secrets::redact(view, key, value)
+        potter_config::secret_values::redact(view, key, value)
     };
     println!("{}", render(&shown, cli.format, key.rsplit('.').next().unwrap_or(key)).trim_end());
     Ok(())
@@ -33,7 +33,7 @@ pub fn dump(cli: &Cli) -> Outcome {
     let snapshot = host.snapshot();
     let view = host.options().served_view(&snapshot, &view_key(cli))?;
     let format = if cli.format == OutputFormat::Text { OutputFormat::Yaml } else { cli.format };
-    println!("{}", render(&potter_config::secrets::redact(view, "", view.value()), format, "config").trim_end());
+    println!("{}", render(&potter_config::secret_values::redact(view, "", view.value()), format, "config").trim_end());
     Ok(())
 }
 
@@ -42,7 +42,7 @@ pub fn explain(cli: &Cli, key: &str) -> Outcome {
     let host = cli.open()?;
     let snapshot = host.snapshot();
     let view = host.options().served_view(&snapshot, &view_key(cli))?;
-    let effective = view.get(key).map(|value| potter_config::secrets::redact(view, key, &value));
+    let effective = view.get(key).map(|value| potter_config::secret_values::redact(view, key, &value));
     let env_var = variable_for(&host.options().env_prefix, key);
     let contributions = view.explain(key);
     if cli.format == OutputFormat::Json || cli.format == OutputFormat::Yaml || cli.format == OutputFormat::Toml {
@@ -53,7 +53,7 @@ pub fn explain(cli: &Cli, key: &str) -> Outcome {
                 let fields = layer.as_object_mut().expect("provenance is an object");
                 fields.extend([
                     ("status".to_owned(), json!(match c.value { None => "not set", Some(Value::Null) => "deletes", Some(_) => "set" })),
-                    ("value".to_owned(), json!(c.value.map(|value| potter_config::secrets::redact(view, key, value)))),
+                    ("value".to_owned(), json!(c.value.map(|value| potter_config::secret_values::redact(view, key, value)))),
                     ("won".to_owned(), json!(c.won)),
                 ]);
                 layer
@@ -78,7 +78,7 @@ pub fn explain(cli: &Cli, key: &str) -> Outcome {
             let said = match c.value {
                 None => "—".to_owned(),
                 Some(Value::Null) => "null (deletes)".to_owned(),
-                Some(value) => inline(&potter_config::secrets::redact(view, key, value)),
+                Some(value) => inline(&potter_config::secret_values::redact(view, key, value)),
             };
             let mark = if c.won { "  <- wins" } else { "" };
             let shown_source = if c.value.is_some() { source } else { c.layer.source.to_string() };

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::{Cli, Outcome};
 use potter_config::Error;
 use crate::output::{render, OutputFormat};
-use potter_config::secrets::{self as secrets, SecretsError};
+use potter_config::secret_values::{self, SecretsError};
 
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
@@ -52,7 +52,7 @@ pub fn run(cli: &Cli, command: &SecretsCommand) -> Outcome {
         SecretsCommand::Set { key } => {
             potter_engine::parse_key_path(key).map_err(Error::from)?;
             let value = read_value_from_stdin()?;
-            let report = secrets::set_secret(&options, env, key, &value)?;
+            let report = secret_values::set_secret(&options, env, key, &value)?;
             let created = if report.created { " (created the file)" } else { "" };
             println!("set `{key}` in {}{created}, encrypted for `{env}` with key {}", report.file, report.key_id);
             Ok(())
@@ -60,11 +60,11 @@ pub fn run(cli: &Cli, command: &SecretsCommand) -> Outcome {
         SecretsCommand::Encrypt { key } => {
             potter_engine::parse_key_path(key).map_err(Error::from)?;
             let value = read_value_from_stdin()?;
-            println!("{}", secrets::encrypt_value(&options, env, key, &value)?);
+            println!("{}", secret_values::encrypt_value(&options, env, key, &value)?);
             Ok(())
         }
         SecretsCommand::Rotate => {
-            let report = secrets::rotate(&options, env)?;
+            let report = secret_values::rotate(&options, env)?;
             match (&report.new_key, &report.env_var) {
                 (Some(new_key), _) => {
                     println!("rotated `{env}`: new key {new_key}; re-encrypted {} secret(s) in {}", report.reencrypted, report.file);
@@ -94,7 +94,7 @@ pub fn run(cli: &Cli, command: &SecretsCommand) -> Outcome {
             let snapshot = host.snapshot();
             let key = ViewKey::new(env, cli.service.as_deref(), cli.user.as_deref());
             let view = host.options().served_view(&snapshot, &key)?;
-            let paths = secrets::secret_paths(view);
+            let paths = secret_values::secret_paths(view);
             if cli.format == OutputFormat::Text {
                 for path in &paths {
                     println!("{path}");

@@ -58,7 +58,7 @@ fn render_for(issue: &Issue, text: Option<&str>, snapshot: &Snapshot) -> String 
         .view
         .as_ref()
         .and_then(|key| snapshot.view(key).ok())
-        .is_none_or(|view| view.is_secret(&issue.path) || potter_config::secrets::holds_secret(view, &issue.path));
+        .is_none_or(|view| view.is_secret(&issue.path) || potter_config::secret_values::holds_secret(view, &issue.path));
     if secret {
         render_issue_redacted(issue, text)
     } else {

@@ -74,7 +74,7 @@ pub fn set(cli: &Cli, args: &SetArgs) -> Outcome {
     let value = parse_value(&args.value);
     let snapshot = host.set_with(&cli.environment, &args.key, value, request(&args.actor, &args.reason, args.if_version))?;
     let view = snapshot.view(&ViewKey::environment(&cli.environment)).map_err(Error::from)?;
-    let shown = view.get(&args.key).map(|value| potter_config::secrets::redact(view, &args.key, &value));
+    let shown = view.get(&args.key).map(|value| potter_config::secret_values::redact(view, &args.key, &value));
     report_change(cli, "set", &args.key, shown, snapshot.version());
     Ok(())
 }

@@ -103,7 +103,7 @@ pub enum Error {
     /// Secrets: a ciphertext that does not decrypt (naming file:line:col, environment and key
     /// path), a keyring problem, a refused plaintext. Never holds plaintext.
     #[error(transparent)]
-    Secret(#[from] crate::secrets::SecretsError),
+    Secret(#[from] crate::secret_values::SecretsError),
     /// The history store refused or failed: a compare-and-set conflict, a locked, full or
     /// corrupt database (named). The change was not applied.
     #[error(transparent)]

@@ -12,21 +12,10 @@ use potter_engine::{diff, KeyChange, Snapshot, View, ViewKey};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::secrets::{holds_secret, redact, REDACTED};
+use crate::secret_values::{holds_secret, redact, REDACTED};
 
-/// What started a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeOrigin {
-    /// The first load ([`crate::ConfigHost::open`]): it goes live before anyone can subscribe, so
-    /// no subscriber receives it, and it is not recorded (it is what the history already holds).
-    Load,
-    File,
-    Cli,
-    Api,
-    Plugin,
-    Rollback,
-}
+/// What started a change (the history's type: an event and its record name it alike).
+pub use potter_history::ChangeOrigin;
 
 /// Who and what caused a change.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

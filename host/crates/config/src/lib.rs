@@ -30,14 +30,16 @@
 
 pub mod error;
 pub mod events;
+pub mod options;
 pub mod plugins;
 pub mod recording;
 pub mod watch;
 pub mod runtime;
-pub mod secrets;
+pub mod secret_values;
 pub mod source;
 pub mod timeline;
 
 pub use error::Error;
 pub use potter_engine as engine;
-pub use runtime::{ConfigHost, Options, ViewHandle};
+pub use options::Options;
+pub use runtime::{ConfigHost, ViewHandle};

@@ -25,7 +25,7 @@ use potter_validate::{MountedSchema, Validation, Validator, ValidatorError};
 use serde_json::{json, Value};
 
 use crate::error::Error;
-use crate::runtime::Options;
+use crate::options::Options;
 use crate::source::tree;
 
 /// A plugin file that changed less than this long ago and does not verify is taken to be still
@@ -600,7 +600,7 @@ impl Validator for PluginValidator {
     fn validate(&self, view: &View) -> Result<Vec<Issue>, ValidatorError> {
         let key = view.key();
         if self.plugin.manifest().secrets {
-            if let Some(skipped) = crate::secrets::skip_for_sealed_secrets(view, &self.name) {
+            if let Some(skipped) = crate::secret_values::skip_for_sealed_secrets(view, &self.name) {
                 return Ok(vec![skipped]);
             }
         }

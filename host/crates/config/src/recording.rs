@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use potter_engine::{diff, Snapshot, View, ViewKey};
-use potter_history::{HistoryError, HistoryQuery, HistoryStore, NewChange, Origin, SqliteStore, StoredValue};
+use potter_history::{HistoryError, HistoryQuery, HistoryStore, NewChange, SqliteStore, StoredValue};
 use potter_secrets::{is_ciphertext, Keyring};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::events::{Cause, ChangeOrigin};
-use crate::runtime::{Options, OverrideChange};
+use crate::events::Cause;
+use crate::options::Options;
 
 /// Runtime overrides per environment.
 pub type Overrides = BTreeMap<String, Map<String, Value>>;
@@ -74,15 +74,15 @@ impl HistoryDatabase {
     }
 }
 
-/// The history origin of a change origin (the first load counts as a file change).
-pub fn origin_of(origin: ChangeOrigin) -> Origin {
-    match origin {
-        ChangeOrigin::Load | ChangeOrigin::File => Origin::File,
-        ChangeOrigin::Cli => Origin::Cli,
-        ChangeOrigin::Api => Origin::Api,
-        ChangeOrigin::Plugin => Origin::Plugin,
-        ChangeOrigin::Rollback => Origin::Rollback,
-    }
+/// A runtime override being set or removed, as the history records it.
+#[derive(Debug, Clone)]
+pub struct OverrideChange {
+    pub environment: String,
+    pub key: String,
+    /// None removes the override.
+    pub value: Option<Value>,
+    /// Compare-and-set: refuse if the key changed after this version.
+    pub if_version: Option<u64>,
 }
 
 /// Writes change records durably before a change is acknowledged.
@@ -187,7 +187,7 @@ impl Recorder {
 
         let mut records = Vec::new();
         for env in &environments {
-            let mut record = NewChange::new(cause.actor.clone(), origin_of(cause.origin), env.clone());
+            let mut record = NewChange::new(cause.actor.clone(), cause.origin, env.clone());
             if let Some(reason) = &cause.reason {
                 record = record.reason(reason.clone());
             }
@@ -346,7 +346,7 @@ impl<'o> SecretEncoder<'o> {
 
     pub(crate) fn keyring(&mut self, env: &str) -> Result<&Keyring, Error> {
         if !self.keyrings.contains_key(env) {
-            let keyring = crate::secrets::resolve_keyring(self.options, env).map_err(crate::secrets::SecretsError::Keyring)?;
+            let keyring = crate::secret_values::resolve_keyring(self.options, env).map_err(crate::secret_values::SecretsError::Keyring)?;
             self.keyrings.insert(env.to_owned(), keyring);
         }
         Ok(&self.keyrings[env])
@@ -354,7 +354,7 @@ impl<'o> SecretEncoder<'o> {
 
     /// A view's value at `key`: plain, or (when the view marks it secret) sealed.
     fn store(&mut self, env: &str, view: Option<&View>, key: &str, value: &Value) -> Result<StoredValue, Error> {
-        let secret = view.is_some_and(|view| crate::secrets::holds_secret(view, key));
+        let secret = view.is_some_and(|view| crate::secret_values::holds_secret(view, key));
         if !secret {
             return Ok(StoredValue::Plain(value.clone()));
         }
@@ -374,8 +374,8 @@ impl<'o> SecretEncoder<'o> {
             Value::String(text) if is_ciphertext(text) => {
                 let segments: Vec<&str> = key.split('.').collect();
                 let keyring = self.keyring(env)?;
-                let plaintext = potter_secrets::decrypt(keyring, env, &segments, text).map_err(crate::secrets::SecretsError::Keyring)?;
-                let fingerprint = potter_secrets::fingerprint(keyring, env, &segments, plaintext.expose()).map_err(crate::secrets::SecretsError::Keyring)?;
+                let plaintext = potter_secrets::decrypt(keyring, env, &segments, text).map_err(crate::secret_values::SecretsError::Keyring)?;
+                let fingerprint = potter_secrets::fingerprint(keyring, env, &segments, plaintext.expose()).map_err(crate::secret_values::SecretsError::Keyring)?;
                 Ok(StoredValue::Secret { ciphertext: Some(text.clone()), fingerprint })
             }
             other => Ok(StoredValue::Plain(other.clone())),
@@ -385,8 +385,8 @@ impl<'o> SecretEncoder<'o> {
     fn seal(&mut self, env: &str, key: &str, plaintext: &str) -> Result<StoredValue, Error> {
         let segments: Vec<&str> = key.split('.').collect();
         let keyring = self.keyring(env)?;
-        let ciphertext = potter_secrets::encrypt(keyring, env, &segments, plaintext).map_err(crate::secrets::SecretsError::Keyring)?;
-        let fingerprint = potter_secrets::fingerprint(keyring, env, &segments, plaintext).map_err(crate::secrets::SecretsError::Keyring)?;
+        let ciphertext = potter_secrets::encrypt(keyring, env, &segments, plaintext).map_err(crate::secret_values::SecretsError::Keyring)?;
+        let fingerprint = potter_secrets::fingerprint(keyring, env, &segments, plaintext).map_err(crate::secret_values::SecretsError::Keyring)?;
         Ok(StoredValue::Secret { ciphertext: Some(ciphertext), fingerprint })
     }
 }

@@ -15,7 +15,7 @@
 //! call of its own). During a reload, readers see the configuration from before it until it is live.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
@@ -26,93 +26,15 @@ use potter_engine::{Layer, LayerSource, Location, Rank, Scope, Snapshot, View, V
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::error::Error;
 use potter_engine::Severity;
 use potter_validate::{defaults_layers, Report, SchemaSet, Validation};
+
+use crate::error::Error;
 use crate::events::{Cause, ChangeOrigin, EventBus, Published, Subscription, DEFAULT_CAPACITY};
+use crate::options::Options;
 use crate::plugins::{Plugins, SourceRefresh};
+use crate::recording::{OverrideChange, Overrides};
 use crate::source::{env, tree};
-
-/// How to find and read the configuration.
-#[derive(Clone)]
-pub struct Options {
-    /// The config tree.
-    pub root: PathBuf,
-    /// History, keyrings and caches; never inside the root.
-    pub state_dir: PathBuf,
-    /// Prefix of configuration environment variables.
-    pub env_prefix: String,
-    /// Environment variables to use instead of the process's own (embedders and tests).
-    pub env_vars: Option<Vec<(String, String)>>,
-    /// The drop-in folder of signed Wasm plugins (default `<root>/plugins`).
-    pub plugins_dir: PathBuf,
-    /// Load unsigned plugins (development only; refused in production).
-    pub allow_unsigned: bool,
-    /// Report keys no schema describes as errors instead of warnings.
-    pub strict: bool,
-    /// Record every change in `<state>/history.db` (runtime overrides are kept there).
-    pub history: bool,
-    /// The environments this process serves (None: every environment of the tree). The others
-    /// are not loaded at all: their files and overrides are skipped, their keyrings never read,
-    /// and their views answer as not served (see docs/SECRETS.md).
-    pub environments: Option<Vec<String>>,
-}
-
-impl Options {
-    /// Options for a tree at `root` with the default state directory and the process environment.
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        let root = root.into();
-        Self {
-            state_dir: default_state_dir(&root),
-            plugins_dir: root.join("plugins"),
-            root,
-            env_prefix: env::DEFAULT_PREFIX.to_owned(),
-            env_vars: None,
-            allow_unsigned: false,
-            strict: false,
-            history: true,
-            environments: None,
-        }
-    }
-
-    /// True when this process serves `environment` (every environment unless `environments` says).
-    pub fn serves(&self, environment: &str) -> bool {
-        self.environments.as_ref().is_none_or(|served| served.iter().any(|name| name == environment))
-    }
-
-    /// The view `key` of `snapshot`, refusing an environment this process does not serve with a
-    /// message that says so (it answers like an unknown view: exit 2, HTTP 404).
-    pub fn served_view<'s>(&self, snapshot: &'s Snapshot, key: &ViewKey) -> Result<&'s Arc<View>, Error> {
-        if !self.serves(&key.environment) {
-            return Err(Error::NotServed { environment: key.environment.to_string(), served: self.environments.clone().unwrap_or_default().join(", ") });
-        }
-        Ok(snapshot.view(key)?)
-    }
-}
-
-impl std::fmt::Debug for Options {
-    // `env_vars` may carry `POTTER_SECRET_KEY_*` key material: Debug shows only the variable names.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let env_var_names: Option<Vec<&str>> = self.env_vars.as_ref().map(|vars| vars.iter().map(|(name, _)| name.as_str()).collect());
-        f.debug_struct("Options")
-            .field("root", &self.root)
-            .field("state_dir", &self.state_dir)
-            .field("env_prefix", &self.env_prefix)
-            .field("env_vars", &env_var_names)
-            .field("plugins_dir", &self.plugins_dir)
-            .field("allow_unsigned", &self.allow_unsigned)
-            .field("strict", &self.strict)
-            .field("history", &self.history)
-            .field("environments", &self.environments)
-            .finish()
-    }
-}
-
-/// `.potter/` beside the root (`./config` → `./.potter`).
-pub fn default_state_dir(root: &Path) -> PathBuf {
-    let parent = root.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    parent.join(".potter")
-}
 
 /// The configuration host an application embeds.
 #[derive(Clone)]
@@ -363,7 +285,6 @@ impl Shared {
 }
 
 /// Runtime overrides per environment (made durable by the history store).
-type Overrides = BTreeMap<String, Map<String, Value>>;
 
 impl ConfigHost {
     /// Builds the tree's snapshot and validates it without requiring it to be valid (for `validate`).
@@ -848,7 +769,7 @@ impl ConfigHost {
             checks.validate_snapshot_where(&snapshot, |key| changed.iter().any(|layer| layer.applies_to(&key.environment, key.service.as_deref(), key.user.as_deref())))
         };
         drop(checks);
-        crate::secrets::note_sealed_secrets(&mut report, &snapshot);
+        crate::secret_values::note_sealed_secrets(&mut report, &snapshot);
         for issue in report.issues().filter(|issue| issue.severity == Severity::Warning) {
             tracing::debug!(%issue, "validation warning");
         }
@@ -883,7 +804,7 @@ fn next_in_memory(current: u64, _recorded: Option<u64>) -> u64 {
 fn validate_all(checks: &Validation, snapshot: &Snapshot) -> Report {
     let mut report = checks.validate_snapshot(snapshot);
     report.tree.extend(checks.schemas().missing_schemas_warning(snapshot.layers()));
-    crate::secrets::note_sealed_secrets(&mut report, snapshot);
+    crate::secret_values::note_sealed_secrets(&mut report, snapshot);
     report
 }
 
@@ -915,17 +836,6 @@ impl SetRequest {
     }
 }
 
-/// A runtime override being set or removed, as the history records it.
-#[derive(Debug, Clone)]
-pub struct OverrideChange {
-    pub environment: String,
-    pub key: String,
-    /// None removes the override.
-    pub value: Option<Value>,
-    /// Compare-and-set: refuse if the key changed after this version.
-    pub if_version: Option<u64>,
-}
-
 /// A change a plugin caused, named after it.
 fn plugin_cause(error: &potter_plugin::PluginError) -> Cause {
     Cause::new(ChangeOrigin::Plugin, format!("plugin:{}", error.plugin().unwrap_or("*")))
@@ -947,13 +857,13 @@ fn build_snapshot(options: &Options, overrides: &Overrides, tree: TreeInput<'_>,
                 // Only the environments this process serves are read, decrypted and validated.
                 restrict_to_served(options, listing)?;
                 if keyrings.is_none() {
-                    keyrings = Some(crate::secrets::Keyrings::resolve_all(options, listing.axes.environments.iter()));
+                    keyrings = Some(crate::secret_values::Keyrings::resolve_all(options, listing.axes.environments.iter()));
                 }
                 Ok(())
             })?;
             (keyrings.expect("resolved before the files were read"), read)
         }
-        TreeInput::Reuse(read) => (crate::secrets::Keyrings::resolve_all(options, read.0.axes.environments.iter()), read),
+        TreeInput::Reuse(read) => (crate::secret_values::Keyrings::resolve_all(options, read.0.axes.environments.iter()), read),
     };
     let files = (listing.clone(), file_layers.clone());
     let mut layers: Vec<Arc<Layer>> = Vec::with_capacity(file_layers.len() + 3 + overrides.len() + plugin_layers.len());
@@ -969,7 +879,7 @@ fn build_snapshot(options: &Options, overrides: &Overrides, tree: TreeInput<'_>,
     }
     // Decrypt ciphertexts, mark secret paths; the extra patterns are for schema `"secret": true` paths.
     let schema_secrets: Vec<String> = checks.schemas().secret_patterns().iter().map(dotted_pattern).collect();
-    crate::secrets::decrypt_layers(&mut keyrings, &mut layers, &schema_secrets)?;
+    crate::secret_values::decrypt_layers(&mut keyrings, &mut layers, &schema_secrets)?;
     Ok((Snapshot::new(0, layers, listing.axes), files))
 }
 
@@ -1062,7 +972,7 @@ impl ViewHandle {
     pub fn value(&self, key: &str) -> Option<Value> {
         let snapshot = self.shared.current.load();
         let view = self.view_in(&snapshot).ok()?;
-        view.get_ref(key).map(|value| crate::secrets::redact_sealed(view, key, value))
+        view.get_ref(key).map(|value| crate::secret_values::redact_sealed(view, key, value))
     }
 
     /// The value at `key` as `T` (`get::<u32>("api.rate_limit")`).
@@ -1070,7 +980,7 @@ impl ViewHandle {
         let snapshot = self.shared.current.load();
         let view = self.view_in(&snapshot)?;
         let value = view.get_ref(key).ok_or_else(|| Error::NotFound(key.to_owned()))?;
-        crate::secrets::ensure_revealable(view, key)?;
+        crate::secret_values::ensure_revealable(view, key)?;
         serde_path_to_error::deserialize(value).map_err(|error| type_error(view, key, error))
     }
 
@@ -1101,7 +1011,7 @@ fn type_error(view: &View, key: &str, error: serde_path_to_error::Error<serde_js
             serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => {}
         }
     }
-    let message = crate::secrets::safe_type_message(view, key, error.into_inner().to_string());
+    let message = crate::secret_values::safe_type_message(view, key, error.into_inner().to_string());
     // The nearest key with a file position: the value itself, else what holds it (a missing field).
     let mut position = None;
     let mut at = offending.as_str();

@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 use crate::error::Error;
 use crate::events::ChangeOrigin;
 use crate::recording::{flatten, key_in_view, qualifier, sealed_value, set_leaf, SecretEncoder};
-use crate::runtime::{ConfigHost, Options, SetRequest};
+use crate::options::Options;
+use crate::runtime::{ConfigHost, SetRequest};
 
 /// The leaves of one view: dotted key -> value (secrets as [`StoredValue::Secret`]).
 pub type Leaves = BTreeMap<String, StoredValue>;
@@ -140,7 +141,7 @@ pub fn current_leaves(options: &Options, view: &View) -> Result<Leaves, Error> {
             };
             let segments: Vec<&str> = key.split('.').collect();
             let keyring = encoder.keyring(&env)?;
-            let fingerprint = potter_secrets::fingerprint(keyring, &env, &segments, &plaintext).map_err(crate::secrets::SecretsError::Keyring)?;
+            let fingerprint = potter_secrets::fingerprint(keyring, &env, &segments, &plaintext).map_err(crate::secret_values::SecretsError::Keyring)?;
             StoredValue::Secret { ciphertext: None, fingerprint }
         } else {
             StoredValue::Plain(value)
@@ -184,7 +185,7 @@ pub fn same_value(a: &StoredValue, b: &StoredValue) -> bool {
 pub fn shown(value: &StoredValue) -> Value {
     match value {
         StoredValue::Plain(value) => value.clone(),
-        StoredValue::Secret { .. } => Value::String(crate::secrets::REDACTED.to_owned()),
+        StoredValue::Secret { .. } => Value::String(crate::secret_values::REDACTED.to_owned()),
     }
 }
 

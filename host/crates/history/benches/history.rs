@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use potter_history::{HistoryQuery, HistoryStore, NewChange, Origin, SqliteStore, StoredValue};
+use potter_history::{HistoryQuery, HistoryStore, NewChange, ChangeOrigin, SqliteStore, StoredValue};
 use serde_json::json;
 
 const FIXTURE_RECORDS: u64 = 1_000_000;
@@ -18,7 +18,7 @@ fn change(n: u64) -> NewChange {
     let value = StoredValue::plain(json!({ "n": n, "note": "benchmark value" }));
     NewChange::new(
         format!("cli:user{}", n % 13),
-        Origin::Cli,
+        ChangeOrigin::Cli,
         ENVS[(n % 4) as usize],
     )
     .change(key.clone(), None, Some(value.clone()))
@@ -30,7 +30,7 @@ fn fixture_change(n: u64) -> NewChange {
     let key = format!("section{:02}.key{:03}", (n / 7) % 20, n % 50);
     NewChange::new(
         format!("cli:user{}", n % 13),
-        Origin::Cli,
+        ChangeOrigin::Cli,
         ENVS[(n % 4) as usize],
     )
     .change(

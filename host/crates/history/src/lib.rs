@@ -3,13 +3,13 @@
 //! same transaction.
 //!
 //! ```no_run
-//! use potter_history::{HistoryQuery, HistoryStore, NewChange, Origin, SqliteStore, StoredValue};
+//! use potter_history::{HistoryQuery, HistoryStore, NewChange, ChangeOrigin, SqliteStore, StoredValue};
 //! use serde_json::json;
 //!
 //! let store = SqliteStore::open_in_state_dir("/var/lib/potter")?;
 //! let seen = store.key_version("prod", "db.pool")?;
 //! let version = store.append(
-//!     NewChange::new("cli:alice", Origin::Cli, "prod")
+//!     NewChange::new("cli:alice", ChangeOrigin::Cli, "prod")
 //!         .reason("more connections for the sale")
 //!         .change("db.pool", Some(StoredValue::plain(json!(10))), Some(StoredValue::plain(json!(20))))
 //!         .set_override("db.pool", StoredValue::plain(json!(20)))
@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 pub use clock::{Clock, SystemClock};
 pub use error::{HistoryError, Result};
 pub use model::{
-    AuditEntry, AuditQuery, Expectation, HistoryQuery, RecordedChange, NewAuditEntry, NewChange, Origin,
+    AuditEntry, AuditQuery, Expectation, HistoryQuery, RecordedChange, NewAuditEntry, NewChange, ChangeOrigin,
     OverrideOp, Payload, PruneReport, Record, Retention, StoredValue, UnknownOrigin,
 };
 pub use prefix::prefix_upper_bound;

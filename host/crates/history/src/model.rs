@@ -7,38 +7,50 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Where a change came from.
+/// What started a change: one type for the runtime's events and the history's records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Origin {
-    Cli,
-    Api,
+pub enum ChangeOrigin {
+    /// The first load of a tree. Never recorded: it is what the history already holds, and it goes
+    /// live before anyone can subscribe.
+    Load,
+    /// A file of the tree was saved (or a plugin module of the plugins folder arrived or left
+    /// along with it).
     File,
+    /// The command line.
+    Cli,
+    /// The HTTP API.
+    Api,
+    /// A plugin: a source's new output, a module dropped in or removed.
     Plugin,
+    /// A rollback to an earlier version.
     Rollback,
 }
 
-impl Origin {
-    pub const ALL: [Origin; 5] = [
-        Origin::Cli,
-        Origin::Api,
-        Origin::File,
-        Origin::Plugin,
-        Origin::Rollback,
+impl ChangeOrigin {
+    /// The origins a record can have (every one but [`ChangeOrigin::Load`]).
+    pub const RECORDED: [ChangeOrigin; 5] = [
+        ChangeOrigin::Cli,
+        ChangeOrigin::Api,
+        ChangeOrigin::File,
+        ChangeOrigin::Plugin,
+        ChangeOrigin::Rollback,
     ];
 
+    /// The lowercase name, as stored and as `--origin` takes it.
     pub fn as_str(self) -> &'static str {
         match self {
-            Origin::Cli => "cli",
-            Origin::Api => "api",
-            Origin::File => "file",
-            Origin::Plugin => "plugin",
-            Origin::Rollback => "rollback",
+            ChangeOrigin::Load => "load",
+            ChangeOrigin::Cli => "cli",
+            ChangeOrigin::Api => "api",
+            ChangeOrigin::File => "file",
+            ChangeOrigin::Plugin => "plugin",
+            ChangeOrigin::Rollback => "rollback",
         }
     }
 }
 
-impl fmt::Display for Origin {
+impl fmt::Display for ChangeOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -49,11 +61,11 @@ impl fmt::Display for Origin {
 #[error("unknown change origin `{0}` (expected cli, api, file, plugin or rollback)")]
 pub struct UnknownOrigin(pub String);
 
-impl FromStr for Origin {
+impl FromStr for ChangeOrigin {
     type Err = UnknownOrigin;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Origin::ALL
+        ChangeOrigin::RECORDED
             .into_iter()
             .find(|origin| origin.as_str() == text)
             .ok_or_else(|| UnknownOrigin(text.to_owned()))
@@ -133,7 +145,7 @@ pub struct Expectation {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewChange {
     pub actor: String,
-    pub origin: Origin,
+    pub origin: ChangeOrigin,
     pub env: String,
     pub reason: Option<String>,
     pub changes: Vec<RecordedChange>,
@@ -142,7 +154,7 @@ pub struct NewChange {
 }
 
 impl NewChange {
-    pub fn new(actor: impl Into<String>, origin: Origin, env: impl Into<String>) -> Self {
+    pub fn new(actor: impl Into<String>, origin: ChangeOrigin, env: impl Into<String>) -> Self {
         NewChange {
             actor: actor.into(),
             origin,
@@ -213,7 +225,7 @@ pub struct Record {
     /// Wall-clock time of the commit in milliseconds since the Unix epoch (UTC); informational.
     pub timestamp_ms: i64,
     pub actor: String,
-    pub origin: Origin,
+    pub origin: ChangeOrigin,
     pub env: String,
     pub reason: Option<String>,
     /// The changed keys, kept even after the payload is pruned.

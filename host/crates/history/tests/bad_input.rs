@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use potter_history::{
-    HistoryError, HistoryQuery, HistoryStore, NewChange, Origin, SqliteOptions, SqliteStore,
+    HistoryError, HistoryQuery, HistoryStore, NewChange, ChangeOrigin, SqliteOptions, SqliteStore,
     StoredValue,
 };
 use serde_json::json;
@@ -249,7 +249,7 @@ fn a_planted_secret_never_reaches_the_database_files_in_plaintext() {
     let store = SqliteStore::open(&path).unwrap();
     let version = store
         .append(
-            NewChange::new("cli:alice", Origin::Cli, "prod")
+            NewChange::new("cli:alice", ChangeOrigin::Cli, "prod")
                 .change("db.password", Some(seal(old)), Some(seal(plaintext)))
                 .set_override("db.password", seal(plaintext)),
         )

@@ -6,7 +6,7 @@ use std::sync::{Arc, Barrier};
 
 use common::*;
 use potter_history::{
-    HistoryError, HistoryQuery, HistoryStore, RecordedChange, NewChange, Origin, OverrideOp, Retention,
+    HistoryError, HistoryQuery, HistoryStore, RecordedChange, NewChange, ChangeOrigin, OverrideOp, Retention,
     SqliteStore, StoredValue,
 };
 use serde_json::json;
@@ -28,7 +28,7 @@ fn append_assigns_increasing_versions_and_get_returns_the_full_record() {
     let store = open_with_clock(&db_path(&dir), clock);
     let first = store
         .append(
-            NewChange::new("cli:alice", Origin::Cli, "prod")
+            NewChange::new("cli:alice", ChangeOrigin::Cli, "prod")
                 .reason("bigger pool")
                 .change("db.pool", plain(json!(10)), plain(json!(20)))
                 .change("db.host", None, plain(json!("db1")))
@@ -42,7 +42,7 @@ fn append_assigns_increasing_versions_and_get_returns_the_full_record() {
     let record = store.get(first).unwrap().unwrap();
     assert_eq!(record.version, 1);
     assert_eq!(record.actor, "cli:alice");
-    assert_eq!(record.origin, Origin::Cli);
+    assert_eq!(record.origin, ChangeOrigin::Cli);
     assert_eq!(record.env, "prod");
     assert_eq!(record.reason.as_deref(), Some("bigger pool"));
     assert_eq!(record.timestamp_ms, 1_764_244_800_123);
@@ -75,11 +75,11 @@ fn append_assigns_increasing_versions_and_get_returns_the_full_record() {
 
 #[test]
 fn origin_round_trips_through_text() {
-    for origin in Origin::ALL {
-        assert_eq!(origin.as_str().parse::<Origin>().unwrap(), origin);
+    for origin in ChangeOrigin::RECORDED {
+        assert_eq!(origin.as_str().parse::<ChangeOrigin>().unwrap(), origin);
     }
     assert!("cron"
-        .parse::<Origin>()
+        .parse::<ChangeOrigin>()
         .unwrap_err()
         .to_string()
         .contains("cron"));
@@ -116,7 +116,7 @@ fn overrides_follow_set_and_remove_operations_and_keep_null_as_delete() {
 
     store
         .append(
-            NewChange::new("cli:bob", Origin::Cli, "prod")
+            NewChange::new("cli:bob", ChangeOrigin::Cli, "prod")
                 .change("a", plain(json!({"x": [1, 2]})), None)
                 .remove_override("a"),
         )
@@ -274,13 +274,13 @@ fn malformed_changes_are_rejected_before_recording() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(db_path(&dir)).unwrap();
     let cases = [
-        NewChange::new("", Origin::Cli, "prod").change("a", None, plain(json!(1))),
-        NewChange::new("cli:alice", Origin::Cli, "").change("a", None, plain(json!(1))),
-        NewChange::new("cli:alice", Origin::Cli, "prod"),
-        NewChange::new("cli:alice", Origin::Cli, "prod")
+        NewChange::new("", ChangeOrigin::Cli, "prod").change("a", None, plain(json!(1))),
+        NewChange::new("cli:alice", ChangeOrigin::Cli, "").change("a", None, plain(json!(1))),
+        NewChange::new("cli:alice", ChangeOrigin::Cli, "prod"),
+        NewChange::new("cli:alice", ChangeOrigin::Cli, "prod")
             .change("a", None, plain(json!(1)))
             .change("a", None, plain(json!(2))),
-        NewChange::new("cli:alice", Origin::Cli, "prod").change("", None, plain(json!(1))),
+        NewChange::new("cli:alice", ChangeOrigin::Cli, "prod").change("", None, plain(json!(1))),
     ];
     for case in cases {
         assert!(matches!(
@@ -307,7 +307,7 @@ fn query_filters_by_env_actor_since_and_limit_newest_first() {
     {
         clock.set(1_000 * (n as i64 + 1));
         store
-            .append(NewChange::new(actor, Origin::Cli, env).change("k", None, plain(json!(n))))
+            .append(NewChange::new(actor, ChangeOrigin::Cli, env).change("k", None, plain(json!(n))))
             .unwrap();
     }
     let versions = |query: HistoryQuery| {
@@ -394,7 +394,7 @@ fn key_prefix_query_returns_a_record_once_even_if_several_keys_match() {
     let store = SqliteStore::open(db_path(&dir)).unwrap();
     store
         .append(
-            NewChange::new("a", Origin::File, "prod")
+            NewChange::new("a", ChangeOrigin::File, "prod")
                 .change("db.a", None, plain(json!(1)))
                 .change("db.b", None, plain(json!(1))),
         )
@@ -446,7 +446,7 @@ fn prune_keep_versions_keeps_audit_lines_and_drops_old_payloads() {
     assert!(old.is_pruned());
     assert_eq!(
         (old.actor.as_str(), old.env.as_str(), old.origin),
-        ("cli:alice", "prod", Origin::Cli)
+        ("cli:alice", "prod", ChangeOrigin::Cli)
     );
     assert_eq!(old.keys, ["k7"], "the audit line keeps which keys changed");
     assert_eq!(old.reason.as_deref(), Some("reason 7"));

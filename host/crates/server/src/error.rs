@@ -85,11 +85,11 @@ impl From<Error> for ApiError {
             Error::NotFound(_) => ApiError::not_found("key_not_set", message),
             Error::Type { .. } => ApiError::bad_request("bad_type", message),
             Error::Invalid(report) => invalid(report.to_json()),
-            Error::Secret(potter_config::secrets::SecretsError::Rejected(_)) | Error::Secret(potter_config::secrets::SecretsError::Usage(_)) => {
+            Error::Secret(potter_config::secret_values::SecretsError::Rejected(_)) | Error::Secret(potter_config::secret_values::SecretsError::Usage(_)) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "secret_refused", message)
             }
             // Like a sealed vault: the server cannot decrypt it until it is given the key.
-            Error::Secret(potter_config::secrets::SecretsError::Sealed(_)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "secret_sealed", message),
+            Error::Secret(potter_config::secret_values::SecretsError::Sealed(_)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "secret_sealed", message),
             Error::History(potter_history::HistoryError::Conflict { expected, actual, .. }) => {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, "conflict", message).with("expected", json!(expected)).with("actual", json!(actual))
             }

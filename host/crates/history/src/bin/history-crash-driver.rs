@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use potter_history::{HistoryStore, NewChange, Origin, SqliteStore, StoredValue};
+use potter_history::{HistoryStore, NewChange, ChangeOrigin, SqliteStore, StoredValue};
 use serde_json::json;
 
 /// Keys cycle through a small set so override replay has removals and overwrites to check.
@@ -43,7 +43,7 @@ fn change_number(n: u64) -> NewChange {
         "prod"
     };
     let key = format!("service.k{:02}", n % KEY_COUNT);
-    let change = NewChange::new(format!("driver:{}", n % 4), Origin::Api, env).change(
+    let change = NewChange::new(format!("driver:{}", n % 4), ChangeOrigin::Api, env).change(
         key.clone(),
         Some(StoredValue::plain(json!(n.saturating_sub(1)))),
         Some(StoredValue::plain(json!(n))),

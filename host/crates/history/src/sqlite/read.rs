@@ -6,7 +6,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use crate::prefix::prefix_upper_bound;
-use crate::{HistoryQuery, RecordedChange, Origin, OverrideOp, Payload, Record, StoredValue};
+use crate::{HistoryQuery, RecordedChange, ChangeOrigin, OverrideOp, Payload, Record, StoredValue};
 
 /// A failure while reading: SQLite's, or a row we cannot decode.
 pub(crate) enum ReadError {
@@ -260,7 +260,7 @@ impl RecordRow {
             field,
             detail,
         };
-        let origin: Origin = self
+        let origin: ChangeOrigin = self
             .origin
             .parse()
             .map_err(|error: crate::UnknownOrigin| decode_error("origin", error.to_string()))?;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use potter_history::{
-    Clock, HistoryStore, NewChange, Origin, OverrideOp, SqliteOptions, SqliteStore, StoredValue,
+    Clock, HistoryStore, NewChange, ChangeOrigin, OverrideOp, SqliteOptions, SqliteStore, StoredValue,
 };
 use serde_json::{json, Value};
 
@@ -21,7 +21,7 @@ pub fn plain(value: Value) -> Option<StoredValue> {
 
 /// A change of `key` in `env` from `before` to `after`, also set as the override.
 pub fn set(env: &str, key: &str, before: Option<Value>, after: Value) -> NewChange {
-    NewChange::new("cli:alice", Origin::Cli, env)
+    NewChange::new("cli:alice", ChangeOrigin::Cli, env)
         .change(key, before.map(StoredValue::Plain), plain(after.clone()))
         .set_override(key, StoredValue::Plain(after))
 }

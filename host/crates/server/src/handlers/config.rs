@@ -163,7 +163,7 @@ pub async fn get_key(
     let source = view.origin(&key).map(|origin| origin.provenance());
     let body = KeyValue {
         value: shown(&principal, view, &key, value),
-        secret: potter_config::secrets::holds_secret(view, &key),
+        secret: potter_config::secret_values::holds_secret(view, &key),
         view: view_key.to_string(),
         version: snapshot.version(),
         key,

@@ -131,9 +131,9 @@ fn view_of<'s>(state: &ApiState, snapshot: &'s Snapshot, key: &ViewKey) -> ApiRe
 /// `value` (the view's value at `key`) as this caller may see it.
 fn shown(principal: &Principal, view: &View, key: &str, value: &Value) -> Value {
     if principal.sees_secrets() {
-        potter_config::secrets::redact_sealed(view, key, value)
+        potter_config::secret_values::redact_sealed(view, key, value)
     } else {
-        potter_config::secrets::redact(view, key, value)
+        potter_config::secret_values::redact(view, key, value)
     }
 }
 
@@ -141,7 +141,7 @@ fn shown(principal: &Principal, view: &View, key: &str, value: &Value) -> Value 
 /// does not hold its environment's keyring), rather than handing out a placeholder.
 fn revealable(principal: &Principal, view: &View, key: &str) -> ApiResult<()> {
     if principal.sees_secrets() {
-        potter_config::secrets::ensure_revealable(view, key).map_err(potter_config::Error::from)?;
+        potter_config::secret_values::ensure_revealable(view, key).map_err(potter_config::Error::from)?;
     }
     Ok(())
 }

@@ -56,7 +56,7 @@ pub struct PluginEntry {
     security(("bearer" = [])),
 )]
 pub async fn plugins(State(state): State<ApiState>, Authenticated(principal): Authenticated) -> ApiResult<Json<PluginList>> {
-    // The list is read under the host's writer lock, which a change holds while it is recorded.
+    // The list never waits for a change in progress, but it reads the plugin host's state: off the async workers.
     let host = state.host.clone();
     let infos = blocking(move || Ok(host.plugin_list())).await?;
     let snapshot = state.host.snapshot();
@@ -118,7 +118,7 @@ impl PluginDiagnostics<'_> {
             Some(environment) => vec![environment.to_owned()],
             None => environments.collect(),
         };
-        environments.iter().filter_map(|environment| self.snapshot.view(&ViewKey::environment(environment)).ok()).fold(text.to_owned(), |text, view| potter_config::secrets::redact_text(view, &text))
+        environments.iter().filter_map(|environment| self.snapshot.view(&ViewKey::environment(environment)).ok()).fold(text.to_owned(), |text, view| potter_config::secret_values::redact_text(view, &text))
     }
 
     /// A diagnostic that names no environment: shown when it is about the plugin's files (it quotes

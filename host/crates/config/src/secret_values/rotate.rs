@@ -8,7 +8,7 @@ use potter_secrets::{encrypt, key_id_of, reencrypt, KeyringOrigin, CipherError, 
 use super::document::{write_atomically, EditableDocument};
 use super::{resolve_keyring, SecretProblem, SecretsError};
 use crate::error::Error;
-use crate::runtime::Options;
+use crate::options::Options;
 use crate::source::tree;
 
 /// The file of the tree that holds an environment's values.

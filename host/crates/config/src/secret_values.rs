@@ -26,7 +26,7 @@ use potter_engine::{Layer, LayerSource, Location};
 use potter_secrets::{check_structure, decrypt, env_var_name, is_ciphertext, Keyring, CipherError, SecretString};
 use serde_json::{Map, Value};
 
-use crate::runtime::Options;
+use crate::options::Options;
 
 pub use document::{write_atomically, EditableDocument};
 pub use paths::{secret_path_matcher, SecretPathMatcher, SECRET_PATHS_KEY};

@@ -1,0 +1,91 @@
+//! How a host finds and reads its configuration: the tree, the state directory, the process
+//! environment, the plugins folder, the environments it serves.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use potter_engine::{Snapshot, View, ViewKey};
+
+use crate::error::Error;
+use crate::source::env;
+
+/// How to find and read the configuration.
+#[derive(Clone)]
+pub struct Options {
+    /// The config tree.
+    pub root: PathBuf,
+    /// History, keyrings and caches; never inside the root.
+    pub state_dir: PathBuf,
+    /// Prefix of configuration environment variables.
+    pub env_prefix: String,
+    /// Environment variables to use instead of the process's own (embedders and tests).
+    pub env_vars: Option<Vec<(String, String)>>,
+    /// The drop-in folder of signed Wasm plugins (default `<root>/plugins`).
+    pub plugins_dir: PathBuf,
+    /// Load unsigned plugins (development only; refused in production).
+    pub allow_unsigned: bool,
+    /// Report keys no schema describes as errors instead of warnings.
+    pub strict: bool,
+    /// Record every change in `<state>/history.db` (runtime overrides are kept there).
+    pub history: bool,
+    /// The environments this process serves (None: every environment of the tree). The others
+    /// are not loaded at all: their files and overrides are skipped, their keyrings never read,
+    /// and their views answer as not served (see docs/SECRETS.md).
+    pub environments: Option<Vec<String>>,
+}
+
+impl Options {
+    /// Options for a tree at `root` with the default state directory and the process environment.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        Self {
+            state_dir: default_state_dir(&root),
+            plugins_dir: root.join("plugins"),
+            root,
+            env_prefix: env::DEFAULT_PREFIX.to_owned(),
+            env_vars: None,
+            allow_unsigned: false,
+            strict: false,
+            history: true,
+            environments: None,
+        }
+    }
+
+    /// True when this process serves `environment` (every environment unless `environments` says).
+    pub fn serves(&self, environment: &str) -> bool {
+        self.environments.as_ref().is_none_or(|served| served.iter().any(|name| name == environment))
+    }
+
+    /// The view `key` of `snapshot`, refusing an environment this process does not serve with a
+    /// message that says so (it answers like an unknown view: exit 2, HTTP 404).
+    pub fn served_view<'s>(&self, snapshot: &'s Snapshot, key: &ViewKey) -> Result<&'s Arc<View>, Error> {
+        if !self.serves(&key.environment) {
+            return Err(Error::NotServed { environment: key.environment.to_string(), served: self.environments.clone().unwrap_or_default().join(", ") });
+        }
+        Ok(snapshot.view(key)?)
+    }
+}
+
+impl std::fmt::Debug for Options {
+    // `env_vars` may carry `POTTER_SECRET_KEY_*` key material: Debug shows only the variable names.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env_var_names: Option<Vec<&str>> = self.env_vars.as_ref().map(|vars| vars.iter().map(|(name, _)| name.as_str()).collect());
+        f.debug_struct("Options")
+            .field("root", &self.root)
+            .field("state_dir", &self.state_dir)
+            .field("env_prefix", &self.env_prefix)
+            .field("env_vars", &env_var_names)
+            .field("plugins_dir", &self.plugins_dir)
+            .field("allow_unsigned", &self.allow_unsigned)
+            .field("strict", &self.strict)
+            .field("history", &self.history)
+            .field("environments", &self.environments)
+            .finish()
+    }
+}
+
+/// `.potter/` beside the root (`./config` → `./.potter`).
+pub fn default_state_dir(root: &Path) -> PathBuf {
+    let parent = root.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    parent.join(".potter")
+}
