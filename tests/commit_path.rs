@@ -168,11 +168,11 @@ fn readers_answer_while_a_reload_holds_the_writer_inside_a_slow_source() {
     assert_eq!(host.snapshot().view(&production).unwrap().get("remote.gated"), Some(json!("after")));
 }
 
-/// A runtime-override write builds on the files of the latest staged snapshot: a save caught
-/// half-written elsewhere in the tree neither refuses the write (the soak saw 48 % of PUTs refused
-/// this way) nor rides along in its record; the file arrives with the reload that follows the save.
+/// A write that meets a file caught half-way through an in-place save (truncated, half written)
+/// waits for the save to finish instead of refusing (the soak saw 48 % of PUTs refused this way);
+/// a file that has been broken for longer than the settle limit is refused at once, naming it.
 #[test]
-fn a_write_during_a_half_written_save_neither_fails_nor_takes_the_file_in() {
+fn a_write_during_a_half_written_save_waits_for_it_and_a_long_broken_file_is_refused() {
     let tree = Tree::minimal();
     tree.write("users/alice.json", r#"{"theme": "dark"}"#);
     let mut options = potter_config::Options::new(tree.root());
@@ -181,21 +181,27 @@ fn a_write_during_a_half_written_save_neither_fails_nor_takes_the_file_in() {
     let host = ConfigHost::open(options).unwrap();
     let alice = host.view("production", None, Some("alice")).unwrap();
 
-    // The editor has written the first half of its in-place save.
+    // The editor has written the first half of its in-place save; the rest follows 50 ms later.
     tree.write("users/alice.json", r#"{"theme": "li"#);
+    let rest = {
+        let path = tree.root().join("users/alice.json");
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            fs::write(path, r#"{"theme": "light"}"#).unwrap();
+        })
+    };
     host.set("production", "api.timeout", json!(45)).unwrap();
-    let production = host.view("production", None, None).unwrap();
-    assert_eq!(production.value("api.timeout"), Some(json!(45)));
-    assert_eq!(alice.value("theme"), Some(json!("dark")), "the half-written file is not taken in");
-    let store = host.history_store().unwrap().expect("history is kept");
-    let records = potter_history::HistoryStore::query(&*store, &potter_history::HistoryQuery::new().env("production")).unwrap();
-    let latest = records.iter().max_by_key(|record| record.version).unwrap();
-    assert!(latest.keys.iter().all(|key| key.ends_with("api.timeout")), "the write's record holds its own key only (in each view it reaches): {records:#?}");
-    assert!(latest.keys.iter().any(|key| key == "api.timeout"), "{records:#?}");
+    rest.join().unwrap();
+    assert_eq!(host.view("production", None, None).unwrap().value("api.timeout"), Some(json!(45)));
+    assert_eq!(alice.value("theme"), Some(json!("light")), "the finished save, never the half");
 
-    // The save finishes; its reload takes it in.
-    tree.write("users/alice.json", r#"{"theme": "light"}"#);
-    host.reload().unwrap();
+    // Broken and left so (older than the settle limit): refused at once, the file named.
+    tree.write("users/alice.json", r#"{"theme": "li"#);
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let error = host.set("production", "api.timeout", json!(46)).unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(150), "no wait for a file broken long ago: {:?}", started.elapsed());
+    assert!(error.to_string().contains("users/alice.json"), "{error}");
+    assert_eq!(host.view("production", None, None).unwrap().value("api.timeout"), Some(json!(45)));
     assert_eq!(alice.value("theme"), Some(json!("light")));
-    assert_eq!(production.value("api.timeout"), Some(json!(45)));
 }

@@ -132,24 +132,6 @@ struct WriterState {
     head: Option<Arc<Snapshot>>,
     /// The live snapshot namespace plugins were last told about.
     told: Option<Arc<Snapshot>>,
-    /// The tree's files (as read, before decryption) that the latest build used, and those of
-    /// `head`, which a change of the runtime overrides builds on instead of reading the tree.
-    built_files: Option<TreeFiles>,
-    head_files: Option<TreeFiles>,
-}
-
-/// A tree's listing and its files' layers as read (before decryption).
-type TreeFiles = (tree::TreeListing, Vec<Arc<Layer>>);
-
-/// Which files a build takes. A reload (and the first load) reads the tree; a change of the
-/// runtime overrides (a write, a rollback, adopting another process's overrides, a dry run) takes
-/// the files of the latest staged snapshot, so a save in progress elsewhere in the tree neither
-/// refuses the write nor rides along in its record: file changes arrive through the reload the
-/// watcher (or `POST /v1/reload`) makes of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TreeRead {
-    Fresh,
-    AsStaged,
 }
 
 fn read_checks(checks: &RwLock<Validation>) -> RwLockReadGuard<'_, Validation> {
@@ -173,7 +155,7 @@ impl WriterState {
             None => Overrides::new(),
         };
         let checks = Arc::new(RwLock::new(checks));
-        let mut state = Self { overrides, files: tree::FileCache::default(), checks, recorder, plugins, checks_changed: true, head: None, told: None, built_files: None, head_files: None };
+        let mut state = Self { overrides, files: tree::FileCache::default(), checks, recorder, plugins, checks_changed: true, head: None, told: None };
         state.load_sources(options)?;
         Ok(state)
     }
@@ -182,7 +164,7 @@ impl WriterState {
     /// At start-up there is no last good output to keep, so any failure is an error.
     fn load_sources(&mut self, options: &Options) -> Result<(), Error> {
         let Some(plugins) = &self.plugins else { return Ok(()) };
-        let provisional = build_snapshot(options, &self.overrides, TreeInput::Read(&mut self.files), &read_checks(&self.checks), &plugins.layers())?.0;
+        let provisional = build_snapshot(options, &self.overrides, &mut self.files, &read_checks(&self.checks), &plugins.layers())?;
         let plugins = self.plugins.as_mut().expect("checked above");
         let outcome = plugins.refresh_sources(&provisional, SourceRefresh::All, true);
         match outcome.rejecting.into_iter().next() {
@@ -195,23 +177,10 @@ impl WriterState {
         self.plugins.as_ref().map(Plugins::layers).unwrap_or_default()
     }
 
-    /// The snapshot built from these overrides, the files `read` says, the checks and plugin layers.
-    fn build(&mut self, options: &Options, overrides: &Overrides, read: TreeRead) -> Result<Snapshot, Error> {
+    /// The snapshot built from these overrides, files, checks and plugin layers.
+    fn build(&mut self, options: &Options, overrides: &Overrides) -> Result<Snapshot, Error> {
         let plugin_layers = self.plugin_layers();
-        let tree = match (read, &self.head_files) {
-            (TreeRead::AsStaged, Some(files)) => TreeInput::Reuse(files.clone()),
-            _ => TreeInput::Read(&mut self.files),
-        };
-        let (snapshot, files) = build_snapshot(options, overrides, tree, &read_checks(&self.checks), &plugin_layers)?;
-        self.built_files = Some(files);
-        Ok(snapshot)
-    }
-
-    /// The latest build was accepted (staged, or live at start-up): the next override change builds on its files.
-    fn accept_built_files(&mut self) {
-        if let Some(files) = self.built_files.take() {
-            self.head_files = Some(files);
-        }
+        build_snapshot(options, overrides, &mut self.files, &read_checks(&self.checks), &plugin_layers)
     }
 
     /// Registers the running plugins' validators with the checks.
@@ -290,7 +259,7 @@ impl ConfigHost {
     /// Builds the tree's snapshot and validates it without requiring it to be valid (for `validate`).
     pub fn inspect(options: &Options) -> Result<(Snapshot, Report), Error> {
         let mut state = WriterState::prepare(options, |_| {})?;
-        let snapshot = state.build(options, &state.overrides.clone(), TreeRead::Fresh)?;
+        let snapshot = state.build(options, &state.overrides.clone())?;
         let report = validate_all(&read_checks(&state.checks), &snapshot);
         Ok((snapshot, report))
     }
@@ -305,7 +274,7 @@ impl ConfigHost {
     /// They run on every later change too.
     pub fn open_with(options: Options, configure: impl FnOnce(&mut Validation)) -> Result<Self, Error> {
         let mut state = WriterState::prepare(&options, configure)?;
-        let snapshot = state.build(&options, &state.overrides.clone(), TreeRead::Fresh)?;
+        let snapshot = state.build(&options, &state.overrides.clone())?;
         let report = validate_all(&read_checks(&state.checks), &snapshot);
         for issue in &report.tree {
             tracing::warn!(problem = %issue.message, "configuration tree");
@@ -315,7 +284,6 @@ impl ConfigHost {
         }
         let version = state.recorder.as_ref().map_or(Ok(0), |recorder| recorder.latest_version())?;
         state.checks_changed = false;
-        state.accept_built_files();
         let overrides = Arc::new(state.overrides.clone());
         let plugin_host = OnceLock::new();
         if let Some(plugins) = &state.plugins {
@@ -382,7 +350,7 @@ impl ConfigHost {
             state.plugins = Some(plugins);
         }
         let Some(plugins) = state.plugins.as_mut() else {
-            return self.apply(state, &overrides, None, cause, TreeRead::Fresh);
+            return self.apply(state, &overrides, None, cause);
         };
         let before = self.snapshot();
         let sources = plugins.refresh_sources(&before, refresh, false);
@@ -401,14 +369,14 @@ impl ConfigHost {
             self.shared.events.publish(Published::Rejected { cause: plugin_cause(error), diagnostics: vec![error.to_string()] });
         }
         if folder.is_empty() {
-            return self.apply(state, &overrides, None, cause, TreeRead::Fresh);
+            return self.apply(state, &overrides, None, cause);
         }
         let cause = match folder.arrivals.iter().chain(&folder.departures).next() {
             Some(name) if cause.origin == ChangeOrigin::File => Cause::new(ChangeOrigin::Plugin, format!("plugin:{name}")),
             _ => cause,
         };
         state.register_plugins();
-        let snapshot = match self.build_on_head(state, &overrides, TreeRead::Fresh) {
+        let snapshot = match self.build_on_head(state, &overrides) {
             Ok(snapshot) => snapshot,
             Err(error) => {
                 // The new versions are refused (listed so before the rejection is published);
@@ -416,7 +384,7 @@ impl ConfigHost {
                 state.plugins.as_mut().expect("set above").roll_back(folder, &error.diagnostics().join("; "));
                 state.register_plugins();
                 self.reject(cause.clone(), &error);
-                return self.apply(state, &overrides, None, cause, TreeRead::Fresh);
+                return self.apply(state, &overrides, None, cause);
             }
         };
         let staged = self.stage_checked(state, snapshot, &overrides, None, cause);
@@ -470,8 +438,7 @@ impl ConfigHost {
         // Validated against the live snapshot, in full after a failure.
         state.head = Some(current);
         state.checks_changed |= poisoned;
-        let snapshot = self.build_checked(state, &overrides, recorded, TreeRead::AsStaged)?;
-        state.accept_built_files();
+        let snapshot = self.build_checked(state, &overrides, recorded)?;
         let actor = if poisoned { "history" } else { "another process" };
         let staged = self.queue(snapshot, Durability::Recorded(recorded), Arc::new(overrides.clone()), Cause::new(ChangeOrigin::Cli, actor));
         state.overrides = overrides;
@@ -591,7 +558,7 @@ impl ConfigHost {
         }
         if dry_run {
             let version = self.shared.current.load().version();
-            return Ok(Arc::new(self.build_checked(&mut state, &proposed, version, TreeRead::AsStaged)?));
+            return Ok(Arc::new(self.build_checked(&mut state, &proposed, version)?));
         }
         let change = match edits {
             [(key, value)] => Some(OverrideChange { environment: environment.to_owned(), key: key.clone(), value: value.clone(), if_version: request.if_version }),
@@ -604,7 +571,7 @@ impl ConfigHost {
             }
         }
         let cause = Cause { origin: request.origin, actor: request.actor, reason: request.reason };
-        let staged = self.stage(&mut state, &proposed, change.as_ref(), cause, TreeRead::AsStaged)?;
+        let staged = self.stage(&mut state, &proposed, change.as_ref(), cause)?;
         state.overrides = proposed;
         let Some(staged) = staged else {
             return Ok(self.shared.current.load_full());
@@ -620,8 +587,8 @@ impl ConfigHost {
 
     /// Stages a change and commits it while holding the writer lock. A change that alters nothing
     /// keeps the current snapshot (no new version, no event).
-    fn apply(&self, state: &mut WriterState, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause, read: TreeRead) -> Result<Arc<Snapshot>, Error> {
-        match self.stage(state, overrides, change, cause, read)? {
+    fn apply(&self, state: &mut WriterState, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause) -> Result<Arc<Snapshot>, Error> {
+        match self.stage(state, overrides, change, cause)? {
             Some(staged) => self.commit(staged, Some(state)),
             None => Ok(self.shared.current.load_full()),
         }
@@ -629,8 +596,8 @@ impl ConfigHost {
 
     /// Builds and checks the change on top of the latest staged snapshot and queues its record.
     /// None when it changes nothing. Under the writer lock.
-    fn stage(&self, state: &mut WriterState, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause, read: TreeRead) -> Result<Option<Staged>, Error> {
-        let snapshot = match self.build_on_head(state, overrides, read) {
+    fn stage(&self, state: &mut WriterState, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause) -> Result<Option<Staged>, Error> {
+        let snapshot = match self.build_on_head(state, overrides) {
             Ok(snapshot) => snapshot,
             Err(error) => {
                 self.reject(cause, &error);
@@ -642,12 +609,12 @@ impl ConfigHost {
 
     /// The snapshot of `overrides` and every source, checked, as the next version after the latest
     /// staged one.
-    fn build_on_head(&self, state: &mut WriterState, overrides: &Overrides, read: TreeRead) -> Result<Snapshot, Error> {
+    fn build_on_head(&self, state: &mut WriterState, overrides: &Overrides) -> Result<Snapshot, Error> {
         let version = match &state.head {
             Some(head) => head.version(),
             None => self.shared.current.load().version(),
         };
-        self.build_checked(state, overrides, version, read)
+        self.build_checked(state, overrides, version)
     }
 
     fn reject(&self, cause: Cause, error: &Error) {
@@ -656,7 +623,6 @@ impl ConfigHost {
 
     /// Queues the record of a checked snapshot (None when it changes nothing).
     fn stage_checked(&self, state: &mut WriterState, snapshot: Snapshot, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause) -> Result<Option<Staged>, Error> {
-        state.accept_built_files();
         let before = state.head.clone().unwrap_or_else(|| self.shared.current.load_full());
         if same_layers(before.layers(), snapshot.layers()) && before.axes() == snapshot.axes() {
             return Ok(None);
@@ -749,7 +715,7 @@ impl ConfigHost {
     }
 
     /// Reloads schemas if they changed, builds the snapshot and validates every view.
-    fn build_checked(&self, state: &mut WriterState, overrides: &Overrides, version: u64, read: TreeRead) -> Result<Snapshot, Error> {
+    fn build_checked(&self, state: &mut WriterState, overrides: &Overrides, version: u64) -> Result<Snapshot, Error> {
         {
             let mut checks = write_checks(&state.checks);
             let schema_files = checks.schemas().files().len();
@@ -758,7 +724,7 @@ impl ConfigHost {
                 state.checks_changed = true;
             }
         }
-        let snapshot = state.build(&self.shared.options, overrides, read)?.with_version(version);
+        let snapshot = state.build(&self.shared.options, overrides)?.with_version(version);
         let live = state.head.clone().unwrap_or_else(|| self.shared.current.load_full());
         let checks = read_checks(&state.checks);
         let mut report = if state.checks_changed || live.axes() != snapshot.axes() {
@@ -841,31 +807,18 @@ fn plugin_cause(error: &potter_plugin::PluginError) -> Cause {
     Cause::new(ChangeOrigin::Plugin, format!("plugin:{}", error.plugin().unwrap_or("*")))
 }
 
-/// The tree's files for [`build_snapshot`]: read through the cache, or reused as a staged build read them.
-enum TreeInput<'a> {
-    Read(&'a mut tree::FileCache),
-    Reuse(TreeFiles),
-}
-
-/// The snapshot of these overrides, tree files, checks and plugin layers, with the files as read.
-fn build_snapshot(options: &Options, overrides: &Overrides, tree: TreeInput<'_>, checks: &Validation, plugin_layers: &[Arc<Layer>]) -> Result<(Snapshot, TreeFiles), Error> {
-    let (mut keyrings, (listing, file_layers)) = match tree {
-        TreeInput::Read(files) => {
-            // Keyrings are read before the files so a concurrent `secrets rotate` cannot retire a key a file still uses.
-            let mut keyrings = None;
-            let read = files.load_settled(&options.root, |listing| {
-                // Only the environments this process serves are read, decrypted and validated.
-                restrict_to_served(options, listing)?;
-                if keyrings.is_none() {
-                    keyrings = Some(crate::secret_values::Keyrings::resolve_all(options, listing.axes.environments.iter()));
-                }
-                Ok(())
-            })?;
-            (keyrings.expect("resolved before the files were read"), read)
+fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::FileCache, checks: &Validation, plugin_layers: &[Arc<Layer>]) -> Result<Snapshot, Error> {
+    // Keyrings are read before the files so a concurrent `secrets rotate` cannot retire a key a file still uses.
+    let mut keyrings = None;
+    let (listing, file_layers) = files.load_settled(&options.root, |listing| {
+        // Only the environments this process serves are read, decrypted and validated.
+        restrict_to_served(options, listing)?;
+        if keyrings.is_none() {
+            keyrings = Some(crate::secret_values::Keyrings::resolve_all(options, listing.axes.environments.iter()));
         }
-        TreeInput::Reuse(read) => (crate::secret_values::Keyrings::resolve_all(options, read.0.axes.environments.iter()), read),
-    };
-    let files = (listing.clone(), file_layers.clone());
+        Ok(())
+    })?;
+    let mut keyrings = keyrings.expect("resolved before the files were read");
     let mut layers: Vec<Arc<Layer>> = Vec::with_capacity(file_layers.len() + 3 + overrides.len() + plugin_layers.len());
     layers.extend(defaults_layers(checks.schemas()).into_iter().map(Arc::new));
     layers.extend(plugin_layers.iter().filter(|layer| layer.scope.environment.as_deref().is_none_or(|env| options.serves(env))).cloned());
@@ -880,7 +833,7 @@ fn build_snapshot(options: &Options, overrides: &Overrides, tree: TreeInput<'_>,
     // Decrypt ciphertexts, mark secret paths; the extra patterns are for schema `"secret": true` paths.
     let schema_secrets: Vec<String> = checks.schemas().secret_patterns().iter().map(dotted_pattern).collect();
     crate::secret_values::decrypt_layers(&mut keyrings, &mut layers, &schema_secrets)?;
-    Ok((Snapshot::new(0, layers, listing.axes), files))
+    Ok(Snapshot::new(0, layers, listing.axes))
 }
 
 /// Drops the environments `options` does not serve from a listing (their files are not read);

@@ -175,6 +175,14 @@ impl FileStamp {
         fs::metadata(path).ok().map(|meta| Self::from_metadata(&meta))
     }
 
+    /// True when the file was last modified less than `limit` ago (or, by its clock, in the future).
+    fn written_within(&self, limit: Duration) -> bool {
+        let (seconds, nanos) = self.modified;
+        let Ok(seconds) = u64::try_from(seconds) else { return false };
+        let modified = std::time::UNIX_EPOCH + Duration::new(seconds, u32::try_from(nanos).unwrap_or(0));
+        std::time::SystemTime::now().duration_since(modified).map_or(true, |age| age < limit)
+    }
+
     fn from_metadata(meta: &fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
         Self {
@@ -198,8 +206,9 @@ pub enum Loaded {
     /// flight: the layers, in the listing's order.
     Settled(Vec<Arc<Layer>>),
     /// Files (as shown in messages) that look like a save in progress: one of the live tree that
-    /// is gone or has become empty, a new one that is still empty, or one that changed while it
-    /// was read. Nothing was taken in; look again shortly.
+    /// is gone or has become empty, a new one that is still empty, one that changed while it was
+    /// read, or one written within the settle limit that does not parse. Nothing was taken in;
+    /// look again shortly.
     InFlight(Vec<String>),
 }
 
@@ -285,7 +294,17 @@ impl FileCache {
                     continue;
                 }
             }
-            let layer = Arc::new(layer_from_text(file, &utf8_text(bytes, &file.relative)?)?);
+            let layer = match utf8_text(bytes, &file.relative).and_then(|text| layer_from_text(file, &text)) {
+                Ok(layer) => Arc::new(layer),
+                // Written a moment ago and not parseable: most likely half-way through an in-place
+                // save (truncate, write, write). Look again before refusing it; a file broken for
+                // longer than the settle limit is refused at once.
+                Err(_) if watch_saves && stamp.written_within(self.settle_limit) => {
+                    in_flight.push(file.relative.clone());
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             fresh.insert(file.path.clone(), (stamp, file.clone(), layer.clone()));
             layers.push(layer);
         }
