@@ -20,13 +20,16 @@ pub use potter_history::ChangeOrigin;
 /// Who and what caused a change.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Cause {
+    /// What kind of change it is.
     pub origin: ChangeOrigin,
     /// `file-watch`, `cli:<user>`, a token's name, `plugin:<name>`.
     pub actor: String,
+    /// Why, when the actor said (`--reason`, the API's `reason`).
     pub reason: Option<String>,
 }
 
 impl Cause {
+    /// A cause without a reason.
     pub fn new(origin: ChangeOrigin, actor: impl Into<String>) -> Self {
         Self { origin, actor: actor.into(), reason: None }
     }
@@ -44,11 +47,38 @@ pub(crate) enum Published {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// Keys under the prefix changed (values of secret keys are `<redacted>`).
-    Changed { version: u64, view: String, origin: ChangeOrigin, actor: String, changes: Vec<KeyChange> },
+    Changed {
+        /// The version that went live.
+        version: u64,
+        /// The view, as `production`, `production/api`, `production/@alice`.
+        view: String,
+        /// What kind of change it was.
+        origin: ChangeOrigin,
+        /// Who made it ([`Cause::actor`]).
+        actor: String,
+        /// The changed keys under the prefix, old and new values.
+        changes: Vec<KeyChange>,
+    },
     /// A change was refused; the previous configuration stays live.
-    Rejected { origin: ChangeOrigin, actor: String, diagnostics: Vec<String> },
+    Rejected {
+        /// What kind of change it was.
+        origin: ChangeOrigin,
+        /// Who tried it.
+        actor: String,
+        /// Why it was refused, one line each (redacted; scoped by the server per caller).
+        diagnostics: Vec<String>,
+    },
     /// The subscriber fell behind and missed `missed` changes; `current` is the value under the prefix now.
-    Lagged { missed: u64, version: u64, view: String, current: Option<Value> },
+    Lagged {
+        /// How many changes the subscriber did not receive.
+        missed: u64,
+        /// The live version now.
+        version: u64,
+        /// The view, as in [`Event::Changed`].
+        view: String,
+        /// The value under the prefix now (None: nothing there).
+        current: Option<Value>,
+    },
 }
 
 /// The publishing side, owned by the host.

@@ -28,18 +28,25 @@
 //! The modules below the root re-exports are the parts the server (`potter-server`) and the
 //! command (`potter-cli`) build on; an embedder needs only the root.
 
+#![deny(missing_docs)]
+
 pub mod error;
 pub mod events;
 pub mod options;
 pub mod plugins;
 pub mod recording;
-pub mod watch;
 pub mod runtime;
 pub mod secret_values;
 pub mod source;
 pub mod timeline;
+pub mod watch;
 
+// The embedder's surface: open a tree, read views, change overrides, follow changes, watch files.
 pub use error::Error;
-pub use potter_engine as engine;
+pub use events::{Cause, ChangeOrigin, Event, Subscription};
 pub use options::Options;
-pub use runtime::{ConfigHost, ViewHandle};
+pub use potter_engine as engine;
+pub use potter_engine::{View, ViewKey};
+pub use potter_validate::Report;
+pub use runtime::{ConfigHost, SetRequest, ViewHandle};
+pub use watch::{WatchOptions, Watcher};

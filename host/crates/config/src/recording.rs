@@ -77,7 +77,9 @@ impl HistoryDatabase {
 /// A runtime override being set or removed, as the history records it.
 #[derive(Debug, Clone)]
 pub struct OverrideChange {
+    /// The environment whose overrides change.
     pub environment: String,
+    /// The dotted key path.
     pub key: String,
     /// None removes the override.
     pub value: Option<Value>,
@@ -265,6 +267,7 @@ fn unrecordable(view: Option<&View>, key: &str, message: String) -> Error {
 pub enum PendingRecord {
     /// The change altered no value and no override: nothing to record.
     Nothing,
+    /// Handed to the history's group commit; durable once it returns.
     Queued(potter_history::QueuedAppend),
 }
 

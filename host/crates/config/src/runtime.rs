@@ -317,6 +317,7 @@ impl ConfigHost {
         Ok(host)
     }
 
+    /// The options the host was opened with.
     pub fn options(&self) -> &Options {
         &self.shared.options
     }
@@ -790,13 +791,16 @@ fn load_schemas(root: &Path) -> Result<SchemaSet, Error> {
 pub struct SetRequest {
     /// `cli:<user>`, a token's name, ...
     pub actor: String,
+    /// What kind of change it is (`Cli`, `Api`, `Rollback`).
     pub origin: ChangeOrigin,
+    /// Why, recorded with the change.
     pub reason: Option<String>,
     /// Compare-and-set: refuse if the key (or anything under it) changed after this version.
     pub if_version: Option<u64>,
 }
 
 impl SetRequest {
+    /// A request by `actor` without a reason or a condition.
     pub fn new(origin: ChangeOrigin, actor: impl Into<String>) -> Self {
         Self { actor: actor.into(), origin, reason: None, if_version: None }
     }
@@ -899,6 +903,7 @@ pub struct ViewHandle {
 }
 
 impl ViewHandle {
+    /// The view this handle reads.
     pub fn key(&self) -> &ViewKey {
         &self.key
     }

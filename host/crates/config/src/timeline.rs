@@ -36,13 +36,17 @@ impl ConfigHost {
 /// The audit part of a record (who, when, which keys), as the CLI and the API render it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordSummary {
+    /// The record's version.
     pub version: u64,
     /// RFC 3339, UTC, milliseconds.
     pub timestamp: String,
+    /// Who made the change.
     pub actor: String,
     /// `file`, `cli`, `api`, `plugin` or `rollback`.
     pub origin: String,
+    /// The environment it changed.
     pub env: String,
+    /// Why, when the actor said.
     pub reason: Option<String>,
     /// The record's keys, or the subset a caller may see.
     pub keys: Vec<String>,
@@ -69,8 +73,11 @@ impl RecordSummary {
 /// One recorded key change with its values for display (secrets `<redacted>`, absent `null`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShownChange {
+    /// The key (qualified when outside the environment's own view: `api_service:api.timeout`).
     pub key: String,
+    /// The value before the change.
     pub before: Value,
+    /// The value after it.
     pub after: Value,
 }
 
@@ -85,11 +92,22 @@ impl ShownChange {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ShownOverride {
-    Set { set: String, value: Value },
-    Remove { remove: String },
+    /// An override set.
+    Set {
+        /// The key.
+        set: String,
+        /// Its value (a secret's `<redacted>`).
+        value: Value,
+    },
+    /// An override removed.
+    Remove {
+        /// The key.
+        remove: String,
+    },
 }
 
 impl ShownOverride {
+    /// The display form of a recorded operation.
     pub fn of(op: &OverrideOp) -> Self {
         match op {
             OverrideOp::Set { key, value } => Self::Set { set: key.clone(), value: shown(value) },
@@ -101,12 +119,16 @@ impl ShownOverride {
 /// A key that differs between two versions, for display (secrets `<redacted>`, absent `null`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Difference {
+    /// The key.
     pub key: String,
+    /// Its value at the first version (`null`: absent).
     pub from: Value,
+    /// Its value at the second.
     pub to: Value,
 }
 
 impl Difference {
+    /// The display form of a difference.
     pub fn of(difference: &LeafDifference) -> Self {
         Self { key: difference.key.clone(), from: shown_or_null(&difference.from), to: shown_or_null(&difference.to) }
     }
@@ -201,8 +223,11 @@ pub fn redacted_tree(leaves: &Leaves) -> Value {
 /// One key that differs between two sets of leaves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeafDifference {
+    /// The key.
     pub key: String,
+    /// Its stored value at the first version (None: absent).
     pub from: Option<StoredValue>,
+    /// Its stored value at the second.
     pub to: Option<StoredValue>,
 }
 
@@ -246,6 +271,7 @@ pub fn leaves_at_versions(host: &ConfigHost, key: &ViewKey, versions: &[u64]) ->
 /// `POST /v1/rollback`.
 #[derive(Debug, Clone)]
 pub struct Rollback {
+    /// The environment rolled back.
     pub environment: String,
     /// The version whose content the environment's own view goes back to.
     pub to_version: u64,

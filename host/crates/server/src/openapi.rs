@@ -47,6 +47,20 @@ pub enum ScopeRefusal {
     Forbidden(ErrorBody),
 }
 
+/// The refusals of an operation that reads one view: out of the token's scope, no such view, and
+/// the token refusals.
+#[derive(utoipa::IntoResponses)]
+pub enum ViewRefusals {
+    #[response(status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it")]
+    Forbidden(ErrorBody),
+    #[response(status = 404, description = "`unknown_view`: no such environment, service or user")]
+    UnknownView(ErrorBody),
+    #[response(status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`")]
+    Unauthorized(ErrorBody),
+    #[response(status = 429, description = "`rate_limited`: over the token's rate limit (`Retry-After` header)")]
+    RateLimited(ErrorBody),
+}
+
 /// The `bearer` security scheme the authenticated operations name.
 struct BearerToken;
 

@@ -21,12 +21,15 @@ pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 pub struct TreeFile {
     /// Layer name: `global`, `environments/production`, `services/api`, `users/alice`.
     pub layer: String,
+    /// Its precedence class (global, environment, service or user file).
     pub rank: Rank,
     /// The environment, service or user name (empty for global).
     pub name: String,
     /// Path relative to the root, as shown in messages (`environments/production.json`).
     pub relative: String,
+    /// The path to open.
     pub path: PathBuf,
+    /// JSON, YAML or TOML, by extension.
     pub format: Format,
 }
 
@@ -35,7 +38,9 @@ const KINDS: [(&str, Rank); 3] = [("environments", Rank::EnvironmentFile), ("ser
 /// The files of a config tree, found by [`scan`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TreeListing {
+    /// Every file of the tree, global first.
     pub files: Vec<TreeFile>,
+    /// The environments, services and users the files name.
     pub axes: Axes,
 }
 

@@ -88,9 +88,7 @@ fn whole_config(state: &ApiState, principal: &Principal, environment: &str, quer
     responses(
         (status = 200, description = "The view's configuration", body = WholeConfig, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`bad_path` or `bad_query`", body = crate::openapi::ErrorBody),
-        crate::openapi::ScopeRefusal,
-        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
-        crate::openapi::TokenRefusals,
+        crate::openapi::ViewRefusals,
     ),
     security(("bearer" = [])),
 )]
@@ -116,9 +114,7 @@ pub async fn config(
     responses(
         (status = 200, description = "The view's configuration; secrets redacted unless the role is secret-reader or admin", body = WholeConfig, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`missing_environment` or `bad_query`", body = crate::openapi::ErrorBody),
-        crate::openapi::ScopeRefusal,
-        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
-        crate::openapi::TokenRefusals,
+        crate::openapi::ViewRefusals,
     ),
     security(("bearer" = [])),
 )]

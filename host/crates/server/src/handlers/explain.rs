@@ -57,9 +57,7 @@ pub struct DryRun {
     responses(
         (status = 200, description = "Every layer's value for the key and the winner", body = Explanation, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`bad_key` or `bad_query`", body = crate::openapi::ErrorBody),
-        crate::openapi::ScopeRefusal,
-        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
-        crate::openapi::TokenRefusals,
+        crate::openapi::ViewRefusals,
     ),
     security(("bearer" = [])),
 )]

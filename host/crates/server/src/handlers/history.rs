@@ -165,9 +165,7 @@ fn scoped_records(store: &potter_history::SqliteStore, query: potter_history::Hi
     responses(
         (status = 200, description = "Keys, actor, origin, reason of each change", body = HistoryPage, content_type = "application/json"),
         (status = 400, description = "`bad_query`, `missing_environment` or `bad_key`", body = crate::openapi::ErrorBody),
-        crate::openapi::ScopeRefusal,
-        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
-        crate::openapi::TokenRefusals,
+        crate::openapi::ViewRefusals,
     ),
     security(("bearer" = [])),
 )]

@@ -24,9 +24,7 @@ fn event_name(event: &Event) -> &'static str {
     responses(
         (status = 200, description = "The event stream", body = String, content_type = "text/event-stream"),
         (status = 400, description = "`bad_key` (the prefix) or `bad_query`", body = crate::openapi::ErrorBody),
-        crate::openapi::ScopeRefusal,
-        (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
-        crate::openapi::TokenRefusals,
+        crate::openapi::ViewRefusals,
     ),
     security(("bearer" = [])),
 )]
