@@ -30,7 +30,7 @@
 
 pub mod error;
 pub mod events;
-pub mod plugins;
+pub mod plugin_folder;
 pub mod recording;
 pub mod watch;
 pub mod runtime;

@@ -30,7 +30,7 @@ use crate::error::Error;
 use potter_engine::Severity;
 use potter_validate::{defaults_layers, Report, SchemaSet, Validation};
 use crate::events::{Cause, ChangeOrigin, EventBus, Published, Subscription, DEFAULT_CAPACITY};
-use crate::plugins::{Plugins, SourceRefresh};
+use crate::plugin_folder::{Plugins, SourceRefresh};
 use crate::source::{env, tree};
 
 /// How to find and read the configuration.
@@ -260,7 +260,7 @@ impl WriterState {
     /// At start-up there is no last good output to keep, so any failure is an error.
     fn load_sources(&mut self, options: &Options) -> Result<(), Error> {
         let Some(plugins) = &self.plugins else { return Ok(()) };
-        let provisional = build_snapshot(options, &self.overrides, TreeInput::Read(&mut self.files), &read_checks(&self.checks), &plugins.layers())?.0;
+        let provisional = build_snapshot(options, &self.overrides, TreeInput::Read(&mut self.files), &read_checks(&self.checks), &[plugins.namespace_defaults(), plugins.source_layers()].concat())?.0;
         let plugins = self.plugins.as_mut().expect("checked above");
         let outcome = plugins.refresh_sources(&provisional, SourceRefresh::All, true);
         match outcome.rejecting.into_iter().next() {
@@ -270,7 +270,7 @@ impl WriterState {
     }
 
     fn plugin_layers(&self) -> Vec<Arc<Layer>> {
-        self.plugins.as_ref().map(Plugins::layers).unwrap_or_default()
+        self.plugins.as_ref().map(|plugins| [plugins.namespace_defaults(), plugins.source_layers()].concat()).unwrap_or_default()
     }
 
     /// The snapshot built from these overrides, the files `read` says, the checks and plugin layers.
