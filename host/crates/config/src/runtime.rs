@@ -22,16 +22,21 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use potter_engine::merge::set_path;
-use potter_engine::{Layer, LayerSource, Location, Rank, Scope, Snapshot, View, ViewKey};
+use potter_engine::{Layer, Snapshot, View, ViewKey};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
 use potter_engine::Severity;
-use potter_validate::{defaults_layers, Report, SchemaSet, Validation};
+use potter_validate::{Report, SchemaSet, Validation};
 use crate::events::{Cause, ChangeOrigin, EventBus, Published, Subscription, DEFAULT_CAPACITY};
 use crate::plugin_folder::{Plugins, SourceRefresh};
-use crate::source::{env, tree};
+use crate::source::defaults::{PluginDefaults, SchemaDefaults};
+use crate::source::env::{self, EnvSource};
+use crate::source::overrides::{Overrides, OverridesSource};
+use crate::source::plugin::PluginSources;
+use crate::source::tree::{self, TreeFiles, TreeInput, TreeSource};
+use crate::source::{BuildContext, Source};
 
 /// How to find and read the configuration.
 #[derive(Clone)]
@@ -216,9 +221,6 @@ struct WriterState {
     head_files: Option<TreeFiles>,
 }
 
-/// A tree's listing and its files' layers as read (before decryption).
-type TreeFiles = (tree::TreeListing, Vec<Arc<Layer>>);
-
 /// Which files a build takes. A reload (and the first load) reads the tree; a change of the
 /// runtime overrides (a write, a rollback, adopting another process's overrides, a dry run) takes
 /// the files of the latest staged snapshot, so a save in progress elsewhere in the tree neither
@@ -260,7 +262,7 @@ impl WriterState {
     /// At start-up there is no last good output to keep, so any failure is an error.
     fn load_sources(&mut self, options: &Options) -> Result<(), Error> {
         let Some(plugins) = &self.plugins else { return Ok(()) };
-        let provisional = build_snapshot(options, &self.overrides, TreeInput::Read(&mut self.files), &read_checks(&self.checks), &[plugins.namespace_defaults(), plugins.source_layers()].concat())?.0;
+        let provisional = build_snapshot(options, &self.overrides, TreeInput::Read(&mut self.files), &read_checks(&self.checks), Some(plugins))?.0;
         let plugins = self.plugins.as_mut().expect("checked above");
         let outcome = plugins.refresh_sources(&provisional, SourceRefresh::All, true);
         match outcome.rejecting.into_iter().next() {
@@ -269,18 +271,13 @@ impl WriterState {
         }
     }
 
-    fn plugin_layers(&self) -> Vec<Arc<Layer>> {
-        self.plugins.as_ref().map(|plugins| [plugins.namespace_defaults(), plugins.source_layers()].concat()).unwrap_or_default()
-    }
-
     /// The snapshot built from these overrides, the files `read` says, the checks and plugin layers.
     fn build(&mut self, options: &Options, overrides: &Overrides, read: TreeRead) -> Result<Snapshot, Error> {
-        let plugin_layers = self.plugin_layers();
         let tree = match (read, &self.head_files) {
             (TreeRead::AsStaged, Some(files)) => TreeInput::Reuse(files.clone()),
             _ => TreeInput::Read(&mut self.files),
         };
-        let (snapshot, files) = build_snapshot(options, overrides, tree, &read_checks(&self.checks), &plugin_layers)?;
+        let (snapshot, files) = build_snapshot(options, overrides, tree, &read_checks(&self.checks), self.plugins.as_ref())?;
         self.built_files = Some(files);
         Ok(snapshot)
     }
@@ -361,9 +358,6 @@ impl Shared {
         self.plugin_readings.store(Arc::new(PluginReadings { environment_errors, next_due: plugins.next_due() }));
     }
 }
-
-/// Runtime overrides per environment (made durable by the history store).
-type Overrides = BTreeMap<String, Map<String, Value>>;
 
 impl ConfigHost {
     /// Builds the tree's snapshot and validates it without requiring it to be valid (for `validate`).
@@ -931,59 +925,32 @@ fn plugin_cause(error: &potter_plugin::PluginError) -> Cause {
     Cause::new(ChangeOrigin::Plugin, format!("plugin:{}", error.plugin().unwrap_or("*")))
 }
 
-/// The tree's files for [`build_snapshot`]: read through the cache, or reused as a staged build read them.
-enum TreeInput<'a> {
-    Read(&'a mut tree::FileCache),
-    Reuse(TreeFiles),
-}
-
-/// The snapshot of these overrides, tree files, checks and plugin layers, with the files as read.
-fn build_snapshot(options: &Options, overrides: &Overrides, tree: TreeInput<'_>, checks: &Validation, plugin_layers: &[Arc<Layer>]) -> Result<(Snapshot, TreeFiles), Error> {
-    let (mut keyrings, (listing, file_layers)) = match tree {
-        TreeInput::Read(files) => {
-            // Keyrings are read before the files so a concurrent `secrets rotate` cannot retire a key a file still uses.
-            let mut keyrings = None;
-            let read = files.load_settled(&options.root, |listing| {
-                // Only the environments this process serves are read, decrypted and validated.
-                restrict_to_served(options, listing)?;
-                if keyrings.is_none() {
-                    keyrings = Some(crate::secrets::Keyrings::resolve_all(options, listing.axes.environments.iter()));
-                }
-                Ok(())
-            })?;
-            (keyrings.expect("resolved before the files were read"), read)
+/// The snapshot of these overrides, tree files, checks and plugins, with the files as read: every
+/// source's layers in rank order (schema defaults, plugin namespace defaults, source plugins'
+/// output, tree files, environment variables, runtime overrides), then the secrets decrypted.
+fn build_snapshot(options: &Options, overrides: &Overrides, tree: TreeInput<'_>, checks: &Validation, plugins: Option<&Plugins>) -> Result<(Snapshot, TreeFiles), Error> {
+    let context = BuildContext { options, schemas: checks.schemas() };
+    let mut keyrings = None;
+    // Keyrings are read before the files so a concurrent `secrets rotate` cannot retire a key a file still uses.
+    let mut tree = TreeSource::new(tree, |listing: &tree::TreeListing| keyrings = Some(crate::secrets::Keyrings::resolve_all(options, listing.axes.environments.iter())));
+    let mut layers: Vec<Arc<Layer>> = Vec::new();
+    {
+        let mut sources: [&mut dyn Source; 6] =
+            [&mut SchemaDefaults, &mut PluginDefaults::new(plugins), &mut PluginSources::new(plugins), &mut tree, &mut EnvSource, &mut OverridesSource::new(overrides)];
+        sources.sort_by_key(|source| source.rank());
+        for source in sources {
+            let found = source.layers(&context)?;
+            tracing::trace!(source = source.name(), layers = found.len(), "source read");
+            // Only the environments this process serves are built.
+            layers.extend(found.into_iter().filter(|layer| layer.scope.environment.as_deref().is_none_or(|env| options.serves(env))));
         }
-        TreeInput::Reuse(read) => (crate::secrets::Keyrings::resolve_all(options, read.0.axes.environments.iter()), read),
-    };
-    let files = (listing.clone(), file_layers.clone());
-    let mut layers: Vec<Arc<Layer>> = Vec::with_capacity(file_layers.len() + 3 + overrides.len() + plugin_layers.len());
-    layers.extend(defaults_layers(checks.schemas()).into_iter().map(Arc::new));
-    layers.extend(plugin_layers.iter().filter(|layer| layer.scope.environment.as_deref().is_none_or(|env| options.serves(env))).cloned());
-    layers.extend(file_layers);
-    layers.push(Arc::new(match &options.env_vars {
-        Some(vars) => potter_engine::envvars::env_layer(&options.env_prefix, vars.iter().cloned()),
-        None => env::from_process(&options.env_prefix),
-    }));
-    for (environment, tree) in overrides.iter().filter(|(environment, _)| options.serves(environment)) {
-        layers.push(Arc::new(override_layer(environment, tree)));
     }
+    let files = tree.into_files().expect("the tree source was asked");
+    let mut keyrings = keyrings.expect("resolved before the files were read");
     // Decrypt ciphertexts, mark secret paths; the extra patterns are for schema `"secret": true` paths.
     let schema_secrets: Vec<String> = checks.schemas().secret_patterns().iter().map(dotted_pattern).collect();
     crate::secrets::decrypt_layers(&mut keyrings, &mut layers, &schema_secrets)?;
-    Ok((Snapshot::new(0, layers, listing.axes), files))
-}
-
-/// Drops the environments `options` does not serve from a listing (their files are not read);
-/// a served environment the tree does not have is an error.
-fn restrict_to_served(options: &Options, listing: &mut tree::TreeListing) -> Result<(), Error> {
-    let Some(served) = &options.environments else { return Ok(()) };
-    if let Some(missing) = served.iter().find(|name| !listing.axes.environments.iter().any(|env| **env == ***name)) {
-        let known = listing.axes.environments.iter().map(|env| env.to_string()).collect::<Vec<_>>().join(", ");
-        return Err(Error::UnknownView(potter_engine::UnknownView::Environment { name: missing.clone(), known }));
-    }
-    listing.axes.environments.retain(|env| options.serves(env));
-    listing.files.retain(|file| file.rank != Rank::EnvironmentFile || options.serves(&file.name));
-    Ok(())
+    Ok((Snapshot::new(0, layers, files.0.axes.clone()), files))
 }
 
 /// A schema's secret pattern as a dotted path where `*` stands for any key (a `patternProperties`
@@ -998,12 +965,6 @@ fn dotted_pattern(pattern: &potter_validate::SecretPattern) -> String {
         })
         .collect::<Vec<_>>()
         .join(".")
-}
-
-fn override_layer(environment: &str, tree: &Map<String, Value>) -> Layer {
-    let mut layer = Layer::new(format!("overrides/{environment}"), Rank::Overrides, Scope::environment(environment), LayerSource::Overrides, tree.clone());
-    layer.locations.values_mut().for_each(|location| *location = Location::Layer);
-    layer
 }
 
 fn remove_path(tree: &mut Map<String, Value>, segments: &[&str]) {

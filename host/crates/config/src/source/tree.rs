@@ -2,6 +2,7 @@
 //!
 //! Each file becomes one layer. Files are read with a size limit, must be UTF-8, and are parsed by
 //! extension; a layer written twice (`global.json` and `global.yaml`) is refused, naming both files.
+//! [`TreeSource`] is the tree as a [`Source`] of a snapshot build.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -11,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use potter_engine::{parse_document, Axes, Format, Layer, LayerSource, Rank, Scope};
 
+use super::{BuildContext, Source};
 use crate::error::Error;
+use crate::runtime::Options;
 
 /// Largest configuration file accepted: far above any real configuration, small enough to refuse junk early.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -21,12 +24,15 @@ pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 pub struct TreeFile {
     /// Layer name: `global`, `environments/production`, `services/api`, `users/alice`.
     pub layer: String,
+    /// Its precedence level: global, environment, service or user file.
     pub rank: Rank,
     /// The environment, service or user name (empty for global).
     pub name: String,
     /// Path relative to the root, as shown in messages (`environments/production.json`).
     pub relative: String,
+    /// Where it is read from (the root joined with `relative`).
     pub path: PathBuf,
+    /// The format its extension names.
     pub format: Format,
 }
 
@@ -35,7 +41,9 @@ const KINDS: [(&str, Rank); 3] = [("environments", Rank::EnvironmentFile), ("ser
 /// The files of a config tree, found by [`scan`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TreeListing {
+    /// The files, by rank, then layer name.
     pub files: Vec<TreeFile>,
+    /// The environments, services and users the files name.
     pub axes: Axes,
 }
 
@@ -304,4 +312,86 @@ impl FileCache {
 pub fn load_file(file: &TreeFile) -> Result<Arc<Layer>, Error> {
     let text = read_text(&file.path, &file.relative)?;
     layer_from_text(file, &text).map(Arc::new)
+}
+
+/// A tree's listing and its files' layers as read (before decryption).
+pub type TreeFiles = (TreeListing, Vec<Arc<Layer>>);
+
+/// Where a [`TreeSource`] takes the tree's files from.
+pub enum TreeInput<'a> {
+    /// Read the tree through the parsed-file cache, waiting out saves in flight (a reload, the first load).
+    Read(&'a mut FileCache),
+    /// The files a staged build read, as they were (a change of the runtime overrides only).
+    Reuse(TreeFiles),
+}
+
+/// The config tree's files as a source. `on_listing` sees the listing whose files are taken
+/// (the first one, when a save in flight makes the read look again) before they are read.
+pub struct TreeSource<'a, F: FnOnce(&TreeListing)> {
+    /// Once read, the files read: asked again within a build, the source answers the same.
+    input: TreeInput<'a>,
+    on_listing: Option<F>,
+}
+
+impl<'a, F: FnOnce(&TreeListing)> TreeSource<'a, F> {
+    /// The tree read as `input` says; `on_listing` sees its listing before the files are read.
+    pub fn new(input: TreeInput<'a>, on_listing: F) -> Self {
+        Self { input, on_listing: Some(on_listing) }
+    }
+
+    /// The listing and the files' layers the source returned (None if it was never asked).
+    pub fn into_files(self) -> Option<TreeFiles> {
+        match self.input {
+            TreeInput::Reuse(files) => Some(files),
+            TreeInput::Read(_) => None,
+        }
+    }
+}
+
+impl<F: FnOnce(&TreeListing)> Source for TreeSource<'_, F> {
+    fn name(&self) -> &str {
+        "tree"
+    }
+
+    fn rank(&self) -> Rank {
+        Rank::GlobalFile
+    }
+
+    fn layers(&mut self, context: &BuildContext<'_>) -> Result<Vec<Arc<Layer>>, Error> {
+        let mut first_listing = |listing: &TreeListing| {
+            if let Some(on_listing) = self.on_listing.take() {
+                on_listing(listing);
+            }
+        };
+        match &mut self.input {
+            TreeInput::Read(cache) => {
+                let files = cache.load_settled(&context.options.root, |listing| {
+                    // Only the environments this process serves are read, decrypted and validated.
+                    restrict_to_served(context.options, listing)?;
+                    first_listing(listing);
+                    Ok(())
+                })?;
+                let layers = files.1.clone();
+                self.input = TreeInput::Reuse(files);
+                Ok(layers)
+            }
+            TreeInput::Reuse(files) => {
+                first_listing(&files.0);
+                Ok(files.1.clone())
+            }
+        }
+    }
+}
+
+/// Drops the environments `options` does not serve from a listing (their files are not read);
+/// a served environment the tree does not have is an error.
+fn restrict_to_served(options: &Options, listing: &mut TreeListing) -> Result<(), Error> {
+    let Some(served) = &options.environments else { return Ok(()) };
+    if let Some(missing) = served.iter().find(|name| !listing.axes.environments.iter().any(|env| **env == ***name)) {
+        let known = listing.axes.environments.iter().map(|env| env.to_string()).collect::<Vec<_>>().join(", ");
+        return Err(Error::UnknownView(potter_engine::UnknownView::Environment { name: missing.clone(), known }));
+    }
+    listing.axes.environments.retain(|env| options.serves(env));
+    listing.files.retain(|file| file.rank != Rank::EnvironmentFile || options.serves(&file.name));
+    Ok(())
 }
