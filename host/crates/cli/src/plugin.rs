@@ -11,7 +11,7 @@ use potter_validate::{SchemaSet, Validation};
 use super::{Cli, Outcome};
 use potter_config::Error;
 use crate::output::OutputFormat;
-use potter_config::plugins::{grant_rules, Plugins};
+use potter_config::plugin_folder::{grant_rules, Plugins};
 use potter_config::runtime::ConfigHost;
 
 #[derive(Debug, Subcommand)]

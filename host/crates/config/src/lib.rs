@@ -33,7 +33,7 @@
 pub mod error;
 pub mod events;
 pub mod options;
-pub mod plugins;
+pub mod plugin_folder;
 pub mod recording;
 pub mod runtime;
 pub mod secret_values;

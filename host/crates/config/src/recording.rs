@@ -21,8 +21,7 @@ use crate::error::Error;
 use crate::events::Cause;
 use crate::options::Options;
 
-/// Runtime overrides per environment.
-pub type Overrides = BTreeMap<String, Map<String, Value>>;
+pub use crate::source::overrides::Overrides;
 
 /// The history database of a state directory.
 pub fn database_path(state_dir: &Path) -> PathBuf {

@@ -22,19 +22,24 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use potter_engine::merge::set_path;
-use potter_engine::{Layer, LayerSource, Location, Rank, Scope, Snapshot, View, ViewKey};
+use potter_engine::{Layer, Snapshot, View, ViewKey};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use potter_engine::Severity;
-use potter_validate::{defaults_layers, Report, SchemaSet, Validation};
+use potter_validate::{Report, SchemaSet, Validation};
 
 use crate::error::Error;
 use crate::events::{Cause, ChangeOrigin, EventBus, Published, Subscription, DEFAULT_CAPACITY};
 use crate::options::Options;
-use crate::plugins::{Plugins, SourceRefresh};
-use crate::recording::{OverrideChange, Overrides};
-use crate::source::{env, tree};
+use crate::plugin_folder::{Plugins, SourceRefresh};
+use crate::recording::OverrideChange;
+use crate::source::defaults::{PluginDefaults, SchemaDefaults};
+use crate::source::env::EnvSource;
+use crate::source::overrides::{Overrides, OverridesSource};
+use crate::source::plugin::PluginSources;
+use crate::source::tree::{self, TreeSource};
+use crate::source::{BuildContext, Source};
 
 /// The configuration host an application embeds.
 #[derive(Clone)]
@@ -164,7 +169,7 @@ impl WriterState {
     /// At start-up there is no last good output to keep, so any failure is an error.
     fn load_sources(&mut self, options: &Options) -> Result<(), Error> {
         let Some(plugins) = &self.plugins else { return Ok(()) };
-        let provisional = build_snapshot(options, &self.overrides, &mut self.files, &read_checks(&self.checks), &plugins.layers())?;
+        let provisional = build_snapshot(options, &self.overrides, &mut self.files, &read_checks(&self.checks), Some(plugins))?;
         let plugins = self.plugins.as_mut().expect("checked above");
         let outcome = plugins.refresh_sources(&provisional, SourceRefresh::All, true);
         match outcome.rejecting.into_iter().next() {
@@ -173,14 +178,9 @@ impl WriterState {
         }
     }
 
-    fn plugin_layers(&self) -> Vec<Arc<Layer>> {
-        self.plugins.as_ref().map(Plugins::layers).unwrap_or_default()
-    }
-
-    /// The snapshot built from these overrides, files, checks and plugin layers.
+    /// The snapshot built from these overrides, files, checks and plugins.
     fn build(&mut self, options: &Options, overrides: &Overrides) -> Result<Snapshot, Error> {
-        let plugin_layers = self.plugin_layers();
-        build_snapshot(options, overrides, &mut self.files, &read_checks(&self.checks), &plugin_layers)
+        build_snapshot(options, overrides, &mut self.files, &read_checks(&self.checks), self.plugins.as_ref())
     }
 
     /// Registers the running plugins' validators with the checks.
@@ -811,46 +811,32 @@ fn plugin_cause(error: &potter_plugin::PluginError) -> Cause {
     Cause::new(ChangeOrigin::Plugin, format!("plugin:{}", error.plugin().unwrap_or("*")))
 }
 
-fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::FileCache, checks: &Validation, plugin_layers: &[Arc<Layer>]) -> Result<Snapshot, Error> {
-    // Keyrings are read before the files so a concurrent `secrets rotate` cannot retire a key a file still uses.
+/// The snapshot of these overrides, tree files, checks and plugins: every source's layers in rank
+/// order (schema defaults, plugin namespace defaults, source plugins' output, tree files,
+/// environment variables, runtime overrides), then the secrets decrypted.
+fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::FileCache, checks: &Validation, plugins: Option<&Plugins>) -> Result<Snapshot, Error> {
+    let context = BuildContext { options, schemas: checks.schemas() };
     let mut keyrings = None;
-    let (listing, file_layers) = files.load_settled(&options.root, |listing| {
-        // Only the environments this process serves are read, decrypted and validated.
-        restrict_to_served(options, listing)?;
-        if keyrings.is_none() {
-            keyrings = Some(crate::secret_values::Keyrings::resolve_all(options, listing.axes.environments.iter()));
+    // Keyrings are read before the files so a concurrent `secrets rotate` cannot retire a key a file still uses.
+    let mut tree = TreeSource::new(files, |listing: &tree::TreeListing| keyrings = Some(crate::secret_values::Keyrings::resolve_all(options, listing.axes.environments.iter())));
+    let mut layers: Vec<Arc<Layer>> = Vec::new();
+    {
+        let mut sources: [&mut dyn Source; 6] =
+            [&mut SchemaDefaults, &mut PluginDefaults::new(plugins), &mut PluginSources::new(plugins), &mut tree, &mut EnvSource, &mut OverridesSource::new(overrides)];
+        sources.sort_by_key(|source| source.rank());
+        for source in sources {
+            let found = source.layers(&context)?;
+            tracing::trace!(source = source.name(), layers = found.len(), "source read");
+            // Only the environments this process serves are built.
+            layers.extend(found.into_iter().filter(|layer| layer.scope.environment.as_deref().is_none_or(|env| options.serves(env))));
         }
-        Ok(())
-    })?;
-    let mut keyrings = keyrings.expect("resolved before the files were read");
-    let mut layers: Vec<Arc<Layer>> = Vec::with_capacity(file_layers.len() + 3 + overrides.len() + plugin_layers.len());
-    layers.extend(defaults_layers(checks.schemas()).into_iter().map(Arc::new));
-    layers.extend(plugin_layers.iter().filter(|layer| layer.scope.environment.as_deref().is_none_or(|env| options.serves(env))).cloned());
-    layers.extend(file_layers);
-    layers.push(Arc::new(match &options.env_vars {
-        Some(vars) => potter_engine::envvars::env_layer(&options.env_prefix, vars.iter().cloned()),
-        None => env::from_process(&options.env_prefix),
-    }));
-    for (environment, tree) in overrides.iter().filter(|(environment, _)| options.serves(environment)) {
-        layers.push(Arc::new(override_layer(environment, tree)));
     }
+    let listing = tree.into_listing().expect("the tree source was asked");
+    let mut keyrings = keyrings.expect("resolved before the files were read");
     // Decrypt ciphertexts, mark secret paths; the extra patterns are for schema `"secret": true` paths.
     let schema_secrets: Vec<String> = checks.schemas().secret_patterns().iter().map(dotted_pattern).collect();
     crate::secret_values::decrypt_layers(&mut keyrings, &mut layers, &schema_secrets)?;
     Ok(Snapshot::new(0, layers, listing.axes))
-}
-
-/// Drops the environments `options` does not serve from a listing (their files are not read);
-/// a served environment the tree does not have is an error.
-fn restrict_to_served(options: &Options, listing: &mut tree::TreeListing) -> Result<(), Error> {
-    let Some(served) = &options.environments else { return Ok(()) };
-    if let Some(missing) = served.iter().find(|name| !listing.axes.environments.iter().any(|env| **env == ***name)) {
-        let known = listing.axes.environments.iter().map(|env| env.to_string()).collect::<Vec<_>>().join(", ");
-        return Err(Error::UnknownView(potter_engine::UnknownView::Environment { name: missing.clone(), known }));
-    }
-    listing.axes.environments.retain(|env| options.serves(env));
-    listing.files.retain(|file| file.rank != Rank::EnvironmentFile || options.serves(&file.name));
-    Ok(())
 }
 
 /// A schema's secret pattern as a dotted path where `*` stands for any key (a `patternProperties`
@@ -865,12 +851,6 @@ fn dotted_pattern(pattern: &potter_validate::SecretPattern) -> String {
         })
         .collect::<Vec<_>>()
         .join(".")
-}
-
-fn override_layer(environment: &str, tree: &Map<String, Value>) -> Layer {
-    let mut layer = Layer::new(format!("overrides/{environment}"), Rank::Overrides, Scope::environment(environment), LayerSource::Overrides, tree.clone());
-    layer.locations.values_mut().for_each(|location| *location = Location::Layer);
-    layer
 }
 
 fn remove_path(tree: &mut Map<String, Value>, segments: &[&str]) {

@@ -2,6 +2,7 @@
 //!
 //! Each file becomes one layer. Files are read with a size limit, must be UTF-8, and are parsed by
 //! extension; a layer written twice (`global.json` and `global.yaml`) is refused, naming both files.
+//! [`TreeSource`] is the tree as a [`Source`] of a snapshot build.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -11,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use potter_engine::{parse_document, Axes, Format, Layer, LayerSource, Rank, Scope};
 
+use super::{BuildContext, Source};
 use crate::error::Error;
+use crate::options::Options;
 
 /// Largest configuration file accepted: far above any real configuration, small enough to refuse junk early.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -21,15 +24,15 @@ pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 pub struct TreeFile {
     /// Layer name: `global`, `environments/production`, `services/api`, `users/alice`.
     pub layer: String,
-    /// Its precedence class (global, environment, service or user file).
+    /// Its precedence level: global, environment, service or user file.
     pub rank: Rank,
     /// The environment, service or user name (empty for global).
     pub name: String,
     /// Path relative to the root, as shown in messages (`environments/production.json`).
     pub relative: String,
-    /// The path to open.
+    /// Where it is read from (the root joined with `relative`).
     pub path: PathBuf,
-    /// JSON, YAML or TOML, by extension.
+    /// The format its extension names.
     pub format: Format,
 }
 
@@ -38,7 +41,7 @@ const KINDS: [(&str, Rank); 3] = [("environments", Rank::EnvironmentFile), ("ser
 /// The files of a config tree, found by [`scan`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TreeListing {
-    /// Every file of the tree, global first.
+    /// The files, by rank, then layer name.
     pub files: Vec<TreeFile>,
     /// The environments, services and users the files name.
     pub axes: Axes,
@@ -328,4 +331,65 @@ impl FileCache {
 pub fn load_file(file: &TreeFile) -> Result<Arc<Layer>, Error> {
     let text = read_text(&file.path, &file.relative)?;
     layer_from_text(file, &text).map(Arc::new)
+}
+
+/// The config tree's files, read through the parsed-file cache (waiting out saves in flight), as a
+/// source. `on_listing` sees the listing whose files are taken (the first one, when a save in
+/// flight makes the read look again) before they are read.
+pub struct TreeSource<'a, F: FnOnce(&TreeListing)> {
+    cache: &'a mut FileCache,
+    on_listing: Option<F>,
+    /// The listing of the files returned, once asked.
+    listing: Option<TreeListing>,
+}
+
+impl<'a, F: FnOnce(&TreeListing)> TreeSource<'a, F> {
+    /// The tree read through `cache`; `on_listing` sees its listing before the files are read.
+    pub fn new(cache: &'a mut FileCache, on_listing: F) -> Self {
+        Self { cache, on_listing: Some(on_listing), listing: None }
+    }
+
+    /// The listing of the files the source returned (None if it was never asked).
+    pub fn into_listing(self) -> Option<TreeListing> {
+        self.listing
+    }
+}
+
+impl<F: FnOnce(&TreeListing)> Source for TreeSource<'_, F> {
+    fn name(&self) -> &str {
+        "tree"
+    }
+
+    fn rank(&self) -> Rank {
+        Rank::GlobalFile
+    }
+
+    fn layers(&mut self, context: &BuildContext<'_>) -> Result<Vec<Arc<Layer>>, Error> {
+        let mut first_listing = |listing: &TreeListing| {
+            if let Some(on_listing) = self.on_listing.take() {
+                on_listing(listing);
+            }
+        };
+        let (listing, layers) = self.cache.load_settled(&context.options.root, |listing| {
+            // Only the environments this process serves are read, decrypted and validated.
+            restrict_to_served(context.options, listing)?;
+            first_listing(listing);
+            Ok(())
+        })?;
+        self.listing = Some(listing);
+        Ok(layers)
+    }
+}
+
+/// Drops the environments `options` does not serve from a listing (their files are not read);
+/// a served environment the tree does not have is an error.
+fn restrict_to_served(options: &Options, listing: &mut TreeListing) -> Result<(), Error> {
+    let Some(served) = &options.environments else { return Ok(()) };
+    if let Some(missing) = served.iter().find(|name| !listing.axes.environments.iter().any(|env| **env == ***name)) {
+        let known = listing.axes.environments.iter().map(|env| env.to_string()).collect::<Vec<_>>().join(", ");
+        return Err(Error::UnknownView(potter_engine::UnknownView::Environment { name: missing.clone(), known }));
+    }
+    listing.axes.environments.retain(|env| options.serves(env));
+    listing.files.retain(|file| file.rank != Rank::EnvironmentFile || options.serves(&file.name));
+    Ok(())
 }
