@@ -37,6 +37,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::options::Options;
+use crate::source::tree::FileStamp;
 
 pub use policy::grant_rules;
 pub use sources::SourceRefresh;
@@ -53,10 +54,10 @@ pub struct Plugins {
     dir: PathBuf,
     active: BTreeMap<String, Active>,
     /// Files refused at their current stamp: not tried again until they change.
-    refused: BTreeMap<String, FileStamp>,
+    refused: BTreeMap<String, PluginStamp>,
     /// Files that failed verification while still changing: the stamp they had then, and when to
     /// look at them again if they do not change before.
-    settling: BTreeMap<String, (FileStamp, Instant)>,
+    settling: BTreeMap<String, (PluginStamp, Instant)>,
 }
 
 /// A running plugin and its contributions.
@@ -64,7 +65,7 @@ pub struct Plugins {
 struct Active {
     plugin: Arc<LoadedPlugin>,
     file: PathBuf,
-    stamp: FileStamp,
+    stamp: PluginStamp,
     validators: Vec<Arc<dyn Validator>>,
     defaults: Option<Arc<Layer>>,
     source: Option<SourceState>,
@@ -86,22 +87,17 @@ fn remember_error<T>(errors: &EnvironmentErrors, environment: &str, result: &Res
     };
 }
 
-/// Size and modification time of a plugin's three files; a change in any means a new version.
+/// The stamps of a plugin's three files (module, signature, manifest); a change in any means a new version.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct FileStamp([Option<(u64, SystemTime)>; 3]);
+struct PluginStamp([Option<FileStamp>; 3]);
 
-impl FileStamp {
-    fn of(wasm: &Path) -> FileStamp {
-        let stamp = |path: PathBuf| std::fs::metadata(path).ok().map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
-        FileStamp([
-            stamp(wasm.to_path_buf()),
-            stamp(potter_plugin::signature_path(wasm)),
-            stamp(potter_plugin::manifest_path(wasm)),
-        ])
+impl PluginStamp {
+    fn of(wasm: &Path) -> PluginStamp {
+        PluginStamp([FileStamp::of(wasm), FileStamp::of(&potter_plugin::signature_path(wasm)), FileStamp::of(&potter_plugin::manifest_path(wasm))])
     }
 
     fn newest(&self) -> SystemTime {
-        self.0.iter().flatten().map(|(_, modified)| *modified).max().unwrap_or(SystemTime::UNIX_EPOCH)
+        self.0.iter().flatten().map(FileStamp::modified).max().unwrap_or(SystemTime::UNIX_EPOCH)
     }
 }
 
@@ -222,7 +218,7 @@ impl Plugins {
             }
         }
         for (name, file) in &present {
-            let stamp = FileStamp::of(file);
+            let stamp = PluginStamp::of(file);
             let unchanged = self.active.get(name).is_some_and(|active| active.stamp == stamp);
             let refused_before = self.refused.get(name) == Some(&stamp);
             // A file that changes again is looked at at once; one that stays as it was, once it settles.
@@ -266,7 +262,7 @@ impl Plugins {
         change
     }
 
-    fn refuse(&mut self, name: &str, file: &Path, stamp: FileStamp, error: PluginError, change: &mut FolderChange) {
+    fn refuse(&mut self, name: &str, file: &Path, stamp: PluginStamp, error: PluginError, change: &mut FolderChange) {
         self.host.record_refused(name, file, &error);
         self.refused.insert(name.to_owned(), stamp);
         self.settling.remove(name);
@@ -305,7 +301,7 @@ impl Plugins {
 
 impl Active {
     fn new(plugin: Arc<LoadedPlugin>, file: PathBuf) -> Self {
-        let stamp = FileStamp::of(&file);
+        let stamp = PluginStamp::of(&file);
         Self { plugin, file, stamp, validators: Vec::new(), defaults: None, source: None, notified: BTreeMap::new(), errors: EnvironmentErrors::default() }
     }
 }
@@ -321,7 +317,7 @@ fn prepare_contributions(active: &mut Active) -> Result<(), Error> {
 }
 
 /// True when a verification failure is probably a copy still in progress.
-fn still_arriving(error: &PluginError, stamp: &FileStamp) -> bool {
+fn still_arriving(error: &PluginError, stamp: &PluginStamp) -> bool {
     let incomplete = matches!(
         error,
         PluginError::Refused { reason: Refusal::Unsigned(_) | Refusal::MalformedSignature(_) | Refusal::ModuleTampered | Refusal::ManifestTampered | Refusal::BadSignature, .. } | PluginError::Io { .. }

@@ -170,7 +170,7 @@ pub fn layer_from_text(file: &TreeFile, text: &str) -> Result<Layer, Error> {
 /// What identifies one version of a file on disk (through symlinks): any write, rename or
 /// ConfigMap-style symlink swap changes at least one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
+pub(crate) struct FileStamp {
     len: u64,
     modified: (i64, i64),
     changed: (i64, i64),
@@ -179,16 +179,21 @@ struct FileStamp {
 }
 
 impl FileStamp {
-    fn of(path: &Path) -> Option<Self> {
+    /// The stamp of the file at `path` (through symlinks); None if it cannot be read.
+    pub(crate) fn of(path: &Path) -> Option<Self> {
         fs::metadata(path).ok().map(|meta| Self::from_metadata(&meta))
+    }
+
+    /// When the file was last modified (the epoch for a time before it).
+    pub(crate) fn modified(&self) -> std::time::SystemTime {
+        let (seconds, nanos) = self.modified;
+        let Ok(seconds) = u64::try_from(seconds) else { return std::time::UNIX_EPOCH };
+        std::time::UNIX_EPOCH + Duration::new(seconds, u32::try_from(nanos).unwrap_or(0))
     }
 
     /// True when the file was last modified less than `limit` ago (or, by its clock, in the future).
     fn written_within(&self, limit: Duration) -> bool {
-        let (seconds, nanos) = self.modified;
-        let Ok(seconds) = u64::try_from(seconds) else { return false };
-        let modified = std::time::UNIX_EPOCH + Duration::new(seconds, u32::try_from(nanos).unwrap_or(0));
-        std::time::SystemTime::now().duration_since(modified).map_or(true, |age| age < limit)
+        std::time::SystemTime::now().duration_since(self.modified()).map_or(true, |age| age < limit)
     }
 
     fn from_metadata(meta: &fs::Metadata) -> Self {
