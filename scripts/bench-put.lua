@@ -9,8 +9,9 @@ end
 
 function request()
     counter = counter + 1
-    -- api.timeout accepts 0.1 to 300: cycle through 1..299 so consecutive values always differ.
-    local value = (counter + (offset or 0)) % 299 + 1
+    -- Staging's api.timeout must validate in every view, and api_service's schema caps it at 30:
+    -- cycle through 1..29 so consecutive values always differ and every PUT is a real change.
+    local value = (counter + (offset or 0)) % 29 + 1
     return wrk.format("PUT", nil, {
         ["Authorization"] = "Bearer " .. token,
         ["Content-Type"] = "application/json",

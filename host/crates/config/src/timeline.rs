@@ -35,6 +35,7 @@ impl ConfigHost {
 
 /// The audit part of a record (who, when, which keys), as the CLI and the API render it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordSummary {
     /// The record's version.
     pub version: u64,
@@ -72,6 +73,7 @@ impl RecordSummary {
 
 /// One recorded key change with its values for display (secrets `<redacted>`, absent `null`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShownChange {
     /// The key (qualified when outside the environment's own view: `api_service:api.timeout`).
     pub key: String,
@@ -118,6 +120,7 @@ impl ShownOverride {
 
 /// A key that differs between two versions, for display (secrets `<redacted>`, absent `null`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Difference {
     /// The key.
     pub key: String,

@@ -13,43 +13,15 @@ pub struct HistoryPage {
     pub records: Vec<HistoryEntry>,
 }
 
-/// One recorded change (the library's `RecordSummary`), with its values for `/v1/history/{version}`.
+/// One recorded change, with its values for `/v1/history/{version}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
-    pub version: u64,
-    /// RFC 3339, UTC, milliseconds.
-    pub timestamp: String,
-    pub actor: String,
-    /// `file`, `cli`, `api`, `plugin` or `rollback`.
-    pub origin: String,
-    pub env: String,
-    pub reason: Option<String>,
-    /// The changed keys within the token's scope.
-    pub keys: Vec<String>,
-    /// True once the values were pruned (the keys stay).
-    pub pruned: bool,
-    /// Only for one record: each key's value before and after (secrets `<redacted>`).
+    /// Who, when, which keys (only those within the token's scope).
+    #[serde(flatten)]
+    pub summary: RecordSummary,
+    /// Only for one record: each key's value before and after (secrets `<redacted>`, absent `null`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<ValueChange>>)]
     pub changes: Option<Vec<ShownChange>>,
-}
-
-/// One key of a recorded change (the library's `ShownChange`); absent is `null`.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // documents `potter_config::timeline::ShownChange`
-pub struct ValueChange {
-    key: String,
-    before: Value,
-    after: Value,
-}
-
-/// One key a rollback changes (the library's `Difference`); absent is `null`.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // documents `potter_config::timeline::Difference`
-pub struct RollbackChange {
-    key: String,
-    from: Value,
-    to: Value,
 }
 
 /// `POST /v1/rollback`: done (or a dry run that validates), or a dry run that does not validate.
@@ -72,7 +44,7 @@ pub struct RollbackDone {
     pub outcome: &'static str,
     /// The new version when applied.
     pub version: Option<u64>,
-    #[schema(value_type = Vec<RollbackChange>)]
+    /// Every key that differs, current → then (absent `null`).
     pub changes: Vec<Difference>,
     /// Always empty.
     pub issues: Vec<Value>,
@@ -121,8 +93,7 @@ fn history_entry(record: &potter_history::Record, scope: Option<&str>, qualifier
     let changes = with_values.then(|| {
         record.payload.iter().flat_map(|payload| &payload.changes).filter(|change| in_scope(&change.key)).map(|change| ShownChange::new(&change.key, &change.before, &change.after)).collect()
     });
-    let RecordSummary { version, timestamp, actor, origin, env, reason, keys, pruned } = RecordSummary::of(record, keys);
-    Some(HistoryEntry { version, timestamp, actor, origin, env, reason, keys, pruned, changes })
+    Some(HistoryEntry { summary: RecordSummary::of(record, keys), changes })
 }
 
 /// The view qualifiers of `environment` (`""` for its own view, `api_service`, `@alice`, ...).
