@@ -590,7 +590,9 @@ impl Watch {
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut watched = Watched::default();
-            while !stopping.load(Ordering::Relaxed) {
+            // At least two rounds, however fast the case: a drop judged and removed within one
+            // poll interval still gets the server polled after it.
+            while !stopping.load(Ordering::Relaxed) || watched.polls < 4 {
                 for path in ["/v1/health", "/v1/config/production/api.timeout"] {
                     let asked = Instant::now();
                     let answer = server.call("GET", path, None);

@@ -388,14 +388,15 @@ impl ConfigHost {
                 return self.apply(state, &overrides, None, cause);
             }
         };
-        let staged = self.stage_checked(state, snapshot, &overrides, None, cause);
-        if staged.is_ok() {
-            // The plugin host lists the new versions before the change that brings them is published.
-            state.plugins.as_mut().expect("set above").commit(&folder);
-        }
-        let outcome = match staged {
-            Ok(Some(staged)) => self.commit(staged, Some(state)),
-            Ok(None) => Ok(self.snapshot()),
+        // The plugin host lists the new versions once the change that brings them is live and
+        // before it is published: a plugin listed as loaded has its contribution in the
+        // configuration, and a subscriber told of the change finds the plugin listed.
+        let outcome = match self.stage_checked(state, snapshot, &overrides, None, cause) {
+            Ok(Some(staged)) => self.commit_then(staged, Some(state), |state| state.plugins.as_mut().expect("set above").commit(&folder)),
+            Ok(None) => {
+                state.plugins.as_mut().expect("set above").commit(&folder);
+                Ok(self.snapshot())
+            }
             Err(error) => Err(error),
         };
         if let Err(error) = &outcome {
@@ -468,9 +469,9 @@ impl ConfigHost {
 
     /// Every plugin of the plugins folder with its status, last error and refused update, without
     /// waiting for a change in progress: during a reload that is inside a plugin call, the
-    /// plugins it runs are listed as they are at that moment (a new version once the reload that
-    /// brings it passed its checks, before its change is published; a refused one before its
-    /// rejection is), with each one's errors per environment as of the last release of the writer.
+    /// plugins it runs are listed as they are at that moment (a new version once the change that
+    /// brings it is live, before that change is published; a refused one before its rejection
+    /// is), with each one's errors per environment as of the last release of the writer.
     pub fn plugin_list(&self) -> Vec<potter_plugin::PluginInfo> {
         let Some(host) = self.shared.plugin_host.get() else { return Vec::new() };
         let readings = self.shared.plugin_readings.load();
@@ -652,6 +653,12 @@ impl ConfigHost {
     /// holds the writer lock; without it the plugins are told if the lock is free, else by its
     /// holder when it releases it.
     fn commit(&self, staged: Staged, holding: Option<&mut WriterState>) -> Result<Arc<Snapshot>, Error> {
+        self.commit_then(staged, holding, |_| {})
+    }
+
+    /// [`ConfigHost::commit`] that runs `on_live` on the writer state (when held) after the swap
+    /// and before the `Applied` event.
+    fn commit_then(&self, staged: Staged, mut holding: Option<&mut WriterState>, on_live: impl FnOnce(&mut WriterState)) -> Result<Arc<Snapshot>, Error> {
         let Staged { ticket, snapshot, durability, overrides, cause } = staged;
         // (the version it goes live as, given the current one; whether it was read from the history)
         let recorded: Result<(fn(u64, Option<u64>) -> u64, Option<u64>, bool), Error> = match durability {
@@ -681,6 +688,9 @@ impl ConfigHost {
                 let snapshot = Arc::new(snapshot.with_version(version));
                 self.shared.overrides.store(overrides);
                 self.shared.current.store(snapshot.clone());
+                if let Some(state) = holding.as_deref_mut() {
+                    on_live(state);
+                }
                 self.shared.events.publish(Published::Applied { cause, after: snapshot.clone() });
                 Ok(snapshot)
             }
