@@ -47,8 +47,8 @@ fn the_example_validates_cleanly_with_full_coverage() {
     let output = potter_example(&["--root", &root_arg(&tree), "validate", "--coverage"]);
     assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
     let text = stdout(&output);
-    assert_eq!(text.matches("coverage 100.0%").count(), 12, "{text}");
-    assert!(text.contains("12 view(s), 0 error(s), 0 warning(s)"));
+    assert_eq!(text.matches("coverage 100.0%").count(), 36, "12 base views and each with alice and with bob: {text}");
+    assert!(text.contains("36 view(s), 0 error(s), 0 warning(s)"), "{text}");
 }
 
 #[test]

@@ -107,11 +107,25 @@ impl Snapshot {
         (self.keys.get(slot)? == key).then(|| self.view_at(slot))
     }
 
-    /// The views validation must cover: each environment alone and with each service.
+    /// Each environment alone and with each service: the views without a user, sorted.
     pub fn base_view_keys(&self) -> Vec<ViewKey> {
         let mut keys: Vec<ViewKey> = self.keys.iter().filter(|key| key.user.is_none()).cloned().collect();
         keys.sort();
         keys
+    }
+
+    /// The views that can differ from one another, sorted: every base view, and every view with a
+    /// user that a layer of that user's own applies to. A user view without such a layer merges
+    /// exactly to its base view (the same layers), so validating the base view covers it.
+    pub fn distinct_view_keys(&self) -> Vec<ViewKey> {
+        let mut keys: Vec<ViewKey> = self.keys.iter().filter(|key| key.user.is_none() || self.has_user_layer(key)).cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// True when a layer scoped to the key's user applies to the key's view.
+    fn has_user_layer(&self, key: &ViewKey) -> bool {
+        self.layers.iter().any(|layer| layer.scope.user.is_some() && layer.applies_to(&key.environment, key.service.as_deref(), key.user.as_deref()))
     }
 
     /// The layers that differ between two snapshots (added, removed or changed, matched by name).

@@ -4,6 +4,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use potter_engine::{Issue, Severity, Snapshot, View, ViewKey};
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use crate::coverage::measure;
@@ -68,26 +69,53 @@ impl Validation {
         self.validators.iter().map(|v| v.name()).collect()
     }
 
-    /// Validates every base view of the snapshot (each environment alone and with each service).
+    /// Validates every view of the snapshot that can differ from another
+    /// ([`Snapshot::distinct_view_keys`]): each environment, alone and with each service, and each
+    /// of those with a user who has a layer of their own there.
     pub fn validate_snapshot(&self, snapshot: &Snapshot) -> Report {
         self.validate_snapshot_where(snapshot, |_| true)
     }
 
-    /// Validates the base views of the snapshot for which `include` is true (the views a change
-    /// can have affected, when the rest are known to be valid).
+    /// Validates the views of the snapshot for which `include` is true (the views a change can have
+    /// affected, when the rest are known to be valid).
+    ///
+    /// A user view inherits its base view's findings: an issue it shares with the view without the
+    /// user (same path, message, rule and source) is reported once, at the base view.
     pub fn validate_snapshot_where(&self, snapshot: &Snapshot, include: impl Fn(&ViewKey) -> bool) -> Report {
-        let views = snapshot
-            .base_view_keys()
-            .into_iter()
-            .filter(|key| include(key))
-            .filter_map(|key| {
-                // A view no schema and no validator looks at has nothing to report: don't merge it for nothing.
-                if self.validators.is_empty() && self.schemas.schemas_for(key.service.as_deref()).is_empty() {
-                    return Some(ViewReport { view: key, issues: Vec::new(), coverage: None });
-                }
-                snapshot.view(&key).ok().map(|view| self.validate_view(view))
-            })
-            .collect();
+        let mut views: Vec<ViewReport> = Vec::new();
+        // Base views' reports by (environment, service); keys are sorted, so a base view comes
+        // before the user views built on it.
+        let mut base_reports: FxHashMap<(Arc<str>, Option<Arc<str>>), usize> = FxHashMap::default();
+        for key in snapshot.distinct_view_keys().into_iter().filter(|key| include(key)) {
+            // A view no schema and no validator looks at has nothing to report: don't merge it for nothing.
+            if self.validators.is_empty() && self.schemas.schemas_for(key.service.as_deref()).is_empty() {
+                views.push(ViewReport { view: key, issues: Vec::new(), coverage: None });
+                continue;
+            }
+            let Ok(view) = snapshot.view(&key) else { continue };
+            let mut report = self.validate_view(view);
+            if key.user.is_none() {
+                base_reports.insert((key.environment.clone(), key.service.clone()), views.len());
+            } else if !report.issues.is_empty() {
+                let base_key = ViewKey { user: None, ..key.clone() };
+                let computed;
+                let base = match base_reports.get(&(key.environment.clone(), key.service.clone())) {
+                    Some(&at) => &views[at],
+                    None => {
+                        computed = snapshot.view(&base_key).map(|view| self.validate_view(view)).ok();
+                        match &computed {
+                            Some(base) => base,
+                            None => {
+                                views.push(report);
+                                continue;
+                            }
+                        }
+                    }
+                };
+                report.issues.retain(|issue| !base.issues.iter().any(|inherited| same_finding(issue, inherited)));
+            }
+            views.push(report);
+        }
         Report { views, tree: Vec::new() }
     }
 
@@ -165,6 +193,11 @@ impl Validation {
     pub fn is_secret(&self, view: &View, path: &str) -> bool {
         is_secret(&self.schemas, view, path)
     }
+}
+
+/// True when two issues say the same thing about the same place (whichever view they were found in).
+fn same_finding(a: &Issue, b: &Issue) -> bool {
+    a.path == b.path && a.message == b.message && a.rule == b.rule && a.severity == b.severity && a.source == b.source && a.schema_location == b.schema_location
 }
 
 /// The secret path patterns of a view: `"secret": true` in the schemas that apply to it, plus its

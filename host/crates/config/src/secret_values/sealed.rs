@@ -110,8 +110,13 @@ pub fn note_sealed_secrets(report: &mut Report, snapshot: &Snapshot) {
                 issue.severity = Severity::Warning;
             }
         }
-        let message = format!("{} secret(s) not checked against their plaintext ({}): {advice}", sealed.len(), sealed.join(", "));
-        view_report.issues.push(view_warning(&view_report.view, "secrets", message));
+        // A user view with its base view's sealed secrets says nothing the base view doesn't.
+        let base = potter_engine::ViewKey { user: None, ..view_report.view.clone() };
+        let inherited = view_report.view.user.is_some() && snapshot.view(&base).is_ok_and(|base| sealed_secrets(base, "") == sealed);
+        if !inherited {
+            let message = format!("{} secret(s) not checked against their plaintext ({}): {advice}", sealed.len(), sealed.join(", "));
+            view_report.issues.push(view_warning(&view_report.view, "secrets", message));
+        }
     }
 }
 
