@@ -70,7 +70,9 @@ impl Validation {
 
     /// Validates every base view of the snapshot (each environment alone and with each service).
     pub fn validate_snapshot(&self, snapshot: &Snapshot) -> Report {
-        self.validate_snapshot_where(snapshot, |_| true)
+        let mut report = self.validate_snapshot_where(snapshot, |_| true);
+        report.tree.extend(self.schemas.refused_default_warnings());
+        report
     }
 
     /// Validates the base views of the snapshot for which `include` is true (the views a change
