@@ -3,12 +3,13 @@
 //! uses: one config tree per case, loaded and validated by `ConfigHost::inspect`.
 //!
 //! The case's schema is the tree's global schema and its instance is `global.json`. A
-//! configuration file is always an object, so an instance that is not one is placed at
-//! `global.json#/value` and checked by `{"properties": {"value": {"$ref": "suite_case.json"}}}`
-//! with the case's schema in `schemas/suite_case.json`. The suite's remote documents
-//! (`http://localhost:1234/...`) are placed in the schemas folder, each identified by its
-//! `$id` (the URL it is served at when it has none): between-document references resolve by
-//! `$id` inside the folder, and nothing is fetched.
+//! configuration file is always an object, so an instance that is not one is written as
+//! `{"value": [instance]}` (in an array, as a `null` at a key deletes the key) and checked by a
+//! global schema that applies the case's schema, in `schemas/suite_case.json`, to that item. The
+//! suite's remote documents (`http://localhost:1234/...`) are placed in the schemas folder, each
+//! identified by its `$id` (the URL it is served at when it has none; a schema of its own names
+//! the URL when the `$id` differs): references between documents resolve by `$id` inside the
+//! folder, and nothing is fetched. docs/VALIDATION.md ("The official test suite") says why.
 //!
 //! Two assertions: at least 99% of the cases agree with the suite, and every disagreement is in
 //! [`KNOWN_DISAGREEMENTS`] with its reason (docs/VALIDATION.md lists the same), so a case that

@@ -326,3 +326,43 @@ fn is_legacy(value: &Value, inherited: bool) -> bool {
         Some(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn links_of(rel: &str, value: Value) -> Links {
+        let doc = SchemaDoc { rel: rel.into(), value, hash: [0; 32] };
+        Links::build(&[&doc])
+    }
+
+    #[test]
+    fn relative_references_stay_inside_the_folder() {
+        let links = links_of("service_schemas/a.json", serde_json::json!({"$defs": {"x": {"type": "string"}}}));
+        let base = file_uri("service_schemas/a.json");
+        let locate = |reference: &str| links.resolve(&base, reference).1;
+        assert_eq!(locate("b.json"), Err(RefProblem::MissingFile("service_schemas/b.json".into())));
+        assert_eq!(locate("../../../etc/passwd"), Err(RefProblem::MissingFile("etc/passwd".into())));
+        assert_eq!(locate("file:///lib/x.json"), Err(RefProblem::MissingFile("lib/x.json".into())));
+        assert_eq!(locate("/lib/x.json"), Err(RefProblem::MissingFile("lib/x.json".into())));
+        assert_eq!(locate("https://example.com/x.json"), Err(RefProblem::Remote));
+        assert_eq!(locate("urn:example:thing"), Err(RefProblem::Remote));
+        assert_eq!(locate("#/$defs/x"), Ok(Located::Folder(Target { rel: "service_schemas/a.json".into(), pointer: "/$defs/x".into() })));
+        assert_eq!(locate("https://json-schema.org/draft/2020-12/schema"), Ok(Located::Builtin));
+    }
+
+    #[test]
+    fn ids_and_anchors_name_places_in_the_folder() {
+        let links = links_of(
+            "a.json",
+            serde_json::json!({"$id": "https://example.com/root", "$defs": {"n": {"$id": "node", "$anchor": "here"}, "old": {"$schema": "http://json-schema.org/draft-07/schema#", "$id": "#legacy"}}}),
+        );
+        let at = |pointer: &str| Ok(Located::Folder(Target { rel: "a.json".into(), pointer: pointer.into() }));
+        assert_eq!(links.locate("https://example.com/root#/$defs"), at("/$defs"));
+        assert_eq!(links.locate("https://example.com/node"), at("/$defs/n"));
+        assert_eq!(links.locate("https://example.com/node#here"), at("/$defs/n"));
+        assert_eq!(links.locate("https://example.com/root#legacy"), at("/$defs/old"));
+        assert_eq!(links.locate("file:///a.json"), at(""));
+        assert_eq!(links.locate("https://example.com/other"), Err(RefProblem::Remote));
+    }
+}
