@@ -1,18 +1,16 @@
 //! Compiling one schema file with the `jsonschema` crate: drafts by `$schema`, format assertions on,
 //! `$ref`s served from the already-read folder only, and a record of which files each compile used.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use jsonschema::{Retrieve, Uri};
 use serde_json::Value;
 
-use crate::documents::{has_foreign_scheme, SchemaDocs};
+use crate::documents::{RefProblem, SchemaDocs};
 use crate::error::SchemaError;
-
-/// Base URI of the folder: a schema file `a/b.json` is `file:///a/b.json`, so relative `$ref`s
-/// resolve like paths and error locations read `a/b.json#/pointer` once the prefix is cut.
-pub(crate) const FOLDER_URI_PREFIX: &str = "file:///";
+pub(crate) use crate::links::FOLDER_URI_PREFIX;
+use crate::links::file_uri;
 
 /// A compiled schema and the content hashes of every file that went into it.
 pub(crate) struct Compiled {
@@ -21,39 +19,54 @@ pub(crate) struct Compiled {
     pub inputs: BTreeMap<Arc<str>, [u8; 32]>,
 }
 
-/// Serves `$ref` targets from the folder's documents and refuses everything else.
+/// A resource of the folder as the compiler is given it, and the file it comes from.
+struct Served {
+    rel: Arc<str>,
+    value: Value,
+}
+
+/// Serves `$ref` targets (and custom metaschemas) from the folder's resources, by file path or
+/// `$id`, and refuses everything else.
 struct FolderRetriever {
-    documents: Arc<BTreeMap<Arc<str>, Value>>,
+    resources: Arc<HashMap<String, Served>>,
     used: Arc<Mutex<Vec<Arc<str>>>>,
 }
 
 impl Retrieve for FolderRetriever {
     fn retrieve(&self, uri: &Uri<String>) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
         let text = uri.as_str();
-        if has_foreign_scheme(text) {
-            return Err(format!("remote $ref `{text}` refused: schemas may only refer to files inside the schemas folder").into());
-        }
-        let rel = text.strip_prefix(FOLDER_URI_PREFIX).unwrap_or(text);
-        let rel = rel.split('#').next().unwrap_or_default();
-        match self.documents.get_key_value(rel) {
-            Some((name, value)) => {
-                self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(name.clone());
-                Ok(value.clone())
+        let resource = text.split('#').next().unwrap_or_default();
+        match self.resources.get(resource) {
+            Some(served) => {
+                self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(served.rel.clone());
+                Ok(served.value.clone())
             }
-            None => Err(format!("there is no schema file `{rel}` in the schemas folder").into()),
+            None => match resource.strip_prefix(FOLDER_URI_PREFIX) {
+                Some(rel) => Err(RefProblem::MissingFile(crate::documents::percent_decode(rel)).describe().into()),
+                None => Err(format!("remote $ref `{text}` refused: schemas may only refer to files inside the schemas folder").into()),
+            },
         }
     }
 }
 
 /// Everything a compile may read, shared by all compiles of one load.
 pub(crate) struct CompileInputs {
-    documents: Arc<BTreeMap<Arc<str>, Value>>,
+    resources: Arc<HashMap<String, Served>>,
 }
 
 impl CompileInputs {
     pub fn new(docs: &SchemaDocs) -> Self {
-        let documents = docs.by_rel.iter().map(|(rel, doc)| (rel.clone(), doc.value.clone())).collect();
-        Self { documents: Arc::new(documents) }
+        let mut resources = HashMap::new();
+        for (uri, target) in docs.links.resources() {
+            let Some(node) = docs.node_at(target) else { continue };
+            let mut value = node.value.clone();
+            // A subschema with its own `$id` is served alone: it keeps the dialect of its file.
+            if let (Value::Object(map), Some(dialect)) = (&mut value, node.doc.value.get("$schema").filter(|_| !target.pointer.is_empty())) {
+                map.entry("$schema").or_insert_with(|| dialect.clone());
+            }
+            resources.insert(uri.to_owned(), Served { rel: target.rel.clone(), value });
+        }
+        Self { resources: Arc::new(resources) }
     }
 }
 
@@ -61,10 +74,10 @@ impl CompileInputs {
 pub(crate) fn compile(docs: &SchemaDocs, inputs: &CompileInputs, rel: &str) -> Result<Compiled, SchemaError> {
     let doc = docs.get(rel).ok_or_else(|| SchemaError::Compile { file: rel.to_owned(), reason: "no such file".to_owned() })?;
     let used = Arc::new(Mutex::new(Vec::new()));
-    let retriever = FolderRetriever { documents: inputs.documents.clone(), used: used.clone() };
+    let retriever = FolderRetriever { resources: inputs.resources.clone(), used: used.clone() };
     let result = jsonschema::options()
         .with_retriever(retriever)
-        .with_base_uri(format!("{FOLDER_URI_PREFIX}{rel}"))
+        .with_base_uri(file_uri(rel))
         .should_validate_formats(true)
         .build(&doc.value);
     let validator = result.map_err(|error| describe_compile_error(rel, &error))?;
@@ -76,6 +89,35 @@ pub(crate) fn compile(docs: &SchemaDocs, inputs: &CompileInputs, rel: &str) -> R
         }
     }
     Ok(Compiled { validator, inputs: inputs_used })
+}
+
+/// Why the schema at `rel#pointer` refuses `value` (its first error, without the value), or
+/// `None` when it accepts it (or cannot be compiled alone, which the load reports elsewhere).
+pub(crate) fn refusal_at(inputs: &CompileInputs, rel: &str, pointer: &str, value: &Value) -> Option<String> {
+    let retriever = FolderRetriever { resources: inputs.resources.clone(), used: Arc::default() };
+    let reference = format!("{}#{}", file_uri(rel), encode_fragment(pointer));
+    // The wrapper has a base of its own, so it never stands in for the file it refers to.
+    let validator = jsonschema::options()
+        .with_retriever(retriever)
+        .with_base_uri("urn:potter:default-check")
+        .should_validate_formats(true)
+        .build(&serde_json::json!({ "$ref": reference }))
+        .ok()?;
+    let error = validator.iter_errors(value).next()?;
+    Some(crate::schema_issues::describe_error(&error))
+}
+
+/// A JSON pointer as a URI fragment: everything but RFC 3986's fragment characters percent-encoded.
+fn encode_fragment(pointer: &str) -> String {
+    let mut out = String::with_capacity(pointer.len());
+    for byte in pointer.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Turns a build error into "which file, where, why". A meta-schema violation points into the schema.

@@ -10,6 +10,7 @@
 use serde_json::{Map, Value};
 
 use crate::documents::{Node, SchemaDoc, SchemaDocs};
+use crate::links::RefKeyword;
 use crate::walk::Patterns;
 
 /// Most subschemas followed at one instance location (a guard; real schemas use a handful).
@@ -165,8 +166,9 @@ impl<'a> Walk<'a, '_> {
                     "patternProperties" => describer.pattern_properties = value.as_object(),
                     "additionalProperties" if *value != Value::Bool(false) => describer.others[0] = Some(value),
                     "unevaluatedProperties" if *value != Value::Bool(false) => describer.others[1] = Some(value),
-                    "$ref" => {
-                        if let Some(target) = value.as_str().and_then(|reference| self.docs.resolve(node.doc, reference).ok()) {
+                    "$ref" | "$dynamicRef" => {
+                        let keyword = if keyword == "$ref" { RefKeyword::Ref } else { RefKeyword::DynamicRef };
+                        if let Some(target) = self.docs.target(node.value, keyword) {
                             pending.push(Light { doc: target.doc, value: target.value });
                         }
                     }

@@ -1,6 +1,7 @@
 //! Schema `default`s as a layer of rank [`Rank::Defaults`], each value located by a JSON pointer
 //! into its schema so `explain` can say `schema default (global_schema.json#/properties/app/properties/debug)`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use potter_engine::layer::collect_paths;
@@ -9,6 +10,7 @@ use potter_engine::{path, Layer, LayerSource, Location, Rank, Scope};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 
+use crate::compile::{refusal_at, CompileInputs};
 use crate::documents::{Node, SchemaDocs};
 use crate::schema_set::{SchemaSet, GLOBAL_SCHEMA};
 use crate::walk::{expand, properties};
@@ -22,7 +24,7 @@ pub const DEFAULTS_LAYER: &str = "schema-defaults";
 /// The defaults of `global_schema.json` as a layer that applies everywhere (empty without one).
 pub fn defaults_layer(schemas: &SchemaSet) -> Layer {
     let (data, locations) = match schemas.docs().get(GLOBAL_SCHEMA) {
-        Some(doc) => collect(schemas.docs(), Node::root(doc)),
+        Some(doc) => collect(schemas.docs(), Node::root(doc), schemas.refused_defaults(), &mut Vec::new()),
         None => (Map::new(), FxHashMap::default()),
     };
     Layer::with_locations(DEFAULTS_LAYER, Rank::Defaults, Scope::everywhere(), LayerSource::Defaults(GLOBAL_SCHEMA.to_owned()), data, locations)
@@ -34,7 +36,7 @@ pub fn defaults_layers(schemas: &SchemaSet) -> Vec<Layer> {
     for service in schemas.service_names() {
         let rel = SchemaSet::service_schema_file(service);
         let Some(doc) = schemas.docs().get(rel.as_str()) else { continue };
-        let (data, locations) = collect(schemas.docs(), Node::root(doc));
+        let (data, locations) = collect(schemas.docs(), Node::root(doc), schemas.refused_defaults(), &mut Vec::new());
         if data.is_empty() {
             continue;
         }
@@ -45,33 +47,78 @@ pub fn defaults_layers(schemas: &SchemaSet) -> Vec<Layer> {
     layers
 }
 
+/// Defaults their own schema refuses, by the location of the schema that declares them, with the
+/// reason. JSON Schema says a `default` never makes a value invalid; so such a default is not
+/// filled in (the tree gets a warning naming it) instead of making every view invalid.
+pub(crate) type RefusedDefaults = BTreeMap<String, String>;
+
+/// The defaults of the schema files `roots` that the schema declaring each refuses.
+pub(crate) fn refused_defaults(docs: &SchemaDocs, inputs: &CompileInputs, roots: &[&str]) -> RefusedDefaults {
+    let mut declared = Vec::new();
+    for rel in roots {
+        if let Some(doc) = docs.get(rel) {
+            collect(docs, Node::root(doc), &RefusedDefaults::new(), &mut declared);
+        }
+    }
+    let mut refused = RefusedDefaults::new();
+    for (rel, pointer, default) in declared {
+        let location = format!("{rel}#{pointer}");
+        if refused.contains_key(&location) {
+            continue;
+        }
+        if let Some(reason) = refusal_at(inputs, &rel, &pointer, &default) {
+            refused.insert(location, reason);
+        }
+    }
+    refused
+}
+
 type Locations = FxHashMap<Box<str>, Location>;
 
-fn collect(docs: &SchemaDocs, root: Node<'_>) -> (Map<String, Value>, Locations) {
+/// A declared default: (file, pointer of the declaring schema, value).
+type Declared = Vec<(Arc<str>, String, Value)>;
+
+fn collect(docs: &SchemaDocs, root: Node<'_>, refused: &RefusedDefaults, declared: &mut Declared) -> (Map<String, Value>, Locations) {
     let mut data = Map::new();
     let mut locations = Locations::default();
-    collect_below(docs, vec![root], "", &mut data, &mut locations, &mut Vec::new());
+    let mut walk = Walk { docs, refused, declared, locations: &mut locations, ancestors: Vec::new() };
+    walk.below(vec![root], "", &mut data);
     (data, locations)
+}
+
+struct Walk<'a, 'w> {
+    docs: &'a SchemaDocs,
+    refused: &'w RefusedDefaults,
+    declared: &'w mut Declared,
+    locations: &'w mut Locations,
+    ancestors: Vec<*const Value>,
 }
 
 /// Fills `data` with the defaults of the properties of the schemas `starts`. Nested defaults come
 /// first; an object `default` written on the parent is merged over them (the explicit value wins).
-fn collect_below<'a>(docs: &'a SchemaDocs, starts: Vec<Node<'a>>, prefix: &str, data: &mut Map<String, Value>, locations: &mut Locations, ancestors: &mut Vec<*const Value>) {
-    if ancestors.len() >= MAX_DEFAULT_DEPTH {
+impl<'a> Walk<'a, '_> {
+fn below(&mut self, starts: Vec<Node<'a>>, prefix: &str, data: &mut Map<String, Value>) {
+    let docs = self.docs;
+    if self.ancestors.len() >= MAX_DEFAULT_DEPTH {
         return;
     }
     let applicable = expand(docs, starts);
     for node in &applicable.nodes {
         let identity = node.value as *const Value;
-        if ancestors.contains(&identity) {
+        if self.ancestors.contains(&identity) {
             continue; // a recursive schema has no finite defaults below this point
         }
-        ancestors.push(identity);
+        self.ancestors.push(identity);
         for (key, child) in properties(node) {
             let child_path = path::join(prefix, key);
             let mut nested = Map::new();
-            collect_below(docs, vec![child.clone()], &child_path, &mut nested, locations, ancestors);
-            let declared = expand(docs, vec![child.clone()]).nodes.into_iter().find(|n| n.value.get("default").is_some_and(|d| !d.is_null()));
+            self.below(vec![child.clone()], &child_path, &mut nested);
+            let with_default: Vec<Node<'a>> = expand(docs, vec![child.clone()]).nodes.into_iter().filter(|n| n.value.get("default").is_some_and(|d| !d.is_null())).collect();
+            for node in &with_default {
+                self.declared.push((node.doc.rel.clone(), node.pointer.clone(), node.value["default"].clone()));
+            }
+            let declared = with_default.into_iter().find(|n| !self.refused.contains_key(&n.location()));
+            let locations = &mut *self.locations;
             let value = match declared {
                 Some(declaring) => {
                     let default = declaring.value["default"].clone();
@@ -101,6 +148,7 @@ fn collect_below<'a>(docs: &'a SchemaDocs, starts: Vec<Node<'a>>, prefix: &str, 
                 }
             }
         }
-        ancestors.pop();
+        self.ancestors.pop();
     }
+}
 }

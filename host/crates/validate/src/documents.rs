@@ -13,6 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::SchemaError;
+use crate::links::{Links, RefKeyword, Target};
 
 /// Largest schema file accepted.
 pub const MAX_SCHEMA_BYTES: u64 = 8 * 1024 * 1024;
@@ -33,10 +34,11 @@ pub(crate) struct SchemaDoc {
     pub hash: [u8; 32],
 }
 
-/// All schema files of a folder.
+/// All schema files of a folder, and the references between them.
 #[derive(Debug, Default)]
 pub(crate) struct SchemaDocs {
     pub by_rel: HashMap<Arc<str>, Arc<SchemaDoc>>,
+    pub links: Links,
 }
 
 /// A schema node: a value inside a document, with its JSON pointer (`""` for the root).
@@ -77,8 +79,10 @@ impl<'a> Node<'a> {
 /// Why a `$ref` could not be followed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RefProblem {
-    /// It names another host or scheme (http, https, urn...).
+    /// It names another host or scheme (http, https, urn...) that no `$id` of the folder declares.
     Remote,
+    /// It is not a URI reference (RFC 3986).
+    NotAUri(String),
     /// It names a file that is not in the schemas folder.
     MissingFile(String),
     /// The file exists but the fragment does not point at anything in it.
@@ -89,6 +93,7 @@ impl RefProblem {
     pub fn describe(&self) -> String {
         match self {
             RefProblem::Remote => "it is not a file of the schemas folder".to_owned(),
+            RefProblem::NotAUri(reason) => format!("it is not a URI reference: {reason}"),
             RefProblem::MissingFile(file) => format!("there is no schema file `{file}` in the schemas folder"),
             RefProblem::MissingFragment(fragment) => format!("`#{fragment}` points at nothing in that file"),
         }
@@ -108,6 +113,9 @@ impl SchemaDocs {
             let doc = read_doc(&root, &rel, &path, previous)?;
             docs.by_rel.insert(doc.rel.clone(), doc);
         }
+        let mut sorted: Vec<&SchemaDoc> = docs.by_rel.values().map(|doc| &**doc).collect();
+        sorted.sort_by(|a, b| a.rel.cmp(&b.rel));
+        docs.links = Links::build(&sorted);
         Ok(docs)
     }
 
@@ -120,67 +128,19 @@ impl SchemaDocs {
         self.by_rel.get(rel)
     }
 
-    /// Follows `reference` written in document `from` (relative paths resolve against `from`'s folder).
-    pub fn resolve<'a>(&'a self, from: &SchemaDoc, reference: &str) -> Result<Node<'a>, RefProblem> {
-        let (target, fragment) = match reference.split_once('#') {
-            Some((target, fragment)) => (target, fragment),
-            None => (reference, ""),
-        };
-        let rel = if target.is_empty() { from.rel.to_string() } else { resolve_relative(&from.rel, target)? };
-        let doc = self.by_rel.get(rel.as_str()).ok_or_else(|| RefProblem::MissingFile(rel.clone()))?;
-        let fragment = percent_decode(fragment);
-        if fragment.is_empty() {
-            return Ok(Node::root(doc));
-        }
-        if fragment.starts_with('/') {
-            let value = doc.value.pointer(&fragment).ok_or_else(|| RefProblem::MissingFragment(fragment.clone()))?;
-            return Ok(Node { doc, pointer: fragment, value });
-        }
-        find_anchor(&doc.value, &fragment, String::new(), 0)
-            .and_then(|pointer| doc.value.pointer(&pointer).map(|value| Node { doc, pointer, value }))
-            .ok_or(RefProblem::MissingFragment(fragment))
+    /// Where the reference `keyword` of the schema node leads, as a node (`None`: it has none, or
+    /// it leads nowhere the folder has; a load refuses the latter before anything asks).
+    pub fn target<'a>(&'a self, node_value: &Value, keyword: RefKeyword) -> Option<Node<'a>> {
+        let target = self.links.target_of(node_value, keyword)?;
+        self.node_at(target)
     }
-}
 
-/// True when a reference names a scheme (`https:`, `urn:`...) other than the folder-local `file:`.
-pub(crate) fn has_foreign_scheme(reference: &str) -> bool {
-    match reference.split_once(':') {
-        Some((scheme, _)) => {
-            let is_scheme = !scheme.is_empty()
-                && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-            is_scheme && !scheme.eq_ignore_ascii_case("file")
-        }
-        None => false,
+    /// The node at a place of a file of the folder.
+    pub fn node_at(&self, target: &Target) -> Option<Node<'_>> {
+        let doc = self.by_rel.get(&target.rel)?;
+        let value = doc.value.pointer(&target.pointer)?;
+        Some(Node { doc, pointer: target.pointer.clone(), value })
     }
-}
-
-/// Resolves a file reference against the folder of `from`; `file:///x` and `/x` are folder-rooted.
-fn resolve_relative(from: &str, target: &str) -> Result<String, RefProblem> {
-    if has_foreign_scheme(target) {
-        return Err(RefProblem::Remote);
-    }
-    let target = percent_decode(target);
-    let (mut segments, rest): (Vec<&str>, &str) = if let Some(rest) = target.strip_prefix("file://") {
-        (Vec::new(), rest)
-    } else if let Some(rest) = target.strip_prefix('/') {
-        (Vec::new(), rest)
-    } else {
-        let mut base: Vec<&str> = from.split('/').collect();
-        base.pop();
-        (base, target.as_str())
-    };
-    for segment in rest.split('/') {
-        match segment {
-            "" | "." => {}
-            // Above the folder root stays at the root, like URI resolution: a `$ref` never leaves the folder.
-            ".." => {
-                segments.pop();
-            }
-            other => segments.push(other),
-        }
-    }
-    Ok(segments.join("/"))
 }
 
 pub(crate) fn percent_decode(text: &str) -> String {
@@ -206,25 +166,6 @@ pub(crate) fn percent_decode(text: &str) -> String {
 
 pub(crate) fn escape_pointer_segment(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
-}
-
-/// The pointer of the subschema declaring `$anchor: name` (or draft-7 `$id: "#name"`).
-fn find_anchor(value: &Value, name: &str, pointer: String, depth: usize) -> Option<String> {
-    if depth > MAX_SCHEMA_DEPTH {
-        return None;
-    }
-    match value {
-        Value::Object(map) => {
-            let declares = map.get("$anchor").and_then(Value::as_str) == Some(name)
-                || map.get("$id").and_then(Value::as_str).and_then(|id| id.strip_prefix('#')) == Some(name);
-            if declares {
-                return Some(pointer);
-            }
-            map.iter().find_map(|(key, child)| find_anchor(child, name, format!("{pointer}/{}", escape_pointer_segment(key)), depth + 1))
-        }
-        Value::Array(items) => items.iter().enumerate().find_map(|(i, child)| find_anchor(child, name, format!("{pointer}/{i}"), depth + 1)),
-        _ => None,
-    }
 }
 
 fn collect_json_files(root: &Path, dir: &Path, depth: usize, out: &mut Vec<(String, PathBuf)>) -> Result<(), SchemaError> {
@@ -297,27 +238,4 @@ pub(crate) fn parse_schema_text(rel: &str, bytes: &[u8]) -> Result<Value, Schema
             SchemaError::NotJson { file: rel.to_owned(), line, column, reason }
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_references_stay_inside_the_folder() {
-        assert_eq!(resolve_relative("global_schema.json", "service_schemas/a.json").unwrap(), "service_schemas/a.json");
-        assert_eq!(resolve_relative("service_schemas/a.json", "b.json").unwrap(), "service_schemas/b.json");
-        assert_eq!(resolve_relative("service_schemas/a.json", "../../../etc/passwd").unwrap(), "etc/passwd");
-        assert_eq!(resolve_relative("a.json", "file:///lib/x.json").unwrap(), "lib/x.json");
-        assert_eq!(resolve_relative("a.json", "https://example.com/x.json"), Err(RefProblem::Remote));
-    }
-
-    #[test]
-    fn schemes_are_told_apart_from_paths() {
-        assert!(has_foreign_scheme("https://example.com/s.json"));
-        assert!(has_foreign_scheme("urn:example:thing"));
-        assert!(!has_foreign_scheme("file:///x.json"));
-        assert!(!has_foreign_scheme("lib/x.json#/definitions/a"));
-        assert!(!has_foreign_scheme("#/definitions/a:b"));
-    }
 }

@@ -26,6 +26,8 @@ pub enum SchemaError {
     Invalid { file: String, pointer: String, reason: String },
     #[error("remote $ref `{reference}` at {file}#{pointer} refused: schemas may only refer to files inside the schemas folder")]
     RemoteRef { file: String, pointer: String, reference: String },
+    #[error("$schema `{reference}` at {file}#{pointer} refused: it is no draft the validator knows (draft-07, 2020-12) nor the $id of a schema in the schemas folder, and metaschemas are never fetched")]
+    RemoteMetaschema { file: String, pointer: String, reference: String },
     #[error("$ref `{reference}` at {file}#{pointer} cannot be resolved: {reason}")]
     UnresolvedRef { file: String, pointer: String, reference: String, reason: String },
     #[error("$ref cycle: {chain} (each schema only refers to the next, so nothing is ever checked)")]

@@ -37,6 +37,7 @@ mod coverage;
 mod defaults;
 mod documents;
 mod error;
+mod links;
 mod mounted;
 mod refs;
 mod render;

@@ -5,74 +5,31 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::documents::{has_foreign_scheme, Node, RefProblem, SchemaDocs};
+use crate::documents::{Node, RefProblem, SchemaDocs};
 use crate::error::SchemaError;
+use crate::links::RefKeyword;
 
-/// Keywords whose values are data, not schemas: a `"$ref"` inside them is not a reference.
-const DATA_KEYWORDS: [&str; 4] = ["enum", "const", "default", "examples"];
-
-/// Refuses remote references and `$ref` cycles anywhere in the folder.
+/// Refuses remote references (and metaschemas), references to missing files and `$ref` cycles
+/// anywhere in the folder. A reference resolves by the `$id`s of the folder's schemas
+/// ([`crate::links`]); one to a file or fragment that is not there is named with its place.
 pub(crate) fn check_references(docs: &SchemaDocs) -> Result<(), SchemaError> {
-    let mut rels: Vec<_> = docs.by_rel.keys().cloned().collect();
-    rels.sort();
-    let mut referring = Vec::new();
-    for rel in &rels {
-        let doc = &docs.by_rel[rel];
-        find_refs(Node::root(doc), None, 0, &mut referring);
-    }
-    for (node, remote_base) in &referring {
-        let reference = node.value["$ref"].as_str().unwrap_or_default();
-        if let Some(base) = remote_base.filter(|_| !reference.starts_with('#')) {
-            // Where the compiler would fetch it from: the `$id`'s folder joined with the reference.
-            let folder = base.rsplit_once('/').map_or(base, |(folder, _)| folder);
-            let reference = if has_foreign_scheme(reference) { reference.to_owned() } else { format!("{folder}/{reference}") };
-            return Err(SchemaError::RemoteRef { file: node.doc.rel.to_string(), pointer: node.pointer.clone(), reference });
-        }
-        if has_foreign_scheme(reference) {
-            return Err(SchemaError::RemoteRef { file: node.doc.rel.to_string(), pointer: node.pointer.clone(), reference: reference.to_owned() });
-        }
-        // A missing file is named here, with the place of the `$ref`; finer problems are the compiler's.
-        if let Err(problem @ RefProblem::MissingFile(_)) = docs.resolve(node.doc, reference) {
-            return Err(SchemaError::UnresolvedRef {
-                file: node.doc.rel.to_string(),
-                pointer: node.pointer.clone(),
-                reference: reference.to_owned(),
-                reason: problem.describe(),
-            });
+    for site in docs.links.sites() {
+        let (file, pointer) = (site.rel.to_string(), site.pointer.clone());
+        match &site.target {
+            Ok(_) => {}
+            Err(RefProblem::Remote) if site.keyword == RefKeyword::Schema => {
+                return Err(SchemaError::RemoteMetaschema { file, pointer, reference: site.absolute.clone() });
+            }
+            Err(RefProblem::Remote) => return Err(SchemaError::RemoteRef { file, pointer, reference: site.absolute.clone() }),
+            // A missing file is named here, with the place of the reference; finer problems are the compiler's.
+            Err(problem @ (RefProblem::MissingFile(_) | RefProblem::NotAUri(_))) => {
+                return Err(SchemaError::UnresolvedRef { file, pointer, reference: site.reference.clone(), reason: problem.describe() });
+            }
+            Err(RefProblem::MissingFragment(_)) => {}
         }
     }
-    let referring: Vec<Node<'_>> = referring.into_iter().map(|(node, _)| node).collect();
+    let referring: Vec<Node<'_>> = docs.links.sites().iter().filter(|site| site.keyword != RefKeyword::Schema).filter_map(|site| docs.node_at(&crate::links::Target { rel: site.rel.clone(), pointer: site.pointer.clone() })).collect();
     find_cycle(docs, &referring)
-}
-
-/// Collects every schema object that has a string `$ref`, with the remote `$id` base it sits under
-/// (a relative `$ref` below `"$id": "https://..."` would be fetched from that host).
-fn find_refs<'a>(node: Node<'a>, remote_base: Option<&'a str>, depth: usize, out: &mut Vec<(Node<'a>, Option<&'a str>)>) {
-    if depth > crate::documents::MAX_SCHEMA_DEPTH {
-        return;
-    }
-    match node.value {
-        Value::Object(map) => {
-            let own_id = map.get("$id").and_then(Value::as_str).filter(|id| has_foreign_scheme(id));
-            let remote_base = own_id.or(remote_base);
-            if map.get("$ref").is_some_and(Value::is_string) {
-                out.push((node.clone(), remote_base));
-            }
-            for key in map.keys().filter(|key| !DATA_KEYWORDS.contains(&key.as_str())) {
-                if let Some(child) = node.child(&[key]) {
-                    find_refs(child, remote_base, depth + 1, out);
-                }
-            }
-        }
-        Value::Array(items) => {
-            for index in 0..items.len() {
-                if let Some(child) = node.child(&[&index.to_string()]) {
-                    find_refs(child, remote_base, depth + 1, out);
-                }
-            }
-        }
-        _ => {}
-    }
 }
 
 /// Whether `not` counts: it is evaluated at the same place (so it can close a cycle) but says
@@ -88,9 +45,10 @@ pub(crate) enum Negated {
 pub(crate) fn same_location_schemas<'a>(docs: &'a SchemaDocs, node: &Node<'a>, negated: Negated) -> Vec<Node<'a>> {
     let Value::Object(map) = node.value else { return Vec::new() };
     let mut out = Vec::new();
-    if let Some(reference) = map.get("$ref").and_then(Value::as_str) {
-        if let Ok(target) = docs.resolve(node.doc, reference) {
-            out.push(target);
+    // A `$dynamicRef` may lead elsewhere at run time; its static target is where it starts.
+    for keyword in [RefKeyword::Ref, RefKeyword::DynamicRef] {
+        if map.contains_key(keyword.name()) {
+            out.extend(docs.target(node.value, keyword));
         }
     }
     for keyword in ["allOf", "anyOf", "oneOf"] {

@@ -74,6 +74,11 @@ fn schema_location(rel: &str, error: &ValidationError<'_>) -> String {
     }
 }
 
+/// An error's message, without the value.
+pub(crate) fn describe_error(error: &ValidationError<'_>) -> String {
+    describe(error.kind(), error)
+}
+
 fn describe(kind: &ValidationErrorKind, error: &ValidationError<'_>) -> String {
     match kind {
         ValidationErrorKind::Maximum { limit } => format!("must be ≤ {limit}"),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use potter_engine::{Issue, Layer, LayerSource};
 
 use crate::compile::{compile, CompileInputs, Compiled};
+use crate::defaults::{refused_defaults, RefusedDefaults};
 use crate::documents::{Node, SchemaDocs};
 use crate::error::SchemaError;
 use crate::refs::check_references;
@@ -36,6 +37,7 @@ pub struct SchemaSet {
     compiled: BTreeMap<Arc<str>, Arc<Compiled>>,
     patterns: Patterns,
     secrets: Vec<SecretPattern>,
+    refused_defaults: RefusedDefaults,
     compiles: u64,
 }
 
@@ -54,7 +56,7 @@ impl Default for SchemaSet {
 impl SchemaSet {
     /// No schemas: every view passes schema validation and coverage is not checked.
     pub fn empty() -> Self {
-        Self { dir: None, docs: SchemaDocs::default(), compiled: BTreeMap::new(), patterns: Patterns::default(), secrets: Vec::new(), compiles: 0 }
+        Self { dir: None, docs: SchemaDocs::default(), compiled: BTreeMap::new(), patterns: Patterns::default(), secrets: Vec::new(), refused_defaults: RefusedDefaults::new(), compiles: 0 }
     }
 
     /// Reads and compiles every schema of `dir`. Fails whole: with any bad file nothing is loaded.
@@ -107,6 +109,9 @@ impl SchemaSet {
             };
             compiled.insert(Arc::from(rel.as_str()), schema);
         }
+        let roots = root_schema_files(&docs);
+        let roots: Vec<&str> = roots.iter().map(String::as_str).collect();
+        let refused_defaults = refused_defaults(&docs, inputs.get_or_insert_with(|| CompileInputs::new(&docs)), &roots);
         let patterns = Patterns::collect(&docs);
         let mut secrets = Vec::new();
         if let Some(doc) = docs.get(GLOBAL_SCHEMA) {
@@ -121,6 +126,7 @@ impl SchemaSet {
         self.compiled = compiled;
         self.patterns = patterns;
         self.secrets = secrets;
+        self.refused_defaults = refused_defaults;
         self.compiles += compiles;
         Ok(summary)
     }
@@ -180,6 +186,19 @@ impl SchemaSet {
     /// How many schema compilations this set has done since it was created (the cache's witness).
     pub fn compile_count(&self) -> u64 {
         self.compiles
+    }
+
+    /// Schema defaults their own schema refuses (not filled in), by declaring schema, with the reason.
+    pub(crate) fn refused_defaults(&self) -> &RefusedDefaults {
+        &self.refused_defaults
+    }
+
+    /// A warning per schema default that is not filled in because its own schema refuses it.
+    pub fn refused_default_warnings(&self) -> Vec<Issue> {
+        self.refused_defaults
+            .iter()
+            .map(|(location, reason)| Issue::warning("", format!("the default of {location} is not used: its own schema refuses it ({reason})"), "schema:default"))
+            .collect()
     }
 
     /// Secret path patterns declared by `"secret": true` in the schemas (service ones carry their service).

@@ -73,7 +73,9 @@ impl Validation {
     /// ([`Snapshot::distinct_view_keys`]): each environment, alone and with each service, and each
     /// of those with a user who has a layer of their own there.
     pub fn validate_snapshot(&self, snapshot: &Snapshot) -> Report {
-        self.validate_snapshot_where(snapshot, |_| true)
+        let mut report = self.validate_snapshot_where(snapshot, |_| true);
+        report.tree.extend(self.schemas.refused_default_warnings());
+        report
     }
 
     /// Validates the views of the snapshot for which `include` is true (the views a change can have
