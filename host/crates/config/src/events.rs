@@ -84,6 +84,16 @@ pub enum Event {
 /// The publishing side, owned by the host.
 pub(crate) struct EventBus {
     sender: broadcast::Sender<Published>,
+    /// Told of every change synchronously, before subscribers are.
+    pub(crate) observers: Observers,
+}
+
+/// What follows every published change in the commit itself (not through the channel): typed
+/// settings rebuild before the change is acknowledged, and the health record notes it.
+#[derive(Default)]
+pub(crate) struct Observers {
+    pub(crate) bindings: crate::settings::Bindings,
+    pub(crate) health: crate::health::HealthRecord,
 }
 
 /// Changes a subscriber may fall behind by before it is told it lagged.
@@ -91,10 +101,17 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 
 impl EventBus {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { sender: broadcast::channel(capacity.max(1)).0 }
+        Self { sender: broadcast::channel(capacity.max(1)).0, observers: Observers::default() }
     }
 
     pub(crate) fn publish(&self, published: Published) {
+        match &published {
+            Published::Applied { after, .. } => {
+                self.observers.bindings.take(after);
+                self.observers.health.applied();
+            }
+            Published::Rejected { cause, diagnostics } => self.observers.health.rejected(cause, diagnostics),
+        }
         // No receivers is fine: nobody is listening.
         let _ = self.sender.send(published);
     }

@@ -32,11 +32,13 @@
 
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod options;
 pub mod plugin_folder;
 pub mod recording;
 pub mod runtime;
 pub mod secret_values;
+pub mod settings;
 pub mod source;
 pub mod timeline;
 pub mod watch;
@@ -44,9 +46,11 @@ pub mod watch;
 // The embedder's surface: open a tree, read views, change overrides, follow changes, watch files.
 pub use error::Error;
 pub use events::{Cause, ChangeOrigin, Event, Subscription};
+pub use health::{Health, Status};
 pub use options::Options;
 pub use potter_engine as engine;
 pub use potter_engine::{View, ViewKey};
 pub use potter_validate::Report;
 pub use runtime::{ConfigHost, SetRequest, ViewHandle};
+pub use settings::{SettingsRefusal, Settings, SettingsChanges, SettingsUpdate};
 pub use watch::{WatchOptions, Watcher};
