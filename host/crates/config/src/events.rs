@@ -85,15 +85,7 @@ pub enum Event {
 pub(crate) struct EventBus {
     sender: broadcast::Sender<Published>,
     /// Told of every change synchronously, before subscribers are.
-    pub(crate) observers: Observers,
-}
-
-/// What follows every published change in the commit itself (not through the channel): typed
-/// settings rebuild before the change is acknowledged, and the health record notes it.
-#[derive(Default)]
-pub(crate) struct Observers {
-    pub(crate) bindings: crate::settings::Bindings,
-    pub(crate) health: crate::health::HealthRecord,
+    pub(crate) observers: crate::observers::Observers,
 }
 
 /// Changes a subscriber may fall behind by before it is told it lagged.
@@ -101,7 +93,7 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 
 impl EventBus {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { sender: broadcast::channel(capacity.max(1)).0, observers: Observers::default() }
+        Self { sender: broadcast::channel(capacity.max(1)).0, observers: crate::observers::Observers::default() }
     }
 
     pub(crate) fn publish(&self, published: Published) {

@@ -9,58 +9,13 @@
 //! The status is `unhealthy` only when the service said so: a refused change leaves a valid
 //! configuration live, so it makes the host `degraded` (worth an alert, not a restart).
 
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use potter_engine::{Severity, ViewKey};
 use potter_validate::Report;
 
 use crate::error::Error;
-use crate::events::Cause;
+use crate::observers::now_ms;
+pub use crate::observers::{RefusedChange, SettingsRefusal, Unhealthy};
 use crate::runtime::ConfigHost;
-use crate::settings::SettingsRefusal;
-
-/// The recorded half of the health: what the change path and the service told it.
-#[derive(Default)]
-pub(crate) struct HealthRecord {
-    state: Mutex<Recorded>,
-}
-
-#[derive(Default)]
-struct Recorded {
-    /// Counts applied and refused changes, to order them (clock readings may tie).
-    sequence: u64,
-    applied_at: Option<u64>,
-    refused_at: Option<u64>,
-    last_applied_ms: Option<u64>,
-    last_refusal: Option<RefusedChange>,
-    unhealthy: Option<Unhealthy>,
-    validated_on_startup: bool,
-}
-
-impl HealthRecord {
-    fn state(&self) -> std::sync::MutexGuard<'_, Recorded> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn applied(&self) {
-        let mut state = self.state();
-        state.sequence += 1;
-        state.applied_at = Some(state.sequence);
-        state.last_applied_ms = Some(now_ms());
-    }
-
-    pub(crate) fn rejected(&self, cause: &Cause, diagnostics: &[String]) {
-        let mut state = self.state();
-        state.sequence += 1;
-        state.refused_at = Some(state.sequence);
-        state.last_refusal = Some(RefusedChange { actor: cause.actor.clone(), origin: cause.origin.to_string(), diagnostics: diagnostics.to_vec(), at_unix_ms: now_ms() });
-    }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
-}
 
 /// The overall verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -73,28 +28,6 @@ pub enum Status {
     Degraded,
     /// The service reported itself unhealthy ([`ConfigHost::report_unhealthy`]).
     Unhealthy,
-}
-
-/// A change the host refused (the configuration before it stayed live).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RefusedChange {
-    /// Who tried it (`file-watch`, `cli:<user>`, `plugin:<name>`...).
-    pub actor: String,
-    /// What kind of change it was.
-    pub origin: String,
-    /// Why, one line each (redacted: no secret value).
-    pub diagnostics: Vec<String>,
-    /// When, in milliseconds since the Unix epoch.
-    pub at_unix_ms: u64,
-}
-
-/// The service's own report of being unhealthy.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Unhealthy {
-    /// What the service said.
-    pub reason: String,
-    /// Since when, in milliseconds since the Unix epoch.
-    pub since_unix_ms: u64,
 }
 
 /// A source plugin whose last load failed: its last good layer is still in the configuration.

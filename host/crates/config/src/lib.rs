@@ -32,6 +32,7 @@
 
 pub mod error;
 pub mod events;
+mod observers;
 pub mod health;
 pub mod options;
 pub mod plugin_folder;

@@ -13,7 +13,7 @@
 //! in [`Settings::refusal`] and in [`ConfigHost::health`](crate::health). The binding takes the
 //! next change that deserializes again.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Guard};
 use potter_engine::{Snapshot, View, ViewKey};
@@ -21,6 +21,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
 use crate::error::Error;
+pub use crate::observers::SettingsRefusal;
+use crate::observers::Rebind;
 use crate::runtime::ConfigHost;
 
 /// Typed updates a [`SettingsChanges`] holds for a slow reader before it is handed the current
@@ -37,26 +39,6 @@ pub struct Settings<T> {
 impl<T> Clone for Settings<T> {
     fn clone(&self) -> Self {
         Self { bound: self.bound.clone() }
-    }
-}
-
-/// What a binding refused: the change went live for everyone else, this binding kept its value.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct SettingsRefusal {
-    /// The version of the change that was refused.
-    pub version: u64,
-    /// The view, as `production` or `production/api`.
-    pub view: String,
-    /// The bound prefix.
-    pub prefix: String,
-    /// Why: serde's message, with the key path and the file:line:col the value came from
-    /// (secret values never quoted).
-    pub message: String,
-}
-
-impl std::fmt::Display for SettingsRefusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} `{}` kept its value at version {}: {}", self.view, self.prefix, self.version, self.message)
     }
 }
 
@@ -206,14 +188,6 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Bound<T> {
     }
 }
 
-/// What the host's commit calls on every live binding (type-erased).
-pub(crate) trait Rebind: Send + Sync {
-    /// A change went live.
-    fn take(&self, after: &Arc<Snapshot>);
-    /// The binding's refusal, while it stands.
-    fn refusal(&self) -> Option<SettingsRefusal>;
-}
-
 impl<T: DeserializeOwned + Send + Sync + 'static> Rebind for Bound<T> {
     fn take(&self, after: &Arc<Snapshot>) {
         Bound::take(self, after)
@@ -221,35 +195,6 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Rebind for Bound<T> {
 
     fn refusal(&self) -> Option<SettingsRefusal> {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).refusal.clone()
-    }
-}
-
-/// The live bindings of one host (held weakly: a dropped `Settings` stops being updated).
-#[derive(Default)]
-pub(crate) struct Bindings {
-    live: Mutex<Vec<Weak<dyn Rebind>>>,
-}
-
-impl Bindings {
-    fn live(&self) -> std::sync::MutexGuard<'_, Vec<Weak<dyn Rebind>>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Hands a change that just went live to every binding, in commit order.
-    pub(crate) fn take(&self, after: &Arc<Snapshot>) {
-        let mut live = self.live();
-        live.retain(|binding| match binding.upgrade() {
-            Some(binding) => {
-                binding.take(after);
-                true
-            }
-            None => false,
-        });
-    }
-
-    /// Every standing refusal of a live binding.
-    pub(crate) fn refusals(&self) -> Vec<SettingsRefusal> {
-        self.live().iter().filter_map(Weak::upgrade).filter_map(|binding| binding.refusal()).collect()
     }
 }
 
@@ -264,23 +209,20 @@ impl ConfigHost {
         if !prefix.is_empty() {
             potter_engine::parse_key_path(prefix)?;
         }
-        let bindings = &self.events().observers.bindings;
-        // Registered under the list's lock, which every change takes to hand itself out: a change
-        // is either live before the value below is read, or handed to the binding after.
-        let mut live = bindings.live();
-        let snapshot = self.snapshot();
-        let current = self.options().served_view(&snapshot, view)?;
-        let value: T = deserialize(current, prefix)?;
-        let bound = Arc::new(Bound {
-            key: view.clone(),
-            prefix: prefix.to_owned(),
-            value: ArcSwap::from_pointee(value),
-            state: Mutex::new(BoundState { version: snapshot.version(), seen: snapshot, refusal: None }),
-            updates: broadcast::channel(CHANGES_CAPACITY).0,
-        });
-        let erased: Arc<dyn Rebind> = bound.clone();
-        live.push(Arc::downgrade(&erased));
-        Ok(Settings { bound })
+        // Registered under the bindings' lock: no change falls between the read and the registration.
+        self.events().observers.bindings.register(|| {
+            let snapshot = self.snapshot();
+            let current = self.options().served_view(&snapshot, view)?;
+            let value: T = deserialize(current, prefix)?;
+            let bound = Arc::new(Bound {
+                key: view.clone(),
+                prefix: prefix.to_owned(),
+                value: ArcSwap::from_pointee(value),
+                state: Mutex::new(BoundState { version: snapshot.version(), seen: snapshot, refusal: None }),
+                updates: broadcast::channel(CHANGES_CAPACITY).0,
+            });
+            Ok((bound.clone() as Arc<dyn Rebind>, Settings { bound }))
+        })
     }
 }
 
