@@ -167,8 +167,10 @@ fn a_save_that_does_not_fit_the_type_keeps_the_old_value_and_names_the_place() {
 
     // The schema leaves `features` free-form, so the configuration is valid and goes live, but
     // `banner` is no string: the typed settings refuse it and keep their value.
-    tree.save("environments/staging.json", "{\n  \"features\": {\n    \"new_checkout\": false,\n    \"banner\": 42\n  }\n}\n");
+    // (Staging's api settings are kept as they were, so only `features` changes.)
+    tree.save("environments/staging.json", "{\n  \"features\": {\n    \"new_checkout\": false,\n    \"banner\": 42\n  },\n  \"api\": { \"greeting\": \"Hello from staging\" }\n}\n");
     let changes = service.wait_for("/changes.json", &[], |changes| !changes.as_array().unwrap().is_empty());
+    assert_eq!(changes.as_array().unwrap().len(), 1, "{changes}");
     let refusal = &changes[0];
     assert_eq!(refusal["environment"], "staging");
     assert_eq!(refusal["prefix"], "features");

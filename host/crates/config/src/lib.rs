@@ -25,6 +25,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A service binds its settings to its own types once ([`ConfigHost::bind`]: deserialized once per
+//! change, read with a pointer load, changes as typed `(old, new)` pairs) and reports its health
+//! from [`ConfigHost::health`]; docs/EMBEDDING.md walks through a whole service.
+//!
 //! The modules below the root re-exports are the parts the server (`potter-server`) and the
 //! command (`potter-cli`) build on; an embedder needs only the root.
 

@@ -70,7 +70,11 @@ impl Bindings {
     pub(crate) fn take(&self, after: &Arc<Snapshot>) {
         self.live().retain(|binding| match binding.upgrade() {
             Some(binding) => {
-                binding.take(after);
+                // A `Deserialize` impl of the embedder's that panics must not take the commit down
+                // with it: the binding keeps its value (its state lock recovers from the poison).
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| binding.take(after))).is_err() {
+                    tracing::error!(version = after.version(), "typed settings panicked while deserializing a change; they keep their last value");
+                }
                 true
             }
             None => false,
