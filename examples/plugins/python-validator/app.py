@@ -1,25 +1,19 @@
-"""Potter Config validator plugin in Python (world `validator` of `wit/potter-config.wit`).
+"""Potter Config validator plugin in Python (world `validator`), built with potter-config-sdk.
 
-componentize-py generates `wit_world` from the WIT at build time; the class below is the export.
+`potter-plugin build` (from the SDK) runs componentize-py against the WIT bundled in the SDK;
+`export_validator` turns `validate(view, config)` into the component's export.
 """
 
-import json
-from typing import List
-
-import wit_world
-from wit_world.imports import host, types
+from potter_config_sdk import Config, Issue, View, export_validator, log, namespace_config
 
 import rules
 
 
-class WitWorld(wit_world.WitWorld):
-    def validate(self, view: types.View, config: str) -> List[types.Issue]:
-        namespace = json.loads(host.namespace_config())
-        findings = rules.check(json.loads(config), namespace)
-        if findings:
-            host.log(host.LogLevel.DEBUG,
-                     f"{len(findings)} issue(s) in view {view.environment}/{view.service or '-'}")
-        return [
-            types.Issue(f.path, f.message, types.Severity.ERROR if f.is_error else types.Severity.WARNING)
-            for f in findings
-        ]
+def validate(view: View, config: Config):
+    findings = rules.check(config.root(), namespace_config())
+    if findings:
+        log("debug", f"{len(findings)} issue(s) in view {view.environment}/{view.service or '-'}")
+    return [Issue(f.path, f.message, f.is_error) for f in findings]
+
+
+WitWorld = export_validator(validate)

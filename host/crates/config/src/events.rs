@@ -84,6 +84,8 @@ pub enum Event {
 /// The publishing side, owned by the host.
 pub(crate) struct EventBus {
     sender: broadcast::Sender<Published>,
+    /// Told of every change synchronously, before subscribers are.
+    pub(crate) observers: crate::observers::Observers,
 }
 
 /// Changes a subscriber may fall behind by before it is told it lagged.
@@ -91,10 +93,17 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 
 impl EventBus {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { sender: broadcast::channel(capacity.max(1)).0 }
+        Self { sender: broadcast::channel(capacity.max(1)).0, observers: crate::observers::Observers::default() }
     }
 
     pub(crate) fn publish(&self, published: Published) {
+        match &published {
+            Published::Applied { after, .. } => {
+                self.observers.bindings.take(after);
+                self.observers.health.applied();
+            }
+            Published::Rejected { cause, diagnostics } => self.observers.health.rejected(cause, diagnostics),
+        }
         // No receivers is fine: nobody is listening.
         let _ = self.sender.send(published);
     }

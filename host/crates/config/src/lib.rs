@@ -25,6 +25,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A service binds its settings to its own types once ([`ConfigHost::bind`]: deserialized once per
+//! change, read with a pointer load, changes as typed `(old, new)` pairs) and reports its health
+//! from [`ConfigHost::health`]; docs/EMBEDDING.md walks through a whole service.
+//!
 //! The modules below the root re-exports are the parts the server (`potter-server`) and the
 //! command (`potter-cli`) build on; an embedder needs only the root.
 
@@ -32,11 +36,14 @@
 
 pub mod error;
 pub mod events;
+mod observers;
+pub mod health;
 pub mod options;
 pub mod plugin_folder;
 pub mod recording;
 pub mod runtime;
 pub mod secret_values;
+pub mod settings;
 pub mod source;
 pub mod timeline;
 pub mod watch;
@@ -44,9 +51,11 @@ pub mod watch;
 // The embedder's surface: open a tree, read views, change overrides, follow changes, watch files.
 pub use error::Error;
 pub use events::{Cause, ChangeOrigin, Event, Subscription};
+pub use health::{Health, Status};
 pub use options::Options;
 pub use potter_engine as engine;
 pub use potter_engine::{View, ViewKey};
 pub use potter_validate::Report;
 pub use runtime::{ConfigHost, SetRequest, ViewHandle};
+pub use settings::{SettingsRefusal, Settings, SettingsChanges, SettingsUpdate};
 pub use watch::{WatchOptions, Watcher};

@@ -456,6 +456,11 @@ impl ConfigHost {
         self.shared.writer().files.set_settle_limit(limit);
     }
 
+    /// The event bus and what observes it (typed settings, health).
+    pub(crate) fn events(&self) -> &EventBus {
+        &self.shared.events
+    }
+
     /// The history database shared with the recorder (read through `timeline`).
     pub(crate) fn history_database(&self) -> &Arc<crate::recording::HistoryDatabase> {
         &self.shared.history
@@ -950,7 +955,7 @@ impl ViewHandle {
 /// A `get`/`extract` type error naming the offending value: its key path when it lies below `key`,
 /// and the file, line and column it came from when a file set it (the value itself is withheld
 /// when it holds a secret, as serde quotes it).
-fn type_error(view: &View, key: &str, error: serde_path_to_error::Error<serde_json::Error>) -> Error {
+pub(crate) fn type_error(view: &View, key: &str, error: serde_path_to_error::Error<serde_json::Error>) -> Error {
     let mut offending = key.to_owned();
     for segment in error.path().iter() {
         match segment {
