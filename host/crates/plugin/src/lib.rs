@@ -29,6 +29,7 @@ mod executor;
 mod host;
 mod log;
 mod manifest;
+mod outbound;
 mod plugin;
 mod sandbox;
 mod signing;
@@ -42,6 +43,7 @@ pub use manifest::{
     manifest_path, reserved_variable, resolve_granted_directory, Allowance, GrantKind, GrantRules, Grants, LimitRequest,
     Limits, Manifest, OnError, PluginKind, DEFAULT_ENV_PREFIX, GRANTED_DIRECTORY_GUEST_PATH, MANIFEST_SUFFIX,
 };
+pub use outbound::{Origin, OriginScheme, OutboundLimits};
 pub use plugin::{LoadedPlugin, PluginIssue, ValidationTarget};
 pub use potter_engine::Severity;
 pub use signing::{

@@ -1,12 +1,13 @@
 //! The plugin manifest: a sidecar `<name>.plugin.toml` beside `<name>.wasm`,
 //! covered by the signature together with the module.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::PluginError;
+use crate::outbound::{Origin, OriginScheme, OutboundLimits};
 
 /// File name suffix of a manifest: `<name>.plugin.toml`.
 pub const MANIFEST_SUFFIX: &str = ".plugin.toml";
@@ -47,14 +48,21 @@ pub struct Grants {
     /// `/data` in the guest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory: Option<String>,
+    /// Sources only: origins (`scheme://host:port`, `*` as the port only where written) the plugin
+    /// may send HTTP requests to through `wasi:http`; nothing else is reachable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<String>,
+    /// A CA file (PEM, relative to the configuration root or absolute) trusted beside the
+    /// system's roots for one `https` origin of `http`, keyed by that origin as written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub http_ca: BTreeMap<String, String>,
 }
 
 /// Variables the tool reads whatever the configured prefix: keyrings and the API token.
 pub const RESERVED_VARIABLES: [&str; 2] = ["POTTER_SECRET_KEY_", "POTTER_TOKEN"];
 
 /// The kinds of grant a manifest can ask for. The trust store records, per trusted key, which
-/// kinds plugins it signed may use (`plugin trust --allow env,dirs`); more kinds (network access)
-/// are added here.
+/// kinds plugins it signed may use (`plugin trust --allow env,dirs,net`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GrantKind {
@@ -62,17 +70,20 @@ pub enum GrantKind {
     Env,
     /// `grants.directory`: a read-only directory of the configuration root.
     Dirs,
+    /// `grants.http`: outbound HTTP to the origins listed.
+    Net,
 }
 
 impl GrantKind {
     /// Every kind, in order.
-    pub const ALL: [GrantKind; 2] = [GrantKind::Env, GrantKind::Dirs];
+    pub const ALL: [GrantKind; 3] = [GrantKind::Env, GrantKind::Dirs, GrantKind::Net];
 
     /// The name used by `plugin trust --allow` and in the trust store.
     pub fn as_str(self) -> &'static str {
         match self {
             GrantKind::Env => "env",
             GrantKind::Dirs => "dirs",
+            GrantKind::Net => "net",
         }
     }
 }
@@ -100,7 +111,7 @@ impl Allowance {
         Allowance(GrantKind::ALL.into_iter().collect())
     }
 
-    /// Parses `env,dirs` (empty text: the safe set).
+    /// Parses `env,dirs,net` (empty text: the safe set).
     pub fn parse(text: &str) -> Result<Allowance, String> {
         text.split(',').filter(|part| !part.trim().is_empty()).map(str::parse).collect::<Result<_, _>>().map(Allowance)
     }
@@ -141,6 +152,14 @@ pub struct LimitRequest {
     pub memory_mib: Option<u32>,
     pub timeout_ms: Option<u32>,
     pub max_output_kib: Option<u32>,
+    /// Outbound HTTP (sources with `grants.http`): requests per call.
+    pub http_requests: Option<u32>,
+    /// Largest response body, in KiB.
+    pub http_response_kib: Option<u32>,
+    /// Time to connect, in milliseconds.
+    pub http_connect_ms: Option<u32>,
+    /// Time for one request, connect to last byte, in milliseconds.
+    pub http_total_ms: Option<u32>,
 }
 
 /// Effective limits of one plugin (or the host's defaults / maxima).
@@ -290,6 +309,24 @@ impl Manifest {
                 )));
             }
         }
+        if !manifest.grants.http.is_empty() && manifest.kind != PluginKind::Source {
+            return Err(fail("grants.http is only for sources".to_string()));
+        }
+        let mut origins = Vec::new();
+        for text in &manifest.grants.http {
+            origins.push(Origin::parse(text).map_err(|e| fail(format!("grants.http: {e}")))?);
+        }
+        for (origin, file) in &manifest.grants.http_ca {
+            let Some(index) = manifest.grants.http.iter().position(|granted| granted == origin) else {
+                return Err(fail(format!("grants.http_ca `{origin}` is not one of grants.http")));
+            };
+            if origins[index].scheme != OriginScheme::Https {
+                return Err(fail(format!("grants.http_ca `{origin}`: a CA file is only for an https origin")));
+            }
+            if file.trim().is_empty() {
+                return Err(fail(format!("grants.http_ca `{origin}`: empty file name")));
+            }
+        }
         if manifest.kind == PluginKind::Source && manifest.prefixes.is_empty() {
             return Err(fail(
                 "a source must declare the key prefixes it may write (`prefixes`)".to_string(),
@@ -309,7 +346,8 @@ impl Manifest {
     pub fn grants_asked(&self) -> Vec<(GrantKind, String)> {
         let env = self.grants.env.iter().map(|name| (GrantKind::Env, format!("grants.env `{name}`")));
         let directory = self.grants.directory.iter().map(|dir| (GrantKind::Dirs, format!("grants.directory `{dir}`")));
-        env.chain(directory).collect()
+        let http = self.grants.http.iter().map(|origin| (GrantKind::Net, format!("grants.http `{origin}`")));
+        env.chain(directory).chain(http).collect()
     }
 
     /// The first `grants.env` entry naming one of the tool's own variables: (grant, why).
@@ -355,6 +393,7 @@ impl GrantRules {
             return Err(PluginError::ForbiddenGrant { plugin, grant, reason });
         }
         Limits::resolve(&manifest.limits, &Limits::DEFAULT, &self.max_limits)
+            .and_then(|_| OutboundLimits::resolve(&manifest.limits))
             .map_err(|reason| PluginError::Manifest { plugin: plugin.clone(), path: manifest_path.to_path_buf(), reason })?;
         if let (Some(root), Some(relative)) = (&self.grants_root, &manifest.grants.directory) {
             // At signing time the tree may not hold the directory: the load checks it again.
