@@ -121,9 +121,24 @@ pub struct PluginInfo {
     /// environment's configuration; false when it came from running it (a first call, a reload
     /// its presence made invalid), which may quote any environment's values.
     pub refusal_about_files: bool,
+    /// Set while a source serves its last good layer because asking it failed (filled by the
+    /// configuration host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale: Option<Staleness>,
     /// The last error of a call about each environment (filled by the configuration host).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub environment_errors: BTreeMap<String, String>,
+}
+
+/// Why a source's layer is not fresh: since when (ms since the epoch), the last error, and
+/// whether it came from the last-known-good cache at start-up (saved at `cached_at_ms`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Staleness {
+    pub since_ms: u64,
+    pub last_error: String,
+    pub from_cache: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_at_ms: Option<u64>,
 }
 
 /// What the host knows about one plugin name: the version running (if any) and why the latest
@@ -375,6 +390,7 @@ impl PluginHost {
                     last_error: plugin.last_error(),
                     refused_update: entry.refusal.clone(),
                     refusal_about_files: entry.refusal_about_files,
+                    stale: None,
                     environment_errors: BTreeMap::new(),
                 },
                 None => PluginInfo {
@@ -396,6 +412,7 @@ impl PluginHost {
                     last_error: entry.refusal.clone(),
                     refused_update: None,
                     refusal_about_files: entry.refusal_about_files,
+                    stale: None,
                     environment_errors: BTreeMap::new(),
                 },
             })

@@ -250,6 +250,10 @@ pub struct Manifest {
     /// Sources: keep the last good output (default) or reject the reload when `load` fails.
     #[serde(default)]
     pub on_error: OnError,
+    /// Sources: how old a cached last good layer may be to start from when the source fails at
+    /// start-up (`"90s"`, `"30m"`, `"12h"`, `"7d"`); without it any age is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stale: Option<String>,
     /// JSON Schema (as JSON text) for the plugin's namespace `plugins.<name>`; validated like the
     /// tree's own schemas. Inline so the signature covers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -327,6 +331,12 @@ impl Manifest {
                 return Err(fail(format!("grants.http_ca `{origin}`: empty file name")));
             }
         }
+        if let Some(text) = &manifest.max_stale {
+            if manifest.kind != PluginKind::Source {
+                return Err(fail("max_stale is only for sources".to_string()));
+            }
+            parse_duration(text).map_err(|e| fail(format!("max_stale: {e}")))?;
+        }
         if manifest.kind == PluginKind::Source && manifest.prefixes.is_empty() {
             return Err(fail(
                 "a source must declare the key prefixes it may write (`prefixes`)".to_string(),
@@ -353,6 +363,11 @@ impl Manifest {
     /// The first `grants.env` entry naming one of the tool's own variables: (grant, why).
     pub fn reserved_env_grant(&self, env_prefix: &str) -> Option<(String, String)> {
         self.grants.env.iter().find_map(|name| reserved_variable(name, env_prefix).map(|why| (format!("grants.env `{name}`"), why)))
+    }
+
+    /// `max_stale` as a duration (None: no limit; the text was checked at parse).
+    pub fn max_stale_duration(&self) -> Option<std::time::Duration> {
+        self.max_stale.as_deref().and_then(|text| parse_duration(text).ok())
     }
 
     /// The key path of this plugin's own namespace, `plugins.<name>`.
@@ -454,6 +469,22 @@ pub(crate) fn plugin_stem(wasm_path: &Path) -> String {
         .unwrap_or_else(|| wasm_path.display().to_string())
 }
 
+/// `<number><unit>` with unit `s`, `m`, `h` or `d`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let bad = || format!("`{text}` is not a duration such as \"90s\", \"30m\", \"12h\" or \"7d\"");
+    let unit = text.chars().last().ok_or_else(bad)?;
+    let seconds = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(bad()),
+    };
+    let number: u64 = text[..text.len() - 1].parse().map_err(|_| bad())?;
+    Ok(std::time::Duration::from_secs(number.saturating_mul(seconds)))
+}
+
 fn is_plugin_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -527,6 +558,8 @@ mod tests {
             ))
         };
         let m = source("priority = 5\non_error = \"reject\"\n[grants]\ndirectory = \"data/props\"").unwrap();
+        assert_eq!(source("max_stale = \"30m\"").unwrap().max_stale_duration(), Some(std::time::Duration::from_secs(1800)));
+        assert!(source("max_stale = \"30 minutes\"").unwrap_err().to_string().contains("max_stale: `30 minutes` is not a duration"));
         assert_eq!((m.priority, m.on_error), (5, OnError::Reject));
         assert_eq!(m.grants.directory.as_deref(), Some("data/props"));
         for bad in ["../outside", "/etc", "a/../../b", ""] {
