@@ -271,3 +271,57 @@ fn a_secret_in_a_plugins_namespace_never_reaches_a_plugin_not_granted_secrets() 
     assert!(logged.contains(r#"on-config-changed: {"greeting":"hello","limit":3}"#), "on-config-changed got the namespace without the secret");
     assert!(!logged.contains("hush-from-the-namespace-test"), "on-config-changed never saw the secret");
 }
+
+/// A loopback HTTP server answering every request with `body` while `up`, closing connections
+/// without an answer while down (a remote that disappears).
+fn config_server(body: &'static str, up: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            if !up.load(std::sync::atomic::Ordering::SeqCst) {
+                continue; // dropped: the connection closes unanswered
+            }
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                line.clear();
+            }
+            let mut stream = stream;
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    port
+}
+
+#[test]
+fn a_host_restarted_with_the_remote_down_starts_from_the_encrypted_cache_marks_the_source_stale_and_recovers() {
+    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let port = config_server(r#"{"remote": {"api": {"timeout": 7}, "token": "sk-live-cache-secret"}}"#, up.clone());
+    let tree = minimal();
+    tree.tree.write("global.json", &json!({"plugins": {"http-source": {"url": format!("http://127.0.0.1:{port}/config.json")}}}).to_string());
+    tree.install_as("http-source", "http-source", |manifest| manifest.replace("http://127.0.0.1:8780", &format!("http://127.0.0.1:{port}")));
+    {
+        let host = ConfigHost::open(tree.options()).unwrap();
+        assert_eq!(value(&host, "production", "remote.api.timeout"), Some(json!(7)));
+    }
+    // The cache holds ciphertext only.
+    let cached = fs::read_to_string(tree.tree.state().join("source-cache/http-source/production.json")).unwrap();
+    assert!(cached.contains("\"sealed\":\"enc:") && !cached.contains("sk-live-cache-secret") && !cached.contains("timeout"), "{cached}");
+
+    up.store(false, std::sync::atomic::Ordering::SeqCst);
+    let host = ConfigHost::open(tree.options()).expect("starts from the cached layer");
+    assert_eq!(value(&host, "production", "remote.api.timeout"), Some(json!(7)));
+    let info = host.plugin_list().into_iter().find(|info| info.name == "http-source").unwrap();
+    let stale = info.stale.expect("marked stale");
+    assert!(stale.from_cache && stale.cached_at_ms.is_some(), "{stale:?}");
+    assert!(stale.last_error.contains(&format!("http://127.0.0.1:{port}/config.json")), "{}", stale.last_error);
+
+    // The remote returns: the retry (backoff from 1 s) picks it up and the source is fresh again.
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1100));
+    host.reload_because(potter_config::Cause::new(potter_config::ChangeOrigin::File, "test")).unwrap();
+    let info = host.plugin_list().into_iter().find(|info| info.name == "http-source").unwrap();
+    assert!(info.stale.is_none(), "{:?}", info.stale);
+}

@@ -120,6 +120,10 @@ fn print_info(info: &PluginInfo) {
         if let Some(directory) = &grants.directory {
             parts.push(format!("directory {directory} (read-only)"));
         }
+        for origin in &grants.http {
+            let ca = grants.http_ca.get(origin).map(|file| format!(" (CA file {file})")).unwrap_or_default();
+            parts.push(format!("http {origin}{ca}"));
+        }
         if parts.is_empty() { "none".to_owned() } else { parts.join("; ") }
     });
     println!("  grants      {}{}", text(grants), if info.secrets { "; sees secrets" } else { "" });
@@ -128,6 +132,13 @@ fn print_info(info: &PluginInfo) {
     }
     let limits = info.limits.map(|l| format!("{} MiB, {} ms, {} KiB output", l.memory_mib, l.timeout_ms, l.max_output_kib));
     println!("  limits      {}", text(limits));
+    if let Some(http) = info.http_limits {
+        println!("  http limits {} requests per call, {} KiB per response, {} ms to connect, {} ms per request", http.requests, http.response_kib, http.connect_ms, http.total_ms);
+    }
+    if let Some(stale) = &info.stale {
+        let origin = if stale.from_cache { "its cached layer" } else { "its last good layer" };
+        println!("  stale       serving {origin} since {} ms after the epoch: {}", stale.since_ms, stale.last_error);
+    }
     println!("  last error  {}", text(info.last_error.clone()));
     if let Some(refused) = &info.refused_update {
         println!("  refused new version  {refused}");

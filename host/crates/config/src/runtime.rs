@@ -74,6 +74,8 @@ struct Shared {
 struct PluginReadings {
     /// Each plugin's last error per environment (the rest of its listing is the plugin host's, live).
     environment_errors: BTreeMap<String, BTreeMap<String, String>>,
+    /// Sources serving a last good (or cached) layer because asking them failed.
+    stale: BTreeMap<String, potter_plugin::Staleness>,
     /// When a source poll or a settling plugin file is next due.
     next_due: Option<Instant>,
 }
@@ -248,8 +250,10 @@ impl Shared {
 
     fn publish_plugin_readings(&self, state: &WriterState) {
         let Some(plugins) = &state.plugins else { return };
-        let environment_errors = plugins.list().into_iter().filter(|info| !info.environment_errors.is_empty()).map(|info| (info.name, info.environment_errors)).collect();
-        self.plugin_readings.store(Arc::new(PluginReadings { environment_errors, next_due: plugins.next_due() }));
+        let list = plugins.list();
+        let stale = list.iter().filter_map(|info| Some((info.name.clone(), info.stale.clone()?))).collect();
+        let environment_errors = list.into_iter().filter(|info| !info.environment_errors.is_empty()).map(|info| (info.name, info.environment_errors)).collect();
+        self.plugin_readings.store(Arc::new(PluginReadings { environment_errors, stale, next_due: plugins.next_due() }));
     }
 }
 
@@ -485,6 +489,7 @@ impl ConfigHost {
             if let Some(errors) = readings.environment_errors.get(&info.name) {
                 info.environment_errors = errors.clone();
             }
+            info.stale = readings.stale.get(&info.name).cloned();
         }
         infos
     }

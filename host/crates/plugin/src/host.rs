@@ -14,6 +14,7 @@ use crate::error::{describe, PluginError, Refusal};
 use crate::executor::Executor;
 use crate::log::PluginLog;
 use crate::manifest::{plugin_stem, resolve_granted_directory, Allowance, GrantRules, Grants, Limits, PluginKind, DEFAULT_ENV_PREFIX, MANIFEST_SUFFIX};
+use crate::outbound::{Origin, OutboundLimits, OutboundPolicy};
 use crate::plugin::{LoadedPlugin, NamespaceIndices, WorldIndices};
 use crate::sandbox::{self, bindings, source_bindings, CallState};
 use crate::signing::{load_checked, read, trusted_allowance, MAX_MODULE_BYTES};
@@ -107,6 +108,9 @@ pub struct PluginInfo {
     pub grants: Option<Grants>,
     pub secrets: bool,
     pub limits: Option<Limits>,
+    /// Outbound HTTP limits of a source granted origins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_limits: Option<OutboundLimits>,
     pub compiled_from: Option<CompiledFrom>,
     pub status: PluginStatus,
     pub last_error: Option<String>,
@@ -117,9 +121,24 @@ pub struct PluginInfo {
     /// environment's configuration; false when it came from running it (a first call, a reload
     /// its presence made invalid), which may quote any environment's values.
     pub refusal_about_files: bool,
+    /// Set while a source serves its last good layer because asking it failed (filled by the
+    /// configuration host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale: Option<Staleness>,
     /// The last error of a call about each environment (filled by the configuration host).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub environment_errors: BTreeMap<String, String>,
+}
+
+/// Why a source's layer is not fresh: since when (ms since the epoch), the last error, and
+/// whether it came from the last-known-good cache at start-up (saved at `cached_at_ms`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Staleness {
+    pub since_ms: u64,
+    pub last_error: String,
+    pub from_cache: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_at_ms: Option<u64>,
 }
 
 /// What the host knows about one plugin name: the version running (if any) and why the latest
@@ -253,7 +272,8 @@ impl PluginHost {
             &verified.module_sha256,
             &verified.module,
         )?;
-        sandbox::check_imports(&self.engine, &name, &component)?;
+        sandbox::check_imports(&self.engine, &name, &component, !manifest.grants.http.is_empty())?;
+        let outbound = Arc::new(self.outbound_policy(&name, wasm_path, &manifest)?);
         let invalid = |reason: String| PluginError::InvalidModule {
             plugin: name.to_string(),
             reason,
@@ -289,6 +309,8 @@ impl PluginHost {
             world,
             namespace,
             directory,
+            outbound,
+            last_refusal: Mutex::new(None),
             visible_prefixes,
             warm: Mutex::new(Vec::new()),
             last_error: Mutex::new(None),
@@ -310,6 +332,31 @@ impl PluginHost {
         let resolved = resolve_granted_directory(root, relative).map_err(manifest_error)?;
         self.options.grant_rules().check_directory(name, relative, &resolved)?;
         Ok(resolved)
+    }
+
+    /// The origins of `grants.http` with their CA files (relative to the configuration root, or
+    /// absolute), and the outbound limits.
+    fn outbound_policy(&self, name: &Arc<str>, wasm_path: &Path, manifest: &crate::manifest::Manifest) -> Result<OutboundPolicy, PluginError> {
+        if manifest.grants.http.is_empty() {
+            return Ok(OutboundPolicy::none(name.clone()));
+        }
+        let manifest_error = |reason: String| PluginError::Manifest {
+            plugin: name.to_string(),
+            path: crate::manifest::manifest_path(wasm_path),
+            reason,
+        };
+        let limits = OutboundLimits::resolve(&manifest.limits).map_err(manifest_error)?;
+        let mut origins = Vec::new();
+        for text in &manifest.grants.http {
+            let origin = Origin::parse(text).map_err(manifest_error)?;
+            let ca_file = manifest.grants.http_ca.get(text).map(|file| match &self.options.grants_root {
+                Some(root) if Path::new(file).is_relative() => root.join(file),
+                _ => PathBuf::from(file),
+            });
+            origins.push((origin, ca_file));
+        }
+        let origins = origins.iter().map(|(origin, file)| (origin.clone(), file.as_deref())).collect();
+        OutboundPolicy::new(name.clone(), origins, limits).map_err(manifest_error)
     }
 
     /// Currently loaded plugins, by name.
@@ -337,11 +384,13 @@ impl PluginHost {
                     grants: Some(plugin.manifest.grants.clone()),
                     secrets: plugin.manifest.secrets,
                     limits: Some(plugin.limits),
+                    http_limits: plugin.outbound_limits(),
                     compiled_from: Some(plugin.compiled_from),
                     status: PluginStatus::Loaded,
                     last_error: plugin.last_error(),
                     refused_update: entry.refusal.clone(),
                     refusal_about_files: entry.refusal_about_files,
+                    stale: None,
                     environment_errors: BTreeMap::new(),
                 },
                 None => PluginInfo {
@@ -357,11 +406,13 @@ impl PluginHost {
                     grants: None,
                     secrets: false,
                     limits: None,
+                    http_limits: None,
                     compiled_from: None,
                     status: PluginStatus::Refused,
                     last_error: entry.refusal.clone(),
                     refused_update: None,
                     refusal_about_files: entry.refusal_about_files,
+                    stale: None,
                     environment_errors: BTreeMap::new(),
                 },
             })

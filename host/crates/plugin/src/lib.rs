@@ -29,6 +29,7 @@ mod executor;
 mod host;
 mod log;
 mod manifest;
+mod outbound;
 mod plugin;
 mod sandbox;
 mod signing;
@@ -37,11 +38,12 @@ pub use cache::CompiledFrom;
 pub use config_filter::{lookup, restrict};
 pub use error::{PluginError, Refusal};
 pub use log::{BURST_LINES, GUEST_LOG_TARGET, LINES_PER_SECOND};
-pub use host::{default_trust_dir, plugin_modules, HostOptions, PluginHost, PluginInfo, PluginStatus, PRODUCTION};
+pub use host::{default_trust_dir, plugin_modules, HostOptions, PluginHost, PluginInfo, PluginStatus, Staleness, PRODUCTION};
 pub use manifest::{
     manifest_path, reserved_variable, resolve_granted_directory, Allowance, GrantKind, GrantRules, Grants, LimitRequest,
     Limits, Manifest, OnError, PluginKind, DEFAULT_ENV_PREFIX, GRANTED_DIRECTORY_GUEST_PATH, MANIFEST_SUFFIX,
 };
+pub use outbound::{Origin, OriginScheme, OutboundLimits};
 pub use plugin::{LoadedPlugin, PluginIssue, ValidationTarget};
 pub use potter_engine::Severity;
 pub use signing::{

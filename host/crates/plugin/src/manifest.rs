@@ -1,12 +1,13 @@
 //! The plugin manifest: a sidecar `<name>.plugin.toml` beside `<name>.wasm`,
 //! covered by the signature together with the module.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::PluginError;
+use crate::outbound::{Origin, OriginScheme, OutboundLimits};
 
 /// File name suffix of a manifest: `<name>.plugin.toml`.
 pub const MANIFEST_SUFFIX: &str = ".plugin.toml";
@@ -47,14 +48,21 @@ pub struct Grants {
     /// `/data` in the guest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory: Option<String>,
+    /// Sources only: origins (`scheme://host:port`, `*` as the port only where written) the plugin
+    /// may send HTTP requests to through `wasi:http`; nothing else is reachable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<String>,
+    /// A CA file (PEM, relative to the configuration root or absolute) trusted beside the
+    /// system's roots for one `https` origin of `http`, keyed by that origin as written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub http_ca: BTreeMap<String, String>,
 }
 
 /// Variables the tool reads whatever the configured prefix: keyrings and the API token.
 pub const RESERVED_VARIABLES: [&str; 2] = ["POTTER_SECRET_KEY_", "POTTER_TOKEN"];
 
 /// The kinds of grant a manifest can ask for. The trust store records, per trusted key, which
-/// kinds plugins it signed may use (`plugin trust --allow env,dirs`); more kinds (network access)
-/// are added here.
+/// kinds plugins it signed may use (`plugin trust --allow env,dirs,net`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GrantKind {
@@ -62,17 +70,20 @@ pub enum GrantKind {
     Env,
     /// `grants.directory`: a read-only directory of the configuration root.
     Dirs,
+    /// `grants.http`: outbound HTTP to the origins listed.
+    Net,
 }
 
 impl GrantKind {
     /// Every kind, in order.
-    pub const ALL: [GrantKind; 2] = [GrantKind::Env, GrantKind::Dirs];
+    pub const ALL: [GrantKind; 3] = [GrantKind::Env, GrantKind::Dirs, GrantKind::Net];
 
     /// The name used by `plugin trust --allow` and in the trust store.
     pub fn as_str(self) -> &'static str {
         match self {
             GrantKind::Env => "env",
             GrantKind::Dirs => "dirs",
+            GrantKind::Net => "net",
         }
     }
 }
@@ -100,7 +111,7 @@ impl Allowance {
         Allowance(GrantKind::ALL.into_iter().collect())
     }
 
-    /// Parses `env,dirs` (empty text: the safe set).
+    /// Parses `env,dirs,net` (empty text: the safe set).
     pub fn parse(text: &str) -> Result<Allowance, String> {
         text.split(',').filter(|part| !part.trim().is_empty()).map(str::parse).collect::<Result<_, _>>().map(Allowance)
     }
@@ -141,6 +152,14 @@ pub struct LimitRequest {
     pub memory_mib: Option<u32>,
     pub timeout_ms: Option<u32>,
     pub max_output_kib: Option<u32>,
+    /// Outbound HTTP (sources with `grants.http`): requests per call.
+    pub http_requests: Option<u32>,
+    /// Largest response body, in KiB.
+    pub http_response_kib: Option<u32>,
+    /// Time to connect, in milliseconds.
+    pub http_connect_ms: Option<u32>,
+    /// Time for one request, connect to last byte, in milliseconds.
+    pub http_total_ms: Option<u32>,
 }
 
 /// Effective limits of one plugin (or the host's defaults / maxima).
@@ -231,6 +250,10 @@ pub struct Manifest {
     /// Sources: keep the last good output (default) or reject the reload when `load` fails.
     #[serde(default)]
     pub on_error: OnError,
+    /// Sources: how old a cached last good layer may be to start from when the source fails at
+    /// start-up (`"90s"`, `"30m"`, `"12h"`, `"7d"`); without it any age is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stale: Option<String>,
     /// JSON Schema (as JSON text) for the plugin's namespace `plugins.<name>`; validated like the
     /// tree's own schemas. Inline so the signature covers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -290,6 +313,30 @@ impl Manifest {
                 )));
             }
         }
+        if !manifest.grants.http.is_empty() && manifest.kind != PluginKind::Source {
+            return Err(fail("grants.http is only for sources".to_string()));
+        }
+        let mut origins = Vec::new();
+        for text in &manifest.grants.http {
+            origins.push(Origin::parse(text).map_err(|e| fail(format!("grants.http: {e}")))?);
+        }
+        for (origin, file) in &manifest.grants.http_ca {
+            let Some(index) = manifest.grants.http.iter().position(|granted| granted == origin) else {
+                return Err(fail(format!("grants.http_ca `{origin}` is not one of grants.http")));
+            };
+            if origins[index].scheme != OriginScheme::Https {
+                return Err(fail(format!("grants.http_ca `{origin}`: a CA file is only for an https origin")));
+            }
+            if file.trim().is_empty() {
+                return Err(fail(format!("grants.http_ca `{origin}`: empty file name")));
+            }
+        }
+        if let Some(text) = &manifest.max_stale {
+            if manifest.kind != PluginKind::Source {
+                return Err(fail("max_stale is only for sources".to_string()));
+            }
+            parse_duration(text).map_err(|e| fail(format!("max_stale: {e}")))?;
+        }
         if manifest.kind == PluginKind::Source && manifest.prefixes.is_empty() {
             return Err(fail(
                 "a source must declare the key prefixes it may write (`prefixes`)".to_string(),
@@ -309,12 +356,18 @@ impl Manifest {
     pub fn grants_asked(&self) -> Vec<(GrantKind, String)> {
         let env = self.grants.env.iter().map(|name| (GrantKind::Env, format!("grants.env `{name}`")));
         let directory = self.grants.directory.iter().map(|dir| (GrantKind::Dirs, format!("grants.directory `{dir}`")));
-        env.chain(directory).collect()
+        let http = self.grants.http.iter().map(|origin| (GrantKind::Net, format!("grants.http `{origin}`")));
+        env.chain(directory).chain(http).collect()
     }
 
     /// The first `grants.env` entry naming one of the tool's own variables: (grant, why).
     pub fn reserved_env_grant(&self, env_prefix: &str) -> Option<(String, String)> {
         self.grants.env.iter().find_map(|name| reserved_variable(name, env_prefix).map(|why| (format!("grants.env `{name}`"), why)))
+    }
+
+    /// `max_stale` as a duration (None: no limit; the text was checked at parse).
+    pub fn max_stale_duration(&self) -> Option<std::time::Duration> {
+        self.max_stale.as_deref().and_then(|text| parse_duration(text).ok())
     }
 
     /// The key path of this plugin's own namespace, `plugins.<name>`.
@@ -355,6 +408,7 @@ impl GrantRules {
             return Err(PluginError::ForbiddenGrant { plugin, grant, reason });
         }
         Limits::resolve(&manifest.limits, &Limits::DEFAULT, &self.max_limits)
+            .and_then(|_| OutboundLimits::resolve(&manifest.limits))
             .map_err(|reason| PluginError::Manifest { plugin: plugin.clone(), path: manifest_path.to_path_buf(), reason })?;
         if let (Some(root), Some(relative)) = (&self.grants_root, &manifest.grants.directory) {
             // At signing time the tree may not hold the directory: the load checks it again.
@@ -413,6 +467,22 @@ pub(crate) fn plugin_stem(wasm_path: &Path) -> String {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| wasm_path.display().to_string())
+}
+
+/// `<number><unit>` with unit `s`, `m`, `h` or `d`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let bad = || format!("`{text}` is not a duration such as \"90s\", \"30m\", \"12h\" or \"7d\"");
+    let unit = text.chars().last().ok_or_else(bad)?;
+    let seconds = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(bad()),
+    };
+    let number: u64 = text[..text.len() - 1].parse().map_err(|_| bad())?;
+    Ok(std::time::Duration::from_secs(number.saturating_mul(seconds)))
 }
 
 fn is_plugin_name(name: &str) -> bool {
@@ -488,6 +558,8 @@ mod tests {
             ))
         };
         let m = source("priority = 5\non_error = \"reject\"\n[grants]\ndirectory = \"data/props\"").unwrap();
+        assert_eq!(source("max_stale = \"30m\"").unwrap().max_stale_duration(), Some(std::time::Duration::from_secs(1800)));
+        assert!(source("max_stale = \"30 minutes\"").unwrap_err().to_string().contains("max_stale: `30 minutes` is not a duration"));
         assert_eq!((m.priority, m.on_error), (5, OnError::Reject));
         assert_eq!(m.grants.directory.as_deref(), Some("data/props"));
         for bad in ["../outside", "/etc", "a/../../b", ""] {

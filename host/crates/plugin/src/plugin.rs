@@ -16,6 +16,7 @@ use crate::error::{describe, PluginError};
 use crate::executor::Executor;
 use crate::log::PluginLog;
 use crate::manifest::{is_key_path, Limits, Manifest};
+use crate::outbound::{OutboundLimits, OutboundPolicy};
 use crate::sandbox::{
     self, bindings, forward_output, new_store, source_bindings, CallState, SandboxStore,
     NAMESPACE_INTERFACE, STDIO_CAPACITY,
@@ -73,6 +74,10 @@ pub struct LoadedPlugin {
     pub(crate) namespace: Option<NamespaceIndices>,
     /// A source's granted directory, resolved on the host.
     pub(crate) directory: Option<PathBuf>,
+    /// The origins it may reach over `wasi:http` (none without `grants.http`) and its limits.
+    pub(crate) outbound: Arc<OutboundPolicy>,
+    /// What the host refused or cut of the last call's outbound requests, if anything.
+    pub(crate) last_refusal: Mutex<Option<String>>,
     /// Prefixes the plugin sees: declared ones plus its namespace.
     pub(crate) visible_prefixes: Vec<String>,
     pub(crate) warm: Mutex<Vec<WarmInstance>>,
@@ -149,6 +154,11 @@ impl LoadedPlugin {
         self.limits
     }
 
+    /// Outbound HTTP limits, for a source granted origins.
+    pub fn outbound_limits(&self) -> Option<OutboundLimits> {
+        (!self.manifest.grants.http.is_empty()).then_some(self.outbound.limits)
+    }
+
     /// Whether the compiled code came from the cache or the compiler.
     pub fn compiled_from(&self) -> CompiledFrom {
         self.compiled_from
@@ -219,9 +229,14 @@ impl LoadedPlugin {
             WorldExports::Source(source) => source.call_load(store, environment).await,
             WorldExports::Validator(_) => Err(wasmtime::Error::msg("not a source")),
         })?;
-        let text = outcome.map_err(|message: String| PluginError::SourceFailed {
-            plugin: self.name.to_string(),
-            message: sandbox::truncate(&message, MESSAGE_MAX).to_string(),
+        let text = outcome.map_err(|message: String| {
+            let mut message = sandbox::truncate(&message, MESSAGE_MAX).to_string();
+            // The guest's message may hide what the host refused; the host says it itself.
+            let refusal = self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(refusal) = refusal.filter(|refusal| !message.contains(refusal.as_str())) {
+                message.push_str(&format!(" (the host: {refusal})"));
+            }
+            PluginError::SourceFailed { plugin: self.name.to_string(), message }
         })?;
         let value = self.parse_json_output("load", &text)?;
         if let Some(key) = first_key_outside(&value, &self.manifest.prefixes, &mut String::new()) {
@@ -335,6 +350,7 @@ impl LoadedPlugin {
         store.data_mut().begin_call(environment, namespace_json);
         store.set_epoch_deadline(1);
         let outcome = self.executor.run_until(deadline, run(store, &warm.instance, &warm.exports));
+        *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = warm.sandbox.store.data().outbound.first_refusal();
         warm.stdout_seen = forward_output(&self.log, "stdout", &warm.sandbox.stdout, warm.stdout_seen);
         warm.stderr_seen = forward_output(&self.log, "stderr", &warm.sandbox.stderr, warm.stderr_seen);
         self.log.flush();
@@ -386,6 +402,7 @@ impl LoadedPlugin {
             self.log.clone(),
             &self.manifest.grants,
             self.directory.as_deref(),
+            self.outbound.clone(),
             self.limits.memory_mib,
         )?;
         // Start-up code runs under the same time limit as a call.

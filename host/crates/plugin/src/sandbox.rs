@@ -16,6 +16,8 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::error::{describe, PluginError};
 use crate::log::{Level, PluginLog};
 use crate::manifest::{Grants, GRANTED_DIRECTORY_GUEST_PATH};
+use crate::outbound::{OutboundHooks, OutboundPolicy};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -94,23 +96,27 @@ pub(crate) fn new_linker(engine: &Engine) -> Result<Linker<CallState>, PluginErr
         PluginError::Host(format!("cannot build the linker: {}", describe(&e)))
     };
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(fail)?;
+    // Linked for every plugin, importable only by a source whose manifest grants origins
+    // (`check_imports`); every request is checked again by `OutboundHooks`.
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(fail)?;
     bindings::Validator::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
         .map_err(fail)?;
     Ok(linker)
 }
 
 /// Refuse a component that imports anything beyond the harmless default set, naming the interfaces.
-/// (Directory grants for sources arrive with source plugins.)
+/// `wasi:http` (its outgoing handler and types) is allowed only when the manifest grants origins.
 pub(crate) fn check_imports(
     engine: &Engine,
     plugin: &str,
     component: &Component,
+    grants_http: bool,
 ) -> Result<(), PluginError> {
     let mut refused: Vec<(String, String)> = component
         .component_type()
         .imports(engine)
         .filter_map(|(name, _)| {
-            import_allowed(name)
+            import_allowed(name, grants_http)
                 .err()
                 .map(|why| (name.to_string(), why))
         })
@@ -130,7 +136,7 @@ pub(crate) fn check_imports(
     }
 }
 
-fn import_allowed(import: &str) -> Result<(), String> {
+fn import_allowed(import: &str, grants_http: bool) -> Result<(), String> {
     let interface = import.split('@').next().unwrap_or(import);
     match interface {
         "potter:config/host" | "potter:config/types" => Ok(()),
@@ -161,6 +167,12 @@ fn import_allowed(import: &str) -> Result<(), String> {
         // plugin uses them. Linking them grants nothing: a store has no preopened directory unless
         // a source's manifest grants one (read-only), and its context refuses every socket.
         i if i.starts_with("wasi:filesystem/") || i.starts_with("wasi:sockets/") => Ok(()),
+        // The host provides the 0.2 client interfaces; serving requests (`incoming-handler`) and
+        // other versions are not provided to plugins at all.
+        "wasi:http/outgoing-handler" | "wasi:http/types" if import.contains("@0.2.") => match grants_http {
+            true => Ok(()),
+            false => Err("network access is granted only to a source whose signed manifest lists origins in `grants.http`".into()),
+        },
         i if i.starts_with("wasi:http/") => Err("network access is never granted to plugins".into()),
         _ => Err("the host does not provide this interface to plugins".into()),
     }
@@ -200,6 +212,9 @@ impl ResourceLimiter for MemoryCap {
 pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    /// Checks and sends every outgoing request (refuses all without `grants.http`).
+    pub(crate) outbound: OutboundHooks,
     pub(crate) memory: MemoryCap,
     log: Arc<PluginLog>,
     pub(crate) environment: String,
@@ -222,6 +237,7 @@ pub(crate) fn new_store(
     log: Arc<PluginLog>,
     grants: &Grants,
     directory: Option<&std::path::Path>,
+    outbound: Arc<OutboundPolicy>,
     memory_mib: u32,
 ) -> Result<SandboxStore, PluginError> {
     let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
@@ -247,6 +263,8 @@ pub(crate) fn new_store(
     let state = CallState {
         wasi: wasi.build(),
         table: ResourceTable::new(),
+        http: WasiHttpCtx::new(),
+        outbound: OutboundHooks::new(outbound),
         memory: MemoryCap {
             max_bytes: memory_mib as usize * 1024 * 1024,
             exceeded: false,
@@ -274,6 +292,13 @@ impl CallState {
         self.namespace_json = namespace_json;
         self.log_lines_left = LOG_LINES_PER_CALL;
         self.memory.exceeded = false;
+        self.outbound.begin_call();
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
     }
 }
 
@@ -357,21 +382,25 @@ mod tests {
 
     #[test]
     fn default_grants_allow_only_harmless_interfaces() {
-        assert!(import_allowed("wasi:io/streams@0.2.6").is_ok());
-        assert!(import_allowed("potter:config/host@0.1.0").is_ok());
+        assert!(import_allowed("wasi:io/streams@0.2.6", false).is_ok());
+        assert!(import_allowed("potter:config/host@0.1.0", false).is_ok());
         assert!(
-            import_allowed("wasi:cli/environment@0.2.6").is_ok(),
+            import_allowed("wasi:cli/environment@0.2.6", false).is_ok(),
             "empty unless granted"
         );
         assert!(
-            import_allowed("wasi:filesystem/preopens@0.2.6").is_ok(),
+            import_allowed("wasi:filesystem/preopens@0.2.6", false).is_ok(),
             "no directory unless granted"
         );
         assert!(
-            import_allowed("wasi:sockets/tcp@0.2.6").is_ok(),
+            import_allowed("wasi:sockets/tcp@0.2.6", false).is_ok(),
             "every socket refused by the context"
         );
-        assert!(import_allowed("wasi:http/outgoing-handler@0.2.6").is_err());
-        assert!(import_allowed("acme:evil/thing").is_err());
+        assert!(import_allowed("wasi:http/outgoing-handler@0.2.6", false).is_err());
+        assert!(import_allowed("wasi:http/outgoing-handler@0.2.6", true).is_ok(), "granted origins");
+        assert!(import_allowed("wasi:http/types@0.2.6", true).is_ok());
+        assert!(import_allowed("wasi:http/incoming-handler@0.2.6", true).is_err(), "plugins serve nothing");
+        assert!(import_allowed("wasi:http/handler@0.3.0-rc-2025-09-16", true).is_err());
+        assert!(import_allowed("acme:evil/thing", true).is_err());
     }
 }

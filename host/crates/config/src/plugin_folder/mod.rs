@@ -23,6 +23,7 @@
 mod checks;
 mod namespaces;
 mod policy;
+mod source_cache;
 mod sources;
 
 use std::collections::BTreeMap;
@@ -58,6 +59,8 @@ pub struct Plugins {
     /// Files that failed verification while still changing: the stamp they had then, and when to
     /// look at them again if they do not change before.
     settling: BTreeMap<String, (PluginStamp, Instant)>,
+    /// Sources' last good layers, kept encrypted in the state directory for a start with the remote down.
+    cache: source_cache::SourceCache,
 }
 
 /// A running plugin and its contributions.
@@ -142,7 +145,7 @@ impl Plugins {
     /// filled by the next reload.
     pub fn start_empty(options: &Options) -> Result<Self, Error> {
         let host = Arc::new(PluginHost::new(policy::host_options(options)?)?);
-        Ok(Self { host, dir: options.plugins_dir.clone(), active: BTreeMap::new(), refused: BTreeMap::new(), settling: BTreeMap::new() })
+        Ok(Self { host, dir: options.plugins_dir.clone(), active: BTreeMap::new(), refused: BTreeMap::new(), settling: BTreeMap::new(), cache: source_cache::SourceCache::new(options) })
     }
 
     /// The plugins of the folder that load, and why the others were refused (in file-name order).
@@ -179,6 +182,7 @@ impl Plugins {
         for info in &mut infos {
             if let Some(active) = self.active.get(&info.name) {
                 info.environment_errors = active.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                info.stale = active.source.as_ref().and_then(|source| source.stale.clone());
             }
         }
         infos
@@ -234,7 +238,7 @@ impl Plugins {
                 Ok(plugin) => {
                     let mut active = Active::new(plugin, file.clone());
                     active.stamp = stamp.clone();
-                    match prepare_contributions(&mut active).and_then(|()| sources::first_source_load(&mut active, current)) {
+                    match prepare_contributions(&mut active).and_then(|()| sources::first_source_load(&mut active, current, &self.cache)) {
                         Ok(()) => {
                             self.settling.remove(name);
                             if let Some(previous) = self.active.insert(name.clone(), active) {

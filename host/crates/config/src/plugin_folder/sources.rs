@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use potter_engine::{Layer, LayerSource, Location, Rank, Scope, Snapshot};
-use potter_plugin::{LoadedPlugin, OnError, PluginError};
+use potter_plugin::{LoadedPlugin, OnError, PluginError, Staleness};
 use serde_json::Value;
 
 use super::namespaces::namespace_in;
+use super::source_cache::SourceCache;
 use super::{remember_error, Active, EnvironmentErrors, Plugins};
 use crate::error::Error;
 
@@ -21,6 +22,36 @@ pub(super) struct SourceState {
     /// None: never polled (only loaded at start, on `reload()` and when replaced).
     interval: Option<Duration>,
     pub(super) next_poll: Option<Instant>,
+    /// Set while the source serves a last good layer because asking it failed (at start-up: its
+    /// cached layer); cleared by the next success.
+    pub(super) stale: Option<Staleness>,
+    /// Failures in a row, for the retry backoff.
+    failures: u32,
+}
+
+/// Retries of a stale source: 1 s, doubling, at most this long apart (or its poll interval).
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
+
+impl SourceState {
+    /// When to ask again: the poll interval, sooner while stale (backoff from 1 s).
+    fn schedule(&mut self, now: Instant) {
+        let retry = self.stale.as_ref().map(|_| Duration::from_secs(1u64 << self.failures.saturating_sub(1).min(6)).min(MAX_RETRY_BACKOFF));
+        self.next_poll = self.interval.into_iter().chain(retry).min().map(|wait| now + wait);
+    }
+
+    fn failed(&mut self, error: &PluginError, from_cache: bool) {
+        self.failures = self.failures.saturating_add(1);
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        match &mut self.stale {
+            Some(stale) => stale.last_error = error.to_string(),
+            None => self.stale = Some(Staleness { since_ms: now_ms, last_error: error.to_string(), from_cache, cached_at_ms: None }),
+        }
+    }
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+        self.stale = None;
+    }
 }
 
 /// Which sources a reload asks for fresh output.
@@ -63,30 +94,77 @@ impl Plugins {
             if refresh == SourceRefresh::Due && !due {
                 continue;
             }
-            if let Err(error) = refresh_source(&active.plugin, source, current, false, &active.errors) {
-                match active.plugin.manifest().on_error {
-                    _ if first => outcome.rejecting.push(error),
-                    OnError::Keep => outcome.kept.push(error),
-                    OnError::Reject => outcome.rejecting.push(error),
+            match refresh_source(&active.plugin, source, current, false, &active.errors, &self.cache) {
+                Ok(()) => source.succeeded(),
+                Err(error) if first => match restore_from_cache(&active.plugin, source, current, &self.cache) {
+                    Ok(saved) => {
+                        tracing::warn!(plugin = %active.plugin.name(), %error, "source failed at start-up; serving its cached layer (saved {saved}), marked stale, retrying with backoff");
+                        source.failed(&error, true);
+                        if let Some(stale) = &mut source.stale {
+                            stale.cached_at_ms = Some(saved);
+                        }
+                    }
+                    Err(why) => {
+                        tracing::debug!(plugin = %active.plugin.name(), "no usable cached layer: {why}");
+                        outcome.rejecting.push(error);
+                    }
+                },
+                Err(error) => {
+                    source.failed(&error, false);
+                    match active.plugin.manifest().on_error {
+                        OnError::Keep => outcome.kept.push(error),
+                        OnError::Reject => outcome.rejecting.push(error),
+                    }
                 }
             }
-            source.next_poll = source.interval.map(|interval| now + interval);
+            source.schedule(now);
         }
         outcome
     }
 }
 
 /// A source's first output, for every environment of `current`, and its poll interval.
-pub(super) fn first_source_load(active: &mut Active, current: &Snapshot) -> Result<(), Error> {
+pub(super) fn first_source_load(active: &mut Active, current: &Snapshot, cache: &SourceCache) -> Result<(), Error> {
     let Some(source) = &mut active.source else { return Ok(()) };
-    refresh_source(&active.plugin, source, current, true, &active.errors)?;
-    source.next_poll = source.interval.map(|interval| Instant::now() + interval);
+    refresh_source(&active.plugin, source, current, true, &active.errors, cache)?;
+    source.schedule(Instant::now());
     Ok(())
+}
+
+/// Every environment's cached layer, when each has one younger than the manifest's `max_stale`:
+/// the source then starts from them. Returns when the oldest was saved (ms since the epoch).
+fn restore_from_cache(plugin: &LoadedPlugin, source: &mut SourceState, current: &Snapshot, cache: &SourceCache) -> Result<u64, String> {
+    let mut layers = BTreeMap::new();
+    let mut oldest = u64::MAX;
+    for environment in &current.axes().environments {
+        let cached = cache.load(plugin.name(), environment)?.ok_or_else(|| format!("no cached layer for {environment}"))?;
+        let age = SystemTime::now().duration_since(cached.saved_at).unwrap_or_default();
+        if let Some(max_stale) = plugin.manifest().max_stale_duration() {
+            if age > max_stale {
+                return Err(format!("the cached layer for {environment} is {} s old, past max_stale ({} s)", age.as_secs(), max_stale.as_secs()));
+            }
+        }
+        oldest = oldest.min(cached.saved_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64));
+        layers.insert(environment.to_string(), Arc::new(source_layer(plugin, environment, cached.data)));
+    }
+    source.layers = layers;
+    source.tokens.clear();
+    Ok(oldest)
+}
+
+/// The layer a source's output makes in `environment`.
+fn source_layer(plugin: &LoadedPlugin, environment: &str, data: serde_json::Map<String, Value>) -> Layer {
+    // Within the source rank layers go by order, then name: priority, then plugin name.
+    let mut layer = Layer::new(format!("plugins/{}/{environment}", plugin.name()), Rank::Source, Scope::environment(environment), LayerSource::Plugin(plugin.name().to_owned()), data)
+        .with_order(i64::from(plugin.manifest().priority));
+    layer.locations.values_mut().for_each(|location| *location = Location::Layer);
+    layer
 }
 
 /// Asks one source for each environment's output; a change token equal to the last one skips
 /// `load` unless `force`. All environments succeed or the source's layers stay as they were.
-fn refresh_source(plugin: &LoadedPlugin, source: &mut SourceState, current: &Snapshot, force: bool, errors: &EnvironmentErrors) -> Result<(), PluginError> {
+fn refresh_source(plugin: &LoadedPlugin, source: &mut SourceState, current: &Snapshot, force: bool, errors: &EnvironmentErrors, cache: &SourceCache) -> Result<(), PluginError> {
+    let mut fresh = Vec::new();
     let mut layers = source.layers.clone();
     let mut tokens = source.tokens.clone();
     let mut interval = None;
@@ -102,11 +180,8 @@ fn refresh_source(plugin: &LoadedPlugin, source: &mut SourceState, current: &Sna
             }
             let output = plugin.load_source(environment, namespace)?;
             let Value::Object(data) = output else { unreachable!("load_source returns objects") };
-            // Within the source rank layers go by order, then name: priority, then plugin name.
-            let mut layer = Layer::new(format!("plugins/{}/{environment}", plugin.name()), Rank::Source, Scope::environment(environment), LayerSource::Plugin(plugin.name().to_owned()), data)
-                .with_order(i64::from(plugin.manifest().priority));
-            layer.locations.values_mut().for_each(|location| *location = Location::Layer);
-            layers.insert(environment.to_string(), Arc::new(layer));
+            fresh.push((environment.to_string(), data.clone()));
+            layers.insert(environment.to_string(), Arc::new(source_layer(plugin, environment, data)));
             tokens.insert(environment.to_string(), token);
             Ok(())
         })();
@@ -117,5 +192,8 @@ fn refresh_source(plugin: &LoadedPlugin, source: &mut SourceState, current: &Sna
     source.layers = layers;
     source.tokens = tokens;
     source.interval = interval;
+    for (environment, data) in &fresh {
+        cache.save(plugin.name(), environment, data);
+    }
     Ok(())
 }
