@@ -20,8 +20,10 @@
 //! re-reads and either fails with [`HistoryError::Conflict`] (its compare-and-set expectation no
 //! longer holds) or is rebuilt on the new state and retried. Nothing is ever half-applied.
 
+mod audit;
 mod follow;
 mod location;
+mod registry;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -43,6 +45,7 @@ use serde::{Deserialize, Serialize};
 pub use etcd_client::{Certificate, Identity, TlsOptions};
 pub use follow::{FollowEvent, Follower};
 pub use location::{EtcdLocation, LocationError};
+pub use registry::{InstanceInfo, Registration};
 
 /// How often one append is rebuilt after losing the race to another writer before giving up with
 /// [`HistoryError::Storage`]. Each lost race means another host's change committed, so the fleet

@@ -44,6 +44,7 @@ impl Etcd {
             .arg(peer_port.to_string())
             .arg(std::process::id().to_string())
             .stdin(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .expect("etcd (Debian's etcd-server) is installed by scripts/setup");
         let etcd = Etcd { client_port, dir: dir.clone(), child };
@@ -409,4 +410,78 @@ fn a_follower_cut_off_while_etcd_compacts_catches_up_without_a_gap() {
     }
     writer.append(change(60)).unwrap();
     assert_eq!(next_records(&follower, 1, &mut events), [61]);
+}
+
+fn instance(id: &str, version: u64) -> potter_history_etcd::InstanceInfo {
+    potter_history_etcd::InstanceInfo {
+        id: id.to_owned(),
+        address: Some(format!("127.0.0.1:80{version}")),
+        version,
+        plugins: vec!["geo@1.2.0".to_owned()],
+        last_refusal: None,
+    }
+}
+
+/// Hosts publish themselves under a lease: listed while alive (past the TTL, since the lease is
+/// renewed), updated in place, gone at once on a clean withdraw, and gone after the TTL when a
+/// host stops renewing (as a killed host does).
+#[test]
+fn the_instance_registry_lists_live_hosts_and_forgets_dead_ones() {
+    let host_a = store("registry");
+    let host_b = store("registry");
+    let ttl = Duration::from_secs(2);
+    let a = host_a.register(&instance("host-a", 3), ttl).unwrap();
+    let b = host_b.register(&instance("host-b", 3), ttl).unwrap();
+    let ids = |store: &EtcdStore| store.instances().unwrap().into_iter().map(|info| info.id).collect::<Vec<_>>();
+    assert_eq!(ids(&host_a), ["host-a", "host-b"]);
+
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(ids(&host_b), ["host-a", "host-b"], "renewed leases outlive their TTL");
+
+    let mut refused = instance("host-a", 3);
+    refused.last_refusal = Some("version 4: plugin `geo` 1.3.0 is not installed here".to_owned());
+    a.update(&refused).unwrap();
+    assert_eq!(host_b.instances().unwrap()[0], refused);
+
+    b.withdraw().unwrap();
+    assert_eq!(ids(&host_a), ["host-a"]);
+
+    drop(a); // stops renewing, like a host killed with SIGKILL
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ids(&host_b).is_empty() {
+        assert!(Instant::now() < deadline, "the dead host's entry did not expire");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Audit lines from two hosts share one sequence of ids; queries filter and return newest first.
+#[test]
+fn audit_lines_from_two_hosts_share_one_increasing_sequence() {
+    use potter_history::{AuditQuery, NewAuditEntry};
+    let hosts = [Arc::new(store("audit")), Arc::new(store("audit"))];
+    let line = |actor: &str, status: u16| NewAuditEntry {
+        actor: actor.to_owned(),
+        method: "PUT".to_owned(),
+        route: "/v1/config/prod/api.timeout".to_owned(),
+        env: Some("prod".to_owned()),
+        key: Some("api.timeout".to_owned()),
+        status,
+        outcome: if status < 400 { "allowed".to_owned() } else { "denied".to_owned() },
+    };
+    let threads: Vec<_> = (0..4)
+        .map(|writer| {
+            let host = hosts[writer % 2].clone();
+            std::thread::spawn(move || {
+                for n in 0..10u16 {
+                    host.append_audit(vec![line(&format!("token{writer}"), if n % 5 == 0 { 403 } else { 200 })]).unwrap();
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|thread| thread.join().unwrap());
+    let all = hosts[0].audit(&AuditQuery { limit: 1000, ..AuditQuery::default() }).unwrap();
+    assert_eq!(all.iter().map(|entry| entry.id).collect::<Vec<_>>(), (1..=40).rev().collect::<Vec<u64>>());
+    let refused = hosts[1].audit(&AuditQuery { min_status: Some(400), actor: Some("token1".to_owned()), ..AuditQuery::default() }).unwrap();
+    assert_eq!(refused.len(), 2);
+    assert!(refused.iter().all(|entry| entry.entry.status == 403 && entry.entry.actor == "token1"));
 }
