@@ -157,6 +157,10 @@ pub struct EtcdStore {
     name: String,
     request_timeout: Duration,
     clock: Arc<dyn Clock>,
+    /// Serialises this process's appends: optimistic transactions from many threads of one host
+    /// would mostly lose to each other (measured: 50 writers starve), so a host sends one change
+    /// at a time and only hosts race each other.
+    append_lock: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -214,6 +218,7 @@ impl EtcdStore {
             name,
             request_timeout: options.request_timeout,
             clock,
+            append_lock: std::sync::Mutex::new(()),
         };
         // One round trip so an unreachable cluster is reported at open, like a missing SQLite file.
         store.latest_version()?;
@@ -357,6 +362,16 @@ fn run_on<T: Send + 'static>(
         .expect("the etcd client runtime lives as long as the store")
 }
 
+/// A short, growing, jittered pause after losing a race, so hosts that collided do not collide
+/// again in lockstep.
+fn lost_race_pause(attempt: usize) {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| u64::from(since.subsec_nanos()));
+    let ceiling_us = 200u64 << attempt.min(6);
+    std::thread::sleep(Duration::from_micros(jitter % ceiling_us));
+}
+
 fn parse_u64(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(bytes).ok()?.trim().parse().ok()
 }
@@ -381,7 +396,11 @@ impl HistoryStore for EtcdStore {
         envs.sort();
         envs.dedup();
         let version_key = self.key("version");
-        for _attempt in 0..MAX_ATTEMPTS {
+        let _one_at_a_time = self.append_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                lost_race_pause(attempt);
+            }
             // One read transaction: the counter and every touched environment's documents at one
             // revision.
             let mut reads = vec![TxnOp::get(version_key.clone(), None)];
