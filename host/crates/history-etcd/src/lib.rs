@@ -14,6 +14,8 @@
 //! | `P/env/<env>/overrides` | the environment's override layer (JSON object) |
 //! | `P/env/<env>/key_versions` | key → the latest version that changed it (JSON object) |
 //! | `P/pruned_through` | payloads up to this version were pruned (decimal) |
+//! | `P/audit/<id, 20 digits>`, `P/audit_id` | the server's audit lines and their id counter |
+//! | `P/instances/<id>` | one host's registry entry, under its lease |
 //!
 //! Every append is ONE etcd transaction guarded by the `mod_revision` of `P/version` as read when
 //! the change was built: of two hosts writing at once exactly one transaction commits; the other
