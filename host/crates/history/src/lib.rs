@@ -38,11 +38,11 @@ pub use model::{
     OverrideOp, Payload, PruneReport, Record, Retention, StoredValue, UnknownOrigin,
 };
 pub use prefix::prefix_upper_bound;
-pub use sqlite::{QueuedAppend, SqliteOptions, SqliteStore, DEFAULT_FILE_NAME};
+pub use sqlite::{check_change, QueuedAppend, SqliteOptions, SqliteStore, DEFAULT_FILE_NAME};
 
 /// A durable, append-only history of configuration changes plus the runtime override layer.
 ///
-/// Implemented by [`SqliteStore`]; a shared backend (etcd) can implement the same contract:
+/// Implemented by [`SqliteStore`] and by `EtcdStore` (crate `potter-history-etcd`), with one contract:
 /// versions are global and strictly increasing, an append returns only once durable, and the
 /// override set changes atomically with the record that changes it.
 pub trait HistoryStore: Send + Sync {

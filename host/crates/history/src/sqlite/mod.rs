@@ -289,8 +289,8 @@ impl Drop for SqliteStore {
     }
 }
 
-/// Rejects malformed changes before they reach the writer.
-fn check_change(change: &NewChange) -> Result<()> {
+/// Rejects malformed changes before they reach a store (shared by every `HistoryStore`).
+pub fn check_change(change: &NewChange) -> Result<()> {
     let invalid = |what: String| Err(HistoryError::InvalidChange(what));
     if change.actor.trim().is_empty() {
         return invalid("the actor is empty".to_owned());
