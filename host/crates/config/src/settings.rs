@@ -238,14 +238,9 @@ impl<T: DeserializeOwned + Send + Sync + 'static> SettingsChanges<T> {
     /// The next update; `None` once nothing can change any more (never while the host lives).
     pub async fn recv(&mut self) -> Option<SettingsUpdate<T>> {
         loop {
-            let received = self.receiver.recv().await;
-            match self.receive(received.map_err(|error| match error {
-                broadcast::error::RecvError::Lagged(_) => Missed::Lagged,
-                broadcast::error::RecvError::Closed => Missed::Closed,
-            })) {
-                Next::Update(update) => return Some(update),
-                Next::Closed => return None,
-                Next::Again => continue,
+            let received = self.receiver.recv().await.map_err(Missed::from);
+            if let Next::Done(update) = self.receive(received) {
+                return update;
             }
         }
     }
@@ -253,14 +248,12 @@ impl<T: DeserializeOwned + Send + Sync + 'static> SettingsChanges<T> {
     /// The next update if one is ready, without waiting.
     pub fn try_recv(&mut self) -> Option<SettingsUpdate<T>> {
         loop {
-            let received = self.receiver.try_recv();
-            match self.receive(received.map_err(|error| match error {
+            let received = self.receiver.try_recv().map_err(|error| match error {
                 broadcast::error::TryRecvError::Lagged(_) => Missed::Lagged,
                 broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed => Missed::Closed,
-            })) {
-                Next::Update(update) => return Some(update),
-                Next::Closed => return None,
-                Next::Again => continue,
+            });
+            if let Next::Done(update) = self.receive(received) {
+                return update;
             }
         }
     }
@@ -268,14 +261,9 @@ impl<T: DeserializeOwned + Send + Sync + 'static> SettingsChanges<T> {
     /// The blocking form of [`Self::recv`], for code that is not async (not inside a runtime).
     pub fn recv_blocking(&mut self) -> Option<SettingsUpdate<T>> {
         loop {
-            let received = self.receiver.blocking_recv();
-            match self.receive(received.map_err(|error| match error {
-                broadcast::error::RecvError::Lagged(_) => Missed::Lagged,
-                broadcast::error::RecvError::Closed => Missed::Closed,
-            })) {
-                Next::Update(update) => return Some(update),
-                Next::Closed => return None,
-                Next::Again => continue,
+            let received = self.receiver.blocking_recv().map_err(Missed::from);
+            if let Next::Done(update) = self.receive(received) {
+                return update;
             }
         }
     }
@@ -285,9 +273,9 @@ impl<T: DeserializeOwned + Send + Sync + 'static> SettingsChanges<T> {
             Ok(SettingsUpdate::Changed { version, old: _, new }) => {
                 // `old` is what this stream last handed out, so pairs chain even across a lag.
                 let old = std::mem::replace(&mut self.last, new.clone());
-                Next::Update(SettingsUpdate::Changed { version, old, new })
+                Next::Done(Some(SettingsUpdate::Changed { version, old, new }))
             }
-            Ok(refused) => Next::Update(refused),
+            Ok(refused) => Next::Done(Some(refused)),
             // Fell behind: the missed changes collapse into one pair, from the last value handed
             // out to the current one (none when they came back to the same value).
             Err(Missed::Lagged) => {
@@ -297,9 +285,9 @@ impl<T: DeserializeOwned + Send + Sync + 'static> SettingsChanges<T> {
                 }
                 let version = self.bound.state.lock().unwrap_or_else(|p| p.into_inner()).version;
                 let old = std::mem::replace(&mut self.last, current.clone());
-                Next::Update(SettingsUpdate::Changed { version, old, new: current })
+                Next::Done(Some(SettingsUpdate::Changed { version, old, new: current }))
             }
-            Err(Missed::Closed) => Next::Closed,
+            Err(Missed::Closed) => Next::Done(None),
         }
     }
 }
@@ -309,8 +297,18 @@ enum Missed {
     Closed,
 }
 
+impl From<broadcast::error::RecvError> for Missed {
+    fn from(error: broadcast::error::RecvError) -> Self {
+        match error {
+            broadcast::error::RecvError::Lagged(_) => Missed::Lagged,
+            broadcast::error::RecvError::Closed => Missed::Closed,
+        }
+    }
+}
+
+/// What one received message comes to: an answer for the caller (an update, or `None` once the
+/// stream is closed), or nothing to hand out yet.
 enum Next<T> {
-    Update(SettingsUpdate<T>),
+    Done(Option<SettingsUpdate<T>>),
     Again,
-    Closed,
 }
