@@ -85,9 +85,9 @@ impl Validation {
     /// user (same path, message, rule and source) is reported once, at the base view.
     pub fn validate_snapshot_where(&self, snapshot: &Snapshot, include: impl Fn(&ViewKey) -> bool) -> Report {
         let mut views: Vec<ViewReport> = Vec::new();
-        // Base views' reports by (environment, service); keys are sorted, so a base view comes
-        // before the user views built on it.
-        let mut base_reports: FxHashMap<(Arc<str>, Option<Arc<str>>), usize> = FxHashMap::default();
+        // Where each base view's report is in `views`; keys are sorted, so a base view comes before
+        // the user views built on it.
+        let mut base_reports: FxHashMap<ViewKey, usize> = FxHashMap::default();
         for key in snapshot.distinct_view_keys().into_iter().filter(|key| include(key)) {
             // A view no schema and no validator looks at has nothing to report: don't merge it for nothing.
             if self.validators.is_empty() && self.schemas.schemas_for(key.service.as_deref()).is_empty() {
@@ -97,24 +97,22 @@ impl Validation {
             let Ok(view) = snapshot.view(&key) else { continue };
             let mut report = self.validate_view(view);
             if key.user.is_none() {
-                base_reports.insert((key.environment.clone(), key.service.clone()), views.len());
+                base_reports.insert(key, views.len());
             } else if !report.issues.is_empty() {
-                let base_key = ViewKey { user: None, ..key.clone() };
+                // The base view is validated here only when the change left it out (it is valid then,
+                // but may still carry warnings the user view shares).
+                let base_key = ViewKey { user: None, ..key };
                 let computed;
-                let base = match base_reports.get(&(key.environment.clone(), key.service.clone())) {
-                    Some(&at) => &views[at],
+                let base = match base_reports.get(&base_key) {
+                    Some(&at) => Some(&views[at]),
                     None => {
-                        computed = snapshot.view(&base_key).map(|view| self.validate_view(view)).ok();
-                        match &computed {
-                            Some(base) => base,
-                            None => {
-                                views.push(report);
-                                continue;
-                            }
-                        }
+                        computed = snapshot.view(&base_key).ok().map(|view| self.validate_view(view));
+                        computed.as_ref()
                     }
                 };
-                report.issues.retain(|issue| !base.issues.iter().any(|inherited| same_finding(issue, inherited)));
+                if let Some(base) = base {
+                    report.issues.retain(|issue| !base.issues.iter().any(|inherited| same_finding(issue, inherited)));
+                }
             }
             views.push(report);
         }
