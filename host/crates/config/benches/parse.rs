@@ -8,18 +8,18 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::corpus;
+use common::{corpus, is_config_file};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use potter_engine::{parse_document, Format};
 
-/// The corpus's configuration files (every `*.json` but its `manifest.json`), as text.
+/// The corpus's configuration files, as text.
 fn json_files(dir: &Path, into: &mut Vec<(PathBuf, String)>) {
     let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().path()).collect();
     entries.sort();
     for path in entries {
         if path.is_dir() {
             json_files(&path, into);
-        } else if path.extension().is_some_and(|e| e == "json") && path.file_name().is_some_and(|n| n != "manifest.json") {
+        } else if is_config_file(&path) {
             into.push((path.clone(), fs::read_to_string(&path).unwrap()));
         }
     }

@@ -53,9 +53,47 @@ enum Container {
 }
 
 impl Container {
+    /// An empty container for its opening bracket (`{` or `[`).
+    fn opened_by(bracket: u8, parent_len: usize) -> Self {
+        match bracket {
+            b'{' => Container::Object { map: Map::new(), key: String::new(), key_offset: 0, parent_len },
+            _ => Container::Array { items: Vec::new(), parent_len },
+        }
+    }
+
+    fn closing_bracket(&self) -> u8 {
+        match self {
+            Container::Object { .. } => b'}',
+            Container::Array { .. } => b']',
+        }
+    }
+
+    /// What may follow an entry: a comma or the closing bracket.
+    fn after_entry(&self) -> &'static str {
+        match self {
+            Container::Object { .. } => "`,` or `}`",
+            Container::Array { .. } => "`,` or `]`",
+        }
+    }
+
     fn parent_len(&self) -> usize {
         match self {
             Container::Object { parent_len, .. } | Container::Array { parent_len, .. } => *parent_len,
+        }
+    }
+
+    /// Adds the value of the entry just parsed; a key the object already has gives the offset of
+    /// the repeated key.
+    fn add(&mut self, value: Value) -> Result<(), usize> {
+        match self {
+            Container::Object { map, key, key_offset, .. } => match map.insert(std::mem::take(key), value) {
+                Some(_) => Err(*key_offset),
+                None => Ok(()),
+            },
+            Container::Array { items, .. } => {
+                items.push(value);
+                Ok(())
+            }
         }
     }
 
@@ -191,30 +229,19 @@ impl<'t> Parser<'t> {
         loop {
             // A value starts here: a scalar, an empty container, or a container to fill.
             let mut done = match self.peek() {
-                Some(b'{' | b'[') if open.len() + 1 > MAX_DEPTH => return Err(self.fail_at(self.at, FailureKind::Depth)),
-                Some(b'{') => {
-                    self.at += 1;
-                    self.skip_whitespace()?;
-                    if self.peek() == Some(b'}') {
-                        self.at += 1;
-                        Value::Object(Map::new())
-                    } else {
-                        let mut object = Container::Object { map: Map::new(), key: String::new(), key_offset: 0, parent_len: self.path.len() };
-                        self.member(&mut object)?;
-                        open.push(object);
-                        continue;
+                Some(bracket @ (b'{' | b'[')) => {
+                    if open.len() + 1 > MAX_DEPTH {
+                        return Err(self.fail_at(self.at, FailureKind::Depth));
                     }
-                }
-                Some(b'[') => {
+                    let mut container = Container::opened_by(bracket, self.path.len());
                     self.at += 1;
                     self.skip_whitespace()?;
-                    if self.peek() == Some(b']') {
+                    if self.peek() == Some(container.closing_bracket()) {
                         self.at += 1;
-                        Value::Array(Vec::new())
+                        container.into_value()
                     } else {
-                        let mut array = Container::Array { items: Vec::new(), parent_len: self.path.len() };
-                        self.element(&mut array)?;
-                        open.push(array);
+                        self.start_entry(&mut container)?;
+                        open.push(container);
                         continue;
                     }
                 }
@@ -229,72 +256,55 @@ impl<'t> Parser<'t> {
             loop {
                 let Some(container) = open.last_mut() else { return Ok(done) };
                 // The path is the finished value's own until here.
-                let close = match container {
-                    Container::Object { map, key, key_offset, .. } => {
-                        if map.insert(std::mem::take(key), done).is_some() {
-                            return Err(self.fail_at(*key_offset, FailureKind::DuplicateKey(self.path.clone())));
-                        }
-                        b'}'
-                    }
-                    Container::Array { items, .. } => {
-                        items.push(done);
-                        b']'
-                    }
-                };
+                if let Err(key_offset) = container.add(done) {
+                    return Err(self.fail_at(key_offset, FailureKind::DuplicateKey(self.path.clone())));
+                }
                 self.path.truncate(container.parent_len());
                 self.skip_whitespace()?;
                 match self.peek() {
                     Some(b',') => {
                         self.at += 1;
                         self.skip_whitespace()?;
-                        let container = open.last_mut().expect("the container just filled");
-                        match container {
-                            Container::Object { .. } => self.member(container)?,
-                            Container::Array { .. } => self.element(container)?,
-                        }
+                        self.start_entry(container)?;
                         break;
                     }
-                    Some(byte) if byte == close => {
+                    Some(byte) if byte == container.closing_bracket() => {
                         self.at += 1;
                         done = open.pop().expect("the container just filled").into_value();
                     }
-                    _ => return Err(self.unexpected(if close == b'}' { "`,` or `}`" } else { "`,` or `]`" })),
+                    _ => return Err(self.unexpected(container.after_entry())),
                 }
             }
         }
     }
 
-    /// Starts the next member of an object: its key, `:`, and its path and location.
-    fn member(&mut self, object: &mut Container) -> Step<()> {
-        let Container::Object { map, key, key_offset, parent_len } = object else { unreachable!("members belong to objects") };
-        if self.peek() != Some(b'"') {
-            let wanted = if map.is_empty() { "a key in double quotes or `}`" } else { "a key in double quotes" };
-            return Err(self.trailing_comma_or(b'}', wanted));
-        }
-        *key_offset = self.at;
-        *key = self.string()?;
-        if *parent_len > 0 {
+    /// Starts the next entry of a container: an object member's key and `:`, or an array element;
+    /// then the entry's path and location.
+    fn start_entry(&mut self, container: &mut Container) -> Step<()> {
+        if container.parent_len() > 0 {
             self.path.push('.');
         }
-        self.path.push_str(key);
-        self.skip_whitespace()?;
-        self.expect(b':', "`:` after the key")?;
-        self.skip_whitespace()?;
-        self.record();
-        Ok(())
-    }
-
-    /// Starts the next element of an array: its path and location.
-    fn element(&mut self, array: &mut Container) -> Step<()> {
-        let Container::Array { items, parent_len } = array else { unreachable!("elements belong to arrays") };
-        if self.peek() == Some(b']') {
-            return Err(self.syntax("trailing commas are not allowed in JSON"));
+        match container {
+            Container::Object { map, key, key_offset, .. } => {
+                if self.peek() != Some(b'"') {
+                    let wanted = if map.is_empty() { "a key in double quotes or `}`" } else { "a key in double quotes" };
+                    return Err(self.trailing_comma_or(b'}', wanted));
+                }
+                *key_offset = self.at;
+                *key = self.string()?;
+                self.path.push_str(key);
+                self.skip_whitespace()?;
+                self.expect(b':', "`:` after the key")?;
+                self.skip_whitespace()?;
+            }
+            Container::Array { items, .. } => {
+                if self.peek() == Some(b']') {
+                    return Err(self.syntax("trailing commas are not allowed in JSON"));
+                }
+                // Writing to a String cannot fail.
+                let _ = write!(self.path, "{}", items.len());
+            }
         }
-        if *parent_len > 0 {
-            self.path.push('.');
-        }
-        // Writing to a String cannot fail.
-        let _ = write!(self.path, "{}", items.len());
         self.record();
         Ok(())
     }
