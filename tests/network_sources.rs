@@ -334,6 +334,17 @@ fn a_server_restarted_with_the_remote_down_serves_the_cache_and_shows_staleness_
     assert_eq!(stale["plugin"], "http-source", "{health}");
     assert!(stale["from_cache"] == true && stale["since_ms"].as_u64().is_some() && stale["cached_at_ms"].as_u64().is_some(), "{health}");
     assert!(stale["last_error"].as_str().unwrap().contains(&url), "{health}");
+    // The OpenAPI document types both answers' staleness members.
+    let (_, document) = serve.get("/v1/openapi.json", None);
+    let schemas = &document["components"]["schemas"];
+    let documented = |schema: &str| schemas[schema]["properties"].as_object().map(|p| p.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    let mut members: Vec<String> = stale.as_object().unwrap().keys().cloned().collect();
+    members.sort();
+    let mut flattened: Vec<String> = schemas["StaleSource"]["allOf"].as_array().into_iter().flatten().flat_map(|part| part["properties"].as_object().map(|p| p.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()).chain(documented("StaleSource")).chain(documented("SourceStaleness")).collect();
+    flattened.sort();
+    flattened.dedup();
+    assert_eq!(flattened, members, "{}", schemas["StaleSource"]);
+    assert!(documented("PluginEntry").contains(&"stale".to_owned()) && documented("Health").contains(&"stale_sources".to_owned()));
     let (_, listed) = serve.get("/v1/plugins", Some(&serve.token));
     let entry = listed["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "http-source").unwrap().clone();
     assert!(entry["stale"]["from_cache"] == true && entry["stale"]["last_error"].as_str().unwrap().contains(&url), "{entry}");
