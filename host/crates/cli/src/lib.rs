@@ -11,6 +11,7 @@ mod watch;
 mod write;
 mod secrets;
 mod plugin;
+mod scaffold;
 mod output;
 
 use std::path::PathBuf;
@@ -129,7 +130,7 @@ pub enum Command {
         #[command(subcommand)]
         command: secrets::SecretsCommand,
     },
-    /// Signed Wasm plugins: `keygen`, `sign`, `verify`, `trust`, `list`.
+    /// Signed Wasm plugins: `new`, `keygen`, `sign`, `verify`, `trust`, `list`.
     Plugin {
         #[command(subcommand)]
         command: plugin::PluginCommand,

@@ -8,6 +8,7 @@ use clap::Subcommand;
 use potter_plugin::{default_trust_dir, Allowance, PluginInfo};
 use potter_validate::{SchemaSet, Validation};
 
+use super::scaffold::{self, Kind, Language, NewPlugin};
 use super::{Cli, Outcome};
 use potter_config::Error;
 use crate::output::OutputFormat;
@@ -42,6 +43,22 @@ pub enum PluginCommand {
     },
     /// Every plugin of the plugins folder: name, kind, sha256, signer, grants, limits, status, last error.
     List,
+    /// A new plugin project in DIR (default `./NAME`): module, manifest, a development signing key
+    /// and `install.sh ROOT`, which builds, signs and trusts it into ROOT's plugins folder.
+    New {
+        name: String,
+        #[arg(long = "lang", value_enum)]
+        language: Language,
+        #[arg(long, value_enum)]
+        kind: Kind,
+        /// The project folder (default `./NAME`); must be empty or absent.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// A Potter Config checkout's `sdk/` folder: depend on its SDK packages by path instead of
+        /// the published `potter-sdk`, `potter-config-sdk` or `@potter-config/sdk`.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 pub fn run(cli: &Cli, command: &PluginCommand) -> Outcome {
@@ -71,6 +88,9 @@ pub fn run(cli: &Cli, command: &PluginCommand) -> Outcome {
             Ok(())
         }
         PluginCommand::List => list(cli),
+        PluginCommand::New { name, language, kind, dir, sdk } => {
+            scaffold::run(&NewPlugin { name, language: *language, kind: *kind, dir: dir.as_deref(), sdk: sdk.as_deref() })
+        }
     }
 }
 

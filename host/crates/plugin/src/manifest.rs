@@ -492,7 +492,8 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(number.saturating_mul(seconds)))
 }
 
-fn is_plugin_name(name: &str) -> bool {
+/// A plugin name: 1-64 characters of a-z, 0-9 and `-`, not starting with `-`.
+pub fn is_plugin_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('-')
