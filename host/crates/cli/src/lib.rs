@@ -3,6 +3,7 @@
 mod init;
 pub mod logging;
 mod history;
+mod instances;
 pub(crate) mod read;
 mod serve;
 mod token;
@@ -22,7 +23,7 @@ use potter_config::Error;
 use potter_config::secret_values::{SecretProblem, SecretsError};
 use potter_secrets::CipherError;
 use crate::output::OutputFormat;
-use potter_config::options::default_state_dir;
+use potter_config::options::{default_state_dir, StoreChoice};
 use potter_config::{ConfigHost, Options};
 
 /// Exit codes shared by every command.
@@ -73,6 +74,11 @@ pub struct Cli {
     /// for the commands that act on one view (`get`, `dump`, `explain`, `set`, ...).
     #[arg(long, global = true, value_delimiter = ',', value_name = "ENV,...")]
     pub environments: Option<Vec<String>>,
+    /// Where history, runtime overrides and audit lines live: `sqlite` (`<state>/history.db`,
+    /// the default) or `etcd://host:port[,host:port...][/prefix]`, shared by every host on the
+    /// prefix (docs/FLEET.md).
+    #[arg(long, global = true, env = "POTTER_STORE", value_name = "STORE", value_parser = parse_store)]
+    pub store: Option<StoreChoice>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -146,6 +152,9 @@ pub enum Command {
     Rollback(history::RollbackArgs),
     /// Serve the configuration over HTTP (JSON API, bearer tokens; see docs/API.md).
     Serve(serve::ServeArgs),
+    /// The hosts sharing the `--store etcd://...` history: id, address, version served, plugins,
+    /// last refused change.
+    Instances,
     /// API bearer tokens: `create --env E1,E2` (printed once), `list`, `revoke`.
     Token {
         #[command(subcommand)]
@@ -162,6 +171,7 @@ impl Cli {
         }
         options.allow_unsigned = self.allow_unsigned;
         options.environments = self.environments.clone();
+        options.store = self.store.clone().unwrap_or_default();
         options
     }
 
@@ -175,6 +185,10 @@ impl Cli {
         options.environments.get_or_insert_with(|| vec![self.environment.clone()]);
         ConfigHost::open(options)
     }
+}
+
+fn parse_store(text: &str) -> Result<StoreChoice, String> {
+    StoreChoice::parse(text).map_err(|error| error.to_string())
 }
 
 /// A failed command: its message (already naming where) and exit code.
@@ -276,6 +290,7 @@ pub fn run(cli: &Cli) -> Outcome {
         Command::Rollback(args) => history::rollback(cli, args),
         Command::Serve(args) => serve::run(cli, args),
         Command::Token { command } => token::run(cli, command),
+        Command::Instances => instances::run(cli),
         Command::Secrets { command } => secrets::run(cli, command),
         Command::Plugin { command } => plugin::run(cli, command),
         Command::Validate { strict, coverage } => validate::run(cli, *strict, *coverage),

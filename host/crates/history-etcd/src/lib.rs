@@ -163,6 +163,8 @@ pub struct EtcdStore {
     /// would mostly lose to each other (measured: 50 writers starve), so a host sends one change
     /// at a time and only hosts race each other.
     append_lock: std::sync::Mutex<()>,
+    /// The queue of [`potter_history::AuditStore::queue_audit`], once used.
+    audit_queue: std::sync::Mutex<Option<std::sync::mpsc::Sender<Vec<potter_history::NewAuditEntry>>>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -221,10 +223,25 @@ impl EtcdStore {
             request_timeout: options.request_timeout,
             clock,
             append_lock: std::sync::Mutex::new(()),
+            audit_queue: std::sync::Mutex::new(None),
         };
         // One round trip so an unreachable cluster is reported at open, like a missing SQLite file.
         store.latest_version()?;
         Ok(store)
+    }
+
+    /// A second handle on the same connection and runtime (for a background writer).
+    fn twin(&self) -> EtcdStore {
+        EtcdStore {
+            client: self.client.clone(),
+            runtime: self.runtime.clone(),
+            prefix: self.prefix.clone(),
+            name: self.name.clone(),
+            request_timeout: self.request_timeout,
+            clock: self.clock.clone(),
+            append_lock: std::sync::Mutex::new(()),
+            audit_queue: std::sync::Mutex::new(None),
+        }
     }
 
     /// The location as given (`etcd://...`), for messages.

@@ -40,6 +40,20 @@ pub use model::{
 pub use prefix::prefix_upper_bound;
 pub use sqlite::{check_change, QueuedAppend, SqliteOptions, SqliteStore, DEFAULT_FILE_NAME};
 
+/// The server's audit log (every write and every refused request), kept beside the history by
+/// both stores but not part of [`HistoryStore`]: the change history does not depend on it.
+pub trait AuditStore: Send + Sync {
+    /// Records audit lines and returns once they are durable.
+    fn append_audit(&self, entries: Vec<NewAuditEntry>) -> Result<()>;
+
+    /// Hands audit lines over without waiting for them to be durable (a request must not wait);
+    /// a later failure is logged by the store.
+    fn queue_audit(&self, entries: Vec<NewAuditEntry>) -> Result<()>;
+
+    /// Audit lines matching `query`, newest first.
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
+}
+
 /// A durable, append-only history of configuration changes plus the runtime override layer.
 ///
 /// Implemented by [`SqliteStore`] and by `EtcdStore` (crate `potter-history-etcd`), with one contract:
@@ -53,6 +67,12 @@ pub trait HistoryStore: Send + Sync {
 
     /// Records several changes atomically (all or none), in order; returns their versions.
     fn append_all(&self, changes: Vec<NewChange>) -> Result<Vec<u64>>;
+
+    /// [`HistoryStore::append_all`] handed over without waiting for durability where the store
+    /// can (SQLite's group commit); by default it appends now and returns the answer.
+    fn append_all_queued(&self, changes: Vec<NewChange>) -> Result<QueuedAppend> {
+        Ok(QueuedAppend::answered(self.append_all(changes)))
+    }
 
     /// The record with this version, if any.
     fn get(&self, version: u64) -> Result<Option<Record>>;
