@@ -150,6 +150,7 @@ fn every_json_response_matches_the_schema_the_document_declares() {
         ("/v1/rollback", "/v1/rollback", "post", &env, Some(json!({"version": 0})), 200),
         ("/v1/plugins", "/v1/plugins", "get", &[], None, 200),
         ("/v1/audit", "/v1/audit", "get", &[], None, 200),
+        ("/v1/instances", "/v1/instances", "get", &[], None, 404),
         ("/v1/config/{env}/{key}", "/v1/config/staging/no.such.key", "get", &[], None, 404),
         ("/v1/config/{env}/{key}", "/v1/config/staging/api.rate_limit", "put", &[], Some(json!({"value": 5000})), 422),
     ];

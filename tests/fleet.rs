@@ -1,0 +1,469 @@
+//! Many hosts on one etcd (docs/FLEET.md): a real three-member cluster on loopback free ports,
+//! Potter Config hosts in-process and as `serve` processes on it, and the faults of issue #16.
+//! The tests share one cluster and run one at a time (some kill its members).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::etcd::{EtcdCluster, Proxy};
+use common::Tree;
+use potter_config::options::StoreChoice;
+use potter_config::{ConfigHost, Event, Options, SetRequest, ViewKey};
+use serde_json::{json, Value};
+
+fn cluster() -> &'static EtcdCluster {
+    static CLUSTER: OnceLock<EtcdCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| EtcdCluster::start(3))
+}
+
+/// One test at a time: the fault tests kill members of the shared cluster.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    cluster().restart_all();
+    guard
+}
+
+fn options(tree: &Tree, location: &str) -> Options {
+    let mut options = Options::new(tree.root());
+    options.state_dir = tree.state();
+    options.env_vars = Some(Vec::new());
+    options.store = StoreChoice::parse(location).unwrap();
+    options
+}
+
+fn host(tree: &Tree, location: &str) -> ConfigHost {
+    ConfigHost::open(options(tree, location)).unwrap()
+}
+
+fn strict_tree() -> Tree {
+    let tree = Tree::minimal();
+    tree.write("schemas/global_schema.json", r#"{"type": "object", "properties": {"api": {"type": "object", "properties": {"rate_limit": {"type": "integer", "maximum": 1000}}}}}"#);
+    tree
+}
+
+/// Waits up to 30 s for `done` (a liveness wait, not a timing assertion).
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "not within 30 s: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn value(host: &ConfigHost, key: &str) -> Option<Value> {
+    host.view("staging", None, None).unwrap().value(key)
+}
+
+/// A `potter-config serve` process on the store, killed on drop.
+struct Serve {
+    child: Child,
+    addr: String,
+    token: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    fn start(tree: &Tree, location: &str, id: &str) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_potter-config"))
+            .args(["--root", tree.root().to_str().unwrap(), "--state", tree.state().to_str().unwrap(), "--store", location])
+            .args(["serve", "--listen", "127.0.0.1:0", "--dev-token", "--instance-id", id, "--instance-ttl", "2"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the server starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut token = String::new();
+        let addr = loop {
+            let line = lines.next().expect("the server prints its address").unwrap();
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                break addr.to_owned();
+            }
+            if let Some(dev) = line.strip_prefix("development token").and_then(|rest| rest.rsplit_once(": ")) {
+                token = dev.1.trim().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Serve { child, addr, token }
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> String {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n", self.addr, self.token);
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+        request
+    }
+
+    /// `(status, JSON body)`.
+    fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut headers = headers.to_vec();
+        headers.push(("Connection", "close"));
+        stream.write_all(self.request(method, path, &headers, body).as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let (head, rest) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let text = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() };
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The lines of the change stream of `env`, as they arrive.
+    fn watch(&self, env: &str) -> std::sync::mpsc::Receiver<String> {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        stream.write_all(self.request("GET", &format!("/v1/watch/{env}"), &[("Accept", "text/event-stream")], None).as_bytes()).unwrap();
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { return };
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        lines
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A change acknowledged on one host is validated and live on the other (subscribers told), in
+/// both directions, with the same version; a change one host cannot validate is refused there
+/// (last good snapshot kept, refusal in health and in its registry entry) while the other
+/// serves it; the next valid change is taken in again.
+#[test]
+fn in_process_hosts_share_changes_live_and_each_validates_them() {
+    let _serial = serial();
+    let location = cluster().location("live");
+    let (lenient, strict) = (Tree::minimal(), strict_tree());
+    let a = host(&lenient, &location);
+    let b = host(&strict, &location);
+    b.register_instance(Some("strict-b".into()), None, Duration::from_secs(10)).unwrap();
+    let mut subscription = b.subscribe(&ViewKey::environment("staging"), "api").unwrap();
+
+    let applied = a.set("staging", "api.rate_limit", json!(700)).unwrap();
+    wait_until("host B serves A's change", || value(&b, "api.rate_limit") == Some(json!(700)));
+    assert_eq!(b.snapshot().version(), applied.version());
+    let mut told = None;
+    wait_until("B's subscriber is told", || {
+        told = subscription.try_recv();
+        told.is_some()
+    });
+    match told.unwrap() {
+        Event::Changed { version, changes, .. } => {
+            assert_eq!(version, applied.version());
+            assert!(changes.iter().any(|change| change.key.ends_with("rate_limit") && change.new == Some(json!(700))), "{changes:?}");
+        }
+        other => panic!("expected a change, got {other:?}"),
+    }
+
+    let back = b.set("staging", "api.timeout", json!(45)).unwrap();
+    wait_until("host A serves B's change", || value(&a, "api.timeout") == Some(json!(45)));
+    assert_eq!(a.snapshot().version(), back.version());
+    assert!(back.version() > applied.version());
+
+    // Over B's schema's maximum: A accepts it, B keeps its last good snapshot and says so.
+    let refused = a.set("staging", "api.rate_limit", json!(5000)).unwrap();
+    wait_until("B reports the refusal in its registry entry", || {
+        b.instances().unwrap().unwrap().iter().any(|entry| entry.id == "strict-b" && entry.last_refusal.as_deref().is_some_and(|why| why.contains(&format!("version {}", refused.version()))))
+    });
+    assert_eq!(value(&b, "api.rate_limit"), Some(json!(700)));
+    assert_eq!(b.snapshot().version(), back.version());
+    let health = b.health();
+    assert!(health.refusal_outstanding, "{health:?}");
+    assert_eq!(value(&a, "api.rate_limit"), Some(json!(5000)));
+
+    a.set("staging", "api.rate_limit", json!(800)).unwrap();
+    wait_until("B takes in the next valid change", || value(&b, "api.rate_limit") == Some(json!(800)));
+    assert_eq!(b.snapshot().version(), a.snapshot().version());
+    b.withdraw_instance().unwrap();
+}
+
+/// Two hosts setting the same key with compare-and-set on the version they both saw, at once:
+/// exactly one wins, the other gets a conflict and nothing of it is applied; the CLI's stale
+/// `--if-version` exits 4.
+#[test]
+fn two_hosts_setting_the_same_key_at_once_exactly_one_wins() {
+    let _serial = serial();
+    let location = cluster().location("cas");
+    let (tree, other) = (Tree::minimal(), Tree::minimal());
+    let hosts = [host(&tree, &location), host(&other, &location)];
+    for round in 0..10u64 {
+        let seen = hosts[0].snapshot().version();
+        wait_until("both hosts at the same version", || hosts[1].snapshot().version() == seen);
+        let barrier = Arc::new(Barrier::new(2));
+        let outcomes: Vec<Result<u64, potter_config::Error>> = std::thread::scope(|scope| {
+            let running: Vec<_> = hosts
+                .iter()
+                .enumerate()
+                .map(|(i, host)| {
+                    let barrier = barrier.clone();
+                    scope.spawn(move || {
+                        let mut request = SetRequest::new(potter_config::ChangeOrigin::Cli, format!("cli:host{i}"));
+                        request.if_version = Some(seen);
+                        barrier.wait();
+                        host.set_with("staging", "api.rate_limit", json!(round * 10 + i as u64), request).map(|snapshot| snapshot.version())
+                    })
+                })
+                .collect();
+            running.into_iter().map(|thread| thread.join().unwrap()).collect()
+        });
+        let winners: Vec<usize> = (0..2).filter(|&i| outcomes[i].is_ok()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {outcomes:?}");
+        let loser = 1 - winners[0];
+        assert!(matches!(outcomes[loser], Err(potter_config::Error::History(potter_history::HistoryError::Conflict { .. }))), "round {round}: {outcomes:?}");
+        let expected = json!(round * 10 + winners[0] as u64);
+        for host in &hosts {
+            wait_until("both hosts serve the winner's value", || value(host, "api.rate_limit") == Some(expected.clone()));
+        }
+    }
+    let stale = hosts[0].snapshot().version() - 1;
+    let output = common::potter(&["--root", tree.root().to_str().unwrap(), "--state", tree.state().to_str().unwrap(), "--store", &location, "--env", "staging", "set", "api.rate_limit", "1", "--if-version", &stale.to_string()]);
+    assert_eq!(output.status.code(), Some(4), "{}", common::stderr(&output));
+    assert_ne!(value(&hosts[1], "api.rate_limit"), Some(json!(1)));
+}
+
+/// Two `serve` processes on one prefix: a PUT on A is live on B (GET and B's change stream), the
+/// registry lists both (`GET /v1/instances`, `potter-config instances`), a PUT built on a stale
+/// version is 412; A killed with SIGKILL during a stream of PUTs: every acknowledged one is on B,
+/// in order, and A's entry expires.
+#[test]
+fn serve_processes_share_one_store_and_list_each_other() {
+    let _serial = serial();
+    let location = cluster().location("serve");
+    let (tree_a, tree_b) = (Tree::minimal(), Tree::minimal());
+    let mut a = Serve::start(&tree_a, &location, "host-a");
+    let b = Serve::start(&tree_b, &location, "host-b");
+    assert_eq!(b.call("GET", "/v1/health", &[], None).1["status"], "ok");
+    let stream = b.watch("staging");
+
+    let (status, answer) = a.call("PUT", "/v1/config/staging/api.rate_limit", &[], Some(json!({"value": 321})));
+    assert_eq!(status, 200, "{answer}");
+    wait_until("B's change stream carries A's change", || stream.try_iter().any(|line| line.contains("321")));
+    let (status, read) = b.call("GET", "/v1/config/staging/api.rate_limit", &[], None);
+    assert_eq!((status, &read["value"]), (200, &json!(321)), "{read}");
+
+    let (status, listed) = b.call("GET", "/v1/instances", &[], None);
+    assert_eq!(status, 200, "{listed}");
+    let ids: Vec<&str> = listed["instances"].as_array().unwrap().iter().map(|entry| entry["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["host-a", "host-b"]);
+    assert_eq!(listed["instances"][0]["address"], json!(a.addr));
+    let output = common::potter(&["--store", &location, "--format", "json", "instances"]);
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    let cli: Value = serde_json::from_str(&common::stdout(&output)).unwrap();
+    assert_eq!(cli["instances"].as_array().unwrap().len(), 2, "{cli}");
+
+    // B built on the version before A's change: refused, nothing applied.
+    let stale = read["version"].as_u64().unwrap_or(1).saturating_sub(1).to_string();
+    let (status, refused) = b.call("PUT", "/v1/config/staging/api.rate_limit", &[("If-Match", &format!("\"{stale}\""))], Some(json!({"value": 9})));
+    assert_eq!((status, refused["error"]["code"].as_str()), (412, Some("conflict")), "{refused}");
+
+    // A stream of PUTs on A; A is killed in the middle of it.
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let writer = {
+        let (addr, token, acknowledged) = (a.addr.clone(), a.token.clone(), acknowledged.clone());
+        std::thread::spawn(move || {
+            let client = Serve { child: Command::new("true").spawn().unwrap(), addr, token };
+            for n in 0..200u64 {
+                let Ok(mut stream) = TcpStream::connect(&client.addr) else { return };
+                let request = client.request("PUT", &format!("/v1/config/staging/burst.k{}", n % 5), &[("Connection", "close")], Some(json!({"value": n})));
+                if stream.write_all(request.as_bytes()).is_err() {
+                    return;
+                }
+                let mut answer = String::new();
+                if stream.read_to_string(&mut answer).is_err() || !answer.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+                acknowledged.lock().unwrap().push(n);
+            }
+        })
+    };
+    wait_until("some PUTs acknowledged", || acknowledged.lock().unwrap().len() >= 20);
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    writer.join().unwrap();
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let last = *acknowledged.last().unwrap();
+    // The last acknowledged value of each key is what B serves (nothing acknowledged is lost).
+    for key in 0..5 {
+        let Some(&expected) = acknowledged.iter().rev().find(|n| *n % 5 == key) else { continue };
+        wait_until("B serves every acknowledged write", || {
+            let (_, answer) = b.call("GET", &format!("/v1/config/staging/burst.k{key}"), &[], None);
+            answer["value"].as_u64().is_some_and(|value| value == expected || value > last)
+        });
+    }
+    let (_, history) = b.call("GET", "/v1/history?env=staging&limit=1000", &[], None);
+    let mut written: Vec<u64> = history["records"].as_array().unwrap().iter().rev().filter_map(|record| record["keys"].as_array()?.first()?.as_str()?.strip_prefix("burst.k").map(|_| record["version"].as_u64().unwrap())).collect();
+    written.dedup();
+    assert!(written.len() >= acknowledged.len(), "every acknowledged write has its own record: {} < {}", written.len(), acknowledged.len());
+    assert!(written.windows(2).all(|pair| pair[0] < pair[1]));
+    wait_until("the killed host's entry expires", || {
+        let (_, listed) = b.call("GET", "/v1/instances", &[], None);
+        listed["instances"].as_array().is_some_and(|entries| entries.len() == 1 && entries[0]["id"] == "host-b")
+    });
+}
+
+/// Writes `count` values from `host`, retrying each until acknowledged (an in-flight request to
+/// a member that dies fails unacknowledged); `fault(n)` runs before write `n`. Returns the
+/// acknowledged (value, version) pairs.
+fn writes_through_faults(host: &ConfigHost, count: u64, mut fault: impl FnMut(u64)) -> Vec<(u64, u64)> {
+    let mut acknowledged = Vec::new();
+    for n in 0..count {
+        fault(n);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match host.set("staging", &format!("stream.k{}", n % 4), json!(n)) {
+                Ok(snapshot) => {
+                    acknowledged.push((n, snapshot.version()));
+                    break;
+                }
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "write {n} never acknowledged: {error}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+    acknowledged
+}
+
+/// Every acknowledged write is on the other host and in etcd's history, in the same order, once.
+fn assert_all_present(writer: &ConfigHost, reader: &ConfigHost, acknowledged: &[(u64, u64)]) {
+    wait_until("the reader reaches the writer's version", || reader.snapshot().version() == writer.snapshot().version());
+    let versions: Vec<u64> = acknowledged.iter().map(|(_, version)| *version).collect();
+    assert!(versions.windows(2).all(|pair| pair[0] < pair[1]), "versions increase: {versions:?}");
+    let store = reader.history_store().unwrap().unwrap();
+    for (n, version) in acknowledged {
+        let record = store.get(*version).unwrap().unwrap_or_else(|| panic!("version {version} is recorded"));
+        let key = format!("stream.k{}", n % 4);
+        let change = record.payload.as_ref().unwrap().changes.iter().find(|change| change.key == key).unwrap_or_else(|| panic!("version {version} changes {key}"));
+        assert_eq!(change.after, Some(potter_history::StoredValue::plain(json!(n))));
+    }
+    for key in 0..4 {
+        let last = acknowledged.iter().rev().find(|(n, _)| n % 4 == key).unwrap().0;
+        assert_eq!(value(reader, &format!("stream.k{key}")), Some(json!(last)));
+    }
+}
+
+/// A follower member killed during a stream of writes, brought back, then the leader killed:
+/// the writes carry on, and every acknowledged one is on both hosts, in order.
+#[test]
+fn killing_a_member_and_then_the_leader_loses_no_acknowledged_write() {
+    let _serial = serial();
+    let etcd = cluster();
+    let location = etcd.location("members");
+    let (tree_a, tree_b) = (Tree::minimal(), Tree::minimal());
+    let (writer, reader) = (host(&tree_a, &location), host(&tree_b, &location));
+    let mut killed = None;
+    let acknowledged = writes_through_faults(&writer, 80, |n| match n {
+        15 => {
+            let follower = (etcd.leader() + 1) % etcd.size();
+            etcd.kill(follower);
+            killed = Some(follower);
+        }
+        35 => etcd.restart(killed.take().unwrap()),
+        45 => {
+            let leader = etcd.leader();
+            etcd.kill(leader);
+            killed = Some(leader);
+        }
+        65 => etcd.restart(killed.take().unwrap()),
+        _ => {}
+    });
+    assert_all_present(&writer, &reader, &acknowledged);
+}
+
+/// Every member stopped for a few seconds: `/v1/health` says degraded, writes are refused with
+/// 503 (nothing acknowledged), reads keep the last good configuration; when etcd returns the
+/// hosts are healthy, writes succeed and another host catches up.
+#[test]
+fn with_etcd_down_hosts_serve_their_last_snapshot_refuse_writes_and_recover() {
+    let _serial = serial();
+    let etcd = cluster();
+    let location = etcd.location("outage");
+    let (tree, other) = (Tree::minimal(), Tree::minimal());
+    let server = Serve::start(&tree, &location, "outage-a");
+    let peer = host(&other, &location);
+    assert_eq!(server.call("PUT", "/v1/config/staging/api.rate_limit", &[], Some(json!({"value": 111}))).0, 200);
+    wait_until("the peer has it", || value(&peer, "api.rate_limit") == Some(json!(111)));
+
+    for i in 0..etcd.size() {
+        etcd.kill(i);
+    }
+    wait_until("health says degraded", || {
+        let (_, health) = server.call("GET", "/v1/health", &[], None);
+        health["status"] == "degraded" && health["store_unreachable"].is_string()
+    });
+    let (status, refused) = server.call("PUT", "/v1/config/staging/api.rate_limit", &[], Some(json!({"value": 222})));
+    assert_eq!((status, refused["error"]["code"].as_str()), (503, Some("store_unavailable")), "{refused}");
+    let (status, read) = server.call("GET", "/v1/config/staging/api.rate_limit", &[], None);
+    assert_eq!((status, &read["value"]), (200, &json!(111)));
+    assert!(peer.set("staging", "api.rate_limit", json!(333)).is_err(), "nothing is acknowledged without etcd");
+    assert_eq!(value(&peer, "api.rate_limit"), Some(json!(111)));
+
+    std::thread::sleep(Duration::from_secs(2));
+    etcd.restart_all();
+    wait_until("health is ok again", || server.call("GET", "/v1/health", &[], None).1["status"] == "ok");
+    wait_until("writes succeed again", || server.call("PUT", "/v1/config/staging/api.rate_limit", &[], Some(json!({"value": 444}))).0 == 200);
+    wait_until("the peer catches up", || value(&peer, "api.rate_limit") == Some(json!(444)));
+    assert!(peer.health().status == potter_config::Status::Ok || peer.store_unreachable().is_none());
+}
+
+/// A host cut off from etcd while the others write and etcd compacts past its revision: when
+/// the connection returns it reloads what it missed and serves the fleet's latest version.
+#[test]
+fn a_host_cut_off_while_etcd_compacts_catches_up() {
+    let _serial = serial();
+    let etcd = cluster();
+    let mut proxy = Proxy::start(etcd);
+    let (tree_a, tree_c) = (Tree::minimal(), Tree::minimal());
+    let writer = host(&tree_a, &etcd.location("compacted"));
+    let cut_off = host(&tree_c, &proxy.location("compacted"));
+    writer.set("staging", "api.rate_limit", json!(1)).unwrap();
+    wait_until("the cut-off host follows", || value(&cut_off, "api.rate_limit") == Some(json!(1)));
+
+    proxy.cut();
+    wait_until("the cut-off host notices", || cut_off.store_unreachable().is_some());
+    for n in 2..=40 {
+        writer.set("staging", &format!("missed.k{}", n % 6), json!(n)).unwrap();
+    }
+    writer.set("staging", "api.rate_limit", json!(40)).unwrap();
+    etcd.compact_now();
+    assert_eq!(value(&cut_off, "api.rate_limit"), Some(json!(1)), "serves its last snapshot meanwhile");
+
+    proxy.resume();
+    wait_until("the cut-off host catches up", || cut_off.snapshot().version() == writer.snapshot().version());
+    assert_eq!(value(&cut_off, "api.rate_limit"), Some(json!(40)));
+    for key in 0..6 {
+        assert_eq!(value(&cut_off, &format!("missed.k{key}")), value(&writer, &format!("missed.k{key}")));
+    }
+    wait_until("reachable again", || cut_off.store_unreachable().is_none());
+}
