@@ -467,3 +467,43 @@ fn a_host_cut_off_while_etcd_compacts_catches_up() {
     }
     wait_until("reachable again", || cut_off.store_unreachable().is_none());
 }
+
+/// etcd's own authentication: a host given the user and password (`EtcdOptions::user`, or
+/// `--store-user` with `POTTER_STORE_PASSWORD`) records; without them, or with a wrong password,
+/// it does not start, with an error naming the store and never the password.
+#[test]
+fn a_store_with_authentication_needs_the_user_and_password() {
+    let _serial = serial();
+    let secured = EtcdCluster::start(1);
+    let endpoint = format!("http://{}", secured.endpoints());
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let mut client = etcd_client::Client::connect([endpoint], None).await.unwrap();
+        client.user_add("root", "s3cret-pass", None).await.unwrap();
+        client.user_grant_role("root", "root").await.unwrap();
+        client.auth_enable().await.unwrap();
+    });
+    let location = secured.location("auth");
+    let tree = Tree::minimal();
+
+    let mut with_user = options(&tree, &location);
+    let StoreChoice::Etcd(etcd) = with_user.store.clone() else { unreachable!() };
+    with_user.store = StoreChoice::Etcd(etcd.clone().user("root", "s3cret-pass"));
+    assert!(!format!("{with_user:?}").contains("s3cret-pass"), "Debug shows no password");
+    let host = ConfigHost::open(with_user).unwrap();
+    host.set("staging", "api.rate_limit", json!(42)).unwrap();
+
+    for store in [etcd.clone(), etcd.clone().user("root", "wrong-pass")] {
+        let mut refused = options(&tree, &location);
+        refused.store = StoreChoice::Etcd(store);
+        let error = ConfigHost::open(refused).err().expect("refused without valid credentials").to_string();
+        assert!(error.contains(&location) && !error.contains("wrong-pass") && !error.contains("s3cret"), "{error}");
+    }
+
+    let output = common::potter_with(
+        &["--root", tree.root().to_str().unwrap(), "--state", tree.state().to_str().unwrap(), "--store", &location, "--store-user", "root", "--env", "staging", "set", "api.timeout", "7"],
+        &[("POTTER_STORE_PASSWORD", "s3cret-pass")],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    wait_until("the host takes in the CLI's change", || value(&host, "api.timeout") == Some(json!(7)));
+}

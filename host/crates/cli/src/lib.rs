@@ -79,6 +79,19 @@ pub struct Cli {
     /// prefix (docs/FLEET.md).
     #[arg(long, global = true, env = "POTTER_STORE", value_name = "STORE", value_parser = parse_store)]
     pub store: Option<StoreChoice>,
+    /// etcd user of `--store etcd://...`; its password is read from `POTTER_STORE_PASSWORD`
+    /// only (never a flag: command lines are visible to every local user).
+    #[arg(long, global = true, env = "POTTER_STORE_USER", value_name = "NAME")]
+    pub store_user: Option<String>,
+    /// TLS to the etcd members, trusting this PEM CA certificate (endpoints dialled as https).
+    #[arg(long, global = true, value_name = "FILE", value_parser = read_pem)]
+    pub store_ca: Option<Pem>,
+    /// A PEM client certificate for etcd (with `--store-key`; implies TLS).
+    #[arg(long, global = true, value_name = "FILE", value_parser = read_pem, requires = "store_key")]
+    pub store_cert: Option<Pem>,
+    /// The PEM private key of `--store-cert`.
+    #[arg(long, global = true, value_name = "FILE", value_parser = read_pem, requires = "store_cert")]
+    pub store_key: Option<Pem>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -171,7 +184,7 @@ impl Cli {
         }
         options.allow_unsigned = self.allow_unsigned;
         options.environments = self.environments.clone();
-        options.store = self.store.clone().unwrap_or_default();
+        options.store = self.store_choice();
         options
     }
 
@@ -189,6 +202,45 @@ impl Cli {
 
 fn parse_store(text: &str) -> Result<StoreChoice, String> {
     StoreChoice::parse(text).map_err(|error| error.to_string())
+}
+
+/// The contents of a PEM file given on the command line (read when the flag is parsed, so a
+/// missing file is a usage error naming it).
+#[derive(Clone)]
+pub struct Pem(Vec<u8>);
+
+impl std::fmt::Debug for Pem {
+    // A client key is key material: never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pem({} bytes)", self.0.len())
+    }
+}
+
+fn read_pem(path: &str) -> Result<Pem, String> {
+    std::fs::read(path).map(Pem).map_err(|error| format!("cannot read `{path}`: {error}"))
+}
+
+impl Cli {
+    /// `--store` with its credentials: user (password from `POTTER_STORE_PASSWORD`), CA, client
+    /// certificate.
+    fn store_choice(&self) -> StoreChoice {
+        let Some(StoreChoice::Etcd(mut etcd)) = self.store.clone() else { return self.store.clone().unwrap_or_default() };
+        if let Some(user) = &self.store_user {
+            etcd = etcd.user(user.clone(), std::env::var("POTTER_STORE_PASSWORD").unwrap_or_default());
+        }
+        if self.store_ca.is_some() || self.store_cert.is_some() {
+            use potter_config::options::etcd::{Certificate, Identity, TlsOptions};
+            let mut tls = TlsOptions::new();
+            if let Some(Pem(ca)) = &self.store_ca {
+                tls = tls.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let (Some(Pem(cert)), Some(Pem(key))) = (&self.store_cert, &self.store_key) {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            etcd = etcd.tls(tls);
+        }
+        StoreChoice::Etcd(etcd)
+    }
 }
 
 /// A failed command: its message (already naming where) and exit code.

@@ -56,8 +56,11 @@ fn follow(store: &Arc<EtcdStore>, link: &StoreLink, after: u64, peer: &impl Peer
                 Some(Ok(true)) => {}
                 Some(Ok(false)) => link.behind.store(true, Ordering::SeqCst),
                 Some(Err(Error::History(error))) => {
-                    // The store itself failed (unreachable): try again when the follower resumes.
-                    tracing::warn!(%error, "cannot take in a change recorded by another host yet");
+                    // The store itself failed (unreachable): try again at the next look. Said once
+                    // per outage (the follower reports the outage itself).
+                    if lock(&link.unreachable).is_none() {
+                        tracing::warn!(%error, "cannot take in a change recorded by another host yet");
+                    }
                     link.behind.store(true, Ordering::SeqCst);
                 }
                 Some(Err(error)) => {

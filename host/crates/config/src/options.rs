@@ -37,6 +37,11 @@ pub struct Options {
     pub store: StoreChoice,
 }
 
+/// What an embedder needs to describe an etcd store: the location, credentials, TLS.
+pub mod etcd {
+    pub use potter_history_etcd::{Certificate, EtcdLocation, EtcdOptions, Identity, LocationError, TlsOptions};
+}
+
 /// The history store a host records in.
 #[derive(Clone, Debug, Default)]
 pub enum StoreChoice {
