@@ -75,10 +75,23 @@ impl Drop for Serve {
 }
 
 impl Serve {
+    /// A server that makes the fleet's development token (the token list is shared).
     fn start(tree: &Tree, location: &str, id: &str) -> Serve {
+        Self::start_with(tree, location, id, &["--dev-token"])
+    }
+
+    /// A server using the token list another made.
+    fn joining(tree: &Tree, location: &str, id: &str, first: &Serve) -> Serve {
+        let mut server = Self::start_with(tree, location, id, &[]);
+        server.token = first.token.clone();
+        server
+    }
+
+    fn start_with(tree: &Tree, location: &str, id: &str, extra: &[&str]) -> Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_potter-config"))
             .args(["--root", tree.root().to_str().unwrap(), "--state", tree.state().to_str().unwrap(), "--store", location])
-            .args(["serve", "--listen", "127.0.0.1:0", "--dev-token", "--instance-id", id, "--instance-ttl", "2"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--instance-id", id, "--instance-ttl", "2"])
+            .args(extra)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .stdout(Stdio::piped())
@@ -261,7 +274,7 @@ fn serve_processes_share_one_store_and_list_each_other() {
     let location = cluster().location("serve");
     let (tree_a, tree_b) = (Tree::minimal(), Tree::minimal());
     let mut a = Serve::start(&tree_a, &location, "host-a");
-    let b = Serve::start(&tree_b, &location, "host-b");
+    let mut b = Serve::joining(&tree_b, &location, "host-b", &a);
     assert_eq!(b.call("GET", "/v1/health", &[], None).1["status"], "ok");
     let stream = b.watch("staging");
 
@@ -280,6 +293,19 @@ fn serve_processes_share_one_store_and_list_each_other() {
     assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
     let cli: Value = serde_json::from_str(&common::stdout(&output)).unwrap();
     assert_eq!(cli["instances"].as_array().unwrap().len(), 2, "{cli}");
+
+    // One token list for the fleet: a token made with the CLI works on both hosts, and once
+    // revoked on neither.
+    let made = common::potter(&["--store", &location, "token", "create", "--name", "ops", "--role", "viewer", "--env", "staging"]);
+    assert_eq!(made.status.code(), Some(0), "{}", common::stderr(&made));
+    let ops = common::stdout(&made).trim().to_owned();
+    let admin = std::mem::replace(&mut b.token, ops.clone());
+    wait_until("B accepts the new token", || b.call("GET", "/v1/config/staging/api.rate_limit", &[], None).0 == 200);
+    let token_of_a = std::mem::replace(&mut a.token, ops);
+    wait_until("A accepts it too", || a.call("GET", "/v1/config/staging/api.rate_limit", &[], None).0 == 200);
+    assert_eq!(common::potter(&["--store", &location, "token", "revoke", "ops"]).status.code(), Some(0));
+    wait_until("both refuse it once revoked", || a.call("GET", "/v1/config/staging/api.rate_limit", &[], None).0 == 401 && b.call("GET", "/v1/config/staging/api.rate_limit", &[], None).0 == 401);
+    (a.token, b.token) = (token_of_a, admin);
 
     // B built on the version before A's change: refused, nothing applied.
     let stale = read["version"].as_u64().unwrap_or(1).saturating_sub(1).to_string();
@@ -374,7 +400,8 @@ fn assert_all_present(writer: &ConfigHost, reader: &ConfigHost, acknowledged: &[
 }
 
 /// A follower member killed during a stream of writes, brought back, then the leader killed:
-/// the writes carry on, and every acknowledged one is on both hosts, in order.
+/// the writes carry on, and every acknowledged one is on all three hosts, in order (the third
+/// host talks to one member only).
 #[test]
 fn killing_a_member_and_then_the_leader_loses_no_acknowledged_write() {
     let _serial = serial();
@@ -382,6 +409,10 @@ fn killing_a_member_and_then_the_leader_loses_no_acknowledged_write() {
     let location = etcd.location("members");
     let (tree_a, tree_b) = (Tree::minimal(), Tree::minimal());
     let (writer, reader) = (host(&tree_a, &location), host(&tree_b, &location));
+    // A third host, connected to one member only: the leader at the start (never the member
+    // killed first; it may be the leader killed later, and catches up once that is back).
+    let tree_c = Tree::minimal();
+    let lone = host(&tree_c, &format!("etcd://127.0.0.1:{}/members", etcd.client_port(etcd.leader())));
     let mut killed = None;
     let acknowledged = writes_through_faults(&writer, 80, |n| match n {
         15 => {
@@ -399,6 +430,7 @@ fn killing_a_member_and_then_the_leader_loses_no_acknowledged_write() {
         _ => {}
     });
     assert_all_present(&writer, &reader, &acknowledged);
+    assert_all_present(&writer, &lone, &acknowledged);
 }
 
 /// Every member stopped for a few seconds: `/v1/health` says degraded, writes are refused with

@@ -57,7 +57,12 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
     if cli.allow_unsigned && serves_production {
         return Err(Error::UnsignedRefused { reason: "serve exposes every environment, production included".to_owned() }.into());
     }
-    let tokens = TokenStore::open(&options.state_dir).map_err(|e| failure(super::exit::INVALID, e.to_string()))?;
+    // With a shared store every host accepts the same tokens.
+    let tokens = match host.shared_documents() {
+        Some(shared) => TokenStore::open_shared(shared),
+        None => TokenStore::open(&options.state_dir),
+    }
+    .map_err(|e| failure(super::exit::INVALID, e.to_string()))?;
     if args.dev_token {
         let token = tokens.create("dev", Role::Admin, vec![api::tokens::ALL_ENVIRONMENTS.to_owned()], None, true).map_err(|e| failure(super::exit::INVALID, e.to_string()))?;
         // The server ignores SIGPIPE (see `cli::main`): a closed stdout must not stop it.

@@ -120,6 +120,11 @@ impl HistoryDatabase {
         }
     }
 
+    /// Where small shared documents live (the server's tokens) when the history is shared.
+    pub fn documents(&self) -> Option<Arc<dyn potter_history::DocumentStore>> {
+        self.etcd().map(|store| store.clone() as Arc<dyn potter_history::DocumentStore>)
+    }
+
     /// The etcd store when the history is shared (following peers, the instance registry).
     pub fn etcd(&self) -> Option<&Arc<EtcdStore>> {
         match &self.backend {

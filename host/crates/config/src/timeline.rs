@@ -26,6 +26,11 @@ impl ConfigHost {
         self.history_database().existing()
     }
 
+    /// Where the server keeps its tokens when the history is shared (None: `<state>/tokens.json`).
+    pub fn shared_documents(&self) -> Option<Arc<dyn potter_history::DocumentStore>> {
+        self.history_database().documents()
+    }
+
     /// The audit log kept beside the history (the server's; the SQLite file is created when
     /// missing).
     pub fn audit_log(&self) -> Result<Arc<dyn potter_history::AuditStore>, Error> {

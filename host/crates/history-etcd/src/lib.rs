@@ -655,3 +655,29 @@ impl HistoryStore for EtcdStore {
 fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("history values serialise")
 }
+
+/// `P/documents/<name>`: small documents replaced whole (the server's token list), stamped with
+/// their etcd `mod_revision`.
+impl potter_history::DocumentStore for EtcdStore {
+    fn read_document(&self, name: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        Ok(self
+            .get_one(self.key(&format!("documents/{name}")))?
+            .map(|kv| (u64::try_from(kv.mod_revision()).unwrap_or(0), kv.value().to_vec())))
+    }
+
+    fn replace_document(&self, name: &str, bytes: Vec<u8>, expected: Option<u64>) -> Result<bool> {
+        let key = self.key(&format!("documents/{name}"));
+        let guard = match expected {
+            None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+            Some(stamp) => Compare::mod_revision(key.clone(), CompareOp::Equal, i64::try_from(stamp).unwrap_or(i64::MAX)),
+        };
+        let response = self.call(move |mut client| async move {
+            client.txn(Txn::new().when(vec![guard]).and_then(vec![TxnOp::put(key, bytes, None)])).await
+        })?;
+        Ok(response.succeeded())
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}

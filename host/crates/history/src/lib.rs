@@ -54,6 +54,21 @@ pub trait AuditStore: Send + Sync {
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
 }
 
+/// Small named documents kept beside a shared history (the server's token list), each replaced
+/// whole with compare-and-set on its stamp. Implemented by the etcd store; a SQLite host keeps
+/// such files in its state directory instead.
+pub trait DocumentStore: Send + Sync {
+    /// The document's stamp (changes with every replacement) and bytes, None if never written.
+    fn read_document(&self, name: &str) -> Result<Option<(u64, Vec<u8>)>>;
+
+    /// Replaces the document if its stamp is still `expected` (None: it must not exist yet);
+    /// false when another writer replaced it first (nothing written).
+    fn replace_document(&self, name: &str, bytes: Vec<u8>, expected: Option<u64>) -> Result<bool>;
+
+    /// Names the store in messages (`etcd://host:port/prefix`).
+    fn describe(&self) -> String;
+}
+
 /// A durable, append-only history of configuration changes plus the runtime override layer.
 ///
 /// Implemented by [`SqliteStore`] and by `EtcdStore` (crate `potter-history-etcd`), with one contract:
