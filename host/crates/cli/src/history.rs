@@ -77,7 +77,7 @@ fn environment_given() -> bool {
 }
 
 fn store(cli: &Cli) -> Result<Option<std::sync::Arc<dyn HistoryStore>>, Error> {
-    potter_config::recording::open_existing(&cli.options())
+    potter_config::recording::open_store(&cli.options())
 }
 
 pub fn history(cli: &Cli, args: &HistoryArgs) -> Outcome {

@@ -32,8 +32,17 @@ pub fn database_path(state_dir: &Path) -> PathBuf {
 /// Opens the history `options` name on its own (None when nothing was ever recorded in a SQLite
 /// state directory), for a reader outside a running host. A host's readers use
 /// [`crate::ConfigHost::history_store`].
-pub fn open_existing(options: &Options) -> Result<Option<Arc<dyn HistoryStore>>, Error> {
+pub fn open_store(options: &Options) -> Result<Option<Arc<dyn HistoryStore>>, Error> {
     HistoryDatabase::open(options)?.existing()
+}
+
+/// The SQLite history of `state_dir` on its own (None when nothing was ever recorded there).
+pub fn open_existing(state_dir: &Path) -> Result<Option<SqliteStore>, Error> {
+    let path = database_path(state_dir);
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(SqliteStore::open(&path)?))
 }
 
 /// One host's history store, opened at most once: the recorder, the server's history reads and
@@ -214,13 +223,20 @@ impl Recorder {
 
     /// The runtime overrides recorded so far, for every environment of the tree, as trees.
     pub fn overrides(&self) -> Result<Overrides, Error> {
+        Ok(self.recorded_state()?.1)
+    }
+
+    /// The newest recorded version and the overrides as of it (read together where the store can:
+    /// one etcd round trip).
+    pub(crate) fn recorded_state(&self) -> Result<(u64, Overrides), Error> {
         let Some(store) = self.existing_store() else {
-            return Ok(Overrides::new());
+            return Ok((0, Overrides::new()));
         };
         let listing = crate::source::tree::scan(&self.options.root)?;
+        let environments: Vec<String> = listing.axes.environments.iter().map(|env| env.to_string()).collect();
+        let (version, stored_all) = store.overrides_with_version(&environments)?;
         let mut all = Overrides::new();
-        for env in &listing.axes.environments {
-            let stored = store.overrides(env)?;
+        for (env, stored) in stored_all {
             if stored.is_empty() {
                 continue;
             }
@@ -237,14 +253,16 @@ impl Recorder {
                 };
                 set_leaf(&mut tree, &key, value);
             }
-            all.insert(env.to_string(), tree);
+            all.insert(env, tree);
         }
-        Ok(all)
+        Ok((version, all))
     }
 
-    /// The record of `version`, if it can be read (who made a change another host recorded).
-    pub(crate) fn record_at(&self, version: u64) -> Option<potter_history::Record> {
-        self.existing_store()?.get(version).ok().flatten()
+    /// On a shared store, the record of `version` if it can be read: who made a change a peer
+    /// recorded. (A change another process recorded in this host's SQLite file keeps being
+    /// announced as by "another process".)
+    pub(crate) fn peer_record(&self, version: u64) -> Option<potter_history::Record> {
+        self.database.etcd()?.get(version).ok().flatten()
     }
 
     /// The newest recorded version.

@@ -478,15 +478,17 @@ impl ConfigHost {
         if poisoned {
             drop(self.drain());
         }
-        let recorded = recorder.latest_version()?;
         let current = self.shared.current.load_full();
-        let refused_already = state.refused_recorded == Some(recorded);
-        if !poisoned && !force && (recorded <= current.version() || refused_already) {
-            return Ok(true);
+        if !poisoned && !force {
+            // The cheap look first: one read when nothing is new.
+            let recorded = recorder.latest_version()?;
+            if recorded <= current.version() || state.refused_recorded == Some(recorded) {
+                return Ok(true);
+            }
         }
-        let overrides = recorder.overrides()?;
-        // Who made the newest change, for subscribers and the log (a peer host, the CLI).
-        let cause = match recorder.record_at(recorded) {
+        let (recorded, overrides) = recorder.recorded_state()?;
+        // Who made the newest change, for subscribers and the log (a peer host on a shared store).
+        let cause = match recorder.peer_record(recorded) {
             Some(record) if !poisoned => Cause::new(record.origin, record.actor),
             _ => Cause::new(ChangeOrigin::Cli, if poisoned { "history" } else { "another process" }),
         };

@@ -540,6 +540,32 @@ impl HistoryStore for EtcdStore {
         Ok(self.read_env_map::<u64>(env, "key_versions")?.get(key).copied().unwrap_or(0))
     }
 
+    fn overrides_with_version(&self, envs: &[String]) -> Result<(u64, BTreeMap<String, BTreeMap<String, StoredValue>>)> {
+        let mut reads = vec![TxnOp::get(self.key("version"), None)];
+        reads.extend(envs.iter().map(|env| TxnOp::get(self.key(&format!("env/{env}/overrides")), None)));
+        let response = self.call(move |mut client| async move { client.txn(Txn::new().and_then(reads)).await })?;
+        let responses = response.op_responses();
+        let first = |index: usize| -> Option<KeyValue> {
+            match responses.get(index) {
+                Some(TxnOpResponse::Get(get)) => get.kvs().first().cloned(),
+                _ => None,
+            }
+        };
+        let version = match first(0) {
+            None => 0,
+            Some(kv) => parse_u64(kv.value()).ok_or_else(|| self.decode_error(0, "counter", "version"))?,
+        };
+        let mut all = BTreeMap::new();
+        for (index, env) in envs.iter().enumerate() {
+            let overrides = match first(1 + index) {
+                None => BTreeMap::new(),
+                Some(kv) => serde_json::from_slice(kv.value()).map_err(|error| self.decode_error(0, "overrides", error))?,
+            };
+            all.insert(env.clone(), overrides);
+        }
+        Ok((version, all))
+    }
+
     fn overrides(&self, env: &str) -> Result<BTreeMap<String, StoredValue>> {
         self.read_env_map(env, "overrides")
     }

@@ -101,6 +101,18 @@ pub trait HistoryStore: Send + Sync {
     /// The current runtime overrides of `env` (key -> value; a JSON null value deletes the key).
     fn overrides(&self, env: &str) -> Result<BTreeMap<String, StoredValue>>;
 
+    /// The newest version and the overrides of each of `envs`. A store that can reads them in
+    /// one go (etcd: one read transaction, so the overrides are exactly those of that version, in
+    /// one round trip); by default one read after the other.
+    fn overrides_with_version(&self, envs: &[String]) -> Result<(u64, BTreeMap<String, BTreeMap<String, StoredValue>>)> {
+        let version = self.latest_version()?;
+        let mut all = BTreeMap::new();
+        for env in envs {
+            all.insert(env.clone(), self.overrides(env)?);
+        }
+        Ok((version, all))
+    }
+
     /// Records matching the filters, newest first, at most `query.limit`.
     fn query(&self, query: &HistoryQuery) -> Result<Vec<Record>>;
 
