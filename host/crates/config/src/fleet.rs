@@ -85,7 +85,9 @@ fn note(link: &StoreLink, event: FollowEvent) {
             // Versions are delivered in order: anything of ours below this one was delivered too.
             let ours = own.remove(&record.version);
             own.retain(|&version| version > record.version);
+            drop(own);
             if !ours {
+                *lock(&link.latest_peer_record) = Some(record);
                 link.behind.store(true, Ordering::SeqCst);
             }
         }

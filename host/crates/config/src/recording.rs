@@ -66,6 +66,9 @@ pub struct StoreLink {
     pub own_versions: Mutex<BTreeSet<u64>>,
     /// A peer's change was seen that the live snapshot may lack: take the overrides in again.
     pub behind: std::sync::atomic::AtomicBool,
+    /// The newest peer record the follower delivered (names who made a change it takes in,
+    /// without another read).
+    pub latest_peer_record: Mutex<Option<potter_history::Record>>,
     /// The last peer change this host could not validate (published in its registry entry).
     pub last_refusal: Mutex<Option<String>>,
     /// This host's registry entry, once registered.
@@ -262,7 +265,12 @@ impl Recorder {
     /// recorded. (A change another process recorded in this host's SQLite file keeps being
     /// announced as by "another process".)
     pub(crate) fn peer_record(&self, version: u64) -> Option<potter_history::Record> {
-        self.database.etcd()?.get(version).ok().flatten()
+        let store = self.database.etcd()?;
+        let delivered = lock(&self.database.link().latest_peer_record).clone();
+        match delivered {
+            Some(record) if record.version == version => Some(record),
+            _ => store.get(version).ok().flatten(),
+        }
     }
 
     /// The newest recorded version.
