@@ -539,3 +539,39 @@ fn a_store_with_authentication_needs_the_user_and_password() {
     assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
     wait_until("the host takes in the CLI's change", || value(&host, "api.timeout") == Some(json!(7)));
 }
+
+/// TLS to etcd: members serving HTTPS with a certificate the host is told to trust
+/// (`--store-ca`, `TlsOptions` in `Options`) record and read; without the CA the host does not
+/// start, naming the store.
+#[test]
+fn a_store_over_tls_needs_its_certificate_authority() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("etcd.crt"), dir.path().join("etcd.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let secured = EtcdCluster::start_tls(1, cert.clone(), key);
+    let location = secured.location("tls");
+    let tree = Tree::minimal();
+    let (root, state) = (tree.root(), tree.state());
+    let cli = |extra: &[&str], args: &[&str]| {
+        let mut all = vec!["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap(), "--store", &location];
+        all.extend_from_slice(extra);
+        all.extend_from_slice(args);
+        common::potter(&all)
+    };
+
+    let set = cli(&["--store-ca", cert.to_str().unwrap()], &["--env", "staging", "set", "api.rate_limit", "64"]);
+    assert_eq!(set.status.code(), Some(0), "{}", common::stderr(&set));
+    let refused = cli(&[], &["--env", "staging", "get", "api.rate_limit"]);
+    assert_ne!(refused.status.code(), Some(0), "{:?} {}", refused.status, common::stdout(&refused));
+    assert!(common::stderr(&refused).contains(&location), "{:?} [{}] [{}]", refused.status, common::stderr(&refused), common::stdout(&refused));
+
+    let mut trusted = options(&tree, &location);
+    let StoreChoice::Etcd(etcd) = trusted.store.clone() else { unreachable!() };
+    use potter_config::options::etcd::{Certificate, TlsOptions};
+    trusted.store = StoreChoice::Etcd(etcd.tls(TlsOptions::new().ca_certificate(Certificate::from_pem(std::fs::read(&cert).unwrap()))));
+    let host = ConfigHost::open(trusted).unwrap();
+    assert_eq!(value(&host, "api.rate_limit"), Some(json!(64)));
+}

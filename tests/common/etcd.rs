@@ -23,12 +23,23 @@ struct Member {
 /// Members `m0..mN`, each restartable with its data.
 pub struct EtcdCluster {
     dir: PathBuf,
+    /// Client URLs served over TLS with this certificate and key (PEM files).
+    client_tls: Option<(PathBuf, PathBuf)>,
     members: Mutex<Vec<Member>>,
     _watchdog: Child,
 }
 
 impl EtcdCluster {
     pub fn start(size: usize) -> EtcdCluster {
+        Self::start_with(size, None)
+    }
+
+    /// Members whose client URLs are HTTPS with `cert` and `key`.
+    pub fn start_tls(size: usize, cert: PathBuf, key: PathBuf) -> EtcdCluster {
+        Self::start_with(size, Some((cert, key)))
+    }
+
+    fn start_with(size: usize, client_tls: Option<(PathBuf, PathBuf)>) -> EtcdCluster {
         let dir = tempfile::tempdir().unwrap().keep();
         let members: Vec<Member> = (0..size).map(|i| Member { name: format!("m{i}"), client_port: free_port(), peer_port: free_port(), process: None }).collect();
         let watchdog_script = r#"
@@ -45,7 +56,7 @@ impl EtcdCluster {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let cluster = EtcdCluster { dir, members: Mutex::new(members), _watchdog: watchdog };
+        let cluster = EtcdCluster { dir, client_tls, members: Mutex::new(members), _watchdog: watchdog };
         for i in 0..size {
             cluster.spawn_member(i);
         }
@@ -64,9 +75,14 @@ impl EtcdCluster {
         let initial = Self::initial_cluster(&members);
         let member = &mut members[i];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("{}.log", member.name))).unwrap();
-        let client = format!("http://127.0.0.1:{}", member.client_port);
+        let scheme = if self.client_tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", member.client_port);
         let peer = format!("http://127.0.0.1:{}", member.peer_port);
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if let Some((cert, key)) = &self.client_tls {
+            command.arg("--cert-file").arg(cert).arg("--key-file").arg(key);
+        }
+        let child = command
             .args(["--name", &member.name, "--data-dir"])
             .arg(self.dir.join(&member.name))
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])

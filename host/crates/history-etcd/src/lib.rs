@@ -189,6 +189,7 @@ impl EtcdStore {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("potter-etcd")
+            .on_thread_start(block_sigpipe)
             .enable_all()
             .build()
             .map_err(|error| storage(format!("cannot start the etcd client runtime: {error}")))?;
@@ -368,6 +369,20 @@ impl EtcdStore {
 
 /// Runs `future` on the store's runtime and waits for it on the calling thread (which may itself
 /// be a Tokio worker of another runtime: it only blocks, it never enters this runtime).
+/// The client's socket writes happen on the runtime's threads, some with `writev`, which (unlike
+/// `send` with `MSG_NOSIGNAL`) raises SIGPIPE when etcd has closed the connection. A program that
+/// restored SIGPIPE's default action (the `potter-config` command does, for `... | head`) would be
+/// killed by it; blocked on these threads, the write fails with `EPIPE` and the client reconnects.
+fn block_sigpipe() {
+    // SAFETY: changes only the calling thread's signal mask, with a set built here.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 fn run_on<T: Send + 'static>(
     runtime: &tokio::runtime::Runtime,
     future: impl Future<Output = T> + Send + 'static,
