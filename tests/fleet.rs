@@ -540,38 +540,65 @@ fn a_store_with_authentication_needs_the_user_and_password() {
     wait_until("the host takes in the CLI's change", || value(&host, "api.timeout") == Some(json!(7)));
 }
 
-/// TLS to etcd: members serving HTTPS with a certificate the host is told to trust
-/// (`--store-ca`, `TlsOptions` in `Options`) record and read; without the CA the host does not
-/// start, naming the store.
+/// A certificate authority and two certificates it signed: etcd's (`127.0.0.1`) and a client's.
+/// Returns the PEM files (ca, server cert, server key, client cert, client key).
+fn certificates(dir: &std::path::Path) -> [std::path::PathBuf; 5] {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+    let mut authority = CertificateParams::new(Vec::<String>::new()).unwrap();
+    authority.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    authority.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let authority = CertifiedIssuer::self_signed(authority, KeyPair::generate().unwrap()).unwrap();
+    let leaf = |names: &[&str], usage: ExtendedKeyUsagePurpose| {
+        let mut params = CertificateParams::new(names.iter().map(|name| name.to_string()).collect::<Vec<_>>()).unwrap();
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().unwrap();
+        (params.signed_by(&key, &*authority).unwrap().pem(), key.serialize_pem())
+    };
+    let (server, server_key) = leaf(&["127.0.0.1", "localhost"], ExtendedKeyUsagePurpose::ServerAuth);
+    let (client, client_key) = leaf(&["potter-host"], ExtendedKeyUsagePurpose::ClientAuth);
+    let files = ["ca.pem", "server.pem", "server.key", "client.pem", "client.key"].map(|name| dir.join(name));
+    for (file, text) in files.iter().zip([authority.pem(), server, server_key, client, client_key]) {
+        std::fs::write(file, text).unwrap();
+    }
+    files
+}
+
+/// TLS to etcd with client certificates: a member serving HTTPS that requires a certificate its
+/// CA signed. The CLI with `--store-ca`, `--store-cert` and `--store-key` records; without the
+/// client certificate, or without the CA, it fails naming the store; a host given `TlsOptions`
+/// (CA and identity) in `Options` reads what the CLI recorded.
 #[test]
-fn a_store_over_tls_needs_its_certificate_authority() {
+fn a_store_over_tls_needs_its_certificate_authority_and_a_client_certificate() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    let (cert, key) = (dir.path().join("etcd.crt"), dir.path().join("etcd.key"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let secured = EtcdCluster::start_tls(1, cert.clone(), key);
+    let [ca, server, server_key, client, client_key] = certificates(dir.path());
+    let secured = EtcdCluster::start_tls(1, server, server_key, ca.clone());
     let location = secured.location("tls");
     let tree = Tree::minimal();
     let (root, state) = (tree.root(), tree.state());
-    let cli = |extra: &[&str], args: &[&str]| {
-        let mut all = vec!["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap(), "--store", &location];
+    let path = |file: &std::path::PathBuf| file.to_str().unwrap().to_owned();
+    let cli = |extra: &[String], args: &[&str]| {
+        let mut all: Vec<String> = ["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap(), "--store", &location].map(str::to_owned).to_vec();
         all.extend_from_slice(extra);
-        all.extend_from_slice(args);
-        common::potter(&all)
+        all.extend(args.iter().map(|arg| arg.to_string()));
+        common::potter(&all.iter().map(String::as_str).collect::<Vec<_>>())
     };
+    let identity = ["--store-cert".to_owned(), path(&client), "--store-key".to_owned(), path(&client_key)];
 
-    let set = cli(&["--store-ca", cert.to_str().unwrap()], &["--env", "staging", "set", "api.rate_limit", "64"]);
+    let set = cli(&[&["--store-ca".to_owned(), path(&ca)][..], &identity[..]].concat(), &["--env", "staging", "set", "api.rate_limit", "64"]);
     assert_eq!(set.status.code(), Some(0), "{}", common::stderr(&set));
-    let refused = cli(&[], &["--env", "staging", "get", "api.rate_limit"]);
-    assert_ne!(refused.status.code(), Some(0), "{:?} {}", refused.status, common::stdout(&refused));
-    assert!(common::stderr(&refused).contains(&location), "{:?} [{}] [{}]", refused.status, common::stderr(&refused), common::stdout(&refused));
+    for missing in [vec!["--store-ca".to_owned(), path(&ca)], identity.to_vec()] {
+        let refused = cli(&missing, &["--env", "staging", "get", "api.rate_limit"]);
+        assert_eq!(refused.status.code(), Some(3), "{:?} {}", refused.status, common::stderr(&refused));
+        assert!(common::stderr(&refused).contains(&location), "{}", common::stderr(&refused));
+    }
 
     let mut trusted = options(&tree, &location);
     let StoreChoice::Etcd(etcd) = trusted.store.clone() else { unreachable!() };
-    use potter_config::options::etcd::{Certificate, TlsOptions};
-    trusted.store = StoreChoice::Etcd(etcd.tls(TlsOptions::new().ca_certificate(Certificate::from_pem(std::fs::read(&cert).unwrap()))));
+    use potter_config::options::etcd::{Certificate, Identity, TlsOptions};
+    let read = |file: &std::path::PathBuf| std::fs::read(file).unwrap();
+    let tls = TlsOptions::new().ca_certificate(Certificate::from_pem(read(&ca))).identity(Identity::from_pem(read(&client), read(&client_key)));
+    trusted.store = StoreChoice::Etcd(etcd.tls(tls));
     let host = ConfigHost::open(trusted).unwrap();
     assert_eq!(value(&host, "api.rate_limit"), Some(json!(64)));
 }

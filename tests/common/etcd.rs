@@ -23,8 +23,9 @@ struct Member {
 /// Members `m0..mN`, each restartable with its data.
 pub struct EtcdCluster {
     dir: PathBuf,
-    /// Client URLs served over TLS with this certificate and key (PEM files).
-    client_tls: Option<(PathBuf, PathBuf)>,
+    /// Client URLs served over TLS with this certificate and key, requiring client certificates
+    /// signed by this CA (PEM files).
+    client_tls: Option<(PathBuf, PathBuf, PathBuf)>,
     members: Mutex<Vec<Member>>,
     _watchdog: Child,
 }
@@ -34,12 +35,13 @@ impl EtcdCluster {
         Self::start_with(size, None)
     }
 
-    /// Members whose client URLs are HTTPS with `cert` and `key`.
-    pub fn start_tls(size: usize, cert: PathBuf, key: PathBuf) -> EtcdCluster {
-        Self::start_with(size, Some((cert, key)))
+    /// Members whose client URLs are HTTPS with `cert` and `key`, and that accept only clients
+    /// with a certificate `ca` signed.
+    pub fn start_tls(size: usize, cert: PathBuf, key: PathBuf, ca: PathBuf) -> EtcdCluster {
+        Self::start_with(size, Some((cert, key, ca)))
     }
 
-    fn start_with(size: usize, client_tls: Option<(PathBuf, PathBuf)>) -> EtcdCluster {
+    fn start_with(size: usize, client_tls: Option<(PathBuf, PathBuf, PathBuf)>) -> EtcdCluster {
         let dir = tempfile::tempdir().unwrap().keep();
         let members: Vec<Member> = (0..size).map(|i| Member { name: format!("m{i}"), client_port: free_port(), peer_port: free_port(), process: None }).collect();
         let watchdog_script = r#"
@@ -79,8 +81,9 @@ impl EtcdCluster {
         let client = format!("{scheme}://127.0.0.1:{}", member.client_port);
         let peer = format!("http://127.0.0.1:{}", member.peer_port);
         let mut command = Command::new("etcd");
-        if let Some((cert, key)) = &self.client_tls {
+        if let Some((cert, key, ca)) = &self.client_tls {
             command.arg("--cert-file").arg(cert).arg("--key-file").arg(key);
+            command.arg("--client-cert-auth").arg("--trusted-ca-file").arg(ca);
         }
         let child = command
             .args(["--name", &member.name, "--data-dir"])
