@@ -6,11 +6,12 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Barrier, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::etcd::{EtcdCluster, Proxy};
+use common::serve::Served;
 use common::Tree;
 use potter_config::options::StoreChoice;
 use potter_config::{ConfigHost, Event, Options, SetRequest, ViewKey};
@@ -60,17 +61,20 @@ fn value(host: &ConfigHost, key: &str) -> Option<Value> {
     host.view("staging", None, None).unwrap().value(key)
 }
 
-/// A `potter-config serve` process on the store, killed on drop.
-struct Serve {
-    child: Child,
-    addr: String,
-    token: String,
+/// A `potter-config serve` process on the store (killed on drop).
+struct Serve(Served);
+
+impl std::ops::Deref for Serve {
+    type Target = Served;
+
+    fn deref(&self) -> &Served {
+        &self.0
+    }
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::DerefMut for Serve {
+    fn deref_mut(&mut self) -> &mut Served {
+        &mut self.0
     }
 }
 
@@ -88,54 +92,11 @@ impl Serve {
     }
 
     fn start_with(tree: &Tree, location: &str, id: &str, extra: &[&str]) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_potter-config"))
-            .args(["--root", tree.root().to_str().unwrap(), "--state", tree.state().to_str().unwrap(), "--store", location])
-            .args(["serve", "--listen", "127.0.0.1:0", "--instance-id", id, "--instance-ttl", "2"])
-            .args(extra)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the server starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut token = String::new();
-        let addr = loop {
-            let line = lines.next().expect("the server prints its address").unwrap();
-            if let Some(addr) = line.strip_prefix("listening on http://") {
-                break addr.to_owned();
-            }
-            if let Some(dev) = line.strip_prefix("development token").and_then(|rest| rest.rsplit_once(": ")) {
-                token = dev.1.trim().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Serve { child, addr, token }
-    }
-
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> String {
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n", self.addr, self.token);
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
-        request
-    }
-
-    /// `(status, JSON body)`.
-    fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut headers = headers.to_vec();
-        headers.push(("Connection", "close"));
-        stream.write_all(self.request(method, path, &headers, body).as_bytes()).unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        let (head, rest) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
-        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-        let text = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() };
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let (root, state) = (tree.root(), tree.state());
+        let mut args = vec!["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap(), "--store", location];
+        args.extend(["serve", "--listen", "127.0.0.1:0", "--instance-id", id, "--instance-ttl", "2"]);
+        args.extend_from_slice(extra);
+        Serve(Served::start(&args))
     }
 
     /// The lines of the change stream of `env`, as they arrive.
@@ -153,19 +114,6 @@ impl Serve {
         });
         lines
     }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// A change acknowledged on one host is validated and live on the other (subscribers told), in
@@ -317,7 +265,7 @@ fn serve_processes_share_one_store_and_list_each_other() {
     let writer = {
         let (addr, token, acknowledged) = (a.addr.clone(), a.token.clone(), acknowledged.clone());
         std::thread::spawn(move || {
-            let client = Serve { child: Command::new("true").spawn().unwrap(), addr, token };
+            let client = Served { child: Command::new("true").spawn().unwrap(), addr, token };
             for n in 0..200u64 {
                 let Ok(mut stream) = TcpStream::connect(&client.addr) else { return };
                 let request = client.request("PUT", &format!("/v1/config/staging/burst.k{}", n % 5), &[("Connection", "close")], Some(json!({"value": n})));

@@ -126,4 +126,5 @@ pub fn stderr(output: &Output) -> String {
 pub mod etcd;
 pub mod logs;
 pub mod loopback;
+pub mod serve;
 pub mod wasm;
