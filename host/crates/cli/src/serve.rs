@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// This host's id in the instance registry of a shared store (default `<host name>-<pid>`).
     #[arg(long, value_name = "ID")]
     pub instance_id: Option<String>,
+    /// The address peers and tools should use for this host in the instance registry (default:
+    /// the bound address; give it when listening on 0.0.0.0 or behind a proxy).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
     /// Seconds a registry entry outlives this host if it stops without withdrawing it (killed).
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub instance_ttl: u64,
@@ -97,7 +101,8 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
             }
         };
         let stop = api::shutdown_signal();
-        if let Some(id) = host.register_instance(args.instance_id.clone(), Some(bound.to_string()), Duration::from_secs(args.instance_ttl))? {
+        let address = args.advertise.clone().unwrap_or_else(|| bound.to_string());
+        if let Some(id) = host.register_instance(args.instance_id.clone(), Some(address), Duration::from_secs(args.instance_ttl))? {
             let _ = writeln!(std::io::stdout(), "registered as instance {id}");
         }
         let registered = host.clone();
