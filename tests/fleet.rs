@@ -85,8 +85,8 @@ impl Serve {
     }
 
     /// A server using the token list another made.
-    fn joining(tree: &Tree, location: &str, id: &str, first: &Serve) -> Serve {
-        let mut server = Self::start_with(tree, location, id, &[]);
+    fn joining(tree: &Tree, location: &str, id: &str, first: &Serve, extra: &[&str]) -> Serve {
+        let mut server = Self::start_with(tree, location, id, extra);
         server.token = first.token.clone();
         server
     }
@@ -222,7 +222,7 @@ fn serve_processes_share_one_store_and_list_each_other() {
     let location = cluster().location("serve");
     let (tree_a, tree_b) = (Tree::minimal(), Tree::minimal());
     let mut a = Serve::start(&tree_a, &location, "host-a");
-    let mut b = Serve::joining(&tree_b, &location, "host-b", &a);
+    let mut b = Serve::joining(&tree_b, &location, "host-b", &a, &["--advertise", "config-b.internal:7700"]);
     assert_eq!(b.call("GET", "/v1/health", &[], None).1["status"], "ok");
     let stream = b.watch("staging");
 
@@ -237,6 +237,7 @@ fn serve_processes_share_one_store_and_list_each_other() {
     let ids: Vec<&str> = listed["instances"].as_array().unwrap().iter().map(|entry| entry["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["host-a", "host-b"]);
     assert_eq!(listed["instances"][0]["address"], json!(a.addr));
+    assert_eq!(listed["instances"][1]["address"], "config-b.internal:7700");
     let output = common::potter(&["--store", &location, "--format", "json", "instances"]);
     assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
     let cli: Value = serde_json::from_str(&common::stdout(&output)).unwrap();
