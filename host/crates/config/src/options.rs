@@ -43,6 +43,8 @@ pub mod etcd {
 }
 
 /// The history store a host records in.
+// The etcd variant is larger (endpoints, credentials, TLS); `Options` is built once per host.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Default)]
 pub enum StoreChoice {
     /// `<state>/history.db`, this host's own.

@@ -555,7 +555,7 @@ impl HistoryStore for EtcdStore {
         Ok(self.read_env_map::<u64>(env, "key_versions")?.get(key).copied().unwrap_or(0))
     }
 
-    fn overrides_with_version(&self, envs: &[String]) -> Result<(u64, BTreeMap<String, BTreeMap<String, StoredValue>>)> {
+    fn overrides_with_version(&self, envs: &[String]) -> Result<(u64, potter_history::OverridesByEnv)> {
         let mut reads = vec![TxnOp::get(self.key("version"), None)];
         reads.extend(envs.iter().map(|env| TxnOp::get(self.key(&format!("env/{env}/overrides")), None)));
         let response = self.call(move |mut client| async move { client.txn(Txn::new().and_then(reads)).await })?;

@@ -54,6 +54,9 @@ pub trait AuditStore: Send + Sync {
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
 }
 
+/// Each environment's runtime overrides (environment -> key -> value).
+pub type OverridesByEnv = BTreeMap<String, BTreeMap<String, StoredValue>>;
+
 /// Small named documents kept beside a shared history (the server's token list), each replaced
 /// whole with compare-and-set on its stamp. Implemented by the etcd store; a SQLite host keeps
 /// such files in its state directory instead.
@@ -104,7 +107,7 @@ pub trait HistoryStore: Send + Sync {
     /// The newest version and the overrides of each of `envs`. A store that can reads them in
     /// one go (etcd: one read transaction, so the overrides are exactly those of that version, in
     /// one round trip); by default one read after the other.
-    fn overrides_with_version(&self, envs: &[String]) -> Result<(u64, BTreeMap<String, BTreeMap<String, StoredValue>>)> {
+    fn overrides_with_version(&self, envs: &[String]) -> Result<(u64, OverridesByEnv)> {
         let version = self.latest_version()?;
         let mut all = BTreeMap::new();
         for env in envs {
