@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use potter_history::{NewAuditEntry, SqliteStore};
+use potter_history::{AuditStore, NewAuditEntry};
 
 use super::error::ApiError;
 use super::rbac::Principal;
@@ -123,15 +123,15 @@ pub struct AuditNote {
 /// Writes audit lines through the history store's group commit without waiting for them.
 #[derive(Clone)]
 pub struct AuditLog {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn AuditStore>,
 }
 
 impl AuditLog {
-    pub fn new(store: Arc<SqliteStore>) -> Self {
+    pub fn new(store: Arc<dyn AuditStore>) -> Self {
         Self { store }
     }
 
-    pub fn store(&self) -> &Arc<SqliteStore> {
+    pub fn store(&self) -> &Arc<dyn AuditStore> {
         &self.store
     }
 

@@ -82,6 +82,7 @@ pub fn router(host: ConfigHost, tokens: Arc<TokenStore>, shutdown: watch::Receiv
         .route("/v1/rollback", post(handlers::history::rollback))
         .route("/v1/plugins", get(handlers::plugins::plugins))
         .route("/v1/audit", get(handlers::audit::audit))
+        .route("/v1/instances", get(handlers::instances::instances))
         .fallback(handlers::unknown_route)
         .method_not_allowed_fallback(handlers::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

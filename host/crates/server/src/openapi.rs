@@ -93,6 +93,7 @@ impl Modify for BearerToken {
         handlers::history::rollback,
         handlers::plugins::plugins,
         handlers::audit::audit,
+        handlers::instances::instances,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerToken)

@@ -33,6 +33,7 @@ pub mod audit;
 pub mod config;
 pub mod explain;
 pub mod history;
+pub mod instances;
 pub mod meta;
 pub mod plugins;
 pub mod watch;
