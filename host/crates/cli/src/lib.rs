@@ -18,7 +18,7 @@ mod output;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use potter_config::Error;
 use potter_config::secret_values::{SecretProblem, SecretsError};
@@ -174,6 +174,14 @@ pub enum Command {
         #[command(subcommand)]
         command: token::TokenCommand,
     },
+    /// Print a shell completion script: `source <(potter-config completions bash)`, or save it
+    /// where the shell looks (docs/GUIDE.md).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `potter-config man > potter-config.1`.
+    Man,
 }
 
 impl Cli {
@@ -344,6 +352,13 @@ pub fn run(cli: &Cli) -> Outcome {
         Command::Serve(args) => serve::run(cli, args),
         Command::Token { command } => token::run(cli, command),
         Command::Instances => instances::run(cli),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "potter-config", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(|source| Error::Io { path: "<stdout>".into(), source }.into()),
         Command::Secrets { command } => secrets::run(cli, command),
         Command::Plugin { command } => plugin::run(cli, command),
         Command::Validate { strict, coverage } => validate::run(cli, *strict, *coverage),
