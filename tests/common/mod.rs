@@ -124,4 +124,5 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 pub mod logs;
+pub mod loopback;
 pub mod wasm;

@@ -79,7 +79,9 @@ fn list(cli: &Cli) -> Outcome {
     let infos = match Plugins::inspect(&options)? {
         Some(plugins) => {
             run_over_tree(cli, &plugins);
-            plugins.list()
+            let mut infos = plugins.list();
+            add_source_staleness(cli, &mut infos);
+            infos
         }
         None => Vec::new(),
     };
@@ -89,6 +91,23 @@ fn list(cli: &Cli) -> Outcome {
         _ => infos.iter().for_each(print_info),
     }
     Ok(())
+}
+
+/// Asks the sources as a starting host would (a source that cannot load starts from its
+/// last-known-good cache and is marked stale) and copies that staleness into `infos`. Skipped
+/// without sources, or when the tree does not start with its plugins (`last error` says why).
+fn add_source_staleness(cli: &Cli, infos: &mut [PluginInfo]) {
+    if !infos.iter().any(|info| info.kind == Some(potter_plugin::PluginKind::Source)) {
+        return;
+    }
+    let mut options = cli.options();
+    options.history = false;
+    let Ok(host) = ConfigHost::open(options) else { return };
+    for running in host.plugin_list() {
+        if let Some(info) = infos.iter_mut().find(|info| info.name == running.name) {
+            info.stale = running.stale;
+        }
+    }
 }
 
 /// Runs the loaded validators over every view of the tree so `last error` says how they fare on

@@ -476,6 +476,12 @@ impl ConfigHost {
         self.shared.plugin_readings.load().next_due
     }
 
+    /// Sources serving a last good (or cached) layer because asking them failed, by plugin name, as
+    /// of the last release of the writer (cheap: for liveness answers).
+    pub fn stale_sources(&self) -> BTreeMap<String, potter_plugin::Staleness> {
+        self.shared.plugin_readings.load().stale.clone()
+    }
+
     /// Every plugin of the plugins folder with its status, last error and refused update, without
     /// waiting for a change in progress: during a reload that is inside a plugin call, the
     /// plugins it runs are listed as they are at that moment (a new version once the change that

@@ -10,6 +10,18 @@ pub struct Health {
     pub status: &'static str,
     /// The live snapshot's version.
     pub version: u64,
+    /// Source plugins serving a last good (or cached) layer because asking them failed: the host
+    /// is alive and serving, but these parts of its configuration may be out of date.
+    pub stale_sources: Vec<StaleSource>,
+}
+
+/// One stale source in `GET /v1/health`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StaleSource {
+    /// The source plugin's name.
+    pub plugin: String,
+    #[serde(flatten)]
+    pub staleness: super::plugins::SourceStaleness,
 }
 
 /// `GET /v1/environments`: the environments in the token's scope, the services and the users.
@@ -43,7 +55,11 @@ pub struct SchemaFile {
     ),
 )]
 pub async fn health(State(state): State<ApiState>) -> Json<Health> {
-    Json(Health { status: "ok", version: state.host.snapshot().version() })
+    let snapshot = state.host.snapshot();
+    // No token here: the error is redacted of every environment's secret values.
+    let redacted = |text: &str| snapshot.axes().environments.iter().filter_map(|e| snapshot.view(&ViewKey::environment(e)).ok()).fold(text.to_owned(), |text, view| potter_config::secret_values::redact_text(view, &text));
+    let stale_sources = state.host.stale_sources().iter().map(|(plugin, stale)| StaleSource { plugin: plugin.clone(), staleness: super::plugins::SourceStaleness::new(stale, redacted(&stale.last_error)) }).collect();
+    Json(Health { status: "ok", version: snapshot.version(), stale_sources })
 }
 
 /// This document (no token needed).
