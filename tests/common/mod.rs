@@ -125,4 +125,5 @@ pub fn stderr(output: &Output) -> String {
 }
 pub mod logs;
 pub mod loopback;
+pub mod serve;
 pub mod wasm;

@@ -92,3 +92,13 @@ export const enc = encodeURIComponent;
 export function showValue(value) {
   return JSON.stringify(value);
 }
+
+/**
+ * A record's changed keys as one line: those of the environment's own view, then how many more
+ * changed only in its service or user views (recorded qualified: `api_service:api.timeout`).
+ */
+export function changedKeys(record) {
+  const own = record.keys.filter((key) => !key.includes(":"));
+  const others = record.keys.length - own.length;
+  return own.join(", ") + (others ? ` (+${others} in service/user views)` : "");
+}

@@ -9,7 +9,8 @@ import { Editor } from "./editor.js";
 import { History, Plugins } from "./history.js";
 import { follow } from "./live.js";
 
-const KEPT_NOTIFICATIONS = 6;
+/** The newest notifications shown (older ones make way: the list stays short above the page). */
+const KEPT_NOTIFICATIONS = 3;
 
 function SignIn({ onSignedIn }) {
   const [error, setError] = useState(null);

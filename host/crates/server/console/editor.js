@@ -3,7 +3,7 @@
 // with compare-and-set (If-Match); a conflict lists what changed meanwhile and offers a rebase.
 import { html } from "./html.js";
 import { useEffect, useRef, useState } from "./vendor/hooks.module.js";
-import { enc, showValue } from "./api.js";
+import { changedKeys, enc, showValue } from "./api.js";
 import { issueText } from "./tree.js";
 
 const VALIDATE_DELAY_MS = 300;
@@ -192,7 +192,7 @@ export function Editor({ api, env, target, tree: live, notify, onIssues, onSaved
         <div class="conflict" role="alert" id="conflict">
           <p><strong>Conflict:</strong> ${conflict.message}</p>
           <p>Changed meanwhile:</p>
-          <ul>${conflict.records.map((record) => html`<li>version ${record.version} by ${record.actor} (${record.origin}): ${record.keys.join(", ")}</li>`)}</ul>
+          <ul>${conflict.records.map((record) => html`<li>version ${record.version} by ${record.actor} (${record.origin}): ${changedKeys(record)}</li>`)}</ul>
           <button type="button" id="rebase" onClick=${rebase}>Rebase my draft onto the latest version</button>
         </div>`}
       <div class="buttons">

@@ -2,7 +2,7 @@
 // (admins) with a dry-run preview before it is applied.
 import { html } from "./html.js";
 import { useEffect, useState } from "./vendor/hooks.module.js";
-import { enc, showValue } from "./api.js";
+import { changedKeys, enc, showValue } from "./api.js";
 import { issueText } from "./tree.js";
 
 const PAGE = 100;
@@ -47,7 +47,7 @@ export function History({ api, env, session, notify, reloadKey }) {
             <li data-version=${record.version}>
               <div><strong>version ${record.version}</strong> <time datetime=${record.timestamp}>${record.timestamp}</time></div>
               <div>${record.actor} · ${record.origin}${record.reason ? ` · ${record.reason}` : ""}</div>
-              <div class="muted">${record.keys.join(", ")}</div>
+              <div class="muted">${changedKeys(record)}</div>
               <button type="button" class="small" aria-label=${`Diff of version ${record.version}`} onClick=${() => diff(record.version)}>Diff</button>
               ${session.may_rollback && html`<button type="button" class="small" aria-label=${`Roll back to version ${record.version}`} onClick=${() => previewRollback(record.version)}>Roll back to here…</button>`}
             </li>`)}

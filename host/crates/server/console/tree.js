@@ -26,10 +26,13 @@ export function buildTree(leaves) {
   return root;
 }
 
-/** Where a value was set, as one line (file:line:col, variable, override, plugin, default). */
-export function provenance(source) {
+/** Where a leaf's value was set, as one line (file:line:col, variable, override with its version and actor, plugin, default). */
+export function provenance(leaf) {
+  const source = leaf.source;
   if (!source) return "no recorded source";
-  return source.source || source.layer;
+  const where = source.source || source.layer;
+  const by = leaf.set_by;
+  return by ? `${where} · version ${by.version} by ${by.actor} (${by.origin})` : where;
 }
 
 export function ConfigTree({ tree, session, issuesByKey, actions }) {
@@ -92,9 +95,9 @@ function LeafRow({ leaf, label, session, issues, actions }) {
           ? html`<span class="value secret">${revealed !== undefined ? showValue(revealed) : "•••••• (secret)"}</span>
               ${session.may_reveal && revealed === undefined && html`<button type="button" class="small reveal" aria-label=${`Reveal secret ${leaf.key}`} onClick=${() => actions.reveal(leaf.key)}>Reveal</button>`}`
           : html`<span class="value">${showValue(leaf.value)}</span>`}
-        <span class="source" title="Where the value was set">${provenance(leaf.source)}</span>
+        <span class="source" title="Where the value was set">${provenance(leaf)}</span>
         ${mayExplain && html`<button type="button" class="small" aria-expanded=${shadowed ? "true" : "false"} aria-label=${`Layers of ${leaf.key}`} onClick=${() => actions.toggleLayers(leaf.key)}>Layers</button>`}
-        ${session.may_write && html`<button type="button" class="small edit" aria-label=${`Edit ${leaf.key}`} onClick=${() => actions.editKey(leaf.key)}>Edit</button>`}
+        ${session.may_write && !leaf.secret && html`<button type="button" class="small edit" aria-label=${`Edit ${leaf.key}`} onClick=${() => actions.editKey(leaf.key)}>Edit</button>`}
       </div>
       ${issues && html`<ul class="issues">${issues.map((issue) => html`<li class=${`issue ${issue.severity}`}>${issueText(issue)}</li>`)}</ul>`}
       ${shadowed && html`<${Layers} explanation=${shadowed} />`}

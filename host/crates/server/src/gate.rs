@@ -222,7 +222,7 @@ pub async fn gate(State(state): State<ApiState>, mut request: Request, next: Nex
     request.extensions_mut().insert(identity.clone());
     let response = next.run(request).await;
     let status = response.status();
-    if !(write || status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN) {
+    if !(write || status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN) || response.extensions().get::<crate::handlers::console::AlreadyAudited>().is_some() {
         return response;
     }
     let note = response.extensions().get::<AuditNote>().cloned().unwrap_or_default();

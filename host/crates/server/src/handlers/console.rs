@@ -12,6 +12,11 @@ use super::*;
 /// The route prefix of the reveal (audited like a write, whatever its outcome).
 const REVEAL_ROUTE: &str = "/v1/console/reveal/";
 
+/// Set on a response whose audit line its handler already made durable (an allowed reveal): the
+/// gate does not record it again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AlreadyAudited;
+
 /// True for the reads that are audited even when allowed: revealing a secret.
 pub(crate) fn is_audited_read(path: &str) -> bool {
     path.starts_with(REVEAL_ROUTE)
@@ -64,7 +69,25 @@ pub struct Leaf {
     pub secret: bool,
     #[schema(value_type = Option<Source>)]
     pub source: Option<potter_engine::Provenance>,
+    /// For a runtime override: the recorded change that last set it (absent when it is older
+    /// than the newest [`OVERRIDE_LOOKBACK`] records of the environment, or nothing is recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_by: Option<SetBy>,
 }
+
+/// Who set a runtime override, and in which version.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SetBy {
+    pub version: u64,
+    pub actor: String,
+    /// `api`, `cli`, `rollback`...
+    pub origin: String,
+    /// RFC 3339.
+    pub timestamp: String,
+}
+
+/// How many of an environment's newest records the tree reads to attribute its overrides.
+pub const OVERRIDE_LOOKBACK: usize = 1000;
 
 /// `POST /v1/console/reveal/{env}/{key}`: one value in plaintext.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -135,11 +158,51 @@ pub async fn tree(
                 value: if secret { Value::Null } else { potter_config::secret_values::redact(view, key, value) },
                 secret,
                 source: view.origin(key).map(|origin| origin.provenance()),
+                set_by: None,
             }
         })
         .collect();
     leaves.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(with_etag(snapshot.version(), Tree { view: view_key.to_string(), version: snapshot.version(), leaves }))
+    let version = snapshot.version();
+    drop(snapshot);
+    attribute_overrides(&state, &environment, &mut leaves).await?;
+    Ok(with_etag(version, Tree { view: view_key.to_string(), version, leaves }))
+}
+
+/// Fills in `set_by` of the leaves a runtime override set, from the environment's newest records
+/// (one query; newest first, so each key gets the change that last wrote it).
+async fn attribute_overrides(state: &ApiState, environment: &str, leaves: &mut [Leaf]) -> ApiResult<()> {
+    use potter_history::HistoryStore as _;
+    let overridden: std::collections::HashSet<String> =
+        leaves.iter().filter(|leaf| leaf.source.as_ref().is_some_and(|source| source.rank == potter_engine::Rank::Overrides)).map(|leaf| leaf.key.clone()).collect();
+    if overridden.is_empty() {
+        return Ok(());
+    }
+    let host = state.host.clone();
+    let query = potter_history::HistoryQuery::new().env(environment.to_owned()).limit(OVERRIDE_LOOKBACK);
+    let mut found = blocking(move || {
+        let mut found = std::collections::HashMap::new();
+        let Some(store) = host.history_store()? else { return Ok(found) };
+        for record in store.query(&query)? {
+            for key in record.keys.iter().filter(|key| overridden.contains(*key)) {
+                found.entry(key.clone()).or_insert_with(|| SetBy {
+                    version: record.version,
+                    actor: record.actor.clone(),
+                    origin: record.origin.to_string(),
+                    timestamp: record.timestamp_rfc3339(),
+                });
+            }
+            if found.len() == overridden.len() {
+                break;
+            }
+        }
+        Ok(found)
+    })
+    .await?;
+    for leaf in leaves.iter_mut() {
+        leaf.set_by = found.remove(&leaf.key);
+    }
+    Ok(())
 }
 
 /// Reveals one value in plaintext to a secret-reader or admin; every call is audited.
@@ -163,9 +226,11 @@ pub async fn tree(
 pub async fn reveal(
     State(state): State<ApiState>,
     Authenticated(principal): Authenticated,
+    uri: axum::http::Uri,
     params: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<ViewQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
+    let route = uri.path().to_owned();
     let KeyRead { key, snapshot, view_key } = key_read(&state, &principal, params, query)?;
     if !principal.sees_secrets() {
         return Err(ApiError::forbidden(format!("token `{}` ({}) may not reveal secrets", principal.name, principal.role.as_str())));
@@ -174,8 +239,23 @@ pub async fn reveal(
     let value = view.get_ref(&key).ok_or_else(|| ApiError::not_found("key_not_set", format!("key `{key}` is not set in {view_key}")))?;
     revealable(&principal, view, &key)?;
     let body = Revealed { value: shown(&principal, view, &key, value), view: view_key.to_string(), version: snapshot.version(), key: key.clone() };
+    drop(snapshot);
+    // The audit line is durable before the plaintext leaves: a reveal that was not recorded is
+    // not answered (other audit lines are queued by the gate without waiting).
+    if let Some(audit) = state.audit.clone() {
+        let entry = potter_history::NewAuditEntry {
+            actor: principal.name.clone(),
+            method: "POST".to_owned(),
+            route: route.clone(),
+            env: Some(view_key.environment.to_string()),
+            key: Some(key.clone()),
+            status: 200,
+            outcome: "allowed: revealed".to_owned(),
+        };
+        blocking(move || audit.store().append_audit(vec![entry]).map_err(potter_config::Error::from)).await?;
+    }
     tracing::info!(token = %principal.name, view = %view_key, %key, "secret revealed");
     let mut response = Json(body).into_response();
-    response.extensions_mut().insert(AuditNote { env: Some(view_key.environment.to_string()), key: Some(key), message: Some("revealed".to_owned()) });
+    response.extensions_mut().insert(AlreadyAudited);
     Ok(response)
 }
