@@ -113,6 +113,16 @@ fn sign_in_shows_the_tree_with_values_and_provenance(console: &Console) {
     console.click("[data-key=\"api.timeout\"] button[aria-label=\"Layers of api.timeout\"]");
     let layers = console.wait_for("[data-key=\"api.timeout\"] table.layers").text_now(console);
     assert!(layers.contains("global") && layers.contains("(wins)"), "{layers}");
+    // The first load: the page and its files (docs/CONSOLE.md states the size); js-yaml only on demand.
+    let files = console.script(
+        "return [performance.getEntriesByType('navigation')[0], ...performance.getEntriesByType('resource')]
+           .filter((e) => { const path = new URL(e.name).pathname; return path === '/' || path.startsWith('/console/'); })
+           .map((e) => [new URL(e.name).pathname, e.transferSize])",
+    );
+    let files = files.as_array().unwrap();
+    assert!(files.iter().all(|file| !file[0].as_str().unwrap().contains("js-yaml")), "{files:?}");
+    let bytes: u64 = files.iter().map(|file| file[1].as_u64().unwrap_or(0)).sum();
+    println!("    (first load: {} files, {bytes} bytes transferred)", files.len());
 }
 
 fn sign_in_with_each_role_offers_what_the_role_may_do(console: &Console) {
@@ -227,6 +237,8 @@ fn an_invalid_edit_shows_its_issue_inline_and_cannot_be_saved(console: &Console)
     console.wait_until("the dry run's verdict", || console.has_class("#check", "invalid"));
     let issues = console.text("#draft-issues");
     assert!(issues.contains("api.timeout") && issues.contains("minimum"), "{issues}");
+    // Once, although each view of development (its service and user views) reports it.
+    assert_eq!(console.texts("#draft-issues li").len(), 1, "{issues}");
     // Shown at the key it concerns, in the tree, with the schema that raised it.
     let inline = console.wait_for("[data-key=\"api.timeout\"] .issues").text_now(console);
     assert!(inline.contains("minimum") && inline.contains("global_schema"), "{inline}");

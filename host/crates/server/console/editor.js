@@ -50,6 +50,22 @@ function deepMerge(into, from) {
   return out;
 }
 
+/**
+ * The issues a dry run reports that the draft should show: every error, and warnings about the
+ * keys it edits (not the tree's standing coverage warnings), each once although every view of the
+ * environment (its services and users) reports it.
+ */
+export function draftIssues(report, edits) {
+  const seen = new Set();
+  const concerns = (path) => edits.some(([key]) => path === key || path.startsWith(`${key}.`) || key.startsWith(`${path}.`));
+  return (report.views || []).flatMap((view) => view.issues).filter((issue) => {
+    const id = `${issue.severity}|${issue.path}|${issue.rule}|${issue.message}`;
+    if (seen.has(id) || (issue.severity !== "error" && !concerns(issue.path))) return false;
+    seen.add(id);
+    return true;
+  });
+}
+
 let yaml = null;
 /** js-yaml, loaded only when a subtree is edited as YAML (keeps the first load small). */
 async function loadYaml() {
@@ -110,7 +126,7 @@ export function Editor({ api, env, target, tree: live, notify, onIssues, onSaved
       try {
         const { body } = await api.call("POST", "/v1/validate", { body: { environment: env, changes: Object.fromEntries(edits) } });
         if (number !== sequence.current) return;
-        const issues = (body.issues.views || []).flatMap((view) => view.issues);
+        const issues = draftIssues(body.issues, edits);
         setCheck({ state: body.valid ? "valid" : "invalid", edits, issues, withheld: body.issues.withheld || 0 });
         onIssues(issues);
       } catch (error) {
@@ -144,7 +160,7 @@ export function Editor({ api, env, target, tree: live, notify, onIssues, onSaved
         const page = await api.get(`/v1/history?env=${enc(env)}&limit=50`).catch(() => ({ records: [] }));
         setConflict({ message: error.message, records: page.records.filter((record) => record.version > tree.version) });
       } else if (error.code === "invalid") {
-        const issues = ((error.body.error.issues || {}).views || []).flatMap((view) => view.issues);
+        const issues = draftIssues(error.body.error.issues || {}, check.edits);
         setCheck({ state: "invalid", edits: check.edits, issues });
         onIssues(issues);
         notify({ kind: "error", text: `Refused: ${error.message}` });
