@@ -50,6 +50,10 @@ const SCHEMA: &str = r#"{
   }
 }"#;
 
+/// The `large` environment: this many groups of this many leaves.
+const LARGE_GROUPS: usize = 100;
+const LARGE_KEYS: usize = 100;
+
 const ROLES: [&str; 4] = ["viewer", "editor", "secret-reader", "admin"];
 
 type Test = fn(&Console);
@@ -68,6 +72,8 @@ const TESTS: &[(&str, Test)] = &[
     ("a_compare_and_set_conflict_shows_who_changed_what_and_rebases", a_compare_and_set_conflict_shows_who_changed_what_and_rebases),
     ("history_shows_a_diff_and_rolls_back_after_a_preview", history_shows_a_diff_and_rolls_back_after_a_preview),
     ("a_rejected_reload_shows_its_diagnostics", a_rejected_reload_shows_its_diagnostics),
+    ("a_tree_of_ten_thousand_leaves_opens_collapsed_and_searches", a_tree_of_ten_thousand_leaves_opens_collapsed_and_searches),
+    ("a_narrow_window_stacks_the_editor_under_the_tree", a_narrow_window_stacks_the_editor_under_the_tree),
 ];
 
 fn main() {
@@ -304,6 +310,7 @@ fn a_compare_and_set_conflict_shows_who_changed_what_and_rebases(console: &Conso
     assert_eq!(console.api("GET", "/v1/config/development/api.rate_limit", "admin", None).1["value"], json!(300), "the conflicting save applied");
     console.click("#rebase");
     console.wait_until("the conflict cleared", || !console.exists("#conflict"));
+    console.wait_for_contains("#editor", &format!("based on version {theirs}"));
     console.wait_until("the rebased dry run", || console.has_class("#check", "valid"));
     console.click("#save");
     console.wait_for_text("[data-key=\"api.rate_limit\"] .value", "400");
@@ -346,6 +353,42 @@ fn a_rejected_reload_shows_its_diagnostics(console: &Console) {
     console.tree.write("environments/development.json", &good);
 }
 
+fn a_tree_of_ten_thousand_leaves_opens_collapsed_and_searches(console: &Console) {
+    console.sign_in("viewer");
+    let start = Instant::now();
+    console.select("#environment", "large");
+    console.wait_for_contains(".tree-tools", &format!("{} leaves", LARGE_GROUPS * LARGE_KEYS + 3));
+    println!("    (the page showed the {}-leaf tree {} ms after the switch)", LARGE_GROUPS * LARGE_KEYS, start.elapsed().as_millis());
+    // Collapsed: only the top level is in the DOM, not ten thousand rows.
+    let rows = console.script("return document.querySelectorAll('section.tree li').length");
+    assert!(rows.as_u64().unwrap() < 50, "{rows} rows rendered");
+    console.click("button[aria-label=\"Expand bulk\"]");
+    console.wait_for("[data-node=\"bulk.g99\"]");
+    console.type_into("#search", "k7");
+    console.wait_for_contains("#search-count", "first 200 shown");
+    assert!(console.texts("section.tree li.leaf").len() <= 200);
+    console.type_into("#search", "bulk.g42.k42");
+    console.wait_for_text("[data-key=\"bulk.g42.k42\"] .value", "4242");
+}
+
+fn a_narrow_window_stacks_the_editor_under_the_tree(console: &Console) {
+    console.run(console.browser.set_window_size(480, 800)).unwrap();
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        console.sign_in("editor");
+        console.click("[data-key=\"api.timeout\"] button.edit");
+        console.wait_for("#draft");
+        let fits = console.script("return document.documentElement.scrollWidth <= window.innerWidth");
+        assert_eq!(fits, json!(true), "the page scrolls sideways at 480 px");
+        let (tree_top, editor_top) = (console.top("section.tree"), console.top("#editor"));
+        assert!(editor_top > tree_top, "the editor is not under the tree: {editor_top} vs {tree_top}");
+        console.screenshot("narrow-window");
+    }));
+    console.run(console.browser.set_window_size(1280, 800)).unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The harness
 
@@ -386,6 +429,11 @@ impl Console {
         let sealed = cli(&["--env", "development", "secrets", "encrypt", "--key", "db.password"], Some(CANARY));
         // One key per line: the rejected-reload test breaks the file after `beta`.
         tree.write("environments/development.json", &format!("{{\n  \"db\": {{\"host\": \"dev-db.internal\", \"password\": \"{sealed}\"}},\n  \"feature\": {{\"beta\": true}}\n}}\n"));
+        // An environment of LARGE_GROUPS × LARGE_KEYS leaves (plus global's three).
+        let bulk: serde_json::Map<String, Value> = (0..LARGE_GROUPS)
+            .map(|group| (format!("g{group}"), Value::Object((0..LARGE_KEYS).map(|key| (format!("k{key}"), json!(group * 100 + key))).collect())))
+            .collect();
+        tree.write("environments/large.json", &json!({ "bulk": bulk }).to_string());
         let tokens = ROLES.iter().map(|role| (*role, cli(&["token", "create", "--name", role, "--role", role, "--env", "*"], None))).collect();
         let server = Serve::start(&tree.root(), &tree.state(), &keys);
         let driver = ChromeDriver::start();
@@ -509,6 +557,12 @@ impl Console {
 
     fn script(&self, script: &str) -> Value {
         self.run(self.browser.execute(script, vec![])).unwrap()
+    }
+
+    /// The top of the element's box in the page, in CSS pixels.
+    fn top(&self, css: &str) -> f64 {
+        let top = self.run(self.browser.execute("return document.querySelector(arguments[0]).getBoundingClientRect().top + window.scrollY", vec![json!(css)])).unwrap();
+        top.as_f64().unwrap()
     }
 
     fn source(&self) -> String {

@@ -173,6 +173,8 @@ export function Editor({ api, env, target, tree: live, notify, onIssues, onSaved
   };
 
   const rebase = async () => {
+    // Not saveable until the dry run of the draft on the new base has answered.
+    setCheck((previous) => Object.assign({}, previous, { state: "checking" }));
     const fresh = await onRebase();
     if (fresh) setBase(fresh);
     setConflict(null);
