@@ -350,7 +350,7 @@ fn a_rejected_reload_shows_its_diagnostics(console: &Console) {
     assert_ne!(broken, good);
     console.tree.write("environments/development.json", &broken);
     let note = console.wait_for_within(".toast.rejected", LIVE_PATIENCE).text_now(console);
-    assert!(note.contains("refused") && note.contains("environments/development.json"), "{note}");
+    assert!(note.contains("refused") && note.contains("environments/development.json:3:"), "the diagnostic with file:line:col: {note}");
     console.screenshot("rejected-reload");
     assert_eq!(console.version(), before, "the broken save went live");
     console.tree.write("environments/development.json", &good);

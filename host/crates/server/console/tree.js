@@ -75,7 +75,7 @@ function Node({ node, isOpen, toggle, row, session, actions }) {
       <div class="node-head">
         <button type="button" class="toggle" aria-label=${`${open ? "Collapse" : "Expand"} ${node.path}`} onClick=${() => toggle(node.path)}>${open ? "▾" : "▸"}</button>
         <span class="name">${node.name}</span>
-        <span class="muted">${node.count} leaves</span>
+        <span class="muted">${node.count} ${node.count === 1 ? "leaf" : "leaves"}</span>
         ${session.may_write && html`<button type="button" class="small" aria-label=${`Edit subtree ${node.path}`} onClick=${() => actions.editSubtree(node.path)}>Edit as text</button>`}
       </div>
       ${open && html`<ul role="group">${[...node.children.values()].map((child) => html`<${Node} key=${child.path} node=${child} isOpen=${isOpen} toggle=${toggle} row=${row} session=${session} actions=${actions} />`)}</ul>`}
