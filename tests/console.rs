@@ -80,6 +80,10 @@ const TESTS: &[(&str, Test)] = &[
 ];
 
 fn main() {
+    if std::env::args().any(|arg| arg == "--list") {
+        TESTS.iter().for_each(|(name, _)| println!("{name}: test"));
+        return;
+    }
     let filters: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
     let selected: Vec<&(&str, Test)> = TESTS.iter().filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))).collect();
     println!("\nrunning {} tests", selected.len());
