@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -28,12 +29,24 @@ impl Served {
     /// Runs `potter-config ARGS` (a `serve` command line, `--listen 127.0.0.1:0`) with a clean
     /// environment and waits for the address it prints.
     pub fn start(args: &[&str]) -> Served {
+        Served::start_with(args, &[], Stdio::null())
+    }
+
+    /// Serves the tree at `root` with state in `state` (no development token), with `env` in its
+    /// environment and its log on the test's stderr.
+    pub fn serve_tree(root: &Path, state: &Path, env: &[(String, String)]) -> Served {
+        let args = ["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"];
+        Served::start_with(&args, env, Stdio::inherit())
+    }
+
+    fn start_with(args: &[&str], env: &[(String, String)], stderr: Stdio) -> Served {
         let mut child = Command::new(env!("CARGO_BIN_EXE_potter-config"))
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("the server starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -47,8 +60,14 @@ impl Served {
                 token = dev.trim().to_owned();
             }
         };
+        // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Served { child, addr, token }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The text of one request with the token.

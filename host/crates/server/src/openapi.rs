@@ -94,6 +94,9 @@ impl Modify for BearerToken {
         handlers::plugins::plugins,
         handlers::audit::audit,
         handlers::instances::instances,
+        handlers::console::session,
+        handlers::console::tree,
+        handlers::console::reveal,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerToken)

@@ -31,6 +31,7 @@ use potter_config::runtime::SetRequest;
 
 pub mod audit;
 pub mod config;
+pub mod console;
 pub mod explain;
 pub mod history;
 pub mod instances;
