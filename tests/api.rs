@@ -501,7 +501,7 @@ fn bad_input_is_a_4xx_with_a_json_error_and_never_a_500() {
         ("GET", "/v1/config/staging?service=nobody", None, 404, "unknown_view"),
         ("GET", "/v1/watch/nowhere", None, 404, "unknown_view"),
         ("GET", "/v1/nothing-here", None, 404, "unknown_route"),
-        ("GET", "/", None, 404, "unknown_route"),
+        ("GET", "/nowhere", None, 404, "unknown_route"),
         ("POST", "/v1/environments", None, 405, "method_not_allowed"),
         ("DELETE", "/v1/config/staging", None, 405, "method_not_allowed"),
         ("PUT", "/v1/config/staging/api.timeout", Some("{not json"), 400, "malformed_json"),
