@@ -94,6 +94,7 @@ impl Modify for BearerToken {
         handlers::plugins::plugins,
         handlers::audit::audit,
         handlers::instances::instances,
+        handlers::meta::metrics,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerToken)
