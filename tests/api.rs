@@ -1217,7 +1217,7 @@ fn metrics_need_a_metrics_or_admin_token_and_count_requests_streams_and_changes(
     assert_eq!(scrape(&scraper)[scraped], 2.0);
     assert_eq!(second[r#"potter_http_requests_total{method="GET",route="/metrics",status="403"}"#], 1.0, "{second:?}");
     assert_eq!(second[r#"potter_http_requests_total{method="GET",route="/v1/config/{env}",status="403"}"#], 1.0, "{second:?}");
-    assert!(second[r#"potter_http_request_duration_seconds_count{method="GET",route="/metrics"}"#] >= 1.0, "{second:?}");
+    assert!(second[r#"potter_http_request_duration_seconds_count{method="GET",route="/metrics",status="200"}"#] >= 1.0, "{second:?}");
     assert_eq!(second[r#"potter_watch_clients"#], 0.0, "{second:?}");
     let version = second["potter_config_version"];
 
@@ -1230,7 +1230,7 @@ fn metrics_need_a_metrics_or_admin_token_and_count_requests_streams_and_changes(
     let deadline = Instant::now() + Duration::from_secs(20);
     let counted = loop {
         let now = scrape(&scraper);
-        if now.get(r#"potter_changes_applied_total{origin="api"}"#) == Some(&1.0) && now.get(r#"potter_changes_refused_total{origin="api"}"#) == Some(&1.0) {
+        if now.get(r#"potter_changes_applied_total{origin="api"}"#) == Some(&1.0) && now.get(r#"potter_changes_refused_total{origin="api",cause="validation"}"#) == Some(&1.0) {
             break now;
         }
         assert!(Instant::now() < deadline, "the change counters never showed the two changes: {now:?}");
@@ -1238,6 +1238,8 @@ fn metrics_need_a_metrics_or_admin_token_and_count_requests_streams_and_changes(
     };
     assert_eq!(counted["potter_config_version"], version + 1.0, "{counted:?}");
     assert_eq!(counted["potter_watch_clients"], 1.0, "{counted:?}");
+    // The applied change was recorded in the history: its commit was timed.
+    assert!(counted["potter_history_commit_duration_seconds_count"] >= 1.0, "{counted:?}");
     assert_eq!(counted[r#"potter_http_requests_total{method="PUT",route="/v1/config/{env}/{*key}",status="422"}"#], 1.0, "{counted:?}");
     drop(lines);
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -371,6 +371,7 @@ fn check_dropped_into_a_running_server(case: &Case) {
             assert_eq!(entry["status"], "refused", "{entry}");
             let error = entry["last_error"].as_str().unwrap_or_default();
             assert!(error.starts_with(&format!("plugin {}: ", case.name)) && error.contains(reason), "{error}");
+            server.assert_failed_call_counted(case.name, reason);
         }
         Expect::Contained(contained) => {
             assert_eq!(entry["status"], "loaded", "{entry}");
@@ -474,6 +475,27 @@ impl Server {
         };
         std::thread::spawn(move || for _ in lines {});
         Server { pid: child.id(), child, addr, token, log, _log_dir: log_dir }
+    }
+
+    /// A first call that got the plugin refused for its time, memory or a trap is counted in
+    /// `/metrics` under the plugin's name, although the plugin never went live.
+    fn assert_failed_call_counted(&self, plugin: &str, reason: &str) {
+        let counter = if reason.contains("timed out") {
+            "timeouts"
+        } else if reason.contains("memory limit") {
+            "memory_limits"
+        } else if reason.contains("trapped") {
+            "traps"
+        } else {
+            return;
+        };
+        let (status, metrics) = self.call("GET", "/metrics", None).expect("GET /metrics");
+        assert_eq!(status, 200, "{metrics}");
+        let count = |family: &str| -> f64 {
+            let series = format!("potter_plugin_{family}_total{{plugin=\"{plugin}\"}} ");
+            metrics.lines().find_map(|line| line.strip_prefix(&series)).and_then(|value| value.trim().parse().ok()).unwrap_or_else(|| panic!("no {series}in:\n{metrics}"))
+        };
+        assert!(count(counter) >= 1.0 && count("calls") >= count(counter), "{metrics}");
     }
 
     /// One request; the status and the body.

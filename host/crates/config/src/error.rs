@@ -138,6 +138,19 @@ impl Error {
         }
     }
 
+    /// What kind of thing refused the change this error stopped (a metrics label).
+    pub fn refused_by(&self) -> crate::RefusedBy {
+        use crate::RefusedBy;
+        match self {
+            Error::Io { .. } | Error::Parse { .. } | Error::TooLarge { .. } | Error::NotUtf8 { .. } | Error::NotAFile { .. } | Error::DuplicateLayer { .. } | Error::Root { .. } | Error::KeyPath(_) | Error::Type { .. } => RefusedBy::Parse,
+            Error::Invalid(_) | Error::Schema(_) => RefusedBy::Validation,
+            Error::Plugin(_) | Error::UnsignedRefused { .. } => RefusedBy::Plugin,
+            Error::Secret(_) => RefusedBy::Secrets,
+            Error::History(_) | Error::Pending(_) => RefusedBy::Store,
+            Error::UnknownView(_) | Error::NotServed { .. } | Error::NotFound(_) => RefusedBy::Other,
+        }
+    }
+
     /// An I/O failure at `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }

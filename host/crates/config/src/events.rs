@@ -7,6 +7,7 @@
 //! behind is told how many changes it missed and handed the current values instead (never a silent gap).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use potter_engine::{diff, KeyChange, Snapshot, View, ViewKey};
 use serde_json::Value;
@@ -38,8 +39,41 @@ impl Cause {
 /// What the bus carries: every applied change and every rejected one.
 #[derive(Debug, Clone)]
 pub(crate) enum Published {
-    Applied { cause: Cause, after: Arc<Snapshot> },
-    Rejected { cause: Cause, diagnostics: Vec<String> },
+    /// `recorded_in`: how long the history took to make it durable (none when nothing was recorded).
+    Applied { cause: Cause, after: Arc<Snapshot>, recorded_in: Option<Duration> },
+    Rejected { cause: Cause, refused_by: RefusedBy, diagnostics: Vec<String> },
+}
+
+/// What refused a change (or kept a source's last good output): the label of a refusal in
+/// metrics, coarse enough that its set of values never grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusedBy {
+    /// A tree file that could not be read or parsed, a bad key path or value type.
+    Parse,
+    /// A schema, rule or validator plugin found an error in some view.
+    Validation,
+    /// A plugin failed (a source's load, a time-out, a trap, a refused module).
+    Plugin,
+    /// A secret that could not be decrypted or encrypted.
+    Secrets,
+    /// The history store could not record the change.
+    Store,
+    /// Anything else (an unknown view, a conflict, a refused unsigned plugin).
+    Other,
+}
+
+impl RefusedBy {
+    /// The label: `parse`, `validation`, `plugin`, `secrets`, `store` or `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusedBy::Parse => "parse",
+            RefusedBy::Validation => "validation",
+            RefusedBy::Plugin => "plugin",
+            RefusedBy::Secrets => "secrets",
+            RefusedBy::Store => "store",
+            RefusedBy::Other => "other",
+        }
+    }
 }
 
 /// What a subscriber receives.
@@ -102,7 +136,7 @@ impl EventBus {
                 self.observers.bindings.take(after);
                 self.observers.health.applied();
             }
-            Published::Rejected { cause, diagnostics } => self.observers.health.rejected(cause, diagnostics),
+            Published::Rejected { cause, diagnostics, .. } => self.observers.health.rejected(cause, diagnostics),
         }
         // No receivers is fine: nobody is listening.
         let _ = self.sender.send(published);
@@ -149,8 +183,8 @@ impl Subscription {
     /// Turns one published item into this subscriber's event, if it concerns it.
     fn translate(&mut self, published: Published) -> Option<Event> {
         match published {
-            Published::Rejected { cause, diagnostics } => Some(Event::Rejected { origin: cause.origin, actor: cause.actor, diagnostics }),
-            Published::Applied { cause, after } => {
+            Published::Rejected { cause, diagnostics, .. } => Some(Event::Rejected { origin: cause.origin, actor: cause.actor, diagnostics }),
+            Published::Applied { cause, after, .. } => {
                 if after.version() <= self.baseline.version() {
                     return None; // already covered by a lag catch-up
                 }
@@ -233,11 +267,16 @@ pub enum Outcome {
         origin: ChangeOrigin,
         /// The version that went live.
         version: u64,
+        /// How long the history took to make it durable, from the record being queued (none
+        /// without a history, or when the change recorded nothing new).
+        recorded_in: Option<Duration>,
     },
     /// The change was refused; the previous configuration stays live.
     Refused {
         /// What kind of change it was.
         origin: ChangeOrigin,
+        /// What refused it.
+        refused_by: RefusedBy,
     },
     /// The receiver fell behind and missed this many outcomes.
     Missed(u64),
@@ -256,8 +295,8 @@ impl Outcomes {
     /// The next outcome; `None` once the host is gone.
     pub async fn recv(&mut self) -> Option<Outcome> {
         match self.receiver.recv().await {
-            Ok(Published::Applied { cause, after }) => Some(Outcome::Applied { origin: cause.origin, version: after.version() }),
-            Ok(Published::Rejected { cause, .. }) => Some(Outcome::Refused { origin: cause.origin }),
+            Ok(Published::Applied { cause, after, recorded_in }) => Some(Outcome::Applied { origin: cause.origin, version: after.version(), recorded_in }),
+            Ok(Published::Rejected { cause, refused_by, .. }) => Some(Outcome::Refused { origin: cause.origin, refused_by }),
             Err(broadcast::error::RecvError::Lagged(missed)) => Some(Outcome::Missed(missed)),
             Err(broadcast::error::RecvError::Closed) => None,
         }

@@ -30,7 +30,7 @@ use potter_engine::Severity;
 use potter_validate::{Report, SchemaSet, Validation};
 
 use crate::error::Error;
-use crate::events::{Cause, ChangeOrigin, EventBus, Published, Subscription, DEFAULT_CAPACITY};
+use crate::events::{Cause, ChangeOrigin, EventBus, Published, RefusedBy, Subscription, DEFAULT_CAPACITY};
 use crate::options::Options;
 use crate::plugin_folder::{Plugins, SourceRefresh};
 use crate::recording::OverrideChange;
@@ -132,9 +132,9 @@ struct Staged {
 
 /// How a staged change becomes durable, and so which version it goes live as.
 enum Durability {
-    /// Queued with the history's group commit: live once the record is durable, as its version
-    /// (the current one when the record found nothing to record).
-    Record(crate::recording::PendingRecord),
+    /// Queued with the history's group commit (at the instant given): live once the record is
+    /// durable, as its version (the current one when the record found nothing to record).
+    Record(crate::recording::PendingRecord, Instant),
     /// Already what the history holds (the state at start-up, overrides another process
     /// recorded): live as `version`. Built from the history itself, it also ends a poisoned order.
     Recorded(u64),
@@ -391,7 +391,7 @@ impl ConfigHost {
         let sources = plugins.refresh_sources(&before, refresh, false);
         for error in &sources.kept {
             tracing::warn!(%error, "source failed; its last good output stays in the configuration");
-            self.shared.events.publish(Published::Rejected { cause: plugin_cause(error), diagnostics: vec![format!("{error}; keeping its last good output")] });
+            self.shared.events.publish(Published::Rejected { cause: plugin_cause(error), refused_by: RefusedBy::Plugin, diagnostics: vec![format!("{error}; keeping its last good output")] });
         }
         if let Some(error) = sources.rejecting.into_iter().next() {
             tracing::warn!(%error, "source failed and its policy rejects the reload");
@@ -401,7 +401,7 @@ impl ConfigHost {
         }
         let folder = plugins.sync_folder(&before);
         for error in &folder.refusals {
-            self.shared.events.publish(Published::Rejected { cause: plugin_cause(error), diagnostics: vec![error.to_string()] });
+            self.shared.events.publish(Published::Rejected { cause: plugin_cause(error), refused_by: RefusedBy::Plugin, diagnostics: vec![error.to_string()] });
         }
         if folder.is_empty() {
             return self.apply(state, &overrides, None, cause);
@@ -564,6 +564,12 @@ impl ConfigHost {
         infos
     }
 
+    /// How each loaded plugin's calls ended since it was loaded: calls, time-outs, traps and
+    /// memory-limit stops (empty without a plugins folder).
+    pub fn plugin_call_counts(&self) -> Vec<(String, potter_plugin::CallCounts)> {
+        self.shared.plugin_host.get().map(|host| host.call_counts()).unwrap_or_default()
+    }
+
     /// Validates the current snapshot again (every view), without changing anything and without
     /// waiting for a change in progress (it shares the checks with it; during a reload that
     /// brings a plugin, that plugin's validators may already take part).
@@ -706,7 +712,7 @@ impl ConfigHost {
     }
 
     fn reject(&self, cause: Cause, error: &Error) {
-        self.shared.events.publish(Published::Rejected { cause, diagnostics: error.diagnostics() });
+        self.shared.events.publish(Published::Rejected { cause, refused_by: error.refused_by(), diagnostics: error.diagnostics() });
     }
 
     /// Queues the record of a checked snapshot (None when it changes nothing).
@@ -717,7 +723,7 @@ impl ConfigHost {
         }
         // Durable before acknowledged: the record is queued now and waited for in `commit`.
         let durability = match &state.recorder {
-            Some(recorder) => Durability::Record(recorder.record(&before, &snapshot, &state.overrides, overrides, change, &cause)?),
+            Some(recorder) => Durability::Record(recorder.record(&before, &snapshot, &state.overrides, overrides, change, &cause)?, Instant::now()),
             None => Durability::InMemory,
         };
         // The staged snapshot itself goes live with its version; the head is a twin over the same layers.
@@ -746,10 +752,14 @@ impl ConfigHost {
     /// and before the `Applied` event.
     fn commit_then(&self, staged: Staged, mut holding: Option<&mut WriterState>, on_live: impl FnOnce(&mut WriterState)) -> Result<Arc<Snapshot>, Error> {
         let Staged { ticket, snapshot, durability, overrides, cause } = staged;
+        let mut recorded_in = None;
         // (the version it goes live as, given the current one; whether it was read from the history)
         let recorded: Result<(fn(u64, Option<u64>) -> u64, Option<u64>, bool), Error> = match durability {
             // Nothing to record (no value or override differs): same version.
-            Durability::Record(record) => record.wait().map(|version| (recorded_or_same as fn(u64, Option<u64>) -> u64, version, false)),
+            Durability::Record(record, queued) => record.wait().map(|version| {
+                recorded_in = version.map(|_| queued.elapsed());
+                (recorded_or_same as fn(u64, Option<u64>) -> u64, version, false)
+            }),
             Durability::Recorded(version) => Ok((recorded_or_same, Some(version), true)),
             Durability::InMemory => Ok((next_in_memory, None, false)),
         };
@@ -777,7 +787,7 @@ impl ConfigHost {
                 if let Some(state) = holding.as_deref_mut() {
                     on_live(state);
                 }
-                self.shared.events.publish(Published::Applied { cause, after: snapshot.clone() });
+                self.shared.events.publish(Published::Applied { cause, after: snapshot.clone(), recorded_in });
                 Ok(snapshot)
             }
         };

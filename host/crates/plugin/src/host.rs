@@ -15,7 +15,7 @@ use crate::executor::Executor;
 use crate::log::PluginLog;
 use crate::manifest::{plugin_stem, resolve_granted_directory, Allowance, GrantRules, Grants, Limits, PluginKind, DEFAULT_ENV_PREFIX, MANIFEST_SUFFIX};
 use crate::outbound::{Origin, OutboundLimits, OutboundPolicy};
-use crate::plugin::{LoadedPlugin, NamespaceIndices, WorldIndices};
+use crate::plugin::{CallCounters, LoadedPlugin, NamespaceIndices, WorldIndices};
 use crate::sandbox::{self, bindings, source_bindings, CallState};
 use crate::signing::{load_checked, read, trusted_allowance, MAX_MODULE_BYTES};
 
@@ -158,6 +158,9 @@ pub struct PluginHost {
     cache: CompiledCache,
     options: HostOptions,
     registry: Mutex<BTreeMap<String, Entry>>,
+    /// Each plugin name's call counts since the host started: kept across new versions and
+    /// refusals (a first call that timed out and got the plugin refused is still counted).
+    call_counters: Mutex<BTreeMap<String, Arc<CallCounters>>>,
 }
 
 impl PluginHost {
@@ -180,6 +183,7 @@ impl PluginHost {
             cache,
             options,
             registry: Mutex::new(BTreeMap::new()),
+            call_counters: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -296,6 +300,7 @@ impl PluginHost {
         }
         let mut visible_prefixes = manifest.prefixes.clone();
         visible_prefixes.push(manifest.namespace());
+        let counters = self.counters_of(&name);
         Ok(Arc::new(LoadedPlugin {
             log: PluginLog::new(name.clone()),
             name,
@@ -314,6 +319,7 @@ impl PluginHost {
             visible_prefixes,
             warm: Mutex::new(Vec::new()),
             last_error: Mutex::new(None),
+            counters,
             manifest,
         }))
     }
@@ -366,6 +372,19 @@ impl PluginHost {
     }
 
     /// Every plugin the host has tried to load, for `plugin list`.
+    /// How the calls of each plugin name ended since the host started, whatever became of the
+    /// plugin (for metrics: cheaper than [`PluginHost::list`], which reads the trust store and
+    /// refused files).
+    pub fn call_counts(&self) -> Vec<(String, crate::CallCounts)> {
+        let counters = self.call_counters.lock().unwrap_or_else(|p| p.into_inner());
+        counters.iter().map(|(name, counters)| (name.clone(), counters.read())).collect()
+    }
+
+    fn counters_of(&self, name: &str) -> Arc<CallCounters> {
+        let mut counters = self.call_counters.lock().unwrap_or_else(|p| p.into_inner());
+        counters.entry(name.to_owned()).or_default().clone()
+    }
+
     pub fn list(&self) -> Vec<PluginInfo> {
         let trust_dir = self.options.trust_dir();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,6 +1,7 @@
 //! A loaded plugin and its `validate` call: input restriction, limits, output checks.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,51 @@ pub struct LoadedPlugin {
     pub(crate) visible_prefixes: Vec<String>,
     pub(crate) warm: Mutex<Vec<WarmInstance>>,
     pub(crate) last_error: Mutex<Option<String>>,
+    pub(crate) counters: Arc<CallCounters>,
+}
+
+/// How a plugin's calls ended: since the host started, for its name ([`crate::PluginHost::call_counts`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CallCounts {
+    /// Every call into the guest (validate, load, poll-interval, change-token, namespace calls).
+    pub calls: u64,
+    /// Calls stopped at the plugin's time limit.
+    pub timeouts: u64,
+    /// Calls that trapped (a guest panic, an unreachable, a failed host call).
+    pub traps: u64,
+    /// Calls stopped at the plugin's memory limit.
+    pub memory_limits: u64,
+}
+
+/// The live counts behind [`CallCounts`]: bumped by every call, read by metrics scrapes.
+#[derive(Default)]
+pub(crate) struct CallCounters {
+    calls: AtomicU64,
+    timeouts: AtomicU64,
+    traps: AtomicU64,
+    memory_limits: AtomicU64,
+}
+
+impl CallCounters {
+    pub(crate) fn ended(&self, error: Option<&PluginError>) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let counter = match error {
+            Some(PluginError::Timeout { .. }) => &self.timeouts,
+            Some(PluginError::Trap { .. }) => &self.traps,
+            Some(PluginError::MemoryLimit { .. }) => &self.memory_limits,
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn read(&self) -> CallCounts {
+        CallCounts {
+            calls: self.calls.load(Ordering::Relaxed),
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+            traps: self.traps.load(Ordering::Relaxed),
+            memory_limits: self.memory_limits.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Where a world's exports sit in the component (looked up once at load).
@@ -162,6 +208,11 @@ impl LoadedPlugin {
     /// Whether the compiled code came from the cache or the compiler.
     pub fn compiled_from(&self) -> CompiledFrom {
         self.compiled_from
+    }
+
+    /// How the calls of its name ended since the host started.
+    pub fn call_counts(&self) -> CallCounts {
+        self.counters.read()
     }
 
     /// The most recent call failure, if the last call failed.
@@ -354,12 +405,10 @@ impl LoadedPlugin {
         warm.stdout_seen = forward_output(&self.log, "stdout", &warm.sandbox.stdout, warm.stdout_seen);
         warm.stderr_seen = forward_output(&self.log, "stderr", &warm.sandbox.stderr, warm.stderr_seen);
         self.log.flush();
-        let Some(outcome) = outcome else {
+        let result = match outcome {
             // The instance is dropped here, mid-call: it is never re-entered.
-            return Err(self.timeout(call));
-        };
-        match outcome {
-            Ok(value) => {
+            None => Err(self.timeout(call)),
+            Some(Ok(value)) => {
                 let stdio_nearly_full = warm.stdout_seen.max(warm.stderr_seen) > STDIO_CAPACITY / 2;
                 if !stdio_nearly_full {
                     self.return_warm(warm);
@@ -367,8 +416,10 @@ impl LoadedPlugin {
                 Ok(value)
             }
             // The instance is dropped here: a trapped instance is never re-entered.
-            Err(error) => Err(self.call_failure(call, &warm, &error)),
-        }
+            Some(Err(error)) => Err(self.call_failure(call, &warm, &error)),
+        };
+        self.counters.ended(result.as_ref().err());
+        result
     }
 
     fn take_warm(&self) -> Option<WarmInstance> {

@@ -146,6 +146,8 @@ pub async fn schemas(State(state): State<ApiState>, Authenticated(_): Authentica
     security(("bearer" = [])),
 )]
 pub async fn metrics(State(state): State<ApiState>, _reader: crate::gate::MetricsReader) -> Response {
-    let text = state.metrics.render(state.host.snapshot().version());
+    let host = state.host.clone();
+    let plugins = tokio::task::spawn_blocking(move || host.plugin_call_counts()).await.unwrap_or_default();
+    let text = state.metrics.render(state.host.snapshot().version(), plugins);
     ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
