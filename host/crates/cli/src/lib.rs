@@ -14,6 +14,7 @@ mod secrets;
 mod plugin;
 mod scaffold;
 mod output;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -194,6 +195,7 @@ impl Cli {
         options.allow_unsigned = self.allow_unsigned;
         options.environments = self.environments.clone();
         options.store = self.store_choice();
+        options.progress = progress::for_stderr();
         options
     }
 

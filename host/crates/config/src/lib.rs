@@ -52,6 +52,7 @@ pub mod watch;
 
 // The embedder's surface: open a tree, read views, change overrides, follow changes, watch files.
 pub use error::Error;
+pub use potter_plugin::{Progress, ProgressReport, ProgressTask};
 pub use events::{Cause, ChangeOrigin, Event, Outcome, Outcomes, RefusedBy, Subscription};
 pub use health::{Health, Status};
 pub use options::Options;

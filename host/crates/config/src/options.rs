@@ -35,6 +35,10 @@ pub struct Options {
     /// Where the history (records, runtime overrides, audit lines) lives: `<state>/history.db`
     /// (the default) or etcd, shared by every host on the same prefix (docs/FLEET.md).
     pub store: StoreChoice,
+    /// Where long tasks are reported while they run (compiling a plugin the first time,
+    /// re-encrypting a tree, validating a rollback): nowhere by default; the CLI draws them on a
+    /// terminal.
+    pub progress: crate::ProgressReport,
 }
 
 /// What an embedder needs to describe an etcd store: the location, credentials, TLS.
@@ -80,6 +84,7 @@ impl Options {
             history: true,
             environments: None,
             store: StoreChoice::Sqlite,
+            progress: crate::ProgressReport::default(),
         }
     }
 
@@ -113,6 +118,7 @@ impl std::fmt::Debug for Options {
             .field("history", &self.history)
             .field("environments", &self.environments)
             .field("store", &self.store)
+            .field("progress", &self.progress)
             .finish()
     }
 }

@@ -296,7 +296,9 @@ pub struct Rollback {
 /// pruned payload on the way back, refuses the whole rollback.
 pub fn rollback(host: &ConfigHost, environment: &str, version: u64, mut request: SetRequest, dry_run: bool) -> Result<Rollback, Error> {
     let key = ViewKey::environment(environment);
+    let rebuilding = host.options().progress.begin(&format!("rebuilding `{environment}` at version {version} from the history"), None);
     let then = leaves_at_versions(host, &key, &[version])?.remove(0);
+    drop(rebuilding);
     let current = {
         let snapshot = host.snapshot();
         current_leaves(host.options(), snapshot.view(&key)?)?
@@ -327,7 +329,9 @@ pub fn rollback(host: &ConfigHost, environment: &str, version: u64, mut request:
     if edits.is_empty() {
         return Ok(outcome);
     }
+    let validating = host.options().progress.begin(&format!("validating the rollback of {} key(s) in every view of `{environment}`", edits.len()), None);
     let snapshot = host.edit_overrides(environment, &edits, request, dry_run)?;
+    drop(validating);
     if !dry_run {
         outcome.applied = Some(snapshot.version());
     }

@@ -70,6 +70,7 @@ impl CompiledCache {
         plugin: &str,
         module_sha256: &str,
         module: &[u8],
+        progress: &crate::ProgressReport,
     ) -> Result<(Component, CompiledFrom), PluginError> {
         let entry = format!("{module_sha256}-{}", self.engine_hash);
         let code_path = self.dir.join(format!("{entry}.cwasm"));
@@ -88,7 +89,9 @@ impl CompiledCache {
             }
             tracing::warn!(plugin, path = %code_path.display(), "ignoring an invalid compiled-plugin cache entry");
         }
+        let compiling = progress.begin(&format!("compiling plugin {plugin} (once; later loads use the cache)"), None);
         let component = compile(engine, plugin, module)?;
+        drop(compiling);
         if let Err(e) = self.store(&entry, &code_path, &mac_path, &component) {
             tracing::warn!(plugin, error = %e, "could not write the compiled-plugin cache");
         }

@@ -47,6 +47,8 @@ pub struct HostOptions {
     pub env_prefix: String,
     /// Directories a granted directory may neither contain nor lie in, besides the state directory.
     pub protected_dirs: Vec<PathBuf>,
+    /// Told when a plugin is compiled (a cache miss: seconds for a Python or JavaScript guest).
+    pub progress: crate::ProgressReport,
 }
 
 impl HostOptions {
@@ -63,6 +65,7 @@ impl HostOptions {
             grants_root: None,
             env_prefix: DEFAULT_ENV_PREFIX.to_owned(),
             protected_dirs: Vec::new(),
+            progress: crate::ProgressReport::default(),
         }
     }
 
@@ -275,6 +278,7 @@ impl PluginHost {
             &name,
             &verified.module_sha256,
             &verified.module,
+            &self.options.progress,
         )?;
         sandbox::check_imports(&self.engine, &name, &component, !manifest.grants.http.is_empty())?;
         let outbound = Arc::new(self.outbound_policy(&name, wasm_path, &manifest)?);

@@ -31,6 +31,7 @@ mod log;
 mod manifest;
 mod outbound;
 mod plugin;
+mod progress;
 mod sandbox;
 mod signing;
 
@@ -44,6 +45,7 @@ pub use manifest::{
     Limits, Manifest, OnError, PluginKind, DEFAULT_ENV_PREFIX, GRANTED_DIRECTORY_GUEST_PATH, MANIFEST_SUFFIX,
 };
 pub use outbound::{Origin, OriginScheme, OutboundLimits};
+pub use progress::{Progress, ProgressReport, ProgressTask};
 pub use plugin::{CallCounts, LoadedPlugin, PluginIssue, ValidationTarget};
 pub use potter_engine::Severity;
 pub use signing::{

@@ -38,6 +38,7 @@ fn base_host_options(options: &Options, environment: &str) -> HostOptions {
     let mut host_options = HostOptions::new(&options.state_dir, environment);
     host_options.grants_root = Some(options.root.clone());
     host_options.env_prefix = options.env_prefix.clone();
+    host_options.progress = options.progress.clone();
     host_options
 }
 

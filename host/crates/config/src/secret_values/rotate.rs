@@ -121,12 +121,22 @@ pub fn rotate(options: &Options, env: &str) -> Result<RotationReport, Error> {
     };
 
     let mut document = read_document(&file)?;
+    let mut secrets = 0u64;
+    document
+        .rewrite_ciphertexts(&mut |_, _| {
+            secrets += 1;
+            Ok::<_, CipherError>(None)
+        })
+        .expect("counting ciphertexts cannot fail");
+    let mut progress = options.progress.begin(&format!("re-encrypting the secrets of {}", file.relative), Some(secrets));
     let reencrypted = document
         .rewrite_ciphertexts(&mut |segments, sealed| {
             let fresh = reencrypt(&keyring, env, segments, sealed)?;
+            progress.advance(1);
             Ok::<_, CipherError>((fresh != sealed).then_some(fresh))
         })
         .map_err(|source| SecretsError::Rejected(vec![SecretProblem::Undecryptable { at: file.relative.clone(), source }]))?;
+    drop(progress);
     if reencrypted > 0 {
         write_document(&file, &document)?;
     }
