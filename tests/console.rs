@@ -697,18 +697,22 @@ impl Console {
         panic!("`{css}` not reached with {what} in {MAX_TABS} presses; the focus went through {passed:?}");
     }
 
-    /// Every button, field, select and link on the page has an accessible name: its label, its
-    /// `aria-label` or `aria-labelledby`, or (a button) its text.
+    /// Every button, field, select and link on the page has an accessible name, as Chromium
+    /// computes it for assistive technology (WebDriver's Get Computed Label).
     fn assert_every_control_is_named(&self) {
-        let unnamed = self.script(
-            "return Array.from(document.querySelectorAll('button, input, select, textarea, a[href], [role=button]')).filter((e) => {
-               const by = (e.getAttribute('aria-labelledby') || '').split(/\\s+/).map((id) => (document.getElementById(id) || {}).textContent || '').join(' ');
-               const labels = e.labels ? Array.from(e.labels).map((label) => label.textContent).join(' ') : '';
-               const text = e.tagName === 'BUTTON' || e.tagName === 'A' ? e.textContent : '';
-               return !((e.getAttribute('aria-label') || '') + by + labels + text + (e.title || '')).trim();
-             }).map((e) => e.outerHTML.slice(0, 160))",
-        );
-        assert_eq!(unnamed, json!([]), "controls without an accessible name");
+        let controls = self.run(self.browser.find_all(Locator::Css("button, input, select, textarea, a[href], [role=button]"))).unwrap();
+        assert!(!controls.is_empty());
+        let session = self.run(self.browser.session_id()).unwrap().unwrap();
+        let unnamed: Vec<String> = controls
+            .iter()
+            .filter(|control| {
+                let command = ComputedLabel { session: session.clone(), element: control.element_id().to_string() };
+                let label = self.run(self.browser.issue_cmd(command)).unwrap();
+                label.as_str().unwrap_or("").trim().is_empty()
+            })
+            .map(|control| self.run(control.html(false)).unwrap_or_default().chars().take(160).collect())
+            .collect();
+        assert!(unnamed.is_empty(), "controls without an accessible name: {unnamed:?}");
     }
 
     /// Whether the page has fetched js-yaml (resource timing).
@@ -909,6 +913,23 @@ impl Fleet {
         potter_plugin::trust_with(&key.public_key, &state.join("trusted-keys"), &potter_plugin::Allowance::default()).unwrap();
         let files = self.plugins.prepare_signed_by("env-source", "unapproved", |manifest| manifest, Signing::Checked, &key);
         self.plugins.install_prepared("unapproved", files);
+    }
+}
+
+/// W3C WebDriver's Get Computed Label of one element: its accessible name as the browser computes it.
+#[derive(Debug)]
+struct ComputedLabel {
+    session: String,
+    element: String,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for ComputedLabel {
+    fn endpoint(&self, base_url: &url::Url, _session_id: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/element/{}/computedlabel", self.session, self.element))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::GET, None)
     }
 }
 
