@@ -487,12 +487,15 @@ fn malformed_yaml_names_its_line_and_cannot_be_saved(console: &Console) {
 }
 
 fn the_plugins_page_shows_a_refused_and_a_stale_plugin(console: &Console) {
+    // The main server has no plugins folder: the page says so.
+    console.sign_in("viewer");
+    console.click("#tab-plugins");
+    console.wait_for("#no-plugins");
     let fleet = console.fleet();
     // The remote of http-source goes away: its layer is kept and marked stale.
     fleet.remote.lock().unwrap().take();
     fleet.install_refused_plugin();
     console.sign_in_at(&fleet.a.origin(), &fleet.a.token);
-    // The main server has no plugins; this one has both.
     console.click("#tab-plugins");
     console.wait_for_contains("[data-plugin=\"http-source\"] .status", "stale");
     console.wait_for_contains("[data-plugin=\"unapproved\"] .status", "refused");
