@@ -9,16 +9,22 @@
 
 mod common;
 
+use std::cell::OnceCell;
 use std::future::Future;
 use std::net::TcpListener;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::etcd::EtcdCluster;
+use common::loopback::{Loopback, Reply};
 use common::serve::Served;
+use common::wasm::{PluginTree, Signing};
 use common::{potter_with, stderr, stdout, Tree, API_SCHEMA};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use http_body_util::{BodyExt, Full};
@@ -41,8 +47,13 @@ const LIVE_PATIENCE: Duration = Duration::from_secs(5);
 const LARGE_GROUPS: usize = 100;
 const LARGE_KEYS: usize = 100;
 
-/// WebDriver's code of the Enter key.
+/// WebDriver's codes of the keys the tests press.
 const ENTER: char = '\u{E007}';
+const TAB: char = '\u{E004}';
+const SHIFT: char = '\u{E008}';
+const CONTROL: char = '\u{E009}';
+/// A control further than this many Tab presses away counts as unreachable.
+const MAX_TABS: usize = 80;
 
 const ROLES: [&str; 4] = ["viewer", "editor", "secret-reader", "admin"];
 
@@ -64,6 +75,11 @@ const TESTS: &[(&str, Test)] = &[
     ("a_rejected_reload_shows_its_diagnostics", a_rejected_reload_shows_its_diagnostics),
     ("a_tree_of_ten_thousand_leaves_opens_collapsed_and_searches", a_tree_of_ten_thousand_leaves_opens_collapsed_and_searches),
     ("a_narrow_window_stacks_the_editor_under_the_tree", a_narrow_window_stacks_the_editor_under_the_tree),
+    ("a_whole_edit_is_done_with_the_keyboard_alone", a_whole_edit_is_done_with_the_keyboard_alone),
+    ("a_subtree_edited_as_yaml_is_validated_and_saved_as_one_version", a_subtree_edited_as_yaml_is_validated_and_saved_as_one_version),
+    ("malformed_yaml_names_its_line_and_cannot_be_saved", malformed_yaml_names_its_line_and_cannot_be_saved),
+    ("the_plugins_page_shows_a_refused_and_a_stale_plugin", the_plugins_page_shows_a_refused_and_a_stale_plugin),
+    ("the_instances_page_lists_each_host_and_the_version_it_serves", the_instances_page_lists_each_host_and_the_version_it_serves),
 ];
 
 fn main() {
@@ -383,6 +399,148 @@ fn a_narrow_window_stacks_the_editor_under_the_tree(console: &Console) {
     }
 }
 
+fn a_whole_edit_is_done_with_the_keyboard_alone(console: &Console) {
+    console.sign_in("editor");
+    console.assert_every_control_is_named();
+    // The environment select: reached with Tab, switched by typing its option's name.
+    console.tab_to("#environment");
+    console.press("staging");
+    console.wait_for_text("[data-key=\"db.host\"] .value", "\"staging-db.internal\"");
+    console.tab_to("#search");
+    console.press("rate_limit");
+    console.wait_for_contains("#search-count", "1 match");
+    console.tab_to("[data-key=\"api.rate_limit\"] button.edit");
+    console.press(&ENTER.to_string());
+    // The editor takes the focus; select its text and type over it.
+    console.wait_until("the draft focused", || console.is_focused("#draft"));
+    console.assert_every_control_is_named();
+    console.press_chord(CONTROL, 'a');
+    console.press("250");
+    console.wait_until("the dry run's verdict", || console.has_class("#check", "valid"));
+    let diff = console.text("[data-diff-key=\"api.rate_limit\"]");
+    assert!(diff.contains("100") && diff.contains("250"), "{diff}");
+    // Past Save to Cancel, then back with Shift-Tab, and Enter.
+    console.tab_to("#editor button:not(.primary)");
+    console.shift_tab_to("#save");
+    console.press(&ENTER.to_string());
+    let saved = console.wait_for(".toast.saved").text_now(console);
+    assert!(saved.contains("Saved 1 key(s)") && saved.contains("api.rate_limit"), "{saved}");
+    let (_, page) = console.api("GET", "/v1/history?env=staging&limit=1", "admin", None);
+    let version = page["records"][0]["version"].as_u64().unwrap();
+    let (_, record) = console.api("GET", &format!("/v1/history/{version}"), "admin", None);
+    let change = record["changes"].as_array().unwrap().iter().find(|change| change["key"] == "api.rate_limit").unwrap_or_else(|| panic!("{record}"));
+    assert_eq!((&change["before"], &change["after"]), (&json!(100), &json!(250)), "{record}");
+    assert_eq!((&record["env"], &record["actor"]), (&json!("staging"), &json!("token:editor")), "{record}");
+    console.wait_for_text("[data-key=\"api.rate_limit\"] .value", "250");
+}
+
+/// `api` as the last tests left it, and the page's text after switching the `api` editor to YAML.
+fn open_api_subtree_as_yaml(console: &Console) {
+    console.sign_in("editor");
+    assert!(!console.loaded_js_yaml(), "js-yaml loaded before YAML editing");
+    console.click("button[aria-label=\"Edit subtree api\"]");
+    console.wait_for("#draft");
+    assert!(!console.loaded_js_yaml(), "js-yaml loaded for JSON editing");
+    console.click("#format-yaml");
+    console.wait_for_contains("#editor label[for=\"draft\"]", "as YAML");
+    assert!(console.loaded_js_yaml(), "js-yaml not loaded for YAML editing");
+    console.assert_every_control_is_named();
+}
+
+fn a_subtree_edited_as_yaml_is_validated_and_saved_as_one_version(console: &Console) {
+    let before = console.version();
+    open_api_subtree_as_yaml(console);
+    let draft = console.script("return document.querySelector('#draft').value");
+    assert!(draft.as_str().unwrap().contains("timeout: "), "the subtree as YAML: {draft}");
+    console.type_into("#draft", "timeout: 90\nrate_limit: 5000\n");
+    console.wait_until("the dry run's verdict", || console.has_class("#check", "invalid"));
+    let inline = console.wait_for("[data-key=\"api.rate_limit\"] .issues").text_now(console);
+    assert!(inline.contains("maximum") && inline.contains("global_schema"), "{inline}");
+    assert!(!console.find("#save").is_enabled_now(console), "save offered for an invalid draft");
+    console.type_into("#draft", "timeout: 90\nrate_limit: 500\n");
+    console.wait_until("the dry run's verdict", || console.has_class("#check", "valid"));
+    assert!(!console.exists("[data-key=\"api.rate_limit\"] .issues"), "the issue stays after the fix");
+    let diff = console.text("#draft-diff");
+    assert!(diff.contains("api.timeout") && diff.contains("90") && diff.contains("api.rate_limit") && diff.contains("500"), "{diff}");
+    console.click("#save");
+    let saved = console.wait_for(".toast.saved").text_now(console);
+    assert!(saved.contains("Saved 2 key(s)"), "{saved}");
+    let after = console.version();
+    assert_eq!(after, before + 1, "one version for the YAML text");
+    console.wait_for_text("[data-key=\"api.timeout\"] .value", "90");
+    let (_, timeout) = console.api("GET", "/v1/config/development/api.timeout", "admin", None);
+    let (_, rate) = console.api("GET", "/v1/config/development/api.rate_limit", "admin", None);
+    assert_eq!((&timeout["value"], &rate["value"]), (&json!(90), &json!(500)));
+}
+
+fn malformed_yaml_names_its_line_and_cannot_be_saved(console: &Console) {
+    let before = console.version();
+    open_api_subtree_as_yaml(console);
+    console.type_into("#draft", "timeout: 91\n  rate_limit: 7\n");
+    console.wait_until("the parse error", || console.has_class("#check", "unparsable"));
+    let check = console.text("#check");
+    assert!(check.contains("YAML line 2, column"), "the error names the line: {check}");
+    assert!(!console.find("#save").is_enabled_now(console), "save offered for unreadable text");
+    console.screenshot("malformed-yaml");
+    console.click("#editor button:not(.primary)");
+    assert_eq!(console.version(), before, "something was saved");
+}
+
+fn the_plugins_page_shows_a_refused_and_a_stale_plugin(console: &Console) {
+    // The main server has no plugins folder: the page says so.
+    console.sign_in("viewer");
+    console.click("#tab-plugins");
+    console.wait_for("#no-plugins");
+    let fleet = console.fleet();
+    // The remote of http-source goes away: its layer is kept and marked stale.
+    fleet.remote.lock().unwrap().take();
+    fleet.install_refused_plugin();
+    console.sign_in_at(&fleet.a.origin(), &fleet.a.token);
+    console.click("#tab-plugins");
+    console.wait_for_contains("[data-plugin=\"http-source\"] .status", "stale");
+    console.wait_for_contains("[data-plugin=\"unapproved\"] .status", "refused");
+    console.assert_every_control_is_named();
+    let stale = |part: &str| console.text(&format!("[data-plugin=\"http-source\"] .{part}"));
+    assert!(stale("status").starts_with("loaded") && stale("status").contains("serving its last good layer since"), "{}", stale("status"));
+    assert!(stale("limits").contains("timeout_ms: 3000") && stale("limits").contains("memory_mib: "), "{}", stale("limits"));
+    assert!(stale("grants").contains(&format!("http: {}", fleet.remote_origin)), "{}", stale("grants"));
+    assert!(stale("last-error").contains(&fleet.remote_origin), "the failure names the remote: {}", stale("last-error"));
+    let refused = |part: &str| console.text(&format!("[data-plugin=\"unapproved\"] .{part}"));
+    assert_eq!(refused("limits"), "not loaded");
+    assert_eq!(refused("grants"), "not loaded");
+    let error = refused("last-error");
+    assert!(error.contains("plugin unapproved") && error.contains("`env` grant") && error.contains("does not allow key"), "{error}");
+    console.screenshot("plugins-refused-and-stale");
+}
+
+fn the_instances_page_lists_each_host_and_the_version_it_serves(console: &Console) {
+    // The main server's history is not shared: the page says so.
+    console.sign_in("viewer");
+    console.click("#tab-instances");
+    console.wait_for_contains("#no-registry", "not shared");
+    let fleet = console.fleet();
+    console.sign_in_at(&fleet.a.origin(), &fleet.a.token);
+    console.click("#tab-instances");
+    let version = |id: &str| console.texts(&format!("[data-instance=\"{id}\"] .version")).first().and_then(|text| text.parse::<u64>().ok());
+    console.wait_until("both hosts listed", || version("host-a").is_some() && version("host-b").is_some());
+    let (_, listed) = fleet.a.get("/v1/instances", Some(&fleet.a.token));
+    let newest = listed["instances"].as_array().unwrap().iter().map(|entry| entry["version"].as_u64().unwrap()).max().unwrap();
+    console.wait_until("both at the newest version", || version("host-a") == Some(newest) && version("host-b") == Some(newest));
+    assert_eq!(console.text("[data-instance=\"host-a\"] .state"), "healthy");
+    assert!(console.text("[data-instance=\"host-a\"]").contains("(this page's host)"));
+    assert!(console.text("[data-instance=\"host-a\"]").contains("http-source@0.1.0"), "{}", console.text("[data-instance=\"host-a\"]"));
+    assert!(console.text("[data-instance=\"host-b\"]").contains(&fleet.b.addr));
+    console.assert_every_control_is_named();
+    // A change made on host B: the page (on host A) shows both hosts at the new version.
+    let (status, body) = fleet.b.call("PUT", "/v1/config/staging/api.rate_limit", &[], Some(json!({"value": 321})));
+    assert_eq!(status, 200, "{body}");
+    let changed = body["version"].as_u64().unwrap();
+    assert!(changed > newest);
+    console.wait_until("both hosts at the new version", || version("host-a") == Some(changed) && version("host-b") == Some(changed));
+    assert_eq!(console.text("[data-instance=\"host-b\"] .state"), "healthy");
+    console.screenshot("instances");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The harness
 
@@ -399,6 +557,8 @@ struct Console {
     _driver: ChromeDriver,
     server: Served,
     tree: Tree,
+    /// Two more servers on one etcd member, started by the first test that needs them.
+    fleet: OnceCell<Fleet>,
 }
 
 impl Console {
@@ -436,7 +596,7 @@ impl Console {
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
         let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("console-screenshots");
         std::fs::create_dir_all(&screenshots).unwrap();
-        Console { runtime, browser, http, tokens, screenshots, _driver: driver, server, tree }
+        Console { runtime, browser, http, tokens, screenshots, _driver: driver, server, tree, fleet: OnceCell::new() }
     }
 
     fn close(self) {
@@ -454,7 +614,11 @@ impl Console {
 
     /// A freshly loaded page (signed out).
     fn open(&self) {
-        self.run(self.browser.goto(&self.server.origin())).unwrap();
+        self.open_at(&self.server.origin());
+    }
+
+    fn open_at(&self, origin: &str) {
+        self.run(self.browser.goto(origin)).unwrap();
         self.wait_for("#token");
     }
 
@@ -463,12 +627,100 @@ impl Console {
         self.sign_in_here(role);
     }
 
+    /// Signs in to the console of the server at `origin` with `token`.
+    fn sign_in_at(&self, origin: &str, token: &str) {
+        self.open_at(origin);
+        self.sign_in_with(token);
+    }
+
     /// Signs in on the page already open, with the keyboard (the token, then Enter); returns once
     /// the tree is shown.
     fn sign_in_here(&self, role: &str) {
-        self.type_into("#token", &format!("{}{ENTER}", self.token(role)));
+        self.sign_in_with(self.token(role));
+    }
+
+    fn sign_in_with(&self, token: &str) {
+        self.type_into("#token", &format!("{token}{ENTER}"));
         self.wait_for("#who");
         self.wait_for("section.tree li");
+    }
+
+    /// The fleet, started on first use.
+    fn fleet(&self) -> &Fleet {
+        self.fleet.get_or_init(Fleet::start)
+    }
+
+    /// Presses each key of `keys` in turn (down, up) through WebDriver key actions, on whatever
+    /// has the focus, as a user types.
+    fn press(&self, keys: &str) {
+        let actions = keys.chars().fold(KeyActions::new("keyboard".into()), |actions, key| actions.then(KeyAction::Down { value: key }).then(KeyAction::Up { value: key }));
+        self.run(self.browser.perform_actions(actions)).unwrap();
+    }
+
+    /// `key` pressed while `modifier` is held (Shift-Tab, Control-A).
+    fn press_chord(&self, modifier: char, key: char) {
+        let actions = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: modifier })
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key })
+            .then(KeyAction::Up { value: modifier });
+        self.run(self.browser.perform_actions(actions)).unwrap();
+    }
+
+    fn is_focused(&self, css: &str) -> bool {
+        let script = "return !!document.activeElement && document.activeElement.matches(arguments[0])";
+        self.run(self.browser.execute(script, vec![json!(css)])).unwrap() == json!(true)
+    }
+
+    /// What has the focus, for a failing test's message.
+    fn focused(&self) -> String {
+        let script = "const e = document.activeElement; return e ? (e.getAttribute('aria-label') || e.id || e.textContent || e.tagName).trim().slice(0, 60) : ''";
+        self.script(script).as_str().unwrap_or("").to_owned()
+    }
+
+    /// Presses Tab until `css` has the focus: it is reachable with the keyboard.
+    fn tab_to(&self, css: &str) {
+        self.move_focus_to(css, || self.press(&TAB.to_string()), "Tab");
+    }
+
+    /// Presses Shift-Tab until `css` has the focus.
+    fn shift_tab_to(&self, css: &str) {
+        self.move_focus_to(css, || self.press_chord(SHIFT, TAB), "Shift-Tab");
+    }
+
+    fn move_focus_to(&self, css: &str, step: impl Fn(), what: &str) {
+        let mut passed = Vec::new();
+        for _ in 0..MAX_TABS {
+            if self.is_focused(css) {
+                return;
+            }
+            step();
+            passed.push(self.focused());
+        }
+        panic!("`{css}` not reached with {what} in {MAX_TABS} presses; the focus went through {passed:?}");
+    }
+
+    /// Every button, field, select and link on the page has an accessible name, as Chromium
+    /// computes it for assistive technology (WebDriver's Get Computed Label).
+    fn assert_every_control_is_named(&self) {
+        let controls = self.run(self.browser.find_all(Locator::Css("button, input, select, textarea, a[href], [role=button]"))).unwrap();
+        assert!(!controls.is_empty());
+        let session = self.run(self.browser.session_id()).unwrap().unwrap();
+        let unnamed: Vec<String> = controls
+            .iter()
+            .filter(|control| {
+                let command = ComputedLabel { session: session.clone(), element: control.element_id().to_string() };
+                let label = self.run(self.browser.issue_cmd(command)).unwrap();
+                label.as_str().unwrap_or("").trim().is_empty()
+            })
+            .map(|control| self.run(control.html(false)).unwrap_or_default().chars().take(160).collect())
+            .collect();
+        assert!(unnamed.is_empty(), "controls without an accessible name: {unnamed:?}");
+    }
+
+    /// Whether the page has fetched js-yaml (resource timing).
+    fn loaded_js_yaml(&self) -> bool {
+        self.script("return performance.getEntriesByType('resource').some((e) => e.name.includes('js-yaml'))") == json!(true)
     }
 
     fn find(&self, css: &str) -> Element {
@@ -614,6 +866,73 @@ impl Console {
             let bytes = response.into_body().collect().await.unwrap().to_bytes();
             (status, String::from_utf8_lossy(&bytes).into_owned())
         })
+    }
+}
+
+/// Two more `serve` processes on one real etcd member (`--store etcd://…`), sharing one token
+/// list: host A also runs plugins (an http-source whose remote the test stops, and a plugin the
+/// trust store refuses), host B none. Killed in field order: servers, remote, trees, then etcd.
+struct Fleet {
+    a: Served,
+    b: Served,
+    /// http-source's remote; taken (stopped) by the plugins test.
+    remote: Mutex<Option<Loopback>>,
+    remote_origin: String,
+    plugins: PluginTree,
+    _tree_b: Tree,
+    _cluster: EtcdCluster,
+}
+
+impl Fleet {
+    fn start() -> Fleet {
+        let cluster = EtcdCluster::start(1);
+        let location = cluster.location("console");
+        let remote = Loopback::plain(|_| Reply::json(200, r#"{"remote": {"greeting": "hello"}}"#));
+        let remote_origin = remote.origin("http");
+        let plugins = PluginTree::new(Tree::minimal());
+        let namespace = json!({"url": format!("{remote_origin}/config.json"), "poll_interval_ms": 200});
+        plugins.tree.write("global.json", &json!({"api": {"timeout": 30, "rate_limit": 100}, "plugins": {"http-source": namespace}}).to_string());
+        plugins.install_as("http-source", "http-source", |manifest| manifest.replace("http://127.0.0.1:8780", &remote_origin));
+        let tree_b = Tree::minimal();
+        let serve = |tree: &Tree, id: &str, extra: &[&str]| {
+            let (root, state) = (tree.root(), tree.state());
+            let mut args = vec!["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap(), "--store", &location];
+            args.extend(["serve", "--listen", "127.0.0.1:0", "--instance-id", id, "--instance-ttl", "2"]);
+            args.extend_from_slice(extra);
+            Served::start(&args)
+        };
+        // A makes the fleet's development token (admin); B uses the shared token list.
+        let a = serve(&plugins.tree, "host-a", &["--dev-token"]);
+        let mut b = serve(&tree_b, "host-b", &[]);
+        b.token = a.token.clone();
+        Fleet { a, b, remote: Mutex::new(Some(remote)), remote_origin, plugins, _tree_b: tree_b, _cluster: cluster }
+    }
+
+    /// Drops `env-source` into host A's plugins folder as `unapproved`, signed by a key the trust
+    /// store knows but allows no grant kinds: its `env` grant is not approved, so it is refused.
+    fn install_refused_plugin(&self) {
+        let state = self.plugins.tree.state();
+        let key = potter_plugin::keygen(&state.parent().unwrap().join("safe-set-signer")).unwrap();
+        potter_plugin::trust_with(&key.public_key, &state.join("trusted-keys"), &potter_plugin::Allowance::default()).unwrap();
+        let files = self.plugins.prepare_signed_by("env-source", "unapproved", |manifest| manifest, Signing::Checked, &key);
+        self.plugins.install_prepared("unapproved", files);
+    }
+}
+
+/// W3C WebDriver's Get Computed Label of one element: its accessible name as the browser computes it.
+#[derive(Debug)]
+struct ComputedLabel {
+    session: String,
+    element: String,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for ComputedLabel {
+    fn endpoint(&self, base_url: &url::Url, _session_id: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/element/{}/computedlabel", self.session, self.element))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::GET, None)
     }
 }
 

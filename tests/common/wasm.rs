@@ -81,6 +81,11 @@ impl PluginTree {
 
     /// [`Self::prepare`], signed as `signing` says.
     pub fn prepare_signed(&self, built: &str, name: &str, edit: impl FnOnce(String) -> String, signing: Signing) -> (PathBuf, PathBuf, PathBuf) {
+        self.prepare_signed_by(built, name, edit, signing, &self.key)
+    }
+
+    /// [`Self::prepare_signed`] with another signing key (e.g. one trusted for fewer grant kinds).
+    pub fn prepare_signed_by(&self, built: &str, name: &str, edit: impl FnOnce(String) -> String, signing: Signing, key: &KeyFiles) -> (PathBuf, PathBuf, PathBuf) {
         let from = built_plugins();
         let dir = self.staging.path().join(format!("{name}-{}", unique()));
         fs::create_dir_all(&dir).unwrap();
@@ -90,8 +95,8 @@ impl PluginTree {
         let manifest = manifest.replace(&format!("name = \"{built}\""), &format!("name = \"{name}\""));
         fs::write(potter_plugin::manifest_path(&wasm), edit(manifest)).unwrap();
         let signature = match signing {
-            Signing::Checked => potter_plugin::sign(&wasm, &self.key.secret_key),
-            Signing::Forged => potter_plugin::testing::forge_signature(&wasm, &self.key.secret_key),
+            Signing::Checked => potter_plugin::sign(&wasm, &key.secret_key),
+            Signing::Forged => potter_plugin::testing::forge_signature(&wasm, &key.secret_key),
         };
         (wasm.clone(), potter_plugin::manifest_path(&wasm), signature.unwrap())
     }

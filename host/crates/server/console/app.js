@@ -1,12 +1,13 @@
 // The Potter Config console: sign-in, view switchers, the configuration tree, editing, history,
-// plugins and live notifications. Preact + htm, no build step (docs/CONSOLE.md).
+// plugins, instances and live notifications. Preact + htm, no build step (docs/CONSOLE.md).
 import { render } from "./vendor/preact.module.js";
 import { useCallback, useEffect, useRef, useState } from "./vendor/hooks.module.js";
 import { html } from "./html.js";
 import { Api, enc, viewQuery } from "./api.js";
 import { ConfigTree } from "./tree.js";
 import { Editor } from "./editor.js";
-import { History, Plugins } from "./history.js";
+import { History } from "./history.js";
+import { Instances, Plugins } from "./hosts.js";
 import { follow } from "./live.js";
 
 /** The newest notifications shown (older ones make way: the list stays short above the page). */
@@ -73,6 +74,8 @@ function Console({ api, session, signOut }) {
   const [notifications, setNotifications] = useState([]);
   const [live, setLive] = useState("connecting");
   const [historyKey, setHistoryKey] = useState(0);
+  // Counts every event of the stream: the plugins and instances pages ask again on each.
+  const [liveKey, setLiveKey] = useState(0);
   const counter = useRef(0);
 
   const notify = useCallback((item) => {
@@ -109,6 +112,7 @@ function Console({ api, session, signOut }) {
     setIssues([]);
     loadTree(view);
     return follow(api, view, (name, data) => {
+      if (name !== "ready") setLiveKey((key) => key + 1);
       if (name === "changed") {
         loadTree(view);
         setHistoryKey((key) => key + 1);
@@ -164,7 +168,7 @@ function Console({ api, session, signOut }) {
         <button type="button" onClick=${signOut} id="signout">Sign out</button></div>
     </header>
     <nav class="tabs" aria-label="Pages">
-      ${[["config", "Configuration"], ["history", "History"], ["plugins", "Plugins"]].map(([id, name]) => html`
+      ${[["config", "Configuration"], ["history", "History"], ["plugins", "Plugins"], ["instances", "Instances"]].map(([id, name]) => html`
         <button type="button" id=${`tab-${id}`} aria-current=${tab === id ? "page" : "false"} onClick=${() => setTab(id)}>${name}</button>`)}
     </nav>
     <${Notifications} items=${notifications} dismiss=${dismiss} />
@@ -178,7 +182,8 @@ function Console({ api, session, signOut }) {
             onRebase=${() => loadTree(view)} onClose=${() => setEditing(null)} />`}
         </div>`}
       ${tab === "history" && html`<${History} api=${api} env=${view.environment} session=${session} notify=${notify} reloadKey=${historyKey} />`}
-      ${tab === "plugins" && html`<${Plugins} api=${api} />`}
+      ${tab === "plugins" && html`<${Plugins} api=${api} reloadKey=${liveKey} />`}
+      ${tab === "instances" && html`<${Instances} api=${api} reloadKey=${liveKey} />`}
     </main>`;
 }
 

@@ -73,11 +73,21 @@ async function loadYaml() {
   return yaml;
 }
 
+/** YAML text as a value, or throws naming the line and column (js-yaml's mark is 0-based). */
+function parseYaml(text) {
+  try {
+    return yaml.load(text);
+  } catch (error) {
+    if (!error.mark) throw error;
+    throw new Error(`YAML line ${error.mark.line + 1}, column ${error.mark.column + 1}: ${error.reason}`);
+  }
+}
+
 /** The edits the draft text makes, or throws with a parse error. */
 function draftEdits(target, text, format, current) {
   let value;
   if (format === "yaml") {
-    value = yaml.load(text);
+    value = parseYaml(text);
   } else if (target.kind === "leaf") {
     // A leaf takes JSON; text that is not JSON is taken as a string.
     try { value = JSON.parse(text); } catch (_) { value = text; }
@@ -139,8 +149,8 @@ export function Editor({ api, env, target, tree: live, notify, onIssues, onSaved
   const switchFormat = async (next) => {
     if (next === format) return;
     try {
-      const value = format === "yaml" ? (await loadYaml()).load(text) : JSON.parse(text);
       const y = await loadYaml();
+      const value = format === "yaml" ? parseYaml(text) : JSON.parse(text);
       setText(next === "yaml" ? y.dump(value) : JSON.stringify(value, null, 2));
       setFormat(next);
     } catch (error) {
@@ -189,8 +199,8 @@ export function Editor({ api, env, target, tree: live, notify, onIssues, onSaved
       ${live.version > tree.version && html`<p class="warning" id="moved-on">The configuration is now at version ${live.version}; saving checks that none of your keys changed since ${tree.version}.</p>`}
       ${target.kind === "subtree" && html`
         <fieldset class="formats"><legend>Format</legend>
-          <label><input type="radio" name="format" checked=${format === "json"} onChange=${() => switchFormat("json")} /> JSON</label>
-          <label><input type="radio" name="format" checked=${format === "yaml"} onChange=${() => switchFormat("yaml")} /> YAML</label>
+          <label><input type="radio" name="format" id="format-json" value="json" checked=${format === "json"} onChange=${() => switchFormat("json")} /> JSON</label>
+          <label><input type="radio" name="format" id="format-yaml" value="yaml" checked=${format === "yaml"} onChange=${() => switchFormat("yaml")} /> YAML</label>
         </fieldset>`}
       <label for="draft">${label}</label>
       <textarea id="draft" ref=${area} rows=${target.kind === "leaf" ? 2 : 12} spellcheck="false" value=${text} onInput=${(e) => setText(e.currentTarget.value)}></textarea>

@@ -73,26 +73,3 @@ export function History({ api, env, session, notify, reloadKey }) {
       </div>
     </section>`;
 }
-
-export function Plugins({ api }) {
-  const [plugins, setPlugins] = useState(null);
-  const [error, setError] = useState(null);
-  useEffect(() => { api.get("/v1/plugins").then((body) => setPlugins(body.plugins), (e) => setError(e.message)); }, []);
-  if (error) return html`<p class="error" role="alert">${error}</p>`;
-  if (!plugins) return html`<p class="muted">Loading plugins…</p>`;
-  if (plugins.length === 0) return html`<p id="no-plugins">No plugins in this host's plugins folder.</p>`;
-  return html`
-    <table class="plugins" id="plugins">
-      <caption>The running host's plugins</caption>
-      <thead><tr><th scope="col">Plugin</th><th scope="col">Kind</th><th scope="col">Status</th><th scope="col">Limits</th><th scope="col">Grants</th><th scope="col">Last error</th></tr></thead>
-      <tbody>${plugins.map((plugin) => html`
-        <tr data-plugin=${plugin.name}>
-          <td>${plugin.name} ${plugin.version || ""}<div class="muted">${plugin.file}</div></td>
-          <td>${plugin.kind || ""}</td>
-          <td>${plugin.status}${plugin.refused_update ? html`<div class="error">newer file refused: ${plugin.refused_update}</div>` : ""}</td>
-          <td>${plugin.limits ? JSON.stringify(plugin.limits) : ""}</td>
-          <td>${plugin.grants ? JSON.stringify(plugin.grants) : ""}</td>
-          <td>${plugin.last_error || ""}</td>
-        </tr>`)}</tbody>
-    </table>`;
-}

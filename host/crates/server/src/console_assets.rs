@@ -41,6 +41,7 @@ const ASSETS: &[Asset] = &[
     asset!("tree.js", JS),
     asset!("editor.js", JS),
     asset!("history.js", JS),
+    asset!("hosts.js", JS),
     asset!("live.js", JS),
     asset!("vendor/preact.module.js", JS),
     asset!("vendor/hooks.module.js", JS),
