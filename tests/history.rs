@@ -328,3 +328,33 @@ fn a_locked_database_refuses_the_change_and_the_running_configuration_keeps_serv
     host.set("production", "api.rate_limit", Value::from(800)).unwrap();
     assert_eq!(production.get::<u32>("api.rate_limit").unwrap(), 800);
 }
+
+/// A schema tightened under an existing override makes the configuration invalid: every command
+/// refuses it (naming the override and how to remove it), a change that leaves it invalid is
+/// refused and not recorded, and `unset` — the repair — goes through.
+#[test]
+fn an_override_a_new_schema_refuses_can_still_be_unset() {
+    let tree = example();
+    ok(run(&tree, "staging", &["set", "api.rate_limit", "900"]));
+    let schema_path = tree.root().join("schemas/global_schema.json");
+    let mut schema: Value = serde_json::from_str(&std::fs::read_to_string(&schema_path).unwrap()).unwrap();
+    schema["properties"]["api"]["properties"]["rate_limit"]["maximum"] = serde_json::json!(800);
+    std::fs::write(&schema_path, schema.to_string()).unwrap();
+
+    let read = run(&tree, "staging", &["get", "api.rate_limit"]);
+    assert_eq!(read.status.code(), Some(3), "{}", stderr(&read));
+    let said = stderr(&read);
+    assert!(said.contains("api.rate_limit") && said.contains("must be ≤ 800"), "{said}");
+    assert!(said.contains("`api.rate_limit` in staging is a runtime override") && said.contains("potter-config --env staging unset api.rate_limit"), "{said}");
+
+    let versions = history_json(&tree, &[]).len();
+    let unrelated = run(&tree, "staging", &["set", "api.timeout", "20"]);
+    assert_eq!(unrelated.status.code(), Some(3), "a change that leaves the override invalid: {}", stderr(&unrelated));
+    assert!(stderr(&unrelated).contains("this change is recorded only if every view is valid after it"), "{}", stderr(&unrelated));
+    assert_eq!(history_json(&tree, &[]).len(), versions, "the refused change was recorded");
+
+    let unset = run(&tree, "staging", &["unset", "api.rate_limit"]);
+    assert!(unset.status.success(), "{}", stderr(&unset));
+    assert_eq!(history_json(&tree, &[]).len(), versions + 1);
+    assert_eq!(ok(run(&tree, "staging", &["get", "api.rate_limit"])), "300\n", "the files' value again");
+}

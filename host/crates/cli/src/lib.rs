@@ -205,9 +205,58 @@ impl Cli {
         if self.allow_unsigned && self.environment == potter_plugin::PRODUCTION {
             return Err(Error::UnsignedRefused { reason: "the environment is production".to_owned() });
         }
+        match self.open_to_repair()? {
+            (host, None) => Ok(host),
+            (host, Some(report)) => {
+                hint_overrides_behind(&host, &report);
+                Err(Error::Invalid(report))
+            }
+        }
+    }
+
+    /// [`Cli::open`] for `set` and `unset`: the host even when its configuration is invalid now (a
+    /// schema or validator that refuses an existing override), with what is invalid, so the change
+    /// that repairs it can be made. The change is validated as any other.
+    pub fn open_to_repair(&self) -> Result<(ConfigHost, Option<potter_validate::Report>), Error> {
+        if self.allow_unsigned && self.environment == potter_plugin::PRODUCTION {
+            return Err(Error::UnsignedRefused { reason: "the environment is production".to_owned() });
+        }
         let mut options = self.options();
         options.environments.get_or_insert_with(|| vec![self.environment.clone()]);
-        ConfigHost::open(options)
+        ConfigHost::open_to_repair(options)
+    }
+}
+
+/// Tells on stderr which errors of an invalid configuration are about runtime overrides: no file
+/// holds them, so the fix is `unset` (or a valid `set`), which [`Cli::open_to_repair`] allows.
+pub(crate) fn hint_overrides_behind(host: &ConfigHost, report: &potter_validate::Report) {
+    let mut hinted = std::collections::BTreeSet::new();
+    for issue in report.issues().filter(|issue| issue.severity == potter_engine::Severity::Error) {
+        let Some(view) = &issue.view else { continue };
+        let environment = view.environment.to_string();
+        // The overrides are a tree: the issue is about an override when its key is a leaf of it
+        // or lies under one (an object set as one value).
+        let overrides = serde_json::Value::Object(host.overrides(&environment));
+        let mut at = &overrides;
+        let mut key = Vec::new();
+        for segment in issue.path.split('.').filter(|segment| !segment.is_empty()) {
+            match at.get(segment) {
+                Some(next) => {
+                    key.push(segment);
+                    at = next;
+                }
+                None => break,
+            }
+            if !at.is_object() {
+                break;
+            }
+        }
+        let overridden = (!key.is_empty() && (!at.is_object() || key.len() == issue.path.split('.').count())).then(|| key.join("."));
+        if let Some(key) = overridden {
+            if hinted.insert((environment.clone(), key.clone())) {
+                eprintln!("hint: `{key}` in {environment} is a runtime override (no file holds it): `potter-config --env {environment} unset {key}` removes it, or `set` a valid value");
+            }
+        }
     }
 }
 

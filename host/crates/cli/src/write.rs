@@ -70,7 +70,7 @@ pub(crate) fn request(actor: &ActorArg, reason: &Option<String>, if_version: Opt
 }
 
 pub fn set(cli: &Cli, args: &SetArgs) -> Outcome {
-    let host = cli.open()?;
+    let host = open_to_repair(cli)?;
     let value = parse_value(&args.value);
     let snapshot = host.set_with(&cli.environment, &args.key, value, request(&args.actor, &args.reason, args.if_version))?;
     let view = snapshot.view(&ViewKey::environment(&cli.environment)).map_err(Error::from)?;
@@ -80,10 +80,21 @@ pub fn set(cli: &Cli, args: &SetArgs) -> Outcome {
 }
 
 pub fn unset(cli: &Cli, args: &UnsetArgs) -> Outcome {
-    let host = cli.open()?;
+    let host = open_to_repair(cli)?;
     let snapshot = host.unset_with(&cli.environment, &args.key, request(&args.actor, &args.reason, args.if_version))?;
     report_change(cli, "unset", &args.key, None, snapshot.version());
     Ok(())
+}
+
+/// The host for a change, even over an invalid configuration: the change may be what repairs it
+/// (it is recorded only if every view is valid after it).
+fn open_to_repair(cli: &Cli) -> Result<potter_config::runtime::ConfigHost, Error> {
+    let (host, invalid) = cli.open_to_repair()?;
+    if let Some(report) = invalid {
+        eprintln!("warning: the configuration is invalid now ({} error(s)); this change is recorded only if every view is valid after it", report.error_count());
+        super::hint_overrides_behind(&host, &report);
+    }
+    Ok(host)
 }
 
 fn report_change(cli: &Cli, what: &str, key: &str, value: Option<Value>, version: u64) {

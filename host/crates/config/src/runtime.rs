@@ -300,15 +300,30 @@ impl ConfigHost {
     /// `ConfigHost::open_with(options, |checks| checks.add_custom_validator("name", |view| vec![]))`.
     /// They run on every later change too.
     pub fn open_with(options: Options, configure: impl FnOnce(&mut Validation)) -> Result<Self, Error> {
+        Self::open_checked(options, configure, false).map(|(host, _)| host)
+    }
+
+    /// Opens the host even when its configuration is invalid, so that the change repairing it can
+    /// be made: a runtime override that a new schema or validator now refuses can only be removed
+    /// through a host (`potter-config unset`). The report of what is invalid comes back with the
+    /// host. Every change is validated as always: only one that leaves every view valid is
+    /// recorded. For a command that edits overrides, never for a host that serves reads.
+    pub fn open_to_repair(options: Options) -> Result<(Self, Option<Report>), Error> {
+        Self::open_checked(options, |_| {}, true)
+    }
+
+    fn open_checked(options: Options, configure: impl FnOnce(&mut Validation), open_invalid: bool) -> Result<(Self, Option<Report>), Error> {
         let mut state = WriterState::prepare(&options, configure)?;
         let snapshot = state.build(&options, &state.overrides.clone())?;
         let report = validate_all(&read_checks(&state.checks), &snapshot);
         for issue in &report.tree {
             tracing::warn!(problem = %issue.message, "configuration tree");
         }
-        if report.has_errors() {
-            return Err(Error::Invalid(report));
-        }
+        let invalid = match report.has_errors() {
+            true if !open_invalid => return Err(Error::Invalid(report)),
+            true => Some(report),
+            false => None,
+        };
         let version = state.recorder.as_ref().map_or(Ok(0), |recorder| recorder.latest_version())?;
         state.checks_changed = false;
         let overrides = Arc::new(state.overrides.clone());
@@ -343,7 +358,7 @@ impl ConfigHost {
         }
         let live_version = host.snapshot().version();
         crate::fleet::follow_peers(host.history_database(), live_version, host.downgrade())?;
-        Ok(host)
+        Ok((host, invalid))
     }
 
     /// A handle that does not keep the host alive (for its own background threads).
