@@ -569,3 +569,29 @@ fn a_type_error_about_a_secret_names_its_file_position_but_never_the_value() {
     assert!(subtree.contains("`db.password` at environments/production.json:4:"), "{subtree}");
     assert!(subtree.contains("details withheld") && !subtree.contains(PLAINTEXT), "{subtree}");
 }
+
+/// A rollback to a version before a rotation writes back the ciphertext that version held: the
+/// rotation keeps the key that ciphertext needs (and says so) instead of retiring it.
+#[test]
+fn a_rotation_keeps_the_keys_a_rollback_to_an_older_version_needs() {
+    let (tree, keyring, _) = tree_with_production_secret();
+    let options = options(&tree);
+    let host = ConfigHost::open(options.clone()).unwrap();
+    let first = host.snapshot().version();
+    // A new value of the secret, saved in the file and taken in by the host (recorded).
+    let sealed = encrypt(&keyring, "production", &["db", "password"], "second-password").unwrap();
+    tree.write("environments/production.json", &production_file(&sealed));
+    host.reload().unwrap();
+    let second = host.snapshot().version();
+    assert!(second > first);
+    let old_key = keyring.newest_key_id().to_owned();
+
+    let report = secret_values::rotate(&options, "production").unwrap();
+    host.reload().unwrap();
+    assert!(report.retired.is_empty(), "{:?}", report.retired);
+    assert_eq!(report.kept_for_history, vec![old_key.clone()]);
+
+    let rolled = potter_config::timeline::rollback(&host, "production", first, potter_config::runtime::SetRequest::new(potter_config::ChangeOrigin::Rollback, "test"), false).unwrap();
+    assert!(rolled.applied.is_some(), "nothing applied");
+    assert_eq!(host.view("production", None, None).unwrap().get::<String>("db.password").unwrap(), PLAINTEXT);
+}

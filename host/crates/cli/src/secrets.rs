@@ -73,6 +73,9 @@ pub fn run(cli: &Cli, command: &SecretsCommand) -> Outcome {
                     } else {
                         println!("retired {}", report.retired.join(", "));
                     }
+                    if !report.kept_for_history.is_empty() {
+                        println!("kept {}: the history's older versions hold ciphertexts under them (a rollback needs them)", report.kept_for_history.join(", "));
+                    }
                 }
                 (None, Some(var)) => {
                     println!("the `{env}` keyring comes from {var}, which this command cannot change:");

@@ -94,6 +94,9 @@ pub struct RotationReport {
     pub reencrypted: usize,
     /// Keys removed from the keyring file.
     pub retired: Vec<String>,
+    /// Keys the file no longer uses but the history's kept ciphertexts do (a rollback to those
+    /// versions needs them); retired by a later rotation once the history pruned them.
+    pub kept_for_history: Vec<String>,
     /// For a keyring from `POTTER_SECRET_KEY_<ENV>`: the variable, and the keys nothing
     /// references any more (the operator may drop them from it).
     pub env_var: Option<String>,
@@ -150,6 +153,10 @@ pub fn rotate(options: &Options, env: &str) -> Result<RotationReport, Error> {
             Ok::<_, CipherError>(None)
         })
         .expect("collecting key ids cannot fail");
+    // A rollback to an older version writes back the ciphertexts the history kept: their keys
+    // stay until the history prunes those payloads.
+    let kept_for_history: Vec<String> = history_key_ids(options, env)?.into_iter().filter(|id| !referenced.contains(id) && keyring.key_ids().any(|known| known == id)).collect();
+    referenced.extend(kept_for_history.iter().cloned());
     let newest_key = keyring.newest_key_id().to_owned();
     let (retired, unreferenced) = if env_var.is_none() {
         let retired = keyring.retire_unreferenced(referenced.iter().map(String::as_str));
@@ -161,5 +168,31 @@ pub fn rotate(options: &Options, env: &str) -> Result<RotationReport, Error> {
         let unreferenced = keyring.key_ids().filter(|id| *id != newest_key && !referenced.iter().any(|r| r == id)).map(str::to_owned).collect();
         (Vec::new(), unreferenced)
     };
-    Ok(RotationReport { env: env.to_owned(), new_key, newest_key, file: file.relative, reencrypted, retired, env_var, unreferenced })
+    Ok(RotationReport { env: env.to_owned(), new_key, newest_key, file: file.relative, reencrypted, retired, kept_for_history, env_var, unreferenced })
+}
+
+/// The key ids of every ciphertext the history keeps for `env` (values before and after each
+/// recorded change whose payload is not pruned).
+fn history_key_ids(options: &Options, env: &str) -> Result<Vec<String>, Error> {
+    if !options.history {
+        return Ok(Vec::new());
+    }
+    let Some(store) = crate::recording::open_store(options)? else { return Ok(Vec::new()) };
+    let query = potter_history::HistoryQuery { env: Some(env.to_owned()), limit: usize::MAX, ..Default::default() };
+    let mut ids: Vec<String> = Vec::new();
+    for record in store.query(&query)? {
+        let Some(payload) = record.payload else { continue };
+        for change in payload.changes {
+            for value in [change.before, change.after].into_iter().flatten() {
+                if let potter_history::StoredValue::Secret { ciphertext: Some(ciphertext), .. } = value {
+                    if let Some(id) = key_id_of(&ciphertext) {
+                        if !ids.iter().any(|known| known == id) {
+                            ids.push(id.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(ids)
 }
