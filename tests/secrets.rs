@@ -595,3 +595,17 @@ fn a_rotation_keeps_the_keys_a_rollback_to_an_older_version_needs() {
     assert!(rolled.applied.is_some(), "nothing applied");
     assert_eq!(host.view("production", None, None).unwrap().get::<String>("db.password").unwrap(), PLAINTEXT);
 }
+
+/// `explain` never suggests an environment variable for a secret (a plain value there is
+/// refused): it names `secrets set`, and its JSON has no variable.
+#[test]
+fn explain_suggests_secrets_set_for_a_secret_not_a_variable() {
+    let (tree, _, _) = tree_with_production_secret();
+    let said = ok(&run(&tree, &["--env", "production", "explain", "db.password"], None, &[]));
+    assert!(!said.contains("POTTER_DB__PASSWORD"), "{said}");
+    assert!(said.contains("change with: potter-config --env production secrets set db.password"), "{said}");
+    let plain = ok(&run(&tree, &["--env", "production", "explain", "db.host"], None, &[]));
+    assert!(plain.contains("override with: POTTER_DB__HOST=<value>"), "{plain}");
+    let doc: Value = serde_json::from_str(&ok(&run(&tree, &["--env", "production", "explain", "db.password", "--format", "json"], None, &[]))).unwrap();
+    assert_eq!(doc["env_var"], Value::Null, "{doc}");
+}

@@ -1,6 +1,5 @@
 //! Read-only commands: `get`, `dump`, `explain`, `layers`.
 
-use potter_engine::envvars::variable_for;
 use potter_engine::{Provenance, ViewKey};
 use serde_json::{json, Value};
 
@@ -43,7 +42,7 @@ pub fn explain(cli: &Cli, key: &str) -> Outcome {
     let snapshot = host.snapshot();
     let view = host.options().served_view(&snapshot, &view_key(cli))?;
     let effective = view.get(key).map(|value| potter_config::secret_values::redact(view, key, &value));
-    let env_var = variable_for(&host.options().env_prefix, key);
+    let env_var = potter_config::secret_values::overriding_variable(view, &host.options().env_prefix, key);
     let contributions = view.explain(key);
     if cli.format == OutputFormat::Json || cli.format == OutputFormat::Yaml || cli.format == OutputFormat::Toml {
         let layers: Vec<Value> = contributions
@@ -84,7 +83,10 @@ pub fn explain(cli: &Cli, key: &str) -> Outcome {
             let shown_source = if c.value.is_some() { source } else { c.layer.source.to_string() };
             println!("  {}. {:<22} {:<45} {}{}", i + 1, c.layer.rank.label(), shown_source, said, mark);
         }
-        println!("  override with: {env_var}=<value>");
+        match &env_var {
+            Some(env_var) => println!("  override with: {env_var}=<value>"),
+            None => println!("  change with: potter-config --env {} secrets set {key} (a secret is never taken from an environment variable)", view.key().environment),
+        }
     }
     if effective.is_none() {
         return Err(Error::NotFound(key.to_owned()).into());

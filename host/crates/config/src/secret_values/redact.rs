@@ -61,6 +61,13 @@ pub fn holds_secret(view: &View, path: &str) -> bool {
     view.layers().iter().any(|layer| layer.secrets.iter().any(|secret| is_under(secret, path)))
 }
 
+/// The environment variable that would override `path` (as `explain` suggests it), or None when
+/// the path holds a secret: a plain value from a variable at a secret path is refused, so the
+/// way to change a secret is `secrets set`.
+pub fn overriding_variable(view: &View, env_prefix: &str, path: &str) -> Option<String> {
+    (!holds_secret(view, path)).then(|| potter_engine::envvars::variable_for(env_prefix, path))
+}
+
 /// A type error about the value at `path`, with the deserializer's message dropped when the value
 /// holds a secret (serde quotes the offending value: `invalid type: string "sk-…"`).
 pub fn safe_type_message(view: &View, path: &str, message: String) -> String {

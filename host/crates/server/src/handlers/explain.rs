@@ -12,8 +12,9 @@ pub struct Explanation {
     /// Whether the key has a value in the view.
     pub found: bool,
     pub value: Option<Value>,
-    /// The environment variable that would override the key.
-    pub env_var: String,
+    /// The environment variable that would override the key; null when the key holds a secret
+    /// (a secret is never taken from a variable: `secrets set` changes it).
+    pub env_var: Option<String>,
     /// Every layer that has the key, lowest precedence first.
     pub layers: Vec<ExplainLayer>,
 }
@@ -93,7 +94,7 @@ pub async fn explain(
         version: snapshot.version(),
         found: effective.is_some(),
         value: effective,
-        env_var: potter_engine::envvars::variable_for(&state.host.options().env_prefix, &key),
+        env_var: potter_config::secret_values::overriding_variable(view, &state.host.options().env_prefix, &key),
         layers,
         key,
     };
