@@ -213,3 +213,23 @@ fn plugins_deleted_while_reloads_run_leave_a_consistent_configuration() {
     assert_eq!(value(&live.host, "remote.x"), None, "the last state of the folder is empty");
     assert!(live.host.plugin_list().is_empty(), "{:?}", live.host.plugin_list());
 }
+
+/// A plugin refused because its key is not trusted loads once the operator trusts the key: the
+/// watcher follows the trust store too, so its files need not be touched again.
+#[test]
+fn a_plugin_refused_for_an_untrusted_key_loads_once_the_key_is_trusted() {
+    let mut live = Live::start();
+    let second = potter_plugin::keygen(&live.tree.tree.root().parent().unwrap().join("second-signer")).unwrap();
+    let files = live.tree.prepare_signed_by("source-scripted", "feed", |m| m.replace("directory = \"scripted\"", "directory = \"feed\""), common::wasm::Signing::Checked, &second);
+    live.tree.install_prepared("feed", files);
+    let (actor, diagnostics) = expect_rejected(&mut live.events);
+    assert_eq!(actor, "plugin:feed");
+    assert!(diagnostics[0].starts_with("plugin feed: ") && diagnostics[0].contains("trust"), "{diagnostics:?}");
+    assert_eq!(value(&live.host, "remote.x"), None);
+
+    potter_plugin::trust_with(&second.public_key, &live.tree.tree.state().join("trusted-keys"), &potter_plugin::Allowance::all()).unwrap();
+    let (actor, changes) = expect_changed(&mut live.events);
+    assert_eq!(actor, "plugin:feed");
+    assert_eq!(changes, vec![("remote.x".to_owned(), Some(json!(1)))]);
+    assert_eq!(live.host.plugin_list()[0].status, PluginStatus::Loaded);
+}

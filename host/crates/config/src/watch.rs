@@ -189,7 +189,12 @@ impl ConfigHost {
         let mut paths = vec![root.clone()];
         // The folder is watched on its own when it lies outside the root (and once it exists).
         if plugins_dir.is_dir() && !plugins_dir.starts_with(&root) {
-            paths.push(plugins_dir);
+            paths.push(plugins_dir.clone());
+        }
+        // Trusting a key (`plugin trust`) gives a refused plugin its chance without touching its files.
+        let trust_dir = crate::plugin_folder::trust_dir(self.options());
+        if plugins_dir.is_dir() && trust_dir.is_dir() {
+            paths.push(trust_dir);
         }
         let files = FsWatcher::start(&paths, options, move || {
             if let Err(error) = host.reload_because(Cause::new(ChangeOrigin::File, "file-watch")) {

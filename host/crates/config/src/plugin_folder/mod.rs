@@ -41,6 +41,7 @@ use crate::options::Options;
 use crate::source::tree::FileStamp;
 
 pub use policy::grant_rules;
+pub(crate) use policy::trust_dir;
 pub use sources::SourceRefresh;
 use sources::SourceState;
 
@@ -61,6 +62,21 @@ pub struct Plugins {
     settling: BTreeMap<String, (PluginStamp, Instant)>,
     /// Sources' last good layers, kept encrypted in the state directory for a start with the remote down.
     cache: source_cache::SourceCache,
+    /// The trust store as the last sync saw it: when a key is trusted (or its grants change),
+    /// every refused plugin is looked at again, although its own files did not change.
+    trust_seen: TrustStamp,
+}
+
+/// The stamps of the trust store's files, in name order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct TrustStamp(Vec<(std::ffi::OsString, Option<FileStamp>)>);
+
+impl TrustStamp {
+    fn of(dir: &Path) -> TrustStamp {
+        let mut files: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|entry| (entry.file_name(), FileStamp::of(&entry.path()))).collect();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        TrustStamp(files)
+    }
 }
 
 /// A running plugin and its contributions.
@@ -145,7 +161,8 @@ impl Plugins {
     /// filled by the next reload.
     pub fn start_empty(options: &Options) -> Result<Self, Error> {
         let host = Arc::new(PluginHost::new(policy::host_options(options)?)?);
-        Ok(Self { host, dir: options.plugins_dir.clone(), active: BTreeMap::new(), refused: BTreeMap::new(), settling: BTreeMap::new(), cache: source_cache::SourceCache::new(options) })
+        let trust_seen = TrustStamp::of(&host.options().trust_dir());
+        Ok(Self { host, dir: options.plugins_dir.clone(), active: BTreeMap::new(), refused: BTreeMap::new(), settling: BTreeMap::new(), cache: source_cache::SourceCache::new(options), trust_seen })
     }
 
     /// The plugins of the folder that load, and why the others were refused (in file-name order).
@@ -210,6 +227,11 @@ impl Plugins {
         let now = Instant::now();
         self.settling.retain(|name, _| present.contains_key(name));
         self.refused.retain(|name, _| present.contains_key(name));
+        let trust = TrustStamp::of(&self.host.options().trust_dir());
+        if trust != self.trust_seen {
+            self.refused.clear();
+            self.trust_seen = trust;
+        }
         // A refused file that left the folder is no longer worth listing.
         for info in self.host.list() {
             if !present.contains_key(&info.name) && !self.active.contains_key(&info.name) {

@@ -42,6 +42,11 @@ fn base_host_options(options: &Options, environment: &str) -> HostOptions {
     host_options
 }
 
+/// The trust store a host opened with `options` reads.
+pub(crate) fn trust_dir(options: &Options) -> std::path::PathBuf {
+    base_host_options(options, "development").trust_dir()
+}
+
 /// What a manifest may ask of a host opened with `options` (the tool's own variables and state
 /// directory are never granted; limits stay within the maxima): `plugin sign` and `plugin verify`
 /// check by the same rules as the load.
