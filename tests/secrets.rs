@@ -609,3 +609,21 @@ fn explain_suggests_secrets_set_for_a_secret_not_a_variable() {
     let doc: Value = serde_json::from_str(&ok(&run(&tree, &["--env", "production", "explain", "db.password", "--format", "json"], None, &[]))).unwrap();
     assert_eq!(doc["env_var"], Value::Null, "{doc}");
 }
+
+/// `secrets set` checks the new value like any change before it writes the file: a value the
+/// schema refuses is refused (named by key and rule, never quoted), and the file is untouched.
+#[test]
+fn secrets_set_refuses_a_value_the_schema_refuses_and_leaves_the_file() {
+    let (tree, _, _) = tree_with_production_secret();
+    tree.write("schemas/global_schema.json", r#"{"type": "object", "properties": {"db": {"type": "object", "properties": {"password": {"type": "string", "minLength": 12}}}}}"#);
+    let before = fs::read_to_string(tree.root().join("environments/production.json")).unwrap();
+    let refused = run(&tree, &["--env", "production", "secrets", "set", "db.password"], Some("short-pw\n"), &[]);
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(said.contains("db.password") && said.contains("minLength"), "{said}");
+    assert!(!said.contains("short-pw") && !stdout(&refused).contains("short-pw"), "the refused value is quoted: {said}");
+    assert_eq!(fs::read_to_string(tree.root().join("environments/production.json")).unwrap(), before, "the file was written");
+
+    ok(&run(&tree, &["--env", "production", "secrets", "set", "db.password"], Some("a-long-enough-password\n"), &[]));
+    assert_eq!(ok(&run(&tree, &["--env", "production", "get", "db.password", "--reveal"], None, &[])), "a-long-enough-password\n");
+}

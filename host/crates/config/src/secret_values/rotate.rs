@@ -75,8 +75,22 @@ pub fn set_secret(options: &Options, env: &str, key: &str, plaintext: &SecretStr
     let mut document = read_document(&file)?;
     let sealed = encrypt(&keyring, env, &segments, plaintext.expose()).map_err(SecretsError::Keyring)?;
     document.set_string(&segments, &sealed).map_err(|reason| SecretsError::Document { file: file.relative.clone(), reason })?;
+    check_new_secret(options, env, key, &sealed)?;
     write_document(&file, &document)?;
     Ok(SetReport { file: file.relative, created: !file.exists, key_id: keyring.newest_key_id().to_owned() })
+}
+
+/// Refuses a new secret value the configuration's checks refuse, before the file is written (a
+/// running host would refuse the save, and every command after it would meet an invalid tree).
+/// The value is tried as a runtime override of `env` in a dry run, so it is checked in every view
+/// of the environment with the environment's schemas, rules and validator plugins; nothing is
+/// recorded.
+fn check_new_secret(options: &Options, env: &str, key: &str, sealed: &str) -> Result<(), Error> {
+    let mut options = options.clone();
+    options.environments.get_or_insert_with(|| vec![env.to_owned()]);
+    let (host, _already_invalid) = crate::ConfigHost::open_to_repair(options)?;
+    let request = crate::runtime::SetRequest::new(crate::ChangeOrigin::Cli, "secrets-set-check");
+    host.edit_overrides(env, &[(key.to_owned(), Some(serde_json::Value::String(sealed.to_owned())))], request, true).map(|_| ())
 }
 
 /// What [`rotate`] did.
