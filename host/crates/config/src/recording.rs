@@ -69,12 +69,63 @@ pub struct StoreLink {
     /// The newest peer record the follower delivered (names who made a change it takes in,
     /// without another read).
     pub latest_peer_record: Mutex<Option<potter_history::Record>>,
+    /// The shared store's overrides as of one version, kept current by the follower: what a
+    /// peer's change is taken in from without reading etcd again (see [`OverridesMirror`]).
+    pub mirror: Mutex<Option<OverridesMirror>>,
     /// The last peer change this host could not validate (published in its registry entry).
     pub last_refusal: Mutex<Option<String>>,
     /// This host's registry entry, once registered.
     pub registration: Mutex<Option<potter_history_etcd::Registration<'static>>>,
     /// The entry as last published.
     pub instance: Mutex<Option<potter_history_etcd::InstanceInfo>>,
+}
+
+/// The override layers of every environment of the tree exactly as the shared store held them
+/// at `version`. Seeded by a full read (version and layers in one read transaction) and moved on
+/// by applying each next record's override operations as the follower delivers it: etcd built
+/// that record's layers from its predecessor's the same way, so the mirror stays equal to etcd's.
+/// Anything that breaks the chain (a gap, a record without its payload, an environment it does
+/// not hold, a reconnect) drops it, and the next take-in reads etcd in full again.
+pub struct OverridesMirror {
+    /// The store version the layers are as of.
+    pub version: u64,
+    /// Environment -> its override layer (dotted key -> stored value), for the tree's environments.
+    pub overrides: potter_history::OverridesByEnv,
+}
+
+impl StoreLink {
+    /// Replaces the mirror with a full read at `version`, unless it is already as new.
+    fn seed_mirror(&self, version: u64, overrides: &potter_history::OverridesByEnv) {
+        let mut mirror = lock(&self.mirror);
+        if mirror.as_ref().is_some_and(|held| held.version >= version) {
+            return;
+        }
+        *mirror = Some(OverridesMirror { version, overrides: overrides.clone() });
+    }
+
+    /// Moves the mirror on by the record the follower delivered (records come in version order).
+    pub fn advance_mirror(&self, record: &potter_history::Record) {
+        let mut slot = lock(&self.mirror);
+        let Some(mirror) = slot.as_mut() else { return };
+        if record.version <= mirror.version {
+            return; // already in the read it was seeded from
+        }
+        let next = record.version == mirror.version + 1;
+        match (next, &record.payload, mirror.overrides.get_mut(&record.env)) {
+            (true, Some(payload), Some(layer)) => {
+                for op in &payload.override_ops {
+                    op.apply_to(layer);
+                }
+                mirror.version = record.version;
+            }
+            _ => *slot = None,
+        }
+    }
+
+    /// Forgets the mirror (the follower reconnected: read in full once).
+    pub fn drop_mirror(&self) {
+        *lock(&self.mirror) = None;
+    }
 }
 
 /// Locks a mutex of the link, taking over a poisoned one (its data is plain state).
@@ -238,27 +289,24 @@ impl Recorder {
         let listing = crate::source::tree::scan(&self.options.root)?;
         let environments: Vec<String> = listing.axes.environments.iter().map(|env| env.to_string()).collect();
         let (version, stored_all) = store.overrides_with_version(&environments)?;
-        let mut all = Overrides::new();
-        for (env, stored) in stored_all {
-            if stored.is_empty() {
-                continue;
-            }
-            let mut tree = Map::new();
-            for (key, value) in stored {
-                let value = match value {
-                    StoredValue::Plain(value) => value,
-                    StoredValue::Secret { ciphertext: Some(ciphertext), .. } => Value::String(ciphertext),
-                    StoredValue::Secret { ciphertext: None, .. } => {
-                        return Err(Error::History(HistoryError::InvalidChange(format!(
-                            "the runtime override of `{key}` in `{env}` is a secret without its ciphertext; remove it with `potter-config unset {key} --env {env}`"
-                        ))))
-                    }
-                };
-                set_leaf(&mut tree, &key, value);
-            }
-            all.insert(env, tree);
+        if self.database.etcd().is_some() {
+            self.database.link().seed_mirror(version, &stored_all);
         }
-        Ok((version, all))
+        Ok((version, overrides_from_stored(stored_all)?))
+    }
+
+    /// On a shared store, the followed state (see [`OverridesMirror`]) when it can stand for a
+    /// full read: it holds exactly `environments` and is at least as new as `live_version` (a
+    /// change of ours already live is in it). None: read in full.
+    pub(crate) fn followed_state(&self, environments: &BTreeSet<String>, live_version: u64) -> Option<Result<(u64, Overrides), Error>> {
+        self.database.etcd()?;
+        let mirror = lock(&self.database.link().mirror);
+        let mirror = mirror.as_ref()?;
+        if mirror.version < live_version || !mirror.overrides.keys().eq(environments.iter()) {
+            return None;
+        }
+        let (version, stored_all) = (mirror.version, mirror.overrides.clone());
+        Some(overrides_from_stored(stored_all).map(|all| (version, all)))
     }
 
     /// On a shared store, the record of `version` if it can be read: who made a change a peer
@@ -560,3 +608,27 @@ pub(crate) fn sealed_value(value: &Value) -> Option<StoredValue> {
     }
 }
 
+/// Stored override layers as the trees a build takes (a secret stays its ciphertext).
+fn overrides_from_stored(stored_all: potter_history::OverridesByEnv) -> Result<Overrides, Error> {
+    let mut all = Overrides::new();
+    for (env, stored) in stored_all {
+        if stored.is_empty() {
+            continue;
+        }
+        let mut tree = Map::new();
+        for (key, value) in stored {
+            let value = match value {
+                StoredValue::Plain(value) => value,
+                StoredValue::Secret { ciphertext: Some(ciphertext), .. } => Value::String(ciphertext),
+                StoredValue::Secret { ciphertext: None, .. } => {
+                    return Err(Error::History(HistoryError::InvalidChange(format!(
+                        "the runtime override of `{key}` in `{env}` is a secret without its ciphertext; remove it with `potter-config unset {key} --env {env}`"
+                    ))))
+                }
+            };
+            set_leaf(&mut tree, &key, value);
+        }
+        all.insert(env, tree);
+    }
+    Ok(all)
+}
