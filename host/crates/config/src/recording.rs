@@ -632,3 +632,81 @@ fn overrides_from_stored(stored_all: potter_history::OverridesByEnv) -> Result<O
     }
     Ok(all)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use potter_history::{ChangeOrigin, OverrideOp, Payload, Record};
+    use serde_json::json;
+
+    fn record(version: u64, env: &str, ops: Option<Vec<OverrideOp>>) -> Record {
+        Record {
+            version,
+            timestamp_ms: 0,
+            actor: "peer".into(),
+            origin: ChangeOrigin::Api,
+            env: env.into(),
+            reason: None,
+            keys: vec!["a".into()],
+            payload: ops.map(|override_ops| Payload { changes: Vec::new(), override_ops }),
+        }
+    }
+
+    fn set(key: &str, value: serde_json::Value) -> OverrideOp {
+        OverrideOp::Set { key: key.into(), value: StoredValue::Plain(value) }
+    }
+
+    fn seeded(version: u64) -> StoreLink {
+        let link = StoreLink::default();
+        let layers = BTreeMap::from([("prod".to_owned(), BTreeMap::from([("a".to_owned(), StoredValue::Plain(json!(1)))])), ("dev".to_owned(), BTreeMap::new())]);
+        link.seed_mirror(version, &layers);
+        link
+    }
+
+    fn mirrored(link: &StoreLink) -> Option<(u64, potter_history::OverridesByEnv)> {
+        lock(&link.mirror).as_ref().map(|mirror| (mirror.version, mirror.overrides.clone()))
+    }
+
+    #[test]
+    fn the_mirror_moves_on_by_each_next_record_as_etcd_did() {
+        let link = seeded(3);
+        link.advance_mirror(&record(4, "prod", Some(vec![set("b", json!(2)), OverrideOp::Remove { key: "a".into() }])));
+        link.advance_mirror(&record(5, "dev", Some(vec![set("c", json!(3))])));
+        let (version, layers) = mirrored(&link).unwrap();
+        assert_eq!(version, 5);
+        assert_eq!(layers["prod"], BTreeMap::from([("b".to_owned(), StoredValue::Plain(json!(2)))]));
+        assert_eq!(layers["dev"], BTreeMap::from([("c".to_owned(), StoredValue::Plain(json!(3)))]));
+        // A record already in the seed (delivered again, or a prune rewriting it) changes nothing.
+        link.advance_mirror(&record(5, "dev", Some(vec![set("c", json!(99))])));
+        assert_eq!(mirrored(&link).unwrap(), (version, layers));
+    }
+
+    #[test]
+    fn anything_that_breaks_the_chain_drops_the_mirror() {
+        let gap = seeded(3);
+        gap.advance_mirror(&record(5, "prod", Some(vec![set("b", json!(2))])));
+        assert!(mirrored(&gap).is_none(), "version 4 was never applied");
+
+        let pruned = seeded(3);
+        pruned.advance_mirror(&record(4, "prod", None));
+        assert!(mirrored(&pruned).is_none(), "a record without its payload cannot be applied");
+
+        let foreign = seeded(3);
+        foreign.advance_mirror(&record(4, "staging", Some(vec![set("b", json!(2))])));
+        assert!(mirrored(&foreign).is_none(), "an environment the read did not cover");
+
+        let reconnected = seeded(3);
+        reconnected.drop_mirror();
+        assert!(mirrored(&reconnected).is_none());
+    }
+
+    #[test]
+    fn an_older_read_does_not_replace_a_newer_mirror() {
+        let link = seeded(3);
+        link.advance_mirror(&record(4, "prod", Some(vec![set("b", json!(2))])));
+        link.seed_mirror(3, &BTreeMap::new());
+        assert_eq!(mirrored(&link).unwrap().0, 4);
+        link.seed_mirror(9, &BTreeMap::new());
+        assert_eq!(mirrored(&link).unwrap().0, 9);
+    }
+}
