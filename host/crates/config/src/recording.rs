@@ -84,8 +84,9 @@ pub struct StoreLink {
 /// at `version`. Seeded by a full read (version and layers in one read transaction) and moved on
 /// by applying each next record's override operations as the follower delivers it: etcd built
 /// that record's layers from its predecessor's the same way, so the mirror stays equal to etcd's.
-/// Anything that breaks the chain (a gap, a record without its payload, an environment it does
-/// not hold, a reconnect) drops it, and the next take-in reads etcd in full again.
+/// A record of an environment the tree lacks moves only the version (a full read leaves such an
+/// environment out too). Anything that breaks the chain (a gap, a record without its payload, a
+/// reconnect) drops it, and the next take-in reads etcd in full again.
 pub struct OverridesMirror {
     /// The store version the layers are as of.
     pub version: u64,
@@ -110,16 +111,17 @@ impl StoreLink {
         if record.version <= mirror.version {
             return; // already in the read it was seeded from
         }
-        let next = record.version == mirror.version + 1;
-        match (next, &record.payload, mirror.overrides.get_mut(&record.env)) {
-            (true, Some(payload), Some(layer)) => {
-                for op in &payload.override_ops {
-                    op.apply_to(layer);
-                }
-                mirror.version = record.version;
+        let (true, Some(payload)) = (record.version == mirror.version + 1, &record.payload) else {
+            *slot = None;
+            return;
+        };
+        // An environment this tree lacks is not in a full read either: only the version moves.
+        if let Some(layer) = mirror.overrides.get_mut(&record.env) {
+            for op in &payload.override_ops {
+                op.apply_to(layer);
             }
-            _ => *slot = None,
         }
+        mirror.version = record.version;
     }
 
     /// Forgets the mirror (the follower reconnected: read in full once).
@@ -691,13 +693,18 @@ mod tests {
         pruned.advance_mirror(&record(4, "prod", None));
         assert!(mirrored(&pruned).is_none(), "a record without its payload cannot be applied");
 
-        let foreign = seeded(3);
-        foreign.advance_mirror(&record(4, "staging", Some(vec![set("b", json!(2))])));
-        assert!(mirrored(&foreign).is_none(), "an environment the read did not cover");
 
         let reconnected = seeded(3);
         reconnected.drop_mirror();
         assert!(mirrored(&reconnected).is_none());
+    }
+
+    #[test]
+    fn a_record_of_an_environment_the_tree_lacks_only_moves_the_version() {
+        let link = seeded(3);
+        let before = mirrored(&link).unwrap().1;
+        link.advance_mirror(&record(4, "staging", Some(vec![set("b", json!(2))])));
+        assert_eq!(mirrored(&link).unwrap(), (4, before));
     }
 
     #[test]
