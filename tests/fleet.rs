@@ -337,7 +337,18 @@ fn assert_all_present(writer: &ConfigHost, reader: &ConfigHost, acknowledged: &[
     assert!(versions.windows(2).all(|pair| pair[0] < pair[1]), "versions increase: {versions:?}");
     let store = reader.history_store().unwrap().unwrap();
     for (n, version) in acknowledged {
-        let record = store.get(*version).unwrap().unwrap_or_else(|| panic!("version {version} is recorded"));
+        // The reader can reach the writer's version with no read of its own (it applies the
+        // records it watched), so its client's connection to a member restarted moments ago may
+        // still be down: its first direct read can fail once, and is retried.
+        let mut read = None;
+        wait_until("the reader's store answers a read", || match store.get(*version) {
+            Ok(record) => {
+                read = Some(record);
+                true
+            }
+            Err(_) => false,
+        });
+        let record = read.flatten().unwrap_or_else(|| panic!("version {version} is recorded"));
         let key = format!("stream.k{}", n % 4);
         let change = record.payload.as_ref().unwrap().changes.iter().find(|change| change.key == key).unwrap_or_else(|| panic!("version {version} changes {key}"));
         assert_eq!(change.after, Some(potter_history::StoredValue::plain(json!(n))));

@@ -81,6 +81,7 @@ fn follow(store: &Arc<EtcdStore>, link: &StoreLink, after: u64, peer: &impl Peer
 fn note(link: &StoreLink, event: FollowEvent) {
     match event {
         FollowEvent::Record(record) => {
+            link.advance_mirror(&record);
             let mut own = lock(&link.own_versions);
             // Versions are delivered in order: anything of ours below this one was delivered too.
             let ours = own.remove(&record.version);
@@ -93,10 +94,12 @@ fn note(link: &StoreLink, event: FollowEvent) {
         }
         FollowEvent::Interrupted(why) => {
             tracing::warn!(%why, "the shared store is unreachable; serving the last good configuration");
+            link.drop_mirror();
             *lock(&link.unreachable) = Some(why);
         }
         FollowEvent::Resumed { after_version, compacted } => {
             tracing::info!(after_version, compacted, "following the shared store again");
+            link.drop_mirror();
             *lock(&link.unreachable) = None;
             link.behind.store(true, Ordering::SeqCst);
         }

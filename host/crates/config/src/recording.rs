@@ -69,12 +69,65 @@ pub struct StoreLink {
     /// The newest peer record the follower delivered (names who made a change it takes in,
     /// without another read).
     pub latest_peer_record: Mutex<Option<potter_history::Record>>,
+    /// The shared store's overrides as of one version, kept current by the follower: what a
+    /// peer's change is taken in from without reading etcd again (see [`OverridesMirror`]).
+    pub mirror: Mutex<Option<OverridesMirror>>,
     /// The last peer change this host could not validate (published in its registry entry).
     pub last_refusal: Mutex<Option<String>>,
     /// This host's registry entry, once registered.
     pub registration: Mutex<Option<potter_history_etcd::Registration<'static>>>,
     /// The entry as last published.
     pub instance: Mutex<Option<potter_history_etcd::InstanceInfo>>,
+}
+
+/// The override layers of every environment of the tree exactly as the shared store held them
+/// at `version`. Seeded by a full read (version and layers in one read transaction) and moved on
+/// by applying each next record's override operations as the follower delivers it: etcd built
+/// that record's layers from its predecessor's the same way, so the mirror stays equal to etcd's.
+/// A record of an environment the tree lacks moves only the version (a full read leaves such an
+/// environment out too). Anything that breaks the chain (a gap, a record without its payload, a
+/// reconnect) drops it, and the next take-in reads etcd in full again.
+pub struct OverridesMirror {
+    /// The store version the layers are as of.
+    pub version: u64,
+    /// Environment -> its override layer (dotted key -> stored value), for the tree's environments.
+    pub overrides: potter_history::OverridesByEnv,
+}
+
+impl StoreLink {
+    /// Replaces the mirror with a full read at `version`, unless it is already as new.
+    fn seed_mirror(&self, version: u64, overrides: &potter_history::OverridesByEnv) {
+        let mut mirror = lock(&self.mirror);
+        if mirror.as_ref().is_some_and(|held| held.version >= version) {
+            return;
+        }
+        *mirror = Some(OverridesMirror { version, overrides: overrides.clone() });
+    }
+
+    /// Moves the mirror on by the record the follower delivered (records come in version order).
+    pub fn advance_mirror(&self, record: &potter_history::Record) {
+        let mut slot = lock(&self.mirror);
+        let Some(mirror) = slot.as_mut() else { return };
+        if record.version <= mirror.version {
+            return; // already in the read it was seeded from
+        }
+        let (true, Some(payload)) = (record.version == mirror.version + 1, &record.payload) else {
+            *slot = None;
+            return;
+        };
+        // An environment this tree lacks is not in a full read either: only the version moves.
+        if let Some(layer) = mirror.overrides.get_mut(&record.env) {
+            for op in &payload.override_ops {
+                op.apply_to(layer);
+            }
+        }
+        mirror.version = record.version;
+    }
+
+    /// Forgets the mirror (the follower reconnected: read in full once).
+    pub fn drop_mirror(&self) {
+        *lock(&self.mirror) = None;
+    }
 }
 
 /// Locks a mutex of the link, taking over a poisoned one (its data is plain state).
@@ -238,27 +291,24 @@ impl Recorder {
         let listing = crate::source::tree::scan(&self.options.root)?;
         let environments: Vec<String> = listing.axes.environments.iter().map(|env| env.to_string()).collect();
         let (version, stored_all) = store.overrides_with_version(&environments)?;
-        let mut all = Overrides::new();
-        for (env, stored) in stored_all {
-            if stored.is_empty() {
-                continue;
-            }
-            let mut tree = Map::new();
-            for (key, value) in stored {
-                let value = match value {
-                    StoredValue::Plain(value) => value,
-                    StoredValue::Secret { ciphertext: Some(ciphertext), .. } => Value::String(ciphertext),
-                    StoredValue::Secret { ciphertext: None, .. } => {
-                        return Err(Error::History(HistoryError::InvalidChange(format!(
-                            "the runtime override of `{key}` in `{env}` is a secret without its ciphertext; remove it with `potter-config unset {key} --env {env}`"
-                        ))))
-                    }
-                };
-                set_leaf(&mut tree, &key, value);
-            }
-            all.insert(env, tree);
+        if self.database.etcd().is_some() {
+            self.database.link().seed_mirror(version, &stored_all);
         }
-        Ok((version, all))
+        Ok((version, overrides_from_stored(stored_all)?))
+    }
+
+    /// On a shared store, the followed state (see [`OverridesMirror`]) when it can stand for a
+    /// full read: it holds exactly `environments` and is at least as new as `live_version` (a
+    /// change of ours already live is in it). None: read in full.
+    pub(crate) fn followed_state(&self, environments: &BTreeSet<String>, live_version: u64) -> Option<Result<(u64, Overrides), Error>> {
+        self.database.etcd()?;
+        let mirror = lock(&self.database.link().mirror);
+        let mirror = mirror.as_ref()?;
+        if mirror.version < live_version || !mirror.overrides.keys().eq(environments.iter()) {
+            return None;
+        }
+        let (version, stored_all) = (mirror.version, mirror.overrides.clone());
+        Some(overrides_from_stored(stored_all).map(|all| (version, all)))
     }
 
     /// On a shared store, the record of `version` if it can be read: who made a change a peer
@@ -560,3 +610,110 @@ pub(crate) fn sealed_value(value: &Value) -> Option<StoredValue> {
     }
 }
 
+/// Stored override layers as the trees a build takes (a secret stays its ciphertext).
+fn overrides_from_stored(stored_all: potter_history::OverridesByEnv) -> Result<Overrides, Error> {
+    let mut all = Overrides::new();
+    for (env, stored) in stored_all {
+        if stored.is_empty() {
+            continue;
+        }
+        let mut tree = Map::new();
+        for (key, value) in stored {
+            let value = match value {
+                StoredValue::Plain(value) => value,
+                StoredValue::Secret { ciphertext: Some(ciphertext), .. } => Value::String(ciphertext),
+                StoredValue::Secret { ciphertext: None, .. } => {
+                    return Err(Error::History(HistoryError::InvalidChange(format!(
+                        "the runtime override of `{key}` in `{env}` is a secret without its ciphertext; remove it with `potter-config unset {key} --env {env}`"
+                    ))))
+                }
+            };
+            set_leaf(&mut tree, &key, value);
+        }
+        all.insert(env, tree);
+    }
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use potter_history::{ChangeOrigin, OverrideOp, Payload, Record};
+    use serde_json::json;
+
+    fn record(version: u64, env: &str, ops: Option<Vec<OverrideOp>>) -> Record {
+        Record {
+            version,
+            timestamp_ms: 0,
+            actor: "peer".into(),
+            origin: ChangeOrigin::Api,
+            env: env.into(),
+            reason: None,
+            keys: vec!["a".into()],
+            payload: ops.map(|override_ops| Payload { changes: Vec::new(), override_ops }),
+        }
+    }
+
+    fn set(key: &str, value: serde_json::Value) -> OverrideOp {
+        OverrideOp::Set { key: key.into(), value: StoredValue::Plain(value) }
+    }
+
+    fn seeded(version: u64) -> StoreLink {
+        let link = StoreLink::default();
+        let layers = BTreeMap::from([("prod".to_owned(), BTreeMap::from([("a".to_owned(), StoredValue::Plain(json!(1)))])), ("dev".to_owned(), BTreeMap::new())]);
+        link.seed_mirror(version, &layers);
+        link
+    }
+
+    fn mirrored(link: &StoreLink) -> Option<(u64, potter_history::OverridesByEnv)> {
+        lock(&link.mirror).as_ref().map(|mirror| (mirror.version, mirror.overrides.clone()))
+    }
+
+    #[test]
+    fn the_mirror_moves_on_by_each_next_record_as_etcd_did() {
+        let link = seeded(3);
+        link.advance_mirror(&record(4, "prod", Some(vec![set("b", json!(2)), OverrideOp::Remove { key: "a".into() }])));
+        link.advance_mirror(&record(5, "dev", Some(vec![set("c", json!(3))])));
+        let (version, layers) = mirrored(&link).unwrap();
+        assert_eq!(version, 5);
+        assert_eq!(layers["prod"], BTreeMap::from([("b".to_owned(), StoredValue::Plain(json!(2)))]));
+        assert_eq!(layers["dev"], BTreeMap::from([("c".to_owned(), StoredValue::Plain(json!(3)))]));
+        // A record already in the seed (delivered again, or a prune rewriting it) changes nothing.
+        link.advance_mirror(&record(5, "dev", Some(vec![set("c", json!(99))])));
+        assert_eq!(mirrored(&link).unwrap(), (version, layers));
+    }
+
+    #[test]
+    fn anything_that_breaks_the_chain_drops_the_mirror() {
+        let gap = seeded(3);
+        gap.advance_mirror(&record(5, "prod", Some(vec![set("b", json!(2))])));
+        assert!(mirrored(&gap).is_none(), "version 4 was never applied");
+
+        let pruned = seeded(3);
+        pruned.advance_mirror(&record(4, "prod", None));
+        assert!(mirrored(&pruned).is_none(), "a record without its payload cannot be applied");
+
+
+        let reconnected = seeded(3);
+        reconnected.drop_mirror();
+        assert!(mirrored(&reconnected).is_none());
+    }
+
+    #[test]
+    fn a_record_of_an_environment_the_tree_lacks_only_moves_the_version() {
+        let link = seeded(3);
+        let before = mirrored(&link).unwrap().1;
+        link.advance_mirror(&record(4, "staging", Some(vec![set("b", json!(2))])));
+        assert_eq!(mirrored(&link).unwrap(), (4, before));
+    }
+
+    #[test]
+    fn an_older_read_does_not_replace_a_newer_mirror() {
+        let link = seeded(3);
+        link.advance_mirror(&record(4, "prod", Some(vec![set("b", json!(2))])));
+        link.seed_mirror(3, &BTreeMap::new());
+        assert_eq!(mirrored(&link).unwrap().0, 4);
+        link.seed_mirror(9, &BTreeMap::new());
+        assert_eq!(mirrored(&link).unwrap().0, 9);
+    }
+}

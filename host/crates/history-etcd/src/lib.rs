@@ -491,14 +491,7 @@ impl HistoryStore for EtcdStore {
                 }
                 version += 1;
                 for op in &change.override_ops {
-                    match op {
-                        OverrideOp::Set { key, value } => {
-                            state.overrides.insert(key.clone(), value.clone());
-                        }
-                        OverrideOp::Remove { key } => {
-                            state.overrides.remove(key);
-                        }
-                    }
+                    op.apply_to(&mut state.overrides);
                 }
                 for key_change in &change.changes {
                     state.key_versions.insert(key_change.key.clone(), version);

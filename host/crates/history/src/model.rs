@@ -131,6 +131,19 @@ impl OverrideOp {
             OverrideOp::Set { key, .. } | OverrideOp::Remove { key } => key,
         }
     }
+
+    /// Applies the edit to an environment's override layer (key -> stored value), as every store
+    /// does when it records the change.
+    pub fn apply_to(&self, overrides: &mut std::collections::BTreeMap<String, StoredValue>) {
+        match self {
+            OverrideOp::Set { key, value } => {
+                overrides.insert(key.clone(), value.clone());
+            }
+            OverrideOp::Remove { key } => {
+                overrides.remove(key);
+            }
+        }
+    }
 }
 
 /// Compare-and-set: the change fails with [`crate::HistoryError::Conflict`] if `key` (in the
