@@ -241,3 +241,29 @@ fn bad_input_rows_exit_with_an_error_naming_the_key_or_file_and_change_nothing()
     std::fs::remove_file(&fifo).unwrap();
     assert_eq!(cli_state(root, state), before);
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_definitions() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = common::potter(&["completions", shell]);
+        assert!(script.status.success(), "{shell}: {}", stderr(&script));
+        let text = stdout(&script);
+        // Subcommands and flags of the clap tree appear, e.g. `plugin new` and `--store`.
+        assert!(text.contains("potter-config") && text.contains("rollback") && text.contains("store"), "{shell}: {text}");
+    }
+    // The bash script is valid bash: sourcing it defines the completion function.
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(script.path(), &common::potter(&["completions", "bash"]).stdout).unwrap();
+    let sourced = std::process::Command::new("bash").arg("-c").arg("source \"$0\" && complete -p potter-config").arg(script.path()).output().unwrap();
+    assert!(sourced.status.success(), "{}", stderr(&sourced));
+    assert!(stdout(&sourced).contains("potter-config"), "{}", stdout(&sourced));
+
+    let page = common::potter(&["man"]);
+    assert!(page.status.success(), "{}", stderr(&page));
+    let roff = stdout(&page);
+    assert!(roff.starts_with(".ie") || roff.contains(".TH potter-config"), "{roff}");
+    assert!(roff.contains("Layered, validated configuration") && roff.contains("rollback"), "{roff}");
+
+    let unknown = common::potter(&["completions", "tcsh"]);
+    assert_eq!(unknown.status.code(), Some(2));
+}

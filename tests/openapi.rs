@@ -6,85 +6,20 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
+use common::serve::Served;
 use common::Tree;
 use serde_json::{json, Value};
 
-struct Server {
-    child: Child,
-    addr: String,
-    token: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The real server on a free loopback port with a development admin token.
+struct Server;
 
 impl Server {
-    fn start(tree: &Tree) -> Self {
+    fn start(tree: &Tree) -> Served {
         let (root, state) = (tree.root(), tree.state());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_potter-config"))
-            .args(["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0", "--dev-token"])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the server starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut token = String::new();
-        let addr = loop {
-            let line = lines.next().expect("the server prints its address").unwrap();
-            if let Some(addr) = line.strip_prefix("listening on http://") {
-                break addr.to_owned();
-            }
-            if let Some((_, dev)) = line.rsplit_once(": ") {
-                token = dev.trim().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        assert!(!token.is_empty(), "the development token is printed");
-        Server { child, addr, token }
+        let served = Served::start(&["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0", "--dev-token"]);
+        assert!(!served.token.is_empty(), "the development token is printed");
+        served
     }
-
-    /// `(status, JSON body)` of one request with the admin token.
-    fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {}\r\n", self.addr, self.token);
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        let (head, rest) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
-        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-        let text = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() };
-        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}")))
-    }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = &rest[size + 2..];
-    }
-    out
 }
 
 /// The document's schema of `method path` answering `status`, with the document's components
@@ -150,6 +85,7 @@ fn every_json_response_matches_the_schema_the_document_declares() {
         ("/v1/rollback", "/v1/rollback", "post", &env, Some(json!({"version": 0})), 200),
         ("/v1/plugins", "/v1/plugins", "get", &[], None, 200),
         ("/v1/audit", "/v1/audit", "get", &[], None, 200),
+        ("/v1/instances", "/v1/instances", "get", &[], None, 404),
         ("/v1/config/{env}/{key}", "/v1/config/staging/no.such.key", "get", &[], None, 404),
         ("/v1/config/{env}/{key}", "/v1/config/staging/api.rate_limit", "put", &[], Some(json!({"value": 5000})), 422),
     ];

@@ -325,3 +325,32 @@ fn a_host_restarted_with_the_remote_down_starts_from_the_encrypted_cache_marks_t
     let info = host.plugin_list().into_iter().find(|info| info.name == "http-source").unwrap();
     assert!(info.stale.is_none(), "{:?}", info.stale);
 }
+
+#[test]
+fn a_source_written_in_python_reads_its_granted_ini_files_and_follows_their_changes() {
+    let tree = minimal();
+    fs::create_dir_all(tree.tree.root().join("ini")).unwrap();
+    tree.tree.write("ini/billing.ini", "[limits]\nmax_invoices = 250\nenabled = true\nregion = eu-west\n");
+    tree.tree.write("secret.txt", "outside the granted directory");
+    tree.install("python-ini-source");
+    let host = ConfigHost::open(tree.options()).unwrap();
+    assert_eq!(value(&host, "production", "ini.billing.limits"), Some(json!({"max_invoices": 250, "enabled": true, "region": "eu-west"})));
+    let snapshot = host.snapshot();
+    let origin = snapshot.view(&ViewKey::environment("production")).unwrap().origin("ini.billing.limits.region").map(|o| o.layer.source.clone());
+    assert_eq!(origin, Some(LayerSource::Plugin("python-ini-source".into())));
+    let version = host.snapshot().version();
+    host.reload().unwrap();
+    assert_eq!(host.snapshot().version(), version, "an unchanged folder: same change token, no new version");
+
+    tree.tree.write("ini/billing.ini", "[limits]\nmax_invoices = 300\n");
+    host.reload().unwrap();
+    assert_eq!(value(&host, "production", "ini.billing.limits"), Some(json!({"max_invoices": 300})));
+
+    // A broken file is named with its line; the last good layer stays.
+    tree.tree.write("ini/billing.ini", "max_invoices = 1\n");
+    host.reload().unwrap();
+    assert_eq!(value(&host, "production", "ini.billing.limits.max_invoices"), Some(json!(300)));
+    let listed = host.plugin_list();
+    let error = listed.iter().find(|info| info.name == "python-ini-source").unwrap().last_error.clone().unwrap_or_default();
+    assert!(error.contains("plugin python-ini-source") && error.contains("billing.ini") && error.contains("line: 1"), "{error}");
+}

@@ -50,3 +50,22 @@ export const Issue = {
 export function validator(check) {
     return (view, config) => Array.from(check(view, Config.parse(config)));
 }
+
+/**
+ * The exports of world `source` (`load`, `pollIntervalMs`, `changeToken`) from
+ * `load(environment) -> object` (throw to report a failure, named with the plugin by the host),
+ * a poll interval in milliseconds (0: never poll) and an optional `changeToken() -> string`.
+ */
+export function source(load, { pollIntervalMs = 0, changeToken = undefined } = {}) {
+    return {
+        load(environment) {
+            const layer = load(environment);
+            if (layer === null || typeof layer !== 'object' || Array.isArray(layer)) {
+                throw new Error(`load returned ${Array.isArray(layer) ? 'an array' : typeof layer}, not an object`);
+            }
+            return JSON.stringify(layer);
+        },
+        pollIntervalMs: () => pollIntervalMs,
+        changeToken: () => (changeToken === undefined ? undefined : String(changeToken())),
+    };
+}

@@ -32,6 +32,12 @@ export declare function validator(
     check: (view: View, config: Config) => Iterable<IssueRecord>,
 ): (view: View, config: string) => IssueRecord[];
 
+/** The exports of world `source`; destructure them: `export const { load, pollIntervalMs, changeToken } = source(...)`. */
+export declare function source(
+    load: (environment: string) => Record<string, unknown>,
+    options?: { pollIntervalMs?: number; changeToken?: () => string },
+): { load(environment: string): string; pollIntervalMs(): number; changeToken(): string | undefined };
+
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 
 /** A line in the host's log, tagged with the plugin's name (inside a component only). */

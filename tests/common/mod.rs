@@ -123,5 +123,8 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+pub mod etcd;
 pub mod logs;
+pub mod loopback;
+pub mod serve;
 pub mod wasm;

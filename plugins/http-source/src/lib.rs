@@ -22,12 +22,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use potter_sdk::{json, serde_json, Source, Value};
-use wasi::http::outgoing_handler;
-use wasi::http::types::{ErrorCode, Fields, IncomingResponse, Method, OutgoingRequest, Scheme};
-use wasi::io::streams::StreamError;
-
-/// Largest body read, whatever the host allows (the host's own limit cuts earlier when lower).
-const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// What the last fetch of one URL left behind (per instance; a fresh instance starts empty).
 #[derive(Default)]
@@ -183,86 +177,24 @@ enum Answer {
 /// `GET url`, conditional on `etag` when given.
 fn get(settings: &Settings, etag: Option<&str>) -> Result<Answer, String> {
     let url = &settings.url;
-    let fail = |what: String| format!("GET {url}: {what}");
-    let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
-        (Scheme::Https, rest)
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        (Scheme::Http, rest)
-    } else {
-        return Err(format!("plugins.http-source.url `{url}` must start with http:// or https://"));
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], &rest[slash..]),
-        None => (rest, "/"),
-    };
-    let headers = Fields::new();
-    let header = |name: &str, value: &str| headers.append(name, value.as_bytes()).map_err(|e| fail(format!("header {name}: {e:?}")));
-    header("accept", "application/json, application/yaml, application/toml;q=0.9, */*;q=0.1")?;
+    let mut headers = vec![("accept", "application/json, application/yaml, application/toml;q=0.9, */*;q=0.1".to_owned())];
     if let Some(etag) = etag {
-        header("if-none-match", etag)?;
+        headers.push(("if-none-match", etag.to_owned()));
     }
     if let Some(name) = &settings.token_env {
         let token = std::env::var(name).map_err(|_| format!("plugins.http-source.bearer_token_env: variable {name} is not set or not granted (grants.env)"))?;
-        header("authorization", &format!("Bearer {token}"))?;
+        headers.push(("authorization", format!("Bearer {token}")));
     }
-    let request = OutgoingRequest::new(headers);
-    request.set_method(&Method::Get).map_err(|()| fail("cannot set the method".into()))?;
-    request.set_scheme(Some(&scheme)).map_err(|()| fail("cannot set the scheme".into()))?;
-    request.set_authority(Some(authority)).map_err(|()| fail(format!("bad authority `{authority}`")))?;
-    request.set_path_with_query(Some(path)).map_err(|()| fail(format!("bad path `{path}`")))?;
-    let pending = outgoing_handler::handle(request, None).map_err(|e| fail(describe(&e)))?;
-    pending.subscribe().block();
-    let response = match pending.get() {
-        Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(e))) => return Err(fail(describe(&e))),
-        Some(Err(())) | None => return Err(fail("no response".into())),
-    };
-    let header_value = |response: &IncomingResponse, name: &str| {
-        response.headers().get(name).first().map(|value| String::from_utf8_lossy(value).into_owned())
-    };
-    let max_age = header_value(&response, "cache-control").and_then(|value| max_age(&value));
-    match response.status() {
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let response = guest_http::get(url, &headers)?;
+    let max_age = response.header("cache-control").and_then(max_age);
+    match response.status {
         304 => Ok(Answer::NotModified { max_age }),
         200 => {
-            let content_type = header_value(&response, "content-type");
-            let etag = header_value(&response, "etag");
-            let body = read_body(&response).map_err(fail)?;
-            let body = String::from_utf8(body).map_err(|_| fail("the body is not UTF-8".into()))?;
-            Ok(Answer::Body { body, content_type, etag, max_age })
+            let body = response.text().map_err(|e| format!("GET {url}: {e}"))?.to_owned();
+            Ok(Answer::Body { body, content_type: response.header("content-type").map(str::to_owned), etag: response.header("etag").map(str::to_owned), max_age })
         }
-        status => Err(fail(format!("HTTP {status}{}", header_value(&response, "location").map(|l| format!(" (Location: {l})")).unwrap_or_default()))),
-    }
-}
-
-fn read_body(response: &IncomingResponse) -> Result<Vec<u8>, String> {
-    let body = response.consume().map_err(|()| "the body was already read".to_owned())?;
-    let mut bytes = Vec::new();
-    {
-        let stream = body.stream().map_err(|()| "cannot read the body".to_owned())?;
-        loop {
-            match stream.blocking_read(64 * 1024) {
-                Ok(chunk) => {
-                    bytes.extend_from_slice(&chunk);
-                    if bytes.len() > MAX_BODY {
-                        return Err(format!("body larger than {MAX_BODY} bytes"));
-                    }
-                }
-                Err(StreamError::Closed) => break,
-                Err(StreamError::LastOperationFailed(error)) => {
-                    let reason = wasi::http::types::http_error_code(&error).map(|code| describe(&code)).unwrap_or_else(|| error.to_debug_string());
-                    return Err(format!("reading the body: {reason}"));
-                }
-            }
-        }
-    }
-    Ok(bytes)
-}
-
-/// The host's message when it refused or cut a request; the error code otherwise.
-fn describe(error: &ErrorCode) -> String {
-    match error {
-        ErrorCode::InternalError(Some(message)) => message.clone(),
-        other => format!("{other:?}"),
+        status => Err(format!("GET {url}: HTTP {status}{}", response.header("location").map(|l| format!(" (Location: {l})")).unwrap_or_default())),
     }
 }
 

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = (relative) => fileURLToPath(new URL(relative, import.meta.url));
 const WORLDS = ['validator', 'source', 'validator-with-namespace', 'source-with-namespace'];
-const HELPER_NAMES = ['Config', 'Issue', 'validator', 'log', 'environment', 'namespaceConfig'];
+const HELPER_NAMES = ['Config', 'Issue', 'validator', 'source', 'log', 'environment', 'namespaceConfig'];
 
 function fail(message) {
     console.error(`potter-plugin: ${message}`);

@@ -76,8 +76,8 @@ fn environment_given() -> bool {
     std::env::var_os("POTTER_ENV").is_some() || std::env::args().any(|arg| arg == "--env" || arg.starts_with("--env="))
 }
 
-fn store(cli: &Cli) -> Result<Option<potter_history::SqliteStore>, Error> {
-    potter_config::recording::open_existing(&cli.options().state_dir)
+fn store(cli: &Cli) -> Result<Option<std::sync::Arc<dyn HistoryStore>>, Error> {
+    potter_config::recording::open_store(&cli.options())
 }
 
 pub fn history(cli: &Cli, args: &HistoryArgs) -> Outcome {

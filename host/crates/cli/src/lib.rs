@@ -3,6 +3,7 @@
 mod init;
 pub mod logging;
 mod history;
+mod instances;
 pub(crate) mod read;
 mod serve;
 mod token;
@@ -11,18 +12,19 @@ mod watch;
 mod write;
 mod secrets;
 mod plugin;
+mod scaffold;
 mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use potter_config::Error;
 use potter_config::secret_values::{SecretProblem, SecretsError};
 use potter_secrets::CipherError;
 use crate::output::OutputFormat;
-use potter_config::options::default_state_dir;
+use potter_config::options::{default_state_dir, StoreChoice};
 use potter_config::{ConfigHost, Options};
 
 /// Exit codes shared by every command.
@@ -73,6 +75,24 @@ pub struct Cli {
     /// for the commands that act on one view (`get`, `dump`, `explain`, `set`, ...).
     #[arg(long, global = true, value_delimiter = ',', value_name = "ENV,...")]
     pub environments: Option<Vec<String>>,
+    /// Where history, runtime overrides and audit lines live: `sqlite` (`<state>/history.db`,
+    /// the default) or `etcd://host:port[,host:port...][/prefix]`, shared by every host on the
+    /// prefix (docs/FLEET.md).
+    #[arg(long, global = true, env = "POTTER_STORE", value_name = "STORE", value_parser = parse_store)]
+    pub store: Option<StoreChoice>,
+    /// etcd user of `--store etcd://...`; its password is read from `POTTER_STORE_PASSWORD`
+    /// only (never a flag: command lines are visible to every local user).
+    #[arg(long, global = true, env = "POTTER_STORE_USER", value_name = "NAME")]
+    pub store_user: Option<String>,
+    /// TLS to the etcd members, trusting this PEM CA certificate (endpoints dialled as https).
+    #[arg(long, global = true, value_name = "FILE", value_parser = read_pem)]
+    pub store_ca: Option<Pem>,
+    /// A PEM client certificate for etcd (with `--store-key`; implies TLS).
+    #[arg(long, global = true, value_name = "FILE", value_parser = read_pem, requires = "store_key")]
+    pub store_cert: Option<Pem>,
+    /// The PEM private key of `--store-cert`.
+    #[arg(long, global = true, value_name = "FILE", value_parser = read_pem, requires = "store_cert")]
+    pub store_key: Option<Pem>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -129,7 +149,7 @@ pub enum Command {
         #[command(subcommand)]
         command: secrets::SecretsCommand,
     },
-    /// Signed Wasm plugins: `keygen`, `sign`, `verify`, `trust`, `list`.
+    /// Signed Wasm plugins: `new`, `keygen`, `sign`, `verify`, `trust`, `list`.
     Plugin {
         #[command(subcommand)]
         command: plugin::PluginCommand,
@@ -146,11 +166,22 @@ pub enum Command {
     Rollback(history::RollbackArgs),
     /// Serve the configuration over HTTP (JSON API, bearer tokens; see docs/API.md).
     Serve(serve::ServeArgs),
+    /// The hosts sharing the `--store etcd://...` history: id, address, version served, plugins,
+    /// last refused change.
+    Instances,
     /// API bearer tokens: `create --env E1,E2` (printed once), `list`, `revoke`.
     Token {
         #[command(subcommand)]
         command: token::TokenCommand,
     },
+    /// Print a shell completion script: `source <(potter-config completions bash)`, or save it
+    /// where the shell looks (docs/GUIDE.md).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `potter-config man > potter-config.1`.
+    Man,
 }
 
 impl Cli {
@@ -162,6 +193,7 @@ impl Cli {
         }
         options.allow_unsigned = self.allow_unsigned;
         options.environments = self.environments.clone();
+        options.store = self.store_choice();
         options
     }
 
@@ -174,6 +206,49 @@ impl Cli {
         let mut options = self.options();
         options.environments.get_or_insert_with(|| vec![self.environment.clone()]);
         ConfigHost::open(options)
+    }
+}
+
+fn parse_store(text: &str) -> Result<StoreChoice, String> {
+    StoreChoice::parse(text).map_err(|error| error.to_string())
+}
+
+/// The contents of a PEM file given on the command line (read when the flag is parsed, so a
+/// missing file is a usage error naming it).
+#[derive(Clone)]
+pub struct Pem(Vec<u8>);
+
+impl std::fmt::Debug for Pem {
+    // A client key is key material: never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pem({} bytes)", self.0.len())
+    }
+}
+
+fn read_pem(path: &str) -> Result<Pem, String> {
+    std::fs::read(path).map(Pem).map_err(|error| format!("cannot read `{path}`: {error}"))
+}
+
+impl Cli {
+    /// `--store` with its credentials: user (password from `POTTER_STORE_PASSWORD`), CA, client
+    /// certificate.
+    fn store_choice(&self) -> StoreChoice {
+        let Some(StoreChoice::Etcd(mut etcd)) = self.store.clone() else { return self.store.clone().unwrap_or_default() };
+        if let Some(user) = &self.store_user {
+            etcd = etcd.user(user.clone(), std::env::var("POTTER_STORE_PASSWORD").unwrap_or_default());
+        }
+        if self.store_ca.is_some() || self.store_cert.is_some() {
+            use potter_config::options::etcd::{Certificate, Identity, TlsOptions};
+            let mut tls = TlsOptions::new();
+            if let Some(Pem(ca)) = &self.store_ca {
+                tls = tls.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let (Some(Pem(cert)), Some(Pem(key))) = (&self.store_cert, &self.store_key) {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            etcd = etcd.tls(tls);
+        }
+        StoreChoice::Etcd(etcd)
     }
 }
 
@@ -276,6 +351,14 @@ pub fn run(cli: &Cli) -> Outcome {
         Command::Rollback(args) => history::rollback(cli, args),
         Command::Serve(args) => serve::run(cli, args),
         Command::Token { command } => token::run(cli, command),
+        Command::Instances => instances::run(cli),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "potter-config", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(|source| Error::Io { path: "<stdout>".into(), source }.into()),
         Command::Secrets { command } => secrets::run(cli, command),
         Command::Plugin { command } => plugin::run(cli, command),
         Command::Validate { strict, coverage } => validate::run(cli, *strict, *coverage),

@@ -8,6 +8,7 @@ use clap::Subcommand;
 use potter_plugin::{default_trust_dir, Allowance, PluginInfo};
 use potter_validate::{SchemaSet, Validation};
 
+use super::scaffold::{self, Kind, Language, NewPlugin};
 use super::{Cli, Outcome};
 use potter_config::Error;
 use crate::output::OutputFormat;
@@ -42,6 +43,22 @@ pub enum PluginCommand {
     },
     /// Every plugin of the plugins folder: name, kind, sha256, signer, grants, limits, status, last error.
     List,
+    /// A new plugin project in DIR (default `./NAME`): module, manifest, a development signing key
+    /// and `install.sh ROOT`, which builds, signs and trusts it into ROOT's plugins folder.
+    New {
+        name: String,
+        #[arg(long = "lang", value_enum)]
+        language: Language,
+        #[arg(long, value_enum)]
+        kind: Kind,
+        /// The project folder (default `./NAME`); must be empty or absent.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// A Potter Config checkout's `sdk/` folder: depend on its SDK packages by path instead of
+        /// the published `potter-sdk`, `potter-config-sdk` or `@potter-config/sdk`.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 pub fn run(cli: &Cli, command: &PluginCommand) -> Outcome {
@@ -71,6 +88,9 @@ pub fn run(cli: &Cli, command: &PluginCommand) -> Outcome {
             Ok(())
         }
         PluginCommand::List => list(cli),
+        PluginCommand::New { name, language, kind, dir, sdk } => {
+            scaffold::run(&NewPlugin { name, language: *language, kind: *kind, dir: dir.as_deref(), sdk: sdk.as_deref() })
+        }
     }
 }
 
@@ -79,7 +99,9 @@ fn list(cli: &Cli) -> Outcome {
     let infos = match Plugins::inspect(&options)? {
         Some(plugins) => {
             run_over_tree(cli, &plugins);
-            plugins.list()
+            let mut infos = plugins.list();
+            add_source_staleness(cli, &mut infos);
+            infos
         }
         None => Vec::new(),
     };
@@ -89,6 +111,23 @@ fn list(cli: &Cli) -> Outcome {
         _ => infos.iter().for_each(print_info),
     }
     Ok(())
+}
+
+/// Asks the sources as a starting host would (a source that cannot load starts from its
+/// last-known-good cache and is marked stale) and copies that staleness into `infos`. Skipped
+/// without sources, or when the tree does not start with its plugins (`last error` says why).
+fn add_source_staleness(cli: &Cli, infos: &mut [PluginInfo]) {
+    if !infos.iter().any(|info| info.kind == Some(potter_plugin::PluginKind::Source)) {
+        return;
+    }
+    let mut options = cli.options();
+    options.history = false;
+    let Ok(host) = ConfigHost::open(options) else { return };
+    for running in host.plugin_list() {
+        if let Some(info) = infos.iter_mut().find(|info| info.name == running.name) {
+            info.stale = running.stale;
+        }
+    }
 }
 
 /// Runs the loaded validators over every view of the tree so `last error` says how they fare on

@@ -34,6 +34,16 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// This host's id in the instance registry of a shared store (default `<host name>-<pid>`).
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
+    /// The address peers and tools should use for this host in the instance registry (default:
+    /// the bound address; give it when listening on 0.0.0.0 or behind a proxy).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+    /// Seconds a registry entry outlives this host if it stops without withdrawing it (killed).
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub instance_ttl: u64,
 }
 
 /// Requests per second per token unless `--rate-limit` says otherwise: far above what a service
@@ -51,7 +61,12 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
     if cli.allow_unsigned && serves_production {
         return Err(Error::UnsignedRefused { reason: "serve exposes every environment, production included".to_owned() }.into());
     }
-    let tokens = TokenStore::open(&options.state_dir).map_err(|e| failure(super::exit::INVALID, e.to_string()))?;
+    // With a shared store every host accepts the same tokens.
+    let tokens = match host.shared_documents() {
+        Some(shared) => TokenStore::open_shared(shared),
+        None => TokenStore::open(&options.state_dir),
+    }
+    .map_err(|e| failure(super::exit::INVALID, e.to_string()))?;
     if args.dev_token {
         let token = tokens.create("dev", Role::Admin, vec![api::tokens::ALL_ENVIRONMENTS.to_owned()], None, true).map_err(|e| failure(super::exit::INVALID, e.to_string()))?;
         // The server ignores SIGPIPE (see `cli::main`): a closed stdout must not stop it.
@@ -62,7 +77,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
         burst: args.rate_burst.and_then(NonZeroU32::new).unwrap_or(per_second),
     });
     // The audit log lives in the history database of the state directory (shared with the recorder).
-    let audit = host.history_store_created()?;
+    let audit = host.audit_log()?;
     let settings = api::Settings { rate_limit, audit: Some(api::AuditLog::new(audit)) };
     // File saves go live while serving; dropping the watcher at the end stops it.
     let watcher = host.watch(WatchOptions::default())?;
@@ -86,9 +101,19 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
             }
         };
         let stop = api::shutdown_signal();
+        let address = args.advertise.clone().unwrap_or_else(|| bound.to_string());
+        if let Some(id) = host.register_instance(args.instance_id.clone(), Some(address), Duration::from_secs(args.instance_ttl))? {
+            let _ = writeln!(std::io::stdout(), "registered as instance {id}");
+        }
+        let registered = host.clone();
         let _ = writeln!(std::io::stdout(), "listening on {scheme}://{bound}");
         let _ = std::io::stdout().flush();
-        api::serve(listener, host, Arc::new(tokens), settings, stop).await.map_err(|e| failure(super::exit::INVALID, format!("server failed: {e}")))
+        let served = api::serve(listener, host, Arc::new(tokens), settings, stop).await.map_err(|e| failure(super::exit::INVALID, format!("server failed: {e}")));
+        // A clean stop leaves the registry at once (a killed host drops out after the TTL).
+        if let Err(error) = registered.withdraw_instance() {
+            tracing::warn!(%error, "could not withdraw this host from the instance registry");
+        }
+        served
     });
     // Work still running past the grace (a request or reload inside a plugin call, bounded by
     // the plugin's limit) is not waited for: the process ends, and what it had not acknowledged

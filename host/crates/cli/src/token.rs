@@ -30,13 +30,17 @@ pub enum TokenCommand {
 }
 
 fn store(cli: &Cli) -> Result<TokenStore, Failure> {
-    TokenStore::open(&cli.options().state_dir).map_err(failure)
+    let options = cli.options();
+    match potter_config::recording::HistoryDatabase::open(&options)?.documents() {
+        Some(shared) => TokenStore::open_shared(shared).map_err(failure),
+        None => TokenStore::open(&options.state_dir).map_err(failure),
+    }
 }
 
 fn failure(error: potter_server::TokenError) -> Failure {
     let code = match error {
         potter_server::TokenError::Unknown(_) => super::exit::NOT_FOUND,
-        potter_server::TokenError::Io { .. } | potter_server::TokenError::Unreadable(_) | potter_server::TokenError::Malformed { .. } | potter_server::TokenError::Random(_) => super::exit::INVALID,
+        potter_server::TokenError::Io { .. } | potter_server::TokenError::Unreadable(_) | potter_server::TokenError::Malformed { .. } | potter_server::TokenError::Random(_) | potter_server::TokenError::Shared { .. } => super::exit::INVALID,
         _ => super::exit::USAGE,
     };
     Failure { code, message: error.to_string() }

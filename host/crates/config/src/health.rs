@@ -24,7 +24,8 @@ pub enum Status {
     /// Everything is as configured.
     Ok,
     /// A valid configuration is live, but not all of what was asked for: the last change was
-    /// refused, typed settings kept an old value, or a source serves its last good layer.
+    /// refused, typed settings kept an old value, a source serves its last good layer, or the
+    /// shared history store cannot be reached.
     Degraded,
     /// The service reported itself unhealthy ([`ConfigHost::report_unhealthy`]).
     Unhealthy,
@@ -61,6 +62,9 @@ pub struct Health {
     pub unhealthy: Option<Unhealthy>,
     /// True once [`ConfigHost::validate_on_startup`] passed.
     pub validated_on_startup: bool,
+    /// Why the shared (etcd) history store cannot be reached, while it cannot: the last good
+    /// configuration is served, changes are refused (docs/FLEET.md).
+    pub store_unreachable: Option<String>,
 }
 
 impl ConfigHost {
@@ -91,11 +95,12 @@ impl ConfigHost {
                 (!errors.is_empty()).then_some(StaleSource { name: info.name, errors })
             })
             .collect();
+        let store_unreachable = self.store_unreachable();
         let recorded = self.events().observers.health.state();
         let refusal_outstanding = recorded.refused_at > recorded.applied_at;
         let status = if recorded.unhealthy.is_some() {
             Status::Unhealthy
-        } else if refusal_outstanding || !refused_settings.is_empty() || !stale_sources.is_empty() {
+        } else if refusal_outstanding || !refused_settings.is_empty() || !stale_sources.is_empty() || store_unreachable.is_some() {
             Status::Degraded
         } else {
             Status::Ok
@@ -110,6 +115,7 @@ impl ConfigHost {
             stale_sources,
             unhealthy: recorded.unhealthy.clone(),
             validated_on_startup: recorded.validated_on_startup,
+            store_unreachable,
         }
     }
 

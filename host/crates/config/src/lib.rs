@@ -36,6 +36,8 @@
 
 pub mod error;
 pub mod events;
+mod fleet;
+pub mod instances;
 mod observers;
 pub mod health;
 pub mod options;

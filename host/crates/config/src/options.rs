@@ -32,6 +32,37 @@ pub struct Options {
     /// are not loaded at all: their files and overrides are skipped, their keyrings never read,
     /// and their views answer as not served (see docs/SECRETS.md).
     pub environments: Option<Vec<String>>,
+    /// Where the history (records, runtime overrides, audit lines) lives: `<state>/history.db`
+    /// (the default) or etcd, shared by every host on the same prefix (docs/FLEET.md).
+    pub store: StoreChoice,
+}
+
+/// What an embedder needs to describe an etcd store: the location, credentials, TLS.
+pub mod etcd {
+    pub use potter_history_etcd::{Certificate, EtcdLocation, EtcdOptions, Identity, LocationError, TlsOptions};
+}
+
+/// The history store a host records in.
+// The etcd variant is larger (endpoints, credentials, TLS); `Options` is built once per host.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, Default)]
+pub enum StoreChoice {
+    /// `<state>/history.db`, this host's own.
+    #[default]
+    Sqlite,
+    /// etcd under a prefix, shared by many hosts: endpoints, prefix, TLS and user/password
+    /// (`EtcdOptions::new(location).user(name, password).tls(tls)`).
+    Etcd(potter_history_etcd::EtcdOptions),
+}
+
+impl StoreChoice {
+    /// `--store` text: `sqlite` or `etcd://host:port[,host:port...][/prefix]`.
+    pub fn parse(text: &str) -> Result<StoreChoice, potter_history_etcd::LocationError> {
+        if text == "sqlite" {
+            return Ok(StoreChoice::Sqlite);
+        }
+        Ok(StoreChoice::Etcd(potter_history_etcd::EtcdOptions::new(text.parse()?)))
+    }
 }
 
 impl Options {
@@ -48,6 +79,7 @@ impl Options {
             strict: false,
             history: true,
             environments: None,
+            store: StoreChoice::Sqlite,
         }
     }
 
@@ -80,6 +112,7 @@ impl std::fmt::Debug for Options {
             .field("strict", &self.strict)
             .field("history", &self.history)
             .field("environments", &self.environments)
+            .field("store", &self.store)
             .finish()
     }
 }

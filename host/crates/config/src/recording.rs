@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use potter_engine::{diff, Snapshot, View, ViewKey};
-use potter_history::{HistoryError, HistoryQuery, HistoryStore, NewChange, SqliteStore, StoredValue};
+use potter_history::{AuditStore, HistoryError, HistoryQuery, HistoryStore, NewChange, SqliteStore, StoredValue};
+use potter_history_etcd::EtcdStore;
 use potter_secrets::{is_ciphertext, Keyring};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
 use crate::events::Cause;
-use crate::options::Options;
+use crate::options::{Options, StoreChoice};
 
 pub use crate::source::overrides::Overrides;
 
@@ -28,8 +29,14 @@ pub fn database_path(state_dir: &Path) -> PathBuf {
     state_dir.join(potter_history::DEFAULT_FILE_NAME)
 }
 
-/// Opens the history of `state_dir` on its own (None when nothing was ever recorded there), for a
-/// reader outside a running host. A host's readers use [`crate::ConfigHost::history_store`].
+/// Opens the history `options` name on its own (None when nothing was ever recorded in a SQLite
+/// state directory), for a reader outside a running host. A host's readers use
+/// [`crate::ConfigHost::history_store`].
+pub fn open_store(options: &Options) -> Result<Option<Arc<dyn HistoryStore>>, Error> {
+    HistoryDatabase::open(options)?.existing()
+}
+
+/// The SQLite history of `state_dir` on its own (None when nothing was ever recorded there).
 pub fn open_existing(state_dir: &Path) -> Result<Option<SqliteStore>, Error> {
     let path = database_path(state_dir);
     if !path.exists() {
@@ -38,39 +45,136 @@ pub fn open_existing(state_dir: &Path) -> Result<Option<SqliteStore>, Error> {
     Ok(Some(SqliteStore::open(&path)?))
 }
 
-/// One host's history database, opened at most once: the recorder, the server's history reads and
-/// its audit log share it (one writer thread, one group commit) instead of each opening its own.
-/// The file is opened when it first exists: another process may create it after this host started.
+/// One host's history store, opened at most once: the recorder, the server's history reads and
+/// its audit log share it (one writer thread and group commit for SQLite, one connection for
+/// etcd) instead of each opening its own. Everything above it sees the `HistoryStore` and
+/// `AuditStore` traits only; which store it is comes from [`Options::store`].
 pub struct HistoryDatabase {
-    path: PathBuf,
-    store: Mutex<Option<Arc<SqliteStore>>>,
+    backend: Backend,
+    /// What this host knows of the shared store beside the calls it makes (see [`StoreLink`]).
+    link: Arc<StoreLink>,
+}
+
+/// This host's standing with a shared (etcd) store: whether its watch is connected, which
+/// versions it recorded itself (the others are peers' changes to take in), the last peer change
+/// it refused, and its registry entry. Unused with SQLite.
+#[derive(Default)]
+pub struct StoreLink {
+    /// Why the store is unreachable, while it is (set by the follower, cleared when it resumes).
+    pub unreachable: Mutex<Option<String>>,
+    /// Versions this host recorded that the follower has not seen yet.
+    pub own_versions: Mutex<BTreeSet<u64>>,
+    /// A peer's change was seen that the live snapshot may lack: take the overrides in again.
+    pub behind: std::sync::atomic::AtomicBool,
+    /// The newest peer record the follower delivered (names who made a change it takes in,
+    /// without another read).
+    pub latest_peer_record: Mutex<Option<potter_history::Record>>,
+    /// The last peer change this host could not validate (published in its registry entry).
+    pub last_refusal: Mutex<Option<String>>,
+    /// This host's registry entry, once registered.
+    pub registration: Mutex<Option<potter_history_etcd::Registration<'static>>>,
+    /// The entry as last published.
+    pub instance: Mutex<Option<potter_history_etcd::InstanceInfo>>,
+}
+
+/// Locks a mutex of the link, taking over a poisoned one (its data is plain state).
+pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+enum Backend {
+    /// `<state>/history.db`, opened when it first exists: another process may create it after
+    /// this host started.
+    Sqlite { path: PathBuf, store: Mutex<Option<Arc<SqliteStore>>> },
+    /// Connected at open: a shared store that cannot be reached fails the start, naming it.
+    Etcd(Arc<EtcdStore>),
 }
 
 impl HistoryDatabase {
-    /// The database of `state_dir`, not opened yet.
+    /// The SQLite database of `state_dir`, not opened yet.
     pub fn new(state_dir: &Path) -> Self {
-        Self { path: database_path(state_dir), store: Mutex::new(None) }
+        Self { backend: Backend::Sqlite { path: database_path(state_dir), store: Mutex::new(None) }, link: Arc::default() }
     }
 
-    /// The open store, opening the file if it exists by now (None when nothing was ever recorded).
-    pub fn existing(&self) -> Result<Option<Arc<SqliteStore>>, Error> {
-        let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() && self.path.exists() {
-            *slot = Some(Arc::new(SqliteStore::open(&self.path)?));
+    /// The store `options` choose: SQLite in the state directory (opened if the file exists), or
+    /// etcd (connected now).
+    pub fn open(options: &Options) -> Result<Self, Error> {
+        let database = match &options.store {
+            StoreChoice::Sqlite => Self::new(&options.state_dir),
+            StoreChoice::Etcd(etcd) => Self { backend: Backend::Etcd(Arc::new(EtcdStore::connect(etcd.clone())?)), link: Arc::default() },
+        };
+        database.existing()?;
+        Ok(database)
+    }
+
+    /// The open store, opening the file if it exists by now (None when nothing was ever recorded
+    /// in a SQLite state directory; etcd always exists).
+    pub fn existing(&self) -> Result<Option<Arc<dyn HistoryStore>>, Error> {
+        match &self.backend {
+            Backend::Sqlite { .. } => Ok(self.existing_sqlite()?.map(|store| store as Arc<dyn HistoryStore>)),
+            Backend::Etcd(store) => Ok(Some(store.clone())),
+        }
+    }
+
+    /// The open store, creating the SQLite file if it is missing.
+    pub fn created(&self) -> Result<Arc<dyn HistoryStore>, Error> {
+        match &self.backend {
+            Backend::Sqlite { .. } => Ok(self.created_sqlite()?),
+            Backend::Etcd(store) => Ok(store.clone()),
+        }
+    }
+
+    /// The audit log kept beside the history (the SQLite file is created if missing).
+    pub fn audit_log(&self) -> Result<Arc<dyn AuditStore>, Error> {
+        match &self.backend {
+            Backend::Sqlite { .. } => Ok(self.created_sqlite()?),
+            Backend::Etcd(store) => Ok(store.clone()),
+        }
+    }
+
+    /// Where small shared documents live (the server's tokens) when the history is shared.
+    pub fn documents(&self) -> Option<Arc<dyn potter_history::DocumentStore>> {
+        self.etcd().map(|store| store.clone() as Arc<dyn potter_history::DocumentStore>)
+    }
+
+    /// The etcd store when the history is shared (following peers, the instance registry).
+    pub fn etcd(&self) -> Option<&Arc<EtcdStore>> {
+        match &self.backend {
+            Backend::Etcd(store) => Some(store),
+            Backend::Sqlite { .. } => None,
+        }
+    }
+
+    /// This host's standing with the shared store.
+    pub fn link(&self) -> &Arc<StoreLink> {
+        &self.link
+    }
+
+    fn existing_sqlite(&self) -> Result<Option<Arc<SqliteStore>>, Error> {
+        let Backend::Sqlite { path, store } = &self.backend else { unreachable!("called for SQLite only") };
+        let mut slot = store.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() && path.exists() {
+            *slot = Some(Arc::new(SqliteStore::open(path)?));
         }
         Ok(slot.clone())
     }
 
-    /// The open store, creating the file if it is missing.
-    pub fn created(&self) -> Result<Arc<SqliteStore>, Error> {
-        let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
+    fn created_sqlite(&self) -> Result<Arc<SqliteStore>, Error> {
+        let Backend::Sqlite { path, store } = &self.backend else { unreachable!("called for SQLite only") };
+        let mut slot = store.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(store) = &*slot {
             return Ok(store.clone());
         }
-        let store = Arc::new(SqliteStore::open(&self.path)?);
-        *slot = Some(store.clone());
-        Ok(store)
+        let opened = Arc::new(SqliteStore::open(path)?);
+        *slot = Some(opened.clone());
+        Ok(opened)
     }
+}
+
+/// True when `error` says the shared (etcd) store could not be reached or did not answer in
+/// time: nothing was acknowledged, and trying again later may succeed (HTTP 503).
+pub fn is_store_unavailable(error: &HistoryError) -> bool {
+    matches!(error, HistoryError::Storage { path, .. } if path.to_string_lossy().starts_with("etcd://"))
 }
 
 /// A runtime override being set or removed, as the history records it.
@@ -102,8 +206,7 @@ impl Recorder {
         if !options.history {
             return Ok(None);
         }
-        let database = Arc::new(HistoryDatabase::new(&options.state_dir));
-        database.existing()?;
+        let database = Arc::new(HistoryDatabase::open(options)?);
         Ok(Some(Self { options: options.clone(), database }))
     }
 
@@ -113,23 +216,30 @@ impl Recorder {
     }
 
     /// The database if it exists; another process may have created it since this host started.
-    fn existing_store(&self) -> Option<Arc<SqliteStore>> {
+    fn existing_store(&self) -> Option<Arc<dyn HistoryStore>> {
         self.database.existing().ok().flatten()
     }
 
-    fn store_for_writing(&self) -> Result<Arc<SqliteStore>, Error> {
+    fn store_for_writing(&self) -> Result<Arc<dyn HistoryStore>, Error> {
         self.database.created()
     }
 
     /// The runtime overrides recorded so far, for every environment of the tree, as trees.
     pub fn overrides(&self) -> Result<Overrides, Error> {
+        Ok(self.recorded_state()?.1)
+    }
+
+    /// The newest recorded version and the overrides as of it (read together where the store can:
+    /// one etcd round trip).
+    pub(crate) fn recorded_state(&self) -> Result<(u64, Overrides), Error> {
         let Some(store) = self.existing_store() else {
-            return Ok(Overrides::new());
+            return Ok((0, Overrides::new()));
         };
         let listing = crate::source::tree::scan(&self.options.root)?;
+        let environments: Vec<String> = listing.axes.environments.iter().map(|env| env.to_string()).collect();
+        let (version, stored_all) = store.overrides_with_version(&environments)?;
         let mut all = Overrides::new();
-        for env in &listing.axes.environments {
-            let stored = store.overrides(env)?;
+        for (env, stored) in stored_all {
             if stored.is_empty() {
                 continue;
             }
@@ -146,9 +256,21 @@ impl Recorder {
                 };
                 set_leaf(&mut tree, &key, value);
             }
-            all.insert(env.to_string(), tree);
+            all.insert(env, tree);
         }
-        Ok(all)
+        Ok((version, all))
+    }
+
+    /// On a shared store, the record of `version` if it can be read: who made a change a peer
+    /// recorded. (A change another process recorded in this host's SQLite file keeps being
+    /// announced as by "another process".)
+    pub(crate) fn peer_record(&self, version: u64) -> Option<potter_history::Record> {
+        let store = self.database.etcd()?;
+        let delivered = lock(&self.database.link().latest_peer_record).clone();
+        match delivered {
+            Some(record) if record.version == version => Some(record),
+            _ => store.get(version).ok().flatten(),
+        }
     }
 
     /// The newest recorded version.
@@ -229,7 +351,8 @@ impl Recorder {
         if records.is_empty() {
             return Ok(PendingRecord::Nothing);
         }
-        Ok(PendingRecord::Queued(self.store_for_writing()?.append_all_queued(records)?))
+        let link = self.database.etcd().map(|_| self.database.link().clone());
+        Ok(PendingRecord::Queued(self.store_for_writing()?.append_all_queued(records)?, link))
     }
 
     /// Compare-and-set over a whole subtree: the store checks the exact key atomically; this
@@ -266,8 +389,9 @@ fn unrecordable(view: Option<&View>, key: &str, message: String) -> Error {
 pub enum PendingRecord {
     /// The change altered no value and no override: nothing to record.
     Nothing,
-    /// Handed to the history's group commit; durable once it returns.
-    Queued(potter_history::QueuedAppend),
+    /// Handed to the history's group commit; durable once it returns. With a shared store, the
+    /// link the versions are noted in as this host's own.
+    Queued(potter_history::QueuedAppend, Option<Arc<StoreLink>>),
 }
 
 impl PendingRecord {
@@ -275,7 +399,13 @@ impl PendingRecord {
     pub fn wait(self) -> Result<Option<u64>, Error> {
         match self {
             PendingRecord::Nothing => Ok(None),
-            PendingRecord::Queued(queued) => Ok(queued.wait()?.last().copied()),
+            PendingRecord::Queued(queued, link) => {
+                let versions = queued.wait()?;
+                if let Some(link) = link {
+                    lock(&link.own_versions).extend(versions.iter().copied());
+                }
+                Ok(versions.last().copied())
+            }
         }
     }
 }

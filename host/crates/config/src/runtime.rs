@@ -41,6 +41,26 @@ use crate::source::plugin::PluginSources;
 use crate::source::tree::{self, TreeSource};
 use crate::source::{BuildContext, Source};
 
+/// A [`ConfigHost`] that does not keep it alive.
+pub(crate) struct WeakHost(std::sync::Weak<Shared>);
+
+impl WeakHost {
+    /// The host, unless it was dropped.
+    pub(crate) fn upgrade(&self) -> Option<ConfigHost> {
+        self.0.upgrade().map(|shared| ConfigHost { shared })
+    }
+}
+
+impl crate::fleet::Peer for WeakHost {
+    fn resync(&self) -> Option<Result<bool, Error>> {
+        Some(self.upgrade()?.resync_recorded_overrides())
+    }
+
+    fn live_version(&self) -> Option<u64> {
+        Some(self.upgrade()?.snapshot().version())
+    }
+}
+
 /// The configuration host an application embeds.
 #[derive(Clone)]
 pub struct ConfigHost {
@@ -139,6 +159,9 @@ struct WriterState {
     head: Option<Arc<Snapshot>>,
     /// The live snapshot namespace plugins were last told about.
     told: Option<Arc<Snapshot>>,
+    /// The recorded version whose overrides this host last failed to validate: the timed checks
+    /// do not try it again (a later version, or a peer's next change, does).
+    refused_recorded: Option<u64>,
 }
 
 fn read_checks(checks: &RwLock<Validation>) -> RwLockReadGuard<'_, Validation> {
@@ -162,7 +185,7 @@ impl WriterState {
             None => Overrides::new(),
         };
         let checks = Arc::new(RwLock::new(checks));
-        let mut state = Self { overrides, files: tree::FileCache::default(), checks, recorder, plugins, checks_changed: true, head: None, told: None };
+        let mut state = Self { overrides, files: tree::FileCache::default(), checks, recorder, plugins, checks_changed: true, head: None, told: None, refused_recorded: None };
         state.load_sources(options)?;
         Ok(state)
     }
@@ -318,7 +341,14 @@ impl ConfigHost {
             let live = host.commit(staged, Some(&mut writer))?;
             writer.head = Some(live);
         }
+        let live_version = host.snapshot().version();
+        crate::fleet::follow_peers(host.history_database(), live_version, host.downgrade())?;
         Ok(host)
+    }
+
+    /// A handle that does not keep the host alive (for its own background threads).
+    pub(crate) fn downgrade(&self) -> WeakHost {
+        WeakHost(Arc::downgrade(&self.shared))
     }
 
     /// The options the host was opened with.
@@ -418,40 +448,74 @@ impl ConfigHost {
     pub fn sync_recorded_overrides(&self) -> Result<(), Error> {
         // Releasing the writer also tells the plugins of a change that finished while another
         // writer held it.
-        self.adopt_recorded_overrides(&mut self.shared.writer())
+        self.adopt_recorded_overrides(&mut self.shared.writer()).map(|_| ())
     }
 
-    fn adopt_recorded_overrides(&self, state: &mut WriterState) -> Result<(), Error> {
-        let Some(recorder) = &state.recorder else { return Ok(()) };
+    /// Takes in the recorded overrides even when the history is not ahead of the live version: a
+    /// peer on a shared store committed a change just before one of ours, so the live snapshot
+    /// (built without it) carries a later version than the change. False when this host's own
+    /// records are still landing (nothing taken in; the caller tries again).
+    pub(crate) fn resync_recorded_overrides(&self) -> Result<bool, Error> {
+        let mut state = self.shared.writer();
+        self.adopt_recorded(&mut state, true)
+    }
+
+    fn adopt_recorded_overrides(&self, state: &mut WriterState) -> Result<bool, Error> {
+        self.adopt_recorded(state, false)
+    }
+
+    fn adopt_recorded(&self, state: &mut WriterState, force: bool) -> Result<bool, Error> {
+        let Some(recorder) = &state.recorder else { return Ok(true) };
         let poisoned = {
             let order = self.order();
             // Our own records are still landing: the history is ahead of us for a moment. What
             // another process recorded meanwhile stays in the history and is taken in later.
             if order.in_flight() && !order.poisoned {
-                return Ok(());
+                return Ok(false);
             }
             order.poisoned
         };
         if poisoned {
             drop(self.drain());
         }
-        let recorded = recorder.latest_version()?;
         let current = self.shared.current.load_full();
-        if !poisoned && recorded <= current.version() {
-            return Ok(());
+        if !poisoned && !force {
+            // The cheap look first: one read when nothing is new.
+            let recorded = recorder.latest_version()?;
+            if recorded <= current.version() || state.refused_recorded == Some(recorded) {
+                return Ok(true);
+            }
         }
-        let overrides = recorder.overrides()?;
+        let (recorded, overrides) = recorder.recorded_state()?;
+        // Who made the newest change, for subscribers and the log (a peer host on a shared store).
+        let cause = match recorder.peer_record(recorded) {
+            Some(record) if !poisoned => Cause::new(record.origin, record.actor),
+            _ => Cause::new(ChangeOrigin::Cli, if poisoned { "history" } else { "another process" }),
+        };
         // Validated against the live snapshot, in full after a failure.
-        state.head = Some(current);
+        state.head = Some(current.clone());
         state.checks_changed |= poisoned;
-        let snapshot = self.build_checked(state, &overrides, recorded)?;
-        let actor = if poisoned { "history" } else { "another process" };
-        let staged = self.queue(snapshot, Durability::Recorded(recorded), Arc::new(overrides.clone()), Cause::new(ChangeOrigin::Cli, actor));
+        let snapshot = match self.build_checked(state, &overrides, recorded) {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                // The last good snapshot stays live; the refusal is reported (health, events).
+                state.refused_recorded = Some(recorded);
+                self.reject(cause, &error);
+                return Err(error);
+            }
+        };
+        state.refused_recorded = None;
+        if force && recorded == current.version() && same_layers(current.layers(), snapshot.layers()) {
+            // Nothing the live snapshot lacks.
+            state.overrides = overrides;
+            return Ok(true);
+        }
+        let staged = self.queue(snapshot, Durability::Recorded(recorded), Arc::new(overrides.clone()), cause);
         state.overrides = overrides;
         state.checks_changed = false;
         let live = self.commit(staged, Some(state))?;
         state.head = Some(live);
-        Ok(())
+        Ok(true)
     }
 
     /// How long a change waits, at most, for a save in flight before it takes an emptied or
@@ -474,6 +538,12 @@ impl ConfigHost {
     /// as of the last release of the writer lock (the only place it changes).
     pub fn next_plugin_due(&self) -> Option<Instant> {
         self.shared.plugin_readings.load().next_due
+    }
+
+    /// Sources serving a last good (or cached) layer because asking them failed, by plugin name, as
+    /// of the last release of the writer (cheap: for liveness answers).
+    pub fn stale_sources(&self) -> BTreeMap<String, potter_plugin::Staleness> {
+        self.shared.plugin_readings.load().stale.clone()
     }
 
     /// Every plugin of the plugins folder with its status, last error and refused update, without

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use potter_engine::{View, ViewKey};
-use potter_history::{HistoryError, HistoryStore, OverrideOp, Record, SqliteStore, StoredValue};
+use potter_history::{HistoryError, HistoryStore, OverrideOp, Record, StoredValue};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -22,14 +22,19 @@ pub type Leaves = BTreeMap<String, StoredValue>;
 impl ConfigHost {
     /// The history database this host records to, shared with its recorder (None when nothing
     /// was ever recorded in its state directory).
-    pub fn history_store(&self) -> Result<Option<Arc<SqliteStore>>, Error> {
+    pub fn history_store(&self) -> Result<Option<Arc<dyn HistoryStore>>, Error> {
         self.history_database().existing()
     }
 
-    /// [`ConfigHost::history_store`], created when missing (for a log kept beside the history,
-    /// such as the server's audit log).
-    pub fn history_store_created(&self) -> Result<Arc<SqliteStore>, Error> {
-        self.history_database().created()
+    /// Where the server keeps its tokens when the history is shared (None: `<state>/tokens.json`).
+    pub fn shared_documents(&self) -> Option<Arc<dyn potter_history::DocumentStore>> {
+        self.history_database().documents()
+    }
+
+    /// The audit log kept beside the history (the server's; the SQLite file is created when
+    /// missing).
+    pub fn audit_log(&self) -> Result<Arc<dyn potter_history::AuditStore>, Error> {
+        self.history_database().audit_log()
     }
 }
 

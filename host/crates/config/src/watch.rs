@@ -134,6 +134,8 @@ const TIMED_CHECK: Duration = Duration::from_millis(250);
 impl TimedChecks {
     fn start(host: ConfigHost) -> Result<Self, Error> {
         let (stop, stopped) = mpsc::channel::<()>();
+        // The same failure (a shared store that stays unreachable) is logged once, not every tick.
+        let mut last_sync_error = None;
         let thread = std::thread::Builder::new()
             .name("potter-timed-checks".into())
             .spawn(move || loop {
@@ -143,8 +145,15 @@ impl TimedChecks {
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
-                if let Err(error) = host.sync_recorded_overrides() {
-                    tracing::warn!(%error, "cannot take in overrides recorded by another process");
+                match host.sync_recorded_overrides() {
+                    Err(error) => {
+                        let text = error.to_string();
+                        if last_sync_error.as_ref() != Some(&text) {
+                            tracing::warn!(%error, "cannot take in overrides recorded by another process");
+                            last_sync_error = Some(text);
+                        }
+                    }
+                    Ok(()) => last_sync_error = None,
                 }
                 if host.next_plugin_due().is_some_and(|due| due <= Instant::now()) {
                     if let Err(error) = host.reload_because(Cause::new(ChangeOrigin::Plugin, "plugin-poll")) {

@@ -40,26 +40,7 @@ fn main() {
     let connect = |prefix: &str| EtcdStore::connect(EtcdOptions::new(etcd.location(prefix))).unwrap();
 
     // etcd's own put -> watch latency.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let raw: Vec<Duration> = runtime.block_on(async {
-        let endpoint = format!("http://127.0.0.1:{}", etcd.client_port);
-        let mut writer = etcd_client::Client::connect([endpoint.clone()], None).await.unwrap();
-        let mut watcher = etcd_client::Client::connect([endpoint], None).await.unwrap();
-        let (_watch, mut stream) = watcher.watch("/raw/key", None).await.unwrap();
-        let mut samples = Vec::new();
-        for n in 0..CHANGES {
-            let started = Instant::now();
-            writer.put("/raw/key", n.to_string(), None).await.unwrap();
-            loop {
-                let response = stream.message().await.unwrap().unwrap();
-                if !response.events().is_empty() {
-                    break;
-                }
-            }
-            samples.push(started.elapsed());
-        }
-        samples
-    });
+    let raw = etcd.put_to_watch_latencies(CHANGES);
 
     // Potter: append on A (acknowledged) -> follower on B delivers the record.
     let host_a = connect("bench-propagation");

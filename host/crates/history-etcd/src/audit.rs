@@ -2,8 +2,10 @@
 //! (the same guarded-transaction pattern as versions, so ids are unique and increasing across
 //! every host on the prefix). Separate from the change history, as in the SQLite store.
 
+use std::sync::mpsc;
+
 use etcd_client::{Compare, CompareOp, GetOptions, SortOrder, SortTarget, Txn, TxnOp};
-use potter_history::{AuditEntry, AuditQuery, NewAuditEntry, Result};
+use potter_history::{AuditEntry, AuditQuery, AuditStore, NewAuditEntry, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::parse_u64;
@@ -86,5 +88,39 @@ impl crate::EtcdStore {
                 _ => return Ok(found),
             }
         }
+    }
+}
+
+impl AuditStore for crate::EtcdStore {
+    fn append_audit(&self, entries: Vec<NewAuditEntry>) -> Result<()> {
+        crate::EtcdStore::append_audit(self, entries)
+    }
+
+    /// Hands the lines to one background thread of this store (started on first use), which
+    /// commits them in order; a failure is logged on stderr, as SQLite's writer does.
+    fn queue_audit(&self, entries: Vec<NewAuditEntry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut queue = self.audit_queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let sender = queue.get_or_insert_with(|| {
+            let (sender, lines) = mpsc::channel::<Vec<NewAuditEntry>>();
+            let writer = self.twin();
+            let _ = std::thread::Builder::new().name("potter-etcd-audit".into()).spawn(move || {
+                for batch in lines {
+                    if let Err(error) = writer.append_audit(batch) {
+                        eprintln!("audit lines not recorded: {error}");
+                    }
+                }
+            });
+            sender
+        });
+        sender
+            .send(entries)
+            .map_err(|_| self.storage("the audit writer stopped; the lines were not recorded"))
+    }
+
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        crate::EtcdStore::audit(self, query)
     }
 }

@@ -163,6 +163,8 @@ pub struct EtcdStore {
     /// would mostly lose to each other (measured: 50 writers starve), so a host sends one change
     /// at a time and only hosts race each other.
     append_lock: std::sync::Mutex<()>,
+    /// The queue of [`potter_history::AuditStore::queue_audit`], once used.
+    audit_queue: std::sync::Mutex<Option<std::sync::mpsc::Sender<Vec<potter_history::NewAuditEntry>>>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -187,6 +189,7 @@ impl EtcdStore {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("potter-etcd")
+            .on_thread_start(block_sigpipe)
             .enable_all()
             .build()
             .map_err(|error| storage(format!("cannot start the etcd client runtime: {error}")))?;
@@ -221,10 +224,25 @@ impl EtcdStore {
             request_timeout: options.request_timeout,
             clock,
             append_lock: std::sync::Mutex::new(()),
+            audit_queue: std::sync::Mutex::new(None),
         };
         // One round trip so an unreachable cluster is reported at open, like a missing SQLite file.
         store.latest_version()?;
         Ok(store)
+    }
+
+    /// A second handle on the same connection and runtime (for a background writer).
+    fn twin(&self) -> EtcdStore {
+        EtcdStore {
+            client: self.client.clone(),
+            runtime: self.runtime.clone(),
+            prefix: self.prefix.clone(),
+            name: self.name.clone(),
+            request_timeout: self.request_timeout,
+            clock: self.clock.clone(),
+            append_lock: std::sync::Mutex::new(()),
+            audit_queue: std::sync::Mutex::new(None),
+        }
     }
 
     /// The location as given (`etcd://...`), for messages.
@@ -351,6 +369,20 @@ impl EtcdStore {
 
 /// Runs `future` on the store's runtime and waits for it on the calling thread (which may itself
 /// be a Tokio worker of another runtime: it only blocks, it never enters this runtime).
+/// The client's socket writes happen on the runtime's threads, some with `writev`, which (unlike
+/// `send` with `MSG_NOSIGNAL`) raises SIGPIPE when etcd has closed the connection. A program that
+/// restored SIGPIPE's default action (the `potter-config` command does, for `... | head`) would be
+/// killed by it; blocked on these threads, the write fails with `EPIPE` and the client reconnects.
+fn block_sigpipe() {
+    // SAFETY: changes only the calling thread's signal mask, with a set built here.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 fn run_on<T: Send + 'static>(
     runtime: &tokio::runtime::Runtime,
     future: impl Future<Output = T> + Send + 'static,
@@ -523,6 +555,32 @@ impl HistoryStore for EtcdStore {
         Ok(self.read_env_map::<u64>(env, "key_versions")?.get(key).copied().unwrap_or(0))
     }
 
+    fn overrides_with_version(&self, envs: &[String]) -> Result<(u64, potter_history::OverridesByEnv)> {
+        let mut reads = vec![TxnOp::get(self.key("version"), None)];
+        reads.extend(envs.iter().map(|env| TxnOp::get(self.key(&format!("env/{env}/overrides")), None)));
+        let response = self.call(move |mut client| async move { client.txn(Txn::new().and_then(reads)).await })?;
+        let responses = response.op_responses();
+        let first = |index: usize| -> Option<KeyValue> {
+            match responses.get(index) {
+                Some(TxnOpResponse::Get(get)) => get.kvs().first().cloned(),
+                _ => None,
+            }
+        };
+        let version = match first(0) {
+            None => 0,
+            Some(kv) => parse_u64(kv.value()).ok_or_else(|| self.decode_error(0, "counter", "version"))?,
+        };
+        let mut all = BTreeMap::new();
+        for (index, env) in envs.iter().enumerate() {
+            let overrides = match first(1 + index) {
+                None => BTreeMap::new(),
+                Some(kv) => serde_json::from_slice(kv.value()).map_err(|error| self.decode_error(0, "overrides", error))?,
+            };
+            all.insert(env.clone(), overrides);
+        }
+        Ok((version, all))
+    }
+
     fn overrides(&self, env: &str) -> Result<BTreeMap<String, StoredValue>> {
         self.read_env_map(env, "overrides")
     }
@@ -637,4 +695,30 @@ impl HistoryStore for EtcdStore {
 
 fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("history values serialise")
+}
+
+/// `P/documents/<name>`: small documents replaced whole (the server's token list), stamped with
+/// their etcd `mod_revision`.
+impl potter_history::DocumentStore for EtcdStore {
+    fn read_document(&self, name: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        Ok(self
+            .get_one(self.key(&format!("documents/{name}")))?
+            .map(|kv| (u64::try_from(kv.mod_revision()).unwrap_or(0), kv.value().to_vec())))
+    }
+
+    fn replace_document(&self, name: &str, bytes: Vec<u8>, expected: Option<u64>) -> Result<bool> {
+        let key = self.key(&format!("documents/{name}"));
+        let guard = match expected {
+            None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+            Some(stamp) => Compare::mod_revision(key.clone(), CompareOp::Equal, i64::try_from(stamp).unwrap_or(i64::MAX)),
+        };
+        let response = self.call(move |mut client| async move {
+            client.txn(Txn::new().when(vec![guard]).and_then(vec![TxnOp::put(key, bytes, None)])).await
+        })?;
+        Ok(response.succeeded())
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
 }

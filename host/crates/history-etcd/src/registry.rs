@@ -2,6 +2,7 @@
 //! a lease it keeps alive. A host that stops cleanly revokes the lease (its entry goes at once); a
 //! host that dies stops renewing it and etcd deletes the entry when the lease's TTL runs out.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{GetOptions, PutOptions};
@@ -26,20 +27,46 @@ pub struct InstanceInfo {
 /// A published entry; dropping it stops the keep-alive (the entry expires after the TTL), and
 /// [`Registration::withdraw`] removes it at once.
 pub struct Registration<'s> {
-    store: &'s crate::EtcdStore,
+    store: StoreRef<'s>,
     lease: i64,
     key: Vec<u8>,
     keep_alive: tokio::task::AbortHandle,
 }
 
+/// The store a registration renews through: borrowed, or shared by a host that keeps both.
+enum StoreRef<'s> {
+    Borrowed(&'s crate::EtcdStore),
+    Shared(Arc<crate::EtcdStore>),
+}
+
+impl std::ops::Deref for StoreRef<'_> {
+    type Target = crate::EtcdStore;
+
+    fn deref(&self) -> &crate::EtcdStore {
+        match self {
+            StoreRef::Borrowed(store) => store,
+            StoreRef::Shared(store) => store,
+        }
+    }
+}
+
 impl crate::EtcdStore {
     /// Publishes `info` under a lease of `ttl` (at least 2 s), renewed every third of it.
     pub fn register(&self, info: &InstanceInfo, ttl: Duration) -> Result<Registration<'_>> {
+        self.register_through(StoreRef::Borrowed(self), info, ttl)
+    }
+
+    /// [`Self::register`] holding the store itself (a host keeps the registration beside it).
+    pub fn register_shared(self: &Arc<Self>, info: &InstanceInfo, ttl: Duration) -> Result<Registration<'static>> {
+        self.register_through(StoreRef::Shared(self.clone()), info, ttl)
+    }
+
+    fn register_through<'s>(&self, store: StoreRef<'s>, info: &InstanceInfo, ttl: Duration) -> Result<Registration<'s>> {
         let ttl_secs = i64::try_from(ttl.as_secs().max(2)).unwrap_or(i64::MAX);
         let lease = self.call(move |mut client| async move { client.lease_grant(ttl_secs, None).await })?.id();
         let key = self.key(&format!("instances/{}", info.id));
         let registration = Registration {
-            store: self,
+            store,
             lease,
             key,
             keep_alive: self.runtime.spawn(keep_alive(self.client.clone(), lease, ttl_secs)).abort_handle(),

@@ -40,6 +40,38 @@ pub use model::{
 pub use prefix::prefix_upper_bound;
 pub use sqlite::{check_change, QueuedAppend, SqliteOptions, SqliteStore, DEFAULT_FILE_NAME};
 
+/// The server's audit log (every write and every refused request), kept beside the history by
+/// both stores but not part of [`HistoryStore`]: the change history does not depend on it.
+pub trait AuditStore: Send + Sync {
+    /// Records audit lines and returns once they are durable.
+    fn append_audit(&self, entries: Vec<NewAuditEntry>) -> Result<()>;
+
+    /// Hands audit lines over without waiting for them to be durable (a request must not wait);
+    /// a later failure is logged by the store.
+    fn queue_audit(&self, entries: Vec<NewAuditEntry>) -> Result<()>;
+
+    /// Audit lines matching `query`, newest first.
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
+}
+
+/// Each environment's runtime overrides (environment -> key -> value).
+pub type OverridesByEnv = BTreeMap<String, BTreeMap<String, StoredValue>>;
+
+/// Small named documents kept beside a shared history (the server's token list), each replaced
+/// whole with compare-and-set on its stamp. Implemented by the etcd store; a SQLite host keeps
+/// such files in its state directory instead.
+pub trait DocumentStore: Send + Sync {
+    /// The document's stamp (changes with every replacement) and bytes, None if never written.
+    fn read_document(&self, name: &str) -> Result<Option<(u64, Vec<u8>)>>;
+
+    /// Replaces the document if its stamp is still `expected` (None: it must not exist yet);
+    /// false when another writer replaced it first (nothing written).
+    fn replace_document(&self, name: &str, bytes: Vec<u8>, expected: Option<u64>) -> Result<bool>;
+
+    /// Names the store in messages (`etcd://host:port/prefix`).
+    fn describe(&self) -> String;
+}
+
 /// A durable, append-only history of configuration changes plus the runtime override layer.
 ///
 /// Implemented by [`SqliteStore`] and by `EtcdStore` (crate `potter-history-etcd`), with one contract:
@@ -54,6 +86,12 @@ pub trait HistoryStore: Send + Sync {
     /// Records several changes atomically (all or none), in order; returns their versions.
     fn append_all(&self, changes: Vec<NewChange>) -> Result<Vec<u64>>;
 
+    /// [`HistoryStore::append_all`] handed over without waiting for durability where the store
+    /// can (SQLite's group commit); by default it appends now and returns the answer.
+    fn append_all_queued(&self, changes: Vec<NewChange>) -> Result<QueuedAppend> {
+        Ok(QueuedAppend::answered(self.append_all(changes)))
+    }
+
     /// The record with this version, if any.
     fn get(&self, version: u64) -> Result<Option<Record>>;
 
@@ -65,6 +103,18 @@ pub trait HistoryStore: Send + Sync {
 
     /// The current runtime overrides of `env` (key -> value; a JSON null value deletes the key).
     fn overrides(&self, env: &str) -> Result<BTreeMap<String, StoredValue>>;
+
+    /// The newest version and the overrides of each of `envs`. A store that can reads them in
+    /// one go (etcd: one read transaction, so the overrides are exactly those of that version, in
+    /// one round trip); by default one read after the other.
+    fn overrides_with_version(&self, envs: &[String]) -> Result<(u64, OverridesByEnv)> {
+        let version = self.latest_version()?;
+        let mut all = BTreeMap::new();
+        for env in envs {
+            all.insert(env.clone(), self.overrides(env)?);
+        }
+        Ok((version, all))
+    }
 
     /// Records matching the filters, newest first, at most `query.limit`.
     fn query(&self, query: &HistoryQuery) -> Result<Vec<Record>>;

@@ -40,7 +40,7 @@ pub use error::{PluginError, Refusal};
 pub use log::{BURST_LINES, GUEST_LOG_TARGET, LINES_PER_SECOND};
 pub use host::{default_trust_dir, plugin_modules, HostOptions, PluginHost, PluginInfo, PluginStatus, Staleness, PRODUCTION};
 pub use manifest::{
-    manifest_path, reserved_variable, resolve_granted_directory, Allowance, GrantKind, GrantRules, Grants, LimitRequest,
+    is_plugin_name, manifest_path, reserved_variable, resolve_granted_directory, Allowance, GrantKind, GrantRules, Grants, LimitRequest,
     Limits, Manifest, OnError, PluginKind, DEFAULT_ENV_PREFIX, GRANTED_DIRECTORY_GUEST_PATH, MANIFEST_SUFFIX,
 };
 pub use outbound::{Origin, OriginScheme, OutboundLimits};

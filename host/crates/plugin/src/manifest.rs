@@ -254,6 +254,10 @@ pub struct Manifest {
     /// start-up (`"90s"`, `"30m"`, `"12h"`, `"7d"`); without it any age is served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_stale: Option<String>,
+    /// Sources: every value the source yields is a secret (a secrets store such as Vault): marked
+    /// secret in its layer, so redacted at every exit like a decrypted value of the tree.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret_output: bool,
     /// JSON Schema (as JSON text) for the plugin's namespace `plugins.<name>`; validated like the
     /// tree's own schemas. Inline so the signature covers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -336,6 +340,9 @@ impl Manifest {
                 return Err(fail("max_stale is only for sources".to_string()));
             }
             parse_duration(text).map_err(|e| fail(format!("max_stale: {e}")))?;
+        }
+        if manifest.secret_output && manifest.kind != PluginKind::Source {
+            return Err(fail("secret_output is only for sources".to_string()));
         }
         if manifest.kind == PluginKind::Source && manifest.prefixes.is_empty() {
             return Err(fail(
@@ -485,7 +492,8 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(number.saturating_mul(seconds)))
 }
 
-fn is_plugin_name(name: &str) -> bool {
+/// A plugin name: 1-64 characters of a-z, 0-9 and `-`, not starting with `-`.
+pub fn is_plugin_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('-')

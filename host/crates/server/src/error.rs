@@ -78,6 +78,8 @@ impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         let message = error.to_string();
         match error {
+            // The shared store did not commit it (unreachable, no quorum): nothing was acknowledged.
+            Error::History(ref history) if potter_config::recording::is_store_unavailable(history) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message),
             Error::History(potter_history::HistoryError::PayloadPruned { .. }) => ApiError::new(StatusCode::CONFLICT, "history_pruned", message),
             Error::History(potter_history::HistoryError::InvalidChange(_)) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_apply", message),
             Error::UnknownView(_) | Error::NotServed { .. } => ApiError::not_found("unknown_view", message),

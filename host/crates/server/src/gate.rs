@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use potter_history::{NewAuditEntry, SqliteStore};
+use potter_history::{AuditStore, NewAuditEntry};
 
 use super::error::ApiError;
 use super::rbac::Principal;
@@ -123,15 +123,15 @@ pub struct AuditNote {
 /// Writes audit lines through the history store's group commit without waiting for them.
 #[derive(Clone)]
 pub struct AuditLog {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn AuditStore>,
 }
 
 impl AuditLog {
-    pub fn new(store: Arc<SqliteStore>) -> Self {
+    pub fn new(store: Arc<dyn AuditStore>) -> Self {
         Self { store }
     }
 
-    pub fn store(&self) -> &Arc<SqliteStore> {
+    pub fn store(&self) -> &Arc<dyn AuditStore> {
         &self.store
     }
 
@@ -143,14 +143,14 @@ impl AuditLog {
     }
 }
 
-/// Routes anyone may call: not limited, not audited.
+/// Routes anyone may call: not limited, not audited (the console's page files hold no configuration).
 fn is_open_route(path: &str) -> bool {
-    matches!(path, "/v1/health" | "/v1/openapi.json")
+    matches!(path, "/v1/health" | "/v1/openapi.json" | "/") || path.starts_with("/console/")
 }
 
-/// Writes are audited whatever their outcome; reads only when refused.
+/// Writes (and secret reveals) are audited whatever their outcome; other reads only when refused.
 fn is_write(method: &Method, path: &str) -> bool {
-    matches!(*method, Method::PUT | Method::DELETE | Method::PATCH) || (*method == Method::POST && path == "/v1/rollback")
+    matches!(*method, Method::PUT | Method::DELETE | Method::PATCH) || (*method == Method::POST && path == "/v1/rollback") || crate::handlers::console::is_audited_read(path)
 }
 
 /// The environment and key a request names in its path (`/v1/config/{env}/{key}` and the like),
@@ -222,7 +222,7 @@ pub async fn gate(State(state): State<ApiState>, mut request: Request, next: Nex
     request.extensions_mut().insert(identity.clone());
     let response = next.run(request).await;
     let status = response.status();
-    if !(write || status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN) {
+    if !(write || status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN) || response.extensions().get::<crate::handlers::console::AlreadyAudited>().is_some() {
         return response;
     }
     let note = response.extensions().get::<AuditNote>().cloned().unwrap_or_default();

@@ -4,6 +4,7 @@
 //! until a shutdown signal, ending live change streams so the shutdown is not held up by them, and
 //! giving requests in flight [`SHUTDOWN_GRACE`] to finish.
 
+mod console_assets;
 mod error;
 pub mod gate;
 mod handlers;
@@ -22,6 +23,7 @@ use axum::Router;
 use tokio::sync::watch;
 
 use potter_config::runtime::ConfigHost;
+pub use console_assets::{embedded_bytes as console_embedded_bytes, CONTENT_SECURITY_POLICY_VALUE as CONSOLE_CONTENT_SECURITY_POLICY};
 pub use error::{ApiError, ApiResult};
 #[doc(hidden)]
 pub use handlers::read_request_bodies;
@@ -82,6 +84,9 @@ pub fn router(host: ConfigHost, tokens: Arc<TokenStore>, shutdown: watch::Receiv
         .route("/v1/rollback", post(handlers::history::rollback))
         .route("/v1/plugins", get(handlers::plugins::plugins))
         .route("/v1/audit", get(handlers::audit::audit))
+        .route("/v1/instances", get(handlers::instances::instances))
+        .merge(handlers::console::routes())
+        .merge(console_assets::routes())
         .fallback(handlers::unknown_route)
         .method_not_allowed_fallback(handlers::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -93,6 +93,10 @@ impl Modify for BearerToken {
         handlers::history::rollback,
         handlers::plugins::plugins,
         handlers::audit::audit,
+        handlers::instances::instances,
+        handlers::console::session,
+        handlers::console::tree,
+        handlers::console::reveal,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerToken)

@@ -8,8 +8,10 @@ use std::fs::{self, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use potter_history::DocumentStore;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -47,6 +49,8 @@ pub enum TokenError {
     NoEnvironment,
     #[error("token prefix `{prefix}`: {reason}")]
     BadPrefix { prefix: String, reason: String },
+    #[error("{location}: {message}")]
+    Shared { location: String, message: String },
     #[error("no randomness available for a new token: {0}")]
     Random(String),
 }
@@ -101,17 +105,37 @@ fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// The tokens file of one state directory.
+/// The name of the token list among a shared store's documents.
+const SHARED_DOCUMENT: &str = "tokens";
+
+/// How old the token list a server holds from a shared store may get before it reads it again:
+/// a token created or revoked on one host is in force on every host within this.
+pub const SHARED_REFRESH: Duration = Duration::from_secs(1);
+
+/// The tokens of one state directory (`tokens.json`), or of a shared store (etcd: every host on
+/// the prefix accepts the same tokens).
 pub struct TokenStore {
+    /// The file, or the shared store's location (for messages).
     path: PathBuf,
+    shared: Option<Arc<dyn DocumentStore>>,
     /// The records as last read, and the file's modification time then.
     cache: Mutex<(Option<SystemTime>, Vec<TokenRecord>)>,
+    /// From a shared store: when the records were last read.
+    shared_read_at: Mutex<Option<Instant>>,
 }
 
 impl TokenStore {
     /// The store of `state_dir` (the file need not exist yet: then there are no tokens).
     pub fn open(state_dir: &Path) -> Result<Self, TokenError> {
-        let store = Self { path: tokens_file(state_dir), cache: Mutex::new((None, Vec::new())) };
+        let store = Self { path: tokens_file(state_dir), shared: None, cache: Mutex::new((None, Vec::new())), shared_read_at: Mutex::new(None) };
+        store.records()?;
+        Ok(store)
+    }
+
+    /// The token list kept in a shared store (`--store etcd://...`), the same for every host.
+    pub fn open_shared(documents: Arc<dyn DocumentStore>) -> Result<Self, TokenError> {
+        let path = PathBuf::from(format!("{}/documents/{SHARED_DOCUMENT}", documents.describe()));
+        let store = Self { path, shared: Some(documents), cache: Mutex::new((None, Vec::new())), shared_read_at: Mutex::new(None) };
         store.records()?;
         Ok(store)
     }
@@ -129,6 +153,20 @@ impl TokenStore {
     /// this is on every request's path.
     fn with_records<T>(&self, look: impl FnOnce(&[TokenRecord]) -> T) -> Result<T, TokenError> {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if self.shared.is_some() {
+            let mut read_at = self.shared_read_at.lock().unwrap_or_else(|p| p.into_inner());
+            if read_at.is_none_or(|at| at.elapsed() >= SHARED_REFRESH) {
+                match self.read_stamped() {
+                    Ok((_, records)) => cache.1 = records,
+                    // The store is unreachable: the list read last stays in force (a server keeps
+                    // serving with what it knows, as it does its configuration).
+                    Err(error) if read_at.is_some() => tracing::warn!(%error, "cannot re-read the shared token list; using the one read last"),
+                    Err(error) => return Err(error),
+                }
+                *read_at = Some(Instant::now());
+            }
+            return Ok(look(&cache.1));
+        }
         let modified = match fs::metadata(&self.path) {
             Ok(meta) => meta.modified().ok(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -141,6 +179,31 @@ impl TokenStore {
             *cache = (modified, self.read()?);
         }
         Ok(look(&cache.1))
+    }
+
+    /// The records with the stamp they were read at (a shared store's; None for the file).
+    fn read_stamped(&self) -> Result<(Option<u64>, Vec<TokenRecord>), TokenError> {
+        let Some(shared) = &self.shared else { return Ok((None, self.read()?)) };
+        let Some((stamp, bytes)) = shared.read_document(SHARED_DOCUMENT).map_err(|e| self.shared_error(e))? else { return Ok((None, Vec::new())) };
+        let document: TokensDocument = serde_json::from_slice(&bytes).map_err(|e| TokenError::Malformed { path: self.path.clone(), message: e.to_string() })?;
+        Ok((Some(stamp), document.tokens))
+    }
+
+    fn shared_error(&self, error: potter_history::HistoryError) -> TokenError {
+        TokenError::Shared { location: self.path.display().to_string(), message: error.to_string() }
+    }
+
+    /// Reads, edits and writes the list; with a shared store the write is compare-and-set on the
+    /// stamp read, and a lost race edits the newer list again.
+    fn edit(&self, mut change: impl FnMut(&mut Vec<TokenRecord>) -> Result<(), TokenError>) -> Result<(), TokenError> {
+        for _attempt in 0..16 {
+            let (stamp, mut records) = self.read_stamped()?;
+            change(&mut records)?;
+            if self.write(records, stamp)? {
+                return Ok(());
+            }
+        }
+        Err(TokenError::Shared { location: self.path.display().to_string(), message: "other hosts kept changing the token list; nothing was changed".to_owned() })
     }
 
     fn read(&self) -> Result<Vec<TokenRecord>, TokenError> {
@@ -173,33 +236,44 @@ impl TokenStore {
         if let Some(prefix) = &prefix {
             potter_engine::parse_key_path(prefix).map_err(|e| TokenError::BadPrefix { prefix: prefix.clone(), reason: e.to_string() })?;
         }
-        let mut records = self.read()?;
-        if records.iter().any(|r| r.name == name) {
-            if !replace {
-                return Err(TokenError::Exists(name.to_owned()));
-            }
-            records.retain(|r| r.name != name);
-        }
         let token = new_token()?;
         let created = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        records.push(TokenRecord { name: name.to_owned(), role, environments, prefix, sha256: hash_token(&token), created });
-        self.write(records)?;
+        let record = TokenRecord { name: name.to_owned(), role, environments, prefix, sha256: hash_token(&token), created };
+        self.edit(|records| {
+            if records.iter().any(|r| r.name == name) {
+                if !replace {
+                    return Err(TokenError::Exists(name.to_owned()));
+                }
+                records.retain(|r| r.name != name);
+            }
+            records.push(record.clone());
+            Ok(())
+        })?;
         Ok(token)
     }
 
     /// Removes the token called `name`.
     pub fn revoke(&self, name: &str) -> Result<(), TokenError> {
-        let mut records = self.read()?;
-        let before = records.len();
-        records.retain(|r| r.name != name);
-        if records.len() == before {
-            return Err(TokenError::Unknown(name.to_owned()));
-        }
-        self.write(records)
+        self.edit(|records| {
+            let before = records.len();
+            records.retain(|r| r.name != name);
+            if records.len() == before {
+                return Err(TokenError::Unknown(name.to_owned()));
+            }
+            Ok(())
+        })
     }
 
     /// Atomic replace: a 0600 temp file beside the target, fsync, rename, fsync of the folder.
-    fn write(&self, tokens: Vec<TokenRecord>) -> Result<(), TokenError> {
+    /// Writes the list (false: a shared store's list changed since `stamp` was read).
+    fn write(&self, tokens: Vec<TokenRecord>, stamp: Option<u64>) -> Result<bool, TokenError> {
+        if let Some(shared) = &self.shared {
+            let text = serde_json::to_vec(&TokensDocument { tokens }).expect("token records serialize");
+            let written = shared.replace_document(SHARED_DOCUMENT, text, stamp).map_err(|e| self.shared_error(e))?;
+            // The next look reads the new list.
+            *self.shared_read_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            return Ok(written);
+        }
         let io = |path: &Path, source| TokenError::Io { path: path.to_owned(), source };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
@@ -219,6 +293,6 @@ impl TokenStore {
         fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io(dir, e))?;
         // Force a re-read even when the rename lands within the same mtime tick.
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).0 = None;
-        Ok(())
+        Ok(true)
     }
 }

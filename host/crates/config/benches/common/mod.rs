@@ -31,10 +31,15 @@ pub fn copy_json_tree(from: &Path, to: &Path) {
         let target = to.join(entry.file_name());
         if entry.file_type().unwrap().is_dir() {
             copy_json_tree(&entry.path(), &target);
-        } else if entry.file_name() != "manifest.json" && entry.path().extension().is_some_and(|e| e == "json") {
+        } else if is_config_file(&entry.path()) {
             fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// A configuration file of the corpus: a `*.json` but its `manifest.json`.
+pub fn is_config_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "json") && path.file_name().is_some_and(|name| name != "manifest.json")
 }
 
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {

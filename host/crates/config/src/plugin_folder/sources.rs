@@ -158,6 +158,11 @@ fn source_layer(plugin: &LoadedPlugin, environment: &str, data: serde_json::Map<
     let mut layer = Layer::new(format!("plugins/{}/{environment}", plugin.name()), Rank::Source, Scope::environment(environment), LayerSource::Plugin(plugin.name().to_owned()), data)
         .with_order(i64::from(plugin.manifest().priority));
     layer.locations.values_mut().for_each(|location| *location = Location::Layer);
+    if plugin.manifest().secret_output {
+        // A secrets store's source: every value it yields is redacted at every exit.
+        let leaves: Vec<Box<str>> = layer.locations.keys().filter(|path| layer.value_at(path).is_some_and(|value| !value.is_object())).cloned().collect();
+        layer.secrets.extend(leaves);
+    }
     layer
 }
 

@@ -64,6 +64,31 @@ impl Etcd {
         assert!(Command::new("kill").args([signal, pid.trim()]).status().unwrap().success());
     }
 
+    /// etcd's own put → watch latency on raw clients, `changes` times (the benchmarks' baseline).
+    #[allow(dead_code)]
+    pub fn put_to_watch_latencies(&self, changes: usize) -> Vec<Duration> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let endpoint = format!("http://127.0.0.1:{}", self.client_port);
+            let mut writer = etcd_client::Client::connect([endpoint.clone()], None).await.unwrap();
+            let mut watcher = etcd_client::Client::connect([endpoint], None).await.unwrap();
+            let (_watch, mut stream) = watcher.watch("/raw/key", None).await.unwrap();
+            let mut samples = Vec::new();
+            for n in 0..changes {
+                let started = Instant::now();
+                writer.put("/raw/key", n.to_string(), None).await.unwrap();
+                loop {
+                    let response = stream.message().await.unwrap().unwrap();
+                    if !response.events().is_empty() {
+                        break;
+                    }
+                }
+                samples.push(started.elapsed());
+            }
+            samples
+        })
+    }
+
     #[allow(dead_code)]
     pub fn stop(&mut self) {
         let _ = Command::new("kill").arg(self.child.id().to_string()).status();

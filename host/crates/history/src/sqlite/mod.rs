@@ -213,6 +213,13 @@ pub struct QueuedAppend {
 }
 
 impl QueuedAppend {
+    /// An append already answered (a store that commits before it returns: etcd).
+    pub fn answered(result: Result<Vec<u64>>) -> QueuedAppend {
+        let (reply, answer) = mpsc::channel();
+        let _ = reply.send(result);
+        QueuedAppend { answer, path: PathBuf::new() }
+    }
+
     /// The versions of the appended changes, once committed durably.
     pub fn wait(self) -> Result<Vec<u64>> {
         self.answer.recv().map_err(|_| HistoryError::WriterStopped { path: self.path })?
@@ -329,7 +336,25 @@ pub fn check_change(change: &NewChange) -> Result<()> {
     Ok(())
 }
 
+impl crate::AuditStore for SqliteStore {
+    fn append_audit(&self, entries: Vec<NewAuditEntry>) -> Result<()> {
+        SqliteStore::append_audit(self, entries)
+    }
+
+    fn queue_audit(&self, entries: Vec<NewAuditEntry>) -> Result<()> {
+        SqliteStore::queue_audit(self, entries)
+    }
+
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        SqliteStore::audit(self, query)
+    }
+}
+
 impl HistoryStore for SqliteStore {
+    fn append_all_queued(&self, changes: Vec<NewChange>) -> Result<QueuedAppend> {
+        SqliteStore::append_all_queued(self, changes)
+    }
+
     fn append(&self, change: NewChange) -> Result<u64> {
         let versions = self.append_all(vec![change])?;
         Ok(versions[0])

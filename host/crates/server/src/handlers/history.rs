@@ -108,8 +108,7 @@ fn environment_qualifiers(snapshot: &Snapshot, environment: &str) -> Vec<String>
 ///
 /// Keys of service and user views are recorded qualified (`api_service:api.timeout`), so a scoped
 /// query asks once per view qualifier of the environment and merges the answers by version.
-fn scoped_records(store: &potter_history::SqliteStore, query: potter_history::HistoryQuery, scope: Option<&str>, qualifiers: &[String]) -> Result<Vec<potter_history::Record>, potter_config::Error> {
-    use potter_history::HistoryStore as _;
+fn scoped_records(store: &dyn potter_history::HistoryStore, query: potter_history::HistoryQuery, scope: Option<&str>, qualifiers: &[String]) -> Result<Vec<potter_history::Record>, potter_config::Error> {
     let Some(scope) = scope else {
         return Ok(store.query(&query)?);
     };
@@ -167,7 +166,7 @@ pub async fn history(
     let host = state.host.clone();
     let entries = blocking(move || {
         let records = match host.history_store()? {
-            Some(store) => scoped_records(&store, query, scope.as_deref(), &qualifiers)?,
+            Some(store) => scoped_records(store.as_ref(), query, scope.as_deref(), &qualifiers)?,
             None => Vec::new(),
         };
         Ok(records.iter().filter_map(|record| history_entry(record, scope.as_deref(), &qualifiers, false)).collect::<Vec<HistoryEntry>>())
@@ -197,7 +196,6 @@ pub async fn history_version(
     Authenticated(principal): Authenticated,
     version: Result<Path<u64>, PathRejection>,
 ) -> ApiResult<Json<HistoryEntry>> {
-    use potter_history::HistoryStore as _;
     let version = path_params(version)?;
     let host = state.host.clone();
     let record = blocking(move || match host.history_store()? {

@@ -6,10 +6,26 @@ use super::*;
 /// `GET /v1/health`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// Always `ok`.
+    /// `ok`, or `degraded` while the shared store cannot be reached (the last good configuration
+    /// is served; writes are refused with 503).
     pub status: &'static str,
     /// The live snapshot's version.
     pub version: u64,
+    /// Source plugins serving a last good (or cached) layer because asking them failed: the host
+    /// is alive and serving, but these parts of its configuration may be out of date.
+    pub stale_sources: Vec<StaleSource>,
+    /// Why the shared (etcd) history store is unreachable, while it is; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_unreachable: Option<String>,
+}
+
+/// One stale source in `GET /v1/health`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StaleSource {
+    /// The source plugin's name.
+    pub plugin: String,
+    #[serde(flatten)]
+    pub staleness: super::plugins::SourceStaleness,
 }
 
 /// `GET /v1/environments`: the environments in the token's scope, the services and the users.
@@ -43,7 +59,13 @@ pub struct SchemaFile {
     ),
 )]
 pub async fn health(State(state): State<ApiState>) -> Json<Health> {
-    Json(Health { status: "ok", version: state.host.snapshot().version() })
+    let snapshot = state.host.snapshot();
+    // No token here: the error is redacted of every environment's secret values.
+    let redacted = |text: &str| snapshot.axes().environments.iter().filter_map(|e| snapshot.view(&ViewKey::environment(e)).ok()).fold(text.to_owned(), |text, view| potter_config::secret_values::redact_text(view, &text));
+    let stale_sources = state.host.stale_sources().iter().map(|(plugin, stale)| StaleSource { plugin: plugin.clone(), staleness: super::plugins::SourceStaleness::new(stale, redacted(&stale.last_error)) }).collect();
+    let store_unreachable = state.host.store_unreachable();
+    let status = if store_unreachable.is_some() { "degraded" } else { "ok" };
+    Json(Health { status, version: snapshot.version(), stale_sources, store_unreachable })
 }
 
 /// This document (no token needed).

@@ -31,8 +31,10 @@ use potter_config::runtime::SetRequest;
 
 pub mod audit;
 pub mod config;
+pub mod console;
 pub mod explain;
 pub mod history;
+pub mod instances;
 pub mod meta;
 pub mod plugins;
 pub mod watch;

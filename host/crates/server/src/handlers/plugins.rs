@@ -39,6 +39,27 @@ pub struct PluginEntry {
     pub secrets: bool,
     #[schema(value_type = Option<Object>)]
     pub limits: Option<potter_plugin::Limits>,
+    /// Set while a source serves its last good (or cached) layer because asking it failed.
+    pub stale: Option<SourceStaleness>,
+}
+
+/// Why a source's layer is not fresh.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SourceStaleness {
+    /// Since when (ms since the Unix epoch).
+    pub since_ms: u64,
+    /// The last failure of asking the source (redacted like every diagnostic).
+    pub last_error: String,
+    /// True when the host started from the source's last-known-good cache.
+    pub from_cache: bool,
+    /// When that cached layer was saved (ms since the epoch); null unless `from_cache`.
+    pub cached_at_ms: Option<u64>,
+}
+
+impl SourceStaleness {
+    pub(crate) fn new(stale: &potter_plugin::Staleness, last_error: String) -> Self {
+        SourceStaleness { since_ms: stale.since_ms, last_error, from_cache: stale.from_cache, cached_at_ms: stale.cached_at_ms }
+    }
 }
 
 /// The plugins of the running host's plugins folder: name, kind, version, sha256, signer and the
@@ -79,6 +100,11 @@ pub async fn plugins(State(state): State<ApiState>, Authenticated(principal): Au
                 (None, _) => None,
             };
             let refused_update = info.refused_update.as_deref().map(|text| diagnostics.unscoped(text, info.refusal_about_files));
+            // Staleness names no environment: a narrower token sees its error as for `last_error`.
+            let stale = info.stale.as_ref().map(|stale| {
+                let text = if diagnostics.sees_every_environment() { diagnostics.redacted(None, &stale.last_error) } else { errors.values().next().and_then(Value::as_str).map_or_else(|| diagnostics.unscoped(&stale.last_error, false), str::to_owned) };
+                SourceStaleness::new(stale, text)
+            });
             PluginEntry {
                 name: info.name.clone(),
                 file: info.file.file_name().map(|name| name.to_string_lossy().into_owned()),
@@ -94,6 +120,7 @@ pub async fn plugins(State(state): State<ApiState>, Authenticated(principal): Au
                 grants: info.grants.clone(),
                 secrets: info.secrets,
                 limits: info.limits.clone(),
+                stale,
             }
         })
         .collect();

@@ -1,0 +1,83 @@
+//! The instance registry of hosts sharing one etcd store: each publishes its id, address, the
+//! version it serves, its plugins and the last peer change it refused, under a lease (a host that
+//! dies drops out after the lease's TTL). What `GET /v1/instances` and `potter-config instances`
+//! show. See docs/FLEET.md.
+
+use std::time::Duration;
+
+pub use potter_history_etcd::InstanceInfo;
+
+use crate::error::Error;
+use crate::recording::lock;
+use crate::runtime::ConfigHost;
+
+/// How long a registry entry outlives a host that stopped renewing it, unless told otherwise.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+
+impl ConfigHost {
+    /// Publishes this host in the registry (`id`, default `<host name>-<pid>`; `address`: where
+    /// its API listens) under a lease of `ttl`, kept current as its live version and refusals
+    /// change. Nothing to do (`Ok(None)`) unless the history is a shared store. Returns the id.
+    pub fn register_instance(&self, id: Option<String>, address: Option<String>, ttl: Duration) -> Result<Option<String>, Error> {
+        let database = self.history_database();
+        let Some(store) = database.etcd() else { return Ok(None) };
+        let link = database.link();
+        let id = id.unwrap_or_else(default_id);
+        let info = InstanceInfo {
+            id: id.clone(),
+            address,
+            version: self.snapshot().version(),
+            plugins: self.plugin_list().into_iter().map(|plugin| match plugin.version { Some(version) => format!("{}@{version}", plugin.name), None => plugin.name }).collect(),
+            last_refusal: lock(&link.last_refusal).clone(),
+        };
+        let registration = store.register_shared(&info, ttl)?;
+        *lock(&link.instance) = Some(info);
+        *lock(&link.registration) = Some(registration);
+        Ok(Some(id))
+    }
+
+    /// Removes this host's entry at once (a clean shutdown).
+    pub fn withdraw_instance(&self) -> Result<(), Error> {
+        let link = self.history_database().link();
+        let registration = lock(&link.registration).take();
+        lock(&link.instance).take();
+        match registration {
+            Some(registration) => Ok(registration.withdraw()?),
+            None => Ok(()),
+        }
+    }
+
+    /// Every host registered on the shared store, ordered by id (None when the history is not
+    /// shared: a lone host has no registry).
+    pub fn instances(&self) -> Result<Option<Vec<InstanceInfo>>, Error> {
+        match self.history_database().etcd() {
+            Some(store) => Ok(Some(store.instances()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Why the shared store is unreachable, while it is (None with SQLite).
+    pub fn store_unreachable(&self) -> Option<String> {
+        lock(&self.history_database().link().unreachable).clone()
+    }
+}
+
+fn default_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// The registry of the store `options` choose, read without loading a tree (for
+/// `potter-config instances`); None when the history is not shared.
+pub fn list(options: &crate::Options) -> Result<Option<Vec<InstanceInfo>>, Error> {
+    let database = crate::recording::HistoryDatabase::open(options)?;
+    match database.etcd() {
+        Some(store) => Ok(Some(store.instances()?)),
+        None => Ok(None),
+    }
+}
