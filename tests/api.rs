@@ -8,24 +8,12 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{potter_with, stderr, stdout, Tree};
+use common::serve::dechunk;
+use common::{potter_with, stderr, stdout, Tree, API_SCHEMA};
 use potter_secrets::Keyring;
 use serde_json::{json, Value};
 
 const PLAINTEXT: &str = "sk-live-CANARY-api-5e1d-do-not-leak";
-
-const SCHEMA: &str = r#"{
-  "type": "object",
-  "properties": {
-    "api": {
-      "type": "object",
-      "properties": {
-        "timeout": {"type": "integer", "minimum": 1},
-        "rate_limit": {"type": "integer", "maximum": 1000}
-      }
-    }
-  }
-}"#;
 
 /// A tree with a schema and a production secret `db.password` = PLAINTEXT, encrypted by the CLI.
 struct Fixture {
@@ -36,7 +24,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let tree = Tree::minimal();
-        tree.write("schemas/global_schema.json", SCHEMA);
+        tree.write("schemas/global_schema.json", API_SCHEMA);
         let keyring = Keyring::generate("production").unwrap();
         let key_variable = ("POTTER_SECRET_KEY_PRODUCTION".to_owned(), keyring.to_env_value().expose().to_owned());
         let fixture = Fixture { tree, key_variable };
@@ -196,19 +184,6 @@ impl Response {
         assert_eq!(self.json()["error"]["code"], code, "{self:?}");
         assert!(self.json()["error"]["message"].is_string(), "{self:?}");
     }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 #[test]
@@ -501,7 +476,7 @@ fn bad_input_is_a_4xx_with_a_json_error_and_never_a_500() {
         ("GET", "/v1/config/staging?service=nobody", None, 404, "unknown_view"),
         ("GET", "/v1/watch/nowhere", None, 404, "unknown_view"),
         ("GET", "/v1/nothing-here", None, 404, "unknown_route"),
-        ("GET", "/", None, 404, "unknown_route"),
+        ("GET", "/nowhere", None, 404, "unknown_route"),
         ("POST", "/v1/environments", None, 405, "method_not_allowed"),
         ("DELETE", "/v1/config/staging", None, 405, "method_not_allowed"),
         ("PUT", "/v1/config/staging/api.timeout", Some("{not json"), 400, "malformed_json"),
@@ -719,7 +694,7 @@ fn a_rollback_that_would_not_validate_is_422_and_its_dry_run_lists_the_issues() 
     server.put("/v1/config/staging/api.timeout", &admin, r#"{"value": 25}"#);
     // The schema tightens after version `first`: every environment is still valid, but `first`'s
     // content (timeout 11) no longer is.
-    fixture.tree.write("schemas/global_schema.json", &SCHEMA.replace(r#""minimum": 1}"#, r#""minimum": 20}"#));
+    fixture.tree.write("schemas/global_schema.json", &API_SCHEMA.replace(r#""minimum": 1}"#, r#""minimum": 20}"#));
     let dry = server.call("POST", "/v1/rollback", Some(&admin), &[], Some(&format!(r#"{{"env": "staging", "version": {first}, "dry_run": true}}"#)));
     assert_eq!(dry.status, 200, "{dry:?}");
     assert_eq!(dry.json()["valid"], false, "{dry:?}");

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::serve::Served;
-use common::{potter_with, stderr, stdout, Tree};
+use common::{potter_with, stderr, stdout, Tree, API_SCHEMA};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use http_body_util::{BodyExt, Full};
@@ -36,19 +36,6 @@ const PATIENCE: Duration = Duration::from_secs(10);
 /// The issue asks for a change made elsewhere to show within a second; on a loaded CI machine
 /// the wait is generous, and the time it took is printed, not asserted.
 const LIVE_PATIENCE: Duration = Duration::from_secs(5);
-
-const SCHEMA: &str = r#"{
-  "type": "object",
-  "properties": {
-    "api": {
-      "type": "object",
-      "properties": {
-        "timeout": {"type": "integer", "minimum": 1},
-        "rate_limit": {"type": "integer", "maximum": 1000}
-      }
-    }
-  }
-}"#;
 
 /// The `large` environment: this many groups of this many leaves.
 const LARGE_GROUPS: usize = 100;
@@ -417,7 +404,7 @@ struct Console {
 impl Console {
     fn start() -> Console {
         let tree = Tree::minimal();
-        tree.write("schemas/global_schema.json", SCHEMA);
+        tree.write("schemas/global_schema.json", API_SCHEMA);
         tree.write("global.json", &json!({"api": {"timeout": 30, "rate_limit": 100}, "ui": {"banner": MARKUP}}).to_string());
         tree.write("environments/staging.json", r#"{"db": {"host": "staging-db.internal"}}"#);
         tree.write("services/api_service.json", r#"{"api": {"timeout": 45}}"#);

@@ -7,15 +7,13 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::logs::captured_logs;
 use common::loopback::{Loopback, Reply, Request};
+use common::serve::Served;
 use common::wasm::PluginTree;
 use common::{demo_keys, Tree};
 use potter_config::runtime::ConfigHost;
@@ -143,80 +141,18 @@ fn https_with_the_grants_ca_file_loads_and_the_same_server_is_refused_without_it
     assert!(error.contains("plugin http-source") && error.contains(&url) && error.contains("TLS"), "{error}");
 }
 
-/// A Potter Config server started with `--dev-token` on a tree; killed on drop.
-struct Serve {
-    child: Child,
-    addr: String,
-    token: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Serve {
-    fn start(tree: &Tree, env: &[(&str, &str)]) -> Serve {
-        let (root, state) = (tree.root(), tree.state());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_potter-config"))
-            .args(["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0", "--dev-token"])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(demo_keys())
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the server starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut token = String::new();
-        let addr = loop {
-            let line = lines.next().expect("the server prints its address").unwrap();
-            if let Some(addr) = line.strip_prefix("listening on http://") {
-                break addr.to_owned();
-            }
-            if let Some((_, dev)) = line.rsplit_once(": ") {
-                token = dev.trim().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Serve { child, addr, token }
-    }
-
-    fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{authorization}\r\n", self.addr).unwrap();
-        let mut raw = String::new();
-        stream.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
-        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-    }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = &rest[size + 2..];
-    }
-    out
+/// `serve --dev-token` over `tree` with the demo keyrings and `env`.
+fn serve(tree: &Tree, env: &[(&str, &str)]) -> Served {
+    let mut variables = demo_keys();
+    variables.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Served::dev_server(tree, &variables)
 }
 
 #[test]
 fn one_potter_config_server_feeds_another_host_through_http_source() {
     let upstream_tree = Tree::minimal();
     upstream_tree.write("environments/production.json", r#"{"api": {"timeout": 75}}"#);
-    let upstream = Serve::start(&upstream_tree, &[]);
+    let upstream = serve(&upstream_tree, &[]);
     std::env::set_var("UPSTREAM_POTTER_TOKEN", &upstream.token);
     let origin = format!("http://{}", upstream.addr);
     let namespace = json!({"url": format!("{origin}/v1/config/{{environment}}"), "format": "potter", "at": "remote.upstream", "bearer_token_env": "UPSTREAM_POTTER_TOKEN", "poll_interval_ms": 200});
@@ -327,7 +263,7 @@ fn a_server_restarted_with_the_remote_down_serves_the_cache_and_shows_staleness_
     let tree = http_tree(&server, json!({"url": url, "poll_interval_ms": 500}));
     drop(ConfigHost::open(tree.options()).unwrap()); // fills the cache
     *behaviour.lock().unwrap() = Box::new(|_: &Request| Reply::Close);
-    let serve = Serve::start(&tree.tree, &[]);
+    let serve = serve(&tree.tree, &[]);
     let (status, health) = serve.get("/v1/health", None);
     assert_eq!(status, 200);
     let stale = &health["stale_sources"][0];
@@ -427,7 +363,7 @@ fn vault_secrets_are_live_and_secret_in_the_api_history_cache_logs_and_errors() 
     drop(host);
 
     // Through the API: a token that may not read secrets sees them redacted, and so does the list of plugins.
-    let serve = Serve::start(&tree.tree, &[("VAULT_TEST_TOKEN", VAULT_TOKEN)]);
+    let serve = serve(&tree.tree, &[("VAULT_TEST_TOKEN", VAULT_TOKEN)]);
     let root = tree.tree.root();
     let state = tree.tree.state();
     let keys = demo_keys();

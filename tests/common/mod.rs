@@ -57,6 +57,20 @@ impl Tree {
     }
 }
 
+/// The global schema the server tests share: `api.timeout` at least 1, `api.rate_limit` at most 1000.
+pub const API_SCHEMA: &str = r#"{
+  "type": "object",
+  "properties": {
+    "api": {
+      "type": "object",
+      "properties": {
+        "timeout": {"type": "integer", "minimum": 1},
+        "rate_limit": {"type": "integer", "maximum": 1000}
+      }
+    }
+  }
+}"#;
+
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..").join(relative)
 }

@@ -32,6 +32,13 @@ impl Served {
         Served::start_with(args, &[], Stdio::null())
     }
 
+    /// `serve --dev-token` over `tree` with `env` (e.g. keyrings) in its environment.
+    pub fn dev_server(tree: &super::Tree, env: &[(String, String)]) -> Served {
+        let (root, state) = (tree.root(), tree.state());
+        let args = ["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0", "--dev-token"];
+        Served::start_with(&args, env, Stdio::null())
+    }
+
     /// Serves the tree at `root` with state in `state` (no development token), with `env` in its
     /// environment and its log on the test's stderr.
     pub fn serve_tree(root: &Path, state: &Path, env: &[(String, String)]) -> Served {
@@ -83,17 +90,31 @@ impl Served {
 
     /// `(status, JSON body)` of one request with the token (every answer of the API is JSON).
     pub fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut headers = headers.to_vec();
         headers.push(("Connection", "close"));
-        stream.write_all(self.request(method, path, &headers, body).as_bytes()).unwrap();
+        let (status, text) = self.exchange(&self.request(method, path, &headers, body));
+        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}")))
+    }
+
+    /// `(status, body as JSON or null)` of a GET with `token`, or with no `Authorization` at all.
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{authorization}\r\n", self.addr);
+        let (status, text) = self.exchange(&request);
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Sends one request on a new connection and reads the answer to its end: `(status, body)`.
+    fn exchange(&self, request: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
         let (head, rest) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
         let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
         let text = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() };
-        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}")))
+        (status, text)
     }
 }
 

@@ -172,7 +172,6 @@ pub async fn tree(
 /// Fills in `set_by` of the leaves a runtime override set, from the environment's newest records
 /// (one query; newest first, so each key gets the change that last wrote it).
 async fn attribute_overrides(state: &ApiState, environment: &str, leaves: &mut [Leaf]) -> ApiResult<()> {
-    use potter_history::HistoryStore as _;
     let overridden: std::collections::HashSet<String> =
         leaves.iter().filter(|leaf| leaf.source.as_ref().is_some_and(|source| source.rank == potter_engine::Rank::Overrides)).map(|leaf| leaf.key.clone()).collect();
     if overridden.is_empty() {
