@@ -214,6 +214,7 @@ fn every_endpoint_refuses_a_missing_or_unknown_token_with_401() {
         ("POST", "/v1/rollback", Some(r#"{"env": "staging", "version": 1}"#)),
         ("GET", "/v1/plugins", None),
         ("GET", "/v1/audit", None),
+        ("GET", "/metrics", None),
     ];
     for (method, path, body) in endpoints {
         server.call(method, path, None, &[], body).assert_error(401, "unauthorized");
@@ -1154,5 +1155,94 @@ fn the_server_logs_its_warnings_on_stderr_at_the_default_level_and_as_json_lines
                 assert!(event["level"].is_string() && event["fields"].is_object(), "{line}");
             }
         }
+    }
+}
+
+/// Each sample of a Prometheus text (OpenMetrics) exposition, as `name{labels}` → value; panics
+/// naming the line unless every line is a sample or a `# HELP`/`# TYPE`/`# UNIT` line and the
+/// text ends with `# EOF`.
+fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let valid_name = |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') && !name.starts_with(|c: char| c.is_ascii_digit());
+    assert_eq!(text.lines().last(), Some("# EOF"), "{text}");
+    let mut samples = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if let Some(comment) = line.strip_prefix("# ") {
+            let mut words = comment.splitn(3, ' ');
+            let kind = words.next().unwrap();
+            assert!(kind == "EOF" || (matches!(kind, "HELP" | "TYPE" | "UNIT") && words.next().is_some_and(valid_name)), "bad comment line: {line}");
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(valid_name(name), "bad metric name: {line}");
+        if let Some(labels) = series.strip_prefix(name).filter(|rest| !rest.is_empty()) {
+            let labels = labels.strip_prefix('{').and_then(|l| l.strip_suffix('}')).unwrap_or_else(|| panic!("bad labels: {line}"));
+            for pair in labels.split("\",").filter(|pair| !pair.is_empty()) {
+                let (label, quoted) = pair.split_once("=\"").unwrap_or_else(|| panic!("bad label: {line}"));
+                assert!(valid_name(label) && !quoted.trim_end_matches('"').contains('"'), "bad label: {line}");
+            }
+        }
+        assert!(samples.insert(series.to_owned(), value).is_none(), "a series twice: {line}");
+    }
+    samples
+}
+
+#[test]
+fn metrics_need_a_metrics_or_admin_token_and_count_requests_streams_and_changes() {
+    let fixture = Fixture::new();
+    let admin = fixture.token("admin", "admin", "*", None);
+    let scraper = fixture.token("scraper", "metrics", "*", None);
+    let viewer = fixture.token("viewer", "viewer", "*", None);
+    let server = fixture.serve();
+    server.call("GET", "/metrics", None, &[], None).assert_error(401, "unauthorized");
+    server.call("GET", "/metrics", Some("pct_not-a-real-token"), &[], None).assert_error(401, "unauthorized");
+    server.get("/metrics", &viewer).assert_error(403, "forbidden");
+    // A scraper's token opens nothing but the metrics.
+    for path in ["/v1/config/staging", "/v1/environments", "/v1/history?env=staging", "/v1/plugins"] {
+        server.get(path, &scraper).assert_error(403, "forbidden");
+    }
+    let scrape = |token: &str| {
+        let response = server.get("/metrics", token);
+        assert_eq!(response.status, 200, "{response:?}");
+        assert_eq!(response.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+        parse_metrics(&response.body)
+    };
+    let scraped = r#"potter_http_requests_total{method="GET",route="/metrics",status="200"}"#;
+    let first = scrape(&scraper);
+    let second = scrape(&admin);
+    // A scrape is counted once answered: the first one shows in the second.
+    assert_eq!(first.get(scraped), None, "{first:?}");
+    assert_eq!(second[scraped], 1.0, "{second:?}");
+    assert_eq!(scrape(&scraper)[scraped], 2.0);
+    assert_eq!(second[r#"potter_http_requests_total{method="GET",route="/metrics",status="403"}"#], 1.0, "{second:?}");
+    assert_eq!(second[r#"potter_http_requests_total{method="GET",route="/v1/config/{env}",status="403"}"#], 1.0, "{second:?}");
+    assert!(second[r#"potter_http_request_duration_seconds_count{method="GET",route="/metrics"}"#] >= 1.0, "{second:?}");
+    assert_eq!(second[r#"potter_watch_clients"#], 0.0, "{second:?}");
+    let version = second["potter_config_version"];
+
+    // One change applied through the API and one refused; one change stream open.
+    assert_eq!(server.put("/v1/config/staging/api.timeout", &admin, r#"{"value": 5}"#).status, 200);
+    server.put("/v1/config/staging/api.rate_limit", &admin, r#"{"value": 5000}"#).assert_error(422, "invalid");
+    let mut lines = open_stream(&server, "/v1/watch/staging", &viewer);
+    next_event(&mut lines, "ready");
+    // The change counters follow the host's outcome stream on their own task: wait for them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let counted = loop {
+        let now = scrape(&scraper);
+        if now.get(r#"potter_changes_applied_total{origin="api"}"#) == Some(&1.0) && now.get(r#"potter_changes_refused_total{origin="api"}"#) == Some(&1.0) {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "the change counters never showed the two changes: {now:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(counted["potter_config_version"], version + 1.0, "{counted:?}");
+    assert_eq!(counted["potter_watch_clients"], 1.0, "{counted:?}");
+    assert_eq!(counted[r#"potter_http_requests_total{method="PUT",route="/v1/config/{env}/{*key}",status="422"}"#], 1.0, "{counted:?}");
+    drop(lines);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scrape(&scraper)["potter_watch_clients"] != 0.0 {
+        assert!(Instant::now() < deadline, "a closed change stream stayed counted");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

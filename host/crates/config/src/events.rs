@@ -223,6 +223,47 @@ impl Subscription {
     }
 }
 
+/// What became of one change, host-wide: the outcome without the values, for counters such as
+/// the server's `/metrics` (which keeps the counting, so the library depends on no metrics crate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The change went live.
+    Applied {
+        /// What kind of change it was.
+        origin: ChangeOrigin,
+        /// The version that went live.
+        version: u64,
+    },
+    /// The change was refused; the previous configuration stays live.
+    Refused {
+        /// What kind of change it was.
+        origin: ChangeOrigin,
+    },
+    /// The receiver fell behind and missed this many outcomes.
+    Missed(u64),
+}
+
+/// Every change's [`Outcome`], in every view, from now on ([`crate::ConfigHost::outcomes`]).
+pub struct Outcomes {
+    receiver: broadcast::Receiver<Published>,
+}
+
+impl Outcomes {
+    pub(crate) fn new(receiver: broadcast::Receiver<Published>) -> Self {
+        Self { receiver }
+    }
+
+    /// The next outcome; `None` once the host is gone.
+    pub async fn recv(&mut self) -> Option<Outcome> {
+        match self.receiver.recv().await {
+            Ok(Published::Applied { cause, after }) => Some(Outcome::Applied { origin: cause.origin, version: after.version() }),
+            Ok(Published::Rejected { cause, .. }) => Some(Outcome::Refused { origin: cause.origin }),
+            Err(broadcast::error::RecvError::Lagged(missed)) => Some(Outcome::Missed(missed)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}
+
 /// One receive from the bus, whichever way it was made.
 enum Received {
     Published(Published),

@@ -52,7 +52,7 @@ pub mod watch;
 
 // The embedder's surface: open a tree, read views, change overrides, follow changes, watch files.
 pub use error::Error;
-pub use events::{Cause, ChangeOrigin, Event, Subscription};
+pub use events::{Cause, ChangeOrigin, Event, Outcome, Outcomes, Subscription};
 pub use health::{Health, Status};
 pub use options::Options;
 pub use potter_engine as engine;

@@ -572,6 +572,12 @@ impl ConfigHost {
         validate_all(&read_checks(&self.shared.checks), &snapshot)
     }
 
+    /// What becomes of every change from now on (applied or refused, and by what origin), in
+    /// every view: for counters, without diffing any view.
+    pub fn outcomes(&self) -> crate::events::Outcomes {
+        crate::events::Outcomes::new(self.shared.events.subscribe())
+    }
+
     /// Changes of `prefix` in one view, from now on.
     pub fn subscribe(&self, view: &ViewKey, prefix: &str) -> Result<Subscription, Error> {
         if !prefix.is_empty() {

@@ -19,7 +19,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use potter_history::{AuditStore, NewAuditEntry};
 
 use super::error::ApiError;
-use super::rbac::Principal;
+use super::rbac::{Principal, Role};
 use super::{ApiState, ENVIRONMENT_HEADER};
 
 /// Who is calling, as far as the token tells.
@@ -65,20 +65,45 @@ fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// The authenticated caller of a route; 401 (with why) for anyone else.
+/// The token's principal; 401 (with why) for anyone else.
+fn principal_of(parts: &Parts) -> Result<Arc<Principal>, ApiError> {
+    match parts.extensions.get::<Identity>() {
+        Some(Identity::Token(principal)) => Ok(principal.clone()),
+        Some(Identity::Anonymous) | None => Err(ApiError::unauthorized("missing `Authorization: Bearer <token>` header")),
+        Some(Identity::Malformed) => Err(ApiError::unauthorized("the Authorization header must be `Bearer <token>`")),
+        Some(Identity::Unknown) => Err(ApiError::unauthorized("the token is not valid (unknown or revoked)")),
+        Some(Identity::Failed(message)) => Err(ApiError::internal(message.clone())),
+    }
+}
+
+/// The authenticated caller of a route of the API; 401 (with why) for anyone else, and 403 for a
+/// `metrics` token, which reads `/metrics` only (so a scraper's token opens nothing else).
 pub struct Authenticated(pub Arc<Principal>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        match parts.extensions.get::<Identity>() {
-            Some(Identity::Token(principal)) => Ok(Authenticated(principal.clone())),
-            Some(Identity::Anonymous) | None => Err(ApiError::unauthorized("missing `Authorization: Bearer <token>` header")),
-            Some(Identity::Malformed) => Err(ApiError::unauthorized("the Authorization header must be `Bearer <token>`")),
-            Some(Identity::Unknown) => Err(ApiError::unauthorized("the token is not valid (unknown or revoked)")),
-            Some(Identity::Failed(message)) => Err(ApiError::internal(message.clone())),
+        let principal = principal_of(parts)?;
+        if principal.role == Role::Metrics {
+            return Err(ApiError::forbidden(format!("token `{}` (metrics) may only read /metrics", principal.name)));
         }
+        Ok(Authenticated(principal))
+    }
+}
+
+/// The caller of `GET /metrics`: a `metrics` or `admin` token; 401 without one, 403 for other roles.
+pub struct MetricsReader(pub Arc<Principal>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MetricsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let principal = principal_of(parts)?;
+        if !principal.may_read_metrics() {
+            return Err(ApiError::forbidden(format!("token `{}` ({}) may not read metrics: only metrics and admin tokens may", principal.name, principal.role.as_str())));
+        }
+        Ok(MetricsReader(principal))
     }
 }
 

@@ -8,6 +8,7 @@ mod console_assets;
 mod error;
 pub mod gate;
 mod handlers;
+pub mod metrics;
 pub mod scope;
 pub mod openapi;
 pub mod rbac;
@@ -53,6 +54,7 @@ pub struct ApiState {
     pub(crate) limiter: Option<Arc<gate::Limiter>>,
     /// None: nothing is audited (only when the server runs without a state directory's database).
     pub(crate) audit: Option<AuditLog>,
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 /// How the server treats callers beyond their tokens.
@@ -64,10 +66,13 @@ pub struct Settings {
 }
 
 /// Every route of the API over `host`, authenticating with `tokens`. Change streams end when
-/// `shutdown` turns true (or its sender is dropped).
+/// `shutdown` turns true (or its sender is dropped). Call it inside a tokio runtime: it starts the
+/// task that counts change outcomes for `/metrics`.
 pub fn router(host: ConfigHost, tokens: Arc<TokenStore>, shutdown: watch::Receiver<bool>, settings: Settings) -> Router {
     let limiter = settings.rate_limit.map(|limit| Arc::new(gate::Limiter::new(limit)));
-    let state = ApiState { host, tokens, shutdown, limiter, audit: settings.audit };
+    let metrics = Arc::new(metrics::Metrics::new());
+    tokio::spawn(metrics.clone().count_outcomes(host.outcomes()));
+    let state = ApiState { host, tokens, shutdown, limiter, audit: settings.audit, metrics };
     Router::new()
         .route("/v1/health", get(handlers::meta::health))
         .route("/v1/openapi.json", get(handlers::meta::openapi))
@@ -85,12 +90,15 @@ pub fn router(host: ConfigHost, tokens: Arc<TokenStore>, shutdown: watch::Receiv
         .route("/v1/plugins", get(handlers::plugins::plugins))
         .route("/v1/audit", get(handlers::audit::audit))
         .route("/v1/instances", get(handlers::instances::instances))
+        .route("/metrics", get(handlers::meta::metrics))
         .merge(handlers::console::routes())
         .merge(console_assets::routes())
         .fallback(handlers::unknown_route)
         .method_not_allowed_fallback(handlers::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), gate::gate))
+        // Outermost, so rate-limited and refused requests are counted too.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::measure))
         .with_state(state)
 }
 

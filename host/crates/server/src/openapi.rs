@@ -97,6 +97,7 @@ impl Modify for BearerToken {
         handlers::console::session,
         handlers::console::tree,
         handlers::console::reveal,
+        handlers::meta::metrics,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerToken)

@@ -9,6 +9,8 @@ use super::tokens::ALL_ENVIRONMENTS;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
+    /// Read `GET /metrics` and nothing else (for a scraper: no configuration, no history).
+    Metrics,
     /// Read configuration, secrets redacted.
     Viewer,
     /// Viewer, plus runtime overrides within its environments and prefix.
@@ -21,10 +23,11 @@ pub enum Role {
 
 impl Role {
     /// Every role, from least to most privileged.
-    pub const ALL: [Role; 4] = [Role::Viewer, Role::Editor, Role::SecretReader, Role::Admin];
+    pub const ALL: [Role; 5] = [Role::Metrics, Role::Viewer, Role::Editor, Role::SecretReader, Role::Admin];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Metrics => "metrics",
             Role::Viewer => "viewer",
             Role::Editor => "editor",
             Role::SecretReader => "secret-reader",
@@ -37,7 +40,7 @@ impl std::str::FromStr for Role {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Role::ALL.into_iter().find(|role| role.as_str() == name).ok_or_else(|| format!("unknown role `{name}` (one of: viewer, editor, secret-reader, admin)"))
+        Role::ALL.into_iter().find(|role| role.as_str() == name).ok_or_else(|| format!("unknown role `{name}` (one of: metrics, viewer, editor, secret-reader, admin)"))
     }
 }
 
@@ -75,9 +78,15 @@ impl Principal {
         }
     }
 
+    /// True when this caller may read `/metrics`.
+    pub fn may_read_metrics(&self) -> bool {
+        matches!(self.role, Role::Metrics | Role::Admin)
+    }
+
     fn may(&self, action: Action) -> bool {
         match action {
-            Action::Read => true,
+            // A metrics token never gets this far (the `Authenticated` extractor refuses it); deny anyway.
+            Action::Read => self.role != Role::Metrics,
             Action::Write => matches!(self.role, Role::Editor | Role::Admin),
         }
     }

@@ -132,3 +132,20 @@ pub async fn schemas(State(state): State<ApiState>, Authenticated(_): Authentica
     walk(&dir, &dir, &mut found);
     Ok(Json(Schemas { schemas: found }))
 }
+
+/// The server's metrics in the Prometheus text format (OpenMetrics 1.0). See docs/API.md for each
+/// metric and its labels.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    responses(
+        (status = 200, description = "The metrics", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 403, description = "`forbidden`: only metrics and admin tokens may", body = crate::openapi::ErrorBody),
+        crate::openapi::TokenRefusals,
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn metrics(State(state): State<ApiState>, _reader: crate::gate::MetricsReader) -> Response {
+    let text = state.metrics.render(state.host.snapshot().version());
+    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+}

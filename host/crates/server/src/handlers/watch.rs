@@ -49,11 +49,13 @@ pub async fn watch(
     let subscription = state.host.subscribe(&key, &prefix)?;
     let ready = SseEvent::default().event("ready").data(json!({ "view": key.to_string(), "prefix": prefix, "version": state.host.snapshot().version() }).to_string());
     let scope = IssueScope::for_stream(&principal, &environment, &prefix);
-    let stream = futures_util::stream::unfold((Some(ready), subscription, state.shutdown.clone()), move |(ready, mut subscription, mut shutdown)| {
+    // Counted in `potter_watch_clients` for as long as the stream lives (it is dropped with it).
+    let client = state.metrics.stream_opened();
+    let stream = futures_util::stream::unfold((Some(ready), subscription, state.shutdown.clone(), client), move |(ready, mut subscription, mut shutdown, client)| {
         let scope = scope.clone();
         async move {
             if let Some(ready) = ready {
-                return Some((Ok::<_, Infallible>(ready), (None, subscription, shutdown)));
+                return Some((Ok::<_, Infallible>(ready), (None, subscription, shutdown, client)));
             }
             loop {
                 if *shutdown.borrow() {
@@ -63,7 +65,7 @@ pub async fn watch(
                     event = subscription.recv() => {
                         let Some(event) = scope.filter_event(event?) else { continue };
                         let data = serde_json::to_string(&event).unwrap_or_else(|e| json!({ "event": "error", "message": e.to_string() }).to_string());
-                        return Some((Ok(SseEvent::default().event(event_name(&event)).data(data)), (None, subscription, shutdown)));
+                        return Some((Ok(SseEvent::default().event(event_name(&event)).data(data)), (None, subscription, shutdown, client)));
                     }
                     _ = shutdown.changed() => return None,
                 }
