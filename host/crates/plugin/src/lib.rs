@@ -44,7 +44,7 @@ pub use manifest::{
     Limits, Manifest, OnError, PluginKind, DEFAULT_ENV_PREFIX, GRANTED_DIRECTORY_GUEST_PATH, MANIFEST_SUFFIX,
 };
 pub use outbound::{Origin, OriginScheme, OutboundLimits};
-pub use plugin::{LoadedPlugin, PluginIssue, ValidationTarget};
+pub use plugin::{LoadedPlugin, PluginIssue, SourceOutput, ValidationTarget};
 pub use potter_engine::Severity;
 pub use signing::{
     key_id, keygen, parse_signature, sign, sign_with, signature_path, trust, trust_with, trusted_allowance, verify, verify_with, KeyFiles,
