@@ -41,7 +41,7 @@ use crate::options::Options;
 use crate::source::tree::FileStamp;
 
 pub use policy::grant_rules;
-pub use sources::SourceRefresh;
+pub use sources::{SourceRefresh, WatchedSource};
 use sources::SourceState;
 
 /// A plugin file that changed less than this long ago and does not verify is taken to be still
