@@ -76,7 +76,9 @@ pub(crate) struct SourceOutcome {
 /// ask it whether its data changed.
 #[derive(Clone)]
 pub struct WatchedSource {
+    /// The source.
     pub plugin: Arc<LoadedPlugin>,
+    /// The environment its wait is about.
     pub environment: String,
     /// What `namespace-config()` returns during the call.
     pub namespace: String,
