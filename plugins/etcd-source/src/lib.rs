@@ -17,14 +17,22 @@
 //! Change detection: `change-token` reads the prefix once (one `POST /v3/kv/range`) and answers
 //! the largest `mod_revision` and the key count; the host calls `load` only when that changed, and
 //! `load` uses the response `change-token` already brought, so a change costs one request.
+//!
+//! Push (world `live-source`, 0.2.0): `wait-for-change` reads the prefix, and when its token is
+//! still the host's, opens etcd's streaming `POST /v3/watch` from the next revision and reads the
+//! stream until an event arrives or the budget is spent (waiting on the body and a timer at
+//! once), so a put is live as soon as etcd tells. Provenance: each key is credited to
+//! `<etcd key> @ revision <its mod_revision>`.
 
 use std::cell::RefCell;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use potter_sdk::{json, serde_json, Source, Value};
+use std::time::{Duration, Instant};
+
+use potter_sdk::{json, serde_json, LiveSource, Source, Value};
 use wasi::http::outgoing_handler;
-use wasi::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+use wasi::http::types::{ErrorCode, Fields, FutureIncomingResponse, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme};
 use wasi::io::streams::StreamError;
 
 /// Largest response read, whatever the host allows (the host's own limit cuts earlier when lower).
@@ -70,24 +78,8 @@ fn settings() -> Result<Settings, String> {
 struct EtcdSource;
 
 impl Source for EtcdSource {
-    fn load(_environment: &str) -> Result<Value, String> {
-        let settings = settings()?;
-        let pending = PENDING.with(|p| p.borrow_mut().take()).filter(|(prefix, _)| *prefix == settings.prefix);
-        let range = match pending {
-            Some((_, range)) => range,
-            None => read_range(&settings)?,
-        };
-        let mut document = json!({});
-        for (key, text, _) in &range.entries {
-            let path: Vec<&str> = key.split('/').collect();
-            if path.iter().any(|segment| segment.is_empty()) {
-                return Err(format!("{}: key {}{key} does not map to a dotted key (empty segment)", settings.endpoint, settings.prefix));
-            }
-            let value = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()));
-            insert(&mut document, &path, value).map_err(|conflict| format!("{}: key {}{key} conflicts with {}{conflict}", settings.endpoint, settings.prefix, settings.prefix))?;
-        }
-        potter_sdk::log(potter_sdk::LogLevel::Debug, &format!("{}{} @ revision {}: {} keys", settings.endpoint, settings.prefix, range.revision, range.entries.len()));
-        Ok(place(settings.at.as_deref(), document))
+    fn load(environment: &str) -> Result<Value, String> {
+        Self::load_with_origins(environment).map(|(layer, _)| layer)
     }
 
     fn poll_interval_ms() -> u32 {
@@ -102,6 +94,77 @@ impl Source for EtcdSource {
         let token = range.token();
         PENDING.with(|p| *p.borrow_mut() = Some((settings.prefix, range)));
         Some(token)
+    }
+}
+
+impl LiveSource for EtcdSource {
+    fn load_with_origins(_environment: &str) -> Result<(Value, Vec<(String, String)>), String> {
+        let settings = settings()?;
+        let pending = PENDING.with(|p| p.borrow_mut().take()).filter(|(prefix, _)| *prefix == settings.prefix);
+        let range = match pending {
+            Some((_, range)) => range,
+            None => read_range(&settings)?,
+        };
+        let mut document = json!({});
+        let mut origins = Vec::with_capacity(range.entries.len());
+        for (key, text, mod_revision) in &range.entries {
+            let path: Vec<&str> = key.split('/').collect();
+            if path.iter().any(|segment| segment.is_empty()) {
+                return Err(format!("{}: key {}{key} does not map to a dotted key (empty segment)", settings.endpoint, settings.prefix));
+            }
+            let value = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()));
+            insert(&mut document, &path, value).map_err(|conflict| format!("{}: key {}{key} conflicts with {}{conflict}", settings.endpoint, settings.prefix, settings.prefix))?;
+            let dotted = settings.at.iter().filter(|at| !at.is_empty()).map(String::as_str).chain(path.iter().copied()).collect::<Vec<_>>().join(".");
+            origins.push((dotted, format!("{}{key} @ revision {mod_revision}", settings.prefix)));
+        }
+        potter_sdk::log(potter_sdk::LogLevel::Debug, &format!("{}{} @ revision {}: {} keys", settings.endpoint, settings.prefix, range.revision, range.entries.len()));
+        Ok((place(settings.at.as_deref(), document), origins))
+    }
+
+    fn wait_for_change(known: Option<&str>, budget_ms: u32) -> Result<Option<String>, String> {
+        let deadline = Instant::now() + Duration::from_millis(u64::from(budget_ms));
+        let settings = settings()?;
+        let range = read_range(&settings)?;
+        if known != Some(range.token().as_str()) {
+            return Ok(Some(range.token()));
+        }
+        let url = format!("{}/v3/watch", settings.endpoint);
+        let request = json!({"create_request": {
+            "key": BASE64.encode(settings.prefix.as_bytes()),
+            "range_end": BASE64.encode(range_end(settings.prefix.as_bytes())),
+            "start_revision": (range.revision + 1).to_string(),
+        }});
+        let fail = |what: String| format!("POST {url} (prefix {}): {what}", settings.prefix);
+        let Some(response) = wait_response(send_post(&url, &request.to_string())?, deadline).map_err(fail)? else { return Ok(None) };
+        if response.status() != 200 {
+            return Err(fail(format!("HTTP {}", response.status())));
+        }
+        let incoming = response.consume().map_err(|()| fail("the body was already read".into()))?;
+        let stream = incoming.stream().map_err(|()| fail("cannot read the body".into()))?;
+        // Each message of the stream is one JSON object; the first says the watch was created,
+        // later ones carry events. Any event under the prefix: read it again for the new token.
+        let mut seen = Vec::new();
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return Ok(None) };
+            let timer = wasi::clocks::monotonic_clock::subscribe_duration(left.as_nanos() as u64);
+            let readable = stream.subscribe();
+            wasi::io::poll::poll(&[&readable, &timer]);
+            match stream.read(64 * 1024) {
+                Ok(chunk) => seen.extend_from_slice(&chunk),
+                Err(StreamError::Closed) => return Ok(None),
+                Err(StreamError::LastOperationFailed(error)) => return Err(fail(format!("reading the watch: {}", error.to_debug_string()))),
+            }
+            if seen.len() > MAX_BODY {
+                return Err(fail(format!("watch stream larger than {MAX_BODY} bytes")));
+            }
+            if seen.windows(8).any(|w| w == b"\"events\"") {
+                let now = read_range(&settings)?.token();
+                if known != Some(now.as_str()) {
+                    return Ok(Some(now));
+                }
+                seen.clear();
+            }
+        }
     }
 }
 
@@ -168,8 +231,8 @@ fn read_range(settings: &Settings) -> Result<Range, String> {
     Ok(Range { entries, revision })
 }
 
-/// `POST url` with a JSON body; the response body on `200`.
-fn post_json(url: &str, body: &str) -> Result<String, String> {
+/// Sends `POST url` with a JSON body; the response is still to come.
+fn send_post(url: &str, body: &str) -> Result<FutureIncomingResponse, String> {
     let fail = |what: String| format!("POST {url}: {what}");
     let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
         (Scheme::Https, rest)
@@ -193,6 +256,27 @@ fn post_json(url: &str, body: &str) -> Result<String, String> {
         stream.blocking_write_and_flush(body.as_bytes()).map_err(|e| fail(format!("writing the body: {e:?}")))?;
     }
     OutgoingBody::finish(outgoing, None).map_err(|e| fail(describe(&e)))?;
+    Ok(pending)
+}
+
+/// The response's head, or None when `deadline` came first.
+fn wait_response(pending: FutureIncomingResponse, deadline: Instant) -> Result<Option<IncomingResponse>, String> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let timer = wasi::clocks::monotonic_clock::subscribe_duration(left.as_nanos() as u64);
+    let ready = pending.subscribe();
+    wasi::io::poll::poll(&[&ready, &timer]);
+    match pending.get() {
+        Some(Ok(Ok(response))) => Ok(Some(response)),
+        Some(Ok(Err(e))) => Err(describe(&e)),
+        Some(Err(())) => Err("no response".into()),
+        None => Ok(None),
+    }
+}
+
+/// `POST url` with a JSON body; the response body on `200`.
+fn post_json(url: &str, body: &str) -> Result<String, String> {
+    let fail = |what: String| format!("POST {url}: {what}");
+    let pending = send_post(url, body)?;
     pending.subscribe().block();
     let response = match pending.get() {
         Some(Ok(Ok(response))) => response,
@@ -231,4 +315,4 @@ fn describe(error: &ErrorCode) -> String {
     }
 }
 
-potter_sdk::export_source!(EtcdSource);
+potter_sdk::export_live_source!(EtcdSource);
