@@ -47,7 +47,7 @@ export declare function environment(): string;
 /** This plugin's own namespace `plugins.<name>`, parsed (inside a component only). */
 export declare function namespaceConfig(): unknown;
 
-declare module 'potter:config/host@0.1.0' {
+declare module 'potter:config/host@0.2.0' {
     export function log(level: LogLevel, message: string): void;
     export function environment(): string;
     export function namespaceConfig(): string;

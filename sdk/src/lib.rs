@@ -69,7 +69,7 @@ pub mod bindings {
         default_bindings_module: "::potter_sdk::bindings",
         runtime_path: "::potter_sdk::__wit_bindgen::rt",
         with: {
-            "potter:config/host@0.1.0": ::potter_sdk::bindings_source::potter::config::host,
+            "potter:config/host@0.2.0": ::potter_sdk::bindings_source::potter::config::host,
         },
     });
 }
@@ -85,8 +85,24 @@ pub mod bindings_validator_with_namespace {
         default_bindings_module: "::potter_sdk::bindings_validator_with_namespace",
         runtime_path: "::potter_sdk::__wit_bindgen::rt",
         with: {
-            "potter:config/host@0.1.0": ::potter_sdk::bindings_source::potter::config::host,
-            "potter:config/types@0.1.0": ::potter_sdk::bindings::potter::config::types,
+            "potter:config/host@0.2.0": ::potter_sdk::bindings_source::potter::config::host,
+            "potter:config/types@0.2.0": ::potter_sdk::bindings::potter::config::types,
+        },
+    });
+}
+
+/// Raw bindings of world `live-source` (0.2.0: `provenance` and `watch`; see [`bindings`]).
+#[doc(hidden)]
+pub mod bindings_live_source {
+    wit_bindgen::generate!({
+        world: "live-source",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_live_source_bindings",
+        default_bindings_module: "::potter_sdk::bindings_live_source",
+        runtime_path: "::potter_sdk::__wit_bindgen::rt",
+        with: {
+            "potter:config/host@0.2.0": ::potter_sdk::bindings_source::potter::config::host,
         },
     });
 }
@@ -275,6 +291,32 @@ pub trait Source {
     }
 }
 
+/// Implement this too for a source that names where each key came from and can wait for a
+/// change instead of being polled (world `live-source`, new in 0.2.0), then call
+/// [`export_live_source!`]. The host calls [`LiveSource::load_with_origins`] instead of
+/// [`Source::load`], and [`LiveSource::wait_for_change`] on a thread of its own, over and over.
+pub trait LiveSource: Source {
+    /// The layer, as [`Source::load`] gives it, with (dotted key path, origin) pairs: where each
+    /// key came from in the remote's own terms (e.g. `/config/production/api/timeout @ revision
+    /// 42`), shown by `explain` after the plugin's name. A key without one is credited to the plugin.
+    fn load_with_origins(environment: &str) -> Result<(Value, Vec<(String, String)>), String>;
+
+    /// Wait until the data no longer matches the change token `known` and return the new token,
+    /// or `None` once `budget_ms` has passed without a change. Return well within the budget:
+    /// the host cuts off a call at the plugin's time limit. An error says why the remote cannot
+    /// be watched now; the host retries after a pause and keeps polling meanwhile.
+    fn wait_for_change(known: Option<&str>, budget_ms: u32) -> Result<Option<String>, String>;
+}
+
+#[doc(hidden)]
+pub fn __run_load_with_origins<S: LiveSource>(environment: String) -> Result<(String, Vec<(String, String)>), String> {
+    let (layer, origins) = S::load_with_origins(&environment)?;
+    if !layer.is_object() {
+        return Err(format!("load returned {}, not a JSON object", json_kind(&layer)));
+    }
+    Ok((layer.to_string(), origins))
+}
+
 /// Implement this for a plugin that owns its namespace `plugins.<name>`, then
 /// export it with [`export_validator_with_namespace!`] or
 /// [`export_source_with_namespace!`].
@@ -348,6 +390,53 @@ macro_rules! export_source {
         }
 
         $crate::bindings_source::__export_source_bindings!(__PotterSourceExport);
+    };
+}
+
+/// Export a type implementing [`Source`] and [`LiveSource`] (world `live-source`, 0.2.0).
+/// Call it once, at the top level of your plugin crate.
+#[macro_export]
+macro_rules! export_live_source {
+    ($source:ty) => {
+        #[doc(hidden)]
+        pub struct __PotterLiveSourceExport;
+
+        impl $crate::bindings_live_source::Guest for __PotterLiveSourceExport {
+            fn load(
+                environment: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                $crate::__run_load::<$source>(environment)
+            }
+
+            fn poll_interval_ms() -> u32 {
+                <$source as $crate::Source>::poll_interval_ms()
+            }
+
+            fn change_token() -> ::std::option::Option<::std::string::String> {
+                <$source as $crate::Source>::change_token()
+            }
+        }
+
+        impl $crate::bindings_live_source::exports::potter::config::provenance::Guest for __PotterLiveSourceExport {
+            fn load_with_origins(
+                environment: ::std::string::String,
+            ) -> ::std::result::Result<$crate::bindings_live_source::exports::potter::config::provenance::Layer, ::std::string::String> {
+                use $crate::bindings_live_source::exports::potter::config::provenance::{KeyOrigin, Layer};
+                let (config, origins) = $crate::__run_load_with_origins::<$source>(environment)?;
+                Ok(Layer { config, origins: origins.into_iter().map(|(path, origin)| KeyOrigin { path, origin }).collect() })
+            }
+        }
+
+        impl $crate::bindings_live_source::exports::potter::config::watch::Guest for __PotterLiveSourceExport {
+            fn wait_for_change(
+                known: ::std::option::Option<::std::string::String>,
+                budget_ms: u32,
+            ) -> ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String> {
+                <$source as $crate::LiveSource>::wait_for_change(known.as_deref(), budget_ms)
+            }
+        }
+
+        $crate::bindings_live_source::__export_live_source_bindings!(__PotterLiveSourceExport);
     };
 }
 

@@ -63,7 +63,7 @@ export async function inlineHelpers(source) {
     }
     const helpers = (await readFile(here('../helpers.js'), 'utf8')).replace(/^export /gm, '');
     const prelude = [
-        "import { log as __potterLog, environment as __potterEnvironment, namespaceConfig as __potterNamespaceConfig } from 'potter:config/host@0.1.0';",
+        "import { log as __potterLog, environment as __potterEnvironment, namespaceConfig as __potterNamespaceConfig } from 'potter:config/host@0.2.0';",
         'const __potterSdk = (() => {',
         helpers,
         'const log = (level, message) => __potterLog(level, String(message));',

@@ -1,4 +1,4 @@
-"""Potter Config plugins in Python: typed helpers over the `potter:config@0.1.0` WIT.
+"""Potter Config plugins in Python: typed helpers over the `potter:config@0.2.0` WIT.
 
 A validator::
 

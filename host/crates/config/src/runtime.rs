@@ -42,6 +42,7 @@ use crate::source::tree::{self, TreeSource};
 use crate::source::{BuildContext, Source};
 
 /// A [`ConfigHost`] that does not keep it alive.
+#[derive(Clone)]
 pub(crate) struct WeakHost(std::sync::Weak<Shared>);
 
 impl WeakHost {
@@ -98,6 +99,8 @@ struct PluginReadings {
     stale: BTreeMap<String, potter_plugin::Staleness>,
     /// When a source poll or a settling plugin file is next due.
     next_due: Option<Instant>,
+    /// Sources that wait for their changes (0.2.0 `watch`), per environment.
+    watched: Vec<crate::plugin_folder::WatchedSource>,
 }
 
 /// Changes staged (validated, handed to the history's group commit) and published, by ticket.
@@ -276,7 +279,8 @@ impl Shared {
         let list = plugins.list();
         let stale = list.iter().filter_map(|info| Some((info.name.clone(), info.stale.clone()?))).collect();
         let environment_errors = list.into_iter().filter(|info| !info.environment_errors.is_empty()).map(|info| (info.name, info.environment_errors)).collect();
-        self.plugin_readings.store(Arc::new(PluginReadings { environment_errors, stale, next_due: plugins.next_due() }));
+        let watched = plugins.watched_sources(&self.current.load());
+        self.plugin_readings.store(Arc::new(PluginReadings { environment_errors, stale, next_due: plugins.next_due(), watched }));
     }
 }
 
@@ -562,6 +566,20 @@ impl ConfigHost {
     /// as of the last release of the writer lock (the only place it changes).
     pub fn next_plugin_due(&self) -> Option<Instant> {
         self.shared.plugin_readings.load().next_due
+    }
+
+    /// The sources that wait for their changes, per environment, as of the last release of the writer.
+    pub fn watched_sources(&self) -> Vec<crate::plugin_folder::WatchedSource> {
+        self.shared.plugin_readings.load().watched.clone()
+    }
+
+    /// A watching source saw a change (or its remote failed or came back): it is asked again
+    /// now, in a reload on behalf of `plugin-watch`.
+    pub fn source_changed(&self, plugin: &str) -> Result<Arc<Snapshot>, Error> {
+        if let Some(plugins) = self.shared.writer().plugins.as_mut() {
+            plugins.make_due(plugin);
+        }
+        self.reload_because(Cause::new(ChangeOrigin::Plugin, "plugin-watch"))
     }
 
     /// Sources serving a last good (or cached) layer because asking them failed, by plugin name, as

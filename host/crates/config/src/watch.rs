@@ -8,8 +8,10 @@
 //! gone for a moment, or changing while read) waits for it, up to `max_delay`, before taking
 //! anything in (`FileCache::load_settled`).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,7 +19,8 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 
 use crate::error::Error;
 use crate::events::{Cause, ChangeOrigin};
-use crate::runtime::ConfigHost;
+use crate::plugin_folder::WatchedSource;
+use crate::runtime::{ConfigHost, WeakHost};
 
 /// How to watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +119,100 @@ fn watch_error(paths: &[PathBuf], error: notify::Error) -> Error {
 pub struct Watcher {
     _files: FsWatcher,
     _timed: TimedChecks,
+    _waits: SourceWaits,
+}
+
+/// The push form of sources (0.2.0 `watch`): one thread per watching source and environment
+/// calls its `wait-for-change` again and again (each call under the plugin's limits, with a
+/// budget below its time limit) and asks the host to poll the source at once when the answer
+/// differs from the token it holds. A supervisor thread follows the plugins as they come and go.
+/// Dropping it stops them all: each ends after its current wait (they hold only a weak host).
+struct SourceWaits {
+    stop: Arc<AtomicBool>,
+}
+
+/// After a failed wait, the next one comes this much later (the host's own polls and retries go on).
+const WAIT_RETRY: Duration = Duration::from_secs(1);
+
+impl SourceWaits {
+    fn start(host: &ConfigHost) -> Result<Self, Error> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (weak, stopped) = (host.downgrade(), stop.clone());
+        std::thread::Builder::new()
+            .name("potter-source-waits".into())
+            .spawn(move || {
+                let mut running: BTreeMap<(String, String, String), Arc<AtomicBool>> = BTreeMap::new();
+                while !stopped.load(Ordering::Relaxed) {
+                    let Some(host) = weak.upgrade() else { break };
+                    let wanted: BTreeSet<(String, String, String)> = host.watched_sources().iter().map(wait_key).collect();
+                    drop(host);
+                    running.retain(|key, own_stop| {
+                        let keep = wanted.contains(key);
+                        own_stop.store(!keep, Ordering::Relaxed);
+                        keep
+                    });
+                    for key in wanted {
+                        if running.contains_key(&key) {
+                            continue;
+                        }
+                        let own_stop = Arc::new(AtomicBool::new(false));
+                        let (weak, own, all) = (weak.clone(), own_stop.clone(), stopped.clone());
+                        let spawned = std::thread::Builder::new().name(format!("potter-wait-{}", key.0)).spawn({
+                            let key = key.clone();
+                            move || wait_loop(&weak, &key, &|| own.load(Ordering::Relaxed) || all.load(Ordering::Relaxed))
+                        });
+                        if spawned.is_ok() {
+                            running.insert(key, own_stop);
+                        }
+                    }
+                    std::thread::sleep(TIMED_CHECK);
+                }
+                running.values().for_each(|own_stop| own_stop.store(true, Ordering::Relaxed));
+            })
+            .map_err(|e| Error::io("source waits thread", e))?;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for SourceWaits {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A wait target's identity: plugin name, module digest (a replaced plugin is a new target) and environment.
+fn wait_key(watched: &WatchedSource) -> (String, String, String) {
+    (watched.plugin.name().to_owned(), watched.plugin.module_sha256().to_owned(), watched.environment.clone())
+}
+
+/// Waits for changes of one source in one environment until `stopped`. A change, the first
+/// failure after a success (so the source is marked stale promptly) and the first success after
+/// failures (so it recovers promptly) each make the host poll the source now.
+fn wait_loop(weak: &WeakHost, key: &(String, String, String), stopped: &dyn Fn() -> bool) {
+    let mut failing = false;
+    while !stopped() {
+        let Some(host) = weak.upgrade() else { return };
+        let Some(target) = host.watched_sources().into_iter().find(|watched| wait_key(watched) == *key) else { return };
+        drop(host);
+        let answer = target.plugin.wait_for_change(&target.environment, target.namespace.clone(), target.known.as_deref());
+        let Some(host) = weak.upgrade() else { return };
+        let poll_now = match &answer {
+            Ok(token) => std::mem::replace(&mut failing, false) || (token.is_some() && *token != target.known),
+            Err(_) => !std::mem::replace(&mut failing, true),
+        };
+        if let Err(error) = &answer {
+            tracing::debug!(plugin = %key.0, environment = %key.2, %error, "waiting for a change failed; retrying");
+        }
+        if poll_now && !stopped() {
+            if let Err(error) = host.source_changed(&key.0) {
+                tracing::warn!(%error, "reload rejected; the previous configuration stays live");
+            }
+        }
+        drop(host);
+        if answer.is_err() {
+            std::thread::sleep(WAIT_RETRY);
+        }
+    }
 }
 
 /// What no file event announces, checked on a timer: overrides another process recorded in the
@@ -201,6 +298,6 @@ impl ConfigHost {
                 tracing::warn!(%error, "reload rejected; the previous configuration stays live");
             }
         })?;
-        Ok(Watcher { _files: files, _timed: TimedChecks::start(self.clone())? })
+        Ok(Watcher { _files: files, _timed: TimedChecks::start(self.clone())?, _waits: SourceWaits::start(self)? })
     }
 }

@@ -107,6 +107,9 @@ pub enum Location {
     Pointer(Box<str>),
     /// The history version that set a runtime override.
     Version(u64),
+    /// Where a source said the value came from, in the remote's own terms (e.g. an etcd key and
+    /// its revision); shown after the source's name.
+    Origin(Box<str>),
     /// Nothing finer than the layer itself is known.
     Layer,
 }
@@ -136,6 +139,10 @@ impl Provenance {
             Some(Location::Pointer(pointer)) if matches!(layer.source, LayerSource::Defaults(_)) => (format!("schema default ({pointer})"), None, None),
             Some(Location::Pointer(pointer)) => (pointer.to_string(), None, None),
             Some(Location::Version(version)) => (format!("{} (version {version})", layer.source), None, None),
+            Some(Location::Origin(origin)) => match &layer.source {
+                LayerSource::Plugin(name) => (format!("{name}: {origin}"), None, None),
+                other => (format!("{other}: {origin}"), None, None),
+            },
             Some(Location::Layer) | None => (layer.source.to_string(), None, None),
         };
         let file = match &layer.source {

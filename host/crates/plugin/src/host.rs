@@ -15,7 +15,7 @@ use crate::executor::Executor;
 use crate::log::PluginLog;
 use crate::manifest::{plugin_stem, resolve_granted_directory, Allowance, GrantRules, Grants, Limits, PluginKind, DEFAULT_ENV_PREFIX, MANIFEST_SUFFIX};
 use crate::outbound::{Origin, OutboundLimits, OutboundPolicy};
-use crate::plugin::{CallCounters, LoadedPlugin, NamespaceIndices, WorldIndices};
+use crate::plugin::{CallCounters, LiveIndices, LoadedPlugin, NamespaceIndices, WorldIndices};
 use crate::sandbox::{self, bindings, source_bindings, CallState};
 use crate::signing::{load_checked, read, trusted_allowance, MAX_MODULE_BYTES};
 
@@ -299,6 +299,10 @@ impl PluginHost {
                 .map_err(|e| invalid(format!("does not implement world potter:config/source: {}", describe(&e))))?,
         };
         let namespace = NamespaceIndices::find(&component);
+        let live = match manifest.kind {
+            PluginKind::Source => LiveIndices::find(&component, &instance_pre).map_err(invalid)?,
+            PluginKind::Validator => LiveIndices::default(),
+        };
         if verified.signer_key_id.is_none() {
             tracing::warn!(plugin = %name, "loaded an UNSIGNED plugin (allow_unsigned is on)");
         }
@@ -317,6 +321,7 @@ impl PluginHost {
             instance_pre,
             world,
             namespace,
+            live,
             directory,
             outbound,
             last_refusal: Mutex::new(None),

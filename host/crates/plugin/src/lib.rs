@@ -46,7 +46,7 @@ pub use manifest::{
 };
 pub use outbound::{Origin, OriginScheme, OutboundLimits};
 pub use progress::{Progress, ProgressReport, ProgressTask};
-pub use plugin::{CallCounts, LoadedPlugin, PluginIssue, ValidationTarget};
+pub use plugin::{CallCounts, LoadedPlugin, PluginIssue, SourceOutput, ValidationTarget};
 pub use potter_engine::Severity;
 pub use signing::{
     key_id, keygen, parse_signature, sign, sign_with, signature_path, trust, trust_with, trusted_allowance, verify, verify_with, KeyFiles,

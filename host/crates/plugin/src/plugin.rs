@@ -19,9 +19,11 @@ use crate::log::PluginLog;
 use crate::manifest::{is_key_path, Limits, Manifest};
 use crate::outbound::{OutboundLimits, OutboundPolicy};
 use crate::sandbox::{
-    self, bindings, forward_output, new_store, source_bindings, CallState, SandboxStore,
-    NAMESPACE_INTERFACE, STDIO_CAPACITY,
+    self, bindings, forward_output, live_bindings, new_store, source_bindings, CallState, SandboxStore,
+    NAMESPACE_INTERFACES, PROVENANCE_INTERFACE, STDIO_CAPACITY, WATCH_INTERFACE,
 };
+
+use live_bindings::exports::potter::config::{provenance, watch};
 
 /// Idle instances kept per plugin for reuse (each holds its linear memory).
 const WARM_INSTANCES: usize = 2;
@@ -56,6 +58,16 @@ impl PluginIssue {
     }
 }
 
+/// A source's layer as `load` (or 0.2.0's `load-with-origins`) gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceOutput {
+    /// The layer: a JSON object whose keys lie under the plugin's prefixes.
+    pub layer: Value,
+    /// Dotted key path to where the source says it came from (empty for a source without the
+    /// `provenance` export).
+    pub origins: Vec<(String, String)>,
+}
+
 /// A verified, compiled plugin ready to be called. Cheap to share (`Arc`).
 pub struct LoadedPlugin {
     pub(crate) manifest: Manifest,
@@ -73,6 +85,8 @@ pub struct LoadedPlugin {
     pub(crate) world: WorldIndices,
     /// Present when the plugin exports the `namespace` interface.
     pub(crate) namespace: Option<NamespaceIndices>,
+    /// A 0.2.0 source's optional `provenance` and `watch` exports.
+    pub(crate) live: LiveIndices,
     /// A source's granted directory, resolved on the host.
     pub(crate) directory: Option<PathBuf>,
     /// The origins it may reach over `wasi:http` (none without `grants.http`) and its limits.
@@ -142,10 +156,41 @@ pub(crate) struct NamespaceIndices {
     pub(crate) on_config_changed: ComponentExportIndex,
 }
 
+/// Where a 0.2.0 source's optional exports sit.
+#[derive(Default)]
+pub(crate) struct LiveIndices {
+    pub(crate) provenance: Option<provenance::GuestIndices>,
+    pub(crate) watch: Option<watch::GuestIndices>,
+}
+
+impl LiveIndices {
+    /// The optional exports the component has; one that is exported with the wrong shape is an error.
+    pub(crate) fn find(component: &Component, instance_pre: &InstancePre<CallState>) -> Result<LiveIndices, String> {
+        let exported = |name: &str| component.get_export_index(None, name).is_some();
+        let shape = |name: &str, e: wasmtime::Error| format!("exports {name} with the wrong shape: {}", describe(&e));
+        let provenance = match exported(PROVENANCE_INTERFACE) {
+            true => Some(provenance::GuestIndices::new(instance_pre).map_err(|e| shape(PROVENANCE_INTERFACE, e))?),
+            false => None,
+        };
+        let watch = match exported(WATCH_INTERFACE) {
+            true => Some(watch::GuestIndices::new(instance_pre).map_err(|e| shape(WATCH_INTERFACE, e))?),
+            false => None,
+        };
+        Ok(LiveIndices { provenance, watch })
+    }
+}
+
+/// A 0.2.0 source's optional exports in one instance.
+#[derive(Default)]
+struct LiveExports {
+    provenance: Option<provenance::Guest>,
+    watch: Option<watch::Guest>,
+}
+
 impl NamespaceIndices {
-    /// The `namespace` interface's functions, when the component exports it.
+    /// The `namespace` interface's functions, when the component exports it (in any version).
     pub(crate) fn find(component: &Component) -> Option<NamespaceIndices> {
-        let interface = component.get_export_index(None, NAMESPACE_INTERFACE)?;
+        let interface = NAMESPACE_INTERFACES.iter().find_map(|name| component.get_export_index(None, name))?;
         Some(NamespaceIndices {
             defaults: component.get_export_index(Some(&interface), "defaults")?,
             on_config_changed: component.get_export_index(Some(&interface), "on-config-changed")?,
@@ -164,6 +209,7 @@ pub(crate) struct WarmInstance {
     sandbox: SandboxStore,
     instance: Instance,
     exports: WorldExports,
+    live: LiveExports,
     stdout_seen: usize,
     stderr_seen: usize,
 }
@@ -259,7 +305,7 @@ impl LoadedPlugin {
             service: view.service.clone(),
         };
 
-        let issues = self.call("validate", &view.environment, namespace_json, async |store, _, exports| match exports {
+        let issues = self.call("validate", &view.environment, namespace_json, async |store, _, exports, _| match exports {
             WorldExports::Validator(validator) => validator.call_validate(store, &wit_view, &input).await,
             WorldExports::Source(_) => Err(wasmtime::Error::msg("not a validator")),
         })?;
@@ -270,17 +316,30 @@ impl LoadedPlugin {
     /// key lies under the plugin's prefixes. `namespace_json` is what `namespace-config()` returns
     /// during the call.
     pub fn load_source(&self, environment: &str, namespace_json: String) -> Result<Value, PluginError> {
+        self.load_source_with_origins(environment, namespace_json).map(|output| output.layer)
+    }
+
+    /// [`Self::load_source`] with the origin of each key, when the source exports `provenance`
+    /// (0.2.0): then `load-with-origins` is called instead of `load`.
+    pub fn load_source_with_origins(&self, environment: &str, namespace_json: String) -> Result<SourceOutput, PluginError> {
         let result = self.load_source_inner(environment, namespace_json);
         self.remember(&result);
         result
     }
 
-    fn load_source_inner(&self, environment: &str, namespace_json: String) -> Result<Value, PluginError> {
-        let outcome = self.call("load", environment, namespace_json, async |store, _, exports| match exports {
-            WorldExports::Source(source) => source.call_load(store, environment).await,
-            WorldExports::Validator(_) => Err(wasmtime::Error::msg("not a source")),
+    fn load_source_inner(&self, environment: &str, namespace_json: String) -> Result<SourceOutput, PluginError> {
+        let (call, with_origins) = match self.live.provenance.is_some() {
+            true => ("load-with-origins", true),
+            false => ("load", false),
+        };
+        let outcome = self.call(call, environment, namespace_json, async |store, _, exports, live| match (exports, &live.provenance) {
+            (WorldExports::Source(_), Some(provenance)) if with_origins => {
+                Ok(provenance.call_load_with_origins(store, environment).await?.map(|layer| (layer.config, layer.origins)))
+            }
+            (WorldExports::Source(source), _) => Ok(source.call_load(store, environment).await?.map(|text| (text, Vec::new()))),
+            (WorldExports::Validator(_), _) => Err(wasmtime::Error::msg("not a source")),
         })?;
-        let text = outcome.map_err(|message: String| {
+        let (text, origins) = outcome.map_err(|message: String| {
             let mut message = sandbox::truncate(&message, MESSAGE_MAX).to_string();
             // The guest's message may hide what the host refused; the host says it itself.
             let refusal = self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -289,7 +348,7 @@ impl LoadedPlugin {
             }
             PluginError::SourceFailed { plugin: self.name.to_string(), message }
         })?;
-        let value = self.parse_json_output("load", &text)?;
+        let value = self.parse_json_output(call, &text)?;
         if let Some(key) = first_key_outside(&value, &self.manifest.prefixes, &mut String::new()) {
             return Err(PluginError::OutsidePrefixes {
                 plugin: self.name.to_string(),
@@ -297,12 +356,67 @@ impl LoadedPlugin {
                 prefixes: self.manifest.prefixes.join(", "),
             });
         }
-        Ok(value)
+        let origins = self.check_origins(call, text.len(), origins)?;
+        Ok(SourceOutput { layer: value, origins })
+    }
+
+    /// Origins within the output limit (counted with the layer), each for a key path, its text
+    /// cut to a message's length.
+    fn check_origins(&self, call: &str, layer_size: usize, origins: Vec<provenance::KeyOrigin>) -> Result<Vec<(String, String)>, PluginError> {
+        let limit = self.limits.max_output_kib as usize * 1024;
+        let size = layer_size + origins.iter().map(|o| o.path.len() + o.origin.len() + ISSUE_OVERHEAD).sum::<usize>();
+        if size > limit {
+            return Err(PluginError::OutputTooLarge { plugin: self.name.to_string(), call: call.into(), size, limit });
+        }
+        origins
+            .into_iter()
+            .map(|o| match is_key_path(&o.path) {
+                true => Ok((o.path, sandbox::truncate(&o.origin, MESSAGE_MAX).to_owned())),
+                false => Err(PluginError::InvalidOutput { plugin: self.name.to_string(), call: call.into(), reason: format!("origin for `{}`, which is not a dotted key path", sandbox::truncate(&o.path, 200)) }),
+            })
+            .collect()
+    }
+
+    /// Whether the source exports `watch` (0.2.0): the host then waits for changes with
+    /// [`Self::wait_for_change`] besides polling.
+    pub fn watches(&self) -> bool {
+        self.live.watch.is_some()
+    }
+
+    /// The budget one `wait-for-change` call is given: a quarter of the time limit under it (of
+    /// the call's and of one outbound request's), so the source can finish and answer in time.
+    pub fn watch_budget_ms(&self) -> u32 {
+        let mut limit = self.limits.timeout_ms;
+        if let Some(outbound) = self.outbound_limits() {
+            limit = limit.min(outbound.total_ms);
+        }
+        limit / 4 * 3
+    }
+
+    /// A watching source's `wait-for-change(known, budget)` about `environment`: the new change
+    /// token, or None when the budget passed without a change (or the source does not watch).
+    /// Runs under every limit of a call (time, memory, output). Does not touch `last_error`:
+    /// waiting runs beside the host's calls and a failed wait is retried by its caller.
+    pub fn wait_for_change(&self, environment: &str, namespace_json: String, known: Option<&str>) -> Result<Option<String>, PluginError> {
+        if self.live.watch.is_none() {
+            return Ok(None);
+        }
+        let budget = self.watch_budget_ms();
+        let known = known.map(str::to_owned);
+        let outcome = self.call("wait-for-change", environment, namespace_json, async |store, _, _, live| match &live.watch {
+            Some(watch) => watch.call_wait_for_change(store, known.as_deref(), budget).await,
+            None => Ok(Ok(None)),
+        })?;
+        let token = outcome.map_err(|message| PluginError::SourceFailed { plugin: self.name.to_string(), message: sandbox::truncate(&message, MESSAGE_MAX).to_string() })?;
+        match token {
+            Some(token) if token.len() > MESSAGE_MAX => Err(PluginError::OutputTooLarge { plugin: self.name.to_string(), call: "wait-for-change".into(), size: token.len(), limit: MESSAGE_MAX }),
+            token => Ok(token),
+        }
     }
 
     /// A source's `poll-interval-ms` (0: never poll).
     pub fn poll_interval_ms(&self, environment: &str, namespace_json: String) -> Result<u32, PluginError> {
-        let result = self.call("poll-interval-ms", environment, namespace_json, async |store, _, exports| match exports {
+        let result = self.call("poll-interval-ms", environment, namespace_json, async |store, _, exports, _| match exports {
             WorldExports::Source(source) => source.call_poll_interval_ms(store).await,
             WorldExports::Validator(_) => Ok(0),
         });
@@ -312,7 +426,7 @@ impl LoadedPlugin {
 
     /// A source's `change-token` (None: reload on every poll).
     pub fn change_token(&self, environment: &str, namespace_json: String) -> Result<Option<String>, PluginError> {
-        let result = self.call("change-token", environment, namespace_json, async |store, _, exports| match exports {
+        let result = self.call("change-token", environment, namespace_json, async |store, _, exports, _| match exports {
             WorldExports::Source(source) => source.call_change_token(store).await,
             WorldExports::Validator(_) => Ok(None),
         });
@@ -338,7 +452,7 @@ impl LoadedPlugin {
     pub fn namespace_defaults(&self) -> Result<Option<Value>, PluginError> {
         let Some(indices) = &self.namespace else { return Ok(None) };
         let result = self
-            .call("defaults", "", "{}".to_owned(), async |store, instance, _| {
+            .call("defaults", "", "{}".to_owned(), async |store, instance, _, _| {
                 let func = instance.get_typed_func::<(), (String,)>(&mut *store, &indices.defaults)?;
                 let (text,) = func.call_async(&mut *store, ()).await?;
                 Ok(text)
@@ -352,7 +466,7 @@ impl LoadedPlugin {
     pub fn on_config_changed(&self, environment: &str, namespace_json: &str) -> Result<(), PluginError> {
         let Some(indices) = &self.namespace else { return Ok(()) };
         let argument = namespace_json.to_owned();
-        let result = self.call("on-config-changed", environment, namespace_json.to_owned(), async |store, instance, _| {
+        let result = self.call("on-config-changed", environment, namespace_json.to_owned(), async |store, instance, _, _| {
             let func = instance.get_typed_func::<(String,), ()>(&mut *store, &indices.on_config_changed)?;
             func.call_async(&mut *store, (argument,)).await
         });
@@ -390,7 +504,7 @@ impl LoadedPlugin {
         call: &str,
         environment: &str,
         namespace_json: String,
-        run: impl AsyncFnOnce(&mut Store<CallState>, &Instance, &WorldExports) -> wasmtime::Result<R>,
+        run: impl AsyncFnOnce(&mut Store<CallState>, &Instance, &WorldExports, &LiveExports) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let mut warm = match self.take_warm() {
             Some(warm) => warm,
@@ -400,7 +514,7 @@ impl LoadedPlugin {
         let store = &mut warm.sandbox.store;
         store.data_mut().begin_call(environment, namespace_json);
         store.set_epoch_deadline(1);
-        let outcome = self.executor.run_until(deadline, run(store, &warm.instance, &warm.exports));
+        let outcome = self.executor.run_until(deadline, run(store, &warm.instance, &warm.exports, &warm.live));
         *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = warm.sandbox.store.data().outbound.first_refusal();
         warm.stdout_seen = forward_output(&self.log, "stdout", &warm.sandbox.stdout, warm.stdout_seen);
         warm.stderr_seen = forward_output(&self.log, "stderr", &warm.sandbox.stderr, warm.stderr_seen);
@@ -466,16 +580,21 @@ impl LoadedPlugin {
                 WorldIndices::Validator(indices) => WorldExports::Validator(indices.load(&mut *store, &instance)?),
                 WorldIndices::Source(indices) => WorldExports::Source(indices.load(&mut *store, &instance)?),
             };
-            wasmtime::Result::Ok((instance, exports))
+            let live = LiveExports {
+                provenance: self.live.provenance.as_ref().map(|indices| indices.load(&mut *store, &instance)).transpose()?,
+                watch: self.live.watch.as_ref().map(|indices| indices.load(&mut *store, &instance)).transpose()?,
+            };
+            wasmtime::Result::Ok((instance, exports, live))
         });
         let Some(instantiated) = instantiated else {
             return Err(self.timeout("instantiate"));
         };
         match instantiated {
-            Ok((instance, exports)) => Ok(WarmInstance {
+            Ok((instance, exports, live)) => Ok(WarmInstance {
                 sandbox,
                 instance,
                 exports,
+                live,
                 stdout_seen: 0,
                 stderr_seen: 0,
             }),

@@ -19,10 +19,13 @@ use crate::manifest::{Grants, GRANTED_DIRECTORY_GUEST_PATH};
 use crate::outbound::{OutboundHooks, OutboundPolicy};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+// The worlds as of 0.1.0 (the frozen copy in wit/v0.1.0). Their exports are unchanged in 0.2.0, and
+// component-model types are structural, so these bindings call the exports of a component of
+// either version; only the imported `host` interface differs by name (both are linked).
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         world: "validator",
-        path: "../../../wit",
+        path: "../../../wit/v0.1.0",
         exports: { default: async },
     });
 }
@@ -31,7 +34,7 @@ pub(crate) mod bindings {
 pub(crate) mod source_bindings {
     wasmtime::component::bindgen!({
         world: "source",
-        path: "../../../wit",
+        path: "../../../wit/v0.1.0",
         with: {
             "potter:config/host": super::bindings::potter::config::host,
         },
@@ -39,9 +42,22 @@ pub(crate) mod source_bindings {
     });
 }
 
+/// World `live-source` of 0.2.0: its `host` import (linked beside 0.1.0's) and the optional
+/// `provenance` and `watch` exports, which a source of 0.2.0 may export.
+pub(crate) mod live_bindings {
+    wasmtime::component::bindgen!({
+        world: "live-source",
+        path: "../../../wit",
+        exports: { default: async },
+    });
+}
+
 /// The optional `namespace` export (`defaults`, `on-config-changed`), looked up by name because a
-/// plugin of either world may or may not export it.
-pub(crate) const NAMESPACE_INTERFACE: &str = "potter:config/namespace@0.1.0";
+/// plugin of either world may or may not export it; one name per version of the package.
+pub(crate) const NAMESPACE_INTERFACES: [&str; 2] = ["potter:config/namespace@0.2.0", "potter:config/namespace@0.1.0"];
+/// The optional exports of a 0.2.0 source.
+pub(crate) const PROVENANCE_INTERFACE: &str = "potter:config/provenance@0.2.0";
+pub(crate) const WATCH_INTERFACE: &str = "potter:config/watch@0.2.0";
 
 use bindings::potter::config::host::{Host as HostImports, LogLevel};
 
@@ -101,6 +117,10 @@ pub(crate) fn new_linker(engine: &Engine) -> Result<Linker<CallState>, PluginErr
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(fail)?;
     bindings::Validator::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
         .map_err(fail)?;
+    live_bindings::LiveSource::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
+        .map_err(fail)?;
+    // `types` holds only types (no functions): an empty instance satisfies a 0.2.0 import of it.
+    linker.instance("potter:config/types@0.2.0").map_err(fail)?;
     Ok(linker)
 }
 
@@ -338,6 +358,29 @@ impl HostImports for CallState {
 
     fn namespace_config(&mut self) -> String {
         self.namespace_json.clone()
+    }
+}
+
+/// `host` of 0.2.0: the same functions as 0.1.0's.
+impl live_bindings::potter::config::host::Host for CallState {
+    fn log(&mut self, level: live_bindings::potter::config::host::LogLevel, message: String) {
+        use live_bindings::potter::config::host::LogLevel as Newer;
+        let level = match level {
+            Newer::Trace => LogLevel::Trace,
+            Newer::Debug => LogLevel::Debug,
+            Newer::Info => LogLevel::Info,
+            Newer::Warn => LogLevel::Warn,
+            Newer::Error => LogLevel::Error,
+        };
+        HostImports::log(self, level, message)
+    }
+
+    fn environment(&mut self) -> String {
+        HostImports::environment(self)
+    }
+
+    fn namespace_config(&mut self) -> String {
+        HostImports::namespace_config(self)
     }
 }
 

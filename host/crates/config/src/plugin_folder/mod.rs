@@ -42,7 +42,7 @@ use crate::source::tree::FileStamp;
 
 pub use policy::grant_rules;
 pub(crate) use policy::trust_dir;
-pub use sources::SourceRefresh;
+pub use sources::{SourceRefresh, WatchedSource};
 use sources::SourceState;
 
 /// A plugin file that changed less than this long ago and does not verify is taken to be still

@@ -72,7 +72,48 @@ pub(crate) struct SourceOutcome {
     pub(crate) rejecting: Vec<PluginError>,
 }
 
+/// A source that exports `watch` (0.2.0), in one environment: what its waiting thread needs to
+/// ask it whether its data changed.
+#[derive(Clone)]
+pub struct WatchedSource {
+    /// The source.
+    pub plugin: Arc<LoadedPlugin>,
+    /// The environment its wait is about.
+    pub environment: String,
+    /// What `namespace-config()` returns during the call.
+    pub namespace: String,
+    /// The change token the host holds for it (None: none yet, or the source gave none).
+    pub known: Option<String>,
+}
+
 impl Plugins {
+    /// Every watching source in every environment of `current`.
+    pub(crate) fn watched_sources(&self, current: &Snapshot) -> Vec<WatchedSource> {
+        let mut watched = Vec::new();
+        for active in self.active.values() {
+            let Some(source) = &active.source else { continue };
+            if !active.plugin.watches() {
+                continue;
+            }
+            for environment in &current.axes().environments {
+                watched.push(WatchedSource {
+                    plugin: active.plugin.clone(),
+                    environment: environment.to_string(),
+                    namespace: namespace_in(current, environment, &active.plugin).to_string(),
+                    known: source.tokens.get(&**environment).cloned().flatten(),
+                });
+            }
+        }
+        watched
+    }
+
+    /// Makes the source `plugin` due for a poll now (its watch saw a change).
+    pub(crate) fn make_due(&mut self, plugin: &str) {
+        if let Some(source) = self.active.get_mut(plugin).and_then(|active| active.source.as_mut()) {
+            source.next_poll = Some(Instant::now());
+        }
+    }
+
     /// The source plugins' last good layers, one per environment, ordered by manifest priority,
     /// then plugin name (the higher priority, then the later name, wins).
     pub fn source_layers(&self) -> Vec<Arc<Layer>> {
@@ -145,19 +186,26 @@ fn restore_from_cache(plugin: &LoadedPlugin, source: &mut SourceState, current: 
             }
         }
         oldest = oldest.min(cached.saved_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64));
-        layers.insert(environment.to_string(), Arc::new(source_layer(plugin, environment, cached.data)));
+        layers.insert(environment.to_string(), Arc::new(source_layer(plugin, environment, cached.data, Vec::new())));
     }
     source.layers = layers;
     source.tokens.clear();
     Ok(oldest)
 }
 
-/// The layer a source's output makes in `environment`.
-fn source_layer(plugin: &LoadedPlugin, environment: &str, data: serde_json::Map<String, Value>) -> Layer {
+/// The layer a source's output makes in `environment`; `origins` (from a 0.2.0 source's
+/// `provenance`) name where some keys came from, the rest are credited to the plugin.
+fn source_layer(plugin: &LoadedPlugin, environment: &str, data: serde_json::Map<String, Value>, origins: Vec<(String, String)>) -> Layer {
     // Within the source rank layers go by order, then name: priority, then plugin name.
     let mut layer = Layer::new(format!("plugins/{}/{environment}", plugin.name()), Rank::Source, Scope::environment(environment), LayerSource::Plugin(plugin.name().to_owned()), data)
         .with_order(i64::from(plugin.manifest().priority));
     layer.locations.values_mut().for_each(|location| *location = Location::Layer);
+    for (path, origin) in origins {
+        // An origin for a key the layer does not hold is dropped.
+        if let Some(location) = layer.locations.get_mut(path.as_str()) {
+            *location = Location::Origin(origin.into());
+        }
+    }
     if plugin.manifest().secret_output {
         // A secrets store's source: every value it yields is redacted at every exit.
         let leaves: Vec<Box<str>> = layer.locations.keys().filter(|path| layer.value_at(path).is_some_and(|value| !value.is_object())).cloned().collect();
@@ -183,10 +231,10 @@ fn refresh_source(plugin: &LoadedPlugin, source: &mut SourceState, current: &Sna
             if !force && token.is_some() && known == Some(&token) && layers.contains_key(&**environment) {
                 return Ok(());
             }
-            let output = plugin.load_source(environment, namespace)?;
-            let Value::Object(data) = output else { unreachable!("load_source returns objects") };
+            let output = plugin.load_source_with_origins(environment, namespace)?;
+            let Value::Object(data) = output.layer else { unreachable!("load_source returns objects") };
             fresh.push((environment.to_string(), data.clone()));
-            layers.insert(environment.to_string(), Arc::new(source_layer(plugin, environment, data)));
+            layers.insert(environment.to_string(), Arc::new(source_layer(plugin, environment, data, output.origins)));
             tokens.insert(environment.to_string(), token);
             Ok(())
         })();
