@@ -33,6 +33,7 @@ mod outbound;
 mod plugin;
 mod sandbox;
 mod signing;
+mod sql;
 
 pub use cache::CompiledFrom;
 pub use config_filter::{lookup, restrict};
@@ -44,6 +45,7 @@ pub use manifest::{
     Limits, Manifest, OnError, PluginKind, DEFAULT_ENV_PREFIX, GRANTED_DIRECTORY_GUEST_PATH, MANIFEST_SUFFIX,
 };
 pub use outbound::{Origin, OriginScheme, OutboundLimits};
+pub use sql::{is_connection_name, SqlLimits, SQL_CONNECTIONS_FILE};
 pub use plugin::{LoadedPlugin, PluginIssue, ValidationTarget};
 pub use potter_engine::Severity;
 pub use signing::{

@@ -76,8 +76,12 @@ pub struct LoadedPlugin {
     pub(crate) directory: Option<PathBuf>,
     /// The origins it may reach over `wasi:http` (none without `grants.http`) and its limits.
     pub(crate) outbound: Arc<OutboundPolicy>,
-    /// What the host refused or cut of the last call's outbound requests, if anything.
+    /// The connections it may query through `potter:config/sql` (none without `grants.sql`).
+    pub(crate) sql: Arc<crate::sql::SqlPolicy>,
+    /// What the host refused or cut of the last call's outbound requests or queries, if anything.
     pub(crate) last_refusal: Mutex<Option<String>>,
+    /// What the last `load` read through SQL (`connection: table`), for its layer's provenance.
+    pub(crate) last_sql_origins: Mutex<Vec<String>>,
     /// Prefixes the plugin sees: declared ones plus its namespace.
     pub(crate) visible_prefixes: Vec<String>,
     pub(crate) warm: Mutex<Vec<WarmInstance>>,
@@ -157,6 +161,18 @@ impl LoadedPlugin {
     /// Outbound HTTP limits, for a source granted origins.
     pub fn outbound_limits(&self) -> Option<OutboundLimits> {
         (!self.manifest.grants.http.is_empty()).then_some(self.outbound.limits)
+    }
+
+    /// SQL limits, for a source granted connections.
+    pub fn sql_limits(&self) -> Option<crate::sql::SqlLimits> {
+        (!self.manifest.grants.sql.is_empty()).then_some(self.sql.limits)
+    }
+
+    /// What the last `load` call read through `potter:config/sql`: one `connection: table, ...`
+    /// per connection queried (empty for a source that queried none). A source's layer names
+    /// them as its provenance.
+    pub fn last_load_origins(&self) -> Vec<String> {
+        self.last_sql_origins.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether the compiled code came from the cache or the compiler.
@@ -350,7 +366,10 @@ impl LoadedPlugin {
         store.data_mut().begin_call(environment, namespace_json);
         store.set_epoch_deadline(1);
         let outcome = self.executor.run_until(deadline, run(store, &warm.instance, &warm.exports));
-        *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = warm.sandbox.store.data().outbound.first_refusal();
+        *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = warm.sandbox.store.data().first_refusal();
+        if call == "load" {
+            *self.last_sql_origins.lock().unwrap_or_else(|p| p.into_inner()) = warm.sandbox.store.data().sql.origins();
+        }
         warm.stdout_seen = forward_output(&self.log, "stdout", &warm.sandbox.stdout, warm.stdout_seen);
         warm.stderr_seen = forward_output(&self.log, "stderr", &warm.sandbox.stderr, warm.stderr_seen);
         self.log.flush();
@@ -403,6 +422,7 @@ impl LoadedPlugin {
             &self.manifest.grants,
             self.directory.as_deref(),
             self.outbound.clone(),
+            self.sql.clone(),
             self.limits.memory_mib,
         )?;
         // Start-up code runs under the same time limit as a call.
