@@ -145,19 +145,26 @@ fn restore_from_cache(plugin: &LoadedPlugin, source: &mut SourceState, current: 
             }
         }
         oldest = oldest.min(cached.saved_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64));
-        layers.insert(environment.to_string(), Arc::new(source_layer(plugin, environment, cached.data)));
+        layers.insert(environment.to_string(), Arc::new(source_layer(plugin, environment, cached.data, &[])));
     }
     source.layers = layers;
     source.tokens.clear();
     Ok(oldest)
 }
 
-/// The layer a source's output makes in `environment`.
-fn source_layer(plugin: &LoadedPlugin, environment: &str, data: serde_json::Map<String, Value>) -> Layer {
+/// The layer a source's output makes in `environment`; `origins` are what its `load` read
+/// through SQL (none for a cached layer, whose load is not this process's).
+fn source_layer(plugin: &LoadedPlugin, environment: &str, data: serde_json::Map<String, Value>, origins: &[String]) -> Layer {
     // Within the source rank layers go by order, then name: priority, then plugin name.
     let mut layer = Layer::new(format!("plugins/{}/{environment}", plugin.name()), Rank::Source, Scope::environment(environment), LayerSource::Plugin(plugin.name().to_owned()), data)
         .with_order(i64::from(plugin.manifest().priority));
-    layer.locations.values_mut().for_each(|location| *location = Location::Layer);
+    // A source that read SQL names what it read (`plugin:postgres-source (sql settings-db:
+    // public.settings)`); the host saw the connection and PostgreSQL named the table.
+    let location = match origins.is_empty() {
+        true => Location::Layer,
+        false => Location::Pointer(format!("plugin:{} (sql {})", plugin.name(), origins.join("; ")).into()),
+    };
+    layer.locations.values_mut().for_each(|slot| *slot = location.clone());
     if plugin.manifest().secret_output {
         // A secrets store's source: every value it yields is redacted at every exit.
         let leaves: Vec<Box<str>> = layer.locations.keys().filter(|path| layer.value_at(path).is_some_and(|value| !value.is_object())).cloned().collect();
@@ -186,7 +193,7 @@ fn refresh_source(plugin: &LoadedPlugin, source: &mut SourceState, current: &Sna
             let output = plugin.load_source(environment, namespace)?;
             let Value::Object(data) = output else { unreachable!("load_source returns objects") };
             fresh.push((environment.to_string(), data.clone()));
-            layers.insert(environment.to_string(), Arc::new(source_layer(plugin, environment, data)));
+            layers.insert(environment.to_string(), Arc::new(source_layer(plugin, environment, data, &plugin.last_load_origins())));
             tokens.insert(environment.to_string(), token);
             Ok(())
         })();
