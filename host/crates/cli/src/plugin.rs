@@ -36,7 +36,8 @@ pub enum PluginCommand {
     Trust {
         public_key: PathBuf,
         /// Grant kinds the key's plugins may use, comma-separated: `env` (host variables), `dirs`
-        /// (a read-only directory of the tree). Default: none (plugins reach nothing outside their
+        /// (a read-only directory of the tree), `net` (the origins of `grants.http`), `sql` (the
+        /// host's SQL connections of `grants.sql`, read-only). Default: none (plugins reach nothing outside their
         /// sandbox). Trusting a key again replaces its allowance.
         #[arg(long, value_name = "KINDS", value_parser = parse_allowance, default_value = "")]
         allow: Allowance,

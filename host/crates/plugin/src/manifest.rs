@@ -66,7 +66,7 @@ pub struct Grants {
 pub const RESERVED_VARIABLES: [&str; 2] = ["POTTER_SECRET_KEY_", "POTTER_TOKEN"];
 
 /// The kinds of grant a manifest can ask for. The trust store records, per trusted key, which
-/// kinds plugins it signed may use (`plugin trust --allow env,dirs,net`).
+/// kinds plugins it signed may use (`plugin trust --allow env,dirs,net,sql`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GrantKind {
