@@ -230,3 +230,21 @@ fn write_statements_from_a_guest_are_refused_and_nothing_is_written() {
     assert_eq!(server.psql(&format!("SELECT count(*) || ' ' || max(value) FROM {table} WHERE environment = 'production' AND key = 'settings.api.timeout'")), "1 30");
     assert_eq!(server.psql(&format!("SELECT count(*) FROM {table}")), "3", "nothing was written");
 }
+
+#[test]
+fn a_plugin_asking_for_the_variable_that_holds_a_connections_password_is_refused_at_load() {
+    let server = PostgresServer::shared();
+    let _running = server.in_use();
+    let table = server.settings_table("password");
+    captured_logs();
+    let tree = PluginTree::new(Tree::minimal());
+    tree.tree.write("global.json", &json!({"plugins": {"postgres-source": {"table": table}}}).to_string());
+    tree.install_as("postgres-source", "postgres-source", |manifest| manifest.replace("[grants]", &format!("[grants]\nenv = [\"{PASSWORD_VARIABLE}\"]")));
+    configure_connections(&tree, server);
+    let refused = ConfigHost::open(tree.options()).err().expect("refused").to_string();
+    assert!(
+        refused.contains(&format!("plugin postgres-source: refused: grants.env `{PASSWORD_VARIABLE}` is never granted: it holds the password of the host's SQL connection `settings-db`")),
+        "{refused}"
+    );
+    assert!(!refused.contains(READER_PASSWORD));
+}

@@ -79,7 +79,11 @@ impl HostOptions {
     pub fn grant_rules(&self) -> GrantRules {
         let mut protected = vec![self.state_dir.clone(), self.trust_dir()];
         protected.extend(self.protected_dirs.iter().cloned());
-        GrantRules { env_prefix: self.env_prefix.clone(), max_limits: self.max_limits, grants_root: self.grants_root.clone(), protected }
+        let protected_variables = crate::sql::password_variables(&self.sql_connections_file())
+            .into_iter()
+            .map(|(variable, connection)| (variable, format!("it holds the password of the host's SQL connection `{connection}`")))
+            .collect();
+        GrantRules { env_prefix: self.env_prefix.clone(), max_limits: self.max_limits, grants_root: self.grants_root.clone(), protected, protected_variables }
     }
 
     /// The trust store directory.

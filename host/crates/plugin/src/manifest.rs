@@ -417,11 +417,14 @@ pub struct GrantRules {
     /// Directories no granted directory may contain or lie in: the state directory (keyrings,
     /// `tokens.json`, the trust store, signing keys) and whatever else the host protects.
     pub protected: Vec<PathBuf>,
+    /// Host variables no plugin may be granted, with why: the passwords of the host's SQL
+    /// connections (`sql-connections.toml`'s `password_env`).
+    pub protected_variables: Vec<(String, String)>,
 }
 
 impl Default for GrantRules {
     fn default() -> GrantRules {
-        GrantRules { env_prefix: DEFAULT_ENV_PREFIX.to_owned(), max_limits: Limits::MAXIMA, grants_root: None, protected: Vec::new() }
+        GrantRules { env_prefix: DEFAULT_ENV_PREFIX.to_owned(), max_limits: Limits::MAXIMA, grants_root: None, protected: Vec::new(), protected_variables: Vec::new() }
     }
 }
 
@@ -435,6 +438,11 @@ impl GrantRules {
         let plugin = manifest.name.clone();
         if let Some((grant, reason)) = manifest.reserved_env_grant(&self.env_prefix) {
             return Err(PluginError::ForbiddenGrant { plugin, grant, reason });
+        }
+        for name in &manifest.grants.env {
+            if let Some((_, why)) = self.protected_variables.iter().find(|(variable, _)| variable == name) {
+                return Err(PluginError::ForbiddenGrant { plugin, grant: format!("grants.env `{name}`"), reason: why.clone() });
+            }
         }
         Limits::resolve(&manifest.limits, &Limits::DEFAULT, &self.max_limits)
             .and_then(|_| OutboundLimits::resolve(&manifest.limits))

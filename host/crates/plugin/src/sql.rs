@@ -130,6 +130,14 @@ fn read_connections(path: &Path) -> Result<BTreeMap<String, Connection>, String>
     Ok(connections)
 }
 
+/// The host variables holding the configured connections' passwords, each with its connection:
+/// no plugin may be granted them (`grants.env`). Unreadable files name none (their queries fail).
+pub(crate) fn password_variables(path: &Path) -> Vec<(String, String)> {
+    read_connections(path)
+        .map(|connections| connections.into_iter().filter_map(|(name, connection)| connection.password_env.map(|variable| (variable, name))).collect())
+        .unwrap_or_default()
+}
+
 /// What one plugin may query: its granted connections (those the operator configured, or why
 /// the file could not be read) and its limits. Built once per loaded version.
 pub(crate) struct SqlPolicy {
