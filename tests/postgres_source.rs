@@ -248,3 +248,20 @@ fn a_plugin_asking_for_the_variable_that_holds_a_connections_password_is_refused
     );
     assert!(!refused.contains(READER_PASSWORD));
 }
+
+#[test]
+fn a_query_that_outlasts_the_plugins_time_limit_is_cut_off_at_the_deadline() {
+    let server = PostgresServer::shared();
+    let _running = server.in_use();
+    captured_logs();
+    let tree = PluginTree::new(Tree::minimal());
+    // The statement timeout allows 10 s; the plugin's call limit is 500 ms, and it holds while the
+    // guest waits inside the host's query.
+    tree.install_as("sql-writes", "sql-writes", |manifest| manifest.replace("timeout_ms = 3000", "timeout_ms = 500\nsql_statement_ms = 10000"));
+    configure_connections(&tree, server);
+    tree.tree.write("global.json", &json!({"plugins": {"sql-writes": {"statement": "SELECT pg_sleep(30)"}}}).to_string());
+    let started = Instant::now();
+    let refused = ConfigHost::open(tree.options()).err().expect("the source timed out").to_string();
+    assert!(refused.contains("plugin sql-writes: load: timed out (limit 500 ms)"), "{refused}");
+    assert!(started.elapsed() < Duration::from_secs(9), "cut off at the call's deadline, not the statement timeout: {:?}", started.elapsed());
+}
