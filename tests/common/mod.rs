@@ -139,6 +139,7 @@ pub fn stderr(output: &Output) -> String {
 }
 pub mod etcd;
 pub mod logs;
+pub mod postgres;
 pub mod loopback;
 pub mod serve;
 pub mod wasm;

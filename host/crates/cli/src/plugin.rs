@@ -36,7 +36,8 @@ pub enum PluginCommand {
     Trust {
         public_key: PathBuf,
         /// Grant kinds the key's plugins may use, comma-separated: `env` (host variables), `dirs`
-        /// (a read-only directory of the tree). Default: none (plugins reach nothing outside their
+        /// (a read-only directory of the tree), `net` (the origins of `grants.http`), `sql` (the
+        /// host's SQL connections of `grants.sql`, read-only). Default: none (plugins reach nothing outside their
         /// sandbox). Trusting a key again replaces its allowance.
         #[arg(long, value_name = "KINDS", value_parser = parse_allowance, default_value = "")]
         allow: Allowance,
@@ -163,6 +164,9 @@ fn print_info(info: &PluginInfo) {
             let ca = grants.http_ca.get(origin).map(|file| format!(" (CA file {file})")).unwrap_or_default();
             parts.push(format!("http {origin}{ca}"));
         }
+        for connection in &grants.sql {
+            parts.push(format!("sql {connection} (read-only)"));
+        }
         if parts.is_empty() { "none".to_owned() } else { parts.join("; ") }
     });
     println!("  grants      {}{}", text(grants), if info.secrets { "; sees secrets" } else { "" });
@@ -173,6 +177,9 @@ fn print_info(info: &PluginInfo) {
     println!("  limits      {}", text(limits));
     if let Some(http) = info.http_limits {
         println!("  http limits {} requests per call, {} KiB per response, {} ms to connect, {} ms per request", http.requests, http.response_kib, http.connect_ms, http.total_ms);
+    }
+    if let Some(sql) = info.sql_limits {
+        println!("  sql limits  {} queries per call, {} rows and {} KiB per query, {} ms statement timeout", sql.queries, sql.rows, sql.result_kib, sql.statement_ms);
     }
     if let Some(stale) = &info.stale {
         let origin = if stale.from_cache { "its cached layer" } else { "its last good layer" };

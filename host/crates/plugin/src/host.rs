@@ -17,6 +17,7 @@ use crate::manifest::{plugin_stem, resolve_granted_directory, Allowance, GrantRu
 use crate::outbound::{Origin, OutboundLimits, OutboundPolicy};
 use crate::plugin::{CallCounters, LiveIndices, LoadedPlugin, NamespaceIndices, WorldIndices};
 use crate::sandbox::{self, bindings, source_bindings, CallState};
+use crate::sql::{SqlLimits, SqlPolicy, SQL_CONNECTIONS_FILE};
 use crate::signing::{load_checked, read, trusted_allowance, MAX_MODULE_BYTES};
 
 /// Environment name in which unsigned plugins are always refused.
@@ -49,6 +50,8 @@ pub struct HostOptions {
     pub protected_dirs: Vec<PathBuf>,
     /// Told when a plugin is compiled (a cache miss: seconds for a Python or JavaScript guest).
     pub progress: crate::ProgressReport,
+    /// The operator's SQL connections (`grants.sql`); `<state>/sql-connections.toml` when None.
+    pub sql_connections: Option<PathBuf>,
 }
 
 impl HostOptions {
@@ -66,14 +69,24 @@ impl HostOptions {
             env_prefix: DEFAULT_ENV_PREFIX.to_owned(),
             protected_dirs: Vec::new(),
             progress: crate::ProgressReport::default(),
+            sql_connections: None,
         }
+    }
+
+    /// The operator's SQL connections file.
+    pub fn sql_connections_file(&self) -> PathBuf {
+        self.sql_connections.clone().unwrap_or_else(|| self.state_dir.join(SQL_CONNECTIONS_FILE))
     }
 
     /// What a manifest may ask of this host.
     pub fn grant_rules(&self) -> GrantRules {
         let mut protected = vec![self.state_dir.clone(), self.trust_dir()];
         protected.extend(self.protected_dirs.iter().cloned());
-        GrantRules { env_prefix: self.env_prefix.clone(), max_limits: self.max_limits, grants_root: self.grants_root.clone(), protected }
+        let protected_variables = crate::sql::password_variables(&self.sql_connections_file())
+            .into_iter()
+            .map(|(variable, connection)| (variable, format!("it holds the password of the host's SQL connection `{connection}`")))
+            .collect();
+        GrantRules { env_prefix: self.env_prefix.clone(), max_limits: self.max_limits, grants_root: self.grants_root.clone(), protected, protected_variables }
     }
 
     /// The trust store directory.
@@ -114,6 +127,9 @@ pub struct PluginInfo {
     /// Outbound HTTP limits of a source granted origins.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_limits: Option<OutboundLimits>,
+    /// SQL limits of a source granted connections.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql_limits: Option<SqlLimits>,
     pub compiled_from: Option<CompiledFrom>,
     pub status: PluginStatus,
     pub last_error: Option<String>,
@@ -280,8 +296,9 @@ impl PluginHost {
             &verified.module,
             &self.options.progress,
         )?;
-        sandbox::check_imports(&self.engine, &name, &component, !manifest.grants.http.is_empty())?;
+        sandbox::check_imports(&self.engine, &name, &component, &manifest.grants)?;
         let outbound = Arc::new(self.outbound_policy(&name, wasm_path, &manifest)?);
+        let sql = Arc::new(self.sql_policy(&name, wasm_path, &manifest)?);
         let invalid = |reason: String| PluginError::InvalidModule {
             plugin: name.to_string(),
             reason,
@@ -324,6 +341,7 @@ impl PluginHost {
             live,
             directory,
             outbound,
+            sql,
             last_refusal: Mutex::new(None),
             visible_prefixes,
             warm: Mutex::new(Vec::new()),
@@ -374,6 +392,19 @@ impl PluginHost {
         OutboundPolicy::new(name.clone(), origins, limits).map_err(manifest_error)
     }
 
+    /// The connections of `grants.sql` as the operator configured them, and the SQL limits.
+    fn sql_policy(&self, name: &Arc<str>, wasm_path: &Path, manifest: &crate::manifest::Manifest) -> Result<SqlPolicy, PluginError> {
+        if manifest.grants.sql.is_empty() {
+            return Ok(SqlPolicy::none(name.clone()));
+        }
+        let limits = SqlLimits::resolve(&manifest.limits).map_err(|reason| PluginError::Manifest {
+            plugin: name.to_string(),
+            path: crate::manifest::manifest_path(wasm_path),
+            reason,
+        })?;
+        Ok(SqlPolicy::new(name.clone(), manifest.grants.sql.clone(), self.options.sql_connections_file(), limits))
+    }
+
     /// Currently loaded plugins, by name.
     pub fn plugins(&self) -> Vec<Arc<LoadedPlugin>> {
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -413,6 +444,7 @@ impl PluginHost {
                     secrets: plugin.manifest.secrets,
                     limits: Some(plugin.limits),
                     http_limits: plugin.outbound_limits(),
+                    sql_limits: plugin.sql_limits(),
                     compiled_from: Some(plugin.compiled_from),
                     status: PluginStatus::Loaded,
                     last_error: plugin.last_error(),
@@ -435,6 +467,7 @@ impl PluginHost {
                     secrets: false,
                     limits: None,
                     http_limits: None,
+                    sql_limits: None,
                     compiled_from: None,
                     status: PluginStatus::Refused,
                     last_error: entry.refusal.clone(),

@@ -34,6 +34,7 @@ mod plugin;
 mod progress;
 mod sandbox;
 mod signing;
+mod sql;
 
 pub use cache::CompiledFrom;
 pub use config_filter::{lookup, restrict};
@@ -46,6 +47,7 @@ pub use manifest::{
 };
 pub use outbound::{Origin, OriginScheme, OutboundLimits};
 pub use progress::{Progress, ProgressReport, ProgressTask};
+pub use sql::{is_connection_name, SqlLimits, SQL_CONNECTIONS_FILE};
 pub use plugin::{CallCounts, LoadedPlugin, PluginIssue, SourceOutput, ValidationTarget};
 pub use potter_engine::Severity;
 pub use signing::{

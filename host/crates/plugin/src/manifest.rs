@@ -56,13 +56,17 @@ pub struct Grants {
     /// system's roots for one `https` origin of `http`, keyed by that origin as written.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub http_ca: BTreeMap<String, String>,
+    /// Sources only: connections the operator configured on the host (`sql-connections.toml`)
+    /// the plugin may query through `potter:config/sql`, read-only; it never holds their password.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sql: Vec<String>,
 }
 
 /// Variables the tool reads whatever the configured prefix: keyrings and the API token.
 pub const RESERVED_VARIABLES: [&str; 2] = ["POTTER_SECRET_KEY_", "POTTER_TOKEN"];
 
 /// The kinds of grant a manifest can ask for. The trust store records, per trusted key, which
-/// kinds plugins it signed may use (`plugin trust --allow env,dirs,net`).
+/// kinds plugins it signed may use (`plugin trust --allow env,dirs,net,sql`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GrantKind {
@@ -72,11 +76,13 @@ pub enum GrantKind {
     Dirs,
     /// `grants.http`: outbound HTTP to the origins listed.
     Net,
+    /// `grants.sql`: read-only queries on the host's connections listed.
+    Sql,
 }
 
 impl GrantKind {
     /// Every kind, in order.
-    pub const ALL: [GrantKind; 3] = [GrantKind::Env, GrantKind::Dirs, GrantKind::Net];
+    pub const ALL: [GrantKind; 4] = [GrantKind::Env, GrantKind::Dirs, GrantKind::Net, GrantKind::Sql];
 
     /// The name used by `plugin trust --allow` and in the trust store.
     pub fn as_str(self) -> &'static str {
@@ -84,6 +90,7 @@ impl GrantKind {
             GrantKind::Env => "env",
             GrantKind::Dirs => "dirs",
             GrantKind::Net => "net",
+            GrantKind::Sql => "sql",
         }
     }
 }
@@ -160,6 +167,14 @@ pub struct LimitRequest {
     pub http_connect_ms: Option<u32>,
     /// Time for one request, connect to last byte, in milliseconds.
     pub http_total_ms: Option<u32>,
+    /// SQL (sources with `grants.sql`): queries per call.
+    pub sql_queries: Option<u32>,
+    /// Rows one query may return.
+    pub sql_rows: Option<u32>,
+    /// Largest result of one query (JSON text), in KiB.
+    pub sql_result_kib: Option<u32>,
+    /// Statement timeout of one query, in milliseconds.
+    pub sql_statement_ms: Option<u32>,
 }
 
 /// Effective limits of one plugin (or the host's defaults / maxima).
@@ -320,6 +335,12 @@ impl Manifest {
         if !manifest.grants.http.is_empty() && manifest.kind != PluginKind::Source {
             return Err(fail("grants.http is only for sources".to_string()));
         }
+        if !manifest.grants.sql.is_empty() && manifest.kind != PluginKind::Source {
+            return Err(fail("grants.sql is only for sources".to_string()));
+        }
+        if let Some(name) = manifest.grants.sql.iter().find(|name| !crate::sql::is_connection_name(name)) {
+            return Err(fail(format!("grants.sql entry `{name}` is not a connection name (1-64 letters, digits, `-` and `_`)")));
+        }
         let mut origins = Vec::new();
         for text in &manifest.grants.http {
             origins.push(Origin::parse(text).map_err(|e| fail(format!("grants.http: {e}")))?);
@@ -364,7 +385,8 @@ impl Manifest {
         let env = self.grants.env.iter().map(|name| (GrantKind::Env, format!("grants.env `{name}`")));
         let directory = self.grants.directory.iter().map(|dir| (GrantKind::Dirs, format!("grants.directory `{dir}`")));
         let http = self.grants.http.iter().map(|origin| (GrantKind::Net, format!("grants.http `{origin}`")));
-        env.chain(directory).chain(http).collect()
+        let sql = self.grants.sql.iter().map(|connection| (GrantKind::Sql, format!("grants.sql `{connection}`")));
+        env.chain(directory).chain(http).chain(sql).collect()
     }
 
     /// The first `grants.env` entry naming one of the tool's own variables: (grant, why).
@@ -395,11 +417,14 @@ pub struct GrantRules {
     /// Directories no granted directory may contain or lie in: the state directory (keyrings,
     /// `tokens.json`, the trust store, signing keys) and whatever else the host protects.
     pub protected: Vec<PathBuf>,
+    /// Host variables no plugin may be granted, with why: the passwords of the host's SQL
+    /// connections (`sql-connections.toml`'s `password_env`).
+    pub protected_variables: Vec<(String, String)>,
 }
 
 impl Default for GrantRules {
     fn default() -> GrantRules {
-        GrantRules { env_prefix: DEFAULT_ENV_PREFIX.to_owned(), max_limits: Limits::MAXIMA, grants_root: None, protected: Vec::new() }
+        GrantRules { env_prefix: DEFAULT_ENV_PREFIX.to_owned(), max_limits: Limits::MAXIMA, grants_root: None, protected: Vec::new(), protected_variables: Vec::new() }
     }
 }
 
@@ -414,8 +439,14 @@ impl GrantRules {
         if let Some((grant, reason)) = manifest.reserved_env_grant(&self.env_prefix) {
             return Err(PluginError::ForbiddenGrant { plugin, grant, reason });
         }
+        for name in &manifest.grants.env {
+            if let Some((_, why)) = self.protected_variables.iter().find(|(variable, _)| variable == name) {
+                return Err(PluginError::ForbiddenGrant { plugin, grant: format!("grants.env `{name}`"), reason: why.clone() });
+            }
+        }
         Limits::resolve(&manifest.limits, &Limits::DEFAULT, &self.max_limits)
             .and_then(|_| OutboundLimits::resolve(&manifest.limits))
+            .and_then(|_| crate::sql::SqlLimits::resolve(&manifest.limits))
             .map_err(|reason| PluginError::Manifest { plugin: plugin.clone(), path: manifest_path.to_path_buf(), reason })?;
         if let (Some(root), Some(relative)) = (&self.grants_root, &manifest.grants.directory) {
             // At signing time the tree may not hold the directory: the load checks it again.

@@ -66,6 +66,9 @@ pub struct SourceOutput {
     /// Dotted key path to where the source says it came from (empty for a source without the
     /// `provenance` export).
     pub origins: Vec<(String, String)>,
+    /// What the call read through `potter:config/sql`, as the host saw it: one
+    /// `connection: table, ...` per connection queried (empty for a source that queried none).
+    pub read_through_sql: Vec<String>,
 }
 
 /// A verified, compiled plugin ready to be called. Cheap to share (`Arc`).
@@ -91,8 +94,11 @@ pub struct LoadedPlugin {
     pub(crate) directory: Option<PathBuf>,
     /// The origins it may reach over `wasi:http` (none without `grants.http`) and its limits.
     pub(crate) outbound: Arc<OutboundPolicy>,
-    /// What the host refused or cut of the last call's outbound requests, if anything.
+    /// The connections it may query through `potter:config/sql` (none without `grants.sql`).
+    pub(crate) sql: Arc<crate::sql::SqlPolicy>,
+    /// What the host refused or cut of the last call's outbound requests or queries, if anything.
     pub(crate) last_refusal: Mutex<Option<String>>,
+    /// What the last `load` read through SQL (`connection: table`), for its layer's provenance.
     /// Prefixes the plugin sees: declared ones plus its namespace.
     pub(crate) visible_prefixes: Vec<String>,
     pub(crate) warm: Mutex<Vec<WarmInstance>>,
@@ -251,6 +257,11 @@ impl LoadedPlugin {
         (!self.manifest.grants.http.is_empty()).then_some(self.outbound.limits)
     }
 
+    /// SQL limits, for a source granted connections.
+    pub fn sql_limits(&self) -> Option<crate::sql::SqlLimits> {
+        (!self.manifest.grants.sql.is_empty()).then_some(self.sql.limits)
+    }
+
     /// Whether the compiled code came from the cache or the compiler.
     pub fn compiled_from(&self) -> CompiledFrom {
         self.compiled_from
@@ -332,12 +343,15 @@ impl LoadedPlugin {
             true => ("load-with-origins", true),
             false => ("load", false),
         };
-        let outcome = self.call(call, environment, namespace_json, async |store, _, exports, live| match (exports, &live.provenance) {
-            (WorldExports::Source(_), Some(provenance)) if with_origins => {
-                Ok(provenance.call_load_with_origins(store, environment).await?.map(|layer| (layer.config, layer.origins)))
-            }
-            (WorldExports::Source(source), _) => Ok(source.call_load(store, environment).await?.map(|text| (text, Vec::new()))),
-            (WorldExports::Validator(_), _) => Err(wasmtime::Error::msg("not a source")),
+        let (outcome, read_through_sql) = self.call(call, environment, namespace_json, async |store, _, exports, live| {
+            let outcome = match (exports, &live.provenance) {
+                (WorldExports::Source(_), Some(provenance)) if with_origins => {
+                    provenance.call_load_with_origins(&mut *store, environment).await?.map(|layer| (layer.config, layer.origins))
+                }
+                (WorldExports::Source(source), _) => source.call_load(&mut *store, environment).await?.map(|text| (text, Vec::new())),
+                (WorldExports::Validator(_), _) => return Err(wasmtime::Error::msg("not a source")),
+            };
+            Ok((outcome, store.data().sql.origins()))
         })?;
         let (text, origins) = outcome.map_err(|message: String| {
             let mut message = sandbox::truncate(&message, MESSAGE_MAX).to_string();
@@ -357,7 +371,7 @@ impl LoadedPlugin {
             });
         }
         let origins = self.check_origins(call, text.len(), origins)?;
-        Ok(SourceOutput { layer: value, origins })
+        Ok(SourceOutput { layer: value, origins, read_through_sql })
     }
 
     /// Origins within the output limit (counted with the layer), each for a key path, its text
@@ -515,7 +529,7 @@ impl LoadedPlugin {
         store.data_mut().begin_call(environment, namespace_json);
         store.set_epoch_deadline(1);
         let outcome = self.executor.run_until(deadline, run(store, &warm.instance, &warm.exports, &warm.live));
-        *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = warm.sandbox.store.data().outbound.first_refusal();
+        *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = warm.sandbox.store.data().first_refusal();
         warm.stdout_seen = forward_output(&self.log, "stdout", &warm.sandbox.stdout, warm.stdout_seen);
         warm.stderr_seen = forward_output(&self.log, "stderr", &warm.sandbox.stderr, warm.stderr_seen);
         self.log.flush();
@@ -568,6 +582,7 @@ impl LoadedPlugin {
             &self.manifest.grants,
             self.directory.as_deref(),
             self.outbound.clone(),
+            self.sql.clone(),
             self.limits.memory_mib,
         )?;
         // Start-up code runs under the same time limit as a call.

@@ -17,6 +17,7 @@ use crate::error::{describe, PluginError};
 use crate::log::{Level, PluginLog};
 use crate::manifest::{Grants, GRANTED_DIRECTORY_GUEST_PATH};
 use crate::outbound::{OutboundHooks, OutboundPolicy};
+use crate::sql::{Param, SqlPolicy, SqlSession};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 // The worlds as of 0.1.0 (the frozen copy in wit/v0.1.0). Their exports are unchanged in 0.2.0, and
@@ -48,6 +49,21 @@ pub(crate) mod live_bindings {
     wasmtime::component::bindgen!({
         world: "live-source",
         path: "../../../wit",
+        exports: { default: async },
+    });
+}
+
+/// World `sql-source` of 0.2.0 (a source importing `potter:config/sql`); only its `sql` interface
+/// is new, `host` is shared with `live-source`. The query runs asynchronously, so the
+/// call's deadline ends it like any other wait.
+pub(crate) mod sql_source_bindings {
+    wasmtime::component::bindgen!({
+        world: "sql-source",
+        path: "../../../wit",
+        with: {
+            "potter:config/host": super::live_bindings::potter::config::host,
+        },
+        imports: { "potter:config/sql.query": async },
         exports: { default: async },
     });
 }
@@ -121,22 +137,27 @@ pub(crate) fn new_linker(engine: &Engine) -> Result<Linker<CallState>, PluginErr
         .map_err(fail)?;
     // `types` holds only types (no functions): an empty instance satisfies a 0.2.0 import of it.
     linker.instance("potter:config/types@0.2.0").map_err(fail)?;
+    // Importable only by a source whose manifest grants connections (`check_imports`); every
+    // query is checked again by `SqlSession`.
+    sql_source_bindings::potter::config::sql::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
+        .map_err(fail)?;
     Ok(linker)
 }
 
 /// Refuse a component that imports anything beyond the harmless default set, naming the interfaces.
-/// `wasi:http` (its outgoing handler and types) is allowed only when the manifest grants origins.
+/// `wasi:http` (its outgoing handler and types) is allowed only when the manifest grants origins,
+/// `potter:config/sql` only when it grants connections.
 pub(crate) fn check_imports(
     engine: &Engine,
     plugin: &str,
     component: &Component,
-    grants_http: bool,
+    grants: &Grants,
 ) -> Result<(), PluginError> {
     let mut refused: Vec<(String, String)> = component
         .component_type()
         .imports(engine)
         .filter_map(|(name, _)| {
-            import_allowed(name, grants_http)
+            import_allowed(name, grants)
                 .err()
                 .map(|why| (name.to_string(), why))
         })
@@ -156,10 +177,15 @@ pub(crate) fn check_imports(
     }
 }
 
-fn import_allowed(import: &str, grants_http: bool) -> Result<(), String> {
+fn import_allowed(import: &str, grants: &Grants) -> Result<(), String> {
     let interface = import.split('@').next().unwrap_or(import);
+    let grants_http = !grants.http.is_empty();
     match interface {
         "potter:config/host" | "potter:config/types" => Ok(()),
+        "potter:config/sql" => match grants.sql.is_empty() {
+            false => Ok(()),
+            true => Err("SQL is granted only to a source whose signed manifest lists connections in `grants.sql`".into()),
+        },
         // Harmless: streams, clocks, randomness, exit, and stdio that the host
         // captures (stdin is empty).
         "wasi:io/error"
@@ -235,6 +261,8 @@ pub(crate) struct CallState {
     http: WasiHttpCtx,
     /// Checks and sends every outgoing request (refuses all without `grants.http`).
     pub(crate) outbound: OutboundHooks,
+    /// Checks and runs every SQL query (refuses all without `grants.sql`).
+    pub(crate) sql: SqlSession,
     pub(crate) memory: MemoryCap,
     log: Arc<PluginLog>,
     pub(crate) environment: String,
@@ -258,6 +286,7 @@ pub(crate) fn new_store(
     grants: &Grants,
     directory: Option<&std::path::Path>,
     outbound: Arc<OutboundPolicy>,
+    sql: Arc<SqlPolicy>,
     memory_mib: u32,
 ) -> Result<SandboxStore, PluginError> {
     let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
@@ -285,6 +314,7 @@ pub(crate) fn new_store(
         table: ResourceTable::new(),
         http: WasiHttpCtx::new(),
         outbound: OutboundHooks::new(outbound),
+        sql: SqlSession::new(sql),
         memory: MemoryCap {
             max_bytes: memory_mib as usize * 1024 * 1024,
             exceeded: false,
@@ -313,6 +343,29 @@ impl CallState {
         self.log_lines_left = LOG_LINES_PER_CALL;
         self.memory.exceeded = false;
         self.outbound.begin_call();
+        self.sql.begin_call();
+    }
+
+    /// The first request or query the host refused or cut during this call, if any.
+    pub(crate) fn first_refusal(&self) -> Option<String> {
+        self.outbound.first_refusal().or_else(|| self.sql.first_refusal())
+    }
+}
+
+impl sql_source_bindings::potter::config::sql::Host for CallState {
+    async fn query(&mut self, connection: String, statement: String, params: Vec<sql_source_bindings::potter::config::sql::SqlParam>) -> Result<String, String> {
+        use sql_source_bindings::potter::config::sql::SqlParam;
+        let params = params
+            .into_iter()
+            .map(|param| match param {
+                SqlParam::Null => Param::Null,
+                SqlParam::Boolean(value) => Param::Boolean(value),
+                SqlParam::Integer(value) => Param::Integer(value),
+                SqlParam::Float(value) => Param::Float(value),
+                SqlParam::Text(value) => Param::Text(value),
+            })
+            .collect();
+        self.sql.query(&connection, &statement, params).await
     }
 }
 
@@ -423,27 +476,42 @@ pub(crate) fn forward_output(
 mod tests {
     use super::*;
 
+    fn granting(http: bool, sql: bool) -> Grants {
+        Grants {
+            http: if http { vec!["http://127.0.0.1:1".into()] } else { Vec::new() },
+            sql: if sql { vec!["settings-db".into()] } else { Vec::new() },
+            ..Grants::default()
+        }
+    }
+
+    #[test]
+    fn sql_is_importable_only_with_granted_connections() {
+        assert!(import_allowed("potter:config/sql@0.2.0", &granting(false, true)).is_ok());
+        let refused = import_allowed("potter:config/sql@0.2.0", &granting(true, false)).unwrap_err();
+        assert!(refused.contains("lists connections in `grants.sql`"), "{refused}");
+    }
+
     #[test]
     fn default_grants_allow_only_harmless_interfaces() {
-        assert!(import_allowed("wasi:io/streams@0.2.6", false).is_ok());
-        assert!(import_allowed("potter:config/host@0.1.0", false).is_ok());
+        assert!(import_allowed("wasi:io/streams@0.2.6", &granting(false, false)).is_ok());
+        assert!(import_allowed("potter:config/host@0.1.0", &granting(false, false)).is_ok());
         assert!(
-            import_allowed("wasi:cli/environment@0.2.6", false).is_ok(),
+            import_allowed("wasi:cli/environment@0.2.6", &granting(false, false)).is_ok(),
             "empty unless granted"
         );
         assert!(
-            import_allowed("wasi:filesystem/preopens@0.2.6", false).is_ok(),
+            import_allowed("wasi:filesystem/preopens@0.2.6", &granting(false, false)).is_ok(),
             "no directory unless granted"
         );
         assert!(
-            import_allowed("wasi:sockets/tcp@0.2.6", false).is_ok(),
+            import_allowed("wasi:sockets/tcp@0.2.6", &granting(false, false)).is_ok(),
             "every socket refused by the context"
         );
-        assert!(import_allowed("wasi:http/outgoing-handler@0.2.6", false).is_err());
-        assert!(import_allowed("wasi:http/outgoing-handler@0.2.6", true).is_ok(), "granted origins");
-        assert!(import_allowed("wasi:http/types@0.2.6", true).is_ok());
-        assert!(import_allowed("wasi:http/incoming-handler@0.2.6", true).is_err(), "plugins serve nothing");
-        assert!(import_allowed("wasi:http/handler@0.3.0-rc-2025-09-16", true).is_err());
-        assert!(import_allowed("acme:evil/thing", true).is_err());
+        assert!(import_allowed("wasi:http/outgoing-handler@0.2.6", &granting(false, false)).is_err());
+        assert!(import_allowed("wasi:http/outgoing-handler@0.2.6", &granting(true, false)).is_ok(), "granted origins");
+        assert!(import_allowed("wasi:http/types@0.2.6", &granting(true, false)).is_ok());
+        assert!(import_allowed("wasi:http/incoming-handler@0.2.6", &granting(true, false)).is_err(), "plugins serve nothing");
+        assert!(import_allowed("wasi:http/handler@0.3.0-rc-2025-09-16", &granting(true, false)).is_err());
+        assert!(import_allowed("acme:evil/thing", &granting(true, false)).is_err());
     }
 }

@@ -186,20 +186,28 @@ fn restore_from_cache(plugin: &LoadedPlugin, source: &mut SourceState, current: 
             }
         }
         oldest = oldest.min(cached.saved_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64));
-        layers.insert(environment.to_string(), Arc::new(source_layer(plugin, environment, cached.data, Vec::new())));
+        layers.insert(environment.to_string(), Arc::new(source_layer(plugin, environment, cached.data, Vec::new(), &[])));
     }
     source.layers = layers;
     source.tokens.clear();
     Ok(oldest)
 }
 
-/// The layer a source's output makes in `environment`; `origins` (from a 0.2.0 source's
-/// `provenance`) name where some keys came from, the rest are credited to the plugin.
-fn source_layer(plugin: &LoadedPlugin, environment: &str, data: serde_json::Map<String, Value>, origins: Vec<(String, String)>) -> Layer {
+/// The layer a source's output makes in `environment`. `origins` (from a 0.2.0 source's
+/// `provenance`) name where some keys came from; `read_through_sql` is what its `load` read
+/// through SQL as the host saw it (none for a cached layer, whose load is not this process's).
+/// Keys without an origin are credited to the SQL it read, or else to the plugin.
+fn source_layer(plugin: &LoadedPlugin, environment: &str, data: serde_json::Map<String, Value>, origins: Vec<(String, String)>, read_through_sql: &[String]) -> Layer {
     // Within the source rank layers go by order, then name: priority, then plugin name.
     let mut layer = Layer::new(format!("plugins/{}/{environment}", plugin.name()), Rank::Source, Scope::environment(environment), LayerSource::Plugin(plugin.name().to_owned()), data)
         .with_order(i64::from(plugin.manifest().priority));
-    layer.locations.values_mut().for_each(|location| *location = Location::Layer);
+    // A source that read SQL names what it read (`plugin:postgres-source (sql settings-db:
+    // public.settings)`); the host saw the connection and PostgreSQL named the table.
+    let location = match read_through_sql.is_empty() {
+        true => Location::Layer,
+        false => Location::Pointer(format!("plugin:{} (sql {})", plugin.name(), read_through_sql.join("; ")).into()),
+    };
+    layer.locations.values_mut().for_each(|slot| *slot = location.clone());
     for (path, origin) in origins {
         // An origin for a key the layer does not hold is dropped.
         if let Some(location) = layer.locations.get_mut(path.as_str()) {
@@ -234,7 +242,7 @@ fn refresh_source(plugin: &LoadedPlugin, source: &mut SourceState, current: &Sna
             let output = plugin.load_source_with_origins(environment, namespace)?;
             let Value::Object(data) = output.layer else { unreachable!("load_source returns objects") };
             fresh.push((environment.to_string(), data.clone()));
-            layers.insert(environment.to_string(), Arc::new(source_layer(plugin, environment, data, output.origins)));
+            layers.insert(environment.to_string(), Arc::new(source_layer(plugin, environment, data, output.origins, &output.read_through_sql)));
             tokens.insert(environment.to_string(), token);
             Ok(())
         })();
