@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::etcd::EtcdCluster;
 use common::wasm::PluginTree;
-use common::Tree;
+use common::{potter_example, stdout, Tree};
 use potter_config::runtime::ConfigHost;
 use potter_engine::{Provenance, ViewKey};
 use serde_json::{json, Value};
@@ -86,6 +86,11 @@ fn values_live_a_put_and_a_delete_arrive_by_watch_and_explain_names_the_etcd_key
     assert_eq!(value(&host, "production", "remote.name"), Some(json!("not json: a string")), "a value that is not JSON is a string");
     assert_eq!(value(&host, "staging", "remote.api.timeout"), None, "each environment reads its own prefix");
     assert_eq!(winner(&host, "production", "remote.api.timeout"), format!("etcd-source: /live/production/remote/api/timeout @ revision {revision}"));
+    // The CLI's explain (a process of its own, loading the plugin itself) names the same.
+    let root = tree.tree.root();
+    let explained = potter_example(&["--root", root.to_str().unwrap(), "--env", "production", "explain", "remote.api.timeout"]);
+    let shown = stdout(&explained);
+    assert!(explained.status.success() && shown.contains(&format!("etcd-source: /live/production/remote/api/timeout @ revision {revision}")), "{shown}{}", common::stderr(&explained));
 
     let _watcher = host.watch(Default::default()).unwrap();
     put(cluster, "/live/production/remote/api/timeout", "43");
