@@ -7,14 +7,13 @@
 mod common;
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
 
+use common::{eventually, potter_example, stdout, value_in, Tree};
 use common::etcd::EtcdCluster;
 use common::wasm::PluginTree;
-use common::{potter_example, stdout, Tree};
 use potter_config::runtime::ConfigHost;
 use potter_engine::{Provenance, ViewKey};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The binary's etcd, and a lock: one test stops it, so tests take turns.
 fn etcd() -> (&'static EtcdCluster, MutexGuard<'static, ()>) {
@@ -55,18 +54,7 @@ fn tree(cluster: &EtcdCluster, test: &str, extra: impl FnOnce(&PluginTree)) -> P
     tree
 }
 
-fn value(host: &ConfigHost, environment: &str, key: &str) -> Option<Value> {
-    host.snapshot().view(&ViewKey::environment(environment)).unwrap().get(key)
-}
 
-/// Polls `condition` until it holds (a liveness wait, at most 20 s).
-fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "not within 20 s: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn winner(host: &ConfigHost, environment: &str, key: &str) -> String {
     let snapshot = host.snapshot();
@@ -82,9 +70,9 @@ fn values_live_a_put_and_a_delete_arrive_by_watch_and_explain_names_the_etcd_key
     put(cluster, "/live/production/remote/name", "not json: a string");
     let tree = tree(cluster, "live", |_| {});
     let host = ConfigHost::open(tree.options()).unwrap();
-    assert_eq!(value(&host, "production", "remote.api.timeout"), Some(json!(42)));
-    assert_eq!(value(&host, "production", "remote.name"), Some(json!("not json: a string")), "a value that is not JSON is a string");
-    assert_eq!(value(&host, "staging", "remote.api.timeout"), None, "each environment reads its own prefix");
+    assert_eq!(value_in(&host, "production", "remote.api.timeout"), Some(json!(42)));
+    assert_eq!(value_in(&host, "production", "remote.name"), Some(json!("not json: a string")), "a value that is not JSON is a string");
+    assert_eq!(value_in(&host, "staging", "remote.api.timeout"), None, "each environment reads its own prefix");
     assert_eq!(winner(&host, "production", "remote.api.timeout"), format!("etcd-source: /live/production/remote/api/timeout @ revision {revision}"));
     // The CLI's explain (a process of its own, loading the plugin itself) names the same.
     let root = tree.tree.root();
@@ -94,12 +82,12 @@ fn values_live_a_put_and_a_delete_arrive_by_watch_and_explain_names_the_etcd_key
 
     let _watcher = host.watch(Default::default()).unwrap();
     put(cluster, "/live/production/remote/api/timeout", "43");
-    eventually("the put in the host", || value(&host, "production", "remote.api.timeout") == Some(json!(43)));
+    eventually("the put in the host", || value_in(&host, "production", "remote.api.timeout") == Some(json!(43)));
     put(cluster, "/live/staging/remote/added", "true");
-    eventually("a key put under another environment", || value(&host, "staging", "remote.added") == Some(json!(true)));
+    eventually("a key put under another environment", || value_in(&host, "staging", "remote.added") == Some(json!(true)));
     delete(cluster, "/live/production/remote/name");
-    eventually("the delete in the host", || value(&host, "production", "remote.name").is_none());
-    assert_eq!(value(&host, "production", "remote.api.timeout"), Some(json!(43)));
+    eventually("the delete in the host", || value_in(&host, "production", "remote.name").is_none());
+    assert_eq!(value_in(&host, "production", "remote.api.timeout"), Some(json!(43)));
 }
 
 #[test]
@@ -114,11 +102,11 @@ fn a_key_that_does_not_map_is_named_with_the_plugin_origin_and_etcd_key_and_the_
     eventually("the failure reported", || host.plugin_list().into_iter().any(|info| info.name == "etcd-source" && info.stale.is_some()));
     let error = host.plugin_list().into_iter().find(|info| info.name == "etcd-source").unwrap().stale.unwrap().last_error;
     assert!(error.contains("plugin etcd-source") && error.contains(&origin(cluster)) && error.contains("/bad/production/remote/x/y"), "{error}");
-    assert_eq!(value(&host, "production", "remote.x"), Some(json!(1)), "the last good layer is served");
-    assert_eq!(value(&host, "production", "api.timeout"), Some(json!(30)));
+    assert_eq!(value_in(&host, "production", "remote.x"), Some(json!(1)), "the last good layer is served");
+    assert_eq!(value_in(&host, "production", "api.timeout"), Some(json!(30)));
     delete(cluster, "/bad/production/remote/x/y");
     put(cluster, "/bad/production/remote/x", "3");
-    eventually("the source recovers", || value(&host, "production", "remote.x") == Some(json!(3)));
+    eventually("the source recovers", || value_in(&host, "production", "remote.x") == Some(json!(3)));
 }
 
 #[test]
@@ -130,12 +118,12 @@ fn etcd_stopped_marks_the_source_stale_while_the_host_serves_and_etcd_back_is_pi
     let _watcher = host.watch(Default::default()).unwrap();
     cluster.kill(0);
     eventually("marked stale", || host.stale_sources().contains_key("etcd-source"));
-    assert_eq!(value(&host, "production", "remote.v"), Some(json!(1)), "the last good layer is served");
+    assert_eq!(value_in(&host, "production", "remote.v"), Some(json!(1)), "the last good layer is served");
     let stale = host.stale_sources()["etcd-source"].last_error.clone();
     assert!(stale.contains("plugin etcd-source") && stale.contains(&origin(cluster)), "{stale}");
     cluster.restart(0);
     put(cluster, "/outage/production/remote/v", "2");
-    eventually("picked up after etcd is back", || value(&host, "production", "remote.v") == Some(json!(2)));
+    eventually("picked up after etcd is back", || value_in(&host, "production", "remote.v") == Some(json!(2)));
     eventually("no longer stale", || !host.stale_sources().contains_key("etcd-source"));
 }
 
@@ -150,7 +138,7 @@ fn a_source_built_against_0_1_0_loads_beside_the_0_2_0_etcd_source() {
     let etcd_wasm = std::fs::read(tree.wasm("etcd-source")).unwrap();
     assert!(etcd_wasm.windows(24).any(|w| w == b"potter:config/host@0.2.0"), "etcd-source is a 0.2.0 component");
     let host = ConfigHost::open(tree.options()).unwrap();
-    assert_eq!(value(&host, "production", "legacy.contract"), Some(json!("0.1.0")));
-    assert_eq!(value(&host, "production", "remote.v"), Some(json!("0.2.0")));
+    assert_eq!(value_in(&host, "production", "legacy.contract"), Some(json!("0.1.0")));
+    assert_eq!(value_in(&host, "production", "remote.v"), Some(json!("0.2.0")));
     assert_eq!(winner(&host, "production", "legacy.contract"), "plugin:source-v010", "a 0.1.0 source is credited as a whole");
 }

@@ -9,20 +9,16 @@ mod common;
 use std::fs;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
+use common::{demo_keys, eventually, value_in, Tree};
 use common::logs::captured_logs;
 use common::loopback::{Loopback, Reply, Request};
 use common::serve::Served;
 use common::wasm::PluginTree;
-use common::{demo_keys, Tree};
 use potter_config::runtime::ConfigHost;
 use potter_engine::ViewKey;
 use serde_json::{json, Value};
 
-fn value(host: &ConfigHost, environment: &str, key: &str) -> Option<Value> {
-    host.snapshot().view(&ViewKey::environment(environment)).unwrap().get(key)
-}
 
 /// A tree with `built` installed as itself, granted `origin` (replacing the manifest's example
 /// origin, whose text is `example`), its namespace set to `namespace`; `edit` changes the manifest further.
@@ -38,14 +34,6 @@ fn http_tree(server: &Loopback, namespace: Value) -> PluginTree {
     tree_with("http-source", "http://127.0.0.1:8780", &server.origin("http"), namespace, |m| m)
 }
 
-/// Polls `condition` until it holds (a liveness wait, at most 20 s).
-fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "not within 20 s: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn last_error(host: &ConfigHost, plugin: &str) -> String {
     host.plugin_list().into_iter().find(|info| info.name == plugin).and_then(|info| info.last_error).unwrap_or_default()
@@ -68,7 +56,7 @@ fn an_unchanged_document_is_a_304_and_parses_nothing_and_max_age_sends_no_reques
     });
     let tree = http_tree(&server, json!({"url": format!("{}/config.json", server.origin("http"))}));
     let host = ConfigHost::open(tree.options()).unwrap();
-    assert_eq!(value(&host, "production", "remote.x"), Some(json!(1)));
+    assert_eq!(value_in(&host, "production", "remote.x"), Some(json!(1)));
     let (version, full) = (host.snapshot().version(), bodies.load(Ordering::SeqCst));
     let asked = server.requests.load(Ordering::SeqCst);
     host.reload().unwrap();
@@ -78,13 +66,13 @@ fn an_unchanged_document_is_a_304_and_parses_nothing_and_max_age_sends_no_reques
 
     *document.lock().unwrap() = ("\"v2\"", r#"{"remote": {"x": 2}}"#);
     host.reload().unwrap();
-    assert_eq!(value(&host, "production", "remote.x"), Some(json!(2)), "a new ETag is a new document");
+    assert_eq!(value_in(&host, "production", "remote.x"), Some(json!(2)), "a new ETag is a new document");
 
     // Within Cache-Control: max-age the source does not ask at all.
     let cached = Loopback::plain(|_| Reply::Send { status: 200, headers: vec![("content-type", "application/json".into()), ("cache-control", "max-age=600".into())], body: br#"{"remote": {"y": 1}}"#.to_vec() });
     let tree = http_tree(&cached, json!({"url": format!("{}/c.json", cached.origin("http"))}));
     let host = ConfigHost::open(tree.options()).unwrap();
-    assert_eq!(value(&host, "staging", "remote.y"), Some(json!(1)));
+    assert_eq!(value_in(&host, "staging", "remote.y"), Some(json!(1)));
     let asked = cached.requests.load(Ordering::SeqCst);
     host.reload().unwrap();
     assert_eq!(cached.requests.load(Ordering::SeqCst), asked, "fresh by max-age: no request");
@@ -100,7 +88,7 @@ fn a_bearer_token_comes_from_a_granted_variable_and_never_appears_in_errors() {
     let url = format!("{}/private.json", server.origin("http"));
     let granted = tree_with("http-source", "http://127.0.0.1:8780", &server.origin("http"), json!({"url": url, "bearer_token_env": "HTTP_SOURCE_TEST_TOKEN"}), |m| m.replace("[grants]", "[grants]\nenv = [\"HTTP_SOURCE_TEST_TOKEN\"]"));
     let host = ConfigHost::open(granted.options()).unwrap();
-    assert_eq!(value(&host, "development", "remote.authorized"), Some(json!(true)));
+    assert_eq!(value_in(&host, "development", "remote.authorized"), Some(json!(true)));
 
     // Not granted: the plugin cannot read the variable, says which, and nothing is sent.
     let ungranted = http_tree(&server, json!({"url": url, "bearer_token_env": "HTTP_SOURCE_TEST_TOKEN"}));
@@ -134,7 +122,7 @@ fn https_with_the_grants_ca_file_loads_and_the_same_server_is_refused_without_it
     let with_ca = tree_with("http-source", "http://127.0.0.1:8780", &origin, json!({"url": url}), |m| m.replace("[limits]", &format!("http_ca = {{ \"{origin}\" = \"test-ca.pem\" }}\n\n[limits]")));
     with_ca.tree.write("test-ca.pem", &ca_pem);
     let host = ConfigHost::open(with_ca.options()).unwrap();
-    assert_eq!(value(&host, "production", "remote.over_tls"), Some(json!(true)));
+    assert_eq!(value_in(&host, "production", "remote.over_tls"), Some(json!(true)));
 
     let without = tree_with("http-source", "http://127.0.0.1:8780", &origin, json!({"url": url}), |m| m);
     let error = ConfigHost::open(without.options()).err().expect("an unknown issuer is refused").to_string();
@@ -158,13 +146,13 @@ fn one_potter_config_server_feeds_another_host_through_http_source() {
     let namespace = json!({"url": format!("{origin}/v1/config/{{environment}}"), "format": "potter", "at": "remote.upstream", "bearer_token_env": "UPSTREAM_POTTER_TOKEN", "poll_interval_ms": 200});
     let downstream = tree_with("http-source", "http://127.0.0.1:8780", &origin, namespace, |m| m.replace("[grants]", "[grants]\nenv = [\"UPSTREAM_POTTER_TOKEN\"]"));
     let host = ConfigHost::open(downstream.options()).unwrap();
-    assert_eq!(value(&host, "production", "remote.upstream.api.timeout"), Some(json!(75)));
-    assert_eq!(value(&host, "staging", "remote.upstream.api.timeout"), Some(json!(30)), "each environment reads its own");
+    assert_eq!(value_in(&host, "production", "remote.upstream.api.timeout"), Some(json!(75)));
+    assert_eq!(value_in(&host, "staging", "remote.upstream.api.timeout"), Some(json!(30)), "each environment reads its own");
 
     // A change upstream arrives downstream within the poll interval (the watcher drives the polls).
     let _watcher = host.watch(Default::default()).unwrap();
     upstream_tree.write("environments/production.json", r#"{"api": {"timeout": 76}}"#);
-    eventually("the upstream change downstream", || value(&host, "production", "remote.upstream.api.timeout") == Some(json!(76)));
+    eventually("the upstream change downstream", || value_in(&host, "production", "remote.upstream.api.timeout") == Some(json!(76)));
 }
 
 // --- hostile remotes ---------------------------------------------------------------------------
@@ -187,7 +175,7 @@ fn contained(hostile: impl Fn(&Request) -> Reply + Send + 'static, expected: &st
     let host = ConfigHost::open(tree.options()).unwrap();
     *behaviour.lock().unwrap() = Box::new(hostile);
     host.reload().expect("on_error = keep: the reload goes on without the source");
-    assert_eq!(value(&host, "production", "remote.x"), Some(json!(1)), "the last good layer is still served");
+    assert_eq!(value_in(&host, "production", "remote.x"), Some(json!(1)), "the last good layer is still served");
     let error = last_error(&host, "http-source");
     assert!(error.contains("plugin http-source") && error.contains(&url) && error.contains(expected), "{error}");
     let stale = host.plugin_list().into_iter().find(|info| info.name == "http-source").unwrap().stale.expect("marked stale");
@@ -227,12 +215,12 @@ fn a_plugin_granted_one_origin_asking_another_is_refused_by_the_host() {
     let host = ConfigHost::open(tree.options()).unwrap();
     tree.tree.write("global.json", &json!({"api": {"timeout": 31}, "plugins": {"http-source": {"url": format!("{}/x.json", other.origin("http"))}}}).to_string());
     host.reload().unwrap();
-    assert_eq!(value(&host, "production", "remote.x"), Some(json!(1)), "the last good layer is still served");
-    assert_eq!(value(&host, "production", "api.timeout"), Some(json!(31)), "the rest of the change applied");
+    assert_eq!(value_in(&host, "production", "remote.x"), Some(json!(1)), "the last good layer is still served");
+    assert_eq!(value_in(&host, "production", "api.timeout"), Some(json!(31)), "the rest of the change applied");
     // Sources are asked with the namespace of the configuration before the reload: the new URL is
     // used from the next one.
     host.reload().unwrap();
-    assert_eq!(value(&host, "production", "remote.x"), Some(json!(1)), "still the last good layer");
+    assert_eq!(value_in(&host, "production", "remote.x"), Some(json!(1)), "still the last good layer");
     let error = last_error(&host, "http-source");
     assert!(error.contains(&format!("refused: origin {} is not granted to plugin http-source", other.origin("http"))), "{error}");
     assert_eq!(other.requests.load(Ordering::SeqCst), 0, "nothing reached the other origin");
@@ -249,9 +237,9 @@ fn a_remote_that_disappears_mid_run_leaves_the_last_good_layer_marked_stale_unti
     let stale = || host.plugin_list().into_iter().find(|info| info.name == "http-source").unwrap().stale;
     eventually("the source marked stale", || stale().is_some());
     assert!(stale().unwrap().last_error.contains(&server.origin("http")), "{:?}", stale());
-    assert_eq!(value(&host, "production", "remote.x"), Some(json!(1)));
+    assert_eq!(value_in(&host, "production", "remote.x"), Some(json!(1)));
     *behaviour.lock().unwrap() = Box::new(|_: &Request| Reply::json(200, r#"{"remote": {"x": 2}}"#));
-    eventually("the source fresh again", || stale().is_none() && value(&host, "production", "remote.x") == Some(json!(2)));
+    eventually("the source fresh again", || stale().is_none() && value_in(&host, "production", "remote.x") == Some(json!(2)));
 }
 
 // --- staleness across a restart, in all three places -------------------------------------------
@@ -350,14 +338,14 @@ fn vault_secrets_are_live_and_secret_in_the_api_history_cache_logs_and_errors() 
     let vault = vault_stand_in(secrets.clone());
     let tree = vault_tree(&vault, "VAULT_TEST_TOKEN");
     let host = ConfigHost::open(tree.options()).unwrap();
-    assert_eq!(value(&host, "production", "vault.db.password"), Some(json!(DB_PASSWORD)), "the host itself reads it");
+    assert_eq!(value_in(&host, "production", "vault.db.password"), Some(json!(DB_PASSWORD)), "the host itself reads it");
     let snapshot = host.snapshot();
     let view = snapshot.view(&ViewKey::environment("production")).unwrap();
     assert!(view.is_secret("vault.db.password") && view.is_secret("vault.db.user"), "every value vault-source yields is secret");
     // A change in Vault (a new version) is picked up.
     secrets.lock().unwrap()[0] = ("production/db", 4, json!({"password": "rotated-in-vault", "user": "app"}));
     host.reload().unwrap();
-    assert_eq!(value(&host, "production", "vault.db.password"), Some(json!("rotated-in-vault")));
+    assert_eq!(value_in(&host, "production", "vault.db.password"), Some(json!("rotated-in-vault")));
     // An override of another key is recorded in the history; the secrets are not.
     host.set("production", "api.timeout", json!(44)).unwrap();
     drop(host);

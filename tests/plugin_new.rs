@@ -35,6 +35,10 @@ fn scaffold_and_install(tree: &Tree, name: &str, language: &str, kind: &str) {
     assert!(project.join("dev-key.key").exists() && project.join("dev-key.pub").exists());
     assert!(std::fs::read_to_string(project.join(".gitignore")).unwrap().contains("dev-key.key"));
 
+    // pip builds a local package inside its source folder (sdk/python/build/): two Python
+    // scaffolds installing at once collide there ("File exists"), so they take turns.
+    static PYTHON_SDK_BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = (language == "python").then(|| PYTHON_SDK_BUILD.lock().unwrap_or_else(|p| p.into_inner()));
     let installed = Command::new(project.join("install.sh"))
         .arg(tree.root())
         .env("POTTER_CONFIG", POTTER_CONFIG)

@@ -7,9 +7,9 @@ mod common;
 use std::fs;
 use std::time::Duration;
 
+use common::{value_in, Tree};
 use common::logs::captured_logs;
 use common::wasm::PluginTree;
-use common::Tree;
 use potter_config::events::Event;
 use potter_config::runtime::ConfigHost;
 use potter_engine::{LayerSource, ViewKey};
@@ -40,9 +40,6 @@ fn fail_next(tree: &PluginTree, dir: &str, message: &str) {
     tree.tree.write(&format!("{dir}/error"), message);
 }
 
-fn value(host: &ConfigHost, environment: &str, key: &str) -> Option<Value> {
-    host.snapshot().view(&ViewKey::environment(environment)).unwrap().get(key)
-}
 
 fn open_error(tree: &PluginTree) -> String {
     match ConfigHost::open(tree.options()) {
@@ -61,12 +58,12 @@ fn properties_files_become_feature_flags_with_the_production_overlay() {
     let tree = PluginTree::new(Tree::copy_of("examples/potter"));
     tree.install("properties-source");
     let host = ConfigHost::open(tree.options()).unwrap();
-    assert_eq!(value(&host, "development", "feature_flags.new_ui.rollout_percent"), Some(json!(10)));
-    assert_eq!(value(&host, "development", "feature_flags.new_ui.enabled"), Some(json!(false)));
-    assert_eq!(value(&host, "development", "feature_flags.search.fallback_engines"), Some(json!("classic, legacy")));
-    assert_eq!(value(&host, "development", "feature_flags.banner.message"), Some(json!("Welcome to Potter \u{2014} configuration, live.")));
-    assert_eq!(value(&host, "production", "feature_flags.new_ui.rollout_percent"), Some(json!(0)), "the production overlay wins there");
-    assert_eq!(value(&host, "production", "feature_flags.banner.message"), Some(json!("Welcome")));
+    assert_eq!(value_in(&host, "development", "feature_flags.new_ui.rollout_percent"), Some(json!(10)));
+    assert_eq!(value_in(&host, "development", "feature_flags.new_ui.enabled"), Some(json!(false)));
+    assert_eq!(value_in(&host, "development", "feature_flags.search.fallback_engines"), Some(json!("classic, legacy")));
+    assert_eq!(value_in(&host, "development", "feature_flags.banner.message"), Some(json!("Welcome to Potter \u{2014} configuration, live.")));
+    assert_eq!(value_in(&host, "production", "feature_flags.new_ui.rollout_percent"), Some(json!(0)), "the production overlay wins there");
+    assert_eq!(value_in(&host, "production", "feature_flags.banner.message"), Some(json!("Welcome")));
     let snapshot = host.snapshot();
     let view = snapshot.view(&ViewKey::environment("staging")).unwrap();
     let origin = view.origin("feature_flags.new_ui.rollout_percent").unwrap();
@@ -84,8 +81,8 @@ fn a_file_of_the_tree_overrides_a_source_and_a_source_overrides_defaults() {
     global["feature_flags"] = json!({"search": {"engine": "modern"}});
     tree.tree.write("global.json", &serde_json::to_string_pretty(&global).unwrap());
     let host = ConfigHost::open(tree.options()).unwrap();
-    assert_eq!(value(&host, "development", "feature_flags.search.engine"), Some(json!("modern")), "global.json ranks above sources");
-    assert_eq!(value(&host, "development", "feature_flags.new_ui.rollout_percent"), Some(json!(10)), "the rest of the source stays");
+    assert_eq!(value_in(&host, "development", "feature_flags.search.engine"), Some(json!("modern")), "global.json ranks above sources");
+    assert_eq!(value_in(&host, "development", "feature_flags.new_ui.rollout_percent"), Some(json!(10)), "the rest of the source stays");
 }
 
 #[test]
@@ -98,9 +95,9 @@ fn sources_are_ordered_by_priority_then_name() {
     script(&tree, "b", r#"{"remote": {"x": "b", "y": "b", "z": "b"}}"#);
     script(&tree, "c", r#"{"remote": {"x": "c", "y": "c"}}"#);
     let host = ConfigHost::open(tree.options()).unwrap();
-    assert_eq!(value(&host, "staging", "remote.x"), Some(json!("a")), "the highest priority wins");
-    assert_eq!(value(&host, "staging", "remote.y"), Some(json!("c")), "equal priority: the later name wins");
-    assert_eq!(value(&host, "staging", "remote.z"), Some(json!("b")));
+    assert_eq!(value_in(&host, "staging", "remote.x"), Some(json!("a")), "the highest priority wins");
+    assert_eq!(value_in(&host, "staging", "remote.y"), Some(json!("c")), "equal priority: the later name wins");
+    assert_eq!(value_in(&host, "staging", "remote.z"), Some(json!("b")));
 }
 
 #[test]
@@ -139,8 +136,8 @@ fn a_failing_source_keeps_its_last_good_output_by_default_and_says_so() {
     fail_next(&tree, "feed", "upstream is down");
     tree.tree.write("global.json", r#"{"api": {"timeout": 31, "rate_limit": 100}}"#);
     host.reload().expect("a keep-policy failure does not reject the reload");
-    assert_eq!(value(&host, "production", "remote.x"), Some(json!(1)), "last good output kept");
-    assert_eq!(value(&host, "production", "api.timeout"), Some(json!(31)), "the rest of the reload applied");
+    assert_eq!(value_in(&host, "production", "remote.x"), Some(json!(1)), "last good output kept");
+    assert_eq!(value_in(&host, "production", "api.timeout"), Some(json!(31)), "the rest of the reload applied");
     match next_event(&mut events) {
         Event::Rejected { actor, diagnostics, .. } => {
             assert_eq!(actor, "plugin:remote-feed");
@@ -153,7 +150,7 @@ fn a_failing_source_keeps_its_last_good_output_by_default_and_says_so() {
     fs::remove_file(tree.tree.root().join("feed/error")).unwrap();
     script(&tree, "feed", r#"{"remote": {"x": 2}}"#);
     host.reload().unwrap();
-    assert_eq!(value(&host, "production", "remote.x"), Some(json!(2)));
+    assert_eq!(value_in(&host, "production", "remote.x"), Some(json!(2)));
 }
 
 #[test]
@@ -166,11 +163,11 @@ fn a_failing_source_with_on_error_reject_rejects_the_whole_reload() {
     tree.tree.write("global.json", r#"{"api": {"timeout": 31, "rate_limit": 100}}"#);
     let error = host.reload().expect_err("the policy rejects the reload").to_string();
     assert!(error.contains("plugin strict-feed: load failed: upstream is down"), "{error}");
-    assert_eq!(value(&host, "production", "api.timeout"), Some(json!(30)), "nothing of the reload applied");
-    assert_eq!(value(&host, "production", "remote.x"), Some(json!(1)));
+    assert_eq!(value_in(&host, "production", "api.timeout"), Some(json!(30)), "nothing of the reload applied");
+    assert_eq!(value_in(&host, "production", "remote.x"), Some(json!(1)));
     fs::remove_file(tree.tree.root().join("feed/error")).unwrap();
     host.reload().unwrap();
-    assert_eq!(value(&host, "production", "api.timeout"), Some(json!(31)));
+    assert_eq!(value_in(&host, "production", "api.timeout"), Some(json!(31)));
 }
 
 #[test]
@@ -191,7 +188,7 @@ fn a_source_reads_only_its_granted_directory() {
     tree.tree.write("secret.txt", "outside the granted directory");
     tree.install("source-escape");
     let host = ConfigHost::open(tree.options()).unwrap();
-    assert_eq!(value(&host, "development", "escape"), Some(json!({"parent": false, "root": false, "relative": false, "listed_root": false})));
+    assert_eq!(value_in(&host, "development", "escape"), Some(json!({"parent": false, "root": false, "relative": false, "listed_root": false})));
 }
 
 #[test]
@@ -201,7 +198,7 @@ fn a_source_sees_only_granted_environment_variables() {
     tree.install("env-source");
     let host = ConfigHost::open(tree.options()).unwrap();
     // `other` (HOME, not granted) came back null, and a null in a layer leaves the key unset.
-    assert_eq!(value(&host, "staging", "fromenv"), Some(json!({"granted": "yes"})));
+    assert_eq!(value_in(&host, "staging", "fromenv"), Some(json!({"granted": "yes"})));
 }
 
 #[test]
@@ -210,7 +207,7 @@ fn namespace_defaults_fill_the_plugins_namespace_below_the_files() {
     tree.install("namespace-probe");
     tree.tree.write("global.json", r#"{"api": {"timeout": 30}, "app": {"name": "potter"}, "plugins": {"namespace-probe": {"limit": 7}, "other-plugin": {"token": "not yours"}}}"#);
     let host = ConfigHost::open(tree.options()).unwrap();
-    assert_eq!(value(&host, "production", "plugins.namespace-probe"), Some(json!({"greeting": "hello", "limit": 7})));
+    assert_eq!(value_in(&host, "production", "plugins.namespace-probe"), Some(json!({"greeting": "hello", "limit": 7})));
     let report = host.validate();
     let probe = report.issues().find(|issue| issue.rule == "plugin:namespace-probe").expect("the probe reports what it saw");
     assert_eq!(probe.path, "plugins.namespace-probe");
@@ -262,7 +259,7 @@ fn a_secret_in_a_plugins_namespace_never_reaches_a_plugin_not_granted_secrets() 
     let sealed = potter_secrets::encrypt(&keyring, "production", &["plugins", "namespace-probe", "token"], "hush-from-the-namespace-test").unwrap();
     tree.tree.write("environments/production.json", &json!({"plugins": {"namespace-probe": {"token": sealed}}}).to_string());
     let host = ConfigHost::open(tree.options()).unwrap();
-    assert_eq!(value(&host, "production", "plugins.namespace-probe.token"), Some(json!("hush-from-the-namespace-test")), "the host itself reads it");
+    assert_eq!(value_in(&host, "production", "plugins.namespace-probe.token"), Some(json!("hush-from-the-namespace-test")), "the host itself reads it");
     let report = host.validate();
     let probe = report.issues().find(|issue| issue.rule == "plugin:namespace-probe").unwrap();
     assert!(!probe.message.contains("hush"), "validate input and namespace-config(): {}", probe.message);
@@ -304,7 +301,7 @@ fn a_host_restarted_with_the_remote_down_starts_from_the_encrypted_cache_marks_t
     tree.install_as("http-source", "http-source", |manifest| manifest.replace("http://127.0.0.1:8780", &format!("http://127.0.0.1:{port}")));
     {
         let host = ConfigHost::open(tree.options()).unwrap();
-        assert_eq!(value(&host, "production", "remote.api.timeout"), Some(json!(7)));
+        assert_eq!(value_in(&host, "production", "remote.api.timeout"), Some(json!(7)));
     }
     // The cache holds ciphertext only.
     let cached = fs::read_to_string(tree.tree.state().join("source-cache/http-source/production.json")).unwrap();
@@ -312,7 +309,7 @@ fn a_host_restarted_with_the_remote_down_starts_from_the_encrypted_cache_marks_t
 
     up.store(false, std::sync::atomic::Ordering::SeqCst);
     let host = ConfigHost::open(tree.options()).expect("starts from the cached layer");
-    assert_eq!(value(&host, "production", "remote.api.timeout"), Some(json!(7)));
+    assert_eq!(value_in(&host, "production", "remote.api.timeout"), Some(json!(7)));
     let info = host.plugin_list().into_iter().find(|info| info.name == "http-source").unwrap();
     let stale = info.stale.expect("marked stale");
     assert!(stale.from_cache && stale.cached_at_ms.is_some(), "{stale:?}");
@@ -334,7 +331,7 @@ fn a_source_written_in_python_reads_its_granted_ini_files_and_follows_their_chan
     tree.tree.write("secret.txt", "outside the granted directory");
     tree.install("python-ini-source");
     let host = ConfigHost::open(tree.options()).unwrap();
-    assert_eq!(value(&host, "production", "ini.billing.limits"), Some(json!({"max_invoices": 250, "enabled": true, "region": "eu-west"})));
+    assert_eq!(value_in(&host, "production", "ini.billing.limits"), Some(json!({"max_invoices": 250, "enabled": true, "region": "eu-west"})));
     let snapshot = host.snapshot();
     let origin = snapshot.view(&ViewKey::environment("production")).unwrap().origin("ini.billing.limits.region").map(|o| o.layer.source.clone());
     assert_eq!(origin, Some(LayerSource::Plugin("python-ini-source".into())));
@@ -344,12 +341,12 @@ fn a_source_written_in_python_reads_its_granted_ini_files_and_follows_their_chan
 
     tree.tree.write("ini/billing.ini", "[limits]\nmax_invoices = 300\n");
     host.reload().unwrap();
-    assert_eq!(value(&host, "production", "ini.billing.limits"), Some(json!({"max_invoices": 300})));
+    assert_eq!(value_in(&host, "production", "ini.billing.limits"), Some(json!({"max_invoices": 300})));
 
     // A broken file is named with its line; the last good layer stays.
     tree.tree.write("ini/billing.ini", "max_invoices = 1\n");
     host.reload().unwrap();
-    assert_eq!(value(&host, "production", "ini.billing.limits.max_invoices"), Some(json!(300)));
+    assert_eq!(value_in(&host, "production", "ini.billing.limits.max_invoices"), Some(json!(300)));
     let listed = host.plugin_list();
     let error = listed.iter().find(|info| info.name == "python-ini-source").unwrap().last_error.clone().unwrap_or_default();
     assert!(error.contains("plugin python-ini-source") && error.contains("billing.ini") && error.contains("line: 1"), "{error}");

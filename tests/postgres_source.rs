@@ -8,10 +8,10 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
+use common::{eventually, value_in, Tree};
 use common::logs::captured_logs;
 use common::postgres::{PostgresServer, READER, READER_PASSWORD, SUPERUSER};
 use common::wasm::PluginTree;
-use common::Tree;
 use potter_config::runtime::ConfigHost;
 use potter_engine::ViewKey;
 use serde_json::{json, Value};
@@ -20,18 +20,7 @@ use serde_json::{json, Value};
 const PASSWORD_VARIABLE: &str = "PG_SOURCE_TEST_READER_PASSWORD";
 const SUPERUSER_PASSWORD_VARIABLE: &str = "PG_SOURCE_TEST_SUPERUSER_PASSWORD";
 
-fn value(host: &ConfigHost, environment: &str, key: &str) -> Option<Value> {
-    host.snapshot().view(&ViewKey::environment(environment)).unwrap().get(key)
-}
 
-/// Polls `condition` until it holds (a liveness wait, at most 20 s).
-fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "not within 20 s: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn info(host: &ConfigHost, plugin: &str) -> potter_plugin::PluginInfo {
     host.plugin_list().into_iter().find(|info| info.name == plugin).unwrap()
@@ -91,10 +80,10 @@ fn rows_are_live_as_keys_of_their_environment_named_by_connection_and_table_and_
     insert_rows(server, &table);
     let tree = postgres_tree(server, &table, json!({}));
     let host = ConfigHost::open(tree.options()).unwrap();
-    assert_eq!(value(&host, "production", "settings.api.timeout"), Some(json!(30)));
-    assert_eq!(value(&host, "production", "settings.features.regions"), Some(json!(["eu", "us"])), "a JSON value keeps its structure");
-    assert_eq!(value(&host, "staging", "settings.api.timeout"), Some(json!(5)), "each environment its own rows");
-    assert_eq!(value(&host, "development", "settings.api.timeout"), None, "no rows, no keys");
+    assert_eq!(value_in(&host, "production", "settings.api.timeout"), Some(json!(30)));
+    assert_eq!(value_in(&host, "production", "settings.features.regions"), Some(json!(["eu", "us"])), "a JSON value keeps its structure");
+    assert_eq!(value_in(&host, "staging", "settings.api.timeout"), Some(json!(5)), "each environment its own rows");
+    assert_eq!(value_in(&host, "development", "settings.api.timeout"), None, "no rows, no keys");
 
     let snapshot = host.snapshot();
     let view = snapshot.view(&ViewKey::environment("production")).unwrap();
@@ -105,12 +94,12 @@ fn rows_are_live_as_keys_of_their_environment_named_by_connection_and_table_and_
     // An update (which raises the row's version) is live within the poll interval.
     let _watcher = host.watch(Default::default()).unwrap();
     set_row(server, &table, "production", "settings.api.timeout", "45");
-    eventually("the updated row live", || value(&host, "production", "settings.api.timeout") == Some(json!(45)));
+    eventually("the updated row live", || value_in(&host, "production", "settings.api.timeout") == Some(json!(45)));
     set_row(server, &table, "production", "settings.api.retries", "3");
-    eventually("a new row live", || value(&host, "production", "settings.api.retries") == Some(json!(3)));
+    eventually("a new row live", || value_in(&host, "production", "settings.api.retries") == Some(json!(3)));
     server.psql(&format!("DELETE FROM {table} WHERE key = 'settings.api.retries'"));
-    eventually("a deleted row gone", || value(&host, "production", "settings.api.retries").is_none());
-    assert_eq!(value(&host, "staging", "settings.api.timeout"), Some(json!(5)));
+    eventually("a deleted row gone", || value_in(&host, "production", "settings.api.retries").is_none());
+    assert_eq!(value_in(&host, "staging", "settings.api.timeout"), Some(json!(5)));
 }
 
 #[test]
@@ -123,8 +112,8 @@ fn a_row_whose_value_is_not_json_is_refused_naming_plugin_connection_and_key_and
     let host = ConfigHost::open(tree.options()).unwrap();
     set_row(server, &table, "production", "settings.api.mode", "{fast");
     host.reload().expect("on_error = keep: the reload goes on without the source");
-    assert_eq!(value(&host, "production", "settings.api.timeout"), Some(json!(30)), "the last good layer is still served");
-    assert_eq!(value(&host, "production", "settings.api.mode"), None);
+    assert_eq!(value_in(&host, "production", "settings.api.timeout"), Some(json!(30)), "the last good layer is still served");
+    assert_eq!(value_in(&host, "production", "settings.api.mode"), None);
     let error = info(&host, "postgres-source").last_error.unwrap_or_default();
     assert!(
         error.contains("plugin postgres-source") && error.contains(&format!("settings-db/{table}")) && error.contains("row `settings.api.mode` (production): value is not JSON"),
@@ -134,7 +123,7 @@ fn a_row_whose_value_is_not_json_is_refused_naming_plugin_connection_and_key_and
 
     set_row(server, &table, "production", "settings.api.mode", "\"fast\"");
     host.reload().unwrap();
-    assert_eq!(value(&host, "production", "settings.api.mode"), Some(json!("fast")), "fixed, picked up");
+    assert_eq!(value_in(&host, "production", "settings.api.mode"), Some(json!("fast")), "fixed, picked up");
     assert!(info(&host, "postgres-source").stale.is_none());
 }
 
@@ -154,11 +143,11 @@ fn with_the_database_stopped_the_source_is_stale_and_served_from_its_cache_and_p
     let stale = info(&running, "postgres-source").stale.unwrap();
     assert!(stale.last_error.contains("plugin postgres-source") && stale.last_error.contains("sql connection `settings-db`"), "{stale:?}");
     assert!(!stale.last_error.contains(READER_PASSWORD), "never the password: {stale:?}");
-    assert_eq!(value(&running, "production", "settings.api.timeout"), Some(json!(30)));
+    assert_eq!(value_in(&running, "production", "settings.api.timeout"), Some(json!(30)));
 
     // A host started now: from the encrypted last-known-good cache, marked stale.
     let restarted = ConfigHost::open(tree.options()).expect("starts from the cached layer");
-    assert_eq!(value(&restarted, "production", "settings.api.timeout"), Some(json!(30)));
+    assert_eq!(value_in(&restarted, "production", "settings.api.timeout"), Some(json!(30)));
     assert!(info(&restarted, "postgres-source").stale.is_some_and(|stale| stale.from_cache));
     let _restarted_watcher = restarted.watch(Default::default()).unwrap();
 
@@ -166,7 +155,7 @@ fn with_the_database_stopped_the_source_is_stale_and_served_from_its_cache_and_p
     set_row(server, &table, "production", "settings.api.timeout", "31");
     for host in [&running, &restarted] {
         eventually("the source fresh again with the new row", || {
-            info(host, "postgres-source").stale.is_none() && value(host, "production", "settings.api.timeout") == Some(json!(31))
+            info(host, "postgres-source").stale.is_none() && value_in(host, "production", "settings.api.timeout") == Some(json!(31))
         });
     }
 }
@@ -184,8 +173,8 @@ fn a_connection_not_granted_is_refused_by_the_host_named_and_logged_and_the_last
     host.reload().unwrap();
     // Sources are asked with the namespace before the reload: the new connection is used from the next one.
     host.reload().unwrap();
-    assert_eq!(value(&host, "production", "settings.api.timeout"), Some(json!(30)), "the last good layer is still served");
-    assert_eq!(value(&host, "production", "api.timeout"), Some(json!(31)), "the rest of the change applied");
+    assert_eq!(value_in(&host, "production", "settings.api.timeout"), Some(json!(30)), "the last good layer is still served");
+    assert_eq!(value_in(&host, "production", "api.timeout"), Some(json!(31)), "the rest of the change applied");
     let error = info(&host, "postgres-source").last_error.unwrap_or_default();
     assert!(error.contains("sql connection `admin-db`: refused: not granted to plugin postgres-source (grants.sql: settings-db)"), "{error}");
     assert!(

@@ -365,15 +365,13 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-/// Export a [`Source`] implementation (world `source`). Call it once, at the
-/// top level of your plugin crate.
+/// The `load`, `poll-interval-ms` and `change-token` exports every source world shares, for the
+/// `export_*source*!` macros (each world's bindings name their own `Guest` trait).
+#[doc(hidden)]
 #[macro_export]
-macro_rules! export_source {
-    ($source:ty) => {
-        #[doc(hidden)]
-        pub struct __PotterSourceExport;
-
-        impl $crate::bindings_source::Guest for __PotterSourceExport {
+macro_rules! __source_guest {
+    ($guest:path, $export:ident, $source:ty) => {
+        impl $guest for $export {
             fn load(
                 environment: ::std::string::String,
             ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
@@ -388,6 +386,18 @@ macro_rules! export_source {
                 <$source as $crate::Source>::change_token()
             }
         }
+    };
+}
+
+/// Export a [`Source`] implementation (world `source`). Call it once, at the
+/// top level of your plugin crate.
+#[macro_export]
+macro_rules! export_source {
+    ($source:ty) => {
+        #[doc(hidden)]
+        pub struct __PotterSourceExport;
+
+        $crate::__source_guest!($crate::bindings_source::Guest, __PotterSourceExport, $source);
 
         $crate::bindings_source::__export_source_bindings!(__PotterSourceExport);
     };
@@ -401,21 +411,7 @@ macro_rules! export_live_source {
         #[doc(hidden)]
         pub struct __PotterLiveSourceExport;
 
-        impl $crate::bindings_live_source::Guest for __PotterLiveSourceExport {
-            fn load(
-                environment: ::std::string::String,
-            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
-                $crate::__run_load::<$source>(environment)
-            }
-
-            fn poll_interval_ms() -> u32 {
-                <$source as $crate::Source>::poll_interval_ms()
-            }
-
-            fn change_token() -> ::std::option::Option<::std::string::String> {
-                <$source as $crate::Source>::change_token()
-            }
-        }
+        $crate::__source_guest!($crate::bindings_live_source::Guest, __PotterLiveSourceExport, $source);
 
         impl $crate::bindings_live_source::exports::potter::config::provenance::Guest for __PotterLiveSourceExport {
             fn load_with_origins(
@@ -483,21 +479,7 @@ macro_rules! export_source_with_namespace {
         #[doc(hidden)]
         pub struct __PotterSourceExport;
 
-        impl $crate::bindings_source_with_namespace::Guest for __PotterSourceExport {
-            fn load(
-                environment: ::std::string::String,
-            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
-                $crate::__run_load::<$plugin>(environment)
-            }
-
-            fn poll_interval_ms() -> u32 {
-                <$plugin as $crate::Source>::poll_interval_ms()
-            }
-
-            fn change_token() -> ::std::option::Option<::std::string::String> {
-                <$plugin as $crate::Source>::change_token()
-            }
-        }
+        $crate::__source_guest!($crate::bindings_source_with_namespace::Guest, __PotterSourceExport, $plugin);
 
         impl $crate::bindings_source_with_namespace::exports::potter::config::namespace::Guest
             for __PotterSourceExport

@@ -44,20 +44,7 @@ impl EtcdCluster {
     fn start_with(size: usize, client_tls: Option<(PathBuf, PathBuf, PathBuf)>) -> EtcdCluster {
         let dir = tempfile::tempdir().unwrap().keep();
         let members: Vec<Member> = (0..size).map(|i| Member { name: format!("m{i}"), client_port: free_port(), peer_port: free_port(), process: None }).collect();
-        let watchdog_script = r#"
-            while kill -0 "$2" 2>/dev/null; do sleep 0.3; done
-            for pidfile in "$1"/*.pid; do kill -9 "$(cat "$pidfile")" 2>/dev/null; done
-            rm -rf "$1"
-        "#;
-        let watchdog = Command::new("sh")
-            .args(["-c", watchdog_script, "etcd-watchdog"])
-            .arg(&dir)
-            .arg(std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let watchdog = super::watchdog("etcd-watchdog", &dir, r#"for pidfile in "$1"/*.pid; do kill -9 "$(cat "$pidfile")" 2>/dev/null; done; rm -rf "$1""#);
         let cluster = EtcdCluster { dir, client_tls, members: Mutex::new(members), _watchdog: watchdog };
         for i in 0..size {
             cluster.spawn_member(i);

@@ -143,3 +143,33 @@ pub mod postgres;
 pub mod loopback;
 pub mod serve;
 pub mod wasm;
+
+/// The value at `key` in the environment's view of the host's live snapshot.
+pub fn value_in(host: &potter_config::runtime::ConfigHost, environment: &str, key: &str) -> Option<serde_json::Value> {
+    host.snapshot().view(&potter_engine::ViewKey::environment(environment)).unwrap().get(key)
+}
+
+/// Polls `condition` until it holds (a liveness wait, at most 20 s).
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "not within 20 s: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A shell that waits for this test process to end, however it ends, then runs `cleanup` with `$1`
+/// = `dir`: a server a test binary started is stopped and its directory removed even when the
+/// binary is killed.
+pub fn watchdog(name: &str, dir: &Path, cleanup: &str) -> std::process::Child {
+    let script = format!("while kill -0 \"$2\" 2>/dev/null; do sleep 0.3; done\n{cleanup}");
+    Command::new("sh")
+        .args(["-c", &script, name])
+        .arg(dir)
+        .arg(std::process::id().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}

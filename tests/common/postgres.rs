@@ -85,20 +85,7 @@ impl PostgresServer {
             .output()
             .unwrap();
         assert!(initdb.status.success(), "initdb failed: {}", String::from_utf8_lossy(&initdb.stderr));
-        let watchdog_script = r#"
-            while kill -0 "$2" 2>/dev/null; do sleep 0.3; done
-            [ -f "$1/postgres.pid" ] && kill -INT "$(cat "$1/postgres.pid")" 2>/dev/null && sleep 1
-            rm -rf "$1"
-        "#;
-        let watchdog = Command::new("sh")
-            .args(["-c", watchdog_script, "postgres-watchdog"])
-            .arg(&dir)
-            .arg(std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let watchdog = super::watchdog("postgres-watchdog", &dir, r#"[ -f "$1/postgres.pid" ] && kill -INT "$(cat "$1/postgres.pid")" 2>/dev/null && sleep 1; rm -rf "$1""#);
         let server = PostgresServer { dir, bin, port: free_port(), process: Mutex::new(None), running: RwLock::new(()), _watchdog: watchdog };
         server.start_process();
         server.psql_as(SUPERUSER, "postgres", &format!("CREATE DATABASE {DATABASE}"));
