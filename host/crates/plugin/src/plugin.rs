@@ -98,7 +98,6 @@ pub struct LoadedPlugin {
     pub(crate) sql: Arc<crate::sql::SqlPolicy>,
     /// What the host refused or cut of the last call's outbound requests or queries, if anything.
     pub(crate) last_refusal: Mutex<Option<String>>,
-    /// What the last `load` read through SQL (`connection: table`), for its layer's provenance.
     /// Prefixes the plugin sees: declared ones plus its namespace.
     pub(crate) visible_prefixes: Vec<String>,
     pub(crate) warm: Mutex<Vec<WarmInstance>>,
@@ -397,8 +396,8 @@ impl LoadedPlugin {
         self.live.watch.is_some()
     }
 
-    /// The budget one `wait-for-change` call is given: a quarter of the time limit under it (of
-    /// the call's and of one outbound request's), so the source can finish and answer in time.
+    /// The budget one `wait-for-change` call is given: three quarters of the time limit under it (of
+    /// the call's and of one outbound request's), leaving the last quarter for the source to finish and answer.
     pub fn watch_budget_ms(&self) -> u32 {
         let mut limit = self.limits.timeout_ms;
         if let Some(outbound) = self.outbound_limits() {
