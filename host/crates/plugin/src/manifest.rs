@@ -208,28 +208,20 @@ impl Limits {
         defaults: &Limits,
         maxima: &Limits,
     ) -> Result<Limits, String> {
-        let pick = |name: &str, asked: Option<u32>, default: u32, max: u32| match asked {
-            Some(0) => Err(format!("limits.{name} must be greater than 0")),
-            Some(value) if value > max => Err(format!(
-                "limits.{name} = {value} exceeds the host maximum of {max}"
-            )),
-            Some(value) => Ok(value),
-            None => Ok(default.min(max)),
-        };
         Ok(Limits {
-            memory_mib: pick(
+            memory_mib: pick_limit(
                 "memory_mib",
                 request.memory_mib,
                 defaults.memory_mib,
                 maxima.memory_mib,
             )?,
-            timeout_ms: pick(
+            timeout_ms: pick_limit(
                 "timeout_ms",
                 request.timeout_ms,
                 defaults.timeout_ms,
                 maxima.timeout_ms,
             )?,
-            max_output_kib: pick(
+            max_output_kib: pick_limit(
                 "max_output_kib",
                 request.max_output_kib,
                 defaults.max_output_kib,
@@ -551,6 +543,17 @@ pub(crate) fn is_key_path(path: &str) -> bool {
                 && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         })
+}
+
+/// One limit of a manifest's `[limits]`: what it asks (0 refused, above `max` refused naming
+/// the host maximum), or the host's default (never above `max`).
+pub(crate) fn pick_limit(name: &str, asked: Option<u32>, default: u32, max: u32) -> Result<u32, String> {
+    match asked {
+        Some(0) => Err(format!("limits.{name} must be greater than 0")),
+        Some(value) if value > max => Err(format!("limits.{name} = {value} exceeds the host maximum of {max}")),
+        Some(value) => Ok(value),
+        None => Ok(default.min(max)),
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde::{Deserialize, Serialize};
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::manifest::{pick_limit, LimitRequest};
+
 /// Scheme of a granted origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum OriginScheme {
@@ -140,19 +142,13 @@ impl OutboundLimits {
     pub const MAXIMA: OutboundLimits = OutboundLimits { requests: 64, response_kib: 16 * 1024, connect_ms: 10_000, total_ms: 10_000 };
 
     /// Applies a manifest's request, refusing 0 and anything above the ceilings.
-    pub fn resolve(request: &crate::manifest::LimitRequest) -> Result<OutboundLimits, String> {
-        let pick = |name: &str, asked: Option<u32>, default: u32, max: u32| match asked {
-            Some(0) => Err(format!("limits.{name} must be greater than 0")),
-            Some(value) if value > max => Err(format!("limits.{name} = {value} exceeds the host maximum of {max}")),
-            Some(value) => Ok(value),
-            None => Ok(default),
-        };
+    pub fn resolve(request: &LimitRequest) -> Result<OutboundLimits, String> {
         let (d, m) = (OutboundLimits::DEFAULT, OutboundLimits::MAXIMA);
         Ok(OutboundLimits {
-            requests: pick("http_requests", request.http_requests, d.requests, m.requests)?,
-            response_kib: pick("http_response_kib", request.http_response_kib, d.response_kib, m.response_kib)?,
-            connect_ms: pick("http_connect_ms", request.http_connect_ms, d.connect_ms, m.connect_ms)?,
-            total_ms: pick("http_total_ms", request.http_total_ms, d.total_ms, m.total_ms)?,
+            requests: pick_limit("http_requests", request.http_requests, d.requests, m.requests)?,
+            response_kib: pick_limit("http_response_kib", request.http_response_kib, d.response_kib, m.response_kib)?,
+            connect_ms: pick_limit("http_connect_ms", request.http_connect_ms, d.connect_ms, m.connect_ms)?,
+            total_ms: pick_limit("http_total_ms", request.http_total_ms, d.total_ms, m.total_ms)?,
         })
     }
 }

@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
+use crate::manifest::{pick_limit, LimitRequest};
+
 /// Where the operator's connections are kept unless the host is told otherwise.
 pub const SQL_CONNECTIONS_FILE: &str = "sql-connections.toml";
 /// Largest connections file read.
@@ -48,19 +50,13 @@ impl SqlLimits {
     pub const MAXIMA: SqlLimits = SqlLimits { queries: 64, rows: 100_000, result_kib: 16 * 1024, statement_ms: 10_000 };
 
     /// Applies a manifest's request, refusing 0 and anything above the ceilings.
-    pub fn resolve(request: &crate::manifest::LimitRequest) -> Result<SqlLimits, String> {
-        let pick = |name: &str, asked: Option<u32>, default: u32, max: u32| match asked {
-            Some(0) => Err(format!("limits.{name} must be greater than 0")),
-            Some(value) if value > max => Err(format!("limits.{name} = {value} exceeds the host maximum of {max}")),
-            Some(value) => Ok(value),
-            None => Ok(default),
-        };
+    pub fn resolve(request: &LimitRequest) -> Result<SqlLimits, String> {
         let (d, m) = (SqlLimits::DEFAULT, SqlLimits::MAXIMA);
         Ok(SqlLimits {
-            queries: pick("sql_queries", request.sql_queries, d.queries, m.queries)?,
-            rows: pick("sql_rows", request.sql_rows, d.rows, m.rows)?,
-            result_kib: pick("sql_result_kib", request.sql_result_kib, d.result_kib, m.result_kib)?,
-            statement_ms: pick("sql_statement_ms", request.sql_statement_ms, d.statement_ms, m.statement_ms)?,
+            queries: pick_limit("sql_queries", request.sql_queries, d.queries, m.queries)?,
+            rows: pick_limit("sql_rows", request.sql_rows, d.rows, m.rows)?,
+            result_kib: pick_limit("sql_result_kib", request.sql_result_kib, d.result_kib, m.result_kib)?,
+            statement_ms: pick_limit("sql_statement_ms", request.sql_statement_ms, d.statement_ms, m.statement_ms)?,
         })
     }
 }
