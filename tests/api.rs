@@ -361,6 +361,7 @@ fn put_sets_an_override_delete_removes_it_and_a_stale_if_match_is_a_412_conflict
     let after = server.get("/v1/config/staging/api.timeout", &editor);
     assert_eq!(after.json()["value"], 12);
     assert_eq!(after.json()["source"]["layer"], "overrides/staging", "{after:?}");
+    assert_eq!(after.json()["source"]["source"], format!("runtime overrides (version {})", put.json()["version"]), "{after:?}");
     assert_ne!(after.header("etag").unwrap(), seen);
     // Another writer changed the key after `seen`: the stale compare-and-set is refused.
     let stale = server.call("PUT", "/v1/config/staging/api.timeout", Some(editor.as_str()), &[("If-Match", &seen)], Some(r#"{"value": 13}"#));

@@ -133,6 +133,8 @@ fn in_process_hosts_share_changes_live_and_each_validates_them() {
     let applied = a.set("staging", "api.rate_limit", json!(700)).unwrap();
     wait_until("host B serves A's change", || value(&b, "api.rate_limit") == Some(json!(700)));
     assert_eq!(b.snapshot().version(), applied.version());
+    let provenance = b.snapshot().view(&ViewKey::environment("staging")).unwrap().origin("api.rate_limit").unwrap().provenance();
+    assert_eq!(provenance.source, format!("runtime overrides (version {})", applied.version()), "B names the version A recorded");
     let mut told = None;
     wait_until("B's subscriber is told", || {
         told = subscription.try_recv();

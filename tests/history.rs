@@ -287,6 +287,52 @@ fn a_secret_changed_in_a_file_and_reloaded_is_recorded_sealed() {
     assert!(!contains(&database_bytes(&tree), PLANTED));
 }
 
+/// An override's provenance is the history version that set it: `explain` names it in every
+/// later process (each CLI call is one), and a later change of another key leaves it as it was.
+#[test]
+fn explain_names_the_history_version_that_set_each_override() {
+    let tree = example();
+    ok(run(&tree, "production", &["set", "api.rate_limit", "700"]));
+    let first = history_json(&tree, &[])[0]["version"].as_u64().unwrap();
+    ok(run(&tree, "production", &["set", "api.timeout", "25"]));
+    let second = history_json(&tree, &[])[0]["version"].as_u64().unwrap();
+    assert!(second > first);
+    let explained = ok(run(&tree, "production", &["explain", "api.rate_limit"]));
+    assert!(explained.contains(&format!("runtime overrides (version {first})")), "{explained}");
+    let explained = ok(run(&tree, "production", &["explain", "api.timeout"]));
+    assert!(explained.contains(&format!("runtime overrides (version {second})")), "{explained}");
+}
+
+/// A host names the version of an override another process recorded once it takes it in, of its
+/// own change once it is live, and a typed read of the wrong type says which version set the value;
+/// a dry run's proposed value is not recorded yet and says so.
+#[test]
+fn a_host_locates_each_override_at_its_version_in_views_and_type_errors() {
+    use potter_config::{ChangeOrigin, SetRequest, ViewKey};
+    let tree = example();
+    let host = potter_config::ConfigHost::open(library_options(&tree)).unwrap();
+    ok(run(&tree, "production", &["set", "api.rate_limit", "700"]));
+    host.sync_recorded_overrides().unwrap();
+    let theirs = host.snapshot().version();
+    assert!(theirs > 0);
+    let production = host.view("production", None, None).unwrap();
+    let error = production.get::<String>("api.rate_limit").unwrap_err().to_string();
+    assert!(error.contains(&format!("runtime overrides (version {theirs})")), "{error}");
+
+    let ours = host.set("production", "api.timeout", Value::from(25)).unwrap().version();
+    assert!(ours > theirs);
+    let source = |snapshot: &potter_config::engine::Snapshot, key: &str| {
+        snapshot.view(&ViewKey::environment("production")).unwrap().origin(key).unwrap().provenance().source
+    };
+    let live = host.snapshot();
+    assert_eq!(source(&live, "api.timeout"), format!("runtime overrides (version {ours})"));
+    assert_eq!(source(&live, "api.rate_limit"), format!("runtime overrides (version {theirs})"), "another key's change leaves it alone");
+
+    let proposed = host.edit_overrides("production", &[("api.timeout".to_owned(), Some(Value::from(26)))], SetRequest::new(ChangeOrigin::Api, "dry"), true).unwrap();
+    assert_eq!(source(&proposed, "api.timeout"), "runtime overrides (not recorded yet)");
+    assert_eq!(source(&host.snapshot(), "api.timeout"), format!("runtime overrides (version {ours})"));
+}
+
 fn library_options(tree: &Tree) -> potter_config::Options {
     let mut options = potter_config::Options::new(tree.root());
     options.state_dir = tree.state();

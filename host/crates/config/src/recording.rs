@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use potter_engine::{diff, Snapshot, View, ViewKey};
-use potter_history::{AuditStore, HistoryError, HistoryQuery, HistoryStore, NewChange, SqliteStore, StoredValue};
+use potter_history::{AuditStore, HistoryError, HistoryQuery, HistoryStore, NewChange, RecordedOverrides, SqliteStore, StoredValue};
 use potter_history_etcd::EtcdStore;
 use potter_secrets::{is_ciphertext, Keyring};
 use serde_json::{Map, Value};
@@ -22,7 +22,7 @@ use crate::error::Error;
 use crate::events::Cause;
 use crate::options::{Options, StoreChoice};
 
-pub use crate::source::overrides::Overrides;
+pub use crate::source::overrides::{flatten, Overrides};
 
 /// The history database of a state directory.
 pub fn database_path(state_dir: &Path) -> PathBuf {
@@ -92,16 +92,18 @@ pub struct OverridesMirror {
     pub version: u64,
     /// Environment -> its override layer (dotted key -> stored value), for the tree's environments.
     pub overrides: potter_history::OverridesByEnv,
+    /// Environment -> dotted key -> the version that set it.
+    pub set_at: potter_history::OverrideVersionsByEnv,
 }
 
 impl StoreLink {
-    /// Replaces the mirror with a full read at `version`, unless it is already as new.
-    fn seed_mirror(&self, version: u64, overrides: &potter_history::OverridesByEnv) {
+    /// Replaces the mirror with a full read, unless it is already as new.
+    fn seed_mirror(&self, read: &RecordedOverrides) {
         let mut mirror = lock(&self.mirror);
-        if mirror.as_ref().is_some_and(|held| held.version >= version) {
+        if mirror.as_ref().is_some_and(|held| held.version >= read.version) {
             return;
         }
-        *mirror = Some(OverridesMirror { version, overrides: overrides.clone() });
+        *mirror = Some(OverridesMirror { version: read.version, overrides: read.values.clone(), set_at: read.set_at.clone() });
     }
 
     /// Moves the mirror on by the record the follower delivered (records come in version order).
@@ -117,8 +119,10 @@ impl StoreLink {
         };
         // An environment this tree lacks is not in a full read either: only the version moves.
         if let Some(layer) = mirror.overrides.get_mut(&record.env) {
+            let set_at = mirror.set_at.entry(record.env.clone()).or_default();
             for op in &payload.override_ops {
                 op.apply_to(layer);
+                op.apply_version_to(set_at, record.version);
             }
         }
         mirror.version = record.version;
@@ -290,11 +294,11 @@ impl Recorder {
         };
         let listing = crate::source::tree::scan(&self.options.root)?;
         let environments: Vec<String> = listing.axes.environments.iter().map(|env| env.to_string()).collect();
-        let (version, stored_all) = store.overrides_with_version(&environments)?;
+        let read = store.overrides_with_version(&environments)?;
         if self.database.etcd().is_some() {
-            self.database.link().seed_mirror(version, &stored_all);
+            self.database.link().seed_mirror(&read);
         }
-        Ok((version, overrides_from_stored(stored_all)?))
+        Ok((read.version, overrides_from_stored(read)?))
     }
 
     /// On a shared store, the followed state (see [`OverridesMirror`]) when it can stand for a
@@ -307,8 +311,8 @@ impl Recorder {
         if mirror.version < live_version || !mirror.overrides.keys().eq(environments.iter()) {
             return None;
         }
-        let (version, stored_all) = (mirror.version, mirror.overrides.clone());
-        Some(overrides_from_stored(stored_all).map(|all| (version, all)))
+        let read = RecordedOverrides { version: mirror.version, values: mirror.overrides.clone(), set_at: mirror.set_at.clone() };
+        Some(overrides_from_stored(read).map(|all| (mirror.version, all)))
     }
 
     /// On a shared store, the record of `version` if it can be read: who made a change a peer
@@ -348,8 +352,8 @@ impl Recorder {
         let mut environments: BTreeSet<String> = BTreeSet::new();
         environments.extend(before.axes().environments.iter().map(|e| e.to_string()));
         environments.extend(after.axes().environments.iter().map(|e| e.to_string()));
-        environments.extend(overrides_before.keys().cloned());
-        environments.extend(overrides_after.keys().cloned());
+        environments.extend(overrides_before.environments().cloned());
+        environments.extend(overrides_after.environments().cloned());
         // Only views some changed layer applies to can differ; the rest are not merged at all.
         let changed = before.changed_layers(after);
         let affected = |key: &ViewKey| changed.iter().any(|layer| layer.applies_to(&key.environment, key.service.as_deref(), key.user.as_deref()));
@@ -378,8 +382,8 @@ impl Recorder {
                 }
             }
             let empty = Map::new();
-            let old_overrides = flatten(overrides_before.get(env).unwrap_or(&empty));
-            let new_overrides = flatten(overrides_after.get(env).unwrap_or(&empty));
+            let old_overrides = flatten(overrides_before.tree(env).unwrap_or(&empty));
+            let new_overrides = flatten(overrides_after.tree(env).unwrap_or(&empty));
             for (key, value) in &new_overrides {
                 if old_overrides.get(key) != Some(value) {
                     record = record.set_override(key.clone(), secrets.store_override(env, key, value)?);
@@ -573,28 +577,6 @@ impl<'o> SecretEncoder<'o> {
     }
 }
 
-/// The leaves of a tree as `potter_engine::diff` sees them: scalars, arrays, empty objects and
-/// nulls are leaves; non-empty objects are walked.
-pub fn flatten(tree: &Map<String, Value>) -> BTreeMap<String, Value> {
-    fn walk(at: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
-        match value {
-            Value::Object(map) if !map.is_empty() => {
-                for (key, child) in map {
-                    walk(&potter_engine::path::join(at, key), child, out);
-                }
-            }
-            other => {
-                out.insert(at.to_owned(), other.clone());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    for (key, value) in tree {
-        walk(key, value, &mut out);
-    }
-    out
-}
-
 /// Sets a dotted key in a tree, making objects on the way (a scalar in the way is replaced).
 pub fn set_leaf(tree: &mut Map<String, Value>, dotted: &str, value: Value) {
     let segments: Vec<&str> = dotted.split('.').collect();
@@ -610,14 +592,13 @@ pub(crate) fn sealed_value(value: &Value) -> Option<StoredValue> {
     }
 }
 
-/// Stored override layers as the trees a build takes (a secret stays its ciphertext).
-fn overrides_from_stored(stored_all: potter_history::OverridesByEnv) -> Result<Overrides, Error> {
+/// Stored override layers as the trees a build takes (a secret stays its ciphertext), each leaf
+/// at the version that set it.
+fn overrides_from_stored(read: RecordedOverrides) -> Result<Overrides, Error> {
     let mut all = Overrides::new();
-    for (env, stored) in stored_all {
-        if stored.is_empty() {
-            continue;
-        }
-        let mut tree = Map::new();
+    let empty = BTreeMap::new();
+    for (env, stored) in read.values {
+        let mut leaves = Vec::with_capacity(stored.len());
         for (key, value) in stored {
             let value = match value {
                 StoredValue::Plain(value) => value,
@@ -628,9 +609,10 @@ fn overrides_from_stored(stored_all: potter_history::OverridesByEnv) -> Result<O
                     ))))
                 }
             };
-            set_leaf(&mut tree, &key, value);
+            leaves.push((key, value));
         }
-        all.insert(env, tree);
+        let set_at = read.set_at.get(&env).unwrap_or(&empty);
+        all.insert_recorded(env, leaves, set_at);
     }
     Ok(all)
 }
@@ -661,7 +643,7 @@ mod tests {
     fn seeded(version: u64) -> StoreLink {
         let link = StoreLink::default();
         let layers = BTreeMap::from([("prod".to_owned(), BTreeMap::from([("a".to_owned(), StoredValue::Plain(json!(1)))])), ("dev".to_owned(), BTreeMap::new())]);
-        link.seed_mirror(version, &layers);
+        link.seed_mirror(&RecordedOverrides { version, values: layers, set_at: BTreeMap::new() });
         link
     }
 
@@ -678,6 +660,9 @@ mod tests {
         assert_eq!(version, 5);
         assert_eq!(layers["prod"], BTreeMap::from([("b".to_owned(), StoredValue::Plain(json!(2)))]));
         assert_eq!(layers["dev"], BTreeMap::from([("c".to_owned(), StoredValue::Plain(json!(3)))]));
+        let set_at = lock(&link.mirror).as_ref().unwrap().set_at.clone();
+        assert_eq!(set_at["prod"], BTreeMap::from([("b".to_owned(), 4)]), "a removal forgets the version, a set notes its own");
+        assert_eq!(set_at["dev"], BTreeMap::from([("c".to_owned(), 5)]));
         // A record already in the seed (delivered again, or a prune rewriting it) changes nothing.
         link.advance_mirror(&record(5, "dev", Some(vec![set("c", json!(99))])));
         assert_eq!(mirrored(&link).unwrap(), (version, layers));
@@ -711,9 +696,9 @@ mod tests {
     fn an_older_read_does_not_replace_a_newer_mirror() {
         let link = seeded(3);
         link.advance_mirror(&record(4, "prod", Some(vec![set("b", json!(2))])));
-        link.seed_mirror(3, &BTreeMap::new());
+        link.seed_mirror(&RecordedOverrides { version: 3, ..RecordedOverrides::default() });
         assert_eq!(mirrored(&link).unwrap().0, 4);
-        link.seed_mirror(9, &BTreeMap::new());
+        link.seed_mirror(&RecordedOverrides { version: 9, ..RecordedOverrides::default() });
         assert_eq!(mirrored(&link).unwrap().0, 9);
     }
 }

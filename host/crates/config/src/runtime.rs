@@ -21,8 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGua
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use potter_engine::merge::set_path;
-use potter_engine::{Layer, Snapshot, View, ViewKey};
+use potter_engine::{Layer, RecordedVersion, Snapshot, View, ViewKey};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -131,6 +130,15 @@ struct Staged {
     /// The overrides `snapshot` was built from, published with it.
     overrides: Arc<Overrides>,
     cause: Cause,
+    /// The version of the override leaves this change sets, filled in as it goes live.
+    sets: Option<RecordedVersion>,
+}
+
+impl Staged {
+    /// The change sets override leaves at `version` (pending until it goes live).
+    fn setting(self, version: RecordedVersion) -> Self {
+        Self { sets: Some(version), ..self }
+    }
 }
 
 /// How a staged change becomes durable, and so which version it goes live as.
@@ -666,7 +674,7 @@ impl ConfigHost {
     /// The runtime overrides of one environment the live snapshot was built from (ciphertexts as
     /// written, never plaintext). A change staged but not yet durable is not among them.
     pub fn overrides(&self, environment: &str) -> Map<String, Value> {
-        self.shared.overrides.load().get(environment).cloned().unwrap_or_default()
+        self.shared.overrides.load().tree(environment).cloned().unwrap_or_default()
     }
 
     /// Sets (`Some`) or removes (`None`) several overrides of one environment as ONE change (one
@@ -681,17 +689,10 @@ impl ConfigHost {
         let mut state = self.shared.writer();
         // An edit goes onto the overrides as recorded, including another process's.
         self.adopt_recorded_overrides(&mut state)?;
-        let mut proposed = state.overrides.clone();
-        let tree = proposed.entry(environment.to_owned()).or_default();
-        for ((_, value), segments) in edits.iter().zip(&parsed) {
-            match value {
-                Some(value) => set_path(tree, segments, value.clone()),
-                None => remove_path(tree, segments),
-            }
-        }
-        if tree.is_empty() {
-            proposed.remove(environment);
-        }
+        // The leaves it changes are at this change's version, known once its record is durable.
+        let version = RecordedVersion::pending();
+        let parsed_edits: Vec<(Vec<&str>, Option<Value>)> = parsed.into_iter().zip(edits).map(|(segments, (_, value))| (segments, value.clone())).collect();
+        let proposed = state.overrides.edited(environment, &parsed_edits, &version);
         if dry_run {
             let version = self.shared.current.load().version();
             return Ok(Arc::new(self.build_checked(&mut state, &proposed, version)?));
@@ -707,7 +708,7 @@ impl ConfigHost {
             }
         }
         let cause = Cause { origin: request.origin, actor: request.actor, reason: request.reason };
-        let staged = self.stage(&mut state, &proposed, change.as_ref(), cause)?;
+        let staged = self.stage(&mut state, &proposed, change.as_ref(), cause)?.map(|staged| staged.setting(version));
         state.overrides = proposed;
         let Some(staged) = staged else {
             return Ok(self.shared.current.load_full());
@@ -778,7 +779,7 @@ impl ConfigHost {
     fn queue(&self, snapshot: Snapshot, durability: Durability, overrides: Arc<Overrides>, cause: Cause) -> Staged {
         let mut order = self.order();
         order.staged += 1;
-        Staged { ticket: order.staged, snapshot, durability, overrides, cause }
+        Staged { ticket: order.staged, snapshot, durability, overrides, cause, sets: None }
     }
 
     /// The one place every change goes live. Waits until the staged change is durable and every
@@ -793,7 +794,7 @@ impl ConfigHost {
     /// [`ConfigHost::commit`] that runs `on_live` on the writer state (when held) after the swap
     /// and before the `Applied` event.
     fn commit_then(&self, staged: Staged, mut holding: Option<&mut WriterState>, on_live: impl FnOnce(&mut WriterState)) -> Result<Arc<Snapshot>, Error> {
-        let Staged { ticket, snapshot, durability, overrides, cause } = staged;
+        let Staged { ticket, snapshot, durability, overrides, cause, sets } = staged;
         let mut recorded_in = None;
         // (the version it goes live as, given the current one; whether it was read from the history)
         let recorded: Result<(fn(u64, Option<u64>) -> u64, Option<u64>, bool), Error> = match durability {
@@ -823,6 +824,11 @@ impl ConfigHost {
                     order.poisoned = false;
                 }
                 let version = live_version(self.shared.current.load().version(), recorded);
+                // An override edit changes one environment's layer, so its one record's version
+                // (the last) is the version of the leaves it set.
+                if let Some(sets) = &sets {
+                    sets.settle(version);
+                }
                 let snapshot = Arc::new(snapshot.with_version(version));
                 self.shared.overrides.store(overrides);
                 self.shared.current.store(snapshot.clone());
@@ -1001,26 +1007,6 @@ fn dotted_pattern(pattern: &potter_validate::SecretPattern) -> String {
         .join(".")
 }
 
-fn remove_path(tree: &mut Map<String, Value>, segments: &[&str]) {
-    fn remove(node: &mut Map<String, Value>, segments: &[&str]) {
-        match segments {
-            [last] => {
-                node.shift_remove(*last);
-            }
-            [first, rest @ ..] => {
-                if let Some(Value::Object(child)) = node.get_mut(*first) {
-                    remove(child, rest);
-                    if child.is_empty() {
-                        node.shift_remove(*first);
-                    }
-                }
-            }
-            [] => {}
-        }
-    }
-    remove(tree, segments);
-}
-
 /// Typed, lock-free reads of one view of the live configuration.
 #[derive(Clone)]
 pub struct ViewHandle {
@@ -1111,6 +1097,12 @@ pub(crate) fn type_error(view: &View, key: &str, error: serde_path_to_error::Err
             _ => break,
         }
     }
+    // A value no file set is named by its own origin when one finer than a layer is known (the
+    // history version of a runtime override, the variable, the remote key).
+    let position = position.map(|position| position.to_string()).or_else(|| {
+        let origin = view.origin(&offending)?;
+        (!matches!(origin.location, potter_engine::Location::Layer)).then(|| origin.provenance().source)
+    });
     let place = match (offending != key, position) {
         (true, Some(position)) => format!("`{offending}` at {position}: "),
         (true, None) => format!("`{offending}`: "),

@@ -237,7 +237,7 @@ pub fn describe_at(layer: &Layer, dotted: &str) -> String {
     match (layer.locations.get(dotted), &layer.source) {
         (Some(Location::Text { line, column }), source) => format!("{source}:{line}:{column}"),
         (Some(Location::EnvVar(name)), _) => format!("environment variable {name}"),
-        (Some(Location::Version(version)), _) => format!("{} (version {version})", layer.name),
+        (Some(Location::Version(version)), _) => format!("{} ({version})", layer.name),
         (_, LayerSource::File(file)) => file.to_string(),
         _ => layer.name.clone(),
     }

@@ -1,7 +1,7 @@
 //! Layers: one source's configuration tree, where it applies, how strongly, and where each value came from.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{Map, Value};
@@ -106,12 +106,67 @@ pub enum Location {
     /// A JSON pointer into the provider (e.g. a schema's `#/properties/app/properties/debug`).
     Pointer(Box<str>),
     /// The history version that set a runtime override.
-    Version(u64),
+    Version(RecordedVersion),
     /// Where a source said the value came from, in the remote's own terms (e.g. an etcd key and
     /// its revision); shown after the source's name.
     Origin(Box<str>),
     /// Nothing finer than the layer itself is known.
     Layer,
+}
+
+/// The history version of a runtime override. A change is built and validated before its record
+/// is durable, and only the store hands out its version; the layer holds this handle, and the
+/// commit fills it in before the snapshot goes live, so a reader only ever sees it known.
+/// Clones share the one value.
+#[derive(Clone, Default)]
+pub struct RecordedVersion(Arc<OnceLock<u64>>);
+
+impl RecordedVersion {
+    /// A version already recorded.
+    pub fn known(version: u64) -> Self {
+        let cell = OnceLock::new();
+        let _ = cell.set(version);
+        Self(Arc::new(cell))
+    }
+
+    /// The version of a change not recorded yet (see [`RecordedVersion::settle`]).
+    pub fn pending() -> Self {
+        Self::default()
+    }
+
+    /// The version, once recorded.
+    pub fn get(&self) -> Option<u64> {
+        self.0.get().copied()
+    }
+
+    /// Records the version the change was given (the first one given stays).
+    pub fn settle(&self, version: u64) {
+        let _ = self.0.set(version);
+    }
+}
+
+impl PartialEq for RecordedVersion {
+    /// The same handle, or the same recorded version (two changes not yet recorded differ).
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || (self.get().is_some() && self.get() == other.get())
+    }
+}
+
+impl Eq for RecordedVersion {}
+
+impl fmt::Debug for RecordedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.get() {
+            Some(version) => write!(f, "version {version}"),
+            None => f.write_str("not recorded yet"),
+        }
+    }
+}
+
+impl fmt::Display for RecordedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
 }
 
 /// Where one value came from, rendered once for every reader: the CLI's `explain`, the API's
@@ -138,7 +193,7 @@ impl Provenance {
             Some(Location::EnvVar(name)) => (name.to_string(), None, None),
             Some(Location::Pointer(pointer)) if matches!(layer.source, LayerSource::Defaults(_)) => (format!("schema default ({pointer})"), None, None),
             Some(Location::Pointer(pointer)) => (pointer.to_string(), None, None),
-            Some(Location::Version(version)) => (format!("{} (version {version})", layer.source), None, None),
+            Some(Location::Version(version)) => (format!("{} ({version})", layer.source), None, None),
             Some(Location::Origin(origin)) => match &layer.source {
                 LayerSource::Plugin(name) => (format!("{name}: {origin}"), None, None),
                 other => (format!("{other}: {origin}"), None, None),

@@ -13,6 +13,7 @@
 //! | `P/record/<version, 20 digits>` | one record (JSON) |
 //! | `P/env/<env>/overrides` | the environment's override layer (JSON object) |
 //! | `P/env/<env>/key_versions` | key → the latest version that changed it (JSON object) |
+//! | `P/env/<env>/override_versions` | override key → the version that set it (JSON object) |
 //! | `P/pruned_through` | payloads up to this version were pruned (decimal) |
 //! | `P/audit/<id, 20 digits>`, `P/audit_id` | the server's audit lines and their id counter |
 //! | `P/instances/<id>` | one host's registry entry, under its lease |
@@ -39,7 +40,7 @@ use etcd_client::{
 };
 use potter_history::{
     check_change, ChangeOrigin, Clock, HistoryError, HistoryQuery, HistoryStore, NewChange,
-    OverrideOp, Payload, PruneReport, Record, RecordedChange, Result, Retention, StoredValue,
+    OverrideOp, Payload, PruneReport, Record, RecordedChange, RecordedOverrides, Result, Retention, StoredValue,
     SystemClock,
 };
 use serde::{Deserialize, Serialize};
@@ -414,7 +415,11 @@ fn parse_u64(bytes: &[u8]) -> Option<u64> {
 struct EnvState {
     overrides: BTreeMap<String, StoredValue>,
     key_versions: BTreeMap<String, u64>,
+    override_versions: BTreeMap<String, u64>,
 }
+
+/// The documents of one environment, in the order an append reads them.
+const ENV_DOCUMENTS: [&str; 3] = ["overrides", "key_versions", "override_versions"];
 
 impl HistoryStore for EtcdStore {
     fn append(&self, change: NewChange) -> Result<u64> {
@@ -439,8 +444,7 @@ impl HistoryStore for EtcdStore {
             // revision.
             let mut reads = vec![TxnOp::get(version_key.clone(), None)];
             for env in &envs {
-                reads.push(TxnOp::get(self.key(&format!("env/{env}/overrides")), None));
-                reads.push(TxnOp::get(self.key(&format!("env/{env}/key_versions")), None));
+                reads.extend(ENV_DOCUMENTS.iter().map(|doc| TxnOp::get(self.key(&format!("env/{env}/{doc}")), None)));
             }
             let snapshot = self.call(move |mut client| async move { client.txn(Txn::new().and_then(reads)).await })?;
             let responses = snapshot.op_responses();
@@ -466,11 +470,14 @@ impl HistoryStore for EtcdStore {
                             .map_err(|error| self.decode_error(0, "environment document", error)),
                     }
                 };
-                let overrides = serde_json::from_value(decode(first(1 + 2 * index))?)
+                let at = 1 + ENV_DOCUMENTS.len() * index;
+                let overrides = serde_json::from_value(decode(first(at))?)
                     .map_err(|error| self.decode_error(0, "overrides", error))?;
-                let key_versions = serde_json::from_value(decode(first(2 + 2 * index))?)
+                let key_versions = serde_json::from_value(decode(first(at + 1))?)
                     .map_err(|error| self.decode_error(0, "key versions", error))?;
-                states.insert(env.clone(), EnvState { overrides, key_versions });
+                let override_versions = serde_json::from_value(decode(first(at + 2))?)
+                    .map_err(|error| self.decode_error(0, "override versions", error))?;
+                states.insert(env.clone(), EnvState { overrides, key_versions, override_versions });
             }
 
             let now = self.clock.now_ms();
@@ -492,6 +499,7 @@ impl HistoryStore for EtcdStore {
                 version += 1;
                 for op in &change.override_ops {
                     op.apply_to(&mut state.overrides);
+                    op.apply_version_to(&mut state.override_versions, version);
                 }
                 for key_change in &change.changes {
                     state.key_versions.insert(key_change.key.clone(), version);
@@ -515,6 +523,7 @@ impl HistoryStore for EtcdStore {
             for (env, state) in &states {
                 writes.push(TxnOp::put(self.key(&format!("env/{env}/overrides")), to_json(&state.overrides), None));
                 writes.push(TxnOp::put(self.key(&format!("env/{env}/key_versions")), to_json(&state.key_versions), None));
+                writes.push(TxnOp::put(self.key(&format!("env/{env}/override_versions")), to_json(&state.override_versions), None));
             }
             writes.push(TxnOp::put(version_key.clone(), version.to_string(), None));
             // Revision 0 compares equal to a key that does not exist yet (the first change).
@@ -548,9 +557,12 @@ impl HistoryStore for EtcdStore {
         Ok(self.read_env_map::<u64>(env, "key_versions")?.get(key).copied().unwrap_or(0))
     }
 
-    fn overrides_with_version(&self, envs: &[String]) -> Result<(u64, potter_history::OverridesByEnv)> {
+    fn overrides_with_version(&self, envs: &[String]) -> Result<RecordedOverrides> {
         let mut reads = vec![TxnOp::get(self.key("version"), None)];
-        reads.extend(envs.iter().map(|env| TxnOp::get(self.key(&format!("env/{env}/overrides")), None)));
+        for env in envs {
+            reads.push(TxnOp::get(self.key(&format!("env/{env}/overrides")), None));
+            reads.push(TxnOp::get(self.key(&format!("env/{env}/override_versions")), None));
+        }
         let response = self.call(move |mut client| async move { client.txn(Txn::new().and_then(reads)).await })?;
         let responses = response.op_responses();
         let first = |index: usize| -> Option<KeyValue> {
@@ -563,19 +575,29 @@ impl HistoryStore for EtcdStore {
             None => 0,
             Some(kv) => parse_u64(kv.value()).ok_or_else(|| self.decode_error(0, "counter", "version"))?,
         };
-        let mut all = BTreeMap::new();
+        let mut recorded = RecordedOverrides { version, ..RecordedOverrides::default() };
         for (index, env) in envs.iter().enumerate() {
-            let overrides = match first(1 + index) {
+            let overrides = match first(1 + 2 * index) {
                 None => BTreeMap::new(),
                 Some(kv) => serde_json::from_slice(kv.value()).map_err(|error| self.decode_error(0, "overrides", error))?,
             };
-            all.insert(env.clone(), overrides);
+            // A layer written before the versions were kept has none: each override shows 0.
+            let set_at = match first(2 + 2 * index) {
+                None => BTreeMap::new(),
+                Some(kv) => serde_json::from_slice(kv.value()).map_err(|error| self.decode_error(0, "override versions", error))?,
+            };
+            recorded.values.insert(env.clone(), overrides);
+            recorded.set_at.insert(env.clone(), set_at);
         }
-        Ok((version, all))
+        Ok(recorded)
     }
 
     fn overrides(&self, env: &str) -> Result<BTreeMap<String, StoredValue>> {
         self.read_env_map(env, "overrides")
+    }
+
+    fn override_versions(&self, env: &str) -> Result<BTreeMap<String, u64>> {
+        self.read_env_map(env, "override_versions")
     }
 
     fn query(&self, query: &HistoryQuery) -> Result<Vec<Record>> {

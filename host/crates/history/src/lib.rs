@@ -57,6 +57,21 @@ pub trait AuditStore: Send + Sync {
 /// Each environment's runtime overrides (environment -> key -> value).
 pub type OverridesByEnv = BTreeMap<String, BTreeMap<String, StoredValue>>;
 
+/// The version that last set each runtime override (environment -> key -> version; 0 for an
+/// override recorded before stores kept it).
+pub type OverrideVersionsByEnv = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// Each environment's runtime overrides as of one version, with the version that set each one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordedOverrides {
+    /// The newest version.
+    pub version: u64,
+    /// Environment -> key -> value.
+    pub values: OverridesByEnv,
+    /// Environment -> key -> the version that set it.
+    pub set_at: OverrideVersionsByEnv,
+}
+
 /// Small named documents kept beside a shared history (the server's token list), each replaced
 /// whole with compare-and-set on its stamp. Implemented by the etcd store; a SQLite host keeps
 /// such files in its state directory instead.
@@ -104,16 +119,20 @@ pub trait HistoryStore: Send + Sync {
     /// The current runtime overrides of `env` (key -> value; a JSON null value deletes the key).
     fn overrides(&self, env: &str) -> Result<BTreeMap<String, StoredValue>>;
 
-    /// The newest version and the overrides of each of `envs`. A store that can reads them in
-    /// one go (etcd: one read transaction, so the overrides are exactly those of that version, in
-    /// one round trip); by default one read after the other.
-    fn overrides_with_version(&self, envs: &[String]) -> Result<(u64, OverridesByEnv)> {
-        let version = self.latest_version()?;
-        let mut all = BTreeMap::new();
+    /// The version of the record that last set each current runtime override of `env` (key ->
+    /// version; 0 for one recorded before the store kept it).
+    fn override_versions(&self, env: &str) -> Result<BTreeMap<String, u64>>;
+
+    /// The newest version and the overrides of each of `envs`, with the versions that set them.
+    /// A store that can reads them in one go (etcd: one read transaction, so the overrides are
+    /// exactly those of that version, in one round trip); by default one read after the other.
+    fn overrides_with_version(&self, envs: &[String]) -> Result<RecordedOverrides> {
+        let mut recorded = RecordedOverrides { version: self.latest_version()?, ..RecordedOverrides::default() };
         for env in envs {
-            all.insert(env.clone(), self.overrides(env)?);
+            recorded.values.insert(env.clone(), self.overrides(env)?);
+            recorded.set_at.insert(env.clone(), self.override_versions(env)?);
         }
-        Ok((version, all))
+        Ok(recorded)
     }
 
     /// Records matching the filters, newest first, at most `query.limit`.

@@ -132,6 +132,19 @@ impl OverrideOp {
         }
     }
 
+    /// Notes `version` as the one that set the key (a removal forgets it), beside
+    /// [`OverrideOp::apply_to`].
+    pub fn apply_version_to(&self, versions: &mut std::collections::BTreeMap<String, u64>, version: u64) {
+        match self {
+            OverrideOp::Set { key, .. } => {
+                versions.insert(key.clone(), version);
+            }
+            OverrideOp::Remove { key } => {
+                versions.remove(key);
+            }
+        }
+    }
+
     /// Applies the edit to an environment's override layer (key -> stored value), as every store
     /// does when it records the change.
     pub fn apply_to(&self, overrides: &mut std::collections::BTreeMap<String, StoredValue>) {

@@ -138,5 +138,5 @@ fn a_version_1_database_gains_the_audit_table_on_open() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3, "migrated to the current schema");
 }

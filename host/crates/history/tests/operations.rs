@@ -157,6 +157,52 @@ fn overrides_and_versions_survive_a_restart() {
 }
 
 #[test]
+fn each_override_keeps_the_version_that_set_it_across_sets_removals_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.append(set("prod", "a", None, json!(1))).unwrap();
+        store.append(set("prod", "b", None, json!(2))).unwrap();
+        store.append(set("prod", "a", Some(json!(1)), json!(3))).unwrap();
+        store.append(set("staging", "a", None, json!("s"))).unwrap();
+        store
+            .append(NewChange::new("cli:bob", ChangeOrigin::Cli, "prod").change("b", plain(json!(2)), None).remove_override("b"))
+            .unwrap();
+        store.append(set("prod", "b", None, json!(4))).unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let prod = store.override_versions("prod").unwrap();
+    assert_eq!(prod.into_iter().collect::<Vec<_>>(), [("a".to_owned(), 3), ("b".to_owned(), 6)]);
+    let recorded = store.overrides_with_version(&["prod".to_owned(), "staging".to_owned()]).unwrap();
+    assert_eq!(recorded.version, 6);
+    assert_eq!(recorded.set_at["staging"]["a"], 4);
+    assert_eq!(recorded.values["prod"]["b"], StoredValue::plain(json!(4)));
+}
+
+#[test]
+fn a_version_2_database_gets_each_override_the_version_of_its_last_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.append(set("prod", "a", None, json!(1))).unwrap();
+        store.append(set("prod", "b", None, json!(2))).unwrap();
+        store.append(set("prod", "a", Some(json!(1)), json!(3))).unwrap();
+    }
+    {
+        // What a version 2 file looks like: overrides without the version that set them.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE overrides DROP COLUMN version; PRAGMA user_version = 2;").unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let prod = store.override_versions("prod").unwrap();
+    assert_eq!(prod.into_iter().collect::<Vec<_>>(), [("a".to_owned(), 3), ("b".to_owned(), 2)]);
+    assert_eq!(store.append(set("prod", "b", Some(json!(2)), json!(5))).unwrap(), 4);
+    assert_eq!(store.override_versions("prod").unwrap()["b"], 4, "new sets record their version");
+}
+
+#[test]
 fn compare_and_set_conflict_records_nothing_and_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(db_path(&dir)).unwrap();

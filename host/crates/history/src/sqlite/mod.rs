@@ -384,6 +384,10 @@ impl HistoryStore for SqliteStore {
         read::overrides(&self.reader(), env).map_err(|error| self.fail_read(error))
     }
 
+    fn override_versions(&self, env: &str) -> Result<BTreeMap<String, u64>> {
+        read::override_versions(&self.reader(), env).map_err(|error| self.fail(error))
+    }
+
     fn query(&self, query: &HistoryQuery) -> Result<Vec<Record>> {
         let mut conn = self.reader();
         // One read transaction: a concurrent commit cannot show up half-way through the query.

@@ -75,6 +75,13 @@ pub(crate) fn overrides(conn: &Connection, env: &str) -> ReadResult<BTreeMap<Str
     Ok(overrides)
 }
 
+/// The version that last set each override of `env`.
+pub(crate) fn override_versions(conn: &Connection, env: &str) -> rusqlite::Result<BTreeMap<String, u64>> {
+    let mut statement = conn.prepare_cached("SELECT key, version FROM overrides WHERE env = ?1")?;
+    let rows = statement.query_map([env], |row| Ok((row.get::<_, String>(0)?, to_u64(row.get::<_, i64>(1)?))))?;
+    rows.collect()
+}
+
 pub(crate) fn get(conn: &Connection, version: u64) -> ReadResult<Option<Record>> {
     let mut statement = conn.prepare_cached(
         "SELECT version, ts_ms, actor, origin, env, reason, override_ops, pruned FROM records WHERE version = ?1",

@@ -12,7 +12,7 @@ use crate::{HistoryError, Result};
 /// refused instead of being silently extended with our tables.
 const APPLICATION_ID: i64 = 0x504F_5448;
 /// Bumped with each migration; a newer file is refused by an older binary.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 // Why these shapes:
 // - `records.version` is AUTOINCREMENT so a version is never handed out twice, even if rows were
@@ -48,6 +48,7 @@ CREATE TABLE overrides (
     env   TEXT NOT NULL,
     key   TEXT NOT NULL,
     value TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (env, key)
 ) WITHOUT ROWID;
 CREATE TABLE meta (
@@ -72,6 +73,15 @@ CREATE TABLE IF NOT EXISTS audit (
     outcome TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_actor ON audit(actor, id);
+";
+
+// Schema version 3: the version that set each override (shown as a runtime override's
+// provenance). An override recorded before gets the version of its key's last recorded change,
+// the closest the records tell (0 when none is kept).
+const OVERRIDE_VERSIONS: &str = "
+ALTER TABLE overrides ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+UPDATE overrides SET version = coalesce(
+    (SELECT max(changes.version) FROM changes WHERE changes.env = overrides.env AND changes.key = overrides.key), 0);
 ";
 
 /// Opens a connection with the durability settings every connection of the store shares.
@@ -148,6 +158,11 @@ fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
         }
         if from < 2 {
             conn.execute_batch(AUDIT_TABLE)?;
+        }
+        // A file made at version 3 and marked older (tests do) has the column already.
+        let has_versions: bool = conn.query_row("SELECT count(*) > 0 FROM pragma_table_info('overrides') WHERE name = 'version'", [], |row| row.get(0))?;
+        if from < 3 && !has_versions {
+            conn.execute_batch(OVERRIDE_VERSIONS)?;
         }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
     })();

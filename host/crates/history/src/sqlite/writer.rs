@@ -291,15 +291,15 @@ impl Writer {
             insert_change.execute(params![version, change.env, key_change.key, before, after])?;
         }
         let mut set_override = conn.prepare_cached(
-            "INSERT INTO overrides(env, key, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT(env, key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO overrides(env, key, value, version) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(env, key) DO UPDATE SET value = excluded.value, version = excluded.version",
         )?;
         let mut remove_override =
             conn.prepare_cached("DELETE FROM overrides WHERE env = ?1 AND key = ?2")?;
         for op in &change.override_ops {
             match op {
                 crate::OverrideOp::Set { key, value } => {
-                    set_override.execute(params![change.env, key, to_json(value)])?;
+                    set_override.execute(params![change.env, key, to_json(value), version])?;
                 }
                 crate::OverrideOp::Remove { key } => {
                     remove_override.execute(params![change.env, key])?;
