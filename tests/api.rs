@@ -205,6 +205,7 @@ fn every_endpoint_refuses_a_missing_or_unknown_token_with_401() {
         ("GET", "/v1/config/staging/api.timeout", None),
         ("PUT", "/v1/config/staging/api.timeout", Some(r#"{"value": 5}"#)),
         ("DELETE", "/v1/config/staging/api.timeout", None),
+        ("POST", "/v1/overrides/staging/release", Some(r#"{"keys": ["api.timeout"]}"#)),
         ("GET", "/v1/explain/staging/api.timeout", None),
         ("POST", "/v1/validate", Some(r#"{"environment": "staging"}"#)),
         ("GET", "/v1/watch/staging", None),
@@ -1248,4 +1249,72 @@ fn metrics_need_a_metrics_or_admin_token_and_count_requests_streams_and_changes(
         assert!(Instant::now() < deadline, "a closed change stream stayed counted");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `POST /v1/overrides/{env}/release`: the write scope of `DELETE` on every key, one version for
+/// every key, a key without an override refused (naming it) with nothing recorded, audited.
+#[test]
+fn releasing_overrides_needs_write_scope_is_one_version_and_is_audited() {
+    let fixture = Fixture::new();
+    let admin = fixture.token("admin", "admin", "*", None);
+    let viewer = fixture.token("viewer", "viewer", "staging", None);
+    let editor = fixture.token("editor", "editor", "staging", None);
+    let db_editor = fixture.token("db-editor", "editor", "staging", Some("db"));
+    let server = fixture.serve();
+    server.put("/v1/config/staging/api.timeout", &editor, r#"{"value": 11}"#);
+    let pinned = server.put("/v1/config/staging/api.rate_limit", &editor, r#"{"value": 500}"#).json()["version"].as_u64().unwrap();
+    assert_eq!(server.get("/v1/explain/staging/api.timeout", &viewer).json()["runtime_override"], "api.timeout");
+    let release = |token: &str, body: &str| server.call("POST", "/v1/overrides/staging/release", Some(token), &[], Some(body));
+    let both = r#"{"keys": ["api.timeout", "api.rate_limit"], "reason": "back to the files"}"#;
+
+    release(&viewer, both).assert_error(403, "forbidden");
+    release(&db_editor, both).assert_error(403, "forbidden");
+    server.call("POST", "/v1/overrides/production/release", Some(&editor), &[], Some(both)).assert_error(403, "forbidden");
+    let unknown = release(&editor, r#"{"keys": ["api.timeout", "api.retries"]}"#);
+    unknown.assert_error(404, "no_override");
+    assert!(unknown.json()["error"]["message"].as_str().unwrap().contains("`api.retries` has no runtime override in `staging`"), "{unknown:?}");
+    release(&editor, r#"{"keys": []}"#).assert_error(400, "empty_release");
+    release(&editor, r#"{"keys": ["api..timeout"]}"#).assert_error(400, "bad_key");
+    assert_eq!(server.get("/v1/history?env=staging&limit=1", &admin).json()["records"][0]["version"], pinned, "nothing recorded");
+
+    let released = release(&editor, both);
+    assert_eq!(released.status, 200, "{released:?}");
+    let body = released.json();
+    assert_eq!(body, json!({"environment": "staging", "keys": ["api.timeout", "api.rate_limit"], "version": pinned + 1}));
+    assert_eq!(released.header("etag"), Some(format!("\"{}\"", pinned + 1).as_str()));
+    assert_eq!(server.get("/v1/config/staging/api.timeout", &viewer).json()["value"], 30);
+    assert_eq!(server.get("/v1/config/staging/api.rate_limit", &viewer).json()["value"], 100);
+    assert_eq!(server.get("/v1/explain/staging/api.timeout", &viewer).json()["runtime_override"], Value::Null);
+    let record = server.get(&format!("/v1/history/{}", pinned + 1), &admin).json();
+    assert_eq!((record["actor"].clone(), record["origin"].clone(), record["reason"].clone()), (json!("token:editor"), json!("api"), json!("back to the files")), "{record}");
+
+    // Audit lines are committed in the background: wait for the release's.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let entries = server.get("/v1/audit?limit=100", &admin).json()["entries"].as_array().unwrap().clone();
+        let lines: Vec<Value> = entries.into_iter().filter(|e| e["route"].as_str().is_some_and(|route| route.starts_with("/v1/overrides/"))).collect();
+        if lines.iter().any(|e| e["status"] == 200) || Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let allowed = lines.iter().find(|e| e["status"] == 200).unwrap_or_else(|| panic!("no allowed release audited: {lines:?}"));
+    assert_eq!((allowed["actor"].as_str(), allowed["method"].as_str(), allowed["env"].as_str(), allowed["key"].as_str(), allowed["outcome"].as_str()), (Some("editor"), Some("POST"), Some("staging"), Some("api.timeout,api.rate_limit"), Some("allowed")), "{allowed}");
+    let denied = lines.iter().find(|e| e["actor"] == "viewer").unwrap_or_else(|| panic!("the viewer's refusal is not audited: {lines:?}"));
+    assert_eq!((denied["status"].as_u64(), denied["env"].as_str()), (Some(403), Some("staging")), "{denied}");
+    assert!(lines.iter().any(|e| e["status"] == 404), "the refused release is audited: {lines:?}");
+}
+
+/// The rollback answer lists what it pins and what it releases.
+#[test]
+fn a_rollback_answer_lists_its_pins_and_releases() {
+    let fixture = Fixture::new();
+    let admin = fixture.token("admin", "admin", "*", None);
+    let server = fixture.serve();
+    let first = server.put("/v1/config/staging/api.timeout", &admin, r#"{"value": 11}"#).json()["version"].as_u64().unwrap();
+    server.put("/v1/config/staging/api.rate_limit", &admin, r#"{"value": 500}"#);
+    let rolled = server.call("POST", "/v1/rollback", Some(&admin), &[], Some(&format!(r#"{{"env": "staging", "version": {first}}}"#))).json();
+    assert_eq!((rolled["pinned"].clone(), rolled["released"].clone()), (json!(["api.timeout"]), json!(["api.rate_limit"])), "{rolled}");
+    assert_eq!(server.get("/v1/explain/staging/api.timeout", &admin).json()["runtime_override"], "api.timeout");
+    assert_eq!(server.get("/v1/explain/staging/api.rate_limit", &admin).json()["runtime_override"], Value::Null);
 }

@@ -184,7 +184,7 @@ fn rollback_shows_the_diff_and_applies_old_content_as_a_new_version() {
     assert_eq!(rate_limit(&tree), "700");
     let newest = &history_json(&tree, &[])[0];
     assert_eq!((newest["version"].clone(), newest["origin"].clone()), (Value::from(3), Value::from("rollback")));
-    // Back to before any override: the file's value, pinned by an override.
+    // Back to before any override: the file's value (the override is released, nothing pinned).
     ok(run(&tree, "production", &["rollback", "0"]));
     assert_eq!(rate_limit(&tree), "600");
 }
@@ -403,4 +403,153 @@ fn an_override_a_new_schema_refuses_can_still_be_unset() {
     assert!(unset.status.success(), "{}", stderr(&unset));
     assert_eq!(history_json(&tree, &[]).len(), versions + 1);
     assert_eq!(ok(run(&tree, "staging", &["get", "api.rate_limit"])), "300\n", "the files' value again");
+}
+
+/// The minimal tree (`api.timeout` 30 and `api.rate_limit` 100 in `global.json`, no schemas) with
+/// production's own file holding `api.retries` and `feature.beta`.
+fn plain_tree(retries: u32, feature: &str) -> Tree {
+    let tree = Tree::minimal();
+    tree.write("environments/production.json", &format!(r#"{{"api": {{"retries": {retries}}}, "feature": {feature}}}"#));
+    tree
+}
+
+fn production_view(host: &potter_config::ConfigHost) -> Value {
+    host.snapshot().view(&potter_engine::ViewKey::environment("production")).unwrap().value().clone()
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value.as_array().unwrap_or_else(|| panic!("not an array: {value}")).iter().map(|item| item.as_str().unwrap()).collect()
+}
+
+/// Issue 19: a rollback pins only the keys whose value then differs from what the files give now;
+/// every other override is released in the same change, and later file edits of those keys count.
+#[test]
+fn a_rollback_pins_only_the_keys_whose_value_then_differs_from_the_files_now() {
+    let tree = plain_tree(3, r#"{"beta": false}"#);
+    let host = potter_config::ConfigHost::open(library_options(&tree)).unwrap();
+    // Up to the target: an override, and a file edit the running host records.
+    host.set("production", "api.timeout", serde_json::json!(45)).unwrap();
+    tree.write("environments/production.json", r#"{"api": {"retries": 5}, "feature": {"beta": false}}"#);
+    host.reload().unwrap();
+    let target = host.snapshot().version();
+    let target_view = production_view(&host);
+    // After it: files edited again, overrides set (one of them to what the files say anyway).
+    tree.write("environments/production.json", r#"{"api": {"retries": 7}, "feature": {"beta": false, "new": true}}"#);
+    host.reload().unwrap();
+    host.set("production", "api.rate_limit", serde_json::json!(200)).unwrap();
+    host.set("production", "api.timeout", serde_json::json!(50)).unwrap();
+    host.set("production", "feature.beta", serde_json::json!(false)).unwrap();
+    let before = host.snapshot().version();
+    drop(host);
+
+    let rolled = json(run(&tree, "production", &["rollback", &target.to_string(), "--format", "json"]));
+    assert_eq!(rolled["outcome"], "applied", "{rolled}");
+    assert_eq!(rolled["version"], before + 1, "one new version: {rolled}");
+    // Differing from the files now: retries (5 then, 7 now), timeout (45, 30), feature.new (absent then).
+    assert_eq!(strings(&rolled["pinned"]), ["api.retries", "api.timeout", "feature.new"], "{rolled}");
+    assert_eq!(strings(&rolled["released"]), ["api.rate_limit", "feature.beta"], "{rolled}");
+    let held = json(run(&tree, "production", &["overrides", "list", "--format", "json"]));
+    assert_eq!(held["overrides"], serde_json::json!({"api.retries": 5, "api.timeout": 45, "feature.new": null}), "{held}");
+    let now = json(run(&tree, "production", &["dump", "--format", "json"]));
+    assert_eq!(now, target_view, "the view is the target version's");
+    let records = history_json(&tree, &[]);
+    assert_eq!((records.len() as u64, records[0]["origin"].clone()), (before + 1, Value::from("rollback")));
+    let text = ok(run(&tree, "production", &["rollback", &target.to_string(), "--dry-run"]));
+    assert!(text.contains("nothing to change") && text.contains("pinned as runtime overrides (the files give another value now): api.retries, api.timeout, feature.new"), "{text}");
+    assert!(text.contains("release a pin with: potter-config --env production overrides release KEY"), "{text}");
+
+    // A pinned key's explain names its override and how to release it; an unpinned key has none.
+    let explained = ok(run(&tree, "production", &["explain", "api.timeout"]));
+    assert!(explained.contains("pinned by the runtime override `api.timeout` of production"), "{explained}");
+    assert!(explained.contains("release with: potter-config --env production overrides release api.timeout"), "{explained}");
+    let explained = json(run(&tree, "production", &["explain", "api.timeout", "--format", "json"]));
+    assert_eq!(explained["runtime_override"], "api.timeout", "{explained}");
+    let unpinned = json(run(&tree, "production", &["explain", "api.rate_limit", "--format", "json"]));
+    assert_eq!(unpinned["runtime_override"], Value::Null, "{unpinned}");
+
+    // The point: editing an unpinned key's file takes effect; a pinned one stays pinned.
+    tree.write("global.json", r#"{"api": {"timeout": 31, "rate_limit": 150}}"#);
+    assert_eq!(rate_limit(&tree), "150");
+    assert_eq!(ok(run(&tree, "production", &["get", "api.timeout"])).trim(), "45");
+    let host = potter_config::ConfigHost::open(library_options(&tree)).unwrap();
+    tree.write("environments/production.json", r#"{"api": {"retries": 7}, "feature": {"beta": true, "new": true}}"#);
+    host.reload().unwrap();
+    assert_eq!(common::value_in(&host, "production", "feature.beta"), Some(Value::Bool(true)), "a reload takes in the released key's file edit");
+    assert_eq!(common::value_in(&host, "production", "feature.new"), None, "still pinned to absent");
+}
+
+/// An override whose key's value then equals what the files give now is released by the rollback,
+/// even when the view does not change at all.
+#[test]
+fn a_rollback_releases_an_override_the_files_now_agree_with() {
+    let tree = plain_tree(3, r#"{"beta": false}"#);
+    ok(run(&tree, "production", &["set", "api.timeout", "45"]));
+    tree.write("global.json", r#"{"api": {"timeout": 45, "rate_limit": 100}}"#);
+    let dry = json(run(&tree, "production", &["rollback", "1", "--dry-run", "--format", "json"]));
+    assert_eq!((dry["outcome"].clone(), dry["changes"].clone()), (Value::from("dry run, validates"), serde_json::json!([])), "{dry}");
+    assert_eq!(strings(&dry["released"]), ["api.timeout"], "{dry}");
+    let rolled = json(run(&tree, "production", &["rollback", "1", "--format", "json"]));
+    assert_eq!((rolled["outcome"].clone(), rolled["version"].clone()), (Value::from("applied"), Value::from(2)), "{rolled}");
+    assert!(strings(&rolled["pinned"]).is_empty(), "{rolled}");
+    let record = json(run(&tree, "production", &["history", "show", "2", "--format", "json"]));
+    assert_eq!((record["origin"].clone(), record["overrides"].clone()), (Value::from("rollback"), serde_json::json!([{"remove": "api.timeout"}])), "{record}");
+    assert_eq!(json(run(&tree, "production", &["overrides", "list", "--format", "json"]))["overrides"], serde_json::json!({}));
+    assert_eq!(ok(run(&tree, "production", &["get", "api.timeout"])).trim(), "45");
+    tree.write("global.json", r#"{"api": {"timeout": 50, "rate_limit": 100}}"#);
+    assert_eq!(ok(run(&tree, "production", &["get", "api.timeout"])).trim(), "50", "the key follows its file again");
+}
+
+#[test]
+fn overrides_release_removes_pins_as_one_change_and_refuses_a_key_without_one() {
+    let tree = plain_tree(3, r#"{"beta": false}"#);
+    ok(run(&tree, "production", &["set", "api.timeout", "45"]));
+    ok(run(&tree, "production", &["set", "api.rate_limit", "200"]));
+    let listed = ok(run(&tree, "production", &["overrides", "list"]));
+    assert!(listed.contains("api.rate_limit = 200") && listed.contains("api.timeout = 45"), "{listed}");
+
+    let refused = run(&tree, "production", &["overrides", "release", "api.timeout", "api.retries"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("`api.retries` has no runtime override in `production`; nothing was released"), "{}", stderr(&refused));
+    assert_eq!(history_json(&tree, &[]).len(), 2, "nothing recorded");
+    assert_eq!(ok(run(&tree, "production", &["get", "api.timeout"])).trim(), "45");
+
+    let said = ok(run(&tree, "production", &["overrides", "release", "api.timeout", "api.rate_limit", "--reason", "back to the files"]));
+    assert_eq!(said.trim(), "released api.timeout, api.rate_limit in production (version 3)");
+    let records = history_json(&tree, &[]);
+    assert_eq!(records.len(), 3, "one change");
+    let newest = &records[0];
+    assert_eq!((newest["origin"].clone(), newest["actor"].clone(), newest["reason"].clone()), (Value::from("cli"), Value::from("cli:alice"), Value::from("back to the files")), "{newest}");
+    assert_eq!(ok(run(&tree, "production", &["get", "api.timeout"])).trim(), "30");
+    assert_eq!(rate_limit(&tree), "100");
+    assert_eq!(ok(run(&tree, "production", &["overrides", "list"])).trim(), "no runtime overrides in production");
+    let again = run(&tree, "production", &["overrides", "release", "api.timeout"]);
+    assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
+    let usage = run(&tree, "production", &["overrides", "release"]);
+    assert_eq!(usage.status.code(), Some(2), "a key is required: {}", stderr(&usage));
+}
+
+/// A key that was an object then and is a scalar in the files now (or the reverse) is pinned by
+/// its leaves then alone: no `null` override is left for what those leaves replace anyway.
+#[test]
+fn a_rollback_across_a_change_of_shape_pins_only_the_leaves_it_had_then() {
+    let roll_back_to_start = |then: &str, now: &str| {
+        let tree = Tree::minimal();
+        tree.write("environments/production.json", &format!(r#"{{"limits": {then}}}"#));
+        let host = potter_config::ConfigHost::open(library_options(&tree)).unwrap();
+        let start = host.snapshot().version();
+        let view_then = production_view(&host);
+        tree.write("environments/production.json", &format!(r#"{{"limits": {now}}}"#));
+        host.reload().unwrap();
+        let request = potter_config::runtime::SetRequest::new(potter_config::ChangeOrigin::Rollback, "test");
+        let rolled = potter_config::timeline::rollback(&host, "production", start, request, false).unwrap();
+        assert!(rolled.applied.is_some() && rolled.released.is_empty(), "{rolled:?}");
+        assert_eq!(production_view(&host), view_then, "{then} → {now} → back");
+        (rolled.pinned, host.overrides("production"))
+    };
+    let (pinned, held) = roll_back_to_start(r#"{"max": 1, "min": 0}"#, "5");
+    assert_eq!(pinned, ["limits.max", "limits.min"]);
+    assert_eq!(Value::Object(held), serde_json::json!({"limits": {"max": 1, "min": 0}}));
+    let (pinned, held) = roll_back_to_start("5", r#"{"max": 1}"#);
+    assert_eq!(pinned, ["limits"]);
+    assert_eq!(Value::Object(held), serde_json::json!({"limits": 5}));
 }

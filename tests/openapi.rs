@@ -73,6 +73,8 @@ fn every_json_response_matches_the_schema_the_document_declares() {
         ("/v1/config/{env}", "/v1/config/staging", "get", &[], None, 200),
         ("/v1/config/{env}/{key}", "/v1/config/staging/api.timeout", "put", &[], Some(json!({"value": 45, "reason": "slow"})), 200),
         ("/v1/config/{env}/{key}", "/v1/config/staging/api.timeout", "get", &[], None, 200),
+        ("/v1/overrides/{env}/release", "/v1/overrides/staging/release", "post", &[], Some(json!({"keys": ["api.timeout"], "reason": "back to the files"})), 200),
+        ("/v1/overrides/{env}/release", "/v1/overrides/staging/release", "post", &[], Some(json!({"keys": ["api.timeout"]})), 404),
         ("/v1/config/{env}", "/v1/config/staging", "patch", &[], Some(json!({"api": {"rate_limit": 200, "timeout": null}})), 200),
         ("/v1/config/{env}/{key}", "/v1/config/staging/api.rate_limit", "delete", &[], None, 200),
         ("/v1/explain/{env}/{key}", "/v1/explain/staging/api.timeout", "get", &[], None, 200),

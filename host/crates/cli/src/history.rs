@@ -1,4 +1,4 @@
-//! History commands: `history [show|prune]`, `diff`, `rollback` (`set`/`unset` are in `write`).
+//! History commands: `history [show|prune]`, `diff`, `rollback` (`set`/`unset`/`overrides` are in `write`).
 //!
 //! A rollback goes through the library (`timeline::rollback`, which ends in `edit_overrides`), so it
 //! is validated and recorded like any other change. Values shown from the history pass through
@@ -238,19 +238,31 @@ pub fn diff(cli: &Cli, args: &DiffArgs) -> Outcome {
 pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Outcome {
     let host = cli.open()?;
     let rollback = hist::rollback(&host, &cli.environment, args.version, request(&args.actor, &args.reason, None), args.dry_run)?;
-    let outcome = match (rollback.differences.is_empty(), args.dry_run) {
-        (true, _) => "nothing to change",
-        (false, true) => "dry run, validates",
-        (false, false) => "applied",
-    };
+    let outcome = rollback.outcome(args.dry_run);
     if cli.format == OutputFormat::Json {
         println!(
             "{}",
-            json!({ "env": cli.environment, "to_version": args.version, "dry_run": args.dry_run, "outcome": outcome, "version": rollback.applied, "changes": Difference::all(&rollback.differences) })
+            json!({
+                "env": cli.environment,
+                "to_version": args.version,
+                "dry_run": args.dry_run,
+                "outcome": outcome,
+                "version": rollback.applied,
+                "changes": Difference::all(&rollback.differences),
+                "pinned": rollback.pinned,
+                "released": rollback.released,
+            })
         );
     } else {
         println!("rollback of {} to version {} ({outcome}):", cli.environment, args.version);
         print_differences(&rollback.differences);
+        if !rollback.released.is_empty() {
+            println!("released runtime overrides (these keys follow the files again): {}", rollback.released.join(", "));
+        }
+        if !rollback.pinned.is_empty() {
+            println!("pinned as runtime overrides (the files give another value now): {}", rollback.pinned.join(", "));
+            println!("  release a pin with: potter-config --env {} overrides release KEY...", cli.environment);
+        }
         if let Some(version) = rollback.applied {
             println!("applied as version {version}");
         }

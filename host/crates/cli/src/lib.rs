@@ -159,11 +159,17 @@ pub enum Command {
     Set(write::SetArgs),
     /// Remove a runtime override from --env.
     Unset(write::UnsetArgs),
+    /// The runtime overrides of --env: `list`, `release KEY...` (one change).
+    Overrides {
+        #[command(subcommand)]
+        command: write::OverridesCommand,
+    },
     /// Recorded changes, newest first (`--env` filters); `history show V`, `history prune`.
     History(history::HistoryArgs),
     /// The effective configuration of the view at two versions, key by key (secrets redacted).
     Diff(history::DiffArgs),
-    /// Bring --env back to a version's content as a NEW version of runtime overrides.
+    /// Bring --env back to a version's content as a NEW version of runtime overrides, pinning only
+    /// the keys whose value then differs from what the files give now.
     Rollback(history::RollbackArgs),
     /// Serve the configuration over HTTP (JSON API, bearer tokens; see docs/API.md).
     Serve(serve::ServeArgs),
@@ -234,24 +240,9 @@ pub(crate) fn hint_overrides_behind(host: &ConfigHost, report: &potter_validate:
     for issue in report.issues().filter(|issue| issue.severity == potter_engine::Severity::Error) {
         let Some(view) = &issue.view else { continue };
         let environment = view.environment.to_string();
-        // The overrides are a tree: the issue is about an override when its key is a leaf of it
-        // or lies under one (an object set as one value).
-        let overrides = serde_json::Value::Object(host.overrides(&environment));
-        let mut at = &overrides;
-        let mut key = Vec::new();
-        for segment in issue.path.split('.').filter(|segment| !segment.is_empty()) {
-            match at.get(segment) {
-                Some(next) => {
-                    key.push(segment);
-                    at = next;
-                }
-                None => break,
-            }
-            if !at.is_object() {
-                break;
-            }
-        }
-        let overridden = (!key.is_empty() && (!at.is_object() || key.len() == issue.path.split('.').count())).then(|| key.join("."));
+        // The issue is about an override when its key is held by one or lies under one (an
+        // object set as one value).
+        let overridden = host.override_of(&environment, &issue.path);
         if let Some(key) = overridden {
             if hinted.insert((environment.clone(), key.clone())) {
                 eprintln!("hint: `{key}` in {environment} is a runtime override (no file holds it): `potter-config --env {environment} unset {key}` removes it, or `set` a valid value");
@@ -313,7 +304,7 @@ pub struct Failure {
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         let code = match &error {
-            Error::NotFound(_) => exit::NOT_FOUND,
+            Error::NotFound(_) | Error::NoOverride { .. } => exit::NOT_FOUND,
             Error::Secret(secret) => secrets_exit_code(secret),
             Error::Plugin(plugin) if plugin.is_refusal() => exit::REFUSED,
             Error::UnsignedRefused { .. } => exit::REFUSED,
@@ -397,6 +388,7 @@ pub fn run(cli: &Cli) -> Outcome {
         Command::Layers => read::layers(cli),
         Command::Set(args) => write::set(cli, args),
         Command::Unset(args) => write::unset(cli, args),
+        Command::Overrides { command } => write::overrides(cli, command),
         Command::History(args) => history::history(cli, args),
         Command::Diff(args) => history::diff(cli, args),
         Command::Rollback(args) => history::rollback(cli, args),

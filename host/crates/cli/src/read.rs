@@ -44,6 +44,8 @@ pub fn explain(cli: &Cli, key: &str) -> Outcome {
     let effective = view.get(key).map(|value| potter_config::secret_values::redact(view, key, &value));
     let env_var = potter_config::secret_values::overriding_variable(view, &host.options().env_prefix, key);
     let contributions = view.explain(key);
+    // The highest layer: an override that reaches the key decides it, whatever the files say.
+    let pinned_by = host.override_of(&cli.environment, key);
     if cli.format == OutputFormat::Json || cli.format == OutputFormat::Yaml || cli.format == OutputFormat::Toml {
         let layers: Vec<Value> = contributions
             .iter()
@@ -64,6 +66,7 @@ pub fn explain(cli: &Cli, key: &str) -> Outcome {
             "value": effective,
             "found": effective.is_some(),
             "env_var": env_var,
+            "runtime_override": pinned_by,
             "layers": layers,
         });
         println!("{}", render(&document, cli.format, "explain").trim_end());
@@ -83,9 +86,14 @@ pub fn explain(cli: &Cli, key: &str) -> Outcome {
             let shown_source = if c.value.is_some() { source } else { c.layer.source.to_string() };
             println!("  {}. {:<22} {:<45} {}{}", i + 1, c.layer.rank.label(), shown_source, said, mark);
         }
-        match &env_var {
-            Some(env_var) => println!("  override with: {env_var}=<value>"),
-            None => println!("  change with: potter-config --env {} secrets set {key} (a secret is never taken from an environment variable)", view.key().environment),
+        let environment = &view.key().environment;
+        match (&pinned_by, &env_var) {
+            (Some(pin), _) => {
+                println!("  pinned by the runtime override `{pin}` of {environment} (a `set`, an API write or a rollback): the files do not change it");
+                println!("  release with: potter-config --env {environment} overrides release {pin}");
+            }
+            (None, Some(env_var)) => println!("  override with: {env_var}=<value>"),
+            (None, None) => println!("  change with: potter-config --env {environment} secrets set {key} (a secret is never taken from an environment variable)"),
         }
     }
     if effective.is_none() {

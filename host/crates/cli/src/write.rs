@@ -1,7 +1,8 @@
-//! `set` and `unset`: runtime overrides through the library (`ConfigHost::set_with`, `unset_with`),
-//! validated and recorded like any other change, and who a command-line change is by.
+//! `set`, `unset` and `overrides list|release`: runtime overrides through the library
+//! (`ConfigHost::set_with`, `unset_with`, `release_overrides`), validated and recorded like any
+//! other change, and who a command-line change is by.
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use potter_engine::ViewKey;
 use serde_json::{json, Value};
 
@@ -57,6 +58,27 @@ pub struct UnsetArgs {
     pub actor: ActorArg,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum OverridesCommand {
+    /// The runtime overrides --env holds (each key pinned above its files), secrets redacted.
+    List,
+    /// Remove runtime overrides (a rollback's pins, say) from --env as ONE change: the files'
+    /// values show through again.
+    Release(ReleaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// Dotted key paths of the overrides to remove (each one must be held by --env).
+    #[arg(required = true)]
+    pub keys: Vec<String>,
+    /// Why (kept in the history).
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub actor: ActorArg,
+}
+
 /// A command-line value: JSON when it parses, else the text itself.
 pub fn parse_value(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
@@ -83,6 +105,44 @@ pub fn unset(cli: &Cli, args: &UnsetArgs) -> Outcome {
     let host = open_to_repair(cli)?;
     let snapshot = host.unset_with(&cli.environment, &args.key, request(&args.actor, &args.reason, args.if_version))?;
     report_change(cli, "unset", &args.key, None, snapshot.version());
+    Ok(())
+}
+
+pub fn overrides(cli: &Cli, command: &OverridesCommand) -> Outcome {
+    match command {
+        OverridesCommand::List => list_overrides(cli),
+        OverridesCommand::Release(args) => release(cli, args),
+    }
+}
+
+fn list_overrides(cli: &Cli) -> Outcome {
+    let host = cli.open()?;
+    let snapshot = host.snapshot();
+    let view = host.options().served_view(&snapshot, &ViewKey::environment(&cli.environment))?;
+    let held = potter_config::recording::flatten(&host.overrides(&cli.environment));
+    let shown: serde_json::Map<String, Value> = held.iter().map(|(key, value)| (key.clone(), potter_config::secret_values::redact(view, key, value))).collect();
+    if cli.format == OutputFormat::Json {
+        println!("{}", json!({ "env": cli.environment, "version": snapshot.version(), "overrides": shown }));
+    } else if shown.is_empty() {
+        println!("no runtime overrides in {}", cli.environment);
+    } else {
+        println!("runtime overrides of {} (version {}):", cli.environment, snapshot.version());
+        for (key, value) in &shown {
+            let said = if value.is_null() { "null (deletes)".to_owned() } else { inline(value) };
+            println!("  {key} = {said}");
+        }
+    }
+    Ok(())
+}
+
+fn release(cli: &Cli, args: &ReleaseArgs) -> Outcome {
+    let host = open_to_repair(cli)?;
+    let snapshot = host.release_overrides(&cli.environment, &args.keys, request(&args.actor, &args.reason, None))?;
+    if cli.format == OutputFormat::Json {
+        println!("{}", json!({ "op": "release", "env": cli.environment, "keys": args.keys, "version": snapshot.version() }));
+    } else {
+        println!("released {} in {} (version {})", args.keys.join(", "), cli.environment, snapshot.version());
+    }
     Ok(())
 }
 

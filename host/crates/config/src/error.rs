@@ -86,6 +86,14 @@ pub enum Error {
     /// Nothing is set at the key (or, for history, the version or record asked for).
     #[error("key `{0}` is not set")]
     NotFound(String),
+    /// A release of a runtime override that the environment does not hold (nothing was released).
+    #[error("`{key}` has no runtime override in `{environment}`; nothing was released")]
+    NoOverride {
+        /// The environment asked for.
+        environment: String,
+        /// The key without an override.
+        key: String,
+    },
     /// The value at a key does not deserialize into the type asked for.
     #[error("key `{path}`: {message}")]
     Type {
@@ -147,7 +155,7 @@ impl Error {
             Error::Plugin(_) | Error::UnsignedRefused { .. } => RefusedBy::Plugin,
             Error::Secret(_) => RefusedBy::Secrets,
             Error::History(_) | Error::Pending(_) => RefusedBy::Store,
-            Error::UnknownView(_) | Error::NotServed { .. } | Error::NotFound(_) => RefusedBy::Other,
+            Error::UnknownView(_) | Error::NotServed { .. } | Error::NotFound(_) | Error::NoOverride { .. } => RefusedBy::Other,
         }
     }
 

@@ -677,6 +677,40 @@ impl ConfigHost {
         self.shared.overrides.load().tree(environment).cloned().unwrap_or_default()
     }
 
+    /// The runtime override of `environment` that decides `key`: `key` itself (a value, or a
+    /// subtree of overrides) or the ancestor set as one value above it. None when no override
+    /// reaches the key. Overrides are the highest layer, so such a key is pinned: the files no
+    /// longer change it.
+    pub fn override_of(&self, environment: &str, key: &str) -> Option<String> {
+        let overrides = self.shared.overrides.load();
+        let mut at = overrides.get(environment)?;
+        let segments: Vec<&str> = key.split('.').filter(|segment| !segment.is_empty()).collect();
+        for (depth, segment) in segments.iter().enumerate() {
+            match at.get(*segment)? {
+                Value::Object(child) => at = child,
+                _ => return Some(segments[..=depth].join(".")),
+            }
+        }
+        (!segments.is_empty()).then(|| segments.join("."))
+    }
+
+    /// Removes the runtime overrides of `keys` (each one a value or a subtree of overrides) from
+    /// one environment as ONE change, validated and recorded like any other. Refused with
+    /// [`Error::NoOverride`], recording nothing, when the environment holds no override at a key.
+    pub fn release_overrides(&self, environment: &str, keys: &[String], request: SetRequest) -> Result<Arc<Snapshot>, Error> {
+        for key in keys {
+            potter_engine::parse_key_path(key)?;
+        }
+        self.shared.options.served_view(&self.snapshot(), &ViewKey::environment(environment))?;
+        // Checked against the overrides as recorded, another process's included.
+        self.sync_recorded_overrides()?;
+        if let Some(key) = keys.iter().find(|key| self.override_of(environment, key).as_deref() != Some(key.as_str())) {
+            return Err(Error::NoOverride { environment: environment.to_owned(), key: key.clone() });
+        }
+        let edits: Vec<(String, Option<Value>)> = keys.iter().map(|key| (key.clone(), None)).collect();
+        self.edit_overrides(environment, &edits, request, false)
+    }
+
     /// Sets (`Some`) or removes (`None`) several overrides of one environment as ONE change (one
     /// version; a rollback). With `dry_run` the result is built and validated but neither
     /// recorded nor swapped in, and the snapshot it would become is returned.

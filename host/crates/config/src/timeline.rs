@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use potter_engine::{View, ViewKey};
+use potter_engine::{Layer, Rank, Snapshot, View, ViewKey};
 use potter_history::{HistoryError, HistoryStore, OverrideOp, Record, StoredValue};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -245,14 +245,18 @@ pub fn leaf_differences(from: &Leaves, to: &Leaves) -> Vec<LeafDifference> {
     keys.into_iter()
         .filter_map(|key| {
             let (a, b) = (from.get(key), to.get(key));
-            let same = match (a, b) {
-                (Some(a), Some(b)) => same_value(a, b),
-                (None, None) => true,
-                _ => false,
-            };
-            (!same).then(|| LeafDifference { key: key.clone(), from: a.cloned(), to: b.cloned() })
+            (!same_leaf(a, b)).then(|| LeafDifference { key: key.clone(), from: a.cloned(), to: b.cloned() })
         })
         .collect()
+}
+
+/// Two leaves mean the same: both absent, or the same value ([`same_value`]).
+fn same_leaf(a: Option<&StoredValue>, b: Option<&StoredValue>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => same_value(a, b),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 /// The view's leaves at each of `versions` (the live leaves when nothing was ever recorded).
@@ -275,6 +279,14 @@ pub fn leaves_at_versions(host: &ConfigHost, key: &ViewKey, versions: &[u64]) ->
     Ok(out)
 }
 
+/// The leaves of `key`'s view as the layers below its environment's runtime overrides give them
+/// now (files, sources, variables, defaults): what the view would be without any override.
+pub fn leaves_below_overrides(options: &Options, snapshot: &Snapshot, key: &ViewKey) -> Result<Leaves, Error> {
+    snapshot.view(key)?;
+    let below: Vec<Arc<Layer>> = snapshot.layers().iter().filter(|layer| layer.rank != Rank::Overrides).cloned().collect();
+    current_leaves(options, &View::build(key.clone(), &below))
+}
+
 /// What a rollback of one environment to a version does, shared by `potter-config rollback` and
 /// `POST /v1/rollback`.
 #[derive(Debug, Clone)]
@@ -285,48 +297,80 @@ pub struct Rollback {
     pub to_version: u64,
     /// Every key of the environment's view that differs, current → then.
     pub differences: Vec<LeafDifference>,
-    /// The new version when applied; None for a dry run or when nothing differs.
+    /// The keys held as runtime overrides after the rollback, sorted: those whose value then
+    /// differs from what the layers below the overrides give now. Every other key follows its
+    /// files again.
+    pub pinned: Vec<String>,
+    /// The runtime overrides the rollback removes, sorted: the target view does not need them.
+    pub released: Vec<String>,
+    /// The new version when applied; None for a dry run or when nothing changes.
     pub applied: Option<u64>,
+}
+
+impl Rollback {
+    /// True when the view is already the target's and holds no override it does not need.
+    pub fn changes_nothing(&self) -> bool {
+        self.differences.is_empty() && self.released.is_empty()
+    }
+
+    /// `nothing to change`, `dry run, validates` or `applied`, as the CLI and the API say it.
+    pub fn outcome(&self, dry_run: bool) -> &'static str {
+        match (self.changes_nothing(), dry_run) {
+            (true, _) => "nothing to change",
+            (false, true) => "dry run, validates",
+            (false, false) => "applied",
+        }
+    }
 }
 
 /// Brings `environment`'s own view back to its content at `version` as ONE new version of runtime
 /// overrides: validated and recorded like any change (origin `rollback`; the reason defaults to
-/// "rollback to version N"). `dry_run` validates without applying; a rollback that would not
-/// validate is `Error::Invalid` either way. A secret whose old ciphertext was not kept, or a
-/// pruned payload on the way back, refuses the whole rollback.
+/// "rollback to version N"). Only the keys whose value then differs from what the layers below
+/// the overrides give now are pinned (held as overrides); every other override of the environment
+/// is released, so later file edits of those keys take effect. `dry_run` validates without
+/// applying; a rollback that would not validate is `Error::Invalid` either way. A pin of a secret
+/// whose old ciphertext was not kept, or a pruned payload on the way back, refuses the whole
+/// rollback.
 pub fn rollback(host: &ConfigHost, environment: &str, version: u64, mut request: SetRequest, dry_run: bool) -> Result<Rollback, Error> {
     let key = ViewKey::environment(environment);
+    // The pins are planned against the overrides as recorded, another process's included.
+    host.sync_recorded_overrides()?;
     let rebuilding = host.options().progress.begin(&format!("rebuilding `{environment}` at version {version} from the history"), None);
     let then = leaves_at_versions(host, &key, &[version])?.remove(0);
     drop(rebuilding);
-    let current = {
+    let (current, below) = {
         let snapshot = host.snapshot();
-        current_leaves(host.options(), snapshot.view(&key)?)?
+        (current_leaves(host.options(), snapshot.view(&key)?)?, leaves_below_overrides(host.options(), &snapshot, &key)?)
     };
-    let differences = leaf_differences(&current, &then);
-    let mut edits = Vec::with_capacity(differences.len());
-    for difference in &differences {
-        let value = match &difference.to {
-            Some(StoredValue::Plain(value)) => value.clone(),
-            Some(StoredValue::Secret { ciphertext: Some(ciphertext), .. }) => Value::String(ciphertext.clone()),
-            Some(StoredValue::Secret { ciphertext: None, .. }) => {
-                return Err(Error::History(HistoryError::InvalidChange(format!(
-                    "cannot roll back the secret `{}` of `{environment}`: version {version} kept no ciphertext of it",
-                    difference.key
-                ))))
-            }
-            // Absent then: an override of null deletes it, unless a value set above replaces it anyway.
-            None if replaced_by_ancestor(&differences, &difference.key) => continue,
-            None => Value::Null,
-        };
-        edits.push((difference.key.clone(), Some(value)));
+    let held = flatten(&host.overrides(environment));
+    let needed = leaf_differences(&below, &then);
+    let mut pinned = Vec::with_capacity(needed.len());
+    let mut pins = Vec::new();
+    for difference in &needed {
+        // Absent then: an override of null deletes it, unless a value set above or below it in
+        // the same rollback replaces it anyway.
+        if difference.to.is_none() && replaced_in_rollback(&needed, &difference.key) {
+            continue;
+        }
+        pinned.push(difference.key.clone());
+        // Held already with the value it had then: kept as it is (a secret's ciphertext too).
+        if held.contains_key(&difference.key) && same_leaf(current.get(&difference.key), then.get(&difference.key)) {
+            continue;
+        }
+        pins.push((difference.key.clone(), Some(pin_value(environment, version, difference)?)));
     }
+    let released: Vec<String> = held.into_keys().filter(|key| pinned.binary_search(key).is_err()).collect();
+    // Releases first: a pin may sit above or below a released override.
+    let mut edits: Vec<(String, Option<Value>)> = released.iter().map(|key| (key.clone(), None)).collect();
+    edits.extend(pins);
     request.origin = ChangeOrigin::Rollback;
     if request.reason.is_none() {
         request.reason = Some(format!("rollback to version {version}"));
     }
-    let mut outcome = Rollback { environment: environment.to_owned(), to_version: version, differences, applied: None };
-    if edits.is_empty() {
+    let differences = leaf_differences(&current, &then);
+    let mut outcome = Rollback { environment: environment.to_owned(), to_version: version, differences, pinned, released, applied: None };
+    // The view is the target's and every override left is a needed pin: nothing to record.
+    if edits.is_empty() || outcome.changes_nothing() {
         return Ok(outcome);
     }
     let validating = host.options().progress.begin(&format!("validating the rollback of {} key(s) in every view of `{environment}`", edits.len()), None);
@@ -338,7 +382,22 @@ pub fn rollback(host: &ConfigHost, environment: &str, version: u64, mut request:
     Ok(outcome)
 }
 
-/// True when a key above `key` gets a (non-object) value in the same rollback.
-fn replaced_by_ancestor(differences: &[LeafDifference], key: &str) -> bool {
-    differences.iter().any(|other| other.key != key && potter_engine::is_under(key, &other.key) && other.to.is_some())
+/// The override that gives `difference.key` its value then: the plain value, the ciphertext of a
+/// secret, or null for a key absent then.
+fn pin_value(environment: &str, version: u64, difference: &LeafDifference) -> Result<Value, Error> {
+    match &difference.to {
+        Some(StoredValue::Plain(value)) => Ok(value.clone()),
+        Some(StoredValue::Secret { ciphertext: Some(ciphertext), .. }) => Ok(Value::String(ciphertext.clone())),
+        Some(StoredValue::Secret { ciphertext: None, .. }) => Err(Error::History(HistoryError::InvalidChange(format!(
+            "cannot roll back the secret `{}` of `{environment}`: version {version} kept no ciphertext of it",
+            difference.key
+        )))),
+        None => Ok(Value::Null),
+    }
+}
+
+/// True when another key of `needed` above `key` gets a (non-object) value, or one below it does
+/// (its object replaces whatever is at `key`).
+fn replaced_in_rollback(needed: &[LeafDifference], key: &str) -> bool {
+    needed.iter().any(|other| other.key != key && other.to.is_some() && (potter_engine::is_under(key, &other.key) || potter_engine::is_under(&other.key, key)))
 }

@@ -85,6 +85,7 @@ impl From<Error> for ApiError {
             Error::UnknownView(_) | Error::NotServed { .. } => ApiError::not_found("unknown_view", message),
             Error::KeyPath(_) => ApiError::bad_request("bad_key", message),
             Error::NotFound(_) => ApiError::not_found("key_not_set", message),
+            Error::NoOverride { .. } => ApiError::not_found("no_override", message),
             Error::Type { .. } => ApiError::bad_request("bad_type", message),
             Error::Invalid(report) => invalid(report.to_json()),
             Error::Secret(potter_config::secret_values::SecretsError::Rejected(_)) | Error::Secret(potter_config::secret_values::SecretsError::Usage(_)) => {

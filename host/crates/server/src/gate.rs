@@ -175,7 +175,12 @@ fn is_open_route(path: &str) -> bool {
 
 /// Writes (and secret reveals) are audited whatever their outcome; other reads only when refused.
 fn is_write(method: &Method, path: &str) -> bool {
-    matches!(*method, Method::PUT | Method::DELETE | Method::PATCH) || (*method == Method::POST && path == "/v1/rollback") || crate::handlers::console::is_audited_read(path)
+    matches!(*method, Method::PUT | Method::DELETE | Method::PATCH) || (*method == Method::POST && is_write_by_post(path)) || crate::handlers::console::is_audited_read(path)
+}
+
+/// The routes that change configuration with a POST: rollback and the release of overrides.
+fn is_write_by_post(path: &str) -> bool {
+    path == "/v1/rollback" || (path.starts_with("/v1/overrides/") && path.ends_with("/release"))
 }
 
 /// The environment and key a request names in its path (`/v1/config/{env}/{key}` and the like),
@@ -185,7 +190,7 @@ fn target_of(uri: &Uri, environment_header: Option<&HeaderValue>) -> (Option<Str
     let segments: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
     let (env, key) = match segments.as_slice() {
         ["v1", "config" | "explain", env, key @ ..] if !key.is_empty() => (Some(decode(env)), Some(decode(&key.join("/")))),
-        ["v1", "config" | "watch", env] => (Some(decode(env)), None),
+        ["v1", "config" | "watch", env] | ["v1", "overrides", env, "release"] => (Some(decode(env)), None),
         _ => (None, None),
     };
     let env = env

@@ -80,6 +80,7 @@ pub fn router(host: ConfigHost, tokens: Arc<TokenStore>, shutdown: watch::Receiv
         .route("/v1/config", get(handlers::config::config_from_header))
         .route("/v1/config/{env}", get(handlers::config::config).patch(handlers::config::patch_config))
         .route("/v1/config/{env}/{*key}", get(handlers::config::get_key).put(handlers::config::put_key).delete(handlers::config::delete_key))
+        .route("/v1/overrides/{env}/release", post(handlers::config::release_overrides))
         .route("/v1/explain/{env}/{*key}", get(handlers::explain::explain))
         .route("/v1/validate", post(handlers::explain::validate))
         .route("/v1/watch/{env}", get(handlers::watch::watch))

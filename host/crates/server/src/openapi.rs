@@ -84,6 +84,7 @@ impl Modify for BearerToken {
         handlers::config::get_key,
         handlers::config::put_key,
         handlers::config::delete_key,
+        handlers::config::release_overrides,
         handlers::explain::explain,
         handlers::explain::validate,
         handlers::watch::watch,

@@ -1,5 +1,6 @@
 //! The configuration of a view: the whole view (`GET /v1/config[/{env}]`), one key (`GET`, `PUT`,
-//! `DELETE /v1/config/{env}/{key}`) and a batch of overrides (`PATCH /v1/config/{env}`).
+//! `DELETE /v1/config/{env}/{key}`), a batch of overrides (`PATCH /v1/config/{env}`) and the
+//! release of overrides (`POST /v1/overrides/{env}/release`).
 
 #[allow(unused_imports)]
 use super::*;
@@ -248,6 +249,71 @@ pub async fn delete_key(
     let snapshot = blocking_change(&principal, move || host.unset_with(&env, &k, request)).await?;
     tracing::info!(token = %principal.name, %environment, %key, version = snapshot.version(), "override removed");
     Ok(with_etag(snapshot.version(), KeyChanged { environment, key, version: snapshot.version() }))
+}
+
+/// `POST /v1/overrides/{env}/release`: the overrides removed as one version.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OverridesReleased {
+    pub environment: String,
+    /// The keys released, as asked.
+    pub keys: Vec<String>,
+    /// The version the change went live as.
+    pub version: u64,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseBody {
+    /// The keys whose runtime overrides to remove (each one held by the environment).
+    pub(super) keys: Vec<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Removes runtime overrides (a rollback's pins, say) as ONE version: the files' values show
+/// through again. Needs write scope on every key, as `DELETE` of a key does.
+#[utoipa::path(
+    post,
+    path = "/v1/overrides/{env}/release",
+    params(
+        ("env" = String, Path, description = "The environment (a file of `environments/`)"),
+    ),
+    request_body(content = ReleaseBody, description = "`{\"keys\": [K, ...], \"reason\"?: \"…\"}`"),
+    responses(
+        (status = 200, description = "Released as one version", body = OverridesReleased, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 400, description = "`malformed_json`, `bad_key` or `empty_release`", body = crate::openapi::ErrorBody),
+        crate::openapi::ScopeRefusal,
+        (status = 404, description = "`unknown_view`, or `no_override`: a key has no runtime override in the environment; nothing was released", body = crate::openapi::ErrorBody),
+        (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`invalid` (with the `issues` in the token's scope): the configuration without the overrides does not validate; `invalid_tree` (with `file`): a file of the tree cannot be loaded", body = crate::openapi::ErrorBody),
+        crate::openapi::TokenRefusals,
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn release_overrides(
+    State(state): State<ApiState>,
+    Authenticated(principal): Authenticated,
+    environment: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let environment = path_params(environment)?;
+    let body: ReleaseBody = json_body(body)?;
+    if body.keys.is_empty() {
+        return Err(ApiError::bad_request("empty_release", "name at least one key to release"));
+    }
+    for key in &body.keys {
+        checked_key(key)?;
+        principal.authorize(Action::Write, &environment, Some(key))?;
+    }
+    let request = set_request(&principal, body.reason, None);
+    let host = state.host.clone();
+    let (env, keys) = (environment.clone(), body.keys.clone());
+    let snapshot = blocking_change(&principal, move || host.release_overrides(&env, &keys, request)).await?;
+    tracing::info!(token = %principal.name, %environment, keys = body.keys.len(), version = snapshot.version(), "overrides released");
+    let note = AuditNote { env: Some(environment.clone()), key: Some(body.keys.join(",")), message: None };
+    let mut response = with_etag(snapshot.version(), OverridesReleased { environment, keys: body.keys, version: snapshot.version() });
+    response.extensions_mut().insert(note);
+    Ok(response)
 }
 
 /// A JSON Merge Patch (RFC 7386) of runtime overrides as `(key, value or None to remove)` edits.

@@ -15,6 +15,10 @@ pub struct Explanation {
     /// The environment variable that would override the key; null when the key holds a secret
     /// (a secret is never taken from a variable: `secrets set` changes it).
     pub env_var: Option<String>,
+    /// The runtime override of the environment that decides the key (a `PUT`, a `set` or a
+    /// rollback's pin: the files do not change it), by its key; `POST
+    /// /v1/overrides/{env}/release` releases it. Null when no override reaches the key.
+    pub runtime_override: Option<String>,
     /// Every layer that has the key, lowest precedence first.
     pub layers: Vec<ExplainLayer>,
 }
@@ -95,6 +99,7 @@ pub async fn explain(
         found: effective.is_some(),
         value: effective,
         env_var: potter_config::secret_values::overriding_variable(view, &state.host.options().env_prefix, &key),
+        runtime_override: state.host.override_of(&view_key.environment, &key),
         layers,
         key,
     };

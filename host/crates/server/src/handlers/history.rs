@@ -46,6 +46,11 @@ pub struct RollbackDone {
     pub version: Option<u64>,
     /// Every key that differs, current → then (absent `null`).
     pub changes: Vec<Difference>,
+    /// The keys held as runtime overrides after the rollback: their value then differs from what
+    /// the files give now. `POST /v1/overrides/{env}/release` releases a pin.
+    pub pinned: Vec<String>,
+    /// The runtime overrides the rollback removes (these keys follow the files again).
+    pub released: Vec<String>,
     /// Always empty.
     pub issues: Vec<Value>,
 }
@@ -227,7 +232,8 @@ pub struct RollbackBody {
 }
 
 /// Brings an environment's view back to a recorded version as ONE new version of runtime
-/// overrides (admin only); `dry_run` shows the differences and validates without applying.
+/// overrides (admin only), pinning only the keys whose value then differs from what the files
+/// give now; `dry_run` shows the differences and validates without applying.
 #[utoipa::path(
     post,
     path = "/v1/rollback",
@@ -236,7 +242,7 @@ pub struct RollbackBody {
     ),
     request_body(content = RollbackBody, description = "`{\"env\"?: E, \"version\": N, \"dry_run\"?: bool, \"reason\"?: \"…\"}`"),
     responses(
-        (status = 200, description = "`{\"environment\", \"to_version\", \"dry_run\", \"valid\", \"outcome\", \"version\", \"changes\", \"issues\"}`; ETag when applied", body = RollbackOutcome, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 200, description = "`{\"environment\", \"to_version\", \"dry_run\", \"valid\", \"outcome\", \"version\", \"changes\", \"pinned\", \"released\", \"issues\"}`; ETag when applied", body = RollbackOutcome, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`malformed_json` or `missing_environment`", body = crate::openapi::ErrorBody),
         (status = 403, description = "`forbidden`: only admin tokens may roll back", body = crate::openapi::ErrorBody),
         (status = 404, description = "`unknown_view` or `version_not_found`", body = crate::openapi::ErrorBody),
@@ -287,13 +293,11 @@ pub async fn rollback(
         to_version: version,
         dry_run,
         valid: true,
-        outcome: match (rollback.differences.is_empty(), dry_run) {
-            (true, _) => "nothing to change",
-            (false, true) => "dry run, validates",
-            (false, false) => "applied",
-        },
+        outcome: rollback.outcome(dry_run),
         version: rollback.applied,
         changes: Difference::all(&rollback.differences),
+        pinned: rollback.pinned,
+        released: rollback.released,
         issues: Vec::new(),
     };
     let mut response = match rollback.applied {

@@ -101,8 +101,9 @@ pub fn read_request_bodies(bytes: &[u8]) -> usize {
     let put = json_body::<config::PutBody>(body()).is_ok();
     let validate = json_body::<explain::ValidateBody>(body()).is_ok();
     let rollback = json_body::<history::RollbackBody>(body()).is_ok();
+    let release = json_body::<config::ReleaseBody>(body()).is_ok_and(|release| release.keys.iter().all(|key| checked_key(key).is_ok()));
     let patch = json_body::<Map<String, Value>>(body()).is_ok_and(|patch| config::merge_patch_edits("", &patch, &mut Vec::new()).is_ok());
-    [put, validate, rollback, patch].into_iter().filter(|accepted| *accepted).count()
+    [put, validate, rollback, release, patch].into_iter().filter(|accepted| *accepted).count()
 }
 
 /// Refuses key paths that are not plain dotted names (`..`, `/`, empty segments, control characters).
