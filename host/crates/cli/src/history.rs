@@ -72,7 +72,7 @@ fn view_key(cli: &Cli) -> ViewKey {
 }
 
 /// Whether `--env` (or `POTTER_ENV`) was given: `history` lists every environment otherwise.
-fn environment_given() -> bool {
+pub(crate) fn environment_given() -> bool {
     std::env::var_os("POTTER_ENV").is_some() || std::env::args().any(|arg| arg == "--env" || arg.starts_with("--env="))
 }
 

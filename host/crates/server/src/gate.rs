@@ -173,9 +173,11 @@ fn is_open_route(path: &str) -> bool {
     matches!(path, "/v1/health" | "/v1/openapi.json" | "/") || path.starts_with("/console/")
 }
 
-/// Writes (and secret reveals) are audited whatever their outcome; other reads only when refused.
+/// Writes (overrides, rollbacks, change requests) and secret reveals are audited whatever their
+/// outcome; other reads only when refused.
 fn is_write(method: &Method, path: &str) -> bool {
-    matches!(*method, Method::PUT | Method::DELETE | Method::PATCH) || (*method == Method::POST && path == "/v1/rollback") || crate::handlers::console::is_audited_read(path)
+    let audited_post = path == "/v1/rollback" || path == "/v1/changes" || path.starts_with("/v1/changes/");
+    matches!(*method, Method::PUT | Method::DELETE | Method::PATCH) || (*method == Method::POST && audited_post) || crate::handlers::console::is_audited_read(path)
 }
 
 /// The environment and key a request names in its path (`/v1/config/{env}/{key}` and the like),
