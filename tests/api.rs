@@ -567,7 +567,7 @@ fn the_openapi_document_lists_exactly_the_methods_each_route_serves() {
     assert!(paths.len() >= 12, "{document}");
     assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer", "{document}");
     for (path, operations) in paths {
-        let concrete = path.replace("{env}", "staging").replace("{key}", "api.timeout").replace("{version}", "1");
+        let concrete = path.replace("{env}", "staging").replace("{key}", "api.timeout").replace("{version}", "1").replace("{id}", "1");
         for method in ["get", "put", "delete", "post", "patch"] {
             let listed = operations.get(method).is_some();
             let upper = method.to_ascii_uppercase();

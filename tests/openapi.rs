@@ -90,6 +90,17 @@ fn every_json_response_matches_the_schema_the_document_declares() {
         ("/v1/instances", "/v1/instances", "get", &[], None, 404),
         ("/v1/config/{env}/{key}", "/v1/config/staging/no.such.key", "get", &[], None, 404),
         ("/v1/config/{env}/{key}", "/v1/config/staging/api.rate_limit", "put", &[], Some(json!({"value": 5000})), 422),
+        ("/v1/changes", "/v1/changes", "post", &[], Some(json!({"env": "staging", "title": "Raise", "changes": {"api": {"rate_limit": 300}}})), 201),
+        ("/v1/changes", "/v1/changes", "get", &[], None, 200),
+        ("/v1/changes/{id}", "/v1/changes/1", "get", &[], None, 200),
+        ("/v1/changes/{id}/approve", "/v1/changes/1/approve", "post", &[], None, 200),
+        ("/v1/changes/{id}/approve", "/v1/changes/1/approve", "post", &[], None, 409),
+        ("/v1/changes", "/v1/changes", "post", &env, Some(json!({"title": "Again", "changes": {"api": {"rate_limit": 400}}})), 201),
+        ("/v1/changes/{id}/reject", "/v1/changes/2/reject", "post", &[], Some(json!({"reason": "not now"})), 200),
+        ("/v1/changes", "/v1/changes", "post", &[], Some(json!({"env": "staging", "title": "Later", "changes": {"api": {"rate_limit": null}}})), 201),
+        ("/v1/changes/{id}/withdraw", "/v1/changes/3/withdraw", "post", &[], None, 200),
+        ("/v1/changes", "/v1/changes", "post", &[], Some(json!({"env": "staging", "title": "Too much", "changes": {"api": {"rate_limit": 5000}}})), 422),
+        ("/v1/changes/{id}", "/v1/changes/99", "get", &[], None, 404),
     ];
     for (route, path, method, headers, body, expected) in calls {
         let (status, answer) = server.call(&method.to_ascii_uppercase(), path, headers, body);

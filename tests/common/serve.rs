@@ -79,8 +79,13 @@ impl Served {
 
     /// The text of one request with the token.
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> String {
+        self.request_as(&self.token, method, path, headers, body)
+    }
+
+    /// The text of one request with `token`.
+    fn request_as(&self, token: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> String {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n", self.addr, self.token);
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n", self.addr);
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -93,6 +98,12 @@ impl Served {
         let mut headers = headers.to_vec();
         headers.push(("Connection", "close"));
         let (status, text) = self.exchange(&self.request(method, path, &headers, body));
+        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}")))
+    }
+
+    /// `(status, JSON body)` of one request with `token` instead of the server's own.
+    pub fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, text) = self.exchange(&self.request_as(token, method, path, &[("Connection", "close")], body));
         (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}")))
     }
 

@@ -65,6 +65,8 @@ pub struct RollbackArgs {
     pub reason: Option<String>,
     #[command(flatten)]
     pub actor: ActorArg,
+    #[command(flatten)]
+    pub glass: super::write::BreakGlassArg,
 }
 
 fn view_key(cli: &Cli) -> ViewKey {
@@ -72,7 +74,7 @@ fn view_key(cli: &Cli) -> ViewKey {
 }
 
 /// Whether `--env` (or `POTTER_ENV`) was given: `history` lists every environment otherwise.
-fn environment_given() -> bool {
+pub(crate) fn environment_given() -> bool {
     std::env::var_os("POTTER_ENV").is_some() || std::env::args().any(|arg| arg == "--env" || arg.starts_with("--env="))
 }
 
@@ -236,8 +238,13 @@ pub fn diff(cli: &Cli, args: &DiffArgs) -> Outcome {
 }
 
 pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Outcome {
+    // A rollback is a direct write: where review is required it takes `--break-glass` (a dry run does not).
+    let reason = match args.dry_run {
+        true => args.reason.clone(),
+        false => super::write::direct_write_reason(cli, &args.glass, &Some(args.reason.clone().unwrap_or_else(|| format!("rollback to version {}", args.version))))?,
+    };
     let host = cli.open()?;
-    let rollback = hist::rollback(&host, &cli.environment, args.version, request(&args.actor, &args.reason, None), args.dry_run)?;
+    let rollback = hist::rollback(&host, &cli.environment, args.version, request(&args.actor, &reason, None), args.dry_run)?;
     let outcome = rollback.outcome(args.dry_run);
     if cli.format == OutputFormat::Json {
         println!(

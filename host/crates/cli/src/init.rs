@@ -6,6 +6,7 @@
 use std::fs;
 use std::path::Path;
 
+use potter_config::change_requests::{INIT_POLICY, POLICY_FILE};
 use serde_json::json;
 
 use super::{exit, Cli, Failure, Outcome};
@@ -73,7 +74,9 @@ pub fn init(dir: &Path, template: Template) -> Outcome {
         Template::Potter => &POTTER,
         Template::Minimal => &MINIMAL,
     };
-    for (relative, text) in files.iter().chain(SHIPPED_SCHEMAS.iter()) {
+    // Every template has production: it publishes only through reviewed change requests.
+    let policy = [(POLICY_FILE, INIT_POLICY)];
+    for (relative, text) in files.iter().chain(SHIPPED_SCHEMAS.iter()).chain(policy.iter()) {
         write_new(dir, relative, text)?;
     }
     for folder in ["services", "users"] {

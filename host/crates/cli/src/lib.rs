@@ -1,5 +1,6 @@
 //! The `potter-config` command: a thin shell over the library.
 
+mod change;
 mod init;
 pub mod logging;
 mod history;
@@ -21,6 +22,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+use potter_config::change_requests::RequestError;
 use potter_config::Error;
 use potter_config::secret_values::{SecretProblem, SecretsError};
 use potter_secrets::CipherError;
@@ -164,6 +166,12 @@ pub enum Command {
         #[command(subcommand)]
         command: write::OverridesCommand,
     },
+    /// Change requests: `create --env E KEY=VALUE... --title T`, `list`, `show ID`, `approve ID`,
+    /// `reject ID --reason R`, `withdraw ID` (edit and publish as two steps; docs/ROLLOUT.md).
+    Change {
+        #[command(subcommand)]
+        command: change::ChangeCommand,
+    },
     /// Recorded changes, newest first (`--env` filters); `history show V`, `history prune`.
     History(history::HistoryArgs),
     /// The effective configuration of the view at two versions, key by key (secrets redacted).
@@ -224,11 +232,16 @@ impl Cli {
     /// schema or validator that refuses an existing override), with what is invalid, so the change
     /// that repairs it can be made. The change is validated as any other.
     pub fn open_to_repair(&self) -> Result<(ConfigHost, Option<potter_validate::Report>), Error> {
-        if self.allow_unsigned && self.environment == potter_plugin::PRODUCTION {
+        self.open_to_repair_in(&self.environment)
+    }
+
+    /// [`Cli::open_to_repair`] for `environment` (a change request's, which may not be `--env`).
+    pub fn open_to_repair_in(&self, environment: &str) -> Result<(ConfigHost, Option<potter_validate::Report>), Error> {
+        if self.allow_unsigned && environment == potter_plugin::PRODUCTION {
             return Err(Error::UnsignedRefused { reason: "the environment is production".to_owned() });
         }
         let mut options = self.options();
-        options.environments.get_or_insert_with(|| vec![self.environment.clone()]);
+        options.environments.get_or_insert_with(|| vec![environment.to_owned()]);
         ConfigHost::open_to_repair(options)
     }
 }
@@ -309,6 +322,7 @@ impl From<Error> for Failure {
             Error::Plugin(plugin) if plugin.is_refusal() => exit::REFUSED,
             Error::UnsignedRefused { .. } => exit::REFUSED,
             Error::History(potter_history::HistoryError::Conflict { .. }) => exit::REFUSED,
+            Error::ChangeRequest(request) => change_request_exit_code(request),
             Error::UnknownView(_) | Error::NotServed { .. } | Error::KeyPath(_) | Error::Root { .. } => exit::USAGE,
             _ => exit::INVALID,
         };
@@ -317,6 +331,17 @@ impl From<Error> for Failure {
 }
 
 pub type Outcome = Result<(), Failure>;
+
+/// The exit code of a change-request failure: 4 refused (review required, self-approval, not
+/// the author, conflicting keys, not open), 1 no such request, 2 usage, 3 the store failed.
+fn change_request_exit_code(error: &RequestError) -> u8 {
+    match error {
+        RequestError::Unknown { .. } => exit::NOT_FOUND,
+        RequestError::Incomplete(_) => exit::USAGE,
+        RequestError::Store { .. } => exit::INVALID,
+        RequestError::ReviewRequired { .. } | RequestError::SelfApproval { .. } | RequestError::NotAuthor { .. } | RequestError::Conflict { .. } | RequestError::NotOpen { .. } => exit::REFUSED,
+    }
+}
 
 /// The exit code of a secrets failure: 4 refused (keyring permissions, keyring exists), 2 usage,
 /// 1 no keyring, 3 everything invalid.
@@ -389,6 +414,7 @@ pub fn run(cli: &Cli) -> Outcome {
         Command::Set(args) => write::set(cli, args),
         Command::Unset(args) => write::unset(cli, args),
         Command::Overrides { command } => write::overrides(cli, command),
+        Command::Change { command } => change::run(cli, command),
         Command::History(args) => history::history(cli, args),
         Command::Diff(args) => history::diff(cli, args),
         Command::Rollback(args) => history::rollback(cli, args),

@@ -56,6 +56,8 @@ fn failure(code: u8, message: impl Into<String>) -> Failure {
 
 pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
     let options = cli.options();
+    // Checked once at start-up so a malformed review policy is not first found by a write.
+    potter_config::change_requests::Policy::load(&options.root)?;
     let host = ConfigHost::open(options.clone())?;
     let serves_production = host.snapshot().axes().environments.iter().any(|e| &**e == potter_plugin::PRODUCTION);
     if cli.allow_unsigned && serves_production {

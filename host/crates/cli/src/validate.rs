@@ -12,6 +12,8 @@ use crate::output::{render, OutputFormat};
 pub fn run(cli: &Cli, strict: bool, coverage: bool) -> Outcome {
     let mut options = cli.options();
     options.strict |= strict;
+    // The review policy is a file of the tree: a malformed one is an error naming file:line:col.
+    potter_config::change_requests::Policy::load(&options.root)?;
     let (snapshot, report) = potter_config::runtime::ConfigHost::inspect(&options)?;
     match cli.format {
         OutputFormat::Text => print_text(cli, &report, &snapshot, coverage),

@@ -44,6 +44,8 @@ pub struct SetArgs {
     pub if_version: Option<u64>,
     #[command(flatten)]
     pub actor: ActorArg,
+    #[command(flatten)]
+    pub glass: BreakGlassArg,
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +58,29 @@ pub struct UnsetArgs {
     pub if_version: Option<u64>,
     #[command(flatten)]
     pub actor: ActorArg,
+    #[command(flatten)]
+    pub glass: BreakGlassArg,
+}
+
+/// The way past a review policy, for emergencies.
+#[derive(Debug, Args)]
+pub struct BreakGlassArg {
+    /// Write directly in an environment whose policy requires review (`policy.toml`): for an
+    /// emergency only; the history's reason says `break-glass`. Everyone else opens a change
+    /// request (`potter-config change create`).
+    #[arg(long)]
+    pub break_glass: bool,
+}
+
+/// The reason of a direct write of `--env`: refused where the tree's policy requires review,
+/// unless it is a break-glass write, whose reason says so.
+pub(crate) fn direct_write_reason(cli: &Cli, glass: &BreakGlassArg, reason: &Option<String>) -> Result<Option<String>, Error> {
+    let policy = potter_config::change_requests::Policy::load(&cli.root)?;
+    if !policy.check_direct_write(&cli.environment, glass.break_glass)? {
+        return Ok(reason.clone());
+    }
+    eprintln!("warning: break-glass write in {}, which requires review; the history records it as such", cli.environment);
+    Ok(Some(format!("break-glass: {}", reason.as_deref().unwrap_or("no reason given"))))
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +102,8 @@ pub struct ReleaseArgs {
     pub reason: Option<String>,
     #[command(flatten)]
     pub actor: ActorArg,
+    #[command(flatten)]
+    pub glass: BreakGlassArg,
 }
 
 /// A command-line value: JSON when it parses, else the text itself.
@@ -92,9 +119,10 @@ pub(crate) fn request(actor: &ActorArg, reason: &Option<String>, if_version: Opt
 }
 
 pub fn set(cli: &Cli, args: &SetArgs) -> Outcome {
-    let host = open_to_repair(cli)?;
+    let reason = direct_write_reason(cli, &args.glass, &args.reason)?;
+    let host = open_to_repair_in(cli, &cli.environment)?;
     let value = parse_value(&args.value);
-    let snapshot = host.set_with(&cli.environment, &args.key, value, request(&args.actor, &args.reason, args.if_version))?;
+    let snapshot = host.set_with(&cli.environment, &args.key, value, request(&args.actor, &reason, args.if_version))?;
     let view = snapshot.view(&ViewKey::environment(&cli.environment)).map_err(Error::from)?;
     let shown = view.get(&args.key).map(|value| potter_config::secret_values::redact(view, &args.key, &value));
     report_change(cli, "set", &args.key, shown, snapshot.version());
@@ -102,8 +130,9 @@ pub fn set(cli: &Cli, args: &SetArgs) -> Outcome {
 }
 
 pub fn unset(cli: &Cli, args: &UnsetArgs) -> Outcome {
-    let host = open_to_repair(cli)?;
-    let snapshot = host.unset_with(&cli.environment, &args.key, request(&args.actor, &args.reason, args.if_version))?;
+    let reason = direct_write_reason(cli, &args.glass, &args.reason)?;
+    let host = open_to_repair_in(cli, &cli.environment)?;
+    let snapshot = host.unset_with(&cli.environment, &args.key, request(&args.actor, &reason, args.if_version))?;
     report_change(cli, "unset", &args.key, None, snapshot.version());
     Ok(())
 }
@@ -136,8 +165,9 @@ fn list_overrides(cli: &Cli) -> Outcome {
 }
 
 fn release(cli: &Cli, args: &ReleaseArgs) -> Outcome {
-    let host = open_to_repair(cli)?;
-    let snapshot = host.release_overrides(&cli.environment, &args.keys, request(&args.actor, &args.reason, None))?;
+    let reason = direct_write_reason(cli, &args.glass, &args.reason)?;
+    let host = open_to_repair_in(cli, &cli.environment)?;
+    let snapshot = host.release_overrides(&cli.environment, &args.keys, request(&args.actor, &reason, None))?;
     if cli.format == OutputFormat::Json {
         println!("{}", json!({ "op": "release", "env": cli.environment, "keys": args.keys, "version": snapshot.version() }));
     } else {
@@ -146,10 +176,10 @@ fn release(cli: &Cli, args: &ReleaseArgs) -> Outcome {
     Ok(())
 }
 
-/// The host for a change, even over an invalid configuration: the change may be what repairs it
-/// (it is recorded only if every view is valid after it).
-fn open_to_repair(cli: &Cli) -> Result<potter_config::runtime::ConfigHost, Error> {
-    let (host, invalid) = cli.open_to_repair()?;
+/// The host for a change of `environment`, even over an invalid configuration: the change may
+/// be what repairs it (it is recorded only if every view is valid after it).
+pub(crate) fn open_to_repair_in(cli: &Cli, environment: &str) -> Result<potter_config::runtime::ConfigHost, Error> {
+    let (host, invalid) = cli.open_to_repair_in(environment)?;
     if let Some(report) = invalid {
         eprintln!("warning: the configuration is invalid now ({} error(s)); this change is recorded only if every view is valid after it", report.error_count());
         super::hint_overrides_behind(&host, &report);

@@ -130,6 +130,10 @@ pub enum Error {
         /// Why production is served here.
         reason: String,
     },
+    /// A change request cannot be drafted, approved, rejected or withdrawn, or a direct write
+    /// is refused because its environment requires review (names the request, environment, keys).
+    #[error(transparent)]
+    ChangeRequest(#[from] crate::change_requests::RequestError),
 }
 
 fn describe_report(report: &potter_validate::Report) -> String {
@@ -153,6 +157,7 @@ impl Error {
             Error::Io { .. } | Error::Parse { .. } | Error::TooLarge { .. } | Error::NotUtf8 { .. } | Error::NotAFile { .. } | Error::DuplicateLayer { .. } | Error::Root { .. } | Error::KeyPath(_) | Error::Type { .. } => RefusedBy::Parse,
             Error::Invalid(_) | Error::Schema(_) => RefusedBy::Validation,
             Error::Plugin(_) | Error::UnsignedRefused { .. } => RefusedBy::Plugin,
+            Error::ChangeRequest(_) => RefusedBy::Other,
             Error::Secret(_) => RefusedBy::Secrets,
             Error::History(_) | Error::Pending(_) => RefusedBy::Store,
             Error::UnknownView(_) | Error::NotServed { .. } | Error::NotFound(_) | Error::NoOverride { .. } => RefusedBy::Other,

@@ -34,6 +34,7 @@
 
 #![deny(missing_docs)]
 
+pub mod change_requests;
 pub mod error;
 pub mod events;
 mod fleet;

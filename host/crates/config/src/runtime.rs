@@ -683,7 +683,7 @@ impl ConfigHost {
     /// longer change it.
     pub fn override_of(&self, environment: &str, key: &str) -> Option<String> {
         let overrides = self.shared.overrides.load();
-        let mut at = overrides.get(environment)?;
+        let mut at = overrides.tree(environment)?;
         let segments: Vec<&str> = key.split('.').filter(|segment| !segment.is_empty()).collect();
         for (depth, segment) in segments.iter().enumerate() {
             match at.get(*segment)? {

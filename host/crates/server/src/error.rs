@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
+use potter_config::change_requests::RequestError;
 use potter_config::Error;
 
 /// A failed request: status, machine-readable code, human message, optional details.
@@ -102,11 +103,25 @@ impl From<Error> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tree", message.clone()).with("file", json!(file))
             }
             Error::DuplicateLayer { .. } | Error::Schema(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tree", message),
+            Error::ChangeRequest(request) => change_request_error(request, message),
             _ => {
                 tracing::error!(%message, "request failed");
                 ApiError::internal(message)
             }
         }
+    }
+}
+
+fn change_request_error(error: RequestError, message: String) -> ApiError {
+    match error {
+        RequestError::ReviewRequired { .. } => ApiError::new(StatusCode::FORBIDDEN, "review_required", message),
+        RequestError::SelfApproval { .. } => ApiError::new(StatusCode::FORBIDDEN, "self_approval", message),
+        RequestError::NotAuthor { .. } => ApiError::new(StatusCode::FORBIDDEN, "not_author", message),
+        RequestError::Unknown { .. } => ApiError::not_found("unknown_change", message),
+        RequestError::NotOpen { .. } => ApiError::new(StatusCode::CONFLICT, "change_closed", message),
+        RequestError::Conflict { conflicts, .. } => ApiError::new(StatusCode::CONFLICT, "change_conflict", message).with("conflicts", json!(conflicts)),
+        RequestError::Incomplete(_) => ApiError::bad_request("incomplete_change", message),
+        RequestError::Store { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message),
     }
 }
 

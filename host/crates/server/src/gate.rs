@@ -173,14 +173,16 @@ fn is_open_route(path: &str) -> bool {
     matches!(path, "/v1/health" | "/v1/openapi.json" | "/") || path.starts_with("/console/")
 }
 
-/// Writes (and secret reveals) are audited whatever their outcome; other reads only when refused.
+/// Writes (overrides, rollbacks, change requests) and secret reveals are audited whatever their
+/// outcome; other reads only when refused.
 fn is_write(method: &Method, path: &str) -> bool {
     matches!(*method, Method::PUT | Method::DELETE | Method::PATCH) || (*method == Method::POST && is_write_by_post(path)) || crate::handlers::console::is_audited_read(path)
 }
 
-/// The routes that change configuration with a POST: rollback and the release of overrides.
+/// The routes that change configuration with a POST: rollback, the release of overrides and
+/// change requests (drafts, approvals, rejections).
 fn is_write_by_post(path: &str) -> bool {
-    path == "/v1/rollback" || (path.starts_with("/v1/overrides/") && path.ends_with("/release"))
+    path == "/v1/rollback" || (path.starts_with("/v1/overrides/") && path.ends_with("/release")) || path == "/v1/changes" || path.starts_with("/v1/changes/")
 }
 
 /// The environment and key a request names in its path (`/v1/config/{env}/{key}` and the like),

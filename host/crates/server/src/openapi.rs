@@ -47,6 +47,14 @@ pub enum ScopeRefusal {
     Forbidden(ErrorBody),
 }
 
+/// The 403 of a direct write of runtime overrides: out of the token's scope, or an environment
+/// whose policy requires review (only an admin's break-glass write passes).
+#[derive(utoipa::IntoResponses)]
+pub enum WriteRefusal {
+    #[response(status = 403, description = "`forbidden`: the token's role, environments or key prefix do not allow it; `review_required`: the environment requires review, so open a change request (`POST /v1/changes`) — only an admin's write passes (break-glass, audited)")]
+    Forbidden(ErrorBody),
+}
+
 /// The refusals of an operation that reads one view: out of the token's scope, no such view, and
 /// the token refusals.
 #[derive(utoipa::IntoResponses)]
@@ -94,6 +102,12 @@ impl Modify for BearerToken {
         handlers::history::rollback,
         handlers::plugins::plugins,
         handlers::audit::audit,
+        handlers::changes::list,
+        handlers::changes::create,
+        handlers::changes::show,
+        handlers::changes::approve,
+        handlers::changes::reject,
+        handlers::changes::withdraw,
         handlers::instances::instances,
         handlers::console::session,
         handlers::console::tree,

@@ -15,6 +15,9 @@ pub enum Role {
     Viewer,
     /// Viewer, plus runtime overrides within its environments and prefix.
     Editor,
+    /// Editor, plus approving (publishing) and rejecting change requests within its
+    /// environments and prefix.
+    Publisher,
     /// Viewer, plus secrets in plaintext.
     SecretReader,
     /// Everything, in every environment.
@@ -23,13 +26,14 @@ pub enum Role {
 
 impl Role {
     /// Every role, from least to most privileged.
-    pub const ALL: [Role; 5] = [Role::Metrics, Role::Viewer, Role::Editor, Role::SecretReader, Role::Admin];
+    pub const ALL: [Role; 6] = [Role::Metrics, Role::Viewer, Role::Editor, Role::Publisher, Role::SecretReader, Role::Admin];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Metrics => "metrics",
             Role::Viewer => "viewer",
             Role::Editor => "editor",
+            Role::Publisher => "publisher",
             Role::SecretReader => "secret-reader",
             Role::Admin => "admin",
         }
@@ -40,7 +44,7 @@ impl std::str::FromStr for Role {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Role::ALL.into_iter().find(|role| role.as_str() == name).ok_or_else(|| format!("unknown role `{name}` (one of: metrics, viewer, editor, secret-reader, admin)"))
+        Role::ALL.into_iter().find(|role| role.as_str() == name).ok_or_else(|| format!("unknown role `{name}` (one of: metrics, viewer, editor, publisher, secret-reader, admin)"))
     }
 }
 
@@ -48,7 +52,10 @@ impl std::str::FromStr for Role {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Read,
+    /// Change runtime overrides, draft a change request.
     Write,
+    /// Approve (publish) or reject a change request.
+    Publish,
 }
 
 /// The authenticated caller: a token's name and scope.
@@ -87,7 +94,8 @@ impl Principal {
         match action {
             // A metrics token never gets this far (the `Authenticated` extractor refuses it); deny anyway.
             Action::Read => self.role != Role::Metrics,
-            Action::Write => matches!(self.role, Role::Editor | Role::Admin),
+            Action::Write => matches!(self.role, Role::Editor | Role::Publisher | Role::Admin),
+            Action::Publish => matches!(self.role, Role::Publisher | Role::Admin),
         }
     }
 
@@ -98,7 +106,10 @@ impl Principal {
             Err(ApiError::forbidden(format!("token `{}` ({}) may not {why}", self.name, self.role.as_str())))
         };
         if !self.may(action) {
-            return denied("change configuration".to_owned());
+            return denied(match action {
+                Action::Publish => "approve or reject change requests (publisher and admin tokens may)".to_owned(),
+                _ => "change configuration".to_owned(),
+            });
         }
         if !self.may_use_environment(environment) {
             return denied(format!("use environment `{environment}`"));

@@ -189,7 +189,7 @@ pub struct PutBody {
     responses(
         (status = 200, description = "Applied", body = KeyChanged, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`bad_key`, `malformed_json` or `bad_if_match`", body = crate::openapi::ErrorBody),
-        crate::openapi::ScopeRefusal,
+        crate::openapi::WriteRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
         (status = 412, description = "`conflict`: a key changed after the `If-Match` version; nothing was applied", body = crate::openapi::ErrorBody),
         (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::openapi::ErrorBody),
@@ -207,6 +207,7 @@ pub async fn put_key(
 ) -> ApiResult<Response> {
     let (environment, key) = keyed_request(&principal, params, Action::Write)?;
     checked_new_key(&key)?;
+    let break_glass = direct_write(&state, &principal, &environment, std::slice::from_ref(&key))?;
     let if_version = if_match(&headers)?;
     let body: PutBody = json_body(body)?;
     let request = set_request(&principal, body.reason, if_version);
@@ -214,7 +215,7 @@ pub async fn put_key(
     let (env, k) = (environment.clone(), key.clone());
     let snapshot = blocking_change(&principal, move || host.set_with(&env, &k, body.value, request)).await?;
     tracing::info!(token = %principal.name, %environment, %key, version = snapshot.version(), "override set");
-    Ok(with_etag(snapshot.version(), KeyChanged { environment, key, version: snapshot.version() }))
+    Ok(noted(with_etag(snapshot.version(), KeyChanged { environment, key, version: snapshot.version() }), break_glass))
 }
 
 /// Removes a runtime override; `If-Match` makes it a compare-and-set.
@@ -228,7 +229,7 @@ pub async fn put_key(
     responses(
         (status = 200, description = "Applied", body = KeyChanged, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`bad_key` or `bad_if_match`", body = crate::openapi::ErrorBody),
-        crate::openapi::ScopeRefusal,
+        crate::openapi::WriteRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
         (status = 412, description = "`conflict`: the key changed after the `If-Match` version", body = crate::openapi::ErrorBody),
         (status = 422, description = "`invalid` (with the `issues` in the token's scope): the configuration without the override does not validate; `invalid_tree` (with `file`): a file of the tree cannot be loaded", body = crate::openapi::ErrorBody),
@@ -243,12 +244,13 @@ pub async fn delete_key(
     params: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Response> {
     let (environment, key) = keyed_request(&principal, params, Action::Write)?;
+    let break_glass = direct_write(&state, &principal, &environment, std::slice::from_ref(&key))?;
     let request = set_request(&principal, None, if_match(&headers)?);
     let host = state.host.clone();
     let (env, k) = (environment.clone(), key.clone());
     let snapshot = blocking_change(&principal, move || host.unset_with(&env, &k, request)).await?;
     tracing::info!(token = %principal.name, %environment, %key, version = snapshot.version(), "override removed");
-    Ok(with_etag(snapshot.version(), KeyChanged { environment, key, version: snapshot.version() }))
+    Ok(noted(with_etag(snapshot.version(), KeyChanged { environment, key, version: snapshot.version() }), break_glass))
 }
 
 /// `POST /v1/overrides/{env}/release`: the overrides removed as one version.
@@ -305,36 +307,29 @@ pub async fn release_overrides(
         checked_key(key)?;
         principal.authorize(Action::Write, &environment, Some(key))?;
     }
+    let break_glass = direct_write(&state, &principal, &environment, &body.keys)?;
     let request = set_request(&principal, body.reason, None);
     let host = state.host.clone();
     let (env, keys) = (environment.clone(), body.keys.clone());
     let snapshot = blocking_change(&principal, move || host.release_overrides(&env, &keys, request)).await?;
     tracing::info!(token = %principal.name, %environment, keys = body.keys.len(), version = snapshot.version(), "overrides released");
-    let note = AuditNote { env: Some(environment.clone()), key: Some(body.keys.join(",")), message: None };
-    let mut response = with_etag(snapshot.version(), OverridesReleased { environment, keys: body.keys, version: snapshot.version() });
-    response.extensions_mut().insert(note);
-    Ok(response)
+    // The audit line names every key released (and says so when it was a break-glass write).
+    let note = AuditNote { env: Some(environment.clone()), key: Some(body.keys.join(",")), message: break_glass.and_then(|note| note.message) };
+    let response = with_etag(snapshot.version(), OverridesReleased { environment, keys: body.keys, version: snapshot.version() });
+    Ok(noted(response, Some(note)))
 }
 
-/// A JSON Merge Patch (RFC 7386) of runtime overrides as `(key, value or None to remove)` edits.
-pub(super) fn merge_patch_edits(at: &str, patch: &Map<String, Value>, edits: &mut Vec<(String, Option<Value>)>) -> ApiResult<()> {
-    for (name, value) in patch {
-        if name.contains('.') {
-            return Err(ApiError::bad_request("bad_key", format!("member `{}` of the patch contains `.`: nest objects instead", name.escape_debug())));
-        }
-        let key = if at.is_empty() { name.clone() } else { format!("{at}.{name}") };
-        if value.is_null() {
-            checked_key(&key)?;
-        } else {
-            checked_new_key(&key)?;
-        }
+/// A JSON Merge Patch (RFC 7386) of runtime overrides as `(key, value or None to remove)` edits,
+/// each key checked as a route's key is.
+pub(super) fn merge_patch_edits(patch: &Map<String, Value>) -> ApiResult<Vec<(String, Option<Value>)>> {
+    let edits = potter_config::change_requests::merge_patch_edits(patch).map_err(|message| ApiError::bad_request("bad_key", message))?;
+    for (key, value) in &edits {
         match value {
-            Value::Null => edits.push((key, None)),
-            Value::Object(children) if !children.is_empty() => merge_patch_edits(&key, children, edits)?,
-            other => edits.push((key, Some(other.clone()))),
+            None => checked_key(key)?,
+            Some(_) => checked_new_key(key)?,
         }
     }
-    Ok(())
+    Ok(edits)
 }
 
 /// A batch: every edit validated together and applied as ONE version, or none of them.
@@ -349,7 +344,7 @@ pub(super) fn merge_patch_edits(at: &str, patch: &Map<String, Value>, edits: &mu
     responses(
         (status = 200, description = "Applied as one version", body = BatchApplied, content_type = "application/json", headers(("ETag" = String, description = "The version, quoted"))),
         (status = 400, description = "`malformed_json`, `bad_key`, `empty_patch` or `bad_if_match`", body = crate::openapi::ErrorBody),
-        crate::openapi::ScopeRefusal,
+        crate::openapi::WriteRefusal,
         (status = 404, description = "`unknown_view`: no such environment, service or user", body = crate::openapi::ErrorBody),
         (status = 412, description = "`conflict`: a key changed after the `If-Match` version; nothing was applied", body = crate::openapi::ErrorBody),
         (status = 413, description = "`body_too_large`: over 64 KiB", body = crate::openapi::ErrorBody),
@@ -367,8 +362,7 @@ pub async fn patch_config(
 ) -> ApiResult<Response> {
     let environment = path_params(environment)?;
     let patch: Map<String, Value> = json_body(body)?;
-    let mut edits = Vec::new();
-    merge_patch_edits("", &patch, &mut edits)?;
+    let edits = merge_patch_edits(&patch)?;
     if edits.is_empty() {
         return Err(ApiError::bad_request("empty_patch", "the patch changes nothing"));
     }
@@ -376,6 +370,7 @@ pub async fn patch_config(
         principal.authorize(Action::Write, &environment, Some(key))?;
     }
     let keys: Vec<String> = edits.iter().map(|(key, _)| key.clone()).collect();
+    let break_glass = direct_write(&state, &principal, &environment, &keys)?;
     // If-Match: the whole batch is refused (412) when any of its keys changed after that version.
     let request = set_request(&principal, None, if_match(&headers)?);
     let host = state.host.clone();
@@ -384,6 +379,14 @@ pub async fn patch_config(
     tracing::info!(token = %principal.name, %environment, keys = keys.len(), version = snapshot.version(), "overrides patched");
     let mut response = with_etag(snapshot.version(), BatchApplied { environment: environment.clone(), keys: keys.clone(), version: snapshot.version() });
     response.extensions_mut().insert(AuditNote { env: Some(environment), key: Some(keys.join(",")), message: None });
-    Ok(response)
+    Ok(noted(response, break_glass))
+}
+
+/// `response` with the audit note of a break-glass write, if it was one.
+fn noted(mut response: Response, break_glass: Option<AuditNote>) -> Response {
+    if let Some(note) = break_glass {
+        response.extensions_mut().insert(note);
+    }
+    response
 }
 

@@ -114,7 +114,7 @@ pub async fn session(Authenticated(principal): Authenticated) -> Json<Session> {
         role: principal.role.as_str(),
         environments: principal.environments.clone(),
         prefix: principal.prefix.clone(),
-        may_write: matches!(principal.role, Role::Editor | Role::Admin),
+        may_write: matches!(principal.role, Role::Editor | Role::Publisher | Role::Admin),
         may_reveal: principal.sees_secrets(),
         may_rollback: principal.role == Role::Admin,
     })

@@ -30,6 +30,7 @@ use potter_config::events::{ChangeOrigin, Event};
 use potter_config::runtime::SetRequest;
 
 pub mod audit;
+pub mod changes;
 pub mod config;
 pub mod console;
 pub mod explain;
@@ -102,8 +103,9 @@ pub fn read_request_bodies(bytes: &[u8]) -> usize {
     let validate = json_body::<explain::ValidateBody>(body()).is_ok();
     let rollback = json_body::<history::RollbackBody>(body()).is_ok();
     let release = json_body::<config::ReleaseBody>(body()).is_ok_and(|release| release.keys.iter().all(|key| checked_key(key).is_ok()));
-    let patch = json_body::<Map<String, Value>>(body()).is_ok_and(|patch| config::merge_patch_edits("", &patch, &mut Vec::new()).is_ok());
-    [put, validate, rollback, release, patch].into_iter().filter(|accepted| *accepted).count()
+    let change = json_body::<changes::NewChangeBody>(body()).is_ok_and(|draft| config::merge_patch_edits(&draft.changes).is_ok());
+    let patch = json_body::<Map<String, Value>>(body()).is_ok_and(|patch| config::merge_patch_edits(&patch).is_ok());
+    [put, validate, rollback, release, patch, change].into_iter().filter(|accepted| *accepted).count()
 }
 
 /// Refuses key paths that are not plain dotted names (`..`, `/`, empty segments, control characters).
@@ -218,6 +220,19 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
     }
     let digits = text.trim_start_matches("W/").trim_matches('"');
     digits.parse().map(Some).map_err(|_| ApiError::bad_request("bad_if_match", format!("If-Match must be a version ETag like \"12\", not `{}`", text.escape_debug())))
+}
+
+/// Refuses a direct write of `environment`'s runtime overrides when the tree's policy requires
+/// review there (the caller is told to open a change request), except an admin's: that one is a
+/// break-glass write, and the note returned says so in its audit line.
+fn direct_write(state: &ApiState, principal: &Principal, environment: &str, keys: &[String]) -> ApiResult<Option<AuditNote>> {
+    let policy = potter_config::change_requests::Policy::load(&state.host.options().root)?;
+    if !policy.check_direct_write(environment, principal.role == Role::Admin)? {
+        return Ok(None);
+    }
+    tracing::warn!(token = %principal.name, environment, "break-glass: direct write where review is required");
+    let message = format!("break-glass: direct write in `{environment}`, which requires review");
+    Ok(Some(AuditNote { env: Some(environment.to_owned()), key: Some(keys.join(",")), message: Some(message) }))
 }
 
 fn set_request(principal: &Principal, reason: Option<String>, if_version: Option<u64>) -> SetRequest {

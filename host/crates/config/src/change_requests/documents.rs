@@ -1,0 +1,90 @@
+//! Named documents in a state directory (`<state>/<name>.json`), with the compare-and-set
+//! contract of [`DocumentStore`] that the etcd store keeps for a fleet: the CLI and a server on
+//! the same state directory replace a document whole, and a lost race is told, never lost.
+
+use std::fs::{File, OpenOptions};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use potter_history::{DocumentStore, HistoryError};
+
+/// Largest document read (change requests are bounded well below it).
+const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The documents of one state directory.
+pub(crate) struct StateDirDocuments {
+    dir: PathBuf,
+}
+
+impl StateDirDocuments {
+    pub(crate) fn new(dir: &Path) -> Self {
+        Self { dir: dir.to_owned() }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+
+    fn failure(&self, path: &Path, detail: impl ToString) -> HistoryError {
+        HistoryError::Storage { path: path.to_owned(), detail: detail.to_string() }
+    }
+
+    /// The bytes of `name` and their stamp (a hash of them: a replaced document's stamp changes
+    /// unless its bytes are the same, which for a compare-and-set is the same document).
+    fn read(&self, name: &str) -> Result<Option<(u64, Vec<u8>)>, HistoryError> {
+        let path = self.file(name);
+        match potter_files::read_regular(&path, MAX_DOCUMENT_BYTES) {
+            Ok(bytes) => {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut hasher);
+                Ok(Some((hasher.finish(), bytes)))
+            }
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(self.failure(&path, error)),
+        }
+    }
+}
+
+impl DocumentStore for StateDirDocuments {
+    fn read_document(&self, name: &str) -> Result<Option<(u64, Vec<u8>)>, HistoryError> {
+        self.read(name)
+    }
+
+    fn replace_document(&self, name: &str, bytes: Vec<u8>, expected: Option<u64>) -> Result<bool, HistoryError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| self.failure(&self.dir, e))?;
+        // Every writer of the directory takes this lock around its check and replace.
+        let lock_path = self.dir.join(format!(".{name}.lock"));
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| self.failure(&lock_path, e))?;
+        lock.lock().map_err(|e| self.failure(&lock_path, e))?;
+        if self.read(name)?.map(|(stamp, _)| stamp) != expected {
+            return Ok(false);
+        }
+        let path = self.file(name);
+        let text = String::from_utf8(bytes).map_err(|e| self.failure(&path, e))?;
+        crate::secret_values::write_atomically(&path, &text).map_err(|e| self.failure(&path, e))?;
+        drop::<File>(lock);
+        Ok(true)
+    }
+
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replace_from_a_stale_stamp_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let documents = StateDirDocuments::new(dir.path());
+        assert_eq!(documents.read_document("d").unwrap(), None);
+        assert!(documents.replace_document("d", b"{\"a\":1}".to_vec(), None).unwrap());
+        assert!(!documents.replace_document("d", b"{\"a\":2}".to_vec(), None).unwrap(), "it exists now");
+        let (stamp, bytes) = documents.read_document("d").unwrap().unwrap();
+        assert_eq!(bytes, b"{\"a\":1}");
+        assert!(documents.replace_document("d", b"{\"a\":2}".to_vec(), Some(stamp)).unwrap());
+        assert!(!documents.replace_document("d", b"{\"a\":3}".to_vec(), Some(stamp)).unwrap(), "the stamp moved on");
+    }
+}
