@@ -287,10 +287,11 @@ fn a_type_error_names_the_file_line_and_column_of_the_offending_value() {
     assert!(leaf.contains("services/api.json:4:") && leaf.contains("expected u32"), "{leaf}");
     let subtree = api.extract::<Limits>("limits").unwrap_err().to_string();
     assert!(subtree.contains("`limits.window` at services/api.json:4:") && subtree.contains("expected u32"), "{subtree}");
-    // A value set by no file (a runtime override) has no position; its key path is still named.
-    host.set("production", "limits.burst", json!("many")).unwrap();
+    // A value set by no file (a runtime override) has no file position: its key path is still
+    // named, with the history version that set it.
+    let version = host.set("production", "limits.burst", json!("many")).unwrap().version();
     let api = host.view("production", Some("api"), None).unwrap();
     let overridden = api.extract::<Limits>("limits").unwrap_err().to_string();
-    assert!(overridden.contains("`limits.burst`: ") && !overridden.contains("services/api.json"), "{overridden}");
+    assert!(overridden.contains(&format!("`limits.burst` at runtime overrides (version {version}): ")) && !overridden.contains("services/api.json"), "{overridden}");
 }
 
