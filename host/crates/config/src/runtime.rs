@@ -682,16 +682,7 @@ impl ConfigHost {
     /// reaches the key. Overrides are the highest layer, so such a key is pinned: the files no
     /// longer change it.
     pub fn override_of(&self, environment: &str, key: &str) -> Option<String> {
-        let overrides = self.shared.overrides.load();
-        let mut at = overrides.tree(environment)?;
-        let segments: Vec<&str> = key.split('.').filter(|segment| !segment.is_empty()).collect();
-        for (depth, segment) in segments.iter().enumerate() {
-            match at.get(*segment)? {
-                Value::Object(child) => at = child,
-                _ => return Some(segments[..=depth].join(".")),
-            }
-        }
-        (!segments.is_empty()).then(|| segments.join("."))
+        self.shared.overrides.load().deciding(environment, key)
     }
 
     /// Removes the runtime overrides of `keys` (each one a value or a subtree of overrides) from

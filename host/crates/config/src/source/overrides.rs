@@ -41,6 +41,20 @@ impl Overrides {
         self.versions.get(environment)?.get(key)
     }
 
+    /// The override of `environment` that decides `key`: `key` itself (a value, or a subtree of
+    /// overrides) or the ancestor set as one value above it; None when no override reaches it.
+    pub fn deciding(&self, environment: &str, key: &str) -> Option<String> {
+        let mut at = self.tree(environment)?;
+        let segments: Vec<&str> = key.split('.').filter(|segment| !segment.is_empty()).collect();
+        for (depth, segment) in segments.iter().enumerate() {
+            match at.get(*segment)? {
+                Value::Object(child) => at = child,
+                _ => return Some(segments[..=depth].join(".")),
+            }
+        }
+        (!segments.is_empty()).then(|| segments.join("."))
+    }
+
     /// Adds an environment's overrides as the history holds them: its flattened layer (dotted key
     /// -> value) and the version that set each key.
     pub(crate) fn insert_recorded(&mut self, environment: String, leaves: Vec<(String, Value)>, set_at: &BTreeMap<String, u64>) {
