@@ -68,6 +68,11 @@ pub struct Health {
 }
 
 impl ConfigHost {
+    /// Why the shared store is unreachable, while it is (None with SQLite).
+    pub fn store_unreachable(&self) -> Option<String> {
+        crate::recording::lock(&self.history_database().link().unreachable).clone()
+    }
+
     /// Marks the service unhealthy with a reason (kept until [`Self::report_healthy`]); the
     /// service's health endpoint reads it through [`Self::health`].
     pub fn report_unhealthy(&self, reason: impl Into<String>) {

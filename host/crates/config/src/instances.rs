@@ -55,11 +55,6 @@ impl ConfigHost {
             None => Ok(None),
         }
     }
-
-    /// Why the shared store is unreachable, while it is (None with SQLite).
-    pub fn store_unreachable(&self) -> Option<String> {
-        lock(&self.history_database().link().unreachable).clone()
-    }
 }
 
 fn default_id() -> String {

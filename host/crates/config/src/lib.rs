@@ -37,7 +37,9 @@
 pub mod change_requests;
 pub mod error;
 pub mod events;
+#[cfg(feature = "etcd")]
 mod fleet;
+#[cfg(feature = "etcd")]
 pub mod instances;
 mod observers;
 pub mod health;

@@ -42,6 +42,7 @@ pub struct Options {
 }
 
 /// What an embedder needs to describe an etcd store: the location, credentials, TLS.
+#[cfg(feature = "etcd")]
 pub mod etcd {
     pub use potter_history_etcd::{Certificate, EtcdLocation, EtcdOptions, Identity, LocationError, TlsOptions};
 }
@@ -55,18 +56,35 @@ pub enum StoreChoice {
     #[default]
     Sqlite,
     /// etcd under a prefix, shared by many hosts: endpoints, prefix, TLS and user/password
-    /// (`EtcdOptions::new(location).user(name, password).tls(tls)`).
+    /// (`EtcdOptions::new(location).user(name, password).tls(tls)`). With the `etcd` feature.
+    #[cfg(feature = "etcd")]
     Etcd(potter_history_etcd::EtcdOptions),
 }
 
 impl StoreChoice {
     /// `--store` text: `sqlite` or `etcd://host:port[,host:port...][/prefix]`.
-    pub fn parse(text: &str) -> Result<StoreChoice, potter_history_etcd::LocationError> {
+    pub fn parse(text: &str) -> Result<StoreChoice, StoreChoiceError> {
         if text == "sqlite" {
             return Ok(StoreChoice::Sqlite);
         }
-        Ok(StoreChoice::Etcd(potter_history_etcd::EtcdOptions::new(text.parse()?)))
+        #[cfg(feature = "etcd")]
+        return Ok(StoreChoice::Etcd(potter_history_etcd::EtcdOptions::new(text.parse()?)));
+        #[cfg(not(feature = "etcd"))]
+        Err(StoreChoiceError::NotCompiledIn(text.to_owned()))
     }
+}
+
+/// Why a `--store` text names no store this build can open.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreChoiceError {
+    /// Not a valid etcd location.
+    #[cfg(feature = "etcd")]
+    #[error(transparent)]
+    Location(#[from] potter_history_etcd::LocationError),
+    /// Anything but `sqlite` in a build without the `etcd` feature.
+    #[cfg(not(feature = "etcd"))]
+    #[error("store `{0}`: this build has only the SQLite store (`sqlite`); the etcd store needs the library's `etcd` feature")]
+    NotCompiledIn(String),
 }
 
 impl Options {

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use potter_engine::{diff, Snapshot, View, ViewKey};
 use potter_history::{AuditStore, HistoryError, HistoryQuery, HistoryStore, NewChange, RecordedOverrides, SqliteStore, StoredValue};
+#[cfg(feature = "etcd")]
 use potter_history_etcd::EtcdStore;
 use potter_secrets::{is_ciphertext, Keyring};
 use serde_json::{Map, Value};
@@ -75,8 +76,10 @@ pub struct StoreLink {
     /// The last peer change this host could not validate (published in its registry entry).
     pub last_refusal: Mutex<Option<String>>,
     /// This host's registry entry, once registered.
+    #[cfg(feature = "etcd")]
     pub registration: Mutex<Option<potter_history_etcd::Registration<'static>>>,
     /// The entry as last published.
+    #[cfg(feature = "etcd")]
     pub instance: Mutex<Option<potter_history_etcd::InstanceInfo>>,
 }
 
@@ -144,6 +147,7 @@ enum Backend {
     /// this host started.
     Sqlite { path: PathBuf, store: Mutex<Option<Arc<SqliteStore>>> },
     /// Connected at open: a shared store that cannot be reached fails the start, naming it.
+    #[cfg(feature = "etcd")]
     Etcd(Arc<EtcdStore>),
 }
 
@@ -158,6 +162,7 @@ impl HistoryDatabase {
     pub fn open(options: &Options) -> Result<Self, Error> {
         let database = match &options.store {
             StoreChoice::Sqlite => Self::new(&options.state_dir),
+            #[cfg(feature = "etcd")]
             StoreChoice::Etcd(etcd) => Self { backend: Backend::Etcd(Arc::new(EtcdStore::connect(etcd.clone())?)), link: Arc::default() },
         };
         database.existing()?;
@@ -169,6 +174,7 @@ impl HistoryDatabase {
     pub fn existing(&self) -> Result<Option<Arc<dyn HistoryStore>>, Error> {
         match &self.backend {
             Backend::Sqlite { .. } => Ok(self.existing_sqlite()?.map(|store| store as Arc<dyn HistoryStore>)),
+            #[cfg(feature = "etcd")]
             Backend::Etcd(store) => Ok(Some(store.clone())),
         }
     }
@@ -177,6 +183,7 @@ impl HistoryDatabase {
     pub fn created(&self) -> Result<Arc<dyn HistoryStore>, Error> {
         match &self.backend {
             Backend::Sqlite { .. } => Ok(self.created_sqlite()?),
+            #[cfg(feature = "etcd")]
             Backend::Etcd(store) => Ok(store.clone()),
         }
     }
@@ -185,16 +192,21 @@ impl HistoryDatabase {
     pub fn audit_log(&self) -> Result<Arc<dyn AuditStore>, Error> {
         match &self.backend {
             Backend::Sqlite { .. } => Ok(self.created_sqlite()?),
+            #[cfg(feature = "etcd")]
             Backend::Etcd(store) => Ok(store.clone()),
         }
     }
 
     /// Where small shared documents live (the server's tokens) when the history is shared.
     pub fn documents(&self) -> Option<Arc<dyn potter_history::DocumentStore>> {
-        self.etcd().map(|store| store.clone() as Arc<dyn potter_history::DocumentStore>)
+        #[cfg(feature = "etcd")]
+        return self.etcd().map(|store| store.clone() as Arc<dyn potter_history::DocumentStore>);
+        #[cfg(not(feature = "etcd"))]
+        None
     }
 
     /// The etcd store when the history is shared (following peers, the instance registry).
+    #[cfg(feature = "etcd")]
     pub fn etcd(&self) -> Option<&Arc<EtcdStore>> {
         match &self.backend {
             Backend::Etcd(store) => Some(store),
@@ -202,11 +214,18 @@ impl HistoryDatabase {
         }
     }
 
+    /// True when the history is a shared store (etcd), followed for peers' changes.
+    pub fn is_shared(&self) -> bool {
+        !matches!(self.backend, Backend::Sqlite { .. })
+    }
+
     /// This host's standing with the shared store.
     pub fn link(&self) -> &Arc<StoreLink> {
         &self.link
     }
 
+    // With SQLite the only backend (no `etcd` feature) these patterns cannot fail.
+    #[cfg_attr(not(feature = "etcd"), allow(irrefutable_let_patterns))]
     fn existing_sqlite(&self) -> Result<Option<Arc<SqliteStore>>, Error> {
         let Backend::Sqlite { path, store } = &self.backend else { unreachable!("called for SQLite only") };
         let mut slot = store.lock().unwrap_or_else(|p| p.into_inner());
@@ -216,6 +235,7 @@ impl HistoryDatabase {
         Ok(slot.clone())
     }
 
+    #[cfg_attr(not(feature = "etcd"), allow(irrefutable_let_patterns))]
     fn created_sqlite(&self) -> Result<Arc<SqliteStore>, Error> {
         let Backend::Sqlite { path, store } = &self.backend else { unreachable!("called for SQLite only") };
         let mut slot = store.lock().unwrap_or_else(|p| p.into_inner());
@@ -295,7 +315,7 @@ impl Recorder {
         let listing = crate::source::tree::scan(&self.options.root)?;
         let environments: Vec<String> = listing.axes.environments.iter().map(|env| env.to_string()).collect();
         let read = store.overrides_with_version(&environments)?;
-        if self.database.etcd().is_some() {
+        if self.database.is_shared() {
             self.database.link().seed_mirror(&read);
         }
         Ok((read.version, overrides_from_stored(read)?))
@@ -305,7 +325,9 @@ impl Recorder {
     /// full read: it holds exactly `environments` and is at least as new as `live_version` (a
     /// change of ours already live is in it). None: read in full.
     pub(crate) fn followed_state(&self, environments: &BTreeSet<String>, live_version: u64) -> Option<Result<(u64, Overrides), Error>> {
-        self.database.etcd()?;
+        if !self.database.is_shared() {
+            return None;
+        }
         let mirror = lock(&self.database.link().mirror);
         let mirror = mirror.as_ref()?;
         if mirror.version < live_version || !mirror.overrides.keys().eq(environments.iter()) {
@@ -319,7 +341,10 @@ impl Recorder {
     /// recorded. (A change another process recorded in this host's SQLite file keeps being
     /// announced as by "another process".)
     pub(crate) fn peer_record(&self, version: u64) -> Option<potter_history::Record> {
-        let store = self.database.etcd()?;
+        if !self.database.is_shared() {
+            return None;
+        }
+        let store = self.existing_store()?;
         let delivered = lock(&self.database.link().latest_peer_record).clone();
         match delivered {
             Some(record) if record.version == version => Some(record),
@@ -405,7 +430,7 @@ impl Recorder {
         if records.is_empty() {
             return Ok(PendingRecord::Nothing);
         }
-        let link = self.database.etcd().map(|_| self.database.link().clone());
+        let link = self.database.is_shared().then(|| self.database.link().clone());
         Ok(PendingRecord::Queued(self.store_for_writing()?.append_all_queued(records)?, link))
     }
 

@@ -51,6 +51,7 @@ impl WeakHost {
     }
 }
 
+#[cfg(feature = "etcd")]
 impl crate::fleet::Peer for WeakHost {
     fn resync(&self) -> Option<Result<bool, Error>> {
         Some(self.upgrade()?.resync_recorded_overrides())
@@ -368,8 +369,8 @@ impl ConfigHost {
             let live = host.commit(staged, Some(&mut writer))?;
             writer.head = Some(live);
         }
-        let live_version = host.snapshot().version();
-        crate::fleet::follow_peers(host.history_database(), live_version, host.downgrade())?;
+        #[cfg(feature = "etcd")]
+        crate::fleet::follow_peers(host.history_database(), host.snapshot().version(), host.downgrade())?;
         Ok((host, invalid))
     }
 
@@ -482,6 +483,7 @@ impl ConfigHost {
     /// peer on a shared store committed a change just before one of ours, so the live snapshot
     /// (built without it) carries a later version than the change. False when this host's own
     /// records are still landing (nothing taken in; the caller tries again).
+    #[cfg(feature = "etcd")]
     pub(crate) fn resync_recorded_overrides(&self) -> Result<bool, Error> {
         let mut state = self.shared.writer();
         self.adopt_recorded(&mut state, true)
