@@ -166,6 +166,14 @@ fn direct_writes_where_review_is_required_need_a_change_request_or_an_admin() {
     common::eventually("the break-glass write is audited as such", || {
         audit_lines(&server, &admin).iter().any(|line| line.starts_with("admin /v1/config/production/api.timeout 200 \"production\" allowed: break-glass"))
     });
+    // The running server reads an edited policy at the next write (it keeps the parsed file
+    // between writes, but not past an edit).
+    tree.write("policy.toml", "[environments.production]\nreview = \"required\"\n\n[environments.staging]\nreview = \"required\"\n");
+    let (status, refused) = server.call_as(&editor, "PUT", "/v1/config/staging/api.timeout", Some(json!({"value": 44})));
+    assert_eq!((status, refused["error"]["code"].as_str()), (403, Some("review_required")), "{refused}");
+    tree.write("policy.toml", POLICY);
+    let (status, body) = server.call_as(&editor, "PUT", "/v1/config/staging/api.timeout", Some(json!({"value": 44})));
+    assert_eq!(status, 200, "{body}");
     drop(server);
 
     // The CLI's direct writes on the tree: refused in production unless --break-glass.

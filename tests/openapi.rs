@@ -101,6 +101,15 @@ fn every_json_response_matches_the_schema_the_document_declares() {
         ("/v1/changes/{id}/withdraw", "/v1/changes/3/withdraw", "post", &[], None, 200),
         ("/v1/changes", "/v1/changes", "post", &[], Some(json!({"env": "staging", "title": "Too much", "changes": {"api": {"rate_limit": 5000}}})), 422),
         ("/v1/changes/{id}", "/v1/changes/99", "get", &[], None, 404),
+        ("/v1/rollouts", "/v1/rollouts", "post", &[], Some(json!({"env": "staging", "title": "Slowly", "changes": {"api": {"timeout": 50}}, "cohort": {"kind": "users"}, "steps": [{"percent": 50, "bake_seconds": 3600}, {"percent": 100, "bake_seconds": 3600}]})), 201),
+        ("/v1/rollouts", "/v1/rollouts", "post", &env, Some(json!({"title": "Again", "changes": {"api": {"timeout": 51}}, "cohort": {"kind": "users"}, "steps": [{"percent": 100, "bake_seconds": 0}]})), 409),
+        ("/v1/rollouts", "/v1/rollouts", "get", &[], None, 200),
+        ("/v1/rollouts/{id}", "/v1/rollouts/1", "get", &[], None, 200),
+        ("/v1/rollouts/{id}/advance", "/v1/rollouts/1/advance", "post", &[], Some(json!({})), 409),
+        ("/v1/rollouts/{id}/advance", "/v1/rollouts/1/advance", "post", &[], Some(json!({"force": true})), 200),
+        ("/v1/rollouts/{id}/abort", "/v1/rollouts/1/abort", "post", &[], Some(json!({"reason": "not yet"})), 200),
+        ("/v1/rollouts/{id}", "/v1/rollouts/99", "get", &[], None, 404),
+        ("/v1/instances/self/health", "/v1/instances/self/health", "post", &[], Some(json!({"healthy": true})), 200),
     ];
     for (route, path, method, headers, body, expected) in calls {
         let (status, answer) = server.call(&method.to_ascii_uppercase(), path, headers, body);

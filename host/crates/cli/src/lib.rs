@@ -16,6 +16,7 @@ mod plugin;
 mod scaffold;
 mod output;
 mod progress;
+mod rollout;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -172,6 +173,12 @@ pub enum Command {
         #[command(subcommand)]
         command: change::ChangeCommand,
     },
+    /// Progressive rollouts: `start --env E KEY=VALUE... --title T --steps 10,50,100 [--bake S]`,
+    /// `list`, `status ID`, `advance ID [--force]`, `abort ID --reason R` (docs/ROLLOUT.md).
+    Rollout {
+        #[command(subcommand)]
+        command: rollout::RolloutCommand,
+    },
     /// Recorded changes, newest first (`--env` filters); `history show V`, `history prune`.
     History(history::HistoryArgs),
     /// The effective configuration of the view at two versions, key by key (secrets redacted).
@@ -323,6 +330,7 @@ impl From<Error> for Failure {
             Error::UnsignedRefused { .. } => exit::REFUSED,
             Error::History(potter_history::HistoryError::Conflict { .. }) => exit::REFUSED,
             Error::ChangeRequest(request) => change_request_exit_code(request),
+            Error::Rollout(rollout) => rollout_exit_code(rollout),
             Error::UnknownView(_) | Error::NotServed { .. } | Error::KeyPath(_) | Error::Root { .. } => exit::USAGE,
             _ => exit::INVALID,
         };
@@ -331,6 +339,18 @@ impl From<Error> for Failure {
 }
 
 pub type Outcome = Result<(), Failure>;
+
+/// The exit code of a rollout failure: 4 refused (overlapping keys, baking, ended), 1 no such
+/// rollout, 2 a plan that cannot start, 3 the store failed.
+fn rollout_exit_code(error: &potter_config::rollouts::RolloutError) -> u8 {
+    use potter_config::rollouts::RolloutError;
+    match error {
+        RolloutError::Unknown { .. } => exit::NOT_FOUND,
+        RolloutError::Plan(_) => exit::USAGE,
+        RolloutError::Store { .. } => exit::INVALID,
+        RolloutError::Overlap { .. } | RolloutError::Baking { .. } | RolloutError::NotRunning { .. } => exit::REFUSED,
+    }
+}
 
 /// The exit code of a change-request failure: 4 refused (review required, self-approval, not
 /// the author, conflicting keys, not open), 1 no such request, 2 usage, 3 the store failed.
@@ -415,6 +435,7 @@ pub fn run(cli: &Cli) -> Outcome {
         Command::Unset(args) => write::unset(cli, args),
         Command::Overrides { command } => write::overrides(cli, command),
         Command::Change { command } => change::run(cli, command),
+        Command::Rollout { command } => rollout::run(cli, command),
         Command::History(args) => history::history(cli, args),
         Command::Diff(args) => history::diff(cli, args),
         Command::Rollback(args) => history::rollback(cli, args),

@@ -134,6 +134,9 @@ pub enum Error {
     /// is refused because its environment requires review (names the request, environment, keys).
     #[error(transparent)]
     ChangeRequest(#[from] crate::change_requests::RequestError),
+    /// A rollout cannot be started, stepped or ended (names the rollout, environment, key).
+    #[error(transparent)]
+    Rollout(#[from] crate::rollouts::RolloutError),
 }
 
 fn describe_report(report: &potter_validate::Report) -> String {
@@ -157,7 +160,7 @@ impl Error {
             Error::Io { .. } | Error::Parse { .. } | Error::TooLarge { .. } | Error::NotUtf8 { .. } | Error::NotAFile { .. } | Error::DuplicateLayer { .. } | Error::Root { .. } | Error::KeyPath(_) | Error::Type { .. } => RefusedBy::Parse,
             Error::Invalid(_) | Error::Schema(_) => RefusedBy::Validation,
             Error::Plugin(_) | Error::UnsignedRefused { .. } => RefusedBy::Plugin,
-            Error::ChangeRequest(_) => RefusedBy::Other,
+            Error::ChangeRequest(_) | Error::Rollout(_) => RefusedBy::Other,
             Error::Secret(_) => RefusedBy::Secrets,
             Error::History(_) | Error::Pending(_) => RefusedBy::Store,
             Error::UnknownView(_) | Error::NotServed { .. } | Error::NotFound(_) | Error::NoOverride { .. } => RefusedBy::Other,

@@ -35,6 +35,7 @@
 #![deny(missing_docs)]
 
 pub mod change_requests;
+mod documents;
 pub mod error;
 pub mod events;
 #[cfg(feature = "etcd")]
@@ -46,6 +47,7 @@ pub mod health;
 pub mod options;
 pub mod plugin_folder;
 pub mod recording;
+pub mod rollouts;
 pub mod runtime;
 pub mod secret_values;
 pub mod settings;

@@ -24,6 +24,7 @@ use crate::events::Cause;
 use crate::options::{Options, StoreChoice};
 
 pub use crate::source::overrides::{flatten, Overrides};
+use crate::source::rollout::StagedRollout;
 
 /// The history database of a state directory.
 pub fn database_path(state_dir: &Path) -> PathBuf {
@@ -73,6 +74,9 @@ pub struct StoreLink {
     /// The shared store's overrides as of one version, kept current by the follower: what a
     /// peer's change is taken in from without reading etcd again (see [`OverridesMirror`]).
     pub mirror: Mutex<Option<OverridesMirror>>,
+    /// A peer's record of a rollout (a step, its end) was followed since the rollouts were last
+    /// read: the next take-in reads their document (other records leave them as they were).
+    pub rollouts_moved: std::sync::atomic::AtomicBool,
     /// The last peer change this host could not validate (published in its registry entry).
     pub last_refusal: Mutex<Option<String>>,
     /// This host's registry entry, once registered.
@@ -112,6 +116,9 @@ impl StoreLink {
     /// Moves the mirror on by the record the follower delivered (records come in version order).
     pub fn advance_mirror(&self, record: &potter_history::Record) {
         let mut slot = lock(&self.mirror);
+        if record.origin == potter_history::ChangeOrigin::Rollout {
+            self.rollouts_moved.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let Some(mirror) = slot.as_mut() else { return };
         if record.version <= mirror.version {
             return; // already in the read it was seeded from
@@ -318,23 +325,42 @@ impl Recorder {
         if self.database.is_shared() {
             self.database.link().seed_mirror(&read);
         }
-        Ok((read.version, overrides_from_stored(read)?))
+        let version = read.version;
+        self.database.link().rollouts_moved.store(false, std::sync::atomic::Ordering::SeqCst);
+        Ok((version, overrides_from_stored(read)?.with_rollouts(self.rollouts().staged()?)))
+    }
+
+    /// Where the rollouts are kept: beside a shared history, else in the state directory.
+    pub fn rollouts(&self) -> crate::rollouts::RolloutStore {
+        crate::rollouts::RolloutStore::over(self.database.documents(), &self.options.state_dir)
     }
 
     /// On a shared store, the followed state (see [`OverridesMirror`]) when it can stand for a
     /// full read: it holds exactly `environments` and is at least as new as `live_version` (a
-    /// change of ours already live is in it). None: read in full.
-    pub(crate) fn followed_state(&self, environments: &BTreeSet<String>, live_version: u64) -> Option<Result<(u64, Overrides), Error>> {
+    /// change of ours already live is in it). None: read in full. The rollouts stay `staged` (the
+    /// live ones) unless a rollout's record was followed since.
+    pub(crate) fn followed_state(&self, environments: &BTreeSet<String>, live_version: u64, staged: &[StagedRollout]) -> Option<Result<(u64, Overrides), Error>> {
         if !self.database.is_shared() {
             return None;
         }
-        let mirror = lock(&self.database.link().mirror);
-        let mirror = mirror.as_ref()?;
-        if mirror.version < live_version || !mirror.overrides.keys().eq(environments.iter()) {
-            return None;
-        }
-        let read = RecordedOverrides { version: mirror.version, values: mirror.overrides.clone(), set_at: mirror.set_at.clone() };
-        Some(overrides_from_stored(read).map(|all| (mirror.version, all)))
+        let read = {
+            let mirror = lock(&self.database.link().mirror);
+            let mirror = mirror.as_ref()?;
+            if mirror.version < live_version || !mirror.overrides.keys().eq(environments.iter()) {
+                return None;
+            }
+            RecordedOverrides { version: mirror.version, values: mirror.overrides.clone(), set_at: mirror.set_at.clone() }
+        };
+        let version = read.version;
+        // The rollouts are not in the records: a step is read from their document.
+        let staged = match self.database.link().rollouts_moved.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            true => match self.rollouts().staged() {
+                Ok(staged) => staged,
+                Err(error) => return Some(Err(error)),
+            },
+            false => staged.to_vec(),
+        };
+        Some(overrides_from_stored(read).map(|all| (version, all.with_rollouts(staged))))
     }
 
     /// On a shared store, the record of `version` if it can be read: who made a change a peer

@@ -37,6 +37,7 @@ use crate::source::defaults::{PluginDefaults, SchemaDefaults};
 use crate::source::env::EnvSource;
 use crate::source::overrides::{Overrides, OverridesSource};
 use crate::source::plugin::PluginSources;
+use crate::source::rollout::RolloutSource;
 use crate::source::tree::{self, TreeSource};
 use crate::source::{BuildContext, Source};
 
@@ -518,7 +519,7 @@ impl ConfigHost {
         // A peer's change (the follower's forced take-in) comes from the followed state when that
         // can stand for a read of etcd: one round trip less on the way to this host's subscribers.
         let followed = match force && !poisoned {
-            true => recorder.followed_state(&current.axes().environments.iter().map(|env| env.to_string()).collect(), current.version()),
+            true => recorder.followed_state(&current.axes().environments.iter().map(|env| env.to_string()).collect(), current.version(), state.overrides.rollouts()),
             false => None,
         };
         let (recorded, overrides) = match followed {
@@ -708,6 +709,16 @@ impl ConfigHost {
     /// version; a rollback). With `dry_run` the result is built and validated but neither
     /// recorded nor swapped in, and the snapshot it would become is returned.
     pub fn edit_overrides(&self, environment: &str, edits: &[(String, Option<Value>)], request: SetRequest, dry_run: bool) -> Result<Arc<Snapshot>, Error> {
+        self.edit_overrides_staging(environment, edits, request, dry_run, false)
+    }
+
+    /// [`Self::edit_overrides`] that also stages the rollouts as their document holds them now,
+    /// in the same change (a rollout's step, completion or rollback: one version, one record).
+    pub(crate) fn restage_rollouts(&self, environment: &str, edits: &[(String, Option<Value>)], request: SetRequest) -> Result<Arc<Snapshot>, Error> {
+        self.edit_overrides_staging(environment, edits, request, false, true)
+    }
+
+    fn edit_overrides_staging(&self, environment: &str, edits: &[(String, Option<Value>)], request: SetRequest, dry_run: bool, restage: bool) -> Result<Arc<Snapshot>, Error> {
         let mut parsed = Vec::with_capacity(edits.len());
         for (key, _) in edits {
             parsed.push(potter_engine::parse_key_path(key)?);
@@ -719,7 +730,11 @@ impl ConfigHost {
         // The leaves it changes are at this change's version, known once its record is durable.
         let version = RecordedVersion::pending();
         let parsed_edits: Vec<(Vec<&str>, Option<Value>)> = parsed.into_iter().zip(edits).map(|(segments, (_, value))| (segments, value.clone())).collect();
-        let proposed = state.overrides.edited(environment, &parsed_edits, &version);
+        let mut proposed = state.overrides.edited(environment, &parsed_edits, &version);
+        if restage {
+            let Some(recorder) = &state.recorder else { return Err(crate::rollouts::RolloutError::Plan("the history (rollouts are recorded step by step)".to_owned()).into()) };
+            proposed = proposed.with_rollouts(recorder.rollouts().staged()?);
+        }
         if dry_run {
             let version = self.shared.current.load().version();
             return Ok(Arc::new(self.build_checked(&mut state, &proposed, version)?));
@@ -1013,6 +1028,8 @@ fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::Fi
         }
     }
     let listing = tree.into_listing().expect("the tree source was asked");
+    // Running rollouts reach user views: asked last, once the tree has said who its users are.
+    layers.extend(RolloutSource::new(overrides.rollouts(), &listing.axes.users).layers(&context)?);
     let mut keyrings = keyrings.expect("resolved before the files were read");
     // Decrypt ciphertexts, mark secret paths; the extra patterns are for schema `"secret": true` paths.
     let schema_secrets: Vec<String> = checks.schemas().secret_patterns().iter().map(dotted_pattern).collect();

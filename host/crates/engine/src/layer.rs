@@ -82,6 +82,8 @@ pub enum LayerSource {
     Plugin(String),
     /// Runtime overrides of one environment.
     Overrides,
+    /// The staged change of a running rollout (its id), on the views its step reaches.
+    Rollout(u64),
 }
 
 impl fmt::Display for LayerSource {
@@ -92,6 +94,7 @@ impl fmt::Display for LayerSource {
             LayerSource::Defaults(name) => write!(f, "defaults from {name}"),
             LayerSource::Plugin(name) => write!(f, "plugin:{name}"),
             LayerSource::Overrides => f.write_str("runtime overrides"),
+            LayerSource::Rollout(id) => write!(f, "rollout {id}"),
         }
     }
 }

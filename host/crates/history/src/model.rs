@@ -25,16 +25,19 @@ pub enum ChangeOrigin {
     Plugin,
     /// A rollback to an earlier version.
     Rollback,
+    /// A progressive rollout's step, completion or rollback (docs/ROLLOUT.md).
+    Rollout,
 }
 
 impl ChangeOrigin {
     /// The origins a record can have (every one but [`ChangeOrigin::Load`]).
-    pub const RECORDED: [ChangeOrigin; 5] = [
+    pub const RECORDED: [ChangeOrigin; 6] = [
         ChangeOrigin::Cli,
         ChangeOrigin::Api,
         ChangeOrigin::File,
         ChangeOrigin::Plugin,
         ChangeOrigin::Rollback,
+        ChangeOrigin::Rollout,
     ];
 
     /// The lowercase name, as stored and as `--origin` takes it.
@@ -46,6 +49,7 @@ impl ChangeOrigin {
             ChangeOrigin::File => "file",
             ChangeOrigin::Plugin => "plugin",
             ChangeOrigin::Rollback => "rollback",
+            ChangeOrigin::Rollout => "rollout",
         }
     }
 }
@@ -56,9 +60,9 @@ impl fmt::Display for ChangeOrigin {
     }
 }
 
-/// The text is not one of `cli`, `api`, `file`, `plugin`, `rollback`.
+/// The text is not one of `cli`, `api`, `file`, `plugin`, `rollback`, `rollout`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown change origin `{0}` (expected cli, api, file, plugin or rollback)")]
+#[error("unknown change origin `{0}` (expected cli, api, file, plugin, rollback or rollout)")]
 pub struct UnknownOrigin(pub String);
 
 impl FromStr for ChangeOrigin {

@@ -7,6 +7,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use potter_config::change_requests::RequestError;
+use potter_config::rollouts::RolloutError;
 use potter_config::Error;
 
 /// A failed request: status, machine-readable code, human message, optional details.
@@ -104,11 +105,23 @@ impl From<Error> for ApiError {
             }
             Error::DuplicateLayer { .. } | Error::Schema(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tree", message),
             Error::ChangeRequest(request) => change_request_error(request, message),
+            Error::Rollout(rollout) => rollout_error(rollout, message),
             _ => {
                 tracing::error!(%message, "request failed");
                 ApiError::internal(message)
             }
         }
+    }
+}
+
+fn rollout_error(error: RolloutError, message: String) -> ApiError {
+    match error {
+        RolloutError::Unknown { .. } => ApiError::not_found("unknown_rollout", message),
+        RolloutError::NotRunning { .. } => ApiError::new(StatusCode::CONFLICT, "rollout_ended", message),
+        RolloutError::Overlap { .. } => ApiError::new(StatusCode::CONFLICT, "rollout_overlap", message),
+        RolloutError::Baking { .. } => ApiError::new(StatusCode::CONFLICT, "rollout_baking", message),
+        RolloutError::Plan(_) => ApiError::bad_request("bad_rollout", message),
+        RolloutError::Store { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message),
     }
 }
 

@@ -41,6 +41,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// acknowledged: a change is acknowledged only once recorded.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1000);
 
+/// How often the rollout driver looks at the running rollouts (bake ends, health gates).
+pub const ROLLOUT_DRIVER_PERIOD: Duration = Duration::from_millis(250);
+
 /// The header that names the environment where a route does not.
 pub const ENVIRONMENT_HEADER: &str = "x-potter-environment";
 
@@ -55,6 +58,8 @@ pub struct ApiState {
     /// None: nothing is audited (only when the server runs without a state directory's database).
     pub(crate) audit: Option<AuditLog>,
     pub(crate) metrics: Arc<metrics::Metrics>,
+    /// The tree's review policy, consulted by every direct write (parsed once per file version).
+    pub(crate) policy: Arc<potter_config::change_requests::PolicyFile>,
 }
 
 /// How the server treats callers beyond their tokens.
@@ -72,7 +77,8 @@ pub fn router(host: ConfigHost, tokens: Arc<TokenStore>, shutdown: watch::Receiv
     let limiter = settings.rate_limit.map(|limit| Arc::new(gate::Limiter::new(limit)));
     let metrics = Arc::new(metrics::Metrics::new());
     tokio::spawn(metrics.clone().count_outcomes(host.outcomes()));
-    let state = ApiState { host, tokens, shutdown, limiter, audit: settings.audit, metrics };
+    let policy = Arc::new(potter_config::change_requests::PolicyFile::new(&host.options().root));
+    let state = ApiState { host, tokens, shutdown, limiter, audit: settings.audit, metrics, policy };
     Router::new()
         .route("/v1/health", get(handlers::meta::health))
         .route("/v1/openapi.json", get(handlers::meta::openapi))
@@ -95,7 +101,12 @@ pub fn router(host: ConfigHost, tokens: Arc<TokenStore>, shutdown: watch::Receiv
         .route("/v1/changes/{id}/approve", post(handlers::changes::approve))
         .route("/v1/changes/{id}/reject", post(handlers::changes::reject))
         .route("/v1/changes/{id}/withdraw", post(handlers::changes::withdraw))
+        .route("/v1/rollouts", get(handlers::rollouts::list).post(handlers::rollouts::start))
+        .route("/v1/rollouts/{id}", get(handlers::rollouts::status))
+        .route("/v1/rollouts/{id}/advance", post(handlers::rollouts::advance))
+        .route("/v1/rollouts/{id}/abort", post(handlers::rollouts::abort))
         .route("/v1/instances", get(handlers::instances::instances))
+        .route("/v1/instances/self/health", post(handlers::rollouts::report_health))
         .route("/metrics", get(handlers::meta::metrics))
         .merge(handlers::console::routes())
         .merge(console_assets::routes())
@@ -125,6 +136,8 @@ pub async fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> std::i
 /// streams and waits for the requests in flight, at most [`SHUTDOWN_GRACE`].
 pub async fn serve(listener: Listener, host: ConfigHost, tokens: Arc<TokenStore>, settings: Settings, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let (stop, stopped) = watch::channel(false);
+    // Rollouts step by themselves after their bake and roll back on a failing gate while a server runs.
+    tokio::spawn(handlers::rollouts::drive(host.clone(), ROLLOUT_DRIVER_PERIOD, stopped.clone()));
     let app = router(host, tokens, stopped.clone(), settings);
     let served = serve_until(listener, app, stop, signal);
     tokio::select! {

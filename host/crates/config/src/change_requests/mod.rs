@@ -16,7 +16,6 @@
 //! its own timeline; the server also writes it to its audit log. Roles (who may draft, approve,
 //! reject) are the server's to check; this module checks what holds for everyone.
 
-mod documents;
 pub mod policy;
 
 use std::collections::BTreeSet;
@@ -24,10 +23,12 @@ use std::sync::Arc;
 
 use potter_engine::{Snapshot, ViewKey};
 use potter_history::{DocumentStore, HistoryError, HistoryQuery};
+
+use crate::documents::JsonDocument;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use policy::{Policy, Review, INIT_POLICY, POLICY_FILE};
+pub use policy::{Policy, PolicyFile, Review, INIT_POLICY, POLICY_FILE};
 
 use crate::error::Error;
 use crate::events::ChangeOrigin;
@@ -372,7 +373,7 @@ struct RequestsDocument {
 /// Where the requests are kept: a document of the state directory, or of the shared store.
 #[derive(Clone)]
 pub struct RequestStore {
-    documents: Arc<dyn DocumentStore>,
+    document: JsonDocument<RequestsDocument>,
 }
 
 impl RequestStore {
@@ -387,12 +388,12 @@ impl RequestStore {
     }
 
     fn over(shared: Option<Arc<dyn DocumentStore>>, state_dir: &std::path::Path) -> Self {
-        Self { documents: shared.unwrap_or_else(|| Arc::new(documents::StateDirDocuments::new(state_dir))) }
+        Self { document: JsonDocument::new(shared, state_dir, DOCUMENT, |location, message| RequestError::Store { location, message }.into()) }
     }
 
     /// The requests of `environment` (None: every one) in `state` (None: any), newest first.
     pub fn list(&self, environment: Option<&str>, state: Option<RequestState>) -> Result<Vec<ChangeRequest>, Error> {
-        let (_, document) = self.read()?;
+        let (_, document) = self.document.read()?;
         let mut requests: Vec<ChangeRequest> =
             document.requests.into_iter().filter(|request| environment.is_none_or(|e| request.environment == e) && state.is_none_or(|s| request.state == s)).collect();
         requests.reverse();
@@ -401,32 +402,13 @@ impl RequestStore {
 
     /// The request with this id.
     pub fn get(&self, id: u64) -> Result<ChangeRequest, Error> {
-        let (_, document) = self.read()?;
+        let (_, document) = self.document.read()?;
         document.requests.into_iter().find(|request| request.id == id).ok_or_else(|| RequestError::Unknown { id }.into())
     }
 
-    fn failure(&self, message: impl ToString) -> Error {
-        RequestError::Store { location: self.documents.describe(), message: message.to_string() }.into()
-    }
-
-    fn read(&self) -> Result<(Option<u64>, RequestsDocument), Error> {
-        let Some((stamp, bytes)) = self.documents.read_document(DOCUMENT).map_err(|e| self.failure(e))? else { return Ok((None, RequestsDocument::default())) };
-        let document = serde_json::from_slice(&bytes).map_err(|e| self.failure(format!("not a valid change-request document: {e}")))?;
-        Ok((Some(stamp), document))
-    }
-
-    /// Reads, edits and replaces the document with compare-and-set on its stamp; a lost race
-    /// edits the newer document again.
-    fn edit<T>(&self, mut change: impl FnMut(&mut RequestsDocument) -> Result<T, Error>) -> Result<T, Error> {
-        for _attempt in 0..16 {
-            let (stamp, mut document) = self.read()?;
-            let outcome = change(&mut document)?;
-            let bytes = self.fitted(&mut document)?;
-            if self.documents.replace_document(DOCUMENT, bytes, stamp).map_err(|e| self.failure(e))? {
-                return Ok(outcome);
-            }
-        }
-        Err(self.failure("others kept changing the change requests; nothing was changed"))
+    /// Reads, edits and replaces the document with compare-and-set on its stamp.
+    fn edit<T>(&self, change: impl FnMut(&mut RequestsDocument) -> Result<T, Error>) -> Result<T, Error> {
+        self.document.edit(change, |document| self.fitted(document))
     }
 
     /// The document's bytes, closed requests dropped oldest first while it is too large.
@@ -441,7 +423,7 @@ impl RequestStore {
                 Some(index) => {
                     document.requests.remove(index);
                 }
-                None => return Err(self.failure(format!("the open requests exceed {MAX_DOCUMENT_BYTES} bytes; approve, reject or withdraw some first"))),
+                None => return Err(self.document.failure(format!("the open requests exceed {MAX_DOCUMENT_BYTES} bytes; approve, reject or withdraw some first"))),
             }
         }
     }

@@ -4,7 +4,8 @@
 //! error naming `policy.toml:line:column`, like every other file of the tree.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use potter_engine::{Format, Location, ParseError};
 
@@ -24,6 +25,39 @@ pub const INIT_POLICY: &str = "\
 [environments.production]
 review = \"required\"
 ";
+
+/// `policy.toml` parsed once per version of the file: a server consults the policy on every write
+/// without reading and parsing it again (one `stat` per call; an edit counts from the next call,
+/// as with [`Policy::load`]). A policy that fails to load is not kept: the error comes back until
+/// the file is fixed.
+pub struct PolicyFile {
+    root: PathBuf,
+    parsed: Mutex<Option<(crate::source::tree::FileStamp, Arc<Policy>)>>,
+}
+
+impl PolicyFile {
+    /// The policy file of the tree at `root`, not read yet.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into(), parsed: Mutex::new(None) }
+    }
+
+    /// The policy as the file stands now.
+    pub fn current(&self) -> Result<Arc<Policy>, Error> {
+        let Some(stamp) = crate::source::tree::FileStamp::of(&self.root.join(POLICY_FILE)) else {
+            // Missing (no environment requires review) or unreadable (the load names why).
+            return Policy::load(&self.root).map(Arc::new);
+        };
+        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((held, policy)) = &*parsed {
+            if *held == stamp {
+                return Ok(policy.clone());
+            }
+        }
+        let policy = Arc::new(Policy::load(&self.root)?);
+        *parsed = Some((stamp, policy.clone()));
+        Ok(policy)
+    }
+}
 
 /// How an environment's changes are published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

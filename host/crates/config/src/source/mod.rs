@@ -7,6 +7,7 @@ pub mod defaults;
 pub mod env;
 pub mod overrides;
 pub mod plugin;
+pub mod rollout;
 pub mod tree;
 
 use std::sync::Arc;

@@ -18,6 +18,9 @@ use crate::error::Error;
 pub struct Overrides {
     trees: BTreeMap<String, Map<String, Value>>,
     versions: BTreeMap<String, BTreeMap<String, RecordedVersion>>,
+    /// The staged changes of running rollouts (kept beside the overrides: they change with them,
+    /// through the same commit, and are layered over them).
+    rollouts: Arc<[super::rollout::StagedRollout]>,
 }
 
 impl Overrides {
@@ -29,6 +32,16 @@ impl Overrides {
     /// One environment's overrides as a tree (ciphertexts as written).
     pub fn tree(&self, environment: &str) -> Option<&Map<String, Value>> {
         self.trees.get(environment)
+    }
+
+    /// The running rollouts' staged changes.
+    pub fn rollouts(&self) -> &[super::rollout::StagedRollout] {
+        &self.rollouts
+    }
+
+    /// These overrides with the running rollouts replaced by `rollouts`.
+    pub(crate) fn with_rollouts(&self, rollouts: Vec<super::rollout::StagedRollout>) -> Overrides {
+        Overrides { rollouts: rollouts.into(), ..self.clone() }
     }
 
     /// The environments that have overrides.

@@ -38,6 +38,7 @@ pub mod history;
 pub mod instances;
 pub mod meta;
 pub mod plugins;
+pub mod rollouts;
 pub mod watch;
 
 /// `?service=&user=` (and `prefix=` for watch): the view of a route's environment.
@@ -226,7 +227,7 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
 /// review there (the caller is told to open a change request), except an admin's: that one is a
 /// break-glass write, and the note returned says so in its audit line.
 fn direct_write(state: &ApiState, principal: &Principal, environment: &str, keys: &[String]) -> ApiResult<Option<AuditNote>> {
-    let policy = potter_config::change_requests::Policy::load(&state.host.options().root)?;
+    let policy = state.policy.current()?;
     if !policy.check_direct_write(environment, principal.role == Role::Admin)? {
         return Ok(None);
     }

@@ -4,9 +4,68 @@
 
 use std::fs::{File, OpenOptions};
 use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use potter_history::{DocumentStore, HistoryError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::Error;
+
+/// How many times an edit is redone on a newer document before giving up.
+const EDIT_ATTEMPTS: usize = 16;
+
+/// One JSON document of a store, read whole and replaced whole with compare-and-set on its
+/// stamp: a writer that lost a race edits the newer document again, so nothing is lost.
+pub(crate) struct JsonDocument<D> {
+    documents: Arc<dyn DocumentStore>,
+    name: &'static str,
+    /// Turns (where, what failed) into the caller's error.
+    failure: fn(String, String) -> Error,
+    document: PhantomData<fn() -> D>,
+}
+
+impl<D> Clone for JsonDocument<D> {
+    fn clone(&self) -> Self {
+        Self { documents: self.documents.clone(), name: self.name, failure: self.failure, document: PhantomData }
+    }
+}
+
+impl<D: Serialize + DeserializeOwned + Default> JsonDocument<D> {
+    /// The document `name` of `documents` (a state directory's when `documents` is None).
+    pub(crate) fn new(documents: Option<Arc<dyn DocumentStore>>, state_dir: &Path, name: &'static str, failure: fn(String, String) -> Error) -> Self {
+        let documents = documents.unwrap_or_else(|| Arc::new(StateDirDocuments::new(state_dir)));
+        Self { documents, name, failure, document: PhantomData }
+    }
+
+    /// An error about this document.
+    pub(crate) fn failure(&self, message: impl ToString) -> Error {
+        (self.failure)(self.documents.describe(), message.to_string())
+    }
+
+    /// Its stamp (None: never written) and contents (the default when never written).
+    pub(crate) fn read(&self) -> Result<(Option<u64>, D), Error> {
+        let Some((stamp, bytes)) = self.documents.read_document(self.name).map_err(|e| self.failure(e))? else { return Ok((None, D::default())) };
+        let document = serde_json::from_slice(&bytes).map_err(|e| self.failure(format!("not a valid `{}` document: {e}", self.name)))?;
+        Ok((Some(stamp), document))
+    }
+
+    /// Reads, changes and replaces the document; `fit` gives the bytes to write (and may trim
+    /// the document to a size).
+    pub(crate) fn edit<T>(&self, mut change: impl FnMut(&mut D) -> Result<T, Error>, fit: impl Fn(&mut D) -> Result<Vec<u8>, Error>) -> Result<T, Error> {
+        for _attempt in 0..EDIT_ATTEMPTS {
+            let (stamp, mut document) = self.read()?;
+            let outcome = change(&mut document)?;
+            let bytes = fit(&mut document)?;
+            if self.documents.replace_document(self.name, bytes, stamp).map_err(|e| self.failure(e))? {
+                return Ok(outcome);
+            }
+        }
+        Err(self.failure(format!("others kept changing `{}`; nothing was changed", self.name)))
+    }
+}
 
 /// Largest document read (change requests are bounded well below it).
 const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;

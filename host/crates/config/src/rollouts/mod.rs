@@ -1,0 +1,296 @@
+//! Progressive rollouts (docs/ROLLOUT.md, "Progressive rollout"): a change of one environment's
+//! runtime overrides that reaches a cohort first, step by step, and rolls back by itself when a
+//! gate fails.
+//!
+//! Starting validates the change on every view it can reach (a dry run of the whole change as
+//! runtime overrides), records the rollout in its document and stages its first step. Each step
+//! is ONE change through the host's commit path (origin `rollout`, the actor and the step in its
+//! reason): the document says the step, and the build stages the rollout's values on the views
+//! the step reaches ([`crate::source::rollout`]). The last advance completes it: its values become
+//! runtime overrides for every view and it stops being staged, in one change. A rollback
+//! unstages it, also in one change, with its reason in the history.
+//!
+//! The steps are the document's (read by every process at every take-in of recorded changes),
+//! so a server that restarts resumes from the recorded step, its bake counted from when that
+//! step started. Roles (editor to start and abort, admin to force a step) are the server's to check.
+
+mod document;
+
+use document::rfc3339;
+
+use potter_engine::ViewKey;
+use serde_json::Value;
+
+pub use document::{Cohort, Rollout, RolloutEdit, RolloutError, RolloutEvent, RolloutMilestone, RolloutState, RolloutStore, Step};
+
+use crate::change_requests::Actor;
+use crate::error::Error;
+use crate::events::ChangeOrigin;
+use crate::runtime::{ConfigHost, SetRequest};
+
+/// Most steps a rollout may have.
+const MAX_STEPS: usize = 20;
+
+/// The actor of what the driver does by itself (a step after its bake, a gate's rollback).
+pub const DRIVER: &str = "rollout driver";
+
+/// A rollout to start: its environment, title, change (key → value) and strategy.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The environment.
+    pub environment: String,
+    /// What it does.
+    pub title: String,
+    /// The change: dotted key → value (a secret as its ciphertext). Removals are not rolled out
+    /// (a cohort cannot be shown "no override"): remove an override with a normal change.
+    pub edits: Vec<(String, Value)>,
+    /// Who it reaches first.
+    pub cohort: Cohort,
+    /// The steps, shares rising to 100.
+    pub steps: Vec<Step>,
+}
+
+/// What the driver did to a running rollout in one pass.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Driven {
+    /// Its bake ended and it moved on (or completed).
+    Advanced(Rollout),
+    /// A gate failed and it rolled back.
+    RolledBack(Rollout),
+}
+
+/// The rollouts of a host: start, advance, abort, and the driver's pass.
+pub struct Rollouts {
+    host: ConfigHost,
+    store: RolloutStore,
+}
+
+impl ConfigHost {
+    /// The rollouts of this host's tree, kept where its history is.
+    pub fn rollouts(&self) -> Rollouts {
+        Rollouts { store: RolloutStore::over(self.shared_documents(), &self.options().state_dir), host: self.clone() }
+    }
+}
+
+impl Rollouts {
+    /// Where the rollouts are kept.
+    pub fn store(&self) -> &RolloutStore {
+        &self.store
+    }
+
+    /// Starts a rollout on its first step: refused unless the plan is sound, the change validates
+    /// on every view it can reach, the host is healthy and no running rollout of the environment
+    /// covers one of its keys.
+    pub fn start(&self, plan: Plan, actor: &Actor) -> Result<Rollout, Error> {
+        check_plan(&plan)?;
+        if !self.host.options().history {
+            return Err(RolloutError::Plan("the history (each step is recorded): this host runs without it".to_owned()).into());
+        }
+        self.host.options().served_view(&self.host.snapshot(), &ViewKey::environment(&plan.environment))?;
+        if let Some(unhealthy) = self.host.health().unhealthy {
+            return Err(RolloutError::Plan(format!("a healthy host (it reports: {})", unhealthy.reason)).into());
+        }
+        // Refused before the (slower) validation, and checked again where the start is written.
+        check_no_overlap(&self.store.list(Some(&plan.environment))?, &plan)?;
+        let as_overrides: Vec<(String, Option<Value>)> = plan.edits.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect();
+        self.host.edit_overrides(&plan.environment, &as_overrides, SetRequest::new(actor.origin, "rollout (dry run)"), true)?;
+        let now = now_ms();
+        let started = self.store.edit(|document| {
+            check_no_overlap(&document.rollouts, &plan)?;
+            document.last_id += 1;
+            let rollout = Rollout {
+                id: document.last_id,
+                environment: plan.environment.clone(),
+                title: plan.title.trim().to_owned(),
+                author: actor.name.clone(),
+                edits: plan.edits.iter().map(|(key, value)| RolloutEdit { key: key.clone(), value: value.clone() }).collect(),
+                cohort: plan.cohort.clone(),
+                steps: plan.steps.clone(),
+                step: 0,
+                started_unix_ms: now,
+                step_started_unix_ms: now,
+                state: RolloutState::Running,
+                timeline: vec![event(RolloutMilestone::Started, &actor.name, Some(1), None)],
+            };
+            document.rollouts.push(rollout.clone());
+            Ok(rollout)
+        })?;
+        tracing::info!(id = started.id, environment = %started.environment, author = %started.author, "rollout started");
+        self.publish(started, actor, &[])
+    }
+
+    /// Moves rollout `id` to its next step (its last: completes it). Refused while the step
+    /// bakes or the host reports itself unhealthy, unless `force` (an admin's).
+    pub fn advance(&self, id: u64, actor: &Actor, force: bool) -> Result<Rollout, Error> {
+        let unhealthy = self.host.health().unhealthy.map(|unhealthy| unhealthy.reason);
+        let now = now_ms();
+        let mut completes = false;
+        let moved = self.store.update(id, |rollout| {
+            rollout.ensure_running("advanced")?;
+            let baking = now < rollout.bake_ends_unix_ms();
+            if !force {
+                if let Some(reason) = &unhealthy {
+                    return Err(RolloutError::Plan(format!("a healthy host to advance (it reports: {reason}); the driver rolls it back, or an admin forces the step")).into());
+                }
+                if baking {
+                    return Err(RolloutError::Baking { id, step: rollout.step + 1, until: rfc3339(rollout.bake_ends_unix_ms()) }.into());
+                }
+            }
+            let milestone = if force && (baking || unhealthy.is_some()) { RolloutMilestone::Forced } else { RolloutMilestone::Advanced };
+            completes = rollout.on_last_step();
+            if completes {
+                rollout.state = RolloutState::Completed;
+                rollout.timeline.push(event(RolloutMilestone::Completed, &actor.name, Some(rollout.step + 1), None));
+            } else {
+                rollout.step += 1;
+                rollout.step_started_unix_ms = now;
+                rollout.timeline.push(event(milestone, &actor.name, Some(rollout.step + 1), None));
+            }
+            Ok(())
+        })?;
+        let edits: Vec<(String, Option<Value>)> = match completes {
+            true => moved.edits.iter().map(|edit| (edit.key.clone(), Some(edit.value.clone()))).collect(),
+            false => Vec::new(),
+        };
+        self.publish(moved, actor, &edits)
+    }
+
+    /// Rolls rollout `id` back on every view, with `reason` in the history.
+    pub fn abort(&self, id: u64, actor: &Actor, reason: &str) -> Result<Rollout, Error> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(RolloutError::Plan("a reason to be rolled back".to_owned()).into());
+        }
+        let ended = self.store.update(id, |rollout| {
+            rollout.ensure_running("rolled back")?;
+            rollout.state = RolloutState::RolledBack;
+            rollout.timeline.push(event(RolloutMilestone::RolledBack, &actor.name, Some(rollout.step + 1), Some(reason.to_owned())));
+            Ok(())
+        })?;
+        tracing::warn!(id, environment = %ended.environment, actor = %actor.name, reason, "rollout rolled back");
+        self.publish(ended, actor, &[])
+    }
+
+    /// One pass of the driver (a server runs it every second): a running rollout rolls back when
+    /// the host reported itself unhealthy after it started, and moves on when its step baked.
+    pub fn drive(&self) -> Result<Vec<Driven>, Error> {
+        let driver = Actor::new(ChangeOrigin::Rollout, DRIVER);
+        let unhealthy = self.host.health().unhealthy;
+        let mut driven = Vec::new();
+        for rollout in self.store.list(None)?.into_iter().rev().filter(|rollout| rollout.state == RolloutState::Running) {
+            if !self.host.options().serves(&rollout.environment) {
+                continue;
+            }
+            let outcome = match &unhealthy {
+                Some(unhealthy) if unhealthy.since_unix_ms as i64 >= rollout.started_unix_ms => {
+                    let reason = format!("health gate: the host reported itself unhealthy ({})", unhealthy.reason);
+                    self.abort(rollout.id, &driver, &reason).map(Driven::RolledBack)
+                }
+                _ if now_ms() >= rollout.bake_ends_unix_ms() => self.advance(rollout.id, &driver, false).map(Driven::Advanced),
+                _ => continue,
+            };
+            match outcome {
+                Ok(done) => driven.push(done),
+                // Someone else moved it meanwhile (another driver, an operator): nothing to do.
+                Err(Error::Rollout(RolloutError::NotRunning { .. } | RolloutError::Baking { .. })) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(driven)
+    }
+
+    /// Stages the document's rollouts (with `edits` as runtime overrides, when it completes) as
+    /// one change naming the rollout and its step; notes the version in its timeline. A change
+    /// the host refuses rolls the rollout back (the refusal is the reason) and is returned.
+    fn publish(&self, rollout: Rollout, actor: &Actor, edits: &[(String, Option<Value>)]) -> Result<Rollout, Error> {
+        let mut request = SetRequest::new(ChangeOrigin::Rollout, actor.name.clone());
+        request.reason = Some(history_reason(&rollout));
+        match self.host.restage_rollouts(&rollout.environment, edits, request) {
+            Ok(snapshot) => {
+                let version = snapshot.version();
+                self.store.update(rollout.id, |stored| {
+                    if let Some(last) = stored.timeline.last_mut() {
+                        last.version = Some(version);
+                    }
+                    Ok(())
+                })
+            }
+            Err(error) if rollout.state == RolloutState::Running => {
+                let reason = format!("refused by the host: {error}");
+                let ended = self.store.update(rollout.id, |stored| {
+                    stored.state = RolloutState::RolledBack;
+                    stored.timeline.push(event(RolloutMilestone::RolledBack, DRIVER, Some(stored.step + 1), Some(reason.clone())));
+                    Ok(())
+                })?;
+                let mut unstage = SetRequest::new(ChangeOrigin::Rollout, DRIVER);
+                unstage.reason = Some(history_reason(&ended));
+                self.host.restage_rollouts(&ended.environment, &[], unstage)?;
+                Err(error)
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// The history reason of a rollout's change: its id, title, step and what happened.
+fn history_reason(rollout: &Rollout) -> String {
+    let step = rollout.current_step();
+    let at = format!("rollout {} \"{}\"", rollout.id, rollout.title);
+    match rollout.state {
+        RolloutState::Running => format!("{at}: step {} of {} ({}% of users)", rollout.step + 1, rollout.steps.len(), step.percent),
+        RolloutState::Completed => format!("{at}: completed (every view)"),
+        RolloutState::RolledBack => {
+            let why = rollout.timeline.last().and_then(|event| event.note.clone()).unwrap_or_default();
+            format!("{at}: rolled back at step {}: {why}", rollout.step + 1)
+        }
+    }
+}
+
+fn check_plan(plan: &Plan) -> Result<(), Error> {
+    let title = plan.title.trim();
+    if title.is_empty() || title.chars().count() > 200 || title.chars().any(char::is_control) {
+        return Err(RolloutError::Plan("a title of 1 to 200 printable characters".to_owned()).into());
+    }
+    if plan.edits.is_empty() {
+        return Err(RolloutError::Plan("at least one key to change (KEY=VALUE)".to_owned()).into());
+    }
+    for (index, (key, _)) in plan.edits.iter().enumerate() {
+        potter_engine::parse_key_path(key)?;
+        crate::recording::check_recordable_key(key).map_err(RolloutError::Plan)?;
+        if let Some((other, _)) = plan.edits[..index].iter().find(|(other, _)| overlaps(key, other)) {
+            return Err(RolloutError::Plan(format!("each key once and none under another (`{key}` and `{other}`)")).into());
+        }
+    }
+    if plan.steps.is_empty() || plan.steps.len() > MAX_STEPS {
+        return Err(RolloutError::Plan(format!("1 to {MAX_STEPS} steps")).into());
+    }
+    let shares: Vec<u32> = plan.steps.iter().map(|step| step.percent).collect();
+    if shares.windows(2).any(|pair| pair[0] >= pair[1]) || shares[0] == 0 || shares.last() != Some(&100) {
+        return Err(RolloutError::Plan(format!("shares rising from above 0 to 100 (given: {})", shares.iter().map(|share| format!("{share}%")).collect::<Vec<_>>().join(" → "))).into());
+    }
+    Ok(())
+}
+
+/// Refuses `plan` when a running rollout of its environment covers one of its keys.
+fn check_no_overlap(rollouts: &[Rollout], plan: &Plan) -> Result<(), Error> {
+    let running = rollouts.iter().filter(|rollout| rollout.state == RolloutState::Running && rollout.environment == plan.environment);
+    for rollout in running {
+        if let Some((key, _)) = plan.edits.iter().find(|(key, _)| rollout.keys().any(|held| overlaps(key, held))) {
+            return Err(RolloutError::Overlap { running: rollout.id, environment: rollout.environment.clone(), key: key.clone() }.into());
+        }
+    }
+    Ok(())
+}
+
+/// True when two keys name the same value or one is inside the other.
+fn overlaps(a: &str, b: &str) -> bool {
+    potter_engine::is_under(a, b) || potter_engine::is_under(b, a)
+}
+
+fn event(milestone: RolloutMilestone, actor: &str, step: Option<usize>, note: Option<String>) -> RolloutEvent {
+    RolloutEvent { milestone, actor: actor.to_owned(), timestamp: rfc3339(now_ms()), step, note, version: None }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64)
+}
