@@ -55,6 +55,16 @@ pub struct StartArgs {
     /// Seconds each step bakes before the next may start.
     #[arg(long, default_value_t = 600)]
     pub bake: u64,
+    /// Who the steps' shares are of: `users` (the tree's users, on any host) or `instances`
+    /// (the hosts of a shared store).
+    #[arg(long, default_value = "users", value_parser = ["users", "instances"])]
+    pub cohort: String,
+    /// Only these hosts (instance ids): a share of them per step.
+    #[arg(long, value_delimiter = ',', conflicts_with = "label")]
+    pub instances: Vec<String>,
+    /// Only the hosts with this label, `NAME=VALUE`: a share of them per step.
+    #[arg(long)]
+    pub label: Option<String>,
     #[command(flatten)]
     pub actor: ActorArg,
 }
@@ -73,7 +83,13 @@ pub fn run(cli: &Cli, command: &RolloutCommand) -> Outcome {
             }
             let steps = args.steps.iter().map(|&percent| Step { percent, bake_seconds: args.bake }).collect();
             let host = super::write::open_to_repair_in(cli, &cli.environment)?;
-            let plan = Plan { environment: cli.environment.clone(), title: args.title.clone(), edits, cohort: Cohort::Users, steps };
+            let cohort = match (&args.instances[..], &args.label) {
+                ([_, ..], _) => Cohort::Chosen { instances: args.instances.clone() },
+                (_, Some(label)) => Cohort::Label { label: label.clone() },
+                _ if args.cohort == "instances" => Cohort::Instances,
+                _ => Cohort::Users,
+            };
+            let plan = Plan { environment: cli.environment.clone(), title: args.title.clone(), edits, cohort, steps };
             let started = host.rollouts().start(plan, &actor(&args.actor))?;
             print_rollout(cli, &host, &started, "started");
             Ok(())

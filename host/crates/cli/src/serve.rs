@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// This host's id in the instance registry of a shared store (default `<host name>-<pid>`).
     #[arg(long, value_name = "ID")]
     pub instance_id: Option<String>,
+    /// A label of this host in the instance registry, `name=value` (repeat for more): what a
+    /// rollout's label cohort selects.
+    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
     /// The address peers and tools should use for this host in the instance registry (default:
     /// the bound address; give it when listening on 0.0.0.0 or behind a proxy).
     #[arg(long, value_name = "HOST:PORT")]
@@ -54,8 +58,18 @@ fn failure(code: u8, message: impl Into<String>) -> Failure {
     Failure { code, message: message.into() }
 }
 
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() && !value.trim().is_empty() => Ok((name.trim().to_owned(), value.trim().to_owned())),
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
+}
+
 pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
-    let options = cli.options();
+    let mut options = cli.options();
+    // Who this host is among a fleet's: its registry entry, and what rollout cohorts select.
+    options.instance_id = args.instance_id.clone();
+    options.instance_labels = args.labels.iter().cloned().collect();
     // Checked once at start-up so a malformed review policy is not first found by a write.
     potter_config::change_requests::Policy::load(&options.root)?;
     let host = ConfigHost::open(options.clone())?;
@@ -104,7 +118,7 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Outcome {
         };
         let stop = api::shutdown_signal();
         let address = args.advertise.clone().unwrap_or_else(|| bound.to_string());
-        if let Some(id) = host.register_instance(args.instance_id.clone(), Some(address), Duration::from_secs(args.instance_ttl))? {
+        if let Some(id) = host.register_instance(None, Some(address), Duration::from_secs(args.instance_ttl))? {
             let _ = writeln!(std::io::stdout(), "registered as instance {id}");
         }
         let registered = host.clone();

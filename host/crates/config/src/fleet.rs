@@ -25,6 +25,9 @@ pub(crate) trait Peer: Send + 'static {
 
     /// The live version, None once the host is gone.
     fn live_version(&self) -> Option<u64>;
+
+    /// Why the service says it is unhealthy, while it does (published in its registry entry).
+    fn unhealthy(&self) -> Option<String>;
 }
 
 /// Starts following every record after `after` when the history is a shared store (nothing for
@@ -69,11 +72,12 @@ fn follow(store: &Arc<EtcdStore>, link: &StoreLink, after: u64, peer: &impl Peer
                     let refusal = format!("version {}: {}", store_version(store), error.diagnostics().join("; "));
                     tracing::warn!(%refusal, "refused a change recorded by another host; the previous configuration stays live");
                     *lock(&link.last_refusal) = Some(refusal);
+                    *lock(&link.refused_version) = store.latest_version().ok();
                 }
             }
         }
         let Some(version) = peer.live_version() else { return };
-        publish_entry(link, version);
+        publish_entry(link, version, peer.unhealthy());
     }
 }
 
@@ -106,22 +110,25 @@ fn note(link: &StoreLink, event: FollowEvent) {
     }
 }
 
+use potter_history::HistoryStore as _;
+
 fn store_version(store: &EtcdStore) -> String {
-    use potter_history::HistoryStore as _;
     store.latest_version().map_or_else(|_| "?".to_owned(), |version| version.to_string())
 }
 
-/// Republishes the registry entry when what it says changed (the live version, a refusal).
-pub(crate) fn publish_entry(link: &StoreLink, version: u64) {
+/// Republishes the registry entry when what it says changed (the live version, a refusal, the
+/// service's own health report).
+pub(crate) fn publish_entry(link: &StoreLink, version: u64, unhealthy: Option<String>) {
     let registration = lock(&link.registration);
     let Some(registration) = registration.as_ref() else { return };
     let mut published = lock(&link.instance);
     let Some(info) = published.as_mut() else { return };
     let refusal = lock(&link.last_refusal).clone();
-    if info.version == version && info.last_refusal == refusal {
+    let refused_version = *lock(&link.refused_version);
+    if info.version == version && info.last_refusal == refusal && info.unhealthy == unhealthy {
         return;
     }
-    let next = InstanceInfo { version, last_refusal: refusal, ..info.clone() };
+    let next = InstanceInfo { version, last_refusal: refusal, refused_version, unhealthy, ..info.clone() };
     // A failure (store unreachable) is retried at the next look: `published` keeps the old entry.
     if registration.update(&next).is_ok() {
         *info = next;

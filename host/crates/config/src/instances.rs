@@ -15,20 +15,24 @@ use crate::runtime::ConfigHost;
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
 impl ConfigHost {
-    /// Publishes this host in the registry (`id`, default `<host name>-<pid>`; `address`: where
-    /// its API listens) under a lease of `ttl`, kept current as its live version and refusals
-    /// change. Nothing to do (`Ok(None)`) unless the history is a shared store. Returns the id.
+    /// Publishes this host in the registry (`id`, default [`crate::Options::instance_id`], which
+    /// is also the id rollout cohorts select by; `address`: where its API listens) with its
+    /// labels, under a lease of `ttl`, kept current as its live version, refusals and health
+    /// report change. Nothing to do (`Ok(None)`) unless the history is a shared store. Returns the id.
     pub fn register_instance(&self, id: Option<String>, address: Option<String>, ttl: Duration) -> Result<Option<String>, Error> {
         let database = self.history_database();
         let Some(store) = database.etcd() else { return Ok(None) };
         let link = database.link();
-        let id = id.unwrap_or_else(default_id);
+        let id = id.unwrap_or_else(|| self.options().instance_id());
         let info = InstanceInfo {
             id: id.clone(),
             address,
             version: self.snapshot().version(),
             plugins: self.plugin_list().into_iter().map(|plugin| match plugin.version { Some(version) => format!("{}@{version}", plugin.name), None => plugin.name }).collect(),
             last_refusal: lock(&link.last_refusal).clone(),
+            refused_version: *lock(&link.refused_version),
+            labels: self.options().instance_labels.clone(),
+            unhealthy: self.health().unhealthy.map(|unhealthy| unhealthy.reason),
         };
         let registration = store.register_shared(&info, ttl)?;
         *lock(&link.instance) = Some(info);
@@ -55,16 +59,6 @@ impl ConfigHost {
             None => Ok(None),
         }
     }
-}
-
-fn default_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "host".to_owned());
-    format!("{host}-{}", std::process::id())
 }
 
 /// The registry of the store `options` choose, read without loading a tree (for

@@ -35,6 +35,12 @@ pub struct Options {
     /// Where the history (records, runtime overrides, audit lines) lives: `<state>/history.db`
     /// (the default) or etcd, shared by every host on the same prefix (docs/FLEET.md).
     pub store: StoreChoice,
+    /// This host's id among the hosts of a shared store (its registry entry; None:
+    /// `<host name>-<pid>`). A rollout's instance cohort selects hosts by it.
+    pub instance_id: Option<String>,
+    /// This host's labels (`region=eu`): published in its registry entry, selected by a
+    /// rollout's label cohort.
+    pub instance_labels: std::collections::BTreeMap<String, String>,
     /// Where long tasks are reported while they run (compiling a plugin the first time,
     /// re-encrypting a tree, validating a rollback): nowhere by default; the CLI draws them on a
     /// terminal.
@@ -101,9 +107,16 @@ impl Options {
             strict: false,
             history: true,
             environments: None,
+            instance_id: None,
+            instance_labels: Default::default(),
             store: StoreChoice::Sqlite,
             progress: crate::ProgressReport::default(),
         }
+    }
+
+    /// This host's registry id: the one given, else `<host name>-<pid>`.
+    pub fn instance_id(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(default_instance_id)
     }
 
     /// True when this process serves `environment` (every environment unless `environments` says).
@@ -135,6 +148,8 @@ impl std::fmt::Debug for Options {
             .field("strict", &self.strict)
             .field("history", &self.history)
             .field("environments", &self.environments)
+            .field("instance_id", &self.instance_id)
+            .field("instance_labels", &self.instance_labels)
             .field("store", &self.store)
             .field("progress", &self.progress)
             .finish()
@@ -145,4 +160,14 @@ impl std::fmt::Debug for Options {
 pub fn default_state_dir(root: &Path) -> PathBuf {
     let parent = root.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     parent.join(".potter")
+}
+
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".to_owned());
+    format!("{host}-{}", std::process::id())
 }

@@ -79,6 +79,8 @@ pub struct StoreLink {
     pub rollouts_moved: std::sync::atomic::AtomicBool,
     /// The last peer change this host could not validate (published in its registry entry).
     pub last_refusal: Mutex<Option<String>>,
+    /// The store's version when it refused it.
+    pub refused_version: Mutex<Option<u64>>,
     /// This host's registry entry, once registered.
     #[cfg(feature = "etcd")]
     pub registration: Mutex<Option<potter_history_etcd::Registration<'static>>>,
@@ -449,7 +451,11 @@ impl Recorder {
                     record = record.expect_unchanged_since(change.key.clone(), version);
                 }
             }
-            if !record.changes.is_empty() || !record.override_ops.is_empty() {
+            // A rollout's step is recorded even where this host's views stay as they were: the
+            // record is how every other host learns of the step (and the history keeps each one).
+            let staged_moved = |overrides: &Overrides| overrides.rollouts().iter().filter(|rollout| &rollout.environment == env).cloned().collect::<Vec<_>>();
+            let rollout_step = cause.origin == potter_history::ChangeOrigin::Rollout && staged_moved(overrides_before) != staged_moved(overrides_after);
+            if !record.changes.is_empty() || !record.override_ops.is_empty() || rollout_step {
                 records.push(record);
             }
         }

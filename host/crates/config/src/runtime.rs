@@ -61,6 +61,10 @@ impl crate::fleet::Peer for WeakHost {
     fn live_version(&self) -> Option<u64> {
         Some(self.upgrade()?.snapshot().version())
     }
+
+    fn unhealthy(&self) -> Option<String> {
+        self.upgrade()?.events().observers.health.state().unhealthy.as_ref().map(|unhealthy| unhealthy.reason.clone())
+    }
 }
 
 /// The configuration host an application embeds.
@@ -803,7 +807,9 @@ impl ConfigHost {
     /// Queues the record of a checked snapshot (None when it changes nothing).
     fn stage_checked(&self, state: &mut WriterState, snapshot: Snapshot, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause) -> Result<Option<Staged>, Error> {
         let before = state.head.clone().unwrap_or_else(|| self.shared.current.load_full());
-        if same_layers(before.layers(), snapshot.layers()) && before.axes() == snapshot.axes() {
+        // A rollout's step that changes none of this host's views is still a change (recorded:
+        // the other hosts learn of it from its record).
+        if same_layers(before.layers(), snapshot.layers()) && before.axes() == snapshot.axes() && state.overrides.rollouts() == overrides.rollouts() {
             return Ok(None);
         }
         // Durable before acknowledged: the record is queued now and waited for in `commit`.

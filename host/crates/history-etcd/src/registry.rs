@@ -22,6 +22,16 @@ pub struct InstanceInfo {
     pub plugins: Vec<String>,
     /// The last peer change it could not validate (and so did not apply), if any.
     pub last_refusal: Option<String>,
+    /// The store's version when it refused that change (a rollout's gate compares it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_version: Option<u64>,
+    /// Its labels (`--label region=eu`): what a rollout's label cohort selects.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Why the service says it is unhealthy, while it does (`report_unhealthy`): fails a
+    /// rollout's health gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy: Option<String>,
 }
 
 /// A published entry; dropping it stops the keep-alive (the entry expires after the TTL), and

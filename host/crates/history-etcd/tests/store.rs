@@ -360,6 +360,9 @@ fn instance(id: &str, version: u64) -> potter_history_etcd::InstanceInfo {
         version,
         plugins: vec!["geo@1.2.0".to_owned()],
         last_refusal: None,
+        refused_version: None,
+        labels: Default::default(),
+        unhealthy: None,
     }
 }
 

@@ -103,16 +103,7 @@ impl std::fmt::Display for RolloutState {
     }
 }
 
-/// Who a rollout reaches before it reaches everyone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum Cohort {
-    /// A share of the tree's users by a stable hash of the rollout id and the user name: their
-    /// user views (and services × users) get the change; the environment's and services' own
-    /// views get it when the rollout completes.
-    Users,
-}
+pub use crate::source::rollout::Cohort;
 
 /// One step: the share reached, and how long it bakes before the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +191,10 @@ pub struct Rollout {
     pub state: RolloutState,
     /// Who did what, oldest first.
     pub timeline: Vec<RolloutEvent>,
+    /// An instance cohort's hosts its current step reached when it started (from the registry):
+    /// one of them leaving before the step ends fails the gate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
 }
 
 impl Rollout {
@@ -234,6 +229,7 @@ impl Rollout {
         StagedRollout {
             id: self.id,
             environment: self.environment.clone(),
+            cohort: self.cohort.clone(),
             values: self.edits.iter().map(|edit| (edit.key.clone(), edit.value.clone())).collect(),
             share: self.current_step().percent.min(100) * (BUCKETS / 100),
         }

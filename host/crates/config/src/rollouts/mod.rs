@@ -90,6 +90,13 @@ impl Rollouts {
         if let Some(unhealthy) = self.host.health().unhealthy {
             return Err(RolloutError::Plan(format!("a healthy host (it reports: {})", unhealthy.reason)).into());
         }
+        let registry = registered(&self.host)?;
+        if plan.cohort.of_instances() && registry.is_none() {
+            return Err(RolloutError::Plan("the shared store's instance registry for an instance cohort (`--store etcd://…`); on one host, roll out to a share of users".to_owned()).into());
+        }
+        if let Some(sick) = registry.iter().flatten().find(|host| host.unhealthy.is_some()) {
+            return Err(RolloutError::Plan(format!("healthy hosts (instance `{}` reports: {})", sick.id, sick.unhealthy.as_deref().unwrap_or(""))).into());
+        }
         // Refused before the (slower) validation, and checked again where the start is written.
         check_no_overlap(&self.store.list(Some(&plan.environment))?, &plan)?;
         let as_overrides: Vec<(String, Option<Value>)> = plan.edits.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect();
@@ -98,7 +105,7 @@ impl Rollouts {
         let started = self.store.edit(|document| {
             check_no_overlap(&document.rollouts, &plan)?;
             document.last_id += 1;
-            let rollout = Rollout {
+            let mut rollout = Rollout {
                 id: document.last_id,
                 environment: plan.environment.clone(),
                 title: plan.title.trim().to_owned(),
@@ -111,7 +118,9 @@ impl Rollouts {
                 step_started_unix_ms: now,
                 state: RolloutState::Running,
                 timeline: vec![event(RolloutMilestone::Started, &actor.name, Some(1), None)],
+                members: Vec::new(),
             };
+            rollout.members = members(&rollout, registry.as_deref());
             document.rollouts.push(rollout.clone());
             Ok(rollout)
         })?;
@@ -123,6 +132,7 @@ impl Rollouts {
     /// bakes or the host reports itself unhealthy, unless `force` (an admin's).
     pub fn advance(&self, id: u64, actor: &Actor, force: bool) -> Result<Rollout, Error> {
         let unhealthy = self.host.health().unhealthy.map(|unhealthy| unhealthy.reason);
+        let registry = registered(&self.host)?;
         let now = now_ms();
         let mut completes = false;
         let moved = self.store.update(id, |rollout| {
@@ -144,6 +154,7 @@ impl Rollouts {
             } else {
                 rollout.step += 1;
                 rollout.step_started_unix_ms = now;
+                rollout.members = members(rollout, registry.as_deref());
                 rollout.timeline.push(event(milestone, &actor.name, Some(rollout.step + 1), None));
             }
             Ok(())
@@ -176,18 +187,24 @@ impl Rollouts {
     pub fn drive(&self) -> Result<Vec<Driven>, Error> {
         let driver = Actor::new(ChangeOrigin::Rollout, DRIVER);
         let unhealthy = self.host.health().unhealthy;
+        let running: Vec<Rollout> = self.store.list(None)?.into_iter().rev().filter(|rollout| rollout.state == RolloutState::Running).collect();
+        if running.is_empty() {
+            return Ok(Vec::new());
+        }
+        let registry = registered(&self.host)?;
         let mut driven = Vec::new();
-        for rollout in self.store.list(None)?.into_iter().rev().filter(|rollout| rollout.state == RolloutState::Running) {
+        for rollout in running {
             if !self.host.options().serves(&rollout.environment) {
                 continue;
             }
-            let outcome = match &unhealthy {
-                Some(unhealthy) if unhealthy.since_unix_ms as i64 >= rollout.started_unix_ms => {
-                    let reason = format!("health gate: the host reported itself unhealthy ({})", unhealthy.reason);
-                    self.abort(rollout.id, &driver, &reason).map(Driven::RolledBack)
-                }
-                _ if now_ms() >= rollout.bake_ends_unix_ms() => self.advance(rollout.id, &driver, false).map(Driven::Advanced),
-                _ => continue,
+            let failed = match &unhealthy {
+                Some(unhealthy) if unhealthy.since_unix_ms as i64 >= rollout.started_unix_ms => Some(format!("health gate: the host reported itself unhealthy ({})", unhealthy.reason)),
+                _ => registry.as_deref().and_then(|registry| fleet_gate(&rollout, registry)),
+            };
+            let outcome = match failed {
+                Some(reason) => self.abort(rollout.id, &driver, &reason).map(Driven::RolledBack),
+                None if now_ms() >= rollout.bake_ends_unix_ms() => self.advance(rollout.id, &driver, false).map(Driven::Advanced),
+                None => continue,
             };
             match outcome {
                 Ok(done) => driven.push(done),
@@ -232,12 +249,67 @@ impl Rollouts {
     }
 }
 
+/// A host on the shared store as a rollout's gates see it.
+struct Registered {
+    id: String,
+    labels: std::collections::BTreeMap<String, String>,
+    unhealthy: Option<String>,
+    last_refusal: Option<String>,
+    refused_version: Option<u64>,
+}
+
+/// The hosts registered on the shared store (None: the history is not shared).
+fn registered(host: &ConfigHost) -> Result<Option<Vec<Registered>>, Error> {
+    #[cfg(feature = "etcd")]
+    return Ok(host.instances()?.map(|listed| {
+        listed
+            .into_iter()
+            .map(|info| Registered { id: info.id, labels: info.labels, unhealthy: info.unhealthy, last_refusal: info.last_refusal, refused_version: info.refused_version })
+            .collect()
+    }));
+    #[cfg(not(feature = "etcd"))]
+    {
+        let _ = host;
+        Ok(None)
+    }
+}
+
+/// The hosts of an instance cohort that the rollout's current step reaches (none for users).
+fn members(rollout: &Rollout, registry: Option<&[Registered]>) -> Vec<String> {
+    let staged = rollout.staged();
+    match registry {
+        Some(registry) if rollout.cohort.of_instances() => registry.iter().filter(|host| staged.reaches_instance(&host.id, &host.labels)).map(|host| host.id.clone()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Why the fleet fails the rollout's gate, if it does: a host it reaches says it is unhealthy,
+/// a host refused a change recorded since it started, or a host its step reached left (its
+/// registry entry expired: it is neither waited for nor counted healthy).
+fn fleet_gate(rollout: &Rollout, registry: &[Registered]) -> Option<String> {
+    let reached = |id: &str| !rollout.cohort.of_instances() || rollout.members.iter().any(|member| member == id);
+    if let Some(sick) = registry.iter().find(|host| reached(&host.id) && host.unhealthy.is_some()) {
+        return Some(format!("health gate: instance `{}` reports itself unhealthy ({})", sick.id, sick.unhealthy.as_deref().unwrap_or("")));
+    }
+    let started_at = rollout.timeline.first().and_then(|event| event.version);
+    if let Some(started_at) = started_at {
+        if let Some(refusing) = registry.iter().find(|host| host.refused_version.is_some_and(|version| version >= started_at)) {
+            return Some(format!("instance `{}` refused the change ({})", refusing.id, refusing.last_refusal.as_deref().unwrap_or("")));
+        }
+    }
+    let gone = rollout.members.iter().find(|member| !registry.iter().any(|host| &host.id == *member))?;
+    Some(format!("instance `{gone}` left during step {} (its registry entry expired)", rollout.step + 1))
+}
+
 /// The history reason of a rollout's change: its id, title, step and what happened.
 fn history_reason(rollout: &Rollout) -> String {
     let step = rollout.current_step();
     let at = format!("rollout {} \"{}\"", rollout.id, rollout.title);
     match rollout.state {
-        RolloutState::Running => format!("{at}: step {} of {} ({}% of users)", rollout.step + 1, rollout.steps.len(), step.percent),
+        RolloutState::Running => {
+            let of = if rollout.cohort.of_instances() { "instances" } else { "users" };
+            format!("{at}: step {} of {} ({}% of {of})", rollout.step + 1, rollout.steps.len(), step.percent)
+        }
         RolloutState::Completed => format!("{at}: completed (every view)"),
         RolloutState::RolledBack => {
             let why = rollout.timeline.last().and_then(|event| event.note.clone()).unwrap_or_default();
@@ -263,6 +335,15 @@ fn check_plan(plan: &Plan) -> Result<(), Error> {
     }
     if plan.steps.is_empty() || plan.steps.len() > MAX_STEPS {
         return Err(RolloutError::Plan(format!("1 to {MAX_STEPS} steps")).into());
+    }
+    match &plan.cohort {
+        Cohort::Chosen { instances } if instances.is_empty() || instances.iter().any(|id| id.trim().is_empty()) => {
+            return Err(RolloutError::Plan("at least one chosen instance id (none empty)".to_owned()).into());
+        }
+        Cohort::Label { label } if label.split_once('=').is_none_or(|(name, value)| name.trim().is_empty() || value.trim().is_empty()) => {
+            return Err(RolloutError::Plan(format!("a label as `name=value` (given: `{label}`)")).into());
+        }
+        _ => {}
     }
     let shares: Vec<u32> = plan.steps.iter().map(|step| step.percent).collect();
     if shares.windows(2).any(|pair| pair[0] >= pair[1]) || shares[0] == 0 || shares.last() != Some(&100) {

@@ -6,10 +6,12 @@
 //! Raising the share only adds users (the same users stay in at every step). Which views are in
 //! is decided here, once per build (a step, a reload); a read stays a pointer load and a lookup.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use potter_engine::merge::set_path;
 use potter_engine::{Layer, LayerSource, Rank, Scope};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{BuildContext, Source};
@@ -18,6 +20,48 @@ use crate::error::Error;
 /// Buckets a share is counted in: a percentage with two decimals.
 pub const BUCKETS: u32 = 10_000;
 
+/// Who a rollout reaches before it reaches everyone. A step's share picks by a stable hash of
+/// the rollout id and the user name (`users`) or the host's instance id (the others), so a wider
+/// share keeps everyone a narrower one reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Cohort {
+    /// A share of the tree's users: their user views (and services × users) get the change; the
+    /// environment's and services' own views get it when the rollout completes. Works on one host.
+    Users,
+    /// A share of the hosts on the shared store: a reached host serves the change in every view
+    /// of the environment.
+    Instances,
+    /// A share of these hosts (by instance id).
+    Chosen {
+        /// Their instance ids.
+        instances: Vec<String>,
+    },
+    /// A share of the hosts with this label (`region=eu`).
+    Label {
+        /// `name=value`.
+        label: String,
+    },
+}
+
+impl Cohort {
+    /// True for a cohort of hosts (not of users).
+    pub fn of_instances(&self) -> bool {
+        !matches!(self, Cohort::Users)
+    }
+
+    /// True when the host `id` with `labels` belongs to the cohort (before its step's share).
+    pub fn selects(&self, id: &str, labels: &BTreeMap<String, String>) -> bool {
+        match self {
+            Cohort::Users => false,
+            Cohort::Instances => true,
+            Cohort::Chosen { instances } => instances.iter().any(|chosen| chosen == id),
+            Cohort::Label { label } => label.split_once('=').is_some_and(|(name, value)| labels.get(name).is_some_and(|held| held == value)),
+        }
+    }
+}
+
 /// One running rollout as a build needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StagedRollout {
@@ -25,6 +69,8 @@ pub struct StagedRollout {
     pub id: u64,
     /// The environment its change is for.
     pub environment: String,
+    /// Who it reaches.
+    pub cohort: Cohort,
     /// The change: dotted key -> value (a secret as its ciphertext).
     pub values: Vec<(String, Value)>,
     /// The share of users its current step reaches, in hundredths of a percent (0..=10,000).
@@ -32,9 +78,14 @@ pub struct StagedRollout {
 }
 
 impl StagedRollout {
-    /// True when `user` is in the cohort at this step.
+    /// True when `user` is in a user cohort at this step.
     pub fn reaches(&self, user: &str) -> bool {
-        bucket(self.id, user) < self.share
+        self.cohort == Cohort::Users && bucket(self.id, user) < self.share
+    }
+
+    /// True when the host `id` with `labels` is in an instance cohort at this step.
+    pub fn reaches_instance(&self, id: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.cohort.selects(id, labels) && bucket(self.id, id) < self.share
     }
 
     fn tree(&self) -> Map<String, Value> {
@@ -86,8 +137,18 @@ impl Source for RolloutSource<'_> {
 
     fn layers(&mut self, context: &BuildContext<'_>) -> Result<Vec<Arc<Layer>>, Error> {
         let mut layers = Vec::new();
+        // Asked only when an instance cohort runs (the default id reads the host name).
+        let this_host = self.rollouts.iter().any(|rollout| rollout.cohort.of_instances()).then(|| context.options.instance_id()).unwrap_or_default();
         for rollout in self.rollouts.iter().filter(|rollout| context.options.serves(&rollout.environment)) {
             let tree = rollout.tree();
+            if rollout.cohort.of_instances() {
+                // This host is reached or not: every view of the environment, or none.
+                if rollout.reaches_instance(&this_host, &context.options.instance_labels) {
+                    let name = format!("rollout/{}/{}", rollout.id, rollout.environment);
+                    layers.push(Arc::new(Layer::new(name, Rank::Overrides, Scope::environment(&rollout.environment), LayerSource::Rollout(rollout.id), tree)));
+                }
+                continue;
+            }
             for user in self.users.iter().filter(|user| rollout.reaches(user)) {
                 let scope = Scope { environment: Some(rollout.environment.as_str().into()), service: None, user: Some(user.clone()) };
                 let name = format!("rollout/{}/{}@{user}", rollout.id, rollout.environment);
@@ -109,7 +170,7 @@ mod tests {
         assert_ne!(bucket(1, "alice"), bucket(2, "alice"));
         let users: Vec<String> = (0..1000).map(|n| format!("user{n}")).collect();
         let at = |share: u32| -> Vec<&String> {
-            let rollout = StagedRollout { id: 7, environment: "production".into(), values: vec![], share };
+            let rollout = StagedRollout { id: 7, environment: "production".into(), cohort: Cohort::Users, values: vec![], share };
             users.iter().filter(|user| rollout.reaches(user)).collect()
         };
         let (ten, fifty, all) = (at(1_000), at(5_000), at(BUCKETS));

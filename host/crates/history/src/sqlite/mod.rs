@@ -305,7 +305,9 @@ pub fn check_change(change: &NewChange) -> Result<()> {
     if change.env.trim().is_empty() {
         return invalid("the environment is empty".to_owned());
     }
-    if change.changes.is_empty() && change.override_ops.is_empty() {
+    // A rollout's step is recorded even when the host recording it serves none of its views:
+    // the record is how the other hosts learn of the step (docs/ROLLOUT.md).
+    if change.changes.is_empty() && change.override_ops.is_empty() && change.origin != crate::ChangeOrigin::Rollout {
         return invalid(format!(
             "change by `{}` in `{}` changes no key",
             change.actor, change.env

@@ -21,7 +21,9 @@ pub struct NewRolloutBody {
     /// A JSON Merge Patch of runtime overrides (no `null`: a rollout sets values).
     #[schema(value_type = Object)]
     changes: Map<String, Value>,
-    /// Who it reaches first: `{"kind": "users"}` (a share of the tree's users).
+    /// Who it reaches first: `{"kind": "users"}` (a share of the tree's users), `{"kind":
+    /// "instances"}` (a share of the hosts), `{"kind": "chosen", "instances": [ids]}`,
+    /// `{"kind": "label", "label": "region=eu"}` (the last three need the shared store).
     cohort: Cohort,
     /// The steps: shares rising to 100, each with its bake time.
     steps: Vec<Step>,
@@ -81,8 +83,10 @@ pub struct RolloutView {
     pub percent: u32,
     /// When the current step's bake ends (RFC 3339; running rollouts only).
     pub bake_ends_at: Option<String>,
-    /// The tree's users the current step reaches (running rollouts only), sorted.
+    /// The tree's users the current step reaches (running user rollouts only), sorted.
     pub reached_users: Vec<String>,
+    /// The hosts the current step reached when it started (running instance rollouts only).
+    pub reached_instances: Vec<String>,
     /// Who did what, oldest first.
     pub timeline: Vec<RolloutEvent>,
 }
@@ -98,6 +102,7 @@ impl RolloutView {
             percent: rollout.current_step().percent,
             bake_ends_at: running.then(|| rollout.bake_ends_at()),
             reached_users: if running { users.iter().filter(|user| staged.reaches(user)).map(|user| user.to_string()).collect() } else { Vec::new() },
+            reached_instances: if running { rollout.members.clone() } else { Vec::new() },
             env: rollout.environment,
             title: rollout.title,
             author: rollout.author,
