@@ -80,6 +80,7 @@ const TESTS: &[(&str, Test)] = &[
     ("malformed_yaml_names_its_line_and_cannot_be_saved", malformed_yaml_names_its_line_and_cannot_be_saved),
     ("the_plugins_page_shows_a_refused_and_a_stale_plugin", the_plugins_page_shows_a_refused_and_a_stale_plugin),
     ("the_instances_page_lists_each_host_and_the_version_it_serves", the_instances_page_lists_each_host_and_the_version_it_serves),
+    ("the_rollouts_page_shows_a_running_rollout_its_cohort_and_the_change_requests", the_rollouts_page_shows_a_running_rollout_its_cohort_and_the_change_requests),
 ];
 
 fn main() {
@@ -539,6 +540,38 @@ fn the_instances_page_lists_each_host_and_the_version_it_serves(console: &Consol
     console.wait_until("both hosts at the new version", || version("host-a") == Some(changed) && version("host-b") == Some(changed));
     assert_eq!(console.text("[data-instance=\"host-b\"] .state"), "healthy");
     console.screenshot("instances");
+}
+
+fn the_rollouts_page_shows_a_running_rollout_its_cohort_and_the_change_requests(console: &Console) {
+    console.sign_in("viewer");
+    console.click("#tab-rollouts");
+    console.wait_for("#no-rollouts");
+    console.wait_for("#no-changes");
+    let body = json!({"env": "staging", "title": "Slower upstream", "changes": {"api": {"rate_limit": 120}}, "cohort": {"kind": "users"}, "steps": [{"percent": 100, "bake_seconds": 3600}]});
+    let (status, started) = console.api("POST", "/v1/rollouts", "editor", Some(body));
+    assert_eq!(status, 201, "{started}");
+    let id = started["id"].as_u64().unwrap();
+    assert_eq!(started["reached_users"], json!(["alice"]), "{started}");
+    let (status, drafted) = console.api("POST", "/v1/changes", "editor", Some(json!({"env": "staging", "title": "Faster", "changes": {"api": {"timeout": 20}}})));
+    assert_eq!(status, 201, "{drafted}");
+    // The page shows both by itself (it asks again on the change's event and every 2 s).
+    let row = format!("[data-rollout=\"{id}\"]");
+    console.wait_for_text(&format!("{row} .state"), "running");
+    assert_eq!(console.text(&format!("{row} .step")), "step 1 of 1 (100% of users)");
+    assert_eq!(console.text(&format!("{row} .reached")), "alice");
+    assert!(console.text(&row).contains("Slower upstream") && console.text(&row).contains("api.rate_limit"), "{}", console.text(&row));
+    let request = format!("[data-change=\"{}\"]", drafted["id"]);
+    console.wait_for_text(&format!("{request} .state"), "open");
+    assert!(console.text(&format!("{request} .diff")).contains("api.timeout: 30 → 20"), "{}", console.text(&request));
+    console.assert_every_control_is_named();
+    console.screenshot("rollouts");
+    // Aborted elsewhere: the row says so and reaches nobody.
+    let (status, ended) = console.api("POST", &format!("/v1/rollouts/{id}/abort"), "editor", Some(json!({"reason": "console test done"})));
+    assert_eq!(status, 200, "{ended}");
+    console.wait_for_text(&format!("{row} .state"), "rolled-back");
+    assert_eq!(console.text(&format!("{row} .reached")), "—");
+    let (status, _) = console.api("POST", &format!("/v1/changes/{}/withdraw", drafted["id"]), "editor", None);
+    assert_eq!(status, 200);
 }
 
 // ---------------------------------------------------------------------------------------------

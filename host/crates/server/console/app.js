@@ -8,6 +8,7 @@ import { ConfigTree } from "./tree.js";
 import { Editor } from "./editor.js";
 import { History } from "./history.js";
 import { Instances, Plugins } from "./hosts.js";
+import { Reviews } from "./reviews.js";
 import { follow } from "./live.js";
 
 /** The newest notifications shown (older ones make way: the list stays short above the page). */
@@ -168,7 +169,7 @@ function Console({ api, session, signOut }) {
         <button type="button" onClick=${signOut} id="signout">Sign out</button></div>
     </header>
     <nav class="tabs" aria-label="Pages">
-      ${[["config", "Configuration"], ["history", "History"], ["plugins", "Plugins"], ["instances", "Instances"]].map(([id, name]) => html`
+      ${[["config", "Configuration"], ["history", "History"], ["rollouts", "Rollouts"], ["plugins", "Plugins"], ["instances", "Instances"]].map(([id, name]) => html`
         <button type="button" id=${`tab-${id}`} aria-current=${tab === id ? "page" : "false"} onClick=${() => setTab(id)}>${name}</button>`)}
     </nav>
     <${Notifications} items=${notifications} dismiss=${dismiss} />
@@ -182,6 +183,7 @@ function Console({ api, session, signOut }) {
             onRebase=${() => loadTree(view)} onClose=${() => setEditing(null)} />`}
         </div>`}
       ${tab === "history" && html`<${History} api=${api} env=${view.environment} session=${session} notify=${notify} reloadKey=${historyKey} />`}
+      ${tab === "rollouts" && html`<${Reviews} api=${api} reloadKey=${liveKey} />`}
       ${tab === "plugins" && html`<${Plugins} api=${api} reloadKey=${liveKey} />`}
       ${tab === "instances" && html`<${Instances} api=${api} reloadKey=${liveKey} />`}
     </main>`;

@@ -8,7 +8,7 @@ import { useEffect, useState } from "./vendor/hooks.module.js";
 const POLL_MS = 2000;
 
 /** `{ data, error, refresh }` of `load()`, asked again on `reloadKey`, every POLL_MS and on refresh. */
-function usePolled(load, reloadKey) {
+export function usePolled(load, reloadKey) {
   const [state, setState] = useState({ data: null, error: null });
   const refresh = () => load().then((data) => setState({ data, error: null }), (error) => setState((previous) => ({ data: previous.data, error })));
   useEffect(() => {

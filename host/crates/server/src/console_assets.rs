@@ -42,6 +42,7 @@ const ASSETS: &[Asset] = &[
     asset!("editor.js", JS),
     asset!("history.js", JS),
     asset!("hosts.js", JS),
+    asset!("reviews.js", JS),
     asset!("live.js", JS),
     asset!("vendor/preact.module.js", JS),
     asset!("vendor/hooks.module.js", JS),
