@@ -288,3 +288,33 @@ fn the_cli_starts_shows_advances_and_aborts_a_rollout_on_the_tree() {
     let history = cli_ok(&tree, &["--env", "production", "--format", "json", "history", "--limit", "1"]);
     assert!(history.contains("not today") && history.contains("cli:carol"), "{history}");
 }
+
+#[test]
+fn a_change_request_approved_as_a_rollout_goes_live_for_its_first_step_only() {
+    let host = Host::new();
+    host.tree.write("policy.toml", "[environments.production]\nreview = \"required\"\n");
+    let publisher = token(&host.tree, "publisher", "publisher");
+    let (status, drafted) = host.call(&host.editor, "POST", "/v1/changes", Some(json!({"env": "production", "title": "Slower", "changes": {"api": {"timeout": 52}}})));
+    assert_eq!(status, 201, "{drafted}");
+    let strategy = json!({"rollout": {"cohort": {"kind": "users"}, "steps": [{"percent": 25, "bake_seconds": 3600}, {"percent": 100, "bake_seconds": 3600}]}});
+    // The author cannot approve it, as a rollout no more than at once.
+    let (status, refused) = host.call(&host.editor, "POST", "/v1/changes/1/approve", Some(strategy.clone()));
+    assert_eq!(status, 403, "{refused}");
+    let (status, published) = host.call(&publisher, "POST", "/v1/changes/1/approve", Some(strategy));
+    assert_eq!((status, published["state"].as_str()), (200, Some("published")), "{published}");
+    let last = published["timeline"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["milestone"].as_str(), last["note"].as_str()), (Some("published"), Some("as rollout 1")), "{published}");
+    let rollout = host.rollout(1);
+    assert_eq!((rollout["state"].as_str(), rollout["author"].as_str(), rollout["title"].as_str()), (Some("running"), Some("token:publisher"), Some("Slower")), "{rollout}");
+    let reached = names(&rollout["reached_users"]);
+    assert!(!reached.is_empty() && reached.len() < USERS, "{rollout}");
+    assert_eq!(host.users_seeing(52), reached);
+    assert_eq!(host.timeout(None), 30, "the environment's own view waits for the completion");
+    // A request that removes an override cannot be a rollout: it stays open, the reason noted.
+    let (status, drafted) = host.call(&host.editor, "POST", "/v1/changes", Some(json!({"env": "staging", "title": "Drop", "changes": {"api": {"timeout": null}}})));
+    assert_eq!(status, 201, "{drafted}");
+    let (status, refused) = host.call(&publisher, "POST", "/v1/changes/2/approve", Some(json!({"rollout": {"cohort": {"kind": "users"}, "steps": [{"percent": 100, "bake_seconds": 0}]}})));
+    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("bad_rollout")), "{refused}");
+    let (status, shown) = host.call(&host.editor, "GET", "/v1/changes/2", None);
+    assert_eq!((status, shown["state"].as_str()), (200, Some("open")), "{shown}");
+}

@@ -26,9 +26,12 @@ pub enum ChangeCommand {
     },
     /// One request: its diff against the current values (rebased) or the keys that moved under it.
     Show { id: u64 },
-    /// Approve a request and publish it at once as one new version.
+    /// Approve a request and publish it at once as one new version, or as a rollout (`--steps`).
     Approve {
         id: u64,
+        /// With `--steps`: publish as a progressive rollout (docs/ROLLOUT.md).
+        #[command(flatten)]
+        rollout: super::rollout::StrategyArgs,
         #[command(flatten)]
         actor: ActorArg,
     },
@@ -90,9 +93,14 @@ pub fn run(cli: &Cli, command: &ChangeCommand) -> Outcome {
             print_standing(cli, &standing);
             Ok(())
         }
-        ChangeCommand::Approve { id, actor: named } => {
-            let published = requests_of(cli, *id)?.approve(*id, &actor(named), Release::AtOnce)?;
-            print_outcome(cli, &published, &format!("approved and published as version {}", published.published_version.unwrap_or_default()));
+        ChangeCommand::Approve { id, rollout, actor: named } => {
+            let release = match rollout.strategy() {
+                Some((cohort, steps)) => Release::Rollout { cohort, steps },
+                None => Release::AtOnce,
+            };
+            let published = requests_of(cli, *id)?.approve(*id, &actor(named), release)?;
+            let how = published.timeline.last().and_then(|event| event.note.clone()).map(|note| format!(" {note}")).unwrap_or_default();
+            print_outcome(cli, &published, &format!("approved and published as version {}{how}", published.published_version.unwrap_or_default()));
             Ok(())
         }
         ChangeCommand::Reject { id, reason, actor: named } => {

@@ -49,8 +49,17 @@ pub struct StartArgs {
     /// What the change does.
     #[arg(long)]
     pub title: String,
-    /// The steps' shares of the tree's users, percent, rising to 100 (`10,50,100`).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
+    #[command(flatten)]
+    pub actor: ActorArg,
+}
+
+/// A rollout's cohort and steps (`rollout start`, `change approve --steps`).
+#[derive(Debug, Args)]
+pub struct StrategyArgs {
+    /// The steps' shares of the cohort, percent, rising to 100 (`10,50,100`).
+    #[arg(long, value_delimiter = ',')]
     pub steps: Vec<u32>,
     /// Seconds each step bakes before the next may start.
     #[arg(long, default_value_t = 600)]
@@ -65,8 +74,23 @@ pub struct StartArgs {
     /// Only the hosts with this label, `NAME=VALUE`: a share of them per step.
     #[arg(long)]
     pub label: Option<String>,
-    #[command(flatten)]
-    pub actor: ActorArg,
+}
+
+impl StrategyArgs {
+    /// The cohort and steps given (None without `--steps`).
+    pub fn strategy(&self) -> Option<(Cohort, Vec<Step>)> {
+        if self.steps.is_empty() {
+            return None;
+        }
+        let steps = self.steps.iter().map(|&percent| Step { percent, bake_seconds: self.bake }).collect();
+        let cohort = match (&self.instances[..], &self.label) {
+            ([_, ..], _) => Cohort::Chosen { instances: self.instances.clone() },
+            (_, Some(label)) => Cohort::Label { label: label.clone() },
+            _ if self.cohort == "instances" => Cohort::Instances,
+            _ => Cohort::Users,
+        };
+        Some((cohort, steps))
+    }
 }
 
 fn actor(named: &ActorArg) -> Actor {
@@ -81,14 +105,8 @@ pub fn run(cli: &Cli, command: &RolloutCommand) -> Outcome {
                 let (key, value) = edit.split_once('=').ok_or_else(|| Failure { code: exit::USAGE, message: format!("`{edit}` is not KEY=VALUE") })?;
                 edits.push((key.trim().to_owned(), parse_value(value)));
             }
-            let steps = args.steps.iter().map(|&percent| Step { percent, bake_seconds: args.bake }).collect();
+            let (cohort, steps) = args.strategy.strategy().ok_or_else(|| Failure { code: exit::USAGE, message: "a rollout needs --steps (shares rising to 100, e.g. 10,50,100)".to_owned() })?;
             let host = super::write::open_to_repair_in(cli, &cli.environment)?;
-            let cohort = match (&args.instances[..], &args.label) {
-                ([_, ..], _) => Cohort::Chosen { instances: args.instances.clone() },
-                (_, Some(label)) => Cohort::Label { label: label.clone() },
-                _ if args.cohort == "instances" => Cohort::Instances,
-                _ => Cohort::Users,
-            };
             let plan = Plan { environment: cli.environment.clone(), title: args.title.clone(), edits, cohort, steps };
             let started = host.rollouts().start(plan, &actor(&args.actor))?;
             print_rollout(cli, &host, &started, "started");

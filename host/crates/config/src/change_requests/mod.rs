@@ -337,14 +337,20 @@ impl Actor {
     }
 }
 
-/// How an approved request goes live. Publishing at once is the only way today; a progressive
-/// rollout (docs/ROLLOUT.md) is meant to be another variant, started where [`ChangeRequests::approve`]
-/// matches on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How an approved request goes live.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Release {
     /// One change, live for every view of the environment when approved.
     #[default]
     AtOnce,
+    /// As a progressive rollout of its edits (sets only) with this cohort and these steps
+    /// (docs/ROLLOUT.md): its first step is the publication; the rollout goes on from there.
+    Rollout {
+        /// Who it reaches first.
+        cohort: crate::rollouts::Cohort,
+        /// Its steps.
+        steps: Vec<crate::rollouts::Step>,
+    },
 }
 
 /// A request as it stands now: for an open one, its diff against the current values (rebased
@@ -554,14 +560,15 @@ impl ChangeRequests {
             Ok(())
         })?;
         let published = match release {
-            Release::AtOnce => self.publish_at_once(&claimed, approver),
+            Release::AtOnce => self.publish_at_once(&claimed, approver).map(|version| (version, None)),
+            Release::Rollout { cohort, steps } => self.publish_as_rollout(&claimed, approver, cohort, steps),
         };
         match published {
-            Ok(version) => {
+            Ok((version, note)) => {
                 let request = self.store.update(id, |request| {
                     request.state = RequestState::Published;
                     request.published_version = Some(version);
-                    request.timeline.push(Event { version: Some(version), ..Event::now(Milestone::Published, &approver.name) });
+                    request.timeline.push(Event { version: Some(version), note: note.clone(), ..Event::now(Milestone::Published, &approver.name) });
                     Ok(())
                 })?;
                 tracing::info!(id, environment = %request.environment, approver = %approver.name, version, "change request published");
@@ -646,6 +653,23 @@ impl ChangeRequests {
         change.reason = Some(publication_reason(request, &approver.name));
         change.if_version = Some(request.base);
         Ok(self.host.edit_overrides(&request.environment, &request.edit_pairs(), change, false)?.version())
+    }
+
+    /// Starts a rollout of the request's edits (refused when one is a removal): its first step is
+    /// the publication. Returns that step's version and a note naming the rollout. The base was
+    /// checked for conflicts just before (a rollout's start is not itself a compare-and-set).
+    fn publish_as_rollout(&self, request: &ChangeRequest, approver: &Actor, cohort: crate::rollouts::Cohort, steps: Vec<crate::rollouts::Step>) -> Result<(u64, Option<String>), Error> {
+        let mut edits = Vec::with_capacity(request.edits.len());
+        for edit in &request.edits {
+            let Some(value) = &edit.value else {
+                return Err(crate::rollouts::RolloutError::Plan(format!("sets only to publish as a rollout (`{}` removes an override: publish at once)", edit.key)).into());
+            };
+            edits.push((edit.key.clone(), value.clone()));
+        }
+        let plan = crate::rollouts::Plan { environment: request.environment.clone(), title: request.title.clone(), edits, cohort, steps };
+        let rollout = self.host.rollouts().start(plan, approver)?;
+        let version = rollout.timeline.first().and_then(|event| event.version).unwrap_or_else(|| self.host.snapshot().version());
+        Ok((version, Some(format!("as rollout {}", rollout.id))))
     }
 
     /// A compare-and-set refusal of the publication (a key moved between the check and the

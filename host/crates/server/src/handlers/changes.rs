@@ -21,6 +21,23 @@ pub struct NewChangeBody {
     pub(super) changes: Map<String, Value>,
 }
 
+/// `POST /v1/changes/{id}/approve`: nothing (publish at once) or a rollout's strategy.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    /// Publish as a progressive rollout (its first step is the publication) instead of at once.
+    #[serde(default)]
+    rollout: Option<RolloutStrategy>,
+}
+
+/// How a request approved as a rollout reaches its environment (docs/ROLLOUT.md).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutStrategy {
+    cohort: potter_config::rollouts::Cohort,
+    steps: Vec<potter_config::rollouts::Step>,
+}
+
 /// `POST /v1/changes/{id}/reject`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -234,6 +251,7 @@ pub async fn show(State(state): State<ApiState>, Authenticated(principal): Authe
     post,
     path = "/v1/changes/{id}/approve",
     params(ChangePath),
+    request_body(content = ApproveBody, description = "none or `{}` (at once), or `{\"rollout\": {\"cohort\": {\"kind\": \"users\"}, \"steps\": [...]}}`"),
     responses(
         (status = 200, description = "Published", body = ChangeView, content_type = "application/json"),
         (status = 400, description = "`bad_path`: not a request id", body = crate::openapi::ErrorBody),
@@ -245,15 +263,24 @@ pub async fn show(State(state): State<ApiState>, Authenticated(principal): Authe
     ),
     security(("bearer" = [])),
 )]
-pub async fn approve(State(state): State<ApiState>, Authenticated(principal): Authenticated, id: Result<Path<u64>, PathRejection>) -> ApiResult<Response> {
+pub async fn approve(State(state): State<ApiState>, Authenticated(principal): Authenticated, id: Result<Path<u64>, PathRejection>, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
     let id = path_params(id)?;
     request_for(&state, &principal, id, Action::Publish).await?;
+    let body: ApproveBody = match body.as_deref() {
+        Ok([]) => ApproveBody::default(),
+        _ => json_body(body)?,
+    };
+    let release = match body.rollout {
+        Some(RolloutStrategy { cohort, steps }) => Release::Rollout { cohort, steps },
+        None => Release::AtOnce,
+    };
     let requests = state.host.change_requests();
     let approver = actor(&principal);
-    let published = blocking_change(&principal, move || requests.approve(id, &approver, Release::AtOnce)).await?;
+    let published = blocking_change(&principal, move || requests.approve(id, &approver, release)).await?;
     let version = published.published_version.unwrap_or_default();
-    tracing::info!(token = %principal.name, id, environment = %published.environment, version, "change request approved and published");
-    let message = format!("change request {id} by {} approved and published as version {version}", published.author);
+    let how = published.timeline.last().and_then(|event| event.note.clone()).map(|note| format!(" {note}")).unwrap_or_default();
+    tracing::info!(token = %principal.name, id, environment = %published.environment, version, "change request approved and published{how}");
+    let message = format!("change request {id} by {} approved and published as version {version}{how}", published.author);
     Ok(with_etag_response(version, audited(StatusCode::OK, published, message)))
 }
 
