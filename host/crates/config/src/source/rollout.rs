@@ -138,7 +138,7 @@ impl Source for RolloutSource<'_> {
     fn layers(&mut self, context: &BuildContext<'_>) -> Result<Vec<Arc<Layer>>, Error> {
         let mut layers = Vec::new();
         // Asked only when an instance cohort runs (the default id reads the host name).
-        let this_host = self.rollouts.iter().any(|rollout| rollout.cohort.of_instances()).then(|| context.options.instance_id()).unwrap_or_default();
+        let this_host = if self.rollouts.iter().any(|rollout| rollout.cohort.of_instances()) { context.options.instance_id() } else { String::new() };
         for rollout in self.rollouts.iter().filter(|rollout| context.options.serves(&rollout.environment)) {
             let tree = rollout.tree();
             if rollout.cohort.of_instances() {
