@@ -375,3 +375,69 @@ fn event(milestone: RolloutMilestone, actor: &str, step: Option<usize>, note: Op
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(id: &str) -> Registered {
+        Registered { id: id.to_owned(), labels: Default::default(), unhealthy: None, last_refusal: None, refused_version: None }
+    }
+
+    fn running(cohort: Cohort, members: &[&str]) -> Rollout {
+        Rollout {
+            id: 1,
+            environment: "production".to_owned(),
+            title: "t".to_owned(),
+            author: "token:a".to_owned(),
+            edits: vec![RolloutEdit { key: "api.timeout".to_owned(), value: serde_json::json!(45) }],
+            cohort,
+            steps: vec![Step { percent: 100, bake_seconds: 60 }],
+            step: 0,
+            started_unix_ms: 0,
+            step_started_unix_ms: 0,
+            state: RolloutState::Running,
+            timeline: vec![RolloutEvent { version: Some(10), ..event(RolloutMilestone::Started, "token:a", Some(1), None) }],
+            members: members.iter().map(|id| id.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_fleet_gate_fails_on_a_reached_hosts_report_a_refusal_since_the_start_or_a_member_gone() {
+        let rollout = running(Cohort::Instances, &["a", "b"]);
+        assert_eq!(fleet_gate(&rollout, &[host("a"), host("b"), host("c")]), None);
+        // A host outside an instance cohort's step may be unhealthy for its own reasons.
+        let outside = Registered { unhealthy: Some("disk".to_owned()), ..host("c") };
+        assert_eq!(fleet_gate(&rollout, &[host("a"), host("b"), outside]), None);
+        let sick = Registered { unhealthy: Some("5xx".to_owned()), ..host("b") };
+        assert!(fleet_gate(&rollout, &[host("a"), sick, host("c")]).unwrap().contains("instance `b` reports itself unhealthy (5xx)"));
+        // A refusal before the rollout's first step is not about it; one at or after it is.
+        let before = Registered { refused_version: Some(9), last_refusal: Some("version 9: x".to_owned()), ..host("c") };
+        assert_eq!(fleet_gate(&rollout, &[host("a"), host("b"), before]), None);
+        let after = Registered { refused_version: Some(10), last_refusal: Some("version 10: y".to_owned()), ..host("c") };
+        assert!(fleet_gate(&rollout, &[host("a"), host("b"), after]).unwrap().contains("instance `c` refused the change (version 10: y)"));
+        assert!(fleet_gate(&rollout, &[host("a"), host("c")]).unwrap().contains("instance `b` left during step 1"));
+        // For a user cohort every host serves the reached users: any host's report counts.
+        let users = running(Cohort::Users, &[]);
+        let sick = Registered { unhealthy: Some("oom".to_owned()), ..host("c") };
+        assert!(fleet_gate(&users, &[host("a"), sick]).unwrap().contains("instance `c`"));
+    }
+
+    #[test]
+    fn a_plan_needs_rising_shares_to_100_distinct_keys_and_a_sound_cohort() {
+        let plan = |edits: Vec<(&str, i64)>, shares: &[u32], cohort: Cohort| Plan {
+            environment: "production".to_owned(),
+            title: "t".to_owned(),
+            edits: edits.into_iter().map(|(key, value)| (key.to_owned(), serde_json::json!(value))).collect(),
+            cohort,
+            steps: shares.iter().map(|&percent| Step { percent, bake_seconds: 0 }).collect(),
+        };
+        let refused = |plan: Plan| check_plan(&plan).unwrap_err().to_string();
+        assert!(check_plan(&plan(vec![("api.timeout", 1)], &[10, 50, 100], Cohort::Users)).is_ok());
+        assert!(refused(plan(vec![("api.timeout", 1)], &[50, 50, 100], Cohort::Users)).contains("rising"));
+        assert!(refused(plan(vec![("api.timeout", 1)], &[0, 100], Cohort::Users)).contains("rising from above 0"));
+        assert!(refused(plan(vec![("api", 1), ("api.timeout", 2)], &[100], Cohort::Users)).contains("`api.timeout` and `api`"));
+        assert!(refused(plan(vec![("api.timeout", 1)], &[100], Cohort::Label { label: "zone".to_owned() })).contains("`name=value`"));
+        assert!(refused(plan(vec![("api.timeout", 1)], &[100], Cohort::Chosen { instances: vec![] })).contains("chosen instance"));
+    }
+}
