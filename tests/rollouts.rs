@@ -208,6 +208,13 @@ fn a_rollout_on_keys_a_running_one_covers_is_refused_and_an_abort_undoes_every_v
     assert_eq!(status, 201, "another key starts: {other}");
     let reached = host.users_seeing(48);
     assert!(!reached.is_empty());
+    // A direct write of a key a running rollout changes is refused (it would be shadowed for the
+    // cohort, then overwritten by the completion); the refusal names the rollout.
+    for (method, path, body) in [("PUT", "/v1/config/production/api.timeout", Some(json!({"value": 60}))), ("PATCH", "/v1/config/production", Some(json!({"api": {"timeout": null}})))] {
+        let (status, refused) = host.call(&host.admin, method, path, body);
+        assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("rollout_running")), "{method}: {refused}");
+        assert!(refused["error"]["message"].as_str().unwrap().contains("rollout 1"), "{refused}");
+    }
 
     let (status, refused) = host.call(&host.editor, "POST", "/v1/rollouts/1/abort", Some(json!({"reason": " "})));
     assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("bad_rollout")), "{refused}");

@@ -348,7 +348,7 @@ fn rollout_exit_code(error: &potter_config::rollouts::RolloutError) -> u8 {
         RolloutError::Unknown { .. } => exit::NOT_FOUND,
         RolloutError::Plan(_) => exit::USAGE,
         RolloutError::Store { .. } => exit::INVALID,
-        RolloutError::Overlap { .. } | RolloutError::Baking { .. } | RolloutError::NotRunning { .. } => exit::REFUSED,
+        RolloutError::Overlap { .. } | RolloutError::Running { .. } | RolloutError::Baking { .. } | RolloutError::NotRunning { .. } => exit::REFUSED,
     }
 }
 

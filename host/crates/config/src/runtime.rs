@@ -731,6 +731,9 @@ impl ConfigHost {
         let mut state = self.shared.writer();
         // An edit goes onto the overrides as recorded, including another process's.
         self.adopt_recorded_overrides(&mut state)?;
+        if !restage {
+            check_not_rolling_out(&state.overrides, environment, edits)?;
+        }
         // The leaves it changes are at this change's version, known once its record is durable.
         let version = RecordedVersion::pending();
         let parsed_edits: Vec<(Vec<&str>, Option<Value>)> = parsed.into_iter().zip(edits).map(|(segments, (_, value))| (segments, value.clone())).collect();
@@ -960,6 +963,17 @@ impl ConfigHost {
 
 /// The version a change whose history record is durable goes live as: the record's, or the
 /// current one when the record found nothing to record (no value or override differs).
+/// Refuses a direct edit of a key a running rollout of `environment` changes.
+fn check_not_rolling_out(overrides: &Overrides, environment: &str, edits: &[(String, Option<Value>)]) -> Result<(), Error> {
+    for rollout in overrides.rollouts().iter().filter(|rollout| rollout.environment == environment) {
+        let covered = edits.iter().find(|(key, _)| rollout.values.iter().any(|(held, _)| potter_engine::is_under(key, held) || potter_engine::is_under(held, key)));
+        if let Some((key, _)) = covered {
+            return Err(crate::rollouts::RolloutError::Running { id: rollout.id, environment: environment.to_owned(), key: key.clone() }.into());
+        }
+    }
+    Ok(())
+}
+
 fn recorded_or_same(current: u64, recorded: Option<u64>) -> u64 {
     recorded.unwrap_or(current)
 }

@@ -119,6 +119,7 @@ fn rollout_error(error: RolloutError, message: String) -> ApiError {
         RolloutError::Unknown { .. } => ApiError::not_found("unknown_rollout", message),
         RolloutError::NotRunning { .. } => ApiError::new(StatusCode::CONFLICT, "rollout_ended", message),
         RolloutError::Overlap { .. } => ApiError::new(StatusCode::CONFLICT, "rollout_overlap", message),
+        RolloutError::Running { .. } => ApiError::new(StatusCode::CONFLICT, "rollout_running", message),
         RolloutError::Baking { .. } => ApiError::new(StatusCode::CONFLICT, "rollout_baking", message),
         RolloutError::Plan(_) => ApiError::bad_request("bad_rollout", message),
         RolloutError::Store { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message),

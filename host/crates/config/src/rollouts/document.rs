@@ -50,6 +50,17 @@ pub enum RolloutError {
         /// A key of the new rollout it covers (the same, under or above one of its own).
         key: String,
     },
+    /// A direct write of a key a running rollout changes (it would be shadowed for the cohort,
+    /// then overwritten by the completion).
+    #[error("rollout {id} in `{environment}` is running on `{key}`: advance, complete or abort it before changing that key directly")]
+    Running {
+        /// The running rollout.
+        id: u64,
+        /// Its environment.
+        environment: String,
+        /// The key written (the same as, under or above one of the rollout's).
+        key: String,
+    },
     /// The step's bake time has not passed.
     #[error("rollout {id}: step {step} bakes until {until}; advancing earlier is forcing it past its gate (admin)")]
     Baking {
