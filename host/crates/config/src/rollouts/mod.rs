@@ -182,8 +182,9 @@ impl Rollouts {
         self.publish(ended, actor, &[])
     }
 
-    /// One pass of the driver (a server runs it every second): a running rollout rolls back when
-    /// the host reported itself unhealthy after it started, and moves on when its step baked.
+    /// One pass of the driver (a server runs it every 250 ms): a running rollout rolls back when
+    /// a gate fails (this host's report since it started; on a shared store, the registry's), and
+    /// moves on when its step baked.
     pub fn drive(&self) -> Result<Vec<Driven>, Error> {
         let driver = Actor::new(ChangeOrigin::Rollout, DRIVER);
         let unhealthy = self.host.health().unhealthy;
@@ -242,6 +243,16 @@ impl Rollouts {
                 let mut unstage = SetRequest::new(ChangeOrigin::Rollout, DRIVER);
                 unstage.reason = Some(history_reason(&ended));
                 self.host.restage_rollouts(&ended.environment, &[], unstage)?;
+                Err(error)
+            }
+            Err(error) if rollout.state == RolloutState::Completed => {
+                // The completion did not go live: the rollout runs on at its last step (its
+                // cohort keeps the change) and the caller hears why.
+                self.store.update(rollout.id, |stored| {
+                    stored.state = RolloutState::Running;
+                    stored.timeline.pop();
+                    Ok(())
+                })?;
                 Err(error)
             }
             Err(error) => Err(error),
