@@ -39,15 +39,19 @@ const IDS: [&str; 3] = ["host-a", "host-b", "host-c"];
 /// Three hosts on one prefix, each over its own copy of the tree; A made the fleet's admin token.
 struct Fleet {
     location: String,
+    /// Seconds a killed host's registry entry outlives it.
+    ttl: String,
     trees: Vec<Tree>,
     hosts: Vec<Option<Served>>,
 }
 
 impl Fleet {
-    fn new(prefix: &str) -> Fleet {
+    /// Hosts whose registry entries outlive them by `ttl` seconds: short where a test waits for a
+    /// dead host to drop out, long where a restart or an outage must not look like a death.
+    fn new(prefix: &str, ttl: u64) -> Fleet {
         let location = cluster().location(prefix);
         let trees: Vec<Tree> = IDS.iter().map(|_| Tree::minimal()).collect();
-        let mut fleet = Fleet { location, trees, hosts: vec![None, None, None] };
+        let mut fleet = Fleet { location, ttl: ttl.to_string(), trees, hosts: vec![None, None, None] };
         for i in 0..IDS.len() {
             fleet.start(i);
         }
@@ -57,7 +61,7 @@ impl Fleet {
     fn start(&mut self, i: usize) {
         let (root, state) = (self.trees[i].root(), self.trees[i].state());
         let mut args = vec!["--root", root.to_str().unwrap(), "--state", state.to_str().unwrap(), "--store", &self.location];
-        args.extend(["serve", "--listen", "127.0.0.1:0", "--instance-id", IDS[i], "--instance-ttl", "2", "--label", if i == 0 { "zone=one" } else { "zone=two" }]);
+        args.extend(["serve", "--listen", "127.0.0.1:0", "--instance-id", IDS[i], "--instance-ttl", self.ttl.as_str(), "--label", if i == 0 { "zone=one" } else { "zone=two" }]);
         if i == 0 && self.hosts.iter().all(Option::is_none) {
             args.push("--dev-token");
         }
@@ -140,7 +144,7 @@ fn one_host_per_step() -> Value {
 #[test]
 fn an_instance_rollout_steps_through_its_cohort_and_completes_on_every_host() {
     let _serial = serial();
-    let fleet = Fleet::new("rollout-steps");
+    let fleet = Fleet::new("rollout-steps", 30);
     let started = fleet.start_rollout(0, 41, json!({"kind": "instances"}), one_host_per_step());
     let first = reached(&started);
     assert_eq!(first.len(), 1, "{started}");
@@ -178,7 +182,7 @@ fn an_instance_rollout_steps_through_its_cohort_and_completes_on_every_host() {
 #[test]
 fn one_hosts_failure_rolls_the_rollout_back_on_every_host() {
     let _serial = serial();
-    let fleet = Fleet::new("rollout-gate");
+    let fleet = Fleet::new("rollout-gate", 30);
     let started = fleet.start_rollout(0, 43, json!({"kind": "label", "label": "zone=two"}), json!([{"percent": 100, "bake_seconds": 3600}]));
     assert_eq!(reached(&started), ["host-b", "host-c"], "the label's hosts: {started}");
     fleet.wait_serving(43, &reached(&started));
@@ -196,7 +200,7 @@ fn one_hosts_failure_rolls_the_rollout_back_on_every_host() {
 #[test]
 fn a_host_dying_during_bake_rolls_the_rollout_back_instead_of_waiting_for_it() {
     let _serial = serial();
-    let mut fleet = Fleet::new("rollout-death");
+    let mut fleet = Fleet::new("rollout-death", 2);
     let started = fleet.start_rollout(0, 44, json!({"kind": "instances"}), json!([{"percent": 100, "bake_seconds": 3600}]));
     assert_eq!(reached(&started).len(), 3, "{started}");
     fleet.wait_serving(44, &IDS.map(str::to_owned));
@@ -210,13 +214,14 @@ fn a_host_dying_during_bake_rolls_the_rollout_back_instead_of_waiting_for_it() {
 #[test]
 fn a_restarted_host_resumes_the_rollout_from_its_recorded_step() {
     let _serial = serial();
-    let mut fleet = Fleet::new("rollout-restart");
+    let mut fleet = Fleet::new("rollout-restart", 30);
     // Chosen hosts: A and B get the change first; its one step bakes 5 s, then the driver completes
     // it by itself (every host, C included).
     let started = fleet.start_rollout(0, 45, json!({"kind": "chosen", "instances": ["host-a", "host-b"]}), json!([{"percent": 100, "bake_seconds": 5}]));
     assert_eq!(reached(&started), ["host-a", "host-b"], "{started}");
     fleet.wait_serving(45, &reached(&started));
-    // The host that started it is killed and restarted within its lease: it serves the recorded step.
+    // The host that started it is killed and restarted within its lease (30 s): it serves the
+    // recorded step, and nobody saw it leave.
     fleet.kill(0);
     fleet.start(0);
     let resumed = fleet.rollout(1);
@@ -230,7 +235,7 @@ fn a_restarted_host_resumes_the_rollout_from_its_recorded_step() {
 #[test]
 fn with_etcd_down_no_step_is_taken_and_nothing_is_half_applied() {
     let _serial = serial();
-    let fleet = Fleet::new("rollout-outage");
+    let fleet = Fleet::new("rollout-outage", 30);
     let started = fleet.start_rollout(0, 46, json!({"kind": "instances"}), one_host_per_step());
     let first = reached(&started);
     fleet.wait_serving(46, &first);
