@@ -192,6 +192,6 @@ fn print_rollout(cli: &Cli, host: &potter_config::ConfigHost, rollout: &Rollout,
         let step = event.step.map(|step| format!(" step {step}")).unwrap_or_default();
         let version = event.version.map(|version| format!(" (version {version})")).unwrap_or_default();
         let note = event.note.as_deref().map(|note| format!(": {note}")).unwrap_or_default();
-        println!("  {} {:?}{step} by {}{version}{note}", event.timestamp, event.milestone, event.actor);
+        println!("  {} {}{step} by {}{version}{note}", event.timestamp, event.milestone.as_str(), event.actor);
     }
 }

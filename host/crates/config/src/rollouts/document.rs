@@ -153,6 +153,19 @@ pub enum RolloutMilestone {
     RolledBack,
 }
 
+impl RolloutMilestone {
+    /// Its name in documents and output (`rolled-back`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutMilestone::Started => "started",
+            RolloutMilestone::Advanced => "advanced",
+            RolloutMilestone::Forced => "forced",
+            RolloutMilestone::Completed => "completed",
+            RolloutMilestone::RolledBack => "rolled-back",
+        }
+    }
+}
+
 /// One entry of a rollout's timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
