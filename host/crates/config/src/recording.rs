@@ -472,17 +472,28 @@ impl Recorder {
         let Some(store) = self.existing_store() else {
             return Ok(());
         };
-        let query = HistoryQuery::new().env(env).key_prefix(key).limit(1_000);
-        for record in store.query(&query)? {
-            if record.version <= version {
-                break;
-            }
-            if record.keys.iter().any(|changed| potter_engine::is_under(changed, key)) {
-                return Err(Error::History(HistoryError::Conflict { env: env.to_owned(), key: key.to_owned(), expected: version, actual: record.version }));
-            }
+        match changed_since(&*store, env, key, version, true)? {
+            Some((_, actual)) => Err(Error::History(HistoryError::Conflict { env: env.to_owned(), key: key.to_owned(), expected: version, actual })),
+            None => Ok(()),
         }
-        Ok(())
     }
+}
+
+/// The newest change of `env` after `version` to `key` (with `subtree`: or a key under it): the
+/// key that changed and the version that changed it. What a compare-and-set and a change
+/// request's conflict check ask the history.
+pub(crate) fn changed_since(store: &dyn HistoryStore, env: &str, key: &str, version: u64, subtree: bool) -> Result<Option<(String, u64)>, Error> {
+    let query = HistoryQuery::new().env(env).key_prefix(key).limit(1_000);
+    for record in store.query(&query)? {
+        if record.version <= version {
+            break;
+        }
+        let moved = record.keys.iter().find(|changed| if subtree { potter_engine::is_under(changed, key) } else { changed.as_str() == key });
+        if let Some(changed) = moved {
+            return Ok(Some((changed.clone(), record.version)));
+        }
+    }
+    Ok(None)
 }
 
 /// The refusal of a key [`check_recordable_key`] refuses, naming where it was written.

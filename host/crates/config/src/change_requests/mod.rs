@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use potter_engine::{Snapshot, ViewKey};
-use potter_history::{DocumentStore, HistoryError, HistoryQuery};
+use potter_history::{DocumentStore, HistoryError};
 
 use crate::documents::JsonDocument;
 use serde::{Deserialize, Serialize};
@@ -621,17 +621,10 @@ impl ChangeRequests {
         let mut conflicts = Vec::new();
         for key in request.keys() {
             let ancestors = key.match_indices('.').map(|(at, _)| (key[..at].to_owned(), false));
-            'probes: for (probe, with_subtree) in std::iter::once((key.clone(), true)).chain(ancestors) {
-                let query = HistoryQuery::new().env(request.environment.clone()).key_prefix(probe.clone()).limit(1_000);
-                for record in history.query(&query)? {
-                    if record.version <= request.base {
-                        break;
-                    }
-                    let moved = record.keys.iter().find(|changed| if with_subtree { potter_engine::is_under(changed, &probe) } else { **changed == probe });
-                    if let Some(changed) = moved {
-                        conflicts.push(KeyConflict { key: key.clone(), changed: changed.clone(), version: record.version });
-                        break 'probes;
-                    }
+            for (probe, subtree) in std::iter::once((key.clone(), true)).chain(ancestors) {
+                if let Some((changed, version)) = crate::recording::changed_since(&*history, &request.environment, &probe, request.base, subtree)? {
+                    conflicts.push(KeyConflict { key: key.clone(), changed, version });
+                    break;
                 }
             }
         }
