@@ -11,7 +11,7 @@ use super::{exit, Cli, Failure, Outcome};
 use crate::output::{render, OutputFormat};
 use potter_config::change_requests::Actor;
 use potter_config::events::ChangeOrigin;
-use potter_config::rollouts::{Cohort, Plan, Rollout, RolloutState, Step};
+use potter_config::rollouts::{Cohort, Plan, Rollout, RolloutState, RolloutStore, Step};
 
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
@@ -148,23 +148,14 @@ pub fn run(cli: &Cli, command: &RolloutCommand) -> Outcome {
 
 /// A host serving the environment of rollout `id` (it validates and records there), and the rollout.
 fn rollout_of(cli: &Cli, id: u64) -> Result<(potter_config::ConfigHost, Rollout), Failure> {
-    let host = super::write::open_to_repair_in(cli, &cli.environment)?;
-    let rollout = host.rollouts().store().get(id)?;
-    if rollout.environment == cli.environment {
-        return Ok((host, rollout));
-    }
-    drop(host);
+    let rollout = RolloutStore::open(&cli.options())?.get(id)?;
     let host = super::write::open_to_repair_in(cli, &rollout.environment)?;
     Ok((host, rollout))
 }
 
 /// The tree's users the rollout's current step reaches (none once it ended).
 fn reached_users(host: &potter_config::ConfigHost, rollout: &Rollout) -> Vec<String> {
-    if rollout.state != RolloutState::Running {
-        return Vec::new();
-    }
-    let staged = rollout.staged();
-    host.snapshot().axes().users.iter().filter(|user| staged.reaches(user)).map(|user| user.to_string()).collect()
+    rollout.reached_users(&host.snapshot().axes().users)
 }
 
 fn rollout_json(host: &potter_config::ConfigHost, rollout: &Rollout) -> Value {

@@ -14,6 +14,11 @@ use serde::Serialize;
 
 use crate::error::Error;
 
+/// A timeline's timestamp (change requests, rollouts): `unix_ms` as RFC 3339, UTC, milliseconds.
+pub(crate) fn timestamp(unix_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(unix_ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// How many times an edit is redone on a newer document before giving up.
 const EDIT_ATTEMPTS: usize = 16;
 

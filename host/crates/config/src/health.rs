@@ -81,6 +81,12 @@ impl ConfigHost {
         self.events().observers.health.state().unhealthy = Some(Unhealthy { reason, since_unix_ms: now_ms() });
     }
 
+    /// The service's own report while it says it is unhealthy (what [`Self::health`] shows as
+    /// `unhealthy`, without the rest of the verdict).
+    pub fn reported_unhealthy(&self) -> Option<Unhealthy> {
+        self.events().observers.health.state().unhealthy.clone()
+    }
+
     /// Clears [`Self::report_unhealthy`].
     pub fn report_healthy(&self) {
         self.events().observers.health.state().unhealthy = None;

@@ -32,7 +32,7 @@ impl ConfigHost {
             last_refusal: lock(&link.last_refusal).clone(),
             refused_version: *lock(&link.refused_version),
             labels: self.options().instance_labels.clone(),
-            unhealthy: self.health().unhealthy.map(|unhealthy| unhealthy.reason),
+            unhealthy: self.reported_unhealthy().map(|unhealthy| unhealthy.reason),
         };
         let registration = store.register_shared(&info, ttl)?;
         *lock(&link.instance) = Some(info);

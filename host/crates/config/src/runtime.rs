@@ -63,7 +63,7 @@ impl crate::fleet::Peer for WeakHost {
     }
 
     fn unhealthy(&self) -> Option<String> {
-        self.upgrade()?.events().observers.health.state().unhealthy.as_ref().map(|unhealthy| unhealthy.reason.clone())
+        self.upgrade()?.reported_unhealthy().map(|unhealthy| unhealthy.reason)
     }
 }
 
@@ -966,7 +966,7 @@ impl ConfigHost {
 /// Refuses a direct edit of a key a running rollout of `environment` changes.
 fn check_not_rolling_out(overrides: &Overrides, environment: &str, edits: &[(String, Option<Value>)]) -> Result<(), Error> {
     for rollout in overrides.rollouts().iter().filter(|rollout| rollout.environment == environment) {
-        let covered = edits.iter().find(|(key, _)| rollout.values.iter().any(|(held, _)| potter_engine::is_under(key, held) || potter_engine::is_under(held, key)));
+        let covered = edits.iter().find(|(key, _)| rollout.values.iter().any(|(held, _)| potter_engine::overlaps(key, held)));
         if let Some((key, _)) = covered {
             return Err(crate::rollouts::RolloutError::Running { id: rollout.id, environment: environment.to_owned(), key: key.clone() }.into());
         }

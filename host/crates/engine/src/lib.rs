@@ -37,6 +37,6 @@ pub use diagnostic::{Issue, Severity, SourcePosition};
 pub use diff::{diff, KeyChange};
 pub use layer::{Layer, LayerSource, Location, Provenance, Rank, RecordedVersion, Scope};
 pub use parse::{parse_document, Format, ParseError, Parsed};
-pub use path::{is_under, parse_key_path, KeyPath, KeyPathError};
+pub use path::{is_under, overlaps, parse_key_path, KeyPath, KeyPathError};
 pub use snapshot::{Axes, Snapshot, UnknownView};
 pub use view::{Contribution, Origin, ReadError, View, ViewKey};

@@ -49,6 +49,11 @@ pub fn join(parent: &str, child: &str) -> String {
     }
 }
 
+/// True when two keys name the same value or one lies inside the other (`api` and `api.timeout`).
+pub fn overlaps(a: &str, b: &str) -> bool {
+    is_under(a, b) || is_under(b, a)
+}
+
 /// True when `path` is `prefix` itself or lies below it (`api` covers `api.timeout`, not `apikey`).
 /// The empty prefix covers everything.
 pub fn is_under(path: &str, prefix: &str) -> bool {

@@ -255,8 +255,7 @@ pub struct Event {
 
 impl Event {
     fn now(milestone: Milestone, actor: &str) -> Self {
-        let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64);
-        let timestamp = chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let timestamp = crate::documents::timestamp(crate::observers::now_ms() as i64);
         Self { milestone, actor: actor.to_owned(), timestamp, note: None, version: None }
     }
 }

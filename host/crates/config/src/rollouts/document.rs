@@ -240,12 +240,21 @@ impl Rollout {
 
     /// When the current step's bake ends (RFC 3339, UTC, milliseconds).
     pub fn bake_ends_at(&self) -> String {
-        rfc3339(self.bake_ends_unix_ms())
+        crate::documents::timestamp(self.bake_ends_unix_ms())
     }
 
     /// True on its last step (the next advance completes it).
     pub fn on_last_step(&self) -> bool {
         self.step + 1 >= self.steps.len()
+    }
+
+    /// The users of `users` (a tree's) its current step reaches: none unless it runs a user cohort.
+    pub fn reached_users(&self, users: &[std::sync::Arc<str>]) -> Vec<String> {
+        if self.state != RolloutState::Running {
+            return Vec::new();
+        }
+        let staged = self.staged();
+        users.iter().filter(|user| staged.reaches(user)).map(|user| user.to_string()).collect()
     }
 
     /// What a build stages for it while it runs.
@@ -267,11 +276,6 @@ impl Rollout {
     }
 }
 
-/// `unix_ms` as RFC 3339, UTC, milliseconds.
-pub(crate) fn rfc3339(unix_ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(unix_ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// The rollouts' document: every rollout, and the last id handed out.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct RolloutsDocument {
@@ -289,6 +293,11 @@ impl RolloutStore {
     /// The store beside `shared` documents (a fleet's), else in `state_dir`.
     pub(crate) fn over(shared: Option<Arc<dyn DocumentStore>>, state_dir: &Path) -> Self {
         Self { document: JsonDocument::new(shared, state_dir, DOCUMENT, |location, message| RolloutError::Store { location, message }.into()) }
+    }
+
+    /// The store of the state (and `--store`) that `options` name, without a host.
+    pub fn open(options: &crate::Options) -> Result<Self, Error> {
+        Ok(Self::over(crate::recording::HistoryDatabase::open(options)?.documents(), &options.state_dir))
     }
 
     /// The rollouts of `environment` (None: every one), newest first.

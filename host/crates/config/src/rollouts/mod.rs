@@ -16,7 +16,7 @@
 
 mod document;
 
-use document::rfc3339;
+use crate::documents::timestamp;
 
 use potter_engine::ViewKey;
 use serde_json::Value;
@@ -87,7 +87,7 @@ impl Rollouts {
             return Err(RolloutError::Plan("the history (each step is recorded): this host runs without it".to_owned()).into());
         }
         self.host.options().served_view(&self.host.snapshot(), &ViewKey::environment(&plan.environment))?;
-        if let Some(unhealthy) = self.host.health().unhealthy {
+        if let Some(unhealthy) = self.host.reported_unhealthy() {
             return Err(RolloutError::Plan(format!("a healthy host (it reports: {})", unhealthy.reason)).into());
         }
         let registry = registered(&self.host)?;
@@ -131,7 +131,7 @@ impl Rollouts {
     /// Moves rollout `id` to its next step (its last: completes it). Refused while the step
     /// bakes or the host reports itself unhealthy, unless `force` (an admin's).
     pub fn advance(&self, id: u64, actor: &Actor, force: bool) -> Result<Rollout, Error> {
-        let unhealthy = self.host.health().unhealthy.map(|unhealthy| unhealthy.reason);
+        let unhealthy = self.host.reported_unhealthy().map(|unhealthy| unhealthy.reason);
         let registry = registered(&self.host)?;
         let now = now_ms();
         let mut completes = false;
@@ -143,7 +143,7 @@ impl Rollouts {
                     return Err(RolloutError::Plan(format!("a healthy host to advance (it reports: {reason}); the driver rolls it back, or an admin forces the step")).into());
                 }
                 if baking {
-                    return Err(RolloutError::Baking { id, step: rollout.step + 1, until: rfc3339(rollout.bake_ends_unix_ms()) }.into());
+                    return Err(RolloutError::Baking { id, step: rollout.step + 1, until: rollout.bake_ends_at() }.into());
                 }
             }
             let milestone = if force && (baking || unhealthy.is_some()) { RolloutMilestone::Forced } else { RolloutMilestone::Advanced };
@@ -187,7 +187,7 @@ impl Rollouts {
     /// moves on when its step baked.
     pub fn drive(&self) -> Result<Vec<Driven>, Error> {
         let driver = Actor::new(ChangeOrigin::Rollout, DRIVER);
-        let unhealthy = self.host.health().unhealthy;
+        let unhealthy = self.host.reported_unhealthy();
         let running: Vec<Rollout> = self.store.list(None)?.into_iter().rev().filter(|rollout| rollout.state == RolloutState::Running).collect();
         if running.is_empty() {
             return Ok(Vec::new());
@@ -340,7 +340,7 @@ fn check_plan(plan: &Plan) -> Result<(), Error> {
     for (index, (key, _)) in plan.edits.iter().enumerate() {
         potter_engine::parse_key_path(key)?;
         crate::recording::check_recordable_key(key).map_err(RolloutError::Plan)?;
-        if let Some((other, _)) = plan.edits[..index].iter().find(|(other, _)| overlaps(key, other)) {
+        if let Some((other, _)) = plan.edits[..index].iter().find(|(other, _)| potter_engine::overlaps(key, other)) {
             return Err(RolloutError::Plan(format!("each key once and none under another (`{key}` and `{other}`)")).into());
         }
     }
@@ -367,24 +367,19 @@ fn check_plan(plan: &Plan) -> Result<(), Error> {
 fn check_no_overlap(rollouts: &[Rollout], plan: &Plan) -> Result<(), Error> {
     let running = rollouts.iter().filter(|rollout| rollout.state == RolloutState::Running && rollout.environment == plan.environment);
     for rollout in running {
-        if let Some((key, _)) = plan.edits.iter().find(|(key, _)| rollout.keys().any(|held| overlaps(key, held))) {
+        if let Some((key, _)) = plan.edits.iter().find(|(key, _)| rollout.keys().any(|held| potter_engine::overlaps(key, held))) {
             return Err(RolloutError::Overlap { running: rollout.id, environment: rollout.environment.clone(), key: key.clone() }.into());
         }
     }
     Ok(())
 }
 
-/// True when two keys name the same value or one is inside the other.
-fn overlaps(a: &str, b: &str) -> bool {
-    potter_engine::is_under(a, b) || potter_engine::is_under(b, a)
-}
-
 fn event(milestone: RolloutMilestone, actor: &str, step: Option<usize>, note: Option<String>) -> RolloutEvent {
-    RolloutEvent { milestone, actor: actor.to_owned(), timestamp: rfc3339(now_ms()), step, note, version: None }
+    RolloutEvent { milestone, actor: actor.to_owned(), timestamp: timestamp(now_ms()), step, note, version: None }
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64)
+    crate::observers::now_ms() as i64
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 #[allow(unused_imports)]
 use super::*;
-use potter_config::change_requests::{Actor, ChangeRequest, Draft, Event as RequestEvent, KeyConflict, KeyDiff, Release, RequestState, Standing};
+use potter_config::change_requests::{ChangeRequest, Draft, Event as RequestEvent, KeyConflict, KeyDiff, Release, RequestState, Standing};
 
 /// `POST /v1/changes`: a draft.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -129,10 +129,6 @@ pub struct ChangePath {
     id: u64,
 }
 
-fn actor(principal: &Principal) -> Actor {
-    Actor::new(ChangeOrigin::Api, format!("token:{}", principal.name))
-}
-
 /// True when the caller may see `request`: its environment, and every key within the prefix.
 fn may_see(principal: &Principal, request: &ChangeRequest) -> bool {
     principal.may_use_environment(&request.environment) && request.edits.iter().all(|edit| principal.may_use_key(&edit.key))
@@ -216,7 +212,7 @@ pub async fn create(State(state): State<ApiState>, Authenticated(principal): Aut
         principal.authorize(Action::Write, &environment, Some(key))?;
     }
     let requests = state.host.change_requests();
-    let author = actor(&principal);
+    let author = token_actor(&principal);
     let draft = Draft { environment, title: body.title, edits };
     let created = blocking_change(&principal, move || requests.create(draft, &author)).await?;
     let message = format!("change request {} drafted: {}", created.id, created.title);
@@ -266,16 +262,13 @@ pub async fn show(State(state): State<ApiState>, Authenticated(principal): Authe
 pub async fn approve(State(state): State<ApiState>, Authenticated(principal): Authenticated, id: Result<Path<u64>, PathRejection>, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
     let id = path_params(id)?;
     request_for(&state, &principal, id, Action::Publish).await?;
-    let body: ApproveBody = match body.as_deref() {
-        Ok([]) => ApproveBody::default(),
-        _ => json_body(body)?,
-    };
+    let body: ApproveBody = optional_json_body(body)?;
     let release = match body.rollout {
         Some(RolloutStrategy { cohort, steps }) => Release::Rollout { cohort, steps },
         None => Release::AtOnce,
     };
     let requests = state.host.change_requests();
-    let approver = actor(&principal);
+    let approver = token_actor(&principal);
     let published = blocking_change(&principal, move || requests.approve(id, &approver, release)).await?;
     let version = published.published_version.unwrap_or_default();
     let how = published.timeline.last().and_then(|event| event.note.clone()).map(|note| format!(" {note}")).unwrap_or_default();
@@ -305,7 +298,7 @@ pub async fn reject(State(state): State<ApiState>, Authenticated(principal): Aut
     request_for(&state, &principal, id, Action::Publish).await?;
     let body: RejectBody = json_body(body)?;
     let requests = state.host.change_requests();
-    let rejecter = actor(&principal);
+    let rejecter = token_actor(&principal);
     let rejected = blocking(move || requests.reject(id, &rejecter, &body.reason)).await?;
     let message = format!("change request {id} rejected: {}", rejected.timeline.last().and_then(|event| event.note.as_deref()).unwrap_or(""));
     Ok(audited(StatusCode::OK, rejected, message))
@@ -330,7 +323,7 @@ pub async fn withdraw(State(state): State<ApiState>, Authenticated(principal): A
     let id = path_params(id)?;
     request_for(&state, &principal, id, Action::Write).await?;
     let requests = state.host.change_requests();
-    let author = actor(&principal);
+    let author = token_actor(&principal);
     let withdrawn = blocking(move || requests.withdraw(id, &author)).await?;
     Ok(audited(StatusCode::OK, withdrawn, format!("change request {id} withdrawn")))
 }

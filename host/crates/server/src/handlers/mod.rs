@@ -95,6 +95,19 @@ fn json_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>
     serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not the expected JSON: {e}")))
 }
 
+/// A body that may be left out: none at all reads as `T::default()` (`approve`, `advance`).
+fn optional_json_body<T: serde::de::DeserializeOwned + Default>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
+    match body.as_deref() {
+        Ok([]) => Ok(T::default()),
+        _ => json_body(body),
+    }
+}
+
+/// Who acts through the API on a change request or a rollout: `token:<name>`.
+fn token_actor(principal: &Principal) -> potter_config::change_requests::Actor {
+    potter_config::change_requests::Actor::new(ChangeOrigin::Api, format!("token:{}", principal.name))
+}
+
 /// Reads `bytes` as the body of every route that takes one, the way the handlers do, and returns
 /// how many of the shapes accept it. The entry point of the API body fuzz target.
 #[doc(hidden)]
@@ -106,7 +119,13 @@ pub fn read_request_bodies(bytes: &[u8]) -> usize {
     let release = json_body::<config::ReleaseBody>(body()).is_ok_and(|release| release.keys.iter().all(|key| checked_key(key).is_ok()));
     let change = json_body::<changes::NewChangeBody>(body()).is_ok_and(|draft| config::merge_patch_edits(&draft.changes).is_ok());
     let patch = json_body::<Map<String, Value>>(body()).is_ok_and(|patch| config::merge_patch_edits(&patch).is_ok());
-    [put, validate, rollback, release, patch, change].into_iter().filter(|accepted| *accepted).count()
+    let reject = json_body::<changes::RejectBody>(body()).is_ok();
+    let approve = optional_json_body::<changes::ApproveBody>(body()).is_ok();
+    let rollout = json_body::<rollouts::NewRolloutBody>(body()).is_ok_and(|plan| config::merge_patch_edits(&plan.changes).is_ok());
+    let advance = optional_json_body::<rollouts::AdvanceBody>(body()).is_ok();
+    let abort = json_body::<rollouts::AbortBody>(body()).is_ok();
+    let health = json_body::<rollouts::HealthReportBody>(body()).is_ok();
+    [put, validate, rollback, release, patch, change, reject, approve, rollout, advance, abort, health].into_iter().filter(|accepted| *accepted).count()
 }
 
 /// Refuses key paths that are not plain dotted names (`..`, `/`, empty segments, control characters).

@@ -6,7 +6,6 @@
 
 #[allow(unused_imports)]
 use super::*;
-use potter_config::change_requests::Actor;
 use potter_config::rollouts::{Cohort, Plan, Rollout, RolloutEvent, RolloutState, Step};
 
 /// `POST /v1/rollouts`: a change and its strategy.
@@ -20,7 +19,7 @@ pub struct NewRolloutBody {
     title: String,
     /// A JSON Merge Patch of runtime overrides (no `null`: a rollout sets values).
     #[schema(value_type = Object)]
-    changes: Map<String, Value>,
+    pub(super) changes: Map<String, Value>,
     /// Who it reaches first: `{"kind": "users"}` (a share of the tree's users), `{"kind":
     /// "instances"}` (a share of the hosts), `{"kind": "chosen", "instances": [ids]}`,
     /// `{"kind": "label", "label": "region=eu"}` (the last three need the shared store).
@@ -94,14 +93,13 @@ pub struct RolloutView {
 impl RolloutView {
     fn of(rollout: Rollout, users: &[std::sync::Arc<str>]) -> Self {
         let running = rollout.state == RolloutState::Running;
-        let staged = rollout.staged();
         Self {
             id: rollout.id,
             keys: rollout.keys().map(str::to_owned).collect(),
             step: rollout.step + 1,
             percent: rollout.current_step().percent,
             bake_ends_at: running.then(|| rollout.bake_ends_at()),
-            reached_users: if running { users.iter().filter(|user| staged.reaches(user)).map(|user| user.to_string()).collect() } else { Vec::new() },
+            reached_users: rollout.reached_users(users),
             reached_instances: if running { rollout.members.clone() } else { Vec::new() },
             env: rollout.environment,
             title: rollout.title,
@@ -137,10 +135,6 @@ pub struct RolloutListParams {
 pub struct RolloutPath {
     /// The rollout's id
     id: u64,
-}
-
-fn actor(principal: &Principal) -> Actor {
-    Actor::new(ChangeOrigin::Api, format!("token:{}", principal.name))
 }
 
 fn may_see(principal: &Principal, rollout: &Rollout) -> bool {
@@ -229,7 +223,7 @@ pub async fn start(State(state): State<ApiState>, Authenticated(principal): Auth
         principal.authorize(Action::Write, &environment, Some(key))?;
     }
     let rollouts = state.host.rollouts();
-    let author = actor(&principal);
+    let author = token_actor(&principal);
     let plan = Plan { environment, title: body.title, edits, cohort: body.cohort, steps: body.steps };
     let started = blocking_change(&principal, move || rollouts.start(plan, &author)).await?;
     let message = format!("rollout {} started: {}", started.id, started.title);
@@ -278,15 +272,12 @@ pub async fn status(State(state): State<ApiState>, Authenticated(principal): Aut
 pub async fn advance(State(state): State<ApiState>, Authenticated(principal): Authenticated, id: Result<Path<u64>, PathRejection>, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
     let id = path_params(id)?;
     rollout_for(&state, &principal, id, Action::Write).await?;
-    let body: AdvanceBody = match body.as_deref() {
-        Ok([]) => AdvanceBody::default(),
-        _ => json_body(body)?,
-    };
+    let body: AdvanceBody = optional_json_body(body)?;
     if body.force && principal.role != Role::Admin {
         return Err(ApiError::forbidden(format!("token `{}` ({}) may not force a rollout's step past its bake or a gate (admin tokens may)", principal.name, principal.role.as_str())));
     }
     let rollouts = state.host.rollouts();
-    let by = actor(&principal);
+    let by = token_actor(&principal);
     let moved = blocking_change(&principal, move || rollouts.advance(id, &by, body.force)).await?;
     let message = match moved.state {
         RolloutState::Completed => format!("rollout {id} completed"),
@@ -316,7 +307,7 @@ pub async fn abort(State(state): State<ApiState>, Authenticated(principal): Auth
     rollout_for(&state, &principal, id, Action::Write).await?;
     let body: AbortBody = json_body(body)?;
     let rollouts = state.host.rollouts();
-    let by = actor(&principal);
+    let by = token_actor(&principal);
     let ended = blocking(move || rollouts.abort(id, &by, &body.reason)).await?;
     let message = format!("rollout {id} rolled back: {}", ended.timeline.last().and_then(|event| event.note.as_deref()).unwrap_or(""));
     Ok(audited(&state, StatusCode::OK, ended, message))
