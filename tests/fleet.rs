@@ -7,7 +7,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
-use std::sync::{Arc, Barrier, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::etcd::{EtcdCluster, Proxy};
@@ -18,16 +18,11 @@ use potter_config::{ConfigHost, Event, Options, SetRequest, ViewKey};
 use serde_json::{json, Value};
 
 fn cluster() -> &'static EtcdCluster {
-    static CLUSTER: OnceLock<EtcdCluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| EtcdCluster::start(3))
+    common::etcd::shared_cluster()
 }
 
-/// One test at a time: the fault tests kill members of the shared cluster.
 fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    cluster().restart_all();
-    guard
+    common::etcd::one_at_a_time()
 }
 
 fn options(tree: &Tree, location: &str) -> Options {

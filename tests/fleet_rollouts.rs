@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use common::etcd::EtcdCluster;
@@ -14,15 +14,11 @@ use common::Tree;
 use serde_json::{json, Value};
 
 fn cluster() -> &'static EtcdCluster {
-    static CLUSTER: OnceLock<EtcdCluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| EtcdCluster::start(3))
+    common::etcd::shared_cluster()
 }
 
 fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    cluster().restart_all();
-    guard
+    common::etcd::one_at_a_time()
 }
 
 /// Waits up to 30 s for `done` (a liveness wait, not a timing assertion).
