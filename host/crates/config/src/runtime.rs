@@ -684,6 +684,11 @@ impl ConfigHost {
         self.shared.overrides.load().tree(environment).cloned().unwrap_or_default()
     }
 
+    /// True when the live snapshot stages a running rollout (read from the published state).
+    pub(crate) fn stages_rollouts(&self) -> bool {
+        !self.shared.overrides.load().rollouts().is_empty()
+    }
+
     /// The runtime override of `environment` that decides `key`: `key` itself (a value, or a
     /// subtree of overrides) or the ancestor set as one value above it. None when no override
     /// reaches the key. Overrides are the highest layer, so such a key is pinned: the files no

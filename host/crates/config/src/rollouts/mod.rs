@@ -186,6 +186,11 @@ impl Rollouts {
     /// a gate fails (this host's report since it started; on a shared store, the registry's), and
     /// moves on when its step baked.
     pub fn drive(&self) -> Result<Vec<Driven>, Error> {
+        // Every running rollout is staged by every host once its start's record is taken in: with
+        // none staged there is nothing to drive, and the document is not read.
+        if !self.host.stages_rollouts() {
+            return Ok(Vec::new());
+        }
         let driver = Actor::new(ChangeOrigin::Rollout, DRIVER);
         let unhealthy = self.host.reported_unhealthy();
         let running: Vec<Rollout> = self.store.list(None)?.into_iter().rev().filter(|rollout| rollout.state == RolloutState::Running).collect();
