@@ -1,7 +1,7 @@
 //! The HTTP API (`potter-config serve`) over real HTTP: the real binary on 127.0.0.1 with an
 //! ephemeral port, real token files, real keyrings and ciphertexts, real file saves.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

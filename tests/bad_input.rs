@@ -8,7 +8,7 @@
 //!
 //! Adding a case is adding a row to `ROWS` (and, if needed, a spoiling function).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

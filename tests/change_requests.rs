@@ -1,7 +1,7 @@
 //! Change requests end to end: a real tree with a review policy, a real SQLite history, the real
 //! `potter-config` binary and the real server over loopback HTTP with real tokens.
 
-mod common;
+use crate::common;
 
 use common::serve::Served;
 use common::{potter, potter_with, stderr, stdout, Tree, API_SCHEMA};

@@ -1,6 +1,6 @@
 //! The `potter-config` binary on the bundled example and on broken trees: output and exit codes.
 
-mod common;
+use crate::common;
 
 use common::{potter_example, repo_path, stderr, stdout, Tree};
 use serde_json::Value;

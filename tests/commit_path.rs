@@ -3,7 +3,7 @@
 //! `on-config-changed` once; and readers (plugin list, validate, overrides) answer while a reload
 //! holds the writer inside a slow source plugin. Real compiled guests, real files, real SQLite.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::sync::mpsc;

@@ -3,7 +3,7 @@
 //! non-secret values, refusing only to reveal its secrets. Real binary, real example tree, real
 //! HTTP on loopback, and the embedding API.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -4,7 +4,7 @@
 //! a bad key named with the plugin, the origin and the etcd key, etcd stopped (stale, the host
 //! serving) and back (picked up), and a 0.1.0-built source loading beside the 0.2.0 etcd-source.
 
-mod common;
+use crate::common;
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 

@@ -2,7 +2,7 @@
 //! Potter Config hosts in-process and as `serve` processes on it, and the faults of issue #16.
 //! The tests share one cluster and run one at a time (some kill its members).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -3,7 +3,7 @@
 //! cohort, rolling back on one host's failure or death, resuming after a restart, and taking no
 //! step while etcd is down. The tests share the cluster and run one at a time (one stops it).
 
-mod common;
+use crate::common;
 
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! History, runtime overrides and rollback through the real `potter-config` binary and a real
 //! SQLite file (`<state>/history.db`), plus library-level checks of a locked database.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 

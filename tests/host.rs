@@ -1,6 +1,6 @@
 //! The embedding API over real files: loads, reloads, bad input, overrides and concurrent readers.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -17,7 +17,7 @@
 //! To add a case, add a row: the guest, its manifest changes, how its files are installed, files
 //! of the tree it needs, what must happen.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -4,7 +4,7 @@
 //! `plugin list`, `GET /v1/plugins` and `/v1/health` across a restart with the remote down, and
 //! the hostile remotes: each refused or contained, named, with the last good configuration kept.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,7 +4,7 @@
 //! top-level members compared with the schema's properties (so a field added to a handler but not
 //! to its type, or the reverse, fails here).
 
-mod common;
+use crate::common;
 
 use common::serve::Served;
 use common::Tree;

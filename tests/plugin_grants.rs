@@ -1,7 +1,7 @@
 //! The plugins folder under a running host: a production plugin's module replaced by a link to
 //! `/dev/null` is refused by name, its rule stays enforced, and at start-up the load is refused.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

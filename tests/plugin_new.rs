@@ -7,7 +7,7 @@
 //! `scripts/setup`); the packages come from the checkout's `sdk/` (`--sdk`), their own
 //! dependencies from the registries.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! source layers and their precedence, prefix confinement, both error policies, granted
 //! directories and variables, namespace defaults, `on-config-changed`, isolation and schemas.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::time::Duration;

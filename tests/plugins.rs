@@ -1,7 +1,7 @@
 //! Signed Wasm plugins in the host and the CLI, over the real binary and real compiled components
 //! (built once per test process by `scripts/build-plugins` into `target/plugins/`).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::process::Output;

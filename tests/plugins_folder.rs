@@ -2,7 +2,7 @@
 //! without a restart; half-copied, unsigned and failing new versions are refused while the
 //! previous version keeps running.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! within the poll interval, a row that is not JSON, the database stopped and back, a connection
 //! not granted, and writes from a guest refused by the host.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! rebuilds and validates a rollback; the CLI draws it with indicatif on a terminal, never on a
 //! pipe.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};

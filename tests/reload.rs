@@ -1,7 +1,7 @@
 //! Hot reload over real files and a real inotify watcher: every save style, bursts, rejection and
 //! recovery, subscriptions, and the `watch` command.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{BufRead, BufReader};

@@ -1,7 +1,7 @@
 //! Progressive rollouts on a single host: a real tree with forty users, a real SQLite history,
 //! the real `potter-config` binary and the real server (and its rollout driver) over loopback HTTP.
 
-mod common;
+use crate::common;
 
 use common::serve::Served;
 use common::{potter_with, stderr, stdout, Tree, API_SCHEMA};

@@ -1,6 +1,6 @@
 //! Secrets end to end: the real binary and the embedding API over real trees, keyrings and files.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

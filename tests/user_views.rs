@@ -1,7 +1,7 @@
 //! Every view is validated, users' included: a bad user file, or a change that breaks only a user's
 //! view, is refused with that view named — at load, reload, write and rollback.
 
-mod common;
+use crate::common;
 
 use common::{potter_example, stdout, Tree};
 use potter_config::{timeline, ChangeOrigin, ConfigHost, Error, Options, SetRequest};

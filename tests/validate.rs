@@ -1,7 +1,7 @@
 //! Validation as part of every load: per-view reports, rejection keeping the live snapshot, coverage,
 //! schema defaults, templates and custom rules — over real files and the real binary.
 
-mod common;
+use crate::common;
 
 use common::{potter_example, potter_with, stderr, stdout, Tree};
 use potter_config::{ConfigHost, Error, Options};

@@ -1,7 +1,7 @@
 //! The server's audit log: lines survive a reopen, come back newest first with their filters,
 //! share the group commit with appends, and an older (version 1) database gains the table.
 
-mod common;
+use crate::common;
 
 use common::*;
 use potter_history::{AuditQuery, HistoryStore, NewAuditEntry, Retention, SqliteStore};

@@ -1,7 +1,7 @@
 //! Locked database, full disk, corrupt file, planted secret: clear errors, nothing acknowledged
 //! that was not recorded, no plaintext in any file.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};

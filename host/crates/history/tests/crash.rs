@@ -2,7 +2,7 @@
 //! acknowledged version survives, the file passes `PRAGMA integrity_check`, and the override
 //! table equals the replay of the recorded override operations.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read};

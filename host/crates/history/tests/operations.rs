@@ -1,6 +1,6 @@
 //! Each store operation against a real SQLite file.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Barrier};
 

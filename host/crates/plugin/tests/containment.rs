@@ -3,7 +3,7 @@
 //! blocked one, the stack limit, imports refused at load, ungranted capabilities, and a log that
 //! a flooding plugin cannot fill.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! Every request is checked by the host against the signed `grants.http` before it is sent;
 //! limits cut oversize and slow answers; an ungranted origin is never contacted.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

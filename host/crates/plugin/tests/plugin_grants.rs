@@ -3,7 +3,7 @@
 //! files (a link to a device, a FIFO) or a missing module: each refused by name, at `sign` where it
 //! applies and again at load, while the host keeps serving.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! The plugin host over real components built from `plugins/` and `tests/plugins/`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

@@ -4,7 +4,7 @@
 //! Compiling a ~20 MB guest takes seconds, so the tests share one fixture and one host that
 //! compiles each guest once (with an empty cache); the second-host test then proves the cache.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};

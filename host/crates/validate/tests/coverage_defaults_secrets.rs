@@ -1,6 +1,6 @@
 //! Coverage warnings and figures, schema defaults with provenance, and secret paths.
 
-mod common;
+use crate::common;
 
 use common::{view, Tree};
 use potter_engine::{Location, Severity, ViewKey};

@@ -1,6 +1,6 @@
 //! Native rules and other validators plugged into the validation engine.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

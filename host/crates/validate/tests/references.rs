@@ -2,7 +2,7 @@
 //! a schema's own `$id`, relative references under an `$id` base, references between files by
 //! `$id`, `$dynamicRef`, and custom metaschemas. Also: a default its own schema refuses.
 
-mod common;
+use crate::common;
 
 use common::Tree;
 use potter_engine::Severity;

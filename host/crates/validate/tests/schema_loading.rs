@@ -1,7 +1,7 @@
 //! Loading a schemas folder: every kind of bad schema is refused clearly and whole, and compiled
 //! schemas are reused until a file that went into them changes.
 
-mod common;
+use crate::common;
 
 use common::Tree;
 use potter_validate::{SchemaError, SchemaSet, MAX_SCHEMA_BYTES};

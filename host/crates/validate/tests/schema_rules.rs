@@ -1,6 +1,6 @@
 //! The shipped schemas' rules, per-view reports, issue details and rendering, drafts and formats.
 
-mod common;
+use crate::common;
 
 use common::{view, Tree};
 use potter_engine::{Severity, ViewKey};
