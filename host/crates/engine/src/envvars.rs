@@ -4,10 +4,10 @@
 //! lowercased. A value that parses as JSON (scalar, array or object) is taken as such, otherwise as a
 //! string; `null` deletes the key like a `null` in a file.
 
-use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 
 use crate::layer::{Layer, LayerSource, Location, Rank, Scope};
+use crate::locations::Locations;
 use crate::path;
 
 /// Variables under the prefix that steer the tool itself and are never configuration.
@@ -28,7 +28,7 @@ pub fn variable_for(prefix: &str, dotted: &str) -> String {
 /// Builds the environment-variable layer from `(name, value)` pairs; other variables are ignored.
 pub fn env_layer(prefix: &str, vars: impl IntoIterator<Item = (String, String)>) -> Layer {
     let mut data = Map::new();
-    let mut locations: FxHashMap<Box<str>, Location> = FxHashMap::default();
+    let mut locations = Locations::default();
     let mut vars: Vec<(String, String)> = vars.into_iter().filter(|(name, _)| name.starts_with(prefix)).collect();
     vars.sort(); // deterministic when two spellings map to one key
     for (name, raw) in vars {
@@ -51,15 +51,15 @@ fn insert_path(
     segments: &[String],
     value: Value,
     var: &str,
-    locations: &mut FxHashMap<Box<str>, Location>,
+    locations: &mut Locations,
 ) {
     let mut node = root;
     let mut dotted = String::new();
     for (i, segment) in segments.iter().enumerate() {
         dotted = path::join(&dotted, segment);
-        locations.entry(dotted.clone().into()).or_insert_with(|| Location::EnvVar(var.into()));
+        locations.get_or_insert_with(&dotted, || Location::EnvVar(var.into()));
         if i + 1 == segments.len() {
-            locations.insert(dotted.clone().into(), Location::EnvVar(var.into()));
+            locations.insert(&dotted, Location::EnvVar(var.into()));
             node.insert(segment.clone(), value);
             return;
         }

@@ -3,9 +3,10 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 use serde_json::{Map, Value};
 
+use crate::locations::Locations;
 use crate::path;
 
 /// Precedence classes, lowest first. Within a class, layers are ordered by [`Layer::order`], then name.
@@ -233,7 +234,7 @@ pub struct Layer {
     /// The tree itself: always a JSON object. `null` values mean "delete this key".
     pub data: Value,
     /// Location of every node (objects included), keyed by dotted path.
-    pub locations: FxHashMap<Box<str>, Location>,
+    pub locations: Locations,
     /// Paths whose values were secrets (decrypted by the host): redacted at every exit.
     pub secrets: FxHashSet<Box<str>>,
 }
@@ -257,9 +258,9 @@ impl Layer {
     /// Builds a layer whose every node has the same coarse location.
     pub fn new(name: impl Into<String>, rank: Rank, scope: Scope, source: LayerSource, data: Map<String, Value>) -> Self {
         let data = Value::Object(data);
-        let mut locations = FxHashMap::default();
+        let mut locations = Locations::default();
         collect_paths(&data, "", &mut |path| {
-            locations.insert(path.into(), Location::Layer);
+            locations.insert(path, Location::Layer);
         });
         Self { name: name.into(), rank, order: 0, scope, source, data, locations, secrets: FxHashSet::default() }
     }
@@ -271,7 +272,7 @@ impl Layer {
         scope: Scope,
         source: LayerSource,
         data: Map<String, Value>,
-        locations: FxHashMap<Box<str>, Location>,
+        locations: Locations,
     ) -> Self {
         Self { name: name.into(), rank, order: 0, scope, source, data: Value::Object(data), locations, secrets: FxHashSet::default() }
     }

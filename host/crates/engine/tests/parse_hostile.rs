@@ -226,7 +226,7 @@ fn yaml_empty_values_at_the_end_of_the_input_are_placed_inside_it() {
     // Found by fuzzing (parse_yaml): the implicit null of an explicit key at the very end was
     // placed on the line after the last (`3:1` in a two-line text).
     let parsed = parse_document("?\r \u{10} ", Format::Yaml).unwrap();
-    for (path, location) in &parsed.locations {
+    for (path, location) in parsed.locations.iter() {
         let Location::Text { line, column } = location else { panic!("{path}: {location:?}") };
         assert!(*line <= 2 && *column <= 5, "{path:?} at {line}:{column}");
     }

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use potter_engine::layer::collect_paths;
 use potter_engine::merge::merge_into;
-use potter_engine::{path, Layer, LayerSource, Location, Rank, Scope};
-use rustc_hash::FxHashMap;
+use potter_engine::{path, Layer, LayerSource, Location, Locations, Rank, Scope};
 use serde_json::{Map, Value};
 
 use crate::compile::{refusal_at, CompileInputs};
@@ -25,7 +24,7 @@ pub const DEFAULTS_LAYER: &str = "schema-defaults";
 pub fn defaults_layer(schemas: &SchemaSet) -> Layer {
     let (data, locations) = match schemas.docs().get(GLOBAL_SCHEMA) {
         Some(doc) => collect(schemas.docs(), Node::root(doc), schemas.refused_defaults(), &mut Vec::new()),
-        None => (Map::new(), FxHashMap::default()),
+        None => (Map::new(), Locations::default()),
     };
     Layer::with_locations(DEFAULTS_LAYER, Rank::Defaults, Scope::everywhere(), LayerSource::Defaults(GLOBAL_SCHEMA.to_owned()), data, locations)
 }
@@ -73,7 +72,6 @@ pub(crate) fn refused_defaults(docs: &SchemaDocs, inputs: &CompileInputs, roots:
     refused
 }
 
-type Locations = FxHashMap<Box<str>, Location>;
 
 /// A declared default: (file, pointer of the declaring schema, value).
 type Declared = Vec<(Arc<str>, String, Value)>;
@@ -123,9 +121,9 @@ fn below(&mut self, starts: Vec<Node<'a>>, prefix: &str, data: &mut Map<String, 
                 Some(declaring) => {
                     let default = declaring.value["default"].clone();
                     let pointer: Box<str> = declaring.location().into();
-                    locations.insert(child_path.clone().into(), Location::Pointer(pointer.clone()));
+                    locations.insert(&child_path, Location::Pointer(pointer.clone()));
                     collect_paths(&default, &child_path, &mut |p| {
-                        locations.entry(p.into()).or_insert_with(|| Location::Pointer(pointer.clone()));
+                        locations.get_or_insert_with(p, || Location::Pointer(pointer.clone()));
                     });
                     match (default, nested.is_empty()) {
                         (Value::Object(explicit), false) => {
@@ -136,7 +134,7 @@ fn below(&mut self, starts: Vec<Node<'a>>, prefix: &str, data: &mut Map<String, 
                     }
                 }
                 None if !nested.is_empty() => {
-                    locations.entry(child_path.clone().into()).or_insert_with(|| Location::Pointer(child.location().into()));
+                    locations.get_or_insert_with(&child_path, || Location::Pointer(child.location().into()));
                     Value::Object(nested)
                 }
                 None => continue,

@@ -216,7 +216,7 @@ fn source_layer(plugin: &LoadedPlugin, environment: &str, data: serde_json::Map<
     }
     if plugin.manifest().secret_output {
         // A secrets store's source: every value it yields is redacted at every exit.
-        let leaves: Vec<Box<str>> = layer.locations.keys().filter(|path| layer.value_at(path).is_some_and(|value| !value.is_object())).cloned().collect();
+        let leaves: Vec<Box<str>> = layer.locations.keys().filter(|path| layer.value_at(path).is_some_and(|value| !value.is_object())).map(Box::from).collect();
         layer.secrets.extend(leaves);
     }
     layer

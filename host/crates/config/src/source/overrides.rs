@@ -216,7 +216,7 @@ impl Source for OverridesSource<'_> {
 fn override_layer(environment: &str, tree: &Map<String, Value>, versions: Option<&BTreeMap<String, RecordedVersion>>) -> Layer {
     let mut layer = Layer::new(format!("overrides/{environment}"), Rank::Overrides, Scope::environment(environment), LayerSource::Overrides, tree.clone());
     for (path, location) in layer.locations.iter_mut() {
-        *location = match versions.and_then(|versions| versions.get(&**path)) {
+        *location = match versions.and_then(|versions| versions.get(path)) {
             Some(version) if version.get() != Some(0) => Location::Version(version.clone()),
             _ => Location::Layer,
         };

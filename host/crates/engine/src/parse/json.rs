@@ -7,11 +7,11 @@
 
 use std::fmt::Write as _;
 
-use rustc_hash::FxHashMap;
 use serde_json::{Map, Number, Value};
 
 use super::{depth_error, duplicate_key_error, top_level_error, LineIndex, ParseError, Parsed, MAX_DEPTH};
 use crate::layer::Location;
+use crate::locations::Locations;
 
 pub(super) fn parse(text: &str) -> Result<Parsed, ParseError> {
     let mut parser = Parser::new(text);
@@ -116,7 +116,7 @@ struct Parser<'t> {
     continuation_bytes: usize,
     /// The dotted path of the node being parsed (one buffer, truncated on the way back up).
     path: String,
-    locations: FxHashMap<Box<str>, Location>,
+    locations: Locations,
     data: Map<String, Value>,
 }
 
@@ -131,7 +131,7 @@ impl<'t> Parser<'t> {
             continuation_bytes: 0,
             path: String::new(),
             // About one node per 16 to 30 bytes in configuration files; a guess only saves rehashing.
-            locations: FxHashMap::with_capacity_and_hasher(text.len() / 16, Default::default()),
+            locations: Locations::with_capacity(text.len() / 16, text.len()),
             data: Map::new(),
         }
     }
@@ -311,7 +311,8 @@ impl<'t> Parser<'t> {
 
     /// The location of the node at `self.path`, which starts at the current position.
     fn record(&mut self) {
-        self.locations.insert(self.path.as_str().into(), self.location());
+        let location = self.location();
+        self.locations.insert(&self.path, location);
     }
 
     /// After a comma: a closing bracket there is a trailing comma, anything else is `wanted` missing.

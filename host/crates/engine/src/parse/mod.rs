@@ -8,10 +8,10 @@ mod json;
 mod toml;
 mod yaml;
 
-use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 
 use crate::layer::Location;
+use crate::locations::Locations;
 
 /// Deepest nesting accepted in a configuration file; deeper input is refused, never recursed into.
 pub const MAX_DEPTH: usize = 128;
@@ -43,7 +43,7 @@ impl Format {
 #[derive(Debug, Default)]
 pub struct Parsed {
     pub data: Map<String, Value>,
-    pub locations: FxHashMap<Box<str>, Location>,
+    pub locations: Locations,
 }
 
 /// Why a document could not be parsed. Line and column are 1-based.
@@ -140,16 +140,16 @@ fn count_chars(bytes: &[u8]) -> u32 {
 
 /// Shared builder state: the path being built and the locations found so far.
 pub(crate) struct Collector {
-    pub(crate) locations: FxHashMap<Box<str>, Location>,
+    pub(crate) locations: Locations,
 }
 
 impl Collector {
     pub(crate) fn new() -> Self {
-        Self { locations: FxHashMap::default() }
+        Self { locations: Locations::default() }
     }
 
     pub(crate) fn record(&mut self, path: &str, location: Location) {
-        self.locations.insert(path.into(), location);
+        self.locations.insert(path, location);
     }
 }
 

@@ -1,0 +1,199 @@
+//! The location of every node of a layer, keyed by dotted path, without one allocation per node.
+//!
+//! A parse records a location for every node (objects included), so this map is as large as the
+//! tree. With a `HashMap<Box<str>, Location>` each node cost a path allocation, and malloc/free
+//! were about 30 % of a small document's parse (docs/PERFORMANCE.md). Here every path is appended
+//! to one string, and the table holds only its offset and length beside the location.
+
+use std::fmt;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
+
+use crate::layer::Location;
+
+/// Dotted path → [`Location`], in no particular order (as a hash map iterates).
+#[derive(Clone, Default)]
+pub struct Locations {
+    /// Every path recorded, back to back.
+    paths: String,
+    entries: HashTable<Entry>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    start: u32,
+    len: u32,
+    location: Location,
+}
+
+impl Entry {
+    fn path<'a>(&self, paths: &'a str) -> &'a str {
+        &paths[self.start as usize..(self.start + self.len) as usize]
+    }
+}
+
+fn hash(path: &str) -> u64 {
+    FxBuildHasher.hash_one(path)
+}
+
+impl Locations {
+    /// An empty map with room for about `nodes` paths of `path_bytes` bytes in all.
+    pub fn with_capacity(nodes: usize, path_bytes: usize) -> Self {
+        Self { paths: String::with_capacity(path_bytes), entries: HashTable::with_capacity(nodes) }
+    }
+
+    /// Sets the location of `path`, returning the one it replaces.
+    pub fn insert(&mut self, path: &str, location: Location) -> Option<Location> {
+        let hash = hash(path);
+        let paths = &self.paths;
+        if let Some(entry) = self.entries.find_mut(hash, |entry| entry.path(paths) == path) {
+            return Some(std::mem::replace(&mut entry.location, location));
+        }
+        self.insert_new(hash, path, location);
+        None
+    }
+
+    /// The location of `path`, recorded first with `location()` if it has none.
+    pub fn get_or_insert_with(&mut self, path: &str, location: impl FnOnce() -> Location) -> &mut Location {
+        let hash = hash(path);
+        let paths = &self.paths;
+        if self.entries.find(hash, |entry| entry.path(paths) == path).is_none() {
+            self.insert_new(hash, path, location());
+        }
+        let paths = &self.paths;
+        &mut self.entries.find_mut(hash, |entry| entry.path(paths) == path).expect("just recorded").location
+    }
+
+    fn insert_new(&mut self, hash: u64, path: &str, location: Location) {
+        let start = u32::try_from(self.paths.len()).expect("a layer's paths fit in 4 GiB");
+        let len = u32::try_from(path.len()).expect("a path fits in 4 GiB");
+        self.paths.push_str(path);
+        let paths = &self.paths;
+        self.entries.insert_unique(hash, Entry { start, len, location }, |entry| self::hash(entry.path(paths)));
+    }
+
+    /// The location recorded for `path`.
+    pub fn get(&self, path: &str) -> Option<&Location> {
+        let paths = &self.paths;
+        self.entries.find(hash(path), |entry| entry.path(paths) == path).map(|entry| &entry.location)
+    }
+
+    /// The location recorded for `path`, to change it.
+    pub fn get_mut(&mut self, path: &str) -> Option<&mut Location> {
+        let paths = &self.paths;
+        self.entries.find_mut(hash(path), |entry| entry.path(paths) == path).map(|entry| &mut entry.location)
+    }
+
+    /// True when `path` has a location.
+    pub fn contains_key(&self, path: &str) -> bool {
+        self.get(path).is_some()
+    }
+
+    /// How many paths have a location.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no path has a location.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every path with its location.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Location)> {
+        let paths = &self.paths;
+        self.entries.iter().map(move |entry| (entry.path(paths), &entry.location))
+    }
+
+    /// Every path with its location, to change the locations.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Location)> {
+        let paths = &self.paths;
+        self.entries.iter_mut().map(move |entry| (entry.path(paths), &mut entry.location))
+    }
+
+    /// Every path.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.iter().map(|(path, _)| path)
+    }
+
+    /// Every location, to change them.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Location> {
+        self.entries.iter_mut().map(|entry| &mut entry.location)
+    }
+}
+
+impl PartialEq for Locations {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(path, location)| other.get(path) == Some(location))
+    }
+}
+
+impl fmt::Debug for Locations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<P: AsRef<str>> FromIterator<(P, Location)> for Locations {
+    fn from_iter<I: IntoIterator<Item = (P, Location)>>(items: I) -> Self {
+        let mut locations = Locations::default();
+        for (path, location) in items {
+            locations.insert(path.as_ref(), location);
+        }
+        locations
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(line: u32) -> Location {
+        Location::Text { line, column: 1 }
+    }
+
+    #[test]
+    fn a_path_keeps_its_latest_location() {
+        let mut locations = Locations::default();
+        assert_eq!(locations.insert("a", at(1)), None);
+        assert_eq!(locations.insert("a.b", at(2)), None);
+        assert_eq!(locations.insert("a", at(3)), Some(at(1)));
+        assert_eq!(locations.len(), 2);
+        assert_eq!(locations.get("a"), Some(&at(3)));
+        assert_eq!(locations.get("a.b"), Some(&at(2)));
+        assert_eq!(locations.get("a.c"), None);
+        assert_eq!(locations.get(""), None);
+    }
+
+    #[test]
+    fn many_paths_survive_the_table_growing() {
+        let mut locations = Locations::default();
+        for i in 0..10_000u32 {
+            locations.insert(&format!("k{i}.child"), at(i));
+        }
+        assert_eq!(locations.len(), 10_000);
+        assert!((0..10_000u32).all(|i| locations.get(&format!("k{i}.child")) == Some(&at(i))));
+        let mut keys: Vec<&str> = locations.keys().collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), 10_000);
+    }
+
+    #[test]
+    fn changes_in_place_and_equality_ignore_order() {
+        let mut first: Locations = [("x", at(1)), ("y", at(2))].into_iter().collect();
+        let second: Locations = [("y", at(2)), ("x", at(1))].into_iter().collect();
+        assert_eq!(first, second);
+        *first.get_or_insert_with("z", || at(9)) = at(4);
+        assert_eq!(*first.get_or_insert_with("z", || at(9)), at(4), "an existing location is kept");
+        assert_ne!(first, second);
+        first.values_mut().for_each(|location| *location = Location::Layer);
+        assert!(first.iter().all(|(_, location)| *location == Location::Layer));
+        if let Some(location) = first.get_mut("x") {
+            *location = at(7);
+        }
+        assert_eq!(first.iter_mut().find(|(path, _)| *path == "x").map(|(_, location)| location.clone()), Some(at(7)));
+    }
+}
