@@ -97,6 +97,12 @@ impl Snapshot {
         self.cells[slot].get_or_init(|| Arc::new(View::build(self.keys[slot].clone(), &self.layers)))
     }
 
+    /// How many views have been merged so far (views are merged on first use; a load that merged
+    /// views nobody reads would pay for them in time and memory).
+    pub fn merged_view_count(&self) -> usize {
+        self.cells.iter().filter(|cell| cell.get().is_some()).count()
+    }
+
     /// The slot of a view: a hint for [`Snapshot::view_hinted`] that stays right while the axes do.
     pub fn slot_of(&self, key: &ViewKey) -> Option<usize> {
         self.slots.get(key).copied()

@@ -6,7 +6,7 @@
 //! Checks that need the plaintext are reported as warnings, never as errors, so one
 //! environment's missing key never fails another environment's load.
 
-use potter_engine::{is_under, Issue, Severity, Snapshot, View, ViewKey};
+use potter_engine::{is_under, Issue, Layer, Severity, Snapshot, View, ViewKey};
 use potter_secrets::{env_var_name, is_ciphertext};
 use potter_validate::Report;
 use serde_json::Value;
@@ -96,7 +96,14 @@ pub fn redact_sealed(view: &View, prefix: &str, value: &Value) -> Value {
 /// except a type check, which a ciphertext answers exactly (a secret is always a string) — and
 /// each such view gets one warning naming its sealed secrets and the variable to set.
 pub fn note_sealed_secrets(report: &mut Report, snapshot: &Snapshot) {
+    // Only a view with a layer that holds secrets can have sealed ones: the others are not merged
+    // to find out (a tree of 500 services has 1,500 views, most never read by this process).
+    let secret_layers: Vec<&Layer> = snapshot.layers().iter().map(|layer| &**layer).filter(|layer| !layer.secrets.is_empty()).collect();
     for view_report in &mut report.views {
+        let key = &view_report.view;
+        if !secret_layers.iter().any(|layer| layer.applies_to(&key.environment, key.service.as_deref(), key.user.as_deref())) {
+            continue;
+        }
         let Ok(view) = snapshot.view(&view_report.view) else { continue };
         let sealed = sealed_secrets(view, "");
         if sealed.is_empty() {
@@ -130,4 +137,39 @@ pub fn skip_for_sealed_secrets(view: &View, rule: &str) -> Option<Issue> {
 
 fn view_warning(view: &ViewKey, rule: &str, message: String) -> Issue {
     Issue { view: Some(view.clone()), path: String::new(), message, rule: rule.to_owned(), schema_location: None, severity: Severity::Warning, source: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use potter_engine::{Axes, LayerSource, Rank, Scope};
+    use potter_validate::ViewReport;
+    use serde_json::json;
+
+    use super::*;
+
+    fn layer(name: &str, scope: Scope, data: Value) -> Layer {
+        Layer::new(name, Rank::EnvironmentFile, scope, LayerSource::File(format!("{name}.json").into()), data.as_object().unwrap().clone())
+    }
+
+    fn every_view(snapshot: &Snapshot) -> Report {
+        let views = snapshot.base_view_keys().into_iter().map(|view| ViewReport { view, issues: Vec::new(), coverage: None }).collect();
+        Report { views, tree: Vec::new() }
+    }
+
+    #[test]
+    fn only_the_views_a_secret_layer_reaches_are_merged_to_look_for_sealed_secrets() {
+        let axes = Axes { environments: vec!["production".into(), "staging".into()], services: vec!["api".into(), "web".into()], users: Vec::new() };
+        let plain = vec![Arc::new(layer("global", Scope::everywhere(), json!({"a": 1})))];
+        let snapshot = Snapshot::new(0, plain.clone(), axes.clone());
+        note_sealed_secrets(&mut every_view(&snapshot), &snapshot);
+        assert_eq!(snapshot.merged_view_count(), 0, "no layer holds a secret: no view is merged");
+
+        let mut sealed = layer("environments/production", Scope::environment("production"), json!({"db": {"password": "enc:v1:k:n:c"}}));
+        sealed.secrets.insert("db.password".into());
+        let snapshot = Snapshot::new(0, plain.into_iter().chain([Arc::new(sealed)]).collect(), axes);
+        note_sealed_secrets(&mut every_view(&snapshot), &snapshot);
+        assert_eq!(snapshot.merged_view_count(), 3, "production, production/api and production/web; no staging view");
+    }
 }
