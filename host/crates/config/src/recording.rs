@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use potter_engine::{diff, Snapshot, View, ViewKey};
+use potter_engine::{diff, Layer, Snapshot, View, ViewKey};
 use potter_history::{AuditStore, HistoryError, HistoryQuery, HistoryStore, NewChange, RecordedOverrides, SqliteStore, StoredValue};
 #[cfg(feature = "etcd")]
 use potter_history_etcd::EtcdStore;
@@ -414,6 +414,10 @@ impl Recorder {
         view_keys.extend(after.all_view_keys());
         let both_axes = |key: &ViewKey| before.slot_of(key).is_some() && after.slot_of(key).is_some();
         view_keys.retain(|key| !both_axes(key) || affected(key));
+        // Where those views can differ at all (None: anywhere). A view present on both sides is
+        // compared under these paths only, merged from the layers' nodes there when nobody merged
+        // it yet, so a runtime override of one key costs that key, not every view's whole tree.
+        let changed_paths = before.changed_paths(after);
 
         let mut records = Vec::new();
         for env in &environments {
@@ -422,15 +426,21 @@ impl Recorder {
                 record = record.reason(reason.clone());
             }
             for key in view_keys.iter().filter(|key| &*key.environment == env.as_str()) {
-                let old = before.view(key).ok();
-                let new = after.view(key).ok();
+                let leaves = match &changed_paths {
+                    Some(paths) if both_axes(key) => before.diff_view_under(after, key, paths),
+                    _ => diff("", before.view(key).ok().map(|v| v.value()), after.view(key).ok().map(|v| v.value())),
+                };
+                if leaves.is_empty() {
+                    continue;
+                }
+                let (old_layers, new_layers) = (before.layers_of(key), after.layers_of(key));
                 let qualifier = qualifier(key);
-                for leaf in diff("", old.map(|v| v.value()), new.map(|v| v.value())) {
+                for leaf in leaves {
                     if leaf.new.is_some() {
-                        check_recordable_key(&leaf.key).map_err(|message| unrecordable(new.map(|v| &**v), &leaf.key, message))?;
+                        check_recordable_key(&leaf.key).map_err(|message| unrecordable(after.view(key).ok().map(|v| &**v), &leaf.key, message))?;
                     }
-                    let stored_before = leaf.old.as_ref().map(|value| secrets.store(env, old.map(|v| &**v), &leaf.key, value)).transpose()?;
-                    let stored_after = leaf.new.as_ref().map(|value| secrets.store(env, new.map(|v| &**v), &leaf.key, value)).transpose()?;
+                    let stored_before = leaf.old.as_ref().map(|value| secrets.store(env, old_layers.as_deref(), &leaf.key, value)).transpose()?;
+                    let stored_after = leaf.new.as_ref().map(|value| secrets.store(env, new_layers.as_deref(), &leaf.key, value)).transpose()?;
                     record = record.change(qualified(&qualifier, &leaf.key), stored_before, stored_after);
                 }
             }
@@ -607,8 +617,9 @@ impl<'o> SecretEncoder<'o> {
     }
 
     /// A view's value at `key`: plain, or (when the view marks it secret) sealed.
-    fn store(&mut self, env: &str, view: Option<&View>, key: &str, value: &Value) -> Result<StoredValue, Error> {
-        let secret = view.is_some_and(|view| crate::secret_values::holds_secret(view, key));
+    /// A view's leaf: a secret (by the view's layers) is stored sealed.
+    fn store(&mut self, env: &str, layers: Option<&[Arc<Layer>]>, key: &str, value: &Value) -> Result<StoredValue, Error> {
+        let secret = layers.is_some_and(|layers| crate::secret_values::layers_hold_secret(layers, key));
         if !secret {
             return Ok(StoredValue::Plain(value.clone()));
         }

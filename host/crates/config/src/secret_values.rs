@@ -30,7 +30,7 @@ use crate::options::Options;
 
 pub use document::{write_atomically, EditableDocument};
 pub use paths::{secret_path_matcher, SecretPathMatcher, SECRET_PATHS_KEY};
-pub use redact::{holds_secret, overriding_variable, redact, redact_in_place, redact_text, safe_type_message, secret_paths, REDACTED};
+pub use redact::{holds_secret, layers_hold_secret, overriding_variable, redact, redact_in_place, redact_text, safe_type_message, secret_paths, REDACTED};
 pub use sealed::{ensure_revealable, note_sealed_secrets, redact_sealed, sealed_secrets, skip_for_sealed_secrets, Sealed};
 pub use rotate::{encrypt_value, environment_file, rotate, set_secret, EnvironmentFile, RotationReport, SetReport};
 

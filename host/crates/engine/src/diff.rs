@@ -21,6 +21,35 @@ pub fn diff(prefix: &str, old: Option<&Value>, new: Option<&Value>) -> Vec<KeyCh
     changes
 }
 
+/// The smallest set of paths outside of which two versions of one layer's tree agree: where a key
+/// is only on one side, or the two sides differ and are not both objects. None when a key holds a
+/// `.` (or is empty), so that its dotted path would be ambiguous.
+///
+/// A merged view's value at a path depends only on each layer's nodes along that path, so between
+/// two snapshots that differ in these layers only, views can differ only under these paths.
+pub fn changed_roots(old: &Value, new: &Value) -> Option<Vec<String>> {
+    fn walk(at: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<String>) -> Option<()> {
+        if old == new {
+            return Some(());
+        }
+        match (old, new) {
+            (Some(Value::Object(old)), Some(Value::Object(new))) => {
+                for key in old.keys().chain(new.keys().filter(|key| !old.contains_key(*key))) {
+                    if key.is_empty() || key.contains('.') {
+                        return None;
+                    }
+                    walk(&path::join(at, key), old.get(key), new.get(key), out)?;
+                }
+            }
+            _ => out.push(at.to_owned()),
+        }
+        Some(())
+    }
+    let mut roots = Vec::new();
+    walk("", Some(old), Some(new), &mut roots)?;
+    Some(roots)
+}
+
 fn is_branch(value: Option<&Value>) -> bool {
     matches!(value, Some(Value::Object(map)) if !map.is_empty())
 }
@@ -80,6 +109,16 @@ mod tests {
         let changes = diff("api", Some(&old), Some(&json!({"x": 2})));
         assert_eq!(changes[0].key, "api.x");
         assert!(diff("api", Some(&old), Some(&old)).is_empty());
+    }
+
+    #[test]
+    fn changed_roots_are_the_smallest_subtrees_that_differ() {
+        let old = json!({"a": {"x": 1, "y": {"deep": 2}}, "same": {"k": 1}, "gone": true, "t": 1});
+        let new = json!({"a": {"x": 1, "y": {"deep": 3}, "z": null}, "same": {"k": 1}, "t": {"now": "object"}});
+        assert_eq!(changed_roots(&old, &new).unwrap(), vec!["a.y.deep", "a.z", "gone", "t"]);
+        assert_eq!(changed_roots(&old, &old).unwrap(), Vec::<String>::new());
+        assert_eq!(changed_roots(&json!({}), &json!({"a": {"b": 1}})).unwrap(), vec!["a"]);
+        assert_eq!(changed_roots(&json!({"a.b": 1}), &json!({"a.b": 2})), None, "a dotted key is ambiguous");
     }
 
     #[test]

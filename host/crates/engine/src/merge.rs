@@ -37,6 +37,105 @@ pub fn set_path(tree: &mut Map<String, Value>, segments: &[&str], value: Value) 
     node.insert(last.to_string(), value);
 }
 
+/// What [`merge_into`] over the whole trees of `layers` (lowest precedence first, each an object)
+/// leaves at the path `segments`, computed from each layer's nodes along that path alone.
+///
+/// Per layer: a non-object (a value, or a `null`) at an ancestor of the path replaces or deletes
+/// that ancestor, so the path is gone; a node at the path merges into what is there (an object into
+/// an object) or replaces it, and a `null` there deletes it; a layer without the path leaves it as it is.
+pub fn merged_at<'a>(layers: impl IntoIterator<Item = &'a Value>, segments: &[&str]) -> Option<Value> {
+    // A view's root is an object even when no layer writes anything.
+    let mut merged: Option<Value> = segments.is_empty().then(|| Value::Object(Map::new()));
+    'layers: for data in layers {
+        let mut node = data;
+        for segment in segments {
+            match node {
+                Value::Object(map) => match map.get(*segment) {
+                    Some(child) => node = child,
+                    None => continue 'layers,
+                },
+                _ => {
+                    merged = None;
+                    continue 'layers;
+                }
+            }
+        }
+        merged = match node {
+            Value::Null => None,
+            Value::Object(over) => match merged {
+                Some(Value::Object(mut base)) => {
+                    merge_into(&mut base, over);
+                    Some(Value::Object(base))
+                }
+                _ => Some(Value::Object(without_nulls(over))),
+            },
+            other => Some(other.clone()),
+        };
+    }
+    merged
+}
+
+/// What kind of node [`merged_at`] would give, without copying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergedKind {
+    Absent,
+    EmptyObject,
+    Object,
+    /// A scalar or an array.
+    Value,
+}
+
+/// The kind of [`merged_at`]'s result, from each layer's nodes along the path and the presence of
+/// each child key (so an object whose every key some layer deletes is known to be empty).
+pub fn merged_kind_at(layers: &[&Value], segments: &[&str]) -> MergedKind {
+    match last_node(layers, segments) {
+        None => MergedKind::Absent,
+        Some(false) => MergedKind::Value,
+        Some(true) => {
+            // Any one key that still has something under it makes a non-empty object; most often
+            // the first one looked at, so no list of the layers' keys is built.
+            let mut child = segments.to_vec();
+            let has_child = layers
+                .iter()
+                .filter_map(|data| segments.iter().try_fold(*data, |node, segment| node.as_object()?.get(*segment))?.as_object())
+                .flat_map(|map| map.keys())
+                .any(|key| {
+                    child.push(key);
+                    let present = last_node(layers, &child).is_some();
+                    child.pop();
+                    present
+                });
+            if has_child {
+                MergedKind::Object
+            } else {
+                MergedKind::EmptyObject
+            }
+        }
+    }
+}
+
+/// Whether [`merged_at`] gives anything at the path (None: nothing), and whether that is an object.
+fn last_node(layers: &[&Value], segments: &[&str]) -> Option<bool> {
+    let mut last = segments.is_empty().then_some(true);
+    'layers: for data in layers {
+        let mut node = *data;
+        for segment in segments {
+            match node {
+                Value::Object(map) => match map.get(*segment) {
+                    Some(child) => node = child,
+                    None => continue 'layers,
+                },
+                _ => {
+                    last = None;
+                    continue 'layers;
+                }
+            }
+        }
+        last = (!node.is_null()).then(|| node.is_object());
+    }
+    last
+}
+
 /// A copy of an object with its deletion markers dropped (nothing below them to delete).
 fn without_nulls(map: &Map<String, Value>) -> Map<String, Value> {
     map.iter()
@@ -76,6 +175,34 @@ mod tests {
     fn null_deletes_and_is_not_kept_below_new_objects() {
         assert_eq!(merged(json!({"a": 1, "b": 2}), json!({"a": null})), json!({"b": 2}));
         assert_eq!(merged(json!({}), json!({"a": {"b": null, "c": 1}})), json!({"a": {"c": 1}}));
+    }
+
+    /// Every path of `merged_at` against the whole merge, on layers that replace, delete and
+    /// re-create each other's subtrees.
+    #[test]
+    fn merged_at_is_the_whole_merge_at_that_path() {
+        let layers = [
+            json!({"a": {"b": {"c": 1, "d": 2}, "e": 3}, "f": [1], "g": {"h": 1}}),
+            json!({"a": {"b": 5}, "g": null, "n": {"x": null, "y": 1}}),
+            json!({"a": {"b": {"c": null, "k": {"z": null, "w": 4}}}, "g": {"i": 2}, "f": {"now": "object"}}),
+            json!({"a": {"e": null}, "n": {"y": null}}),
+        ];
+        let mut whole = Map::new();
+        for layer in &layers {
+            merge_into(&mut whole, layer.as_object().unwrap());
+        }
+        let whole = Value::Object(whole);
+        let mut paths = vec![String::new()];
+        for layer in &layers {
+            crate::layer::collect_paths(layer, "", &mut |path| paths.push(path.to_owned()));
+        }
+        paths.push("a.b.c.below".to_owned());
+        paths.push("missing".to_owned());
+        for path in paths {
+            let segments: Vec<&str> = if path.is_empty() { Vec::new() } else { path.split('.').collect() };
+            let expected = segments.iter().try_fold(&whole, |node, segment| node.as_object()?.get(*segment)).cloned();
+            assert_eq!(merged_at(&layers, &segments), expected, "at `{path}`");
+        }
     }
 
     #[test]

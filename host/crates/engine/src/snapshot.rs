@@ -5,7 +5,11 @@ use std::sync::{Arc, OnceLock};
 
 use rustc_hash::FxHashMap;
 
+use serde_json::Value;
+
+use crate::diff::KeyChange;
 use crate::layer::Layer;
+use crate::merge::{merged_at, merged_kind_at, MergedKind};
 use crate::view::{View, ViewKey};
 
 /// A view that does not exist in a snapshot.
@@ -25,6 +29,44 @@ pub struct Axes {
     pub environments: Vec<Arc<str>>,
     pub services: Vec<Arc<str>>,
     pub users: Vec<Arc<str>>,
+}
+
+/// One view read without merging it when it is not merged yet.
+enum ViewReader<'a> {
+    Absent,
+    Merged(&'a View),
+    Layers(Vec<Arc<Layer>>),
+}
+
+impl ViewReader<'_> {
+    fn value_at(&self, dotted: &str) -> Option<Value> {
+        match self {
+            ViewReader::Absent => None,
+            ViewReader::Merged(view) => view.get(dotted),
+            ViewReader::Layers(layers) => merged_at(layers.iter().map(|layer| &layer.data), &segments(dotted)),
+        }
+    }
+
+    fn kind_at(&self, dotted: &str) -> MergedKind {
+        match self {
+            ViewReader::Absent => MergedKind::Absent,
+            ViewReader::Merged(view) => match view.get_ref(dotted) {
+                None => MergedKind::Absent,
+                Some(Value::Object(map)) if map.is_empty() => MergedKind::EmptyObject,
+                Some(Value::Object(_)) => MergedKind::Object,
+                Some(_) => MergedKind::Value,
+            },
+            ViewReader::Layers(layers) => merged_kind_at(&layers.iter().map(|layer| &layer.data).collect::<Vec<_>>(), &segments(dotted)),
+        }
+    }
+}
+
+fn segments(dotted: &str) -> Vec<&str> {
+    if dotted.is_empty() {
+        Vec::new()
+    } else {
+        dotted.split('.').collect()
+    }
 }
 
 /// An immutable configuration state. Views are merged on first use and then shared.
@@ -144,6 +186,80 @@ impl Snapshot {
         let mut changed: Vec<&Layer> = new.iter().filter(|(name, layer)| !old.get(*name).is_some_and(|o| o.same_content(layer))).map(|(_, l)| *l).collect();
         changed.extend(old.iter().filter(|(name, _)| !new.contains_key(*name)).map(|(_, l)| *l));
         changed
+    }
+
+    /// The paths under which the views of `self` and `later` can differ, computed from the layers
+    /// alone ([`crate::diff::changed_roots`] of each changed layer; a layer only one side has is
+    /// compared with an empty one), with no path under another. None when a changed layer moved
+    /// (another rank, order or scope) or a path would be ambiguous: then whole views must be compared.
+    pub fn changed_paths(&self, later: &Snapshot) -> Option<Vec<String>> {
+        let by_name = |snapshot: &Snapshot| -> FxHashMap<String, Arc<Layer>> { snapshot.layers.iter().map(|layer| (layer.name.clone(), layer.clone())).collect() };
+        let (old, new) = (by_name(self), by_name(later));
+        let empty = Value::Object(serde_json::Map::new());
+        let mut roots = Vec::new();
+        for name in old.keys().chain(new.keys().filter(|name| !old.contains_key(*name))) {
+            let (before, after) = (old.get(name), new.get(name));
+            if let (Some(before), Some(after)) = (before, after) {
+                if before.same_content(after) {
+                    continue;
+                }
+                if (before.rank, before.order, &before.scope) != (after.rank, after.order, &after.scope) {
+                    return None;
+                }
+            }
+            let (before, after) = (before.map_or(&empty, |layer| &layer.data), after.map_or(&empty, |layer| &layer.data));
+            roots.extend(crate::diff::changed_roots(before, after)?);
+        }
+        roots.sort();
+        roots.dedup();
+        let mut minimal: Vec<String> = Vec::with_capacity(roots.len());
+        for root in roots {
+            // Sorted, so an ancestor comes before its descendants.
+            if !minimal.iter().any(|kept| crate::path::is_under(&root, kept)) {
+                minimal.push(root);
+            }
+        }
+        Some(minimal)
+    }
+
+    /// The leaves of the view `key` that differ from `self` to `later`, looked for under `paths`
+    /// ([`Snapshot::changed_paths`]) only: the list [`crate::diff()`] gives of the two whole views,
+    /// without merging a view nobody merged yet (its values there come from its layers' nodes).
+    pub fn diff_view_under(&self, later: &Snapshot, key: &ViewKey, paths: &[String]) -> Vec<KeyChange> {
+        let (old, new) = (self.reader(key), later.reader(key));
+        let mut changes: Vec<KeyChange> = paths.iter().flat_map(|path| crate::diff(path, old.value_at(path).as_ref(), new.value_at(path).as_ref())).collect();
+        // An object whose keys all went (or that had none and gains some) is a leaf on one side,
+        // which the whole diff names. Only the direct parent of a changed path can turn so: any
+        // ancestor above it keeps that parent as a key.
+        let mut parents: Vec<&str> = paths.iter().map(|path| path.rsplit_once('.').map_or("", |(parent, _)| parent)).collect();
+        parents.sort_unstable();
+        parents.dedup();
+        let empty = || Some(Value::Object(serde_json::Map::new()));
+        for parent in parents {
+            match (old.kind_at(parent), new.kind_at(parent)) {
+                (MergedKind::EmptyObject, MergedKind::Object) => changes.push(KeyChange { key: parent.to_owned(), old: empty(), new: None }),
+                (MergedKind::Object, MergedKind::EmptyObject) => changes.push(KeyChange { key: parent.to_owned(), old: None, new: empty() }),
+                _ => {}
+            }
+        }
+        changes.sort_by(|a, b| a.key.cmp(&b.key));
+        changes
+    }
+
+    /// Reads of one view: from the view when it is merged already, else from its layers.
+    fn reader(&self, key: &ViewKey) -> ViewReader<'_> {
+        match self.slots.get(key) {
+            None => ViewReader::Absent,
+            Some(&slot) => match self.cells[slot].get() {
+                Some(view) => ViewReader::Merged(view),
+                None => ViewReader::Layers(View::layers_for(key, &self.layers)),
+            },
+        }
+    }
+
+    /// The layers of the view `key`, lowest precedence first, without merging it.
+    pub fn layers_of(&self, key: &ViewKey) -> Option<Vec<Arc<Layer>>> {
+        self.slots.contains_key(key).then(|| View::layers_for(key, &self.layers))
     }
 
     /// Every view key, users included, sorted.

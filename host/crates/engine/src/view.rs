@@ -103,12 +103,7 @@ pub struct Contribution<'a> {
 impl View {
     /// Merges the layers that apply to `key`, lowest precedence first.
     pub fn build(key: ViewKey, all_layers: &[Arc<Layer>]) -> Self {
-        let mut layers: Vec<Arc<Layer>> = all_layers
-            .iter()
-            .filter(|layer| layer.applies_to(&key.environment, key.service.as_deref(), key.user.as_deref()))
-            .cloned()
-            .collect();
-        layers.sort_by(|a, b| a.precedence().cmp(&b.precedence()));
+        let layers = Self::layers_for(&key, all_layers);
         let mut merged = Map::new();
         for layer in &layers {
             if let Value::Object(data) = &layer.data {
@@ -116,6 +111,17 @@ impl View {
             }
         }
         Self { key, layers, value: Value::Object(merged), leaves: OnceLock::new() }
+    }
+
+    /// The layers of `all_layers` that apply to the view `key`, lowest precedence first.
+    pub fn layers_for(key: &ViewKey, all_layers: &[Arc<Layer>]) -> Vec<Arc<Layer>> {
+        let mut layers: Vec<Arc<Layer>> = all_layers
+            .iter()
+            .filter(|layer| layer.applies_to(&key.environment, key.service.as_deref(), key.user.as_deref()))
+            .cloned()
+            .collect();
+        layers.sort_by(|a, b| a.precedence().cmp(&b.precedence()));
+        layers
     }
 
     pub fn key(&self) -> &ViewKey {

@@ -240,3 +240,81 @@ fn typed_extraction_reads_through_serde() {
     assert_eq!(view.extract::<Api>("api").unwrap(), Api { rate_limit: 100, timeout: 2.5 });
     assert!(view.extract::<String>("api.rate_limit").unwrap_err().to_string().contains("api.rate_limit"));
 }
+
+/// A small deterministic generator (xorshift) for the change-path test below.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// A random tree over few key names, so that layers overlap, replace and delete each other.
+fn random_tree(rng: &mut Rng, depth: usize) -> Value {
+    let mut map = serde_json::Map::new();
+    for _ in 0..rng.below(4) {
+        let key = ["a", "b", "c", "d"][rng.below(4)].to_owned();
+        let value = match rng.below(if depth == 0 { 4 } else { 6 }) {
+            0 => Value::Null,
+            1 => json!(rng.below(3)),
+            2 => json!([rng.below(2)]),
+            3 => json!({}),
+            _ => random_tree(rng, depth - 1),
+        };
+        map.insert(key, value);
+    }
+    Value::Object(map)
+}
+
+/// A change to some layers (edited, added or removed): its views compared under
+/// `Snapshot::changed_paths` only (`Snapshot::diff_view_under`: merged from the layers' nodes there,
+/// or read from the view when it is merged) give exactly the whole views' diff.
+#[test]
+fn views_differ_only_under_the_changed_paths() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let axes = || Axes { environments: vec!["production".into(), "staging".into()], services: vec!["api".into()], users: vec!["alice".into()] };
+    let scopes = [
+        (Rank::Defaults, Scope::everywhere()),
+        (Rank::GlobalFile, Scope::everywhere()),
+        (Rank::EnvironmentFile, Scope::environment("production")),
+        (Rank::ServiceFile, Scope { environment: None, service: Some("api".into()), user: None }),
+        (Rank::UserFile, Scope { environment: None, service: None, user: Some("alice".into()) }),
+        (Rank::Overrides, Scope::environment("production")),
+    ];
+    let mut compared = 0;
+    for case in 0..2_000 {
+        let mut before: Vec<Arc<Layer>> = Vec::new();
+        for (i, (rank, scope)) in scopes.iter().enumerate() {
+            if rng.below(5) > 0 {
+                before.push(layer(&format!("l{i}"), *rank, scope.clone(), random_tree(&mut rng, 3)));
+            }
+        }
+        let mut after = before.clone();
+        for _ in 0..1 + rng.below(2) {
+            let i = rng.below(scopes.len());
+            let name = format!("l{i}");
+            after.retain(|layer| layer.name != name);
+            if rng.below(4) > 0 {
+                after.push(layer(&name, scopes[i].0, scopes[i].1.clone(), random_tree(&mut rng, 3)));
+            }
+        }
+        let (old, new) = (Snapshot::new(0, before, axes()), Snapshot::new(1, after, axes()));
+        // Some views merged already, as a live snapshot would have them.
+        if case % 2 == 0 {
+            old.view(&ViewKey::environment("production")).unwrap();
+            new.view(&ViewKey::new("production", Some("api"), None)).unwrap();
+        }
+        let paths = old.changed_paths(&new).expect("no layer moved and no key holds a dot");
+        for key in old.all_view_keys() {
+            let partial = old.diff_view_under(&new, &key, &paths);
+            let whole = potter_engine::diff("", Some(old.view(&key).unwrap().value()), Some(new.view(&key).unwrap().value()));
+            assert_eq!(partial, whole, "case {case}, view {key}, paths {paths:?}");
+            compared += usize::from(!whole.is_empty());
+        }
+    }
+    assert!(compared > 2_000, "the cases change views ({compared} changed views)");
+}

@@ -3,7 +3,9 @@
 //! Every exit that shows values (CLI output, history, API responses, change events) passes them
 //! through [`redact`] with the view they came from and the key path they sit at.
 
-use potter_engine::{is_under, View};
+use std::sync::Arc;
+
+use potter_engine::{is_under, Layer, View};
 use serde_json::Value;
 
 /// What a secret is shown as.
@@ -58,7 +60,12 @@ pub(super) fn find_mut<'v>(value: &'v mut Value, dotted: &str) -> Option<&'v mut
 
 /// True when the value at `path` is a secret or has one below it.
 pub fn holds_secret(view: &View, path: &str) -> bool {
-    view.layers().iter().any(|layer| layer.secrets.iter().any(|secret| is_under(secret, path)))
+    layers_hold_secret(view.layers(), path)
+}
+
+/// [`holds_secret`] for a view known by its layers only (not merged).
+pub fn layers_hold_secret(layers: &[Arc<Layer>], path: &str) -> bool {
+    layers.iter().any(|layer| layer.secrets.iter().any(|secret| is_under(secret, path)))
 }
 
 /// The environment variable that would override `path` (as `explain` suggests it), or None when
