@@ -42,7 +42,7 @@ impl crate::EtcdStore {
             }
             writes.push(TxnOp::put(counter.clone(), id.to_string(), None));
             let guard = Compare::mod_revision(counter.clone(), CompareOp::Equal, revision);
-            let committed = self.call(move |mut client| async move {
+            let committed = self.call((guard, writes), move |mut client, (guard, writes)| async move {
                 client.txn(Txn::new().when(vec![guard]).and_then(writes)).await
             })?;
             if committed.succeeded() {
@@ -61,7 +61,7 @@ impl crate::EtcdStore {
         let (start, mut end) = (self.key("audit/"), self.key(&format!("audit/{:020}", u64::MAX)));
         loop {
             let (low, high) = (start.clone(), end.clone());
-            let response = self.call(move |mut client| async move {
+            let response = self.call((low, high), move |mut client, (low, high)| async move {
                 let options = GetOptions::new()
                     .with_range(high)
                     .with_sort(SortTarget::Key, SortOrder::Descend)

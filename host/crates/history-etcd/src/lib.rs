@@ -275,26 +275,44 @@ impl EtcdStore {
         }
     }
 
-    /// Runs one etcd request with the request timeout, mapping failures to a storage error.
-    fn call<T, F>(&self, request: impl FnOnce(Client) -> F) -> Result<T>
+    /// Runs one etcd request (built from `input` by `request`) with the request timeout, mapping
+    /// failures to a storage error.
+    ///
+    /// A request that could not even connect (the client picked a member that is down, or one
+    /// whose connection is still being re-established after it came back) never reached etcd, so
+    /// it is sent again, up to [`CONNECT_ATTEMPTS`] times within the timeout: the client's balancer
+    /// picks another member. Any other failure is returned at once.
+    fn call<T, I, F>(&self, input: I, request: impl Fn(Client, I) -> F) -> Result<T>
     where
+        I: Clone,
         T: Send + 'static,
         F: Future<Output = std::result::Result<T, etcd_client::Error>> + Send + 'static,
     {
         let timeout = self.request_timeout;
-        let future = request(self.client.clone());
-        match run_on(&self.runtime, async move { tokio::time::timeout(timeout, future).await }) {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(self.storage(format!("etcd request failed: {error}"))),
-            Err(_) => Err(self.storage(format!(
-                "etcd did not answer within {} ms (nothing was acknowledged)",
-                timeout.as_millis()
-            ))),
+        let deadline = std::time::Instant::now() + timeout;
+        let mut attempt = 1;
+        loop {
+            let future = request(self.client.clone(), input.clone());
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match run_on(&self.runtime, async move { tokio::time::timeout(left, future).await }) {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(error)) if attempt < CONNECT_ATTEMPTS && never_connected(&error) && std::time::Instant::now() + CONNECT_PAUSE < deadline => {
+                    attempt += 1;
+                    std::thread::sleep(CONNECT_PAUSE);
+                }
+                Ok(Err(error)) => return Err(self.storage(format!("etcd request failed: {error}"))),
+                Err(_) => {
+                    return Err(self.storage(format!(
+                        "etcd did not answer within {} ms (nothing was acknowledged)",
+                        timeout.as_millis()
+                    )))
+                }
+            }
         }
     }
 
     fn get_one(&self, key: Vec<u8>) -> Result<Option<KeyValue>> {
-        let response = self.call(move |mut client| async move { client.get(key, None).await })?;
+        let response = self.call(key, move |mut client, key| async move { client.get(key, None).await })?;
         Ok(response.kvs().first().cloned())
     }
 
@@ -339,7 +357,7 @@ impl EtcdStore {
         let (mut low, mut high) = (self.record_key(from), self.record_key(to));
         loop {
             let (start, end) = (low.clone(), high.clone());
-            let response = self.call(move |mut client| async move {
+            let response = self.call((start, end), move |mut client, (start, end)| async move {
                 let options = GetOptions::new()
                     .with_range(end)
                     .with_sort(SortTarget::Key, order)
@@ -381,6 +399,26 @@ fn block_sigpipe() {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGPIPE);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// How many times a request that could not connect is sent in all ([`EtcdStore::call`]).
+const CONNECT_ATTEMPTS: usize = 4;
+/// The pause before sending it again.
+const CONNECT_PAUSE: Duration = Duration::from_millis(50);
+
+/// True for a failure to connect to the member the request was routed to: the request was never
+/// sent (gRPC's UNAVAILABLE, code 14, raised by the client's own connector). A connection that
+/// failed later ("connection reset", a broken pipe) may have carried the request, so it is not
+/// matched: a guarded transaction sent twice could be recorded twice.
+fn never_connected(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::GRpcStatus(status) => {
+            let message = status.message();
+            status.code() as i32 == 14 && (message.contains("tcp connect error") || message.contains("error trying to connect"))
+        }
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
     }
 }
 
@@ -446,7 +484,7 @@ impl HistoryStore for EtcdStore {
             for env in &envs {
                 reads.extend(ENV_DOCUMENTS.iter().map(|doc| TxnOp::get(self.key(&format!("env/{env}/{doc}")), None)));
             }
-            let snapshot = self.call(move |mut client| async move { client.txn(Txn::new().and_then(reads)).await })?;
+            let snapshot = self.call(reads, move |mut client, reads| async move { client.txn(Txn::new().and_then(reads)).await })?;
             let responses = snapshot.op_responses();
             let first = |index: usize| -> Option<KeyValue> {
                 match responses.get(index) {
@@ -528,7 +566,7 @@ impl HistoryStore for EtcdStore {
             writes.push(TxnOp::put(version_key.clone(), version.to_string(), None));
             // Revision 0 compares equal to a key that does not exist yet (the first change).
             let guard = Compare::mod_revision(version_key.clone(), CompareOp::Equal, base_revision);
-            let committed = self.call(move |mut client| async move {
+            let committed = self.call((guard, writes), move |mut client, (guard, writes)| async move {
                 client.txn(Txn::new().when(vec![guard]).and_then(writes)).await
             })?;
             if committed.succeeded() {
@@ -563,7 +601,7 @@ impl HistoryStore for EtcdStore {
             reads.push(TxnOp::get(self.key(&format!("env/{env}/overrides")), None));
             reads.push(TxnOp::get(self.key(&format!("env/{env}/override_versions")), None));
         }
-        let response = self.call(move |mut client| async move { client.txn(Txn::new().and_then(reads)).await })?;
+        let response = self.call(reads, move |mut client, reads| async move { client.txn(Txn::new().and_then(reads)).await })?;
         let responses = response.op_responses();
         let first = |index: usize| -> Option<KeyValue> {
             match responses.get(index) {
@@ -680,7 +718,7 @@ impl HistoryStore for EtcdStore {
         // half-way never lets a rollback silently skip a stripped payload (the next prune finishes it).
         let key = self.key("pruned_through");
         let value = target.to_string();
-        self.call(move |mut client| async move { client.put(key, value, None).await })?;
+        self.call((key, value), move |mut client, (key, value)| async move { client.put(key, value, None).await })?;
         let records_pruned = stripped.len() as u64;
         for batch in stripped.chunks(PRUNE_BATCH) {
             let writes: Vec<TxnOp> = batch
@@ -699,7 +737,7 @@ impl HistoryStore for EtcdStore {
                     TxnOp::put(self.record_key(record.version), to_json(&stored), None)
                 })
                 .collect();
-            self.call(move |mut client| async move { client.txn(Txn::new().and_then(writes)).await })?;
+            self.call(writes, move |mut client, writes| async move { client.txn(Txn::new().and_then(writes)).await })?;
         }
         Ok(PruneReport {
             pruned_through: target,
@@ -727,7 +765,7 @@ impl potter_history::DocumentStore for EtcdStore {
             None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
             Some(stamp) => Compare::mod_revision(key.clone(), CompareOp::Equal, i64::try_from(stamp).unwrap_or(i64::MAX)),
         };
-        let response = self.call(move |mut client| async move {
+        let response = self.call((guard, key, bytes), move |mut client, (guard, key, bytes)| async move {
             client.txn(Txn::new().when(vec![guard]).and_then(vec![TxnOp::put(key, bytes, None)])).await
         })?;
         Ok(response.succeeded())
@@ -735,5 +773,27 @@ impl potter_history::DocumentStore for EtcdStore {
 
     fn describe(&self) -> String {
         self.name.clone()
+    }
+}
+
+#[cfg(test)]
+mod connect_retry_tests {
+    use super::never_connected;
+    use tonic::{Code, Status};
+
+    fn status(code: Code, message: &str) -> etcd_client::Error {
+        etcd_client::Error::GRpcStatus(Status::new(code, message))
+    }
+
+    #[test]
+    fn only_a_request_that_never_connected_is_sent_again() {
+        assert!(never_connected(&status(Code::Unavailable, "tcp connect error: Connection refused (os error 111)")));
+        assert!(never_connected(&status(Code::Unavailable, "error trying to connect: tcp connect error")));
+        // The connection broke after the request may have left: a guarded append could land twice.
+        assert!(!never_connected(&status(Code::Unavailable, "transport error: connection reset by peer")));
+        assert!(!never_connected(&status(Code::Unavailable, "broken pipe")));
+        // etcd answered.
+        assert!(!never_connected(&status(Code::FailedPrecondition, "etcdserver: requested lease not found")));
+        assert!(!never_connected(&status(Code::DeadlineExceeded, "tcp connect error")));
     }
 }

@@ -73,7 +73,7 @@ impl crate::EtcdStore {
 
     fn register_through<'s>(&self, store: StoreRef<'s>, info: &InstanceInfo, ttl: Duration) -> Result<Registration<'s>> {
         let ttl_secs = i64::try_from(ttl.as_secs().max(2)).unwrap_or(i64::MAX);
-        let lease = self.call(move |mut client| async move { client.lease_grant(ttl_secs, None).await })?.id();
+        let lease = self.call((), move |mut client, _| async move { client.lease_grant(ttl_secs, None).await })?.id();
         let key = self.key(&format!("instances/{}", info.id));
         let registration = Registration {
             store,
@@ -88,7 +88,7 @@ impl crate::EtcdStore {
     /// Every host currently registered under the prefix, ordered by id.
     pub fn instances(&self) -> Result<Vec<InstanceInfo>> {
         let prefix = self.key("instances/");
-        let response = self.call(move |mut client| async move {
+        let response = self.call(prefix, move |mut client, prefix| async move {
             client.get(prefix, Some(GetOptions::new().with_prefix())).await
         })?;
         response
@@ -108,7 +108,7 @@ impl Registration<'_> {
         let (key, lease) = (self.key.clone(), self.lease);
         let value = serde_json::to_string(info).expect("instance entries serialise");
         self.store
-            .call(move |mut client| async move {
+            .call((key, value), move |mut client, (key, value)| async move {
                 client.put(key, value, Some(PutOptions::new().with_lease(lease))).await
             })
             .map(|_| ())
@@ -119,7 +119,7 @@ impl Registration<'_> {
         self.keep_alive.abort();
         let lease = self.lease;
         self.store
-            .call(move |mut client| async move { client.lease_revoke(lease).await })
+            .call((), move |mut client, _| async move { client.lease_revoke(lease).await })
             .map(|_| ())
     }
 }
