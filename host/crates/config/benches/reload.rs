@@ -1,7 +1,8 @@
 //! Save → subscriber latency for each save style, with the raw `notify` event latency (the floor)
 //! measured in the same run. Not a criterion bench: what matters is the distribution (p50, p99).
 //!
-//! `cargo bench -p potter-config --bench reload [-- SAVES]` (default 200 saves per style and size)
+//! `cargo bench -p potter-config --bench reload [-- SAVES] [small|medium|large]` (default 200 saves
+//! per style, small and medium)
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -135,8 +136,13 @@ fn raw_notify(size: &str, style: Style, saves: u64) -> Vec<Duration> {
 
 fn main() {
     let saves: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200);
-    let only: Option<String> = std::env::args().skip(1).find(|a| a == "small" || a == "medium");
-    for size in ["small", "medium"].into_iter().filter(|s| only.as_deref().is_none_or(|o| o == *s)) {
+    // `large` (500 services) only when asked for by name: its corpus takes a while to generate.
+    let only: Option<String> = std::env::args().skip(1).find(|a| ["small", "medium", "large"].contains(&a.as_str()));
+    let sizes = match only.as_deref() {
+        Some(size) => vec![size],
+        None => vec!["small", "medium"],
+    };
+    for size in sizes {
         for style in [Style::InPlace, Style::Rename, Style::DeleteCreate, Style::SymlinkSwap] {
             report(&format!("{size} {style:?} notify floor"), raw_notify(size, style, saves));
             report(&format!("{size} {style:?} save -> subscriber"), pipeline(size, style, saves));

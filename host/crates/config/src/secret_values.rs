@@ -373,20 +373,22 @@ fn decrypt_one(keyrings: &mut Keyrings<'_>, env: &str, segments: &[String], ciph
     }
 }
 
-fn find_ciphertexts(layer: &Layer, map: &Map<String, Value>, segments: &mut Vec<String>, found: &mut Vec<Found>, problems: &mut Vec<SecretProblem>) {
+/// Every ciphertext under `map`. The path is kept as borrowed segments while walking, so a tree
+/// without secrets (every layer, at every build) costs no allocation per node.
+fn find_ciphertexts<'a>(layer: &Layer, map: &'a Map<String, Value>, segments: &mut Vec<&'a str>, found: &mut Vec<Found>, problems: &mut Vec<SecretProblem>) {
     for (key, value) in map {
-        segments.push(key.clone());
+        segments.push(key);
         match value {
             Value::String(text) if is_ciphertext(text) => {
                 let dotted = segments.join(".");
                 if segments.iter().any(|s| s.is_empty() || s.contains('.')) {
                     problems.push(SecretProblem::Unaddressable { at: describe_at(layer, &dotted), path: dotted, reason: "under a key that is empty or contains `.`" });
                 } else {
-                    found.push(Found { dotted, segments: segments.clone() });
+                    found.push(Found { dotted, segments: segments.iter().map(|segment| (*segment).to_owned()).collect() });
                 }
             }
             Value::Object(child) => find_ciphertexts(layer, child, segments, found, problems),
-            Value::Array(items) if array_holds_ciphertext(items) => {
+            Value::Array(items) if items.iter().any(holds_ciphertext) => {
                 let dotted = segments.join(".");
                 problems.push(SecretProblem::Unaddressable { at: describe_at(layer, &dotted), path: dotted, reason: "inside an array" });
             }
@@ -396,13 +398,14 @@ fn find_ciphertexts(layer: &Layer, map: &Map<String, Value>, segments: &mut Vec<
     }
 }
 
-fn array_holds_ciphertext(items: &[Value]) -> bool {
-    items.iter().any(|item| match item {
+/// Whether a ciphertext is anywhere in `value` (an array's item, at any depth).
+fn holds_ciphertext(value: &Value) -> bool {
+    match value {
         Value::String(text) => is_ciphertext(text),
-        Value::Array(inner) => array_holds_ciphertext(inner),
-        Value::Object(map) => array_holds_ciphertext(&map.values().cloned().collect::<Vec<_>>()),
+        Value::Array(items) => items.iter().any(holds_ciphertext),
+        Value::Object(map) => map.values().any(holds_ciphertext),
         _ => false,
-    })
+    }
 }
 
 fn find_plaintexts(layer: &Layer, map: &Map<String, Value>, prefix: &str, matcher: &SecretPathMatcher, cipher_paths: &BTreeSet<String>, problems: &mut Vec<SecretProblem>) {
@@ -447,5 +450,28 @@ impl ValueAtSegments for Layer {
             node = node.as_object()?.get(segment)?;
         }
         Some(node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use potter_engine::{LayerSource, Rank, Scope};
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn ciphertexts_are_found_by_dotted_path_and_refused_inside_arrays_at_any_depth() {
+        let data = json!({
+            "db": {"password": "enc:v1:k0000abcd:nonce:body", "host": "db.internal"},
+            "list": [{"inner": ["enc:v1:k0000abcd:nonce:body"]}],
+            "plain": [{"text": "enc is not a ciphertext"}],
+        });
+        let layer = Layer::new("production", Rank::EnvironmentFile, Scope::environment("production"), LayerSource::File("production.json".into()), data.as_object().unwrap().clone());
+        let (mut found, mut problems) = (Vec::new(), Vec::new());
+        find_ciphertexts(&layer, data.as_object().unwrap(), &mut Vec::new(), &mut found, &mut problems);
+        let found: Vec<(&str, Vec<String>)> = found.iter().map(|f| (f.dotted.as_str(), f.segments.clone())).collect();
+        assert_eq!(found, vec![("db.password", vec!["db".to_owned(), "password".to_owned()])]);
+        assert!(matches!(&problems[..], [SecretProblem::Unaddressable { path, reason: "inside an array", .. }] if path == "list"), "{problems:?}");
     }
 }
