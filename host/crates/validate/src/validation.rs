@@ -111,7 +111,13 @@ impl Validation {
                     }
                 };
                 if let Some(base) = base {
-                    report.issues.retain(|issue| !base.issues.iter().any(|inherited| same_finding(issue, inherited)));
+                    // By path first: a user view can inherit thousands of warnings (coverage of a
+                    // large tree), and comparing each with each would be quadratic.
+                    let mut inherited: FxHashMap<&str, Vec<&Issue>> = FxHashMap::default();
+                    for issue in &base.issues {
+                        inherited.entry(issue.path.as_str()).or_default().push(issue);
+                    }
+                    report.issues.retain(|issue| !inherited.get(issue.path.as_str()).is_some_and(|at_path| at_path.iter().any(|inherited| same_finding(issue, inherited))));
                 }
             }
             views.push(report);
