@@ -46,20 +46,15 @@ pub fn set_path(tree: &mut Map<String, Value>, segments: &[&str], value: Value) 
 pub fn merged_at<'a>(layers: impl IntoIterator<Item = &'a Value>, segments: &[&str]) -> Option<Value> {
     // A view's root is an object even when no layer writes anything.
     let mut merged: Option<Value> = segments.is_empty().then(|| Value::Object(Map::new()));
-    'layers: for data in layers {
-        let mut node = data;
-        for segment in segments {
-            match node {
-                Value::Object(map) => match map.get(*segment) {
-                    Some(child) => node = child,
-                    None => continue 'layers,
-                },
-                _ => {
-                    merged = None;
-                    continue 'layers;
-                }
+    for data in layers {
+        let node = match along(data, segments) {
+            Along::Untouched => continue,
+            Along::Cut => {
+                merged = None;
+                continue;
             }
-        }
+            Along::At(node) => node,
+        };
         merged = match node {
             Value::Null => None,
             Value::Object(over) => match merged {
@@ -117,23 +112,38 @@ pub fn merged_kind_at(layers: &[&Value], segments: &[&str]) -> MergedKind {
 /// Whether [`merged_at`] gives anything at the path (None: nothing), and whether that is an object.
 fn last_node(layers: &[&Value], segments: &[&str]) -> Option<bool> {
     let mut last = segments.is_empty().then_some(true);
-    'layers: for data in layers {
-        let mut node = *data;
-        for segment in segments {
-            match node {
-                Value::Object(map) => match map.get(*segment) {
-                    Some(child) => node = child,
-                    None => continue 'layers,
-                },
-                _ => {
-                    last = None;
-                    continue 'layers;
-                }
-            }
+    for data in layers {
+        match along(data, segments) {
+            Along::Untouched => {}
+            Along::Cut => last = None,
+            Along::At(node) => last = (!node.is_null()).then(|| node.is_object()),
         }
-        last = (!node.is_null()).then(|| node.is_object());
     }
     last
+}
+
+/// What one layer does at a path.
+enum Along<'a> {
+    /// The layer does not reach the path: what is there stays.
+    Untouched,
+    /// A non-object at an ancestor replaces (or a `null` deletes) that ancestor: the path is gone.
+    Cut,
+    /// The layer's node at the path.
+    At(&'a Value),
+}
+
+fn along<'a>(data: &'a Value, segments: &[&str]) -> Along<'a> {
+    let mut node = data;
+    for segment in segments {
+        match node {
+            Value::Object(map) => match map.get(*segment) {
+                Some(child) => node = child,
+                None => return Along::Untouched,
+            },
+            _ => return Along::Cut,
+        }
+    }
+    Along::At(node)
 }
 
 /// A copy of an object with its deletion markers dropped (nothing below them to delete).
