@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use potter_engine::{Issue, Severity, Snapshot};
-use potter_validate::{render_issue, render_issue_redacted, Report};
+use potter_validate::{render_issue_in, Report, SourceText};
 use serde_json::json;
 
 use super::{exit, Cli, Failure, Outcome};
@@ -32,7 +32,8 @@ pub fn run(cli: &Cli, strict: bool, coverage: bool) -> Outcome {
 }
 
 fn print_text(cli: &Cli, report: &Report, snapshot: &Snapshot, coverage: bool) {
-    let mut files: HashMap<String, Option<String>> = HashMap::new();
+    // Each file read and split into lines once: a report can hold thousands of issues per file.
+    let mut files: HashMap<String, Option<SourceText>> = HashMap::new();
     for view_report in &report.views {
         let errors = view_report.issues.iter().filter(|i| i.severity == Severity::Error).count();
         let warnings = view_report.issues.len() - errors;
@@ -42,10 +43,12 @@ fn print_text(cli: &Cli, report: &Report, snapshot: &Snapshot, coverage: bool) {
             println!("{}: {status}{share}", view_report.view);
         }
         for issue in &view_report.issues {
-            let text = issue.source.as_ref().and_then(|source| {
-                files.entry(source.file.clone()).or_insert_with(|| potter_files::read_regular_to_string(&cli.root.join(&source.file), potter_config::source::tree::MAX_FILE_BYTES).ok()).clone()
-            });
-            println!("  {}: {}", issue.severity, indent(&render_for(issue, text.as_deref(), snapshot)));
+            if let Some(source) = issue.source.as_ref().filter(|source| !files.contains_key(&source.file)) {
+                let text = potter_files::read_regular_to_string(&cli.root.join(&source.file), potter_config::source::tree::MAX_FILE_BYTES).ok();
+                files.insert(source.file.clone(), text.map(SourceText::new));
+            }
+            let text = issue.source.as_ref().and_then(|source| files.get(&source.file)?.as_ref());
+            println!("  {}: {}", issue.severity, indent(&render_for(issue, text, snapshot)));
         }
     }
     for issue in &report.tree {
@@ -55,17 +58,13 @@ fn print_text(cli: &Cli, report: &Report, snapshot: &Snapshot, coverage: bool) {
 }
 
 /// Secret values never reach the terminal: a value at a secret path is shown redacted.
-fn render_for(issue: &Issue, text: Option<&str>, snapshot: &Snapshot) -> String {
+fn render_for(issue: &Issue, text: Option<&SourceText>, snapshot: &Snapshot) -> String {
     let secret = issue
         .view
         .as_ref()
         .and_then(|key| snapshot.view(key).ok())
         .is_none_or(|view| view.is_secret(&issue.path) || potter_config::secret_values::holds_secret(view, &issue.path));
-    if secret {
-        render_issue_redacted(issue, text)
-    } else {
-        render_issue(issue, text)
-    }
+    render_issue_in(issue, text, secret)
 }
 
 fn indent(text: &str) -> String {

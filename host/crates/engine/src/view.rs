@@ -154,8 +154,13 @@ impl View {
         if let Some(leaf) = self.leaves().get(dotted) {
             return Some(&leaf.value);
         }
+        self.walk(dotted)
+    }
+
+    /// The value at a dotted path, found by walking the tree (no leaf index needed).
+    fn walk(&self, dotted: &str) -> Option<&Value> {
         let mut node = &self.value;
-        for segment in dotted.split('.') {
+        for segment in dotted.split('.').filter(|_| !dotted.is_empty()) {
             node = node.as_object()?.get(segment)?;
         }
         Some(node)
@@ -183,12 +188,17 @@ impl View {
     }
 
     /// The layer and location that set the value at `dotted` (leaf or subtree: the highest layer writing it).
+    ///
+    /// The leaf index answers when something built it already; otherwise the layers are asked
+    /// directly, so that a validation report naming a few positions does not build (and keep) an
+    /// index of every leaf of every view it checks. Both give the same origin: the highest layer
+    /// writing a present leaf's exact path cannot hold a `null` there, or the leaf would be gone.
     pub fn origin(&self, dotted: &str) -> Option<Origin<'_>> {
-        if let Some(leaf) = self.leaves().get(dotted) {
+        if let Some(leaf) = self.leaves.get().and_then(|leaves| leaves.get(dotted)) {
             let layer = &self.layers[leaf.layer];
             return layer.locations.get(dotted).map(|location| Origin { layer, location });
         }
-        self.get_ref(dotted)?;
+        self.walk(dotted)?;
         self.layers.iter().rev().find_map(|layer| {
             layer.locations.get(dotted).filter(|_| layer.value_at(dotted).is_some_and(|v| !v.is_null())).map(|location| Origin { layer, location })
         })

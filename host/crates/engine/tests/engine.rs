@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use potter_engine::{envvars, parse_document, Axes, Format, Layer, LayerSource, Location, Rank, Scope, Snapshot, ViewKey};
+use potter_engine::{envvars, parse_document, Axes, Format, Layer, LayerSource, Location, Rank, Scope, Snapshot, View, ViewKey};
 use serde_json::{json, Value};
 
 fn layer(name: &str, rank: Rank, scope: Scope, data: Value) -> Arc<Layer> {
@@ -317,4 +317,28 @@ fn views_differ_only_under_the_changed_paths() {
         }
     }
     assert!(compared > 2_000, "the cases change views ({compared} changed views)");
+}
+
+/// `View::origin` answers from the leaf index when it is built and from the layers otherwise; both
+/// must name the same layer for every leaf, whatever the layers delete or replace.
+#[test]
+fn a_leaf_has_the_same_origin_with_or_without_the_leaf_index() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let axes = || Axes { environments: vec!["production".into()], services: vec!["api".into()], users: Vec::new() };
+    let mut leaves = 0;
+    for _ in 0..2_000 {
+        let ranks = [Rank::Defaults, Rank::GlobalFile, Rank::EnvironmentFile, Rank::ServiceFile, Rank::Overrides];
+        let layers: Vec<Arc<Layer>> = ranks.iter().enumerate().map(|(i, rank)| layer(&format!("l{i}"), *rank, Scope::everywhere(), random_tree(&mut rng, 3))).collect();
+        let (indexed, walked) = (Snapshot::new(0, layers.clone(), axes()), Snapshot::new(0, layers, axes()));
+        let key = ViewKey::new("production", Some("api"), None);
+        let (indexed, walked) = (indexed.view(&key).unwrap(), walked.view(&key).unwrap());
+        let paths: Vec<String> = indexed.leaf_paths().map(|(path, _)| path.to_owned()).collect();
+        for path in &paths {
+            let name = |view: &View| view.origin(path).map(|origin| origin.layer.name.clone());
+            assert_eq!(name(walked), name(indexed), "leaf {path}");
+            assert!(name(indexed).is_some(), "every leaf has an origin: {path}");
+        }
+        leaves += paths.len();
+    }
+    assert!(leaves > 2_000, "the cases have leaves ({leaves})");
 }

@@ -54,7 +54,7 @@ pub use defaults::{defaults_layer, defaults_layers, DEFAULTS_LAYER};
 pub use documents::{MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH, MAX_SCHEMA_FILES};
 pub use error::{SchemaError, ValidatorError};
 pub use mounted::MountedSchema;
-pub use render::{render_issue, render_issue_redacted};
+pub use render::{render_issue, render_issue_in, render_issue_redacted, SourceText};
 pub use report::{Report, ViewReport};
 pub use schema_set::{ReloadSummary, SchemaSet, GLOBAL_SCHEMA, SERVICE_SCHEMAS_DIR};
 pub use secrets::{config_secret_patterns, SecretPattern, SecretSegment};

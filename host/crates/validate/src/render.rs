@@ -17,17 +17,55 @@ const REDACTED: &str = "<redacted>";
 /// Renders `issue`; `file_text` is the text of the file its source position points into.
 /// For a secret path use [`render_issue_redacted`] (see [`crate::Validation::is_secret`]).
 pub fn render_issue(issue: &Issue, file_text: Option<&str>) -> String {
-    render(issue, file_text, false)
+    render(issue, line_of(issue, file_text), false)
 }
 
 /// Like [`render_issue`], with the value replaced by `<redacted>` in the header and in the shown line.
 pub fn render_issue_redacted(issue: &Issue, file_text: Option<&str>) -> String {
-    render(issue, file_text, true)
+    render(issue, line_of(issue, file_text), true)
 }
 
-fn render(issue: &Issue, file_text: Option<&str>, redact: bool) -> String {
-    let excerpt = issue.source.as_ref().zip(file_text).and_then(|(source, text)| {
-        let line = text.lines().nth((source.line as usize).checked_sub(1)?)?;
+/// [`render_issue`] (or, with `redact`, [`render_issue_redacted`]) for a report of many issues:
+/// the file's lines are found once in `source`, not by a scan from the top for every issue.
+pub fn render_issue_in(issue: &Issue, source: Option<&SourceText>, redact: bool) -> String {
+    let line = issue.source.as_ref().zip(source).and_then(|(position, source)| source.line(position.line));
+    render(issue, line, redact)
+}
+
+/// A file's text with the start of each line found once.
+pub struct SourceText {
+    text: String,
+    starts: Vec<usize>,
+}
+
+impl SourceText {
+    /// Finds where each line of `text` starts.
+    pub fn new(text: String) -> Self {
+        let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(at, _)| at + 1)).collect();
+        Self { text, starts }
+    }
+
+    /// The 1-based line `number` without its line ending, as [`str::lines`] gives it.
+    pub fn line(&self, number: u32) -> Option<&str> {
+        let index = (number as usize).checked_sub(1)?;
+        let start = *self.starts.get(index)?;
+        if start >= self.text.len() {
+            return None;
+        }
+        let end = self.starts.get(index + 1).map_or(self.text.len(), |next| next - 1);
+        let line = &self.text[start..end];
+        Some(line.strip_suffix('\r').unwrap_or(line))
+    }
+}
+
+/// The line of `file_text` that the issue's position names.
+fn line_of<'a>(issue: &Issue, file_text: Option<&'a str>) -> Option<&'a str> {
+    let number = issue.source.as_ref()?.line as usize;
+    file_text?.lines().nth(number.checked_sub(1)?)
+}
+
+fn render(issue: &Issue, line: Option<&str>, redact: bool) -> String {
+    let excerpt = issue.source.as_ref().zip(line).and_then(|(source, line)| {
         let start = (source.column as usize).checked_sub(1)?;
         (start <= line.chars().count()).then(|| (source.line, line, start, token_length(line, start)))
     });
@@ -114,7 +152,18 @@ fn shorten(token: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::token_length;
+    use super::{token_length, SourceText};
+
+    #[test]
+    fn source_lines_are_the_lines_str_lines_gives() {
+        for text in ["", "a", "a\n", "a\nb", "a\r\nb\r\n", "\n\nc\n", "x\n\n", "é\nü\r\n\r\nlast"] {
+            let source = SourceText::new(text.to_owned());
+            let expected: Vec<&str> = text.lines().collect();
+            let got: Vec<&str> = (1..).map_while(|number| source.line(number)).collect();
+            assert_eq!(got, expected, "{text:?}");
+            assert_eq!(source.line(0), None);
+        }
+    }
 
     #[test]
     fn tokens_end_where_the_value_ends() {
