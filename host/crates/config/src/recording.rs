@@ -616,8 +616,7 @@ impl<'o> SecretEncoder<'o> {
         Ok(&self.keyrings[env])
     }
 
-    /// A view's value at `key`: plain, or (when the view marks it secret) sealed.
-    /// A view's leaf: a secret (by the view's layers) is stored sealed.
+    /// A view's value at `key`: plain, or sealed when one of the view's layers marks it secret.
     fn store(&mut self, env: &str, layers: Option<&[Arc<Layer>]>, key: &str, value: &Value) -> Result<StoredValue, Error> {
         let secret = layers.is_some_and(|layers| crate::secret_values::layers_hold_secret(layers, key));
         if !secret {

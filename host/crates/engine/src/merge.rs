@@ -92,7 +92,10 @@ pub fn merged_kind_at(layers: &[&Value], segments: &[&str]) -> MergedKind {
             let mut child = segments.to_vec();
             let has_child = layers
                 .iter()
-                .filter_map(|data| segments.iter().try_fold(*data, |node, segment| node.as_object()?.get(*segment))?.as_object())
+                .filter_map(|data| match along(data, segments) {
+                    Along::At(Value::Object(map)) => Some(map),
+                    _ => None,
+                })
                 .flat_map(|map| map.keys())
                 .any(|key| {
                     child.push(key);

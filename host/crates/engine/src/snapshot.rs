@@ -42,7 +42,7 @@ impl ViewReader<'_> {
     fn value_at(&self, dotted: &str) -> Option<Value> {
         match self {
             ViewReader::Absent => None,
-            ViewReader::Merged(view) => view.get(dotted),
+            ViewReader::Merged(view) => view.value_at(dotted).cloned(),
             ViewReader::Layers(layers) => merged_at(layers.iter().map(|layer| &layer.data), &segments(dotted)),
         }
     }
@@ -50,7 +50,7 @@ impl ViewReader<'_> {
     fn kind_at(&self, dotted: &str) -> MergedKind {
         match self {
             ViewReader::Absent => MergedKind::Absent,
-            ViewReader::Merged(view) => match view.get_ref(dotted) {
+            ViewReader::Merged(view) => match view.value_at(dotted) {
                 None => MergedKind::Absent,
                 Some(Value::Object(map)) if map.is_empty() => MergedKind::EmptyObject,
                 Some(Value::Object(_)) => MergedKind::Object,

@@ -154,11 +154,13 @@ impl View {
         if let Some(leaf) = self.leaves().get(dotted) {
             return Some(&leaf.value);
         }
-        self.walk(dotted)
+        self.value_at(dotted)
     }
 
-    /// The value at a dotted path, found by walking the tree (no leaf index needed).
-    fn walk(&self, dotted: &str) -> Option<&Value> {
+    /// The value at a dotted path, found by walking the merged tree. Unlike [`View::get_ref`] it
+    /// never builds the leaf index: for one-off reads of many views (a history diff, positions in
+    /// a validation report), where the index would cost more than the reads.
+    pub fn value_at(&self, dotted: &str) -> Option<&Value> {
         let mut node = &self.value;
         for segment in dotted.split('.').filter(|_| !dotted.is_empty()) {
             node = node.as_object()?.get(segment)?;
@@ -198,7 +200,7 @@ impl View {
             let layer = &self.layers[leaf.layer];
             return layer.locations.get(dotted).map(|location| Origin { layer, location });
         }
-        self.walk(dotted)?;
+        self.value_at(dotted)?;
         self.layers.iter().rev().find_map(|layer| {
             layer.locations.get(dotted).filter(|_| layer.value_at(dotted).is_some_and(|v| !v.is_null())).map(|location| Origin { layer, location })
         })
