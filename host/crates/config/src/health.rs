@@ -138,7 +138,7 @@ impl ConfigHost {
     pub fn validate_on_startup(&self, views: &[ViewKey]) -> Result<Report, Error> {
         let snapshot = self.snapshot();
         for key in views {
-            self.options().served_view(&snapshot, key)?;
+            self.options().check_served(&snapshot, key)?;
         }
         let mut report = self.validate();
         // Only the service's own views (and the tree as a whole) decide whether it starts.

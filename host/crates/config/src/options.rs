@@ -127,10 +127,16 @@ impl Options {
     /// The view `key` of `snapshot`, refusing an environment this process does not serve with a
     /// message that says so (it answers like an unknown view: exit 2, HTTP 404).
     pub fn served_view<'s>(&self, snapshot: &'s Snapshot, key: &ViewKey) -> Result<&'s Arc<View>, Error> {
+        self.check_served(snapshot, key)?;
+        Ok(snapshot.view(key)?)
+    }
+
+    /// What [`Options::served_view`] checks, without merging the view.
+    pub fn check_served(&self, snapshot: &Snapshot, key: &ViewKey) -> Result<(), Error> {
         if !self.serves(&key.environment) {
             return Err(Error::NotServed { environment: key.environment.to_string(), served: self.environments.clone().unwrap_or_default().join(", ") });
         }
-        Ok(snapshot.view(key)?)
+        Ok(snapshot.check_view(key)?)
     }
 }
 

@@ -648,7 +648,7 @@ impl ConfigHost {
         }
         let receiver = self.shared.events.subscribe();
         let baseline = self.snapshot();
-        self.shared.options.served_view(&baseline, view)?;
+        self.shared.options.check_served(&baseline, view)?;
         let shared = self.shared.clone();
         Ok(Subscription::new(receiver, view.clone(), prefix, baseline, Box::new(move || shared.current.load_full())))
     }
@@ -704,7 +704,7 @@ impl ConfigHost {
         for key in keys {
             potter_engine::parse_key_path(key)?;
         }
-        self.shared.options.served_view(&self.snapshot(), &ViewKey::environment(environment))?;
+        self.shared.options.check_served(&self.snapshot(), &ViewKey::environment(environment))?;
         // Checked against the overrides as recorded, another process's included.
         self.sync_recorded_overrides()?;
         if let Some(key) = keys.iter().find(|key| self.override_of(environment, key).as_deref() != Some(key.as_str())) {
@@ -732,7 +732,7 @@ impl ConfigHost {
         for (key, _) in edits {
             parsed.push(potter_engine::parse_key_path(key)?);
         }
-        self.shared.options.served_view(&self.snapshot(), &ViewKey::environment(environment))?;
+        self.shared.options.check_served(&self.snapshot(), &ViewKey::environment(environment))?;
         let mut state = self.shared.writer();
         // An edit goes onto the overrides as recorded, including another process's.
         self.adopt_recorded_overrides(&mut state)?;
@@ -960,8 +960,8 @@ impl ConfigHost {
     pub fn view(&self, environment: &str, service: Option<&str>, user: Option<&str>) -> Result<ViewHandle, Error> {
         let key = ViewKey::new(environment, service, user);
         let snapshot = self.snapshot();
-        self.shared.options.served_view(&snapshot, &key)?;
-        let slot = snapshot.slot_of(&key).ok_or_else(|| snapshot.view(&key).unwrap_err())?;
+        self.shared.options.check_served(&snapshot, &key)?;
+        let slot = snapshot.slot_of(&key).expect("checked above");
         Ok(ViewHandle { shared: self.shared.clone(), key, slot: Arc::new(AtomicUsize::new(slot)) })
     }
 }

@@ -135,6 +135,14 @@ impl Snapshot {
         }
     }
 
+    /// Whether the view `key` exists, without merging it.
+    pub fn check_view(&self, key: &ViewKey) -> Result<(), UnknownView> {
+        match self.slots.contains_key(key) {
+            true => Ok(()),
+            false => Err(self.explain_unknown(key)),
+        }
+    }
+
     fn view_at(&self, slot: usize) -> &Arc<View> {
         self.cells[slot].get_or_init(|| Arc::new(View::build(self.keys[slot].clone(), &self.layers)))
     }

@@ -86,7 +86,7 @@ impl Rollouts {
         if !self.host.options().history {
             return Err(RolloutError::Plan("the history (each step is recorded): this host runs without it".to_owned()).into());
         }
-        self.host.options().served_view(&self.host.snapshot(), &ViewKey::environment(&plan.environment))?;
+        self.host.options().check_served(&self.host.snapshot(), &ViewKey::environment(&plan.environment))?;
         if let Some(unhealthy) = self.host.reported_unhealthy() {
             return Err(RolloutError::Plan(format!("a healthy host (it reports: {})", unhealthy.reason)).into());
         }

@@ -62,7 +62,7 @@ fn sealed_in<'v>(view: &'v View, prefix: &'v str) -> impl Iterator<Item = &'v st
         .flat_map(|layer| layer.secrets.iter())
         .map(|secret| &**secret)
         .filter(move |secret| is_under(secret, prefix))
-        .filter(move |secret| matches!(view.get_ref(secret), Some(Value::String(text)) if is_ciphertext(text)))
+        .filter(move |secret| matches!(view.value_at(secret), Some(Value::String(text)) if is_ciphertext(text)))
 }
 
 /// Refuses to reveal the value at `prefix` when a secret at or under it is sealed.
