@@ -489,3 +489,66 @@ fn an_intentional_deletion_or_emptying_still_applies() {
     quiet.reload().unwrap();
     assert!(quiet.view("production", None, Some("bob")).is_err());
 }
+
+/// A watcher whose own reload never comes within a test: any file change a change of the
+/// overrides shows was read by that change itself.
+fn watching_without_reloads(host: &ConfigHost) -> Watcher {
+    let forever = Duration::from_secs(600);
+    host.watch(WatchOptions { debounce: forever, max_delay: forever, poll_interval: None }).unwrap()
+}
+
+/// The environment-variable layer of the live snapshot (a full build makes it anew).
+fn env_var_layer(host: &ConfigHost) -> std::sync::Arc<potter_engine::Layer> {
+    host.snapshot().layers().iter().find(|layer| matches!(layer.source, potter_engine::LayerSource::EnvVars { .. })).unwrap().clone()
+}
+
+#[test]
+fn overrides_set_while_watching_build_on_the_tree_as_read_until_a_file_event_comes() {
+    let tree = Tree::minimal();
+    let mut options = Options::new(tree.root());
+    options.env_vars = Some(vec![("POTTER_API__NAME".to_owned(), "from-env".to_owned())]);
+    options.history = false;
+    let host = ConfigHost::open(options).unwrap();
+    let watcher = watching_without_reloads(&host);
+    // The first change after the watcher started reads everything (the tree may have changed
+    // before the watcher saw anything); the next ones build on what it read.
+    host.set("production", "api.round", json!(1)).unwrap();
+    let read = env_var_layer(&host);
+    host.set("production", "api.round", json!(2)).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&read, &env_var_layer(&host)), "the second override was built over the tree as read");
+    assert_eq!(common::value_in(&host, "production", "api.name"), Some(json!("from-env")));
+
+    // A save the watcher has seen (but not reloaded yet) is read by the next override change.
+    tree.write("environments/production.json", r#"{"api": {"timeout": 7}}"#);
+    let mut round = 3;
+    common::eventually("an override change reads the saved file", || {
+        round += 1;
+        host.set("production", "api.round", json!(round)).unwrap();
+        common::value_in(&host, "production", "api.timeout") == Some(json!(7))
+    });
+    assert!(!std::sync::Arc::ptr_eq(&read, &env_var_layer(&host)), "the tree was read again");
+    assert_eq!(common::value_in(&host, "production", "api.round"), Some(json!(round)));
+
+    // Without a watcher nothing vouches for the files: each change reads them.
+    drop(watcher);
+    tree.write("environments/production.json", r#"{"api": {"timeout": 8}}"#);
+    host.set("production", "api.round", json!(100)).unwrap();
+    assert_eq!(common::value_in(&host, "production", "api.timeout"), Some(json!(8)));
+}
+
+#[test]
+fn an_override_built_on_the_watched_tree_is_validated_like_any_change() {
+    let tree = Tree::minimal();
+    tree.write("schemas/global_schema.json", r#"{"type": "object", "properties": {"api": {"type": "object", "properties": {"timeout": {"type": "integer", "maximum": 60}}}}}"#);
+    let host = open(&tree.root());
+    let _watcher = watching_without_reloads(&host);
+    host.set("production", "api.timeout", json!(40)).unwrap();
+    host.set("production", "api.timeout", json!(50)).unwrap();
+    let refused = host.set("production", "api.timeout", json!(61)).unwrap_err();
+    assert!(refused.to_string().contains("api.timeout"), "{refused}");
+    assert_eq!(common::value_in(&host, "production", "api.timeout"), Some(json!(50)));
+    // A schema saved meanwhile applies to the next override (the event makes it read again).
+    tree.write("schemas/global_schema.json", r#"{"type": "object", "properties": {"api": {"type": "object", "properties": {"timeout": {"type": "integer", "maximum": 90}}}}}"#);
+    common::eventually("the saved schema allows 70", || host.set("production", "api.timeout", json!(70)).is_ok());
+    assert_eq!(common::value_in(&host, "production", "api.timeout"), Some(json!(70)));
+}

@@ -627,3 +627,29 @@ fn secrets_set_refuses_a_value_the_schema_refuses_and_leaves_the_file() {
     ok(&run(&tree, &["--env", "production", "secrets", "set", "db.password"], Some("a-long-enough-password\n"), &[]));
     assert_eq!(ok(&run(&tree, &["--env", "production", "get", "db.password", "--reveal"], None, &[])), "a-long-enough-password\n");
 }
+
+#[test]
+fn overrides_built_on_the_watched_tree_decrypt_and_refuse_plaintext_as_a_full_build_does() {
+    let (tree, keyring, _) = tree_with_production_secret();
+    tree.write("global.json", r#"{"api": {"timeout": 30, "key": "plain-in-global"}}"#);
+    let host = ConfigHost::open(options(&tree)).unwrap();
+    let forever = std::time::Duration::from_secs(600);
+    let _watcher = host.watch(potter_config::watch::WatchOptions { debounce: forever, max_delay: forever, poll_interval: None }).unwrap();
+    // The first change after the watcher started reads the tree; the rest build on that read.
+    host.set("production", "api.timeout", Value::from(31)).unwrap();
+    let sealed = encrypt(&keyring, "production", &["api", "token"], "override-secret").unwrap();
+    host.set("production", "api.token", Value::String(sealed)).unwrap();
+    let view = host.view("production", None, None).unwrap();
+    assert_eq!(view.get::<String>("api.token").unwrap(), "override-secret");
+    assert_eq!(view.get::<String>("db.password").unwrap(), PLAINTEXT, "the file's secret stays decrypted");
+    assert!(view.current().unwrap().is_secret("api.token"));
+    // Plaintext over a path where a file holds a ciphertext.
+    assert!(host.set("production", "db.password", Value::String("plain".into())).is_err());
+    // A ciphertext where a file holds a plain value makes that plain value a leak.
+    let over_plain = encrypt(&keyring, "production", &["api", "key"], "override-key").unwrap();
+    let refused = host.set("production", "api.key", Value::String(over_plain)).unwrap_err().to_string();
+    assert!(refused.contains("global.json:1:") && refused.contains("api.key"), "{refused}");
+    assert!(!refused.contains("plain-in-global"), "the plaintext is not echoed: {refused}");
+    assert_eq!(common::value_in(&host, "production", "api.key"), Some(Value::from("plain-in-global")));
+    assert_eq!(common::value_in(&host, "production", "api.timeout"), Some(Value::from(31)));
+}

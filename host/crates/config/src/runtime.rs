@@ -90,6 +90,9 @@ struct Shared {
     /// The history database the recorder writes to, for readers (see `timeline`).
     history: Arc<crate::recording::HistoryDatabase>,
     events: EventBus,
+    /// What the watchers saw of the files: whether a change of the overrides may build on the
+    /// last full read of the tree (`WriterState::tree_side`).
+    file_events: Arc<crate::watch::FileEvents>,
     /// Staged changes go live in the order they were staged, once durable.
     order: Mutex<CommitOrder>,
     published: Condvar,
@@ -179,6 +182,29 @@ struct WriterState {
     /// The recorded version whose overrides this host last failed to validate: the timed checks
     /// do not try it again (a later version, or a peer's next change, does).
     refused_recorded: Option<u64>,
+    /// Every layer but the overrides' and the rollouts', as the last full build read them.
+    tree_side: Option<TreeSide>,
+}
+
+/// The layers of a build that do not come from the runtime overrides or the rollouts (schema and
+/// plugin defaults, sources, tree files, environment variables), decrypted, with the tree's axes:
+/// a change of the overrides alone builds on them while the watcher vouches that no file changed
+/// since they were read, so its cost follows the overrides, not the tree.
+struct TreeSide {
+    decrypted: crate::secret_values::DecryptedLayers,
+    axes: potter_engine::Axes,
+    /// [`crate::watch::FileEvents::mark`] taken before the files were read.
+    events_mark: Option<u64>,
+}
+
+/// What a build reads again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Every source: the tree, the schemas, the plugins' output, the environment variables.
+    Everything,
+    /// Only the runtime overrides and the rollouts changed: the rest may come from the last full
+    /// build when the watcher saw no file event since it ([`TreeSide`]).
+    OverridesOnly,
 }
 
 fn read_checks(checks: &RwLock<Validation>) -> RwLockReadGuard<'_, Validation> {
@@ -202,7 +228,7 @@ impl WriterState {
             None => Overrides::new(),
         };
         let checks = Arc::new(RwLock::new(checks));
-        let mut state = Self { overrides, files: tree::FileCache::default(), checks, recorder, plugins, checks_changed: true, head: None, told: None, refused_recorded: None };
+        let mut state = Self { overrides, files: tree::FileCache::default(), checks, recorder, plugins, checks_changed: true, head: None, told: None, refused_recorded: None, tree_side: None };
         state.load_sources(options)?;
         Ok(state)
     }
@@ -211,7 +237,7 @@ impl WriterState {
     /// At start-up there is no last good output to keep, so any failure is an error.
     fn load_sources(&mut self, options: &Options) -> Result<(), Error> {
         let Some(plugins) = &self.plugins else { return Ok(()) };
-        let provisional = build_snapshot(options, &self.overrides, &mut self.files, &read_checks(&self.checks), Some(plugins))?;
+        let (provisional, _) = build_snapshot(options, &self.overrides, &mut self.files, &read_checks(&self.checks), Some(plugins), None)?;
         let plugins = self.plugins.as_mut().expect("checked above");
         let outcome = plugins.refresh_sources(&provisional, SourceRefresh::All, true);
         match outcome.rejecting.into_iter().next() {
@@ -220,9 +246,25 @@ impl WriterState {
         }
     }
 
-    /// The snapshot built from these overrides, files, checks and plugins.
-    fn build(&mut self, options: &Options, overrides: &Overrides) -> Result<Snapshot, Error> {
-        build_snapshot(options, overrides, &mut self.files, &read_checks(&self.checks), self.plugins.as_ref())
+    /// The snapshot built from these overrides, files, checks and plugins, every source read;
+    /// `events_mark` is the watchers' count taken before (kept with what was read).
+    fn build(&mut self, options: &Options, overrides: &Overrides, events_mark: Option<u64>) -> Result<Snapshot, Error> {
+        let (snapshot, tree_side) = build_snapshot(options, overrides, &mut self.files, &read_checks(&self.checks), self.plugins.as_ref(), events_mark)?;
+        self.tree_side = Some(tree_side);
+        Ok(snapshot)
+    }
+
+    /// The snapshot of these overrides over the last full build's other layers.
+    fn build_over_tree_side(&self, options: &Options, overrides: &Overrides) -> Result<Snapshot, Error> {
+        let side = self.tree_side.as_ref().expect("asked only when there is one");
+        let checks = read_checks(&self.checks);
+        let context = BuildContext { options, schemas: checks.schemas() };
+        let mut added = change_layers(&context, overrides, &side.axes.users)?;
+        // Keyrings are read only if the overrides hold ciphertexts.
+        let mut keyrings = crate::secret_values::Keyrings::resolve_all(options, std::iter::empty::<&str>());
+        crate::secret_values::decrypt_layers_over(&mut keyrings, &side.decrypted, &mut added, &schema_secret_paths(&checks))?;
+        let layers = side.decrypted.layers.iter().cloned().chain(added).collect();
+        Ok(Snapshot::new(0, layers, side.axes.clone()))
     }
 
     /// Registers the running plugins' validators with the checks.
@@ -304,7 +346,7 @@ impl ConfigHost {
     /// Builds the tree's snapshot and validates it without requiring it to be valid (for `validate`).
     pub fn inspect(options: &Options) -> Result<(Snapshot, Report), Error> {
         let mut state = WriterState::prepare(options, |_| {})?;
-        let snapshot = state.build(options, &state.overrides.clone())?;
+        let snapshot = state.build(options, &state.overrides.clone(), None)?;
         let report = validate_all(&read_checks(&state.checks), &snapshot);
         Ok((snapshot, report))
     }
@@ -332,7 +374,7 @@ impl ConfigHost {
 
     fn open_checked(options: Options, configure: impl FnOnce(&mut Validation), open_invalid: bool) -> Result<(Self, Option<Report>), Error> {
         let mut state = WriterState::prepare(&options, configure)?;
-        let snapshot = state.build(&options, &state.overrides.clone())?;
+        let snapshot = state.build(&options, &state.overrides.clone(), None)?;
         let report = validate_all(&read_checks(&state.checks), &snapshot);
         for issue in &report.tree {
             tracing::warn!(problem = %issue.message, "configuration tree");
@@ -364,6 +406,7 @@ impl ConfigHost {
                 checks: state.checks.clone(),
                 writer: Mutex::new(state),
                 events: EventBus::new(DEFAULT_CAPACITY),
+                file_events: Arc::default(),
                 order: Mutex::new(CommitOrder::default()),
                 published: Condvar::new(),
             }),
@@ -444,7 +487,7 @@ impl ConfigHost {
             _ => cause,
         };
         state.register_plugins();
-        let snapshot = match self.build_on_head(state, &overrides) {
+        let snapshot = match self.build_on_head(state, &overrides, Reading::Everything) {
             Ok(snapshot) => snapshot,
             Err(error) => {
                 // The new versions are refused (listed so before the rejection is published);
@@ -538,7 +581,7 @@ impl ConfigHost {
         // Validated against the live snapshot, in full after a failure.
         state.head = Some(current.clone());
         state.checks_changed |= poisoned;
-        let snapshot = match self.build_checked(state, &overrides, recorded) {
+        let snapshot = match self.build_checked(state, &overrides, recorded, Reading::OverridesOnly) {
             Ok(snapshot) => snapshot,
             Err(error) => {
                 // The last good snapshot stays live; the refusal is reported (health, events).
@@ -570,6 +613,11 @@ impl ConfigHost {
     /// The event bus and what observes it (typed settings, health).
     pub(crate) fn events(&self) -> &EventBus {
         &self.shared.events
+    }
+
+    /// What the watchers count of the files (see `WriterState::tree_side`).
+    pub(crate) fn file_events(&self) -> &Arc<crate::watch::FileEvents> {
+        &self.shared.file_events
     }
 
     /// The history database shared with the recorder (read through `timeline`).
@@ -749,7 +797,7 @@ impl ConfigHost {
         }
         if dry_run {
             let version = self.shared.current.load().version();
-            return Ok(Arc::new(self.build_checked(&mut state, &proposed, version)?));
+            return Ok(Arc::new(self.build_checked(&mut state, &proposed, version, Reading::OverridesOnly)?));
         }
         let change = match edits {
             [(key, value)] => Some(OverrideChange { environment: environment.to_owned(), key: key.clone(), value: value.clone(), if_version: request.if_version }),
@@ -762,7 +810,7 @@ impl ConfigHost {
             }
         }
         let cause = Cause { origin: request.origin, actor: request.actor, reason: request.reason };
-        let staged = self.stage(&mut state, &proposed, change.as_ref(), cause)?.map(|staged| staged.setting(version));
+        let staged = self.stage(&mut state, &proposed, change.as_ref(), cause, Reading::OverridesOnly)?.map(|staged| staged.setting(version));
         state.overrides = proposed;
         let Some(staged) = staged else {
             return Ok(self.shared.current.load_full());
@@ -779,7 +827,7 @@ impl ConfigHost {
     /// Stages a change and commits it while holding the writer lock. A change that alters nothing
     /// keeps the current snapshot (no new version, no event).
     fn apply(&self, state: &mut WriterState, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause) -> Result<Arc<Snapshot>, Error> {
-        match self.stage(state, overrides, change, cause)? {
+        match self.stage(state, overrides, change, cause, Reading::Everything)? {
             Some(staged) => self.commit(staged, Some(state)),
             None => Ok(self.shared.current.load_full()),
         }
@@ -787,8 +835,8 @@ impl ConfigHost {
 
     /// Builds and checks the change on top of the latest staged snapshot and queues its record.
     /// None when it changes nothing. Under the writer lock.
-    fn stage(&self, state: &mut WriterState, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause) -> Result<Option<Staged>, Error> {
-        let snapshot = match self.build_on_head(state, overrides) {
+    fn stage(&self, state: &mut WriterState, overrides: &Overrides, change: Option<&OverrideChange>, cause: Cause, reading: Reading) -> Result<Option<Staged>, Error> {
+        let snapshot = match self.build_on_head(state, overrides, reading) {
             Ok(snapshot) => snapshot,
             Err(error) => {
                 self.reject(cause, &error);
@@ -800,12 +848,12 @@ impl ConfigHost {
 
     /// The snapshot of `overrides` and every source, checked, as the next version after the latest
     /// staged one.
-    fn build_on_head(&self, state: &mut WriterState, overrides: &Overrides) -> Result<Snapshot, Error> {
+    fn build_on_head(&self, state: &mut WriterState, overrides: &Overrides, reading: Reading) -> Result<Snapshot, Error> {
         let version = match &state.head {
             Some(head) => head.version(),
             None => self.shared.current.load().version(),
         };
-        self.build_checked(state, overrides, version)
+        self.build_checked(state, overrides, version, reading)
     }
 
     fn reject(&self, cause: Cause, error: &Error) {
@@ -925,17 +973,28 @@ impl ConfigHost {
         order
     }
 
-    /// Reloads schemas if they changed, builds the snapshot and validates every view.
-    fn build_checked(&self, state: &mut WriterState, overrides: &Overrides, version: u64) -> Result<Snapshot, Error> {
-        {
-            let mut checks = write_checks(&state.checks);
-            let schema_files = checks.schemas().files().len();
-            let reloaded = checks.schemas_mut().reload().map_err(Error::Schema)?;
-            if !reloaded.recompiled.is_empty() || checks.schemas().files().len() != schema_files {
-                state.checks_changed = true;
+    /// Reloads schemas if they changed, builds the snapshot and validates every view it can have
+    /// changed. With [`Reading::OverridesOnly`] and no file event since the last full build, the
+    /// schemas and the tree are not looked at again: the overrides are built over that build's
+    /// other layers.
+    fn build_checked(&self, state: &mut WriterState, overrides: &Overrides, version: u64, reading: Reading) -> Result<Snapshot, Error> {
+        let vouched = reading == Reading::OverridesOnly && state.tree_side.as_ref().is_some_and(|side| self.shared.file_events.none_since(side.events_mark));
+        let snapshot = if vouched {
+            state.build_over_tree_side(&self.shared.options, overrides)?
+        } else {
+            // Taken before anything is read: an event during the read makes the next change read again.
+            let events_mark = self.shared.file_events.mark();
+            {
+                let mut checks = write_checks(&state.checks);
+                let schema_files = checks.schemas().files().len();
+                let reloaded = checks.schemas_mut().reload().map_err(Error::Schema)?;
+                if !reloaded.recompiled.is_empty() || checks.schemas().files().len() != schema_files {
+                    state.checks_changed = true;
+                }
             }
+            state.build(&self.shared.options, overrides, events_mark)?
         }
-        let snapshot = state.build(&self.shared.options, overrides)?.with_version(version);
+        .with_version(version);
         let live = state.head.clone().unwrap_or_else(|| self.shared.current.load_full());
         let checks = read_checks(&state.checks);
         let mut report = if state.checks_changed || live.axes() != snapshot.axes() {
@@ -1034,32 +1093,50 @@ fn plugin_cause(error: &potter_plugin::PluginError) -> Cause {
 
 /// The snapshot of these overrides, tree files, checks and plugins: every source's layers in rank
 /// order (schema defaults, plugin namespace defaults, source plugins' output, tree files,
-/// environment variables, runtime overrides), then the secrets decrypted.
-fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::FileCache, checks: &Validation, plugins: Option<&Plugins>) -> Result<Snapshot, Error> {
+/// environment variables, then the runtime overrides and the rollouts), then the secrets
+/// decrypted. The layers before the overrides come back too, as the [`TreeSide`] read after
+/// `events_mark`.
+fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::FileCache, checks: &Validation, plugins: Option<&Plugins>, events_mark: Option<u64>) -> Result<(Snapshot, TreeSide), Error> {
     let context = BuildContext { options, schemas: checks.schemas() };
     let mut keyrings = None;
     // Keyrings are read before the files so a concurrent `secrets rotate` cannot retire a key a file still uses.
     let mut tree = TreeSource::new(files, |listing: &tree::TreeListing| keyrings = Some(crate::secret_values::Keyrings::resolve_all(options, listing.axes.environments.iter())));
     let mut layers: Vec<Arc<Layer>> = Vec::new();
     {
-        let mut sources: [&mut dyn Source; 6] =
-            [&mut SchemaDefaults, &mut PluginDefaults::new(plugins), &mut PluginSources::new(plugins), &mut tree, &mut EnvSource, &mut OverridesSource::new(overrides)];
+        let mut sources: [&mut dyn Source; 5] = [&mut SchemaDefaults, &mut PluginDefaults::new(plugins), &mut PluginSources::new(plugins), &mut tree, &mut EnvSource];
         sources.sort_by_key(|source| source.rank());
         for source in sources {
             let found = source.layers(&context)?;
             tracing::trace!(source = source.name(), layers = found.len(), "source read");
-            // Only the environments this process serves are built.
-            layers.extend(found.into_iter().filter(|layer| layer.scope.environment.as_deref().is_none_or(|env| options.serves(env))));
+            layers.extend(served_only(options, found));
         }
     }
     let listing = tree.into_listing().expect("the tree source was asked");
-    // Running rollouts reach user views: asked last, once the tree has said who its users are.
-    layers.extend(RolloutSource::new(overrides.rollouts(), &listing.axes.users).layers(&context)?);
+    let tree_side_layers = layers.len();
+    layers.extend(change_layers(&context, overrides, &listing.axes.users)?);
     let mut keyrings = keyrings.expect("resolved before the files were read");
-    // Decrypt ciphertexts, mark secret paths; the extra patterns are for schema `"secret": true` paths.
-    let schema_secrets: Vec<String> = checks.schemas().secret_patterns().iter().map(dotted_pattern).collect();
-    crate::secret_values::decrypt_layers(&mut keyrings, &mut layers, &schema_secrets)?;
-    Ok(Snapshot::new(0, layers, listing.axes))
+    crate::secret_values::decrypt_layers(&mut keyrings, &mut layers, &schema_secret_paths(checks))?;
+    let tree_side = TreeSide { decrypted: crate::secret_values::DecryptedLayers::new(layers[..tree_side_layers].to_vec()), axes: listing.axes.clone(), events_mark };
+    Ok((Snapshot::new(0, layers, listing.axes), tree_side))
+}
+
+/// The layers of the runtime overrides (the highest rank) and then of the running rollouts, which
+/// reach user views: asked once the tree has said who its users are.
+fn change_layers(context: &BuildContext<'_>, overrides: &Overrides, users: &[Arc<str>]) -> Result<Vec<Arc<Layer>>, Error> {
+    let mut layers: Vec<Arc<Layer>> = served_only(context.options, OverridesSource::new(overrides).layers(context)?).collect();
+    layers.extend(served_only(context.options, RolloutSource::new(overrides.rollouts(), users).layers(context)?));
+    Ok(layers)
+}
+
+/// Only the environments this process serves are built.
+fn served_only(options: &Options, layers: Vec<Arc<Layer>>) -> impl Iterator<Item = Arc<Layer>> + '_ {
+    layers.into_iter().filter(|layer| layer.scope.environment.as_deref().is_none_or(|env| options.serves(env)))
+}
+
+/// The secret paths the schemas declare (`"secret": true`), which decryption adds to the tree's
+/// `secrets.paths`.
+fn schema_secret_paths(checks: &Validation) -> Vec<String> {
+    checks.schemas().secret_patterns().iter().map(dotted_pattern).collect()
 }
 
 /// A schema's secret pattern as a dotted path where `*` stands for any key (a `patternProperties`

@@ -249,25 +249,63 @@ struct Found {
     segments: Vec<String>,
 }
 
+/// Layers that [`decrypt_layers`] left decrypted, and the paths it found ciphertexts at in them
+/// (the paths of their `Layer::secrets`): what [`decrypt_layers_over`] adds layers to.
+#[derive(Debug, Clone, Default)]
+pub struct DecryptedLayers {
+    /// The layers, decrypted, in merge order.
+    pub layers: Vec<Arc<Layer>>,
+    /// Every path a ciphertext was found at in them.
+    pub cipher_paths: BTreeSet<String>,
+}
+
+impl DecryptedLayers {
+    /// Layers as a successful [`decrypt_layers`] left them: every ciphertext found is a path of
+    /// its layer's `secrets` (only decryption marks them).
+    pub fn new(layers: Vec<Arc<Layer>>) -> Self {
+        let cipher_paths = layers.iter().flat_map(|layer| layer.secrets.iter().map(|path| path.to_string())).collect();
+        Self { layers, cipher_paths }
+    }
+}
+
 /// Decrypts every ciphertext of `layers` in place, marks secret paths, and refuses ciphertexts
 /// outside environment layers and plain values at secret paths. `extra_patterns` are secret
 /// paths from elsewhere (the schema's `"secret": true`), added to `secrets.paths`.
 pub fn decrypt_layers(keyrings: &mut Keyrings<'_>, layers: &mut [Arc<Layer>], extra_patterns: &[String]) -> Result<(), SecretsError> {
+    decrypt_layers_over(keyrings, &DecryptedLayers::default(), layers, extra_patterns)
+}
+
+/// [`decrypt_layers`] of `below.layers` followed by `layers`, where `below` went through it
+/// already (with the same `extra_patterns`): the same problems are found, at the cost of `layers`
+/// alone. A change of the runtime overrides decrypts just its own layers this way.
+pub fn decrypt_layers_over(keyrings: &mut Keyrings<'_>, below: &DecryptedLayers, layers: &mut [Arc<Layer>], extra_patterns: &[String]) -> Result<(), SecretsError> {
     let mut problems = Vec::new();
-    let matcher = secret_path_matcher(layers, extra_patterns).unwrap_or_else(|mut found| {
+    let matcher = secret_path_matcher(below.layers.iter().chain(layers.iter()), extra_patterns).unwrap_or_else(|mut found| {
         problems.append(&mut found);
         SecretPathMatcher::default()
     });
 
     // Pass 1: find ciphertexts; every path that holds one anywhere is a secret path everywhere.
     let mut found_per_layer: Vec<Vec<Found>> = Vec::with_capacity(layers.len());
-    let mut cipher_paths: BTreeSet<String> = BTreeSet::new();
+    let mut cipher_paths: BTreeSet<String> = below.cipher_paths.clone();
     for layer in layers.iter() {
         let mut found = Vec::new();
         if let Value::Object(map) = &layer.data {
             find_ciphertexts(layer, map, &mut Vec::new(), &mut found, &mut problems);
         }
-        cipher_paths.extend(found.iter().map(|f| f.dotted.clone()));
+        for f in &found {
+            // A path that holds a ciphertext only now makes a plain value there below refused too
+            // (the rest of `below` was checked when it was decrypted).
+            if !below.cipher_paths.contains(&f.dotted) && cipher_paths.insert(f.dotted.clone()) {
+                for lower in &below.layers {
+                    match lower.value_at_segments(&f.segments) {
+                        Some(Value::String(text)) if is_ciphertext(text) => {}
+                        None | Some(Value::Null) => {}
+                        Some(_) => problems.push(plaintext_problem(lower, f.dotted.clone())),
+                    }
+                }
+            }
+        }
         found_per_layer.push(found);
     }
 
@@ -413,17 +451,22 @@ fn find_plaintexts(layer: &Layer, map: &Map<String, Value>, prefix: &str, matche
         let dotted = potter_engine::path::join(prefix, key);
         let is_cipher = matches!(value, Value::String(text) if is_ciphertext(text));
         if !is_cipher && !value.is_null() && (matcher.matches(&dotted) || cipher_paths.contains(&dotted)) {
-            let (env, advice) = match &layer.scope.environment {
-                Some(env) => (env.to_string(), ""),
-                None => ("<env>".to_owned(), ", then remove it here (a secret belongs in environments/<env>.*)"),
-            };
-            problems.push(SecretProblem::Plaintext { at: describe_at(layer, &dotted), path: dotted, env, advice });
+            problems.push(plaintext_problem(layer, dotted));
             continue;
         }
         if let Value::Object(child) = value {
             find_plaintexts(layer, child, &dotted, matcher, cipher_paths, problems);
         }
     }
+}
+
+/// A plain value at a secret path of `layer`.
+fn plaintext_problem(layer: &Layer, dotted: String) -> SecretProblem {
+    let (env, advice) = match &layer.scope.environment {
+        Some(env) => (env.to_string(), ""),
+        None => ("<env>".to_owned(), ", then remove it here (a secret belongs in environments/<env>.*)"),
+    };
+    SecretProblem::Plaintext { at: describe_at(layer, &dotted), path: dotted, env, advice }
 }
 
 /// Replaces the value at `segments` (which must exist) in a layer's data.
@@ -473,5 +516,49 @@ mod tests {
         let found: Vec<(&str, Vec<String>)> = found.iter().map(|f| (f.dotted.as_str(), f.segments.clone())).collect();
         assert_eq!(found, vec![("db.password", vec!["db".to_owned(), "password".to_owned()])]);
         assert!(matches!(&problems[..], [SecretProblem::Unaddressable { path, reason: "inside an array", .. }] if path == "list"), "{problems:?}");
+    }
+
+    /// `decrypt_layers` of every layer, and `decrypt_layers_over` of the same last layers over the
+    /// others decrypted before: the same layers, or the same refusal.
+    #[test]
+    fn decrypting_added_layers_over_decrypted_ones_is_decrypting_them_all() {
+        let state = tempfile::tempdir().unwrap();
+        let keyring = potter_secrets::Keyring::create_in_state(state.path(), "production").unwrap();
+        let mut options = Options::new(state.path().join("tree"));
+        options.state_dir = state.path().to_path_buf();
+        options.env_vars = Some(Vec::new());
+        let seal = |segments: &[&str], plain: &str| Value::String(potter_secrets::encrypt(&keyring, "production", segments, plain).unwrap());
+        let layer = |name: &str, rank: Rank, scope: Scope, data: Value| Arc::new(Layer::new(name, rank, scope, LayerSource::File(format!("{name}.json").into()), data.as_object().unwrap().clone()));
+        let below = || {
+            vec![
+                layer("global", Rank::GlobalFile, Scope::default(), json!({"api": {"key": "plain"}, "secrets": {"paths": ["db.user"]}})),
+                layer("production", Rank::EnvironmentFile, Scope::environment("production"), json!({"db": {"password": seal(&["db", "password"], "pw")}})),
+            ]
+        };
+        let overrides = |data: Value| layer("overrides/production", Rank::Overrides, Scope::environment("production"), data);
+        let cases = [
+            (json!({"api": {"token": seal(&["api", "token"], "tok")}, "db": {"password": seal(&["db", "password"], "pw2")}}), true),
+            (json!({"api": {"key": seal(&["api", "key"], "k")}}), false),
+            (json!({"db": {"password": "plain"}}), false),
+            (json!({"db": {"user": "plain"}}), false),
+        ];
+        for (data, valid) in cases {
+            let mut all = below();
+            all.push(overrides(data.clone()));
+            let whole = decrypt_layers(&mut Keyrings::resolve_all(&options, ["production"]), &mut all, &[]);
+            let mut lower = below();
+            decrypt_layers(&mut Keyrings::resolve_all(&options, ["production"]), &mut lower, &[]).unwrap();
+            let mut added = vec![overrides(data.clone())];
+            let over = decrypt_layers_over(&mut Keyrings::resolve_all(&options, ["production"]), &DecryptedLayers::new(lower), &mut added, &[]);
+            assert_eq!(whole.is_ok(), valid, "{data}: {whole:?}");
+            match (whole, over) {
+                (Ok(()), Ok(())) => {
+                    let last = all.last().unwrap();
+                    assert_eq!((&last.data, &last.secrets), (&added[0].data, &added[0].secrets), "{data}");
+                }
+                (Err(whole), Err(over)) => assert_eq!(whole.to_string(), over.to_string(), "{data}"),
+                (whole, over) => panic!("{data}: {whole:?} against {over:?}"),
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -39,16 +39,65 @@ impl Default for WatchOptions {
     }
 }
 
+/// The file events the event-driven watchers of a host have seen, counted, so that a change of
+/// the runtime overrides alone can tell that the files are as the last full read found them and
+/// build on that read instead of listing the tree again.
+#[derive(Debug, Default)]
+pub(crate) struct FileEvents {
+    /// Event-driven watchers running (a polling watcher sees no events, so it vouches for nothing).
+    watchers: AtomicUsize,
+    /// Events seen, plus one at each start and stop of a watcher (so an unwatched gap shows).
+    seen: AtomicU64,
+}
+
+impl FileEvents {
+    /// The count to give [`FileEvents::none_since`] later, taken before the files are read; None
+    /// while no event-driven watcher runs.
+    pub(crate) fn mark(&self) -> Option<u64> {
+        (self.watchers.load(Ordering::SeqCst) > 0).then(|| self.seen.load(Ordering::SeqCst))
+    }
+
+    /// True when a watcher has run since `mark` was taken and no file event came meanwhile.
+    pub(crate) fn none_since(&self, mark: Option<u64>) -> bool {
+        mark.is_some_and(|mark| self.watchers.load(Ordering::SeqCst) > 0 && self.seen.load(Ordering::SeqCst) == mark)
+    }
+
+    fn seen_one(&self) {
+        self.seen.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A watcher counted in [`FileEvents::watchers`] until dropped.
+struct Counted(Arc<FileEvents>);
+
+impl Counted {
+    fn start(events: Arc<FileEvents>) -> Self {
+        events.watchers.fetch_add(1, Ordering::SeqCst);
+        events.seen_one();
+        Self(events)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.seen_one();
+        self.0.watchers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A running watcher; dropping it stops the watching thread.
 pub struct FsWatcher {
     // Dropping the notify watcher and the stop sender closes the channel, which ends the thread.
     backend: Option<Box<dyn notify::Watcher + Send>>,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    counted: Option<Counted>,
 }
 
 impl Drop for FsWatcher {
     fn drop(&mut self) {
+        // No longer vouching before the events stop coming.
+        drop(self.counted.take());
         drop(self.backend.take());
         drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
@@ -60,16 +109,27 @@ impl Drop for FsWatcher {
 impl FsWatcher {
     /// Watches `paths` recursively and calls `on_change` once per burst of events (or, with
     /// `poll_interval`, once per interval: the reload compares file stamps, so polling is cheap).
-    pub fn start(paths: &[PathBuf], options: WatchOptions, mut on_change: impl FnMut() + Send + 'static) -> Result<Self, Error> {
+    pub fn start(paths: &[PathBuf], options: WatchOptions, on_change: impl FnMut() + Send + 'static) -> Result<Self, Error> {
+        Self::start_counting(paths, options, None, on_change)
+    }
+
+    /// [`FsWatcher::start`] that also counts each event in `counter` as it arrives (before the
+    /// debounce), when it is event-driven.
+    pub(crate) fn start_counting(paths: &[PathBuf], options: WatchOptions, counter: Option<Arc<FileEvents>>, mut on_change: impl FnMut() + Send + 'static) -> Result<Self, Error> {
         let (sender, receiver) = mpsc::channel::<()>();
+        let mut counted = None;
         let backend: Option<Box<dyn notify::Watcher + Send>> = match options.poll_interval {
             // The sender stays in the thread's owner (Self::backend is None) until drop.
             Some(_) => None,
             None => {
                 let events = sender.clone();
+                let count = counter.clone();
                 let handler = move |result: notify::Result<notify::Event>| {
-                    // Errors (e.g. a watched directory removed) still mean "look again".
+                    // Errors (e.g. a watched directory removed, a lost event queue) still mean "look again".
                     if result.as_ref().map_or(true, |event| !event.kind.is_access()) {
+                        if let Some(count) = &count {
+                            count.seen_one();
+                        }
                         let _ = events.send(());
                     }
                 };
@@ -77,6 +137,8 @@ impl FsWatcher {
                 for path in paths {
                     watcher.watch(path, RecursiveMode::Recursive).map_err(|e| watch_error(paths, e))?;
                 }
+                // Counted once every path is watched: from here on, no change goes unseen.
+                counted = counter.map(Counted::start);
                 Some(Box::new(watcher))
             }
         };
@@ -106,7 +168,7 @@ impl FsWatcher {
                 }
             })
             .map_err(|e| Error::io("watcher thread", e))?;
-        Ok(Self { backend, stop: Some(sender), thread: Some(thread) })
+        Ok(Self { backend, stop: Some(sender), thread: Some(thread), counted })
     }
 }
 
@@ -293,7 +355,7 @@ impl ConfigHost {
         if plugins_dir.is_dir() && trust_dir.is_dir() {
             paths.push(trust_dir);
         }
-        let files = FsWatcher::start(&paths, options, move || {
+        let files = FsWatcher::start_counting(&paths, options, Some(self.file_events().clone()), move || {
             if let Err(error) = host.reload_because(Cause::new(ChangeOrigin::File, "file-watch")) {
                 tracing::warn!(%error, "reload rejected; the previous configuration stays live");
             }

@@ -58,7 +58,7 @@ impl SecretPathMatcher {
 
 /// The secret paths of a configuration: `secrets.paths` of every global layer plus `extra`
 /// (e.g. schema-derived patterns). Errors name the file and line of a malformed list.
-pub fn secret_path_matcher(layers: &[Arc<Layer>], extra: &[String]) -> Result<SecretPathMatcher, Vec<SecretProblem>> {
+pub fn secret_path_matcher<'a>(layers: impl IntoIterator<Item = &'a Arc<Layer>>, extra: &[String]) -> Result<SecretPathMatcher, Vec<SecretProblem>> {
     let mut matcher = SecretPathMatcher::default();
     let mut problems = Vec::new();
     for pattern in extra {
@@ -66,7 +66,7 @@ pub fn secret_path_matcher(layers: &[Arc<Layer>], extra: &[String]) -> Result<Se
             problems.push(SecretProblem::BadSecretPaths { at: "secret path patterns".into(), reason });
         }
     }
-    for layer in layers.iter().filter(|layer| layer.rank == Rank::GlobalFile) {
+    for layer in layers.into_iter().filter(|layer| layer.rank == Rank::GlobalFile) {
         let Some(listed) = layer.value_at(SECRET_PATHS_KEY) else { continue };
         let at = describe_at(layer, SECRET_PATHS_KEY);
         match listed {
