@@ -78,6 +78,10 @@ pub struct Snapshot {
     keys: Vec<ViewKey>,
     cells: Vec<OnceLock<Arc<View>>>,
     slots: FxHashMap<ViewKey, usize>,
+    /// Positions in `layers` by the (service, user) their scope names: a view's layers are found
+    /// among the few that can apply to it, not by testing every layer (500 service files make
+    /// 500 layers, and a change's record looks up the layers of each of 1,500 views).
+    by_scope: OnceLock<FxHashMap<(Option<Arc<str>>, Option<Arc<str>>), Vec<usize>>>,
 }
 
 impl fmt::Debug for Snapshot {
@@ -105,7 +109,7 @@ impl Snapshot {
         }
         let slots = keys.iter().cloned().enumerate().map(|(slot, key)| (key, slot)).collect();
         let cells = keys.iter().map(|_| OnceLock::new()).collect();
-        Self { version, layers, axes, keys, cells, slots }
+        Self { version, layers, axes, keys, cells, slots, by_scope: OnceLock::new() }
     }
 
     /// The same snapshot stamped with the version its change was recorded under.
@@ -144,7 +148,11 @@ impl Snapshot {
     }
 
     fn view_at(&self, slot: usize) -> &Arc<View> {
-        self.cells[slot].get_or_init(|| Arc::new(View::build(self.keys[slot].clone(), &self.layers)))
+        self.cells[slot].get_or_init(|| {
+            let key = self.keys[slot].clone();
+            let layers = self.layers_applying_to(&key);
+            Arc::new(View::merge(key, layers))
+        })
     }
 
     /// How many views have been merged so far (views are merged on first use; a load that merged
@@ -260,14 +268,39 @@ impl Snapshot {
             None => ViewReader::Absent,
             Some(&slot) => match self.cells[slot].get() {
                 Some(view) => ViewReader::Merged(view),
-                None => ViewReader::Layers(View::layers_for(key, &self.layers)),
+                None => ViewReader::Layers(self.layers_applying_to(key)),
             },
         }
     }
 
     /// The layers of the view `key`, lowest precedence first, without merging it.
     pub fn layers_of(&self, key: &ViewKey) -> Option<Vec<Arc<Layer>>> {
-        self.slots.contains_key(key).then(|| View::layers_for(key, &self.layers))
+        self.slots.contains_key(key).then(|| self.layers_applying_to(key))
+    }
+
+    /// [`View::layers_for`] of this snapshot's layers, picked through the scope index.
+    fn layers_applying_to(&self, key: &ViewKey) -> Vec<Arc<Layer>> {
+        let by_scope = self.by_scope.get_or_init(|| {
+            let mut by_scope: FxHashMap<(Option<Arc<str>>, Option<Arc<str>>), Vec<usize>> = FxHashMap::default();
+            for (at, layer) in self.layers.iter().enumerate() {
+                by_scope.entry((layer.scope.service.clone(), layer.scope.user.clone())).or_default().push(at);
+            }
+            by_scope
+        });
+        let mut scopes = vec![(None, None)];
+        if key.service.is_some() {
+            scopes.push((key.service.clone(), None));
+        }
+        if key.user.is_some() {
+            scopes.push((None, key.user.clone()));
+        }
+        if key.service.is_some() && key.user.is_some() {
+            scopes.push((key.service.clone(), key.user.clone()));
+        }
+        let mut picked: Vec<usize> = scopes.iter().filter_map(|scope| by_scope.get(scope)).flatten().copied().collect();
+        // In snapshot order, as `View::layers_for` filters them, before the same stable sort.
+        picked.sort_unstable();
+        View::layers_for(key, picked.into_iter().map(|at| &self.layers[at]))
     }
 
     /// Every view key, users included, sorted.

@@ -104,6 +104,11 @@ impl View {
     /// Merges the layers that apply to `key`, lowest precedence first.
     pub fn build(key: ViewKey, all_layers: &[Arc<Layer>]) -> Self {
         let layers = Self::layers_for(&key, all_layers);
+        Self::merge(key, layers)
+    }
+
+    /// Merges `layers`, the layers of the view `key` as [`View::layers_for`] gives them.
+    pub fn merge(key: ViewKey, layers: Vec<Arc<Layer>>) -> Self {
         let mut merged = Map::new();
         for layer in &layers {
             if let Value::Object(data) = &layer.data {
@@ -113,10 +118,11 @@ impl View {
         Self { key, layers, value: Value::Object(merged), leaves: OnceLock::new() }
     }
 
-    /// The layers of `all_layers` that apply to the view `key`, lowest precedence first.
-    pub fn layers_for(key: &ViewKey, all_layers: &[Arc<Layer>]) -> Vec<Arc<Layer>> {
+    /// The layers of `all_layers` that apply to the view `key`, lowest precedence first (a stable
+    /// sort: layers of the same precedence keep their order).
+    pub fn layers_for<'a>(key: &ViewKey, all_layers: impl IntoIterator<Item = &'a Arc<Layer>>) -> Vec<Arc<Layer>> {
         let mut layers: Vec<Arc<Layer>> = all_layers
-            .iter()
+            .into_iter()
             .filter(|layer| layer.applies_to(&key.environment, key.service.as_deref(), key.user.as_deref()))
             .cloned()
             .collect();

@@ -342,3 +342,30 @@ fn a_leaf_has_the_same_origin_with_or_without_the_leaf_index() {
     }
     assert!(leaves > 2_000, "the cases have leaves ({leaves})");
 }
+
+/// A snapshot finds a view's layers through its index by scope; they are the layers
+/// `View::layers_for` picks from every layer, in the same order, and the view merges them alike.
+#[test]
+fn a_view_has_the_same_layers_found_by_scope_or_by_testing_every_layer() {
+    let mut rng = Rng(0x51af_d7ed_558c_cd43);
+    let axes = || Axes { environments: vec!["production".into(), "staging".into()], services: vec!["api".into(), "web".into()], users: vec!["alice".into(), "bob".into()] };
+    let pick = |rng: &mut Rng, names: &[&str]| -> Option<Arc<str>> { (rng.below(2) == 0).then(|| names[rng.below(names.len())].into()) };
+    let ranks = [Rank::Defaults, Rank::Source, Rank::GlobalFile, Rank::EnvironmentFile, Rank::ServiceFile, Rank::UserFile, Rank::EnvVars, Rank::Overrides];
+    for case in 0..500 {
+        let mut layers = Vec::new();
+        for i in 0..1 + rng.below(12) {
+            let scope = Scope { environment: pick(&mut rng, &["production", "staging"]), service: pick(&mut rng, &["api", "web"]), user: pick(&mut rng, &["alice", "bob"]) };
+            let rank = ranks[rng.below(ranks.len())];
+            // Equal names and ranks too, so that the sort's stability shows.
+            layers.push(layer(&format!("l{}", i % 3), rank, scope, random_tree(&mut rng, 2)));
+        }
+        let snapshot = Snapshot::new(0, layers.clone(), axes());
+        for key in snapshot.all_view_keys() {
+            let expected = View::layers_for(&key, &layers);
+            let found = snapshot.layers_of(&key).unwrap();
+            let names = |layers: &[Arc<Layer>]| layers.iter().map(|layer| Arc::as_ptr(layer)).collect::<Vec<_>>();
+            assert_eq!(names(&found), names(&expected), "case {case}, view {key}");
+            assert_eq!(snapshot.view(&key).unwrap().value(), View::build(key.clone(), &layers).value(), "case {case}, view {key}");
+        }
+    }
+}
