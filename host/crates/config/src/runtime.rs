@@ -340,8 +340,6 @@ impl Shared {
     }
 }
 
-/// Runtime overrides per environment (made durable by the history store).
-
 impl ConfigHost {
     /// Builds the tree's snapshot and validates it without requiring it to be valid (for `validate`).
     pub fn inspect(options: &Options) -> Result<(Snapshot, Report), Error> {

@@ -69,6 +69,9 @@ fn segments(dotted: &str) -> Vec<&str> {
     }
 }
 
+/// Positions of layers by the (service, user) their scope names.
+type LayersByScope = FxHashMap<(Option<Arc<str>>, Option<Arc<str>>), Vec<usize>>;
+
 /// An immutable configuration state. Views are merged on first use and then shared.
 pub struct Snapshot {
     version: u64,
@@ -81,7 +84,7 @@ pub struct Snapshot {
     /// Positions in `layers` by the (service, user) their scope names: a view's layers are found
     /// among the few that can apply to it, not by testing every layer (500 service files make
     /// 500 layers, and a change's record looks up the layers of each of 1,500 views).
-    by_scope: OnceLock<FxHashMap<(Option<Arc<str>>, Option<Arc<str>>), Vec<usize>>>,
+    by_scope: OnceLock<LayersByScope>,
 }
 
 impl fmt::Debug for Snapshot {
@@ -281,7 +284,7 @@ impl Snapshot {
     /// [`View::layers_for`] of this snapshot's layers, picked through the scope index.
     fn layers_applying_to(&self, key: &ViewKey) -> Vec<Arc<Layer>> {
         let by_scope = self.by_scope.get_or_init(|| {
-            let mut by_scope: FxHashMap<(Option<Arc<str>>, Option<Arc<str>>), Vec<usize>> = FxHashMap::default();
+            let mut by_scope = LayersByScope::default();
             for (at, layer) in self.layers.iter().enumerate() {
                 by_scope.entry((layer.scope.service.clone(), layer.scope.user.clone())).or_default().push(at);
             }
@@ -312,7 +315,7 @@ impl Snapshot {
 
     fn explain_unknown(&self, key: &ViewKey) -> UnknownView {
         let list = |names: &[Arc<str>]| if names.is_empty() { "none".to_owned() } else { names.join(", ") };
-        if !self.axes.environments.iter().any(|e| *e == key.environment) {
+        if !self.axes.environments.contains(&key.environment) {
             return UnknownView::Environment { name: key.environment.to_string(), known: list(&self.axes.environments) };
         }
         if let Some(service) = &key.service {
