@@ -184,6 +184,8 @@ struct WriterState {
     refused_recorded: Option<u64>,
     /// Every layer but the overrides' and the rollouts', as the last full build read them.
     tree_side: Option<TreeSide>,
+    /// The last build's ciphertext scan of each layer (the unchanged ones are not scanned again).
+    cipher_scans: crate::secret_values::CipherScans,
 }
 
 /// The layers of a build that do not come from the runtime overrides or the rollouts (schema and
@@ -228,7 +230,7 @@ impl WriterState {
             None => Overrides::new(),
         };
         let checks = Arc::new(RwLock::new(checks));
-        let mut state = Self { overrides, files: tree::FileCache::default(), checks, recorder, plugins, checks_changed: true, head: None, told: None, refused_recorded: None, tree_side: None };
+        let mut state = Self { overrides, files: tree::FileCache::default(), checks, recorder, plugins, checks_changed: true, head: None, told: None, refused_recorded: None, tree_side: None, cipher_scans: Default::default() };
         state.load_sources(options)?;
         Ok(state)
     }
@@ -237,7 +239,7 @@ impl WriterState {
     /// At start-up there is no last good output to keep, so any failure is an error.
     fn load_sources(&mut self, options: &Options) -> Result<(), Error> {
         let Some(plugins) = &self.plugins else { return Ok(()) };
-        let (provisional, _) = build_snapshot(options, &self.overrides, &mut self.files, &read_checks(&self.checks), Some(plugins), None)?;
+        let (provisional, _) = build_snapshot(options, &self.overrides, &mut self.files, &mut self.cipher_scans, &read_checks(&self.checks), Some(plugins), None)?;
         let plugins = self.plugins.as_mut().expect("checked above");
         let outcome = plugins.refresh_sources(&provisional, SourceRefresh::All, true);
         match outcome.rejecting.into_iter().next() {
@@ -249,7 +251,7 @@ impl WriterState {
     /// The snapshot built from these overrides, files, checks and plugins, every source read;
     /// `events_mark` is the watchers' count taken before (kept with what was read).
     fn build(&mut self, options: &Options, overrides: &Overrides, events_mark: Option<u64>) -> Result<Snapshot, Error> {
-        let (snapshot, tree_side) = build_snapshot(options, overrides, &mut self.files, &read_checks(&self.checks), self.plugins.as_ref(), events_mark)?;
+        let (snapshot, tree_side) = build_snapshot(options, overrides, &mut self.files, &mut self.cipher_scans, &read_checks(&self.checks), self.plugins.as_ref(), events_mark)?;
         self.tree_side = Some(tree_side);
         Ok(snapshot)
     }
@@ -262,7 +264,8 @@ impl WriterState {
         let mut added = change_layers(&context, overrides, &side.axes.users)?;
         // Keyrings are read only if the overrides hold ciphertexts.
         let mut keyrings = crate::secret_values::Keyrings::resolve_all(options, std::iter::empty::<&str>());
-        crate::secret_values::decrypt_layers_over(&mut keyrings, &side.decrypted, &mut added, &schema_secret_paths(&checks))?;
+        // The overrides' layers are new at every change: nothing to remember of their scan.
+        crate::secret_values::decrypt_layers_over(&mut keyrings, &side.decrypted, &mut added, &schema_secret_paths(&checks), &mut Default::default())?;
         let layers = side.decrypted.layers.iter().cloned().chain(added).collect();
         Ok(Snapshot::new(0, layers, side.axes.clone()))
     }
@@ -1094,7 +1097,15 @@ fn plugin_cause(error: &potter_plugin::PluginError) -> Cause {
 /// environment variables, then the runtime overrides and the rollouts), then the secrets
 /// decrypted. The layers before the overrides come back too, as the [`TreeSide`] read after
 /// `events_mark`.
-fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::FileCache, checks: &Validation, plugins: Option<&Plugins>, events_mark: Option<u64>) -> Result<(Snapshot, TreeSide), Error> {
+fn build_snapshot(
+    options: &Options,
+    overrides: &Overrides,
+    files: &mut tree::FileCache,
+    cipher_scans: &mut crate::secret_values::CipherScans,
+    checks: &Validation,
+    plugins: Option<&Plugins>,
+    events_mark: Option<u64>,
+) -> Result<(Snapshot, TreeSide), Error> {
     let context = BuildContext { options, schemas: checks.schemas() };
     let mut keyrings = None;
     // Keyrings are read before the files so a concurrent `secrets rotate` cannot retire a key a file still uses.
@@ -1113,7 +1124,7 @@ fn build_snapshot(options: &Options, overrides: &Overrides, files: &mut tree::Fi
     let tree_side_layers = layers.len();
     layers.extend(change_layers(&context, overrides, &listing.axes.users)?);
     let mut keyrings = keyrings.expect("resolved before the files were read");
-    crate::secret_values::decrypt_layers(&mut keyrings, &mut layers, &schema_secret_paths(checks))?;
+    crate::secret_values::decrypt_layers_over(&mut keyrings, &Default::default(), &mut layers, &schema_secret_paths(checks), cipher_scans)?;
     let tree_side = TreeSide { decrypted: crate::secret_values::DecryptedLayers::new(layers[..tree_side_layers].to_vec()), axes: listing.axes.clone(), events_mark };
     Ok((Snapshot::new(0, layers, listing.axes), tree_side))
 }

@@ -19,6 +19,8 @@ mod rotate;
 mod sealed;
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -244,6 +246,7 @@ pub fn describe_at(layer: &Layer, dotted: &str) -> String {
 }
 
 /// A ciphertext found in a layer.
+#[derive(Clone)]
 struct Found {
     dotted: String,
     segments: Vec<String>,
@@ -268,17 +271,51 @@ impl DecryptedLayers {
     }
 }
 
+/// The ciphertexts the last build found in each layer it was given, by layer: a layer handed out
+/// again unchanged (the parsed-file cache's same `Arc`) is not scanned again, so a reload scans
+/// the files it re-read, not the whole tree.
+#[derive(Default)]
+pub struct CipherScans {
+    /// By the layer's address; the entry holds the layer, so the address stays its own.
+    by_layer: FxHashMap<usize, (Arc<Layer>, Vec<Found>)>,
+}
+
+impl CipherScans {
+    /// The ciphertexts of `layer`, scanned unless this memo holds them from the last build;
+    /// remembered in `next` when the scan found no problem.
+    fn of(&self, layer: &Arc<Layer>, next: &mut FxHashMap<usize, (Arc<Layer>, Vec<Found>)>, problems: &mut Vec<SecretProblem>) -> Vec<Found> {
+        let address = Arc::as_ptr(layer) as usize;
+        let found = match self.by_layer.get(&address) {
+            Some((_, found)) => found.clone(),
+            None => {
+                let before = problems.len();
+                let mut found = Vec::new();
+                if let Value::Object(map) = &layer.data {
+                    find_ciphertexts(layer, map, &mut Vec::new(), &mut found, problems);
+                }
+                if problems.len() > before {
+                    return found;
+                }
+                found
+            }
+        };
+        next.insert(address, (layer.clone(), found.clone()));
+        found
+    }
+}
+
 /// Decrypts every ciphertext of `layers` in place, marks secret paths, and refuses ciphertexts
 /// outside environment layers and plain values at secret paths. `extra_patterns` are secret
 /// paths from elsewhere (the schema's `"secret": true`), added to `secrets.paths`.
 pub fn decrypt_layers(keyrings: &mut Keyrings<'_>, layers: &mut [Arc<Layer>], extra_patterns: &[String]) -> Result<(), SecretsError> {
-    decrypt_layers_over(keyrings, &DecryptedLayers::default(), layers, extra_patterns)
+    decrypt_layers_over(keyrings, &DecryptedLayers::default(), layers, extra_patterns, &mut CipherScans::default())
 }
 
 /// [`decrypt_layers`] of `below.layers` followed by `layers`, where `below` went through it
 /// already (with the same `extra_patterns`): the same problems are found, at the cost of `layers`
-/// alone. A change of the runtime overrides decrypts just its own layers this way.
-pub fn decrypt_layers_over(keyrings: &mut Keyrings<'_>, below: &DecryptedLayers, layers: &mut [Arc<Layer>], extra_patterns: &[String]) -> Result<(), SecretsError> {
+/// alone. A change of the runtime overrides decrypts just its own layers this way. `scans` is the
+/// last build's ciphertext scan of each layer, replaced by this one's.
+pub fn decrypt_layers_over(keyrings: &mut Keyrings<'_>, below: &DecryptedLayers, layers: &mut [Arc<Layer>], extra_patterns: &[String], scans: &mut CipherScans) -> Result<(), SecretsError> {
     let mut problems = Vec::new();
     let matcher = secret_path_matcher(below.layers.iter().chain(layers.iter()), extra_patterns).unwrap_or_else(|mut found| {
         problems.append(&mut found);
@@ -288,11 +325,9 @@ pub fn decrypt_layers_over(keyrings: &mut Keyrings<'_>, below: &DecryptedLayers,
     // Pass 1: find ciphertexts; every path that holds one anywhere is a secret path everywhere.
     let mut found_per_layer: Vec<Vec<Found>> = Vec::with_capacity(layers.len());
     let mut cipher_paths: BTreeSet<String> = below.cipher_paths.clone();
+    let mut scanned = FxHashMap::default();
     for layer in layers.iter() {
-        let mut found = Vec::new();
-        if let Value::Object(map) = &layer.data {
-            find_ciphertexts(layer, map, &mut Vec::new(), &mut found, &mut problems);
-        }
+        let found = scans.of(layer, &mut scanned, &mut problems);
         for f in &found {
             // A path that holds a ciphertext only now makes a plain value there below refused too
             // (the rest of `below` was checked when it was decrypted).
@@ -308,6 +343,7 @@ pub fn decrypt_layers_over(keyrings: &mut Keyrings<'_>, below: &DecryptedLayers,
         }
         found_per_layer.push(found);
     }
+    scans.by_layer = scanned;
 
     // Pass 2: plain values at secret paths.
     if !matcher.is_empty() || !cipher_paths.is_empty() {
@@ -549,7 +585,7 @@ mod tests {
             let mut lower = below();
             decrypt_layers(&mut Keyrings::resolve_all(&options, ["production"]), &mut lower, &[]).unwrap();
             let mut added = vec![overrides(data.clone())];
-            let over = decrypt_layers_over(&mut Keyrings::resolve_all(&options, ["production"]), &DecryptedLayers::new(lower), &mut added, &[]);
+            let over = decrypt_layers_over(&mut Keyrings::resolve_all(&options, ["production"]), &DecryptedLayers::new(lower), &mut added, &[], &mut CipherScans::default());
             assert_eq!(whole.is_ok(), valid, "{data}: {whole:?}");
             match (whole, over) {
                 (Ok(()), Ok(())) => {
@@ -560,5 +596,36 @@ mod tests {
                 (whole, over) => panic!("{data}: {whole:?} against {over:?}"),
             }
         }
+    }
+
+    /// A layer given again (the same `Arc`) is not scanned again, and decrypts the same; a new
+    /// layer in its place is scanned.
+    #[test]
+    fn a_layer_given_again_is_decrypted_from_its_remembered_scan() {
+        let state = tempfile::tempdir().unwrap();
+        let keyring = potter_secrets::Keyring::create_in_state(state.path(), "production").unwrap();
+        let mut options = Options::new(state.path().join("tree"));
+        options.state_dir = state.path().to_path_buf();
+        options.env_vars = Some(Vec::new());
+        let file = |password: &str| {
+            let data = json!({"db": {"password": potter_secrets::encrypt(&keyring, "production", &["db", "password"], password).unwrap(), "host": "h"}});
+            Arc::new(Layer::new("production", Rank::EnvironmentFile, Scope::environment("production"), LayerSource::File("production.json".into()), data.as_object().unwrap().clone()))
+        };
+        let mut scans = CipherScans::default();
+        let build = |raw: &Arc<Layer>, scans: &mut CipherScans| {
+            let mut layers = vec![raw.clone()];
+            decrypt_layers_over(&mut Keyrings::resolve_all(&options, ["production"]), &DecryptedLayers::default(), &mut layers, &[], scans).unwrap();
+            layers.remove(0)
+        };
+        let raw = file("first");
+        let first = build(&raw, &mut scans);
+        assert_eq!(first.data["db"]["password"], json!("first"));
+        assert!(raw.data["db"]["password"].as_str().unwrap().starts_with("enc:"), "the raw layer stays as read");
+        let again = build(&raw, &mut scans);
+        assert_eq!((&again.data, &again.secrets), (&first.data, &first.secrets));
+        assert_eq!(scans.by_layer.len(), 1);
+        let changed = build(&file("second"), &mut scans);
+        assert_eq!(changed.data["db"]["password"], json!("second"));
+        assert_eq!(scans.by_layer.len(), 1, "only the layers of the last build are remembered");
     }
 }
