@@ -191,8 +191,8 @@ impl Subscription {
                 let before_view = self.baseline.view(&self.key).ok().cloned();
                 let after_view = after.view(&self.key).ok().cloned();
                 self.baseline = after.clone();
-                let old = before_view.as_ref().and_then(|v| v.get_ref(&self.prefix));
-                let new = after_view.as_ref().and_then(|v| v.get_ref(&self.prefix));
+                let old = before_view.as_ref().and_then(|v| v.value_at(&self.prefix));
+                let new = after_view.as_ref().and_then(|v| v.value_at(&self.prefix));
                 let mut changes = diff(&self.prefix, old, new);
                 if changes.is_empty() {
                     return None;
@@ -205,7 +205,7 @@ impl Subscription {
 
     fn lagged(&mut self, missed: u64) -> Event {
         self.baseline = (self.latest)();
-        let current = self.baseline.view(&self.key).ok().and_then(|view| Some(redact(view, &self.prefix, view.get_ref(&self.prefix)?)));
+        let current = self.baseline.view(&self.key).ok().and_then(|view| Some(redact(view, &self.prefix, view.value_at(&self.prefix)?)));
         Event::Lagged { missed, version: self.baseline.version(), view: self.key.to_string(), current }
     }
 

@@ -148,7 +148,7 @@ impl<T> std::fmt::Debug for Settings<T> {
 
 /// The subtree at `prefix` of `view` as `T`, or why not (named as `ViewHandle::get` names it).
 fn deserialize<T: DeserializeOwned>(view: &View, prefix: &str) -> Result<T, Error> {
-    let value = view.get_ref(prefix).ok_or_else(|| Error::NotFound(prefix.to_owned()))?;
+    let value = view.value_at(prefix).ok_or_else(|| Error::NotFound(prefix.to_owned()))?;
     crate::secret_values::ensure_revealable(view, prefix)?;
     serde_path_to_error::deserialize(value).map_err(|error| crate::runtime::type_error(view, prefix, error))
 }
@@ -159,13 +159,13 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Bound<T> {
         if Arc::ptr_eq(&state.seen, after) {
             return; // bound while this change was being published: already read
         }
-        let before = state.seen.view(&self.key).ok().and_then(|view| view.get_ref(&self.prefix).cloned());
+        let before = state.seen.view(&self.key).ok().and_then(|view| view.value_at(&self.prefix).cloned());
         state.seen = after.clone();
         let view = match after.view(&self.key) {
             Ok(view) => view,
             Err(error) => return self.refuse(&mut state, after.version(), Error::from(error).to_string()),
         };
-        if before.as_ref() == view.get_ref(&self.prefix) {
+        if before.as_ref() == view.value_at(&self.prefix) {
             return; // the subtree is as it was: no rebuild, no event
         }
         match deserialize::<T>(view, &self.prefix) {
