@@ -554,15 +554,21 @@ mod tests {
         assert!(matches!(&problems[..], [SecretProblem::Unaddressable { path, reason: "inside an array", .. }] if path == "list"), "{problems:?}");
     }
 
+    /// A production keyring in the state directory `state`, and options that read it.
+    fn production_keyring_in(state: &std::path::Path) -> (potter_secrets::Keyring, Options) {
+        let keyring = potter_secrets::Keyring::create_in_state(state, "production").unwrap();
+        let mut options = Options::new(state.join("tree"));
+        options.state_dir = state.to_path_buf();
+        options.env_vars = Some(Vec::new());
+        (keyring, options)
+    }
+
     /// `decrypt_layers` of every layer, and `decrypt_layers_over` of the same last layers over the
     /// others decrypted before: the same layers, or the same refusal.
     #[test]
     fn decrypting_added_layers_over_decrypted_ones_is_decrypting_them_all() {
         let state = tempfile::tempdir().unwrap();
-        let keyring = potter_secrets::Keyring::create_in_state(state.path(), "production").unwrap();
-        let mut options = Options::new(state.path().join("tree"));
-        options.state_dir = state.path().to_path_buf();
-        options.env_vars = Some(Vec::new());
+        let (keyring, options) = production_keyring_in(state.path());
         let seal = |segments: &[&str], plain: &str| Value::String(potter_secrets::encrypt(&keyring, "production", segments, plain).unwrap());
         let layer = |name: &str, rank: Rank, scope: Scope, data: Value| Arc::new(Layer::new(name, rank, scope, LayerSource::File(format!("{name}.json").into()), data.as_object().unwrap().clone()));
         let below = || {
@@ -603,10 +609,7 @@ mod tests {
     #[test]
     fn a_layer_given_again_is_decrypted_from_its_remembered_scan() {
         let state = tempfile::tempdir().unwrap();
-        let keyring = potter_secrets::Keyring::create_in_state(state.path(), "production").unwrap();
-        let mut options = Options::new(state.path().join("tree"));
-        options.state_dir = state.path().to_path_buf();
-        options.env_vars = Some(Vec::new());
+        let (keyring, options) = production_keyring_in(state.path());
         let file = |password: &str| {
             let data = json!({"db": {"password": potter_secrets::encrypt(&keyring, "production", &["db", "password"], password).unwrap(), "host": "h"}});
             Arc::new(Layer::new("production", Rank::EnvironmentFile, Scope::environment("production"), LayerSource::File("production.json".into()), data.as_object().unwrap().clone()))
