@@ -16,7 +16,7 @@ use potter_config::{ConfigHost, Options};
 use potter_engine::ViewKey;
 
 mod common;
-use common::report;
+use common::{count_arg, report};
 
 fn next_change(runtime: &tokio::runtime::Runtime, events: &mut Subscription) -> Event {
     loop {
@@ -47,7 +47,7 @@ fn signed_feed(repo: &Path, staging: &Path, state: &Path) -> [PathBuf; 3] {
 }
 
 fn main() {
-    let rounds: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(50);
+    let rounds: usize = count_arg(50);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
     let status = Command::new("bash").arg(repo.join("scripts/build-plugins")).status().unwrap();
     assert!(status.success(), "scripts/build-plugins failed");

@@ -19,7 +19,7 @@ use std::time::Instant;
 use potter_config::{ConfigHost, Options};
 
 mod common;
-use common::report;
+use common::{count_arg, report};
 
 /// Serves a 100-key JSON document; `changing` gives every request a new version (ETag).
 fn serve(changing: Arc<AtomicBool>) -> u16 {
@@ -63,7 +63,7 @@ fn plain_get(port: u16, etag: &str) {
 }
 
 fn main() {
-    let rounds: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200);
+    let rounds: usize = count_arg(200);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
     let status = Command::new("bash").arg(repo.join("scripts/build-plugins")).status().unwrap();
     assert!(status.success(), "scripts/build-plugins failed");

@@ -19,7 +19,7 @@ use potter_config::{ConfigHost, Options};
 use serde_json::json;
 
 mod common;
-use common::{copy_json_tree, corpus, percentile, report};
+use common::{copy_json_tree, corpus, count_arg, percentile, report, sizes_arg};
 
 fn sets(size: &str, count: u64, state_parent: &Path) -> Vec<Duration> {
     let dir = tempfile::tempdir().unwrap();
@@ -46,27 +46,18 @@ fn sets(size: &str, count: u64, state_parent: &Path) -> Vec<Duration> {
 }
 
 fn main() {
-    let count: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(300);
-    let only: Option<String> = std::env::args().skip(1).find(|a| ["small", "medium", "large"].contains(&a.as_str()));
-    let sizes = match only.as_deref() {
-        Some(size) => vec![size],
-        None => vec!["small", "medium", "large"],
-    };
+    let count: u64 = count_arg(300);
     let shm = Path::new("/dev/shm");
     let (state_parent, where_) = if shm.is_dir() { (shm.to_path_buf(), "history on tmpfs") } else { (std::env::temp_dir(), "history on disk") };
     let mut small_p50 = None;
-    for size in sizes {
+    for size in sizes_arg(&["small", "medium", "large"]) {
         let mut samples = sets(size, count, &state_parent);
         samples.sort();
         let p50 = percentile(&samples, 0.5);
-        let ratio = match (size, small_p50) {
-            ("small", _) => {
-                small_p50 = Some(p50);
-                String::new()
-            }
-            (_, Some(small)) => format!(" ({:.2}x small)", p50.as_secs_f64() / small.as_secs_f64()),
-            _ => String::new(),
-        };
+        let ratio = small_p50.map_or_else(String::new, |small: Duration| format!(" ({:.2}x small)", p50.as_secs_f64() / small.as_secs_f64()));
+        if size == "small" {
+            small_p50 = Some(p50);
+        }
         report(&format!("{size} set one key, {where_}{ratio}"), samples);
     }
 }

@@ -18,7 +18,7 @@ use potter_engine::ViewKey;
 use serde_json::json;
 
 mod common;
-use common::{copy_json_tree, corpus, report};
+use common::{copy_json_tree, corpus, count_arg, report, sizes_arg};
 
 #[derive(Clone, Copy, Debug)]
 enum Style {
@@ -135,14 +135,9 @@ fn raw_notify(size: &str, style: Style, saves: u64) -> Vec<Duration> {
 }
 
 fn main() {
-    let saves: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200);
+    let saves: u64 = count_arg(200);
     // `large` (500 services) only when asked for by name: its corpus takes a while to generate.
-    let only: Option<String> = std::env::args().skip(1).find(|a| ["small", "medium", "large"].contains(&a.as_str()));
-    let sizes = match only.as_deref() {
-        Some(size) => vec![size],
-        None => vec!["small", "medium"],
-    };
-    for size in sizes {
+    for size in sizes_arg(&["small", "medium"]) {
         for style in [Style::InPlace, Style::Rename, Style::DeleteCreate, Style::SymlinkSwap] {
             report(&format!("{size} {style:?} notify floor"), raw_notify(size, style, saves));
             report(&format!("{size} {style:?} save -> subscriber"), pipeline(size, style, saves));

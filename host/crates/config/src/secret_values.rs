@@ -19,10 +19,10 @@ mod rotate;
 mod sealed;
 
 use std::collections::{BTreeMap, BTreeSet};
-
-use rustc_hash::FxHashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use potter_engine::{Layer, LayerSource, Location};
 use potter_secrets::{check_structure, decrypt, env_var_name, is_ciphertext, Keyring, CipherError, SecretString};

@@ -57,3 +57,17 @@ pub fn report(label: &str, mut samples: Vec<Duration>) {
         samples.last().unwrap().as_secs_f64() * 1e3
     );
 }
+
+/// The first number among the bench's arguments (how many rounds), or `default`.
+pub fn count_arg<T: std::str::FromStr>(default: T) -> T {
+    std::env::args().skip(1).find_map(|arg| arg.parse().ok()).unwrap_or(default)
+}
+
+/// The corpus size named among the bench's arguments, or `default` when none is.
+pub fn sizes_arg(default: &[&'static str]) -> Vec<&'static str> {
+    const SIZES: [&str; 3] = ["small", "medium", "large"];
+    match std::env::args().skip(1).find_map(|arg| SIZES.into_iter().find(|size| *size == arg)) {
+        Some(size) => vec![size],
+        None => default.to_vec(),
+    }
+}
