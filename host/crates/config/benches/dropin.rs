@@ -19,16 +19,12 @@ mod common;
 use common::{count_arg, report};
 
 fn next_change(runtime: &tokio::runtime::Runtime, events: &mut Subscription) -> Event {
-    loop {
-        let event = runtime
-            .block_on(async { tokio::time::timeout(Duration::from_secs(10), events.recv()).await })
-            .expect("an event within 10 s")
-            .expect("the host is running");
-        if matches!(event, Event::Changed { .. }) {
-            return event;
-        }
-        panic!("unexpected event: {event:?}");
-    }
+    let event = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), events.recv()).await })
+        .expect("an event within 10 s")
+        .expect("the host is running");
+    assert!(matches!(event, Event::Changed { .. }), "unexpected event: {event:?}");
+    event
 }
 
 /// The signed module, manifest and signature of `source-scripted` as plugin `feed`.
@@ -40,7 +36,8 @@ fn signed_feed(repo: &Path, staging: &Path, state: &Path) -> [PathBuf; 3] {
     let manifest = manifest.replace("name = \"source-scripted\"", "name = \"feed\"").replace("directory = \"scripted\"", "directory = \"feed\"");
     fs::write(potter_plugin::manifest_path(&wasm), manifest).unwrap();
     let key = potter_plugin::keygen(&staging.join("signer")).unwrap();
-    potter_plugin::trust(&key.public_key, &state.join("trusted-keys")).unwrap();
+    // The feed reads a directory: its key must be allowed `dirs` grants.
+    potter_plugin::trust_with(&key.public_key, &state.join("trusted-keys"), &potter_plugin::Allowance::parse("dirs").unwrap()).unwrap();
     let signature = potter_plugin::sign(&wasm, &key.secret_key).unwrap();
     // Copy order of a plain `cp feed.* plugins/`: the module before its signature.
     [potter_plugin::manifest_path(&wasm), wasm, signature]
