@@ -90,12 +90,42 @@ fn every_save_style_is_picked_up() {
 }
 
 #[test]
+fn a_save_goes_live_when_it_is_finished_without_waiting_out_the_debounce() {
+    let tree = Tree::minimal();
+    let host = open(&tree.root());
+    let mut subscription = host.subscribe(&production(), "api").unwrap();
+    // Only an event that finishes a save can end a window: the debounce never closes here.
+    let forever = Duration::from_secs(600);
+    let _watcher = host.watch(WatchOptions { debounce: forever, max_delay: forever, ..WatchOptions::default() }).unwrap();
+    let file = tree.root().join("environments/production.json");
+
+    // Written but still open: not finished, so not read.
+    let mut open_file = fs::File::create(&file).unwrap();
+    std::io::Write::write_all(&mut open_file, br#"{"api": {"timeout": 1}}"#).unwrap();
+    assert!(next(&mut subscription, Duration::from_millis(300)).is_none(), "a file still open for writing was read");
+    drop(open_file);
+    expect_change(&mut subscription, "api.timeout", json!(1));
+
+    // An editor's hidden temp file, written and closed, is not the save; its rename into place is.
+    // A write left open meanwhile shows any reload the temp file would start.
+    let mut pending = fs::File::create(tree.root().join("global.json")).unwrap();
+    std::io::Write::write_all(&mut pending, br#"{"api": {"timeout": 30, "rate_limit": 99}}"#).unwrap();
+    let temp = tree.root().join("environments/.production.json.tmp");
+    fs::write(&temp, r#"{"api": {"timeout": 2}}"#).unwrap();
+    assert!(next(&mut subscription, Duration::from_millis(300)).is_none(), "a temp file's close started a reload");
+    fs::rename(&temp, &file).unwrap();
+    expect_change(&mut subscription, "api.timeout", json!(2));
+    assert_eq!(common::value_in(&host, "production", "api.rate_limit"), Some(json!(99)));
+}
+
+#[test]
 fn many_files_changed_at_once_become_one_reload() {
     let tree = Tree::minimal();
     let host = open(&tree.root());
     let mut subscription = host.subscribe(&production(), "").unwrap();
     // A generous window keeps the burst inside it even on a loaded machine.
-    let _watcher = host.watch(WatchOptions { debounce: Duration::from_millis(500), max_delay: Duration::from_secs(5), ..WatchOptions::default() }).unwrap();
+    let window = Duration::from_millis(500);
+    let _watcher = host.watch(WatchOptions { debounce: window, finished_debounce: window, max_delay: Duration::from_secs(5), ..WatchOptions::default() }).unwrap();
     let before = host.snapshot().version();
     // Like `git checkout`: several files rewritten in a burst.
     tree.write("global.json", r#"{"api": {"timeout": 30, "rate_limit": 100}, "a": 1}"#);
@@ -494,7 +524,7 @@ fn an_intentional_deletion_or_emptying_still_applies() {
 /// overrides shows was read by that change itself.
 fn watching_without_reloads(host: &ConfigHost) -> Watcher {
     let forever = Duration::from_secs(600);
-    host.watch(WatchOptions { debounce: forever, max_delay: forever, poll_interval: None }).unwrap()
+    host.watch(WatchOptions { debounce: forever, finished_debounce: forever, max_delay: forever, poll_interval: None }).unwrap()
 }
 
 /// The environment-variable layer of the live snapshot (a full build makes it anew).

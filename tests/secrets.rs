@@ -634,7 +634,7 @@ fn overrides_built_on_the_watched_tree_decrypt_and_refuse_plaintext_as_a_full_bu
     tree.write("global.json", r#"{"api": {"timeout": 30, "key": "plain-in-global"}}"#);
     let host = ConfigHost::open(options(&tree)).unwrap();
     let forever = std::time::Duration::from_secs(600);
-    let _watcher = host.watch(potter_config::watch::WatchOptions { debounce: forever, max_delay: forever, poll_interval: None }).unwrap();
+    let _watcher = host.watch(potter_config::watch::WatchOptions { debounce: forever, finished_debounce: forever, max_delay: forever, poll_interval: None }).unwrap();
     // The first change after the watcher started reads the tree; the rest build on that read.
     host.set("production", "api.timeout", Value::from(31)).unwrap();
     let sealed = encrypt(&keyring, "production", &["api", "token"], "override-secret").unwrap();

@@ -144,6 +144,10 @@ pub enum Command {
         /// Quiet time after a file event before reloading, in milliseconds.
         #[arg(long, default_value_t = 10)]
         debounce_ms: u64,
+        /// Quiet time instead, after an event that finishes a save (a written file closed, a file
+        /// renamed into place), in milliseconds.
+        #[arg(long, default_value_t = 2)]
+        finished_debounce_ms: u64,
         /// Poll the tree at this interval (milliseconds) instead of using filesystem events.
         #[arg(long)]
         poll_ms: Option<u64>,
@@ -454,6 +458,9 @@ pub fn run(cli: &Cli) -> Outcome {
         Command::Validate { strict, coverage } => validate::run(cli, *strict, *coverage),
         Command::Init { dir, template } => init::init(dir, *template),
         Command::Template { command } => init::template(cli, command),
-        Command::Watch { prefix, debounce_ms, poll_ms } => watch::run(cli, prefix.as_deref(), *debounce_ms, *poll_ms),
+        Command::Watch { prefix, debounce_ms, finished_debounce_ms, poll_ms } => {
+            let quiet = watch::Quiet { debounce_ms: *debounce_ms, finished_debounce_ms: *finished_debounce_ms, poll_ms: *poll_ms };
+            watch::run(cli, prefix.as_deref(), quiet)
+        }
     }
 }

@@ -11,11 +11,23 @@ use potter_config::events::Event;
 use crate::output::{inline, OutputFormat};
 use potter_config::watch::WatchOptions;
 
-pub fn run(cli: &Cli, prefix: Option<&str>, debounce_ms: u64, poll_ms: Option<u64>) -> Outcome {
+/// How long the watcher waits, as given on the command line (milliseconds).
+pub struct Quiet {
+    pub debounce_ms: u64,
+    pub finished_debounce_ms: u64,
+    pub poll_ms: Option<u64>,
+}
+
+pub fn run(cli: &Cli, prefix: Option<&str>, quiet: Quiet) -> Outcome {
     let host = cli.open()?;
     let key = ViewKey::new(&cli.environment, cli.service.as_deref(), cli.user.as_deref());
     let mut subscription = host.subscribe(&key, prefix.unwrap_or(""))?;
-    let options = WatchOptions { debounce: Duration::from_millis(debounce_ms), poll_interval: poll_ms.map(Duration::from_millis), ..WatchOptions::default() };
+    let options = WatchOptions {
+        debounce: Duration::from_millis(quiet.debounce_ms),
+        finished_debounce: Duration::from_millis(quiet.finished_debounce_ms),
+        poll_interval: quiet.poll_ms.map(Duration::from_millis),
+        ..WatchOptions::default()
+    };
     let _watcher = host.watch(options)?;
     eprintln!("watching {} for changes of {} (version {})", host.options().root.display(), describe(&key, prefix), host.snapshot().version());
     let mut out = std::io::stdout().lock();

@@ -4,18 +4,23 @@
 //! Kubernetes ConfigMap `..data` symlink swaps, `git checkout` of many files); all of them produce
 //! some event under the root, and the reload itself decides what changed from file stamps, so the
 //! watcher does not need to understand any of them. Events that arrive within the debounce window
-//! of each other cause one reload. A reload that meets a save still in flight (a file emptied or
-//! gone for a moment, or changing while read) waits for it, up to `max_delay`, before taking
-//! anything in (`FileCache::load_settled`).
+//! of each other cause one reload. Two kinds of event say that a save is complete: a file written
+//! and closed, and a file or symlink renamed into place. After one of those the window is the
+//! shorter `finished_debounce`, so a finished save goes live without waiting out the full debounce,
+//! while the events a save makes on its way (a temp file's writes, a truncation) still wait for the
+//! rest of it. A reload that meets a save still in flight (a file emptied or gone for a moment, or
+//! changing while read) waits for it, up to `max_delay`, before taking anything in
+//! (`FileCache::load_settled`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
 use crate::error::Error;
 use crate::events::{Cause, ChangeOrigin};
@@ -27,6 +32,9 @@ use crate::runtime::{ConfigHost, WeakHost};
 pub struct WatchOptions {
     /// Quiet time after the last event before reloading.
     pub debounce: Duration,
+    /// Quiet time instead of `debounce` when the last event finished a save: a written file closed
+    /// (not a temporary one: hidden, or a `~` backup), or a file or symlink renamed into place.
+    pub finished_debounce: Duration,
     /// Longest a stream of events may postpone a reload.
     pub max_delay: Duration,
     /// Poll at this interval instead of using filesystem events (for filesystems without them).
@@ -35,7 +43,7 @@ pub struct WatchOptions {
 
 impl Default for WatchOptions {
     fn default() -> Self {
-        Self { debounce: Duration::from_millis(10), max_delay: Duration::from_millis(200), poll_interval: None }
+        Self { debounce: Duration::from_millis(10), finished_debounce: Duration::from_millis(2), max_delay: Duration::from_millis(200), poll_interval: None }
     }
 }
 
@@ -89,7 +97,7 @@ impl Drop for Counted {
 pub struct FsWatcher {
     // Dropping the notify watcher and the stop sender closes the channel, which ends the thread.
     backend: Option<Box<dyn notify::Watcher + Send>>,
-    stop: Option<mpsc::Sender<()>>,
+    stop: Option<mpsc::Sender<Seen>>,
     thread: Option<JoinHandle<()>>,
     counted: Option<Counted>,
 }
@@ -116,7 +124,7 @@ impl FsWatcher {
     /// [`FsWatcher::start`] that also counts each event in `counter` as it arrives (before the
     /// debounce), when it is event-driven.
     pub(crate) fn start_counting(paths: &[PathBuf], options: WatchOptions, counter: Option<Arc<FileEvents>>, mut on_change: impl FnMut() + Send + 'static) -> Result<Self, Error> {
-        let (sender, receiver) = mpsc::channel::<()>();
+        let (sender, receiver) = mpsc::channel::<Seen>();
         let mut counted = None;
         let backend: Option<Box<dyn notify::Watcher + Send>> = match options.poll_interval {
             // The sender stays in the thread's owner (Self::backend is None) until drop.
@@ -124,13 +132,13 @@ impl FsWatcher {
             None => {
                 let events = sender.clone();
                 let count = counter.clone();
+                let roots = paths.to_vec();
                 let handler = move |result: notify::Result<notify::Event>| {
-                    // Errors (e.g. a watched directory removed, a lost event queue) still mean "look again".
-                    if result.as_ref().map_or(true, |event| !event.kind.is_access()) {
+                    if let Some(seen) = Seen::of(&result, &roots) {
                         if let Some(count) = &count {
                             count.seen_one();
                         }
-                        let _ = events.send(());
+                        let _ = events.send(seen);
                     }
                 };
                 let mut watcher = RecommendedWatcher::new(handler, notify::Config::default()).map_err(|e| watch_error(paths, e))?;
@@ -152,14 +160,19 @@ impl FsWatcher {
                     }
                 },
                 None => {
-                    while receiver.recv().is_ok() {
+                    while let Ok(mut last) = receiver.recv() {
                         let first = Instant::now();
-                        // Debounce: wait for a quiet window, but never longer than max_delay in total.
+                        // Debounce: wait for a quiet window (the last event decides how long), but
+                        // never longer than max_delay in total.
                         loop {
                             let remaining = options.max_delay.saturating_sub(first.elapsed());
-                            match receiver.recv_timeout(options.debounce.min(remaining)) {
-                                Ok(()) if !remaining.is_zero() => continue,
-                                Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => break,
+                            let quiet = match last {
+                                Seen::Finished => options.finished_debounce,
+                                Seen::Step => options.debounce,
+                            };
+                            match receiver.recv_timeout(quiet.min(remaining)) {
+                                Ok(seen) if !remaining.is_zero() => last = seen,
+                                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => break,
                                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
                             }
                         }
@@ -169,6 +182,46 @@ impl FsWatcher {
             })
             .map_err(|e| Error::io("watcher thread", e))?;
         Ok(Self { backend, stop: Some(sender), thread: Some(thread), counted })
+    }
+}
+
+/// What a notify answer means for the debounce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// A change that may be part of a save still going on (a write, a truncation, a removal).
+    Step,
+    /// A save is complete: a written file closed, or a file or symlink renamed into place.
+    Finished,
+}
+
+impl Seen {
+    /// None for what changes nothing (opens, reads, closes after reading) and for a temporary file
+    /// closed after writing (an editor's temp file: its rename into place finishes the save).
+    fn of(result: &notify::Result<notify::Event>, roots: &[PathBuf]) -> Option<Self> {
+        // Errors (e.g. a watched directory removed, a lost event queue) still mean "look again".
+        let Ok(event) = result else { return Some(Self::Step) };
+        match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+                (!event.paths.iter().any(|path| hidden_below(path, roots))).then_some(Self::Finished)
+            }
+            EventKind::Access(_) => None,
+            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => Some(Self::Finished),
+            _ => Some(Self::Step),
+        }
+    }
+}
+
+/// True when a name on the way from the watched root to `path` is a temporary one: it starts with
+/// a dot (a temp file, a ConfigMap's `..2026_…` folder) or ends with `~` (an editor's backup). The
+/// root's own path does not count: a tree under `~/.config` is not hidden.
+fn hidden_below(path: &Path, roots: &[PathBuf]) -> bool {
+    let temporary = |name: &std::ffi::OsStr| {
+        let name = name.to_string_lossy();
+        name.starts_with('.') || name.ends_with('~')
+    };
+    match roots.iter().find_map(|root| path.strip_prefix(root).ok()) {
+        Some(below) => below.components().any(|part| matches!(part, Component::Normal(name) if temporary(name))),
+        None => path.file_name().is_some_and(temporary),
     }
 }
 
@@ -361,5 +414,36 @@ impl ConfigHost {
             }
         })?;
         Ok(Watcher { _files: files, _timed: TimedChecks::start(self.clone())?, _waits: SourceWaits::start(self)? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, DataChange};
+
+    fn event(kind: EventKind, path: &str) -> notify::Result<notify::Event> {
+        Ok(notify::Event::new(kind).add_path(PathBuf::from(path)))
+    }
+
+    #[test]
+    fn a_closed_written_file_or_a_rename_into_place_finishes_a_save() {
+        let roots = [PathBuf::from("/home/ann/.config/potter")];
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        let seen = |kind, path| Seen::of(&event(kind, path), &roots);
+        assert_eq!(seen(closed, "/home/ann/.config/potter/environments/production.json"), Some(Seen::Finished), "the root's own dots do not count");
+        assert_eq!(seen(EventKind::Modify(ModifyKind::Name(RenameMode::To)), "/home/ann/.config/potter/..data"), Some(Seen::Finished));
+        assert_eq!(seen(EventKind::Modify(ModifyKind::Name(RenameMode::Both)), "/home/ann/.config/potter/global.json"), Some(Seen::Finished));
+        // On its way: a write, a creation, the old name of a rename.
+        assert_eq!(seen(EventKind::Modify(ModifyKind::Data(DataChange::Any)), "/home/ann/.config/potter/global.json"), Some(Seen::Step));
+        assert_eq!(seen(EventKind::Create(CreateKind::File), "/home/ann/.config/potter/global.json"), Some(Seen::Step));
+        assert_eq!(seen(EventKind::Modify(ModifyKind::Name(RenameMode::From)), "/home/ann/.config/potter/.global.json.tmp"), Some(Seen::Step));
+        // Temporary files closed: their rename finishes the save. Reads change nothing.
+        assert_eq!(seen(closed, "/home/ann/.config/potter/environments/.production.json.tmp"), None);
+        assert_eq!(seen(closed, "/home/ann/.config/potter/..2026_12_07/global.json"), None);
+        assert_eq!(seen(closed, "/home/ann/.config/potter/global.json~"), None);
+        assert_eq!(seen(EventKind::Access(AccessKind::Close(AccessMode::Read)), "/home/ann/.config/potter/global.json"), None);
+        // An error still means "look again".
+        assert_eq!(Seen::of(&Err(notify::Error::generic("queue overflow")), &roots), Some(Seen::Step));
     }
 }
