@@ -282,24 +282,22 @@ pub struct CipherScans {
 
 impl CipherScans {
     /// The ciphertexts of `layer`, scanned unless this memo holds them from the last build;
-    /// remembered in `next` when the scan found no problem.
+    /// remembered in `next` when the scan found no problem (a layer with problems is scanned
+    /// again, so they are reported again).
     fn of(&self, layer: &Arc<Layer>, next: &mut FxHashMap<usize, (Arc<Layer>, Vec<Found>)>, problems: &mut Vec<SecretProblem>) -> Vec<Found> {
         let address = Arc::as_ptr(layer) as usize;
-        let found = match self.by_layer.get(&address) {
-            Some((_, found)) => found.clone(),
-            None => {
-                let before = problems.len();
-                let mut found = Vec::new();
-                if let Value::Object(map) = &layer.data {
-                    find_ciphertexts(layer, map, &mut Vec::new(), &mut found, problems);
-                }
-                if problems.len() > before {
-                    return found;
-                }
-                found
-            }
-        };
-        next.insert(address, (layer.clone(), found.clone()));
+        if let Some((_, found)) = self.by_layer.get(&address) {
+            next.insert(address, (layer.clone(), found.clone()));
+            return found.clone();
+        }
+        let before = problems.len();
+        let mut found = Vec::new();
+        if let Value::Object(map) = &layer.data {
+            find_ciphertexts(layer, map, &mut Vec::new(), &mut found, problems);
+        }
+        if problems.len() == before {
+            next.insert(address, (layer.clone(), found.clone()));
+        }
         found
     }
 }

@@ -202,7 +202,7 @@ impl Seen {
         let Ok(event) = result else { return Some(Self::Step) };
         match event.kind {
             EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
-                (!event.paths.iter().any(|path| hidden_below(path, roots))).then_some(Self::Finished)
+                (!event.paths.iter().any(|path| temporary_below(path, roots))).then_some(Self::Finished)
             }
             EventKind::Access(_) => None,
             EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => Some(Self::Finished),
@@ -214,7 +214,7 @@ impl Seen {
 /// True when a name on the way from the watched root to `path` is a temporary one: it starts with
 /// a dot (a temp file, a ConfigMap's `..2026_…` folder) or ends with `~` (an editor's backup). The
 /// root's own path does not count: a tree under `~/.config` is not hidden.
-fn hidden_below(path: &Path, roots: &[PathBuf]) -> bool {
+fn temporary_below(path: &Path, roots: &[PathBuf]) -> bool {
     let temporary = |name: &std::ffi::OsStr| {
         let name = name.to_string_lossy();
         name.starts_with('.') || name.ends_with('~')
