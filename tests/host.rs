@@ -55,7 +55,8 @@ fn a_load_merges_only_the_views_that_are_read() {
     let host = open(&tree).unwrap();
     assert_eq!(host.snapshot().merged_view_count(), 0);
     assert_eq!(host.view("production", Some("api"), None).unwrap().get::<u32>("api.timeout").unwrap(), 5);
-    assert_eq!(host.snapshot().merged_view_count(), 1);
+    // The service's view and the environment's view it is built on; no other service's.
+    assert_eq!(host.snapshot().merged_view_count(), 2);
 }
 
 #[test]

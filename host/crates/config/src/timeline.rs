@@ -158,7 +158,9 @@ pub fn current_leaves(options: &Options, view: &View) -> Result<Leaves, Error> {
     let env = view.key().environment.to_string();
     let mut encoder = SecretEncoder::new(options);
     let mut leaves = Leaves::new();
-    let Value::Object(tree) = view.value() else {
+    // Not kept in the view: a timeline reads each view it compares once.
+    let whole = view.tree();
+    let Value::Object(tree) = &*whole else {
         return Ok(leaves);
     };
     for (key, value) in flatten(tree) {

@@ -1,9 +1,10 @@
-//! The location of every node of a layer, keyed by dotted path, without one allocation per node.
+//! Maps keyed by dotted path without one allocation per path: the location of every node of a
+//! layer ([`Locations`]), and a view's leaf index.
 //!
 //! A parse records a location for every node (objects included), so this map is as large as the
 //! tree. With a `HashMap<Box<str>, Location>` each node cost a path allocation, and malloc/free
 //! were about 30 % of a small document's parse (docs/PERFORMANCE.md). Here every path is appended
-//! to one string, and the table holds only its offset and length beside the location.
+//! to one string, and the table holds only its offset and length beside the value.
 
 use std::fmt;
 use std::hash::BuildHasher;
@@ -14,21 +15,30 @@ use rustc_hash::FxBuildHasher;
 use crate::layer::Location;
 
 /// Dotted path → [`Location`], in no particular order (as a hash map iterates).
-#[derive(Clone, Default)]
-pub struct Locations {
+pub type Locations = PathMap<Location>;
+
+/// Dotted path → `V`, in no particular order (as a hash map iterates).
+#[derive(Clone)]
+pub struct PathMap<V> {
     /// Every path recorded, back to back.
     paths: String,
-    entries: HashTable<Entry>,
+    entries: HashTable<Entry<V>>,
+}
+
+impl<V> Default for PathMap<V> {
+    fn default() -> Self {
+        Self { paths: String::new(), entries: HashTable::new() }
+    }
 }
 
 #[derive(Clone)]
-struct Entry {
+struct Entry<V> {
     start: u32,
     len: u32,
-    location: Location,
+    value: V,
 }
 
-impl Entry {
+impl<V> Entry<V> {
     fn path<'a>(&self, paths: &'a str) -> &'a str {
         &paths[self.start as usize..(self.start + self.len) as usize]
     }
@@ -38,52 +48,53 @@ fn hash(path: &str) -> u64 {
     FxBuildHasher.hash_one(path)
 }
 
-impl Locations {
+impl<V> PathMap<V> {
+
     /// An empty map with room for about `nodes` paths of `path_bytes` bytes in all.
     pub fn with_capacity(nodes: usize, path_bytes: usize) -> Self {
         Self { paths: String::with_capacity(path_bytes), entries: HashTable::with_capacity(nodes) }
     }
 
     /// Sets the location of `path`, returning the one it replaces.
-    pub fn insert(&mut self, path: &str, location: Location) -> Option<Location> {
+    pub fn insert(&mut self, path: &str, location: V) -> Option<V> {
         let hash = hash(path);
         let paths = &self.paths;
         if let Some(entry) = self.entries.find_mut(hash, |entry| entry.path(paths) == path) {
-            return Some(std::mem::replace(&mut entry.location, location));
+            return Some(std::mem::replace(&mut entry.value, location));
         }
         self.insert_new(hash, path, location);
         None
     }
 
     /// The location of `path`, recorded first with `location()` if it has none.
-    pub fn get_or_insert_with(&mut self, path: &str, location: impl FnOnce() -> Location) -> &mut Location {
+    pub fn get_or_insert_with(&mut self, path: &str, location: impl FnOnce() -> V) -> &mut V {
         let hash = hash(path);
         let paths = &self.paths;
         if self.entries.find(hash, |entry| entry.path(paths) == path).is_none() {
             self.insert_new(hash, path, location());
         }
         let paths = &self.paths;
-        &mut self.entries.find_mut(hash, |entry| entry.path(paths) == path).expect("just recorded").location
+        &mut self.entries.find_mut(hash, |entry| entry.path(paths) == path).expect("just recorded").value
     }
 
-    fn insert_new(&mut self, hash: u64, path: &str, location: Location) {
+    fn insert_new(&mut self, hash: u64, path: &str, location: V) {
         let start = u32::try_from(self.paths.len()).expect("a layer's paths fit in 4 GiB");
         let len = u32::try_from(path.len()).expect("a path fits in 4 GiB");
         self.paths.push_str(path);
         let paths = &self.paths;
-        self.entries.insert_unique(hash, Entry { start, len, location }, |entry| self::hash(entry.path(paths)));
+        self.entries.insert_unique(hash, Entry { start, len, value: location }, |entry| self::hash(entry.path(paths)));
     }
 
     /// The location recorded for `path`.
-    pub fn get(&self, path: &str) -> Option<&Location> {
+    pub fn get(&self, path: &str) -> Option<&V> {
         let paths = &self.paths;
-        self.entries.find(hash(path), |entry| entry.path(paths) == path).map(|entry| &entry.location)
+        self.entries.find(hash(path), |entry| entry.path(paths) == path).map(|entry| &entry.value)
     }
 
     /// The location recorded for `path`, to change it.
-    pub fn get_mut(&mut self, path: &str) -> Option<&mut Location> {
+    pub fn get_mut(&mut self, path: &str) -> Option<&mut V> {
         let paths = &self.paths;
-        self.entries.find_mut(hash(path), |entry| entry.path(paths) == path).map(|entry| &mut entry.location)
+        self.entries.find_mut(hash(path), |entry| entry.path(paths) == path).map(|entry| &mut entry.value)
     }
 
     /// True when `path` has a location.
@@ -102,15 +113,15 @@ impl Locations {
     }
 
     /// Every path with its location.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Location)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
         let paths = &self.paths;
-        self.entries.iter().map(move |entry| (entry.path(paths), &entry.location))
+        self.entries.iter().map(move |entry| (entry.path(paths), &entry.value))
     }
 
     /// Every path with its location, to change the locations.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Location)> {
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut V)> {
         let paths = &self.paths;
-        self.entries.iter_mut().map(move |entry| (entry.path(paths), &mut entry.location))
+        self.entries.iter_mut().map(move |entry| (entry.path(paths), &mut entry.value))
     }
 
     /// Every path.
@@ -119,26 +130,26 @@ impl Locations {
     }
 
     /// Every location, to change them.
-    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Location> {
-        self.entries.iter_mut().map(|entry| &mut entry.location)
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.entries.iter_mut().map(|entry| &mut entry.value)
     }
 }
 
-impl PartialEq for Locations {
+impl<V: PartialEq> PartialEq for PathMap<V> {
     fn eq(&self, other: &Self) -> bool {
         self.len() == other.len() && self.iter().all(|(path, location)| other.get(path) == Some(location))
     }
 }
 
-impl fmt::Debug for Locations {
+impl<V: fmt::Debug> fmt::Debug for PathMap<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
     }
 }
 
-impl<P: AsRef<str>> FromIterator<(P, Location)> for Locations {
-    fn from_iter<I: IntoIterator<Item = (P, Location)>>(items: I) -> Self {
-        let mut locations = Locations::default();
+impl<P: AsRef<str>, V> FromIterator<(P, V)> for PathMap<V> {
+    fn from_iter<I: IntoIterator<Item = (P, V)>>(items: I) -> Self {
+        let mut locations = PathMap::default();
         for (path, location) in items {
             locations.insert(path.as_ref(), location);
         }

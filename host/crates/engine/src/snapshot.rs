@@ -72,7 +72,9 @@ fn segments(dotted: &str) -> Vec<&str> {
 /// Positions of layers by the (service, user) their scope names.
 type LayersByScope = FxHashMap<(Option<Arc<str>>, Option<Arc<str>>), Vec<usize>>;
 
-/// An immutable configuration state. Views are merged on first use and then shared.
+/// An immutable configuration state. Views are merged on first use and then shared; a view with
+/// a service or a user is built on the view without it ([`View::on_base`]) and shares what its own
+/// layers leave alone.
 pub struct Snapshot {
     version: u64,
     layers: Vec<Arc<Layer>>,
@@ -154,8 +156,22 @@ impl Snapshot {
         self.cells[slot].get_or_init(|| {
             let key = self.keys[slot].clone();
             let layers = self.layers_applying_to(&key);
-            Arc::new(View::merge(key, layers))
+            match Self::base_key(&key).and_then(|base| self.slots.get(&base)) {
+                Some(&base) => Arc::new(View::on_base(key, layers, self.view_at(base).clone())),
+                None => Arc::new(View::merge(key, layers)),
+            }
         })
+    }
+
+    /// The view a view is built on: the service's view for a service × user view, the
+    /// environment's for a service's or a user's. Its layers are among the view's (a layer applies
+    /// to it only if it names no more than that view does).
+    fn base_key(key: &ViewKey) -> Option<ViewKey> {
+        match (&key.service, &key.user) {
+            (None, None) => None,
+            (Some(_), Some(_)) => Some(ViewKey { user: None, ..key.clone() }),
+            _ => Some(ViewKey { environment: key.environment.clone(), service: None, user: None }),
+        }
     }
 
     /// How many views have been merged so far (views are merged on first use; a load that merged

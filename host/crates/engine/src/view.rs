@@ -1,16 +1,17 @@
 //! Views: the effective configuration of (environment, service?, user?) — a pure function of the layers.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::FxHashSet;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::diagnostic::SourcePosition;
 use crate::layer::{Layer, LayerSource, Location};
-use crate::merge::merge_into;
-use crate::path;
+use crate::merge::{merge_into, merged_at};
+use crate::locations::PathMap;
 
 /// The coordinates of a view.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -62,11 +63,38 @@ pub enum ReadError {
 }
 
 /// The merged configuration of one view, with the layers it came from.
+///
+/// A view built on another one ([`View::on_base`]: a service's view on its environment's, a user's
+/// on the view without the user) merges only the root keys its own layers write and reads every
+/// other root key from its base: the same layers' nodes are all there is at such a key, so the base's
+/// value, leaves and winning layer there are this view's too.
 pub struct View {
     key: ViewKey,
     layers: Vec<Arc<Layer>>,
-    value: Value,
-    leaves: OnceLock<FxHashMap<Box<str>, Leaf>>,
+    /// The merged tree; for a view with a base, only at the root keys in [`Base::written`].
+    own: Value,
+    base: Option<Base>,
+    /// A view with a base: its whole tree, merged when someone asks for all of it at once.
+    whole: OnceLock<Value>,
+    /// The leaves of `own`.
+    leaves: OnceLock<PathMap<Leaf>>,
+}
+
+/// The view a view is built on, and what it does not share with it.
+struct Base {
+    view: Arc<View>,
+    /// The root keys written by a layer of this view that is not one of the base's.
+    written: FxHashSet<Box<str>>,
+}
+
+/// The first segment of a dotted path.
+fn root_of(dotted: &str) -> &str {
+    dotted.split_once('.').map_or(dotted, |(root, _)| root)
+}
+
+/// The node at a dotted path below `tree`.
+fn walk<'a>(tree: &'a Value, dotted: &str) -> Option<&'a Value> {
+    dotted.split('.').try_fold(tree, |node, segment| node.as_object()?.get(segment))
 }
 
 impl fmt::Debug for View {
@@ -109,13 +137,28 @@ impl View {
 
     /// Merges `layers`, the layers of the view `key` as [`View::layers_for`] gives them.
     pub fn merge(key: ViewKey, layers: Vec<Arc<Layer>>) -> Self {
-        let mut merged = Map::new();
-        for layer in &layers {
+        let own = merge_all(&layers);
+        Self { key, layers, own, base: None, whole: OnceLock::new(), leaves: OnceLock::new() }
+    }
+
+    /// The view `key` over `layers` ([`View::layers_for`]), built on `base`: a view whose layers are
+    /// all among these (the view of the same environment with fewer of service and user). Only the
+    /// root keys that the other layers write are merged; the rest is read from `base`.
+    pub fn on_base(key: ViewKey, layers: Vec<Arc<Layer>>, base: Arc<View>) -> Self {
+        let below = base.key();
+        let mut written: FxHashSet<Box<str>> = FxHashSet::default();
+        for layer in layers.iter().filter(|layer| !layer.applies_to(&below.environment, below.service.as_deref(), below.user.as_deref())) {
             if let Value::Object(data) = &layer.data {
-                merge_into(&mut merged, data);
+                written.extend(data.keys().map(|root| Box::from(root.as_str())));
             }
         }
-        Self { key, layers, value: Value::Object(merged), leaves: OnceLock::new() }
+        let mut own = Map::new();
+        for root in &written {
+            if let Some(merged) = merged_at(layers.iter().map(|layer| &layer.data), &[&**root]) {
+                own.insert(root.to_string(), merged);
+            }
+        }
+        Self { key, layers, own: Value::Object(own), base: Some(Base { view: base, written }), whole: OnceLock::new(), leaves: OnceLock::new() }
     }
 
     /// The layers of `all_layers` that apply to the view `key`, lowest precedence first (a stable
@@ -139,15 +182,38 @@ impl View {
         &self.layers
     }
 
-    /// The whole merged tree (an object).
+    /// The whole merged tree (an object). A view with a base merges it on first call and keeps
+    /// it; [`View::tree`] gives it without keeping it.
     pub fn value(&self) -> &Value {
-        &self.value
+        match &self.base {
+            None => &self.own,
+            Some(_) => self.whole.get_or_init(|| merge_all(&self.layers)),
+        }
     }
 
-    fn leaves(&self) -> &FxHashMap<Box<str>, Leaf> {
+    /// The whole merged tree, merged for this call only when the view has a base and nobody kept
+    /// it: for a reader that walks each view once (validation), so that every view it checks does
+    /// not stay in memory in full.
+    pub fn tree(&self) -> Cow<'_, Value> {
+        match (&self.base, self.whole.get()) {
+            (None, _) => Cow::Borrowed(&self.own),
+            (Some(_), Some(whole)) => Cow::Borrowed(whole),
+            (Some(_), None) => Cow::Owned(merge_all(&self.layers)),
+        }
+    }
+
+    /// The base view that holds the value at `dotted`, when this view shares that root key with it.
+    fn shared_with_base(&self, dotted: &str) -> Option<&View> {
+        let base = self.base.as_ref().filter(|_| !dotted.is_empty())?;
+        (!base.written.contains(root_of(dotted))).then_some(&*base.view)
+    }
+
+    fn leaves(&self) -> &PathMap<Leaf> {
         self.leaves.get_or_init(|| {
-            let mut leaves = FxHashMap::default();
-            index_leaves(&self.value, "", &self.layers, &mut leaves);
+            // Sized first: growing a table of 100,000 leaves rehashes it and copies its paths again and again.
+            let (count, path_bytes) = leaf_room(&self.own, 0);
+            let mut leaves = PathMap::with_capacity(count, path_bytes);
+            index_leaves(&self.own, &mut String::new(), &self.layers, &mut leaves);
             leaves
         })
     }
@@ -155,23 +221,28 @@ impl View {
     /// The value at a dotted path (a leaf or a whole subtree).
     pub fn get_ref(&self, dotted: &str) -> Option<&Value> {
         if dotted.is_empty() {
-            return Some(&self.value);
+            return Some(self.value());
         }
         if let Some(leaf) = self.leaves().get(dotted) {
             return Some(&leaf.value);
         }
-        self.value_at(dotted)
+        if let Some(base) = self.shared_with_base(dotted) {
+            return base.get_ref(dotted);
+        }
+        walk(&self.own, dotted)
     }
 
     /// The value at a dotted path, found by walking the merged tree. Unlike [`View::get_ref`] it
     /// never builds the leaf index: for one-off reads of many views (a history diff, positions in
     /// a validation report), where the index would cost more than the reads.
     pub fn value_at(&self, dotted: &str) -> Option<&Value> {
-        let mut node = &self.value;
-        for segment in dotted.split('.').filter(|_| !dotted.is_empty()) {
-            node = node.as_object()?.get(segment)?;
+        if dotted.is_empty() {
+            return Some(self.value());
         }
-        Some(node)
+        match self.shared_with_base(dotted) {
+            Some(base) => base.value_at(dotted),
+            None => walk(&self.own, dotted),
+        }
     }
 
     /// An owned copy of the value at a dotted path.
@@ -186,13 +257,29 @@ impl View {
     }
 
     /// Every leaf (scalars, arrays, empty objects) with its dotted path, in no particular order.
-    pub fn leaf_paths(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.leaves().iter().map(|(path, leaf)| (&**path, &leaf.value))
+    pub fn leaf_paths(&self) -> Box<dyn Iterator<Item = (&str, &Value)> + '_> {
+        let own = self.leaves().iter().map(|(path, leaf)| (path, &leaf.value));
+        match &self.base {
+            None => Box::new(own),
+            Some(base) => Box::new(own.chain(base.view.leaf_paths().filter(|(path, _)| !base.written.contains(root_of(path))))),
+        }
     }
 
     /// Number of leaves.
     pub fn leaf_count(&self) -> usize {
-        self.leaves().len()
+        match &self.base {
+            None => self.leaves().len(),
+            Some(_) => self.leaf_paths().count(),
+        }
+    }
+
+    /// Builds the leaf index of the part of this view that it does not share (and of its bases),
+    /// as the first [`View::get_ref`] would: for a load that wants its views ready to read.
+    pub fn build_leaf_index(&self) {
+        self.leaves();
+        if let Some(base) = &self.base {
+            base.view.build_leaf_index();
+        }
     }
 
     /// The layer and location that set the value at `dotted` (leaf or subtree: the highest layer writing it).
@@ -202,11 +289,16 @@ impl View {
     /// index of every leaf of every view it checks. Both give the same origin: the highest layer
     /// writing a present leaf's exact path cannot hold a `null` there, or the leaf would be gone.
     pub fn origin(&self, dotted: &str) -> Option<Origin<'_>> {
+        if let Some(base) = self.shared_with_base(dotted) {
+            return base.origin(dotted);
+        }
         if let Some(leaf) = self.leaves.get().and_then(|leaves| leaves.get(dotted)) {
             let layer = &self.layers[leaf.layer];
             return layer.locations.get(dotted).map(|location| Origin { layer, location });
         }
-        self.value_at(dotted)?;
+        if !dotted.is_empty() {
+            self.value_at(dotted)?;
+        }
         self.layers.iter().rev().find_map(|layer| {
             layer.locations.get(dotted).filter(|_| layer.value_at(dotted).is_some_and(|v| !v.is_null())).map(|location| Origin { layer, location })
         })
@@ -248,18 +340,48 @@ impl View {
     }
 }
 
-fn index_leaves(value: &Value, prefix: &str, layers: &[Arc<Layer>], out: &mut FxHashMap<Box<str>, Leaf>) {
+/// Every layer's tree merged over the ones before it.
+fn merge_all(layers: &[Arc<Layer>]) -> Value {
+    let mut merged = Map::new();
+    for layer in layers {
+        if let Value::Object(data) = &layer.data {
+            merge_into(&mut merged, data);
+        }
+    }
+    Value::Object(merged)
+}
+
+/// How many leaves [`index_leaves`] finds below `value` and the bytes of their paths (`prefix`: the
+/// length of `value`'s own path).
+fn leaf_room(value: &Value, prefix: usize) -> (usize, usize) {
+    let Value::Object(map) = value else { return (0, 0) };
+    map.iter().fold((0, 0), |(count, bytes), (key, child)| {
+        let path = prefix + usize::from(prefix > 0) + key.len();
+        let (below, below_bytes) = match child {
+            Value::Object(inner) if !inner.is_empty() => leaf_room(child, path),
+            _ => (1, path),
+        };
+        (count + below, bytes + below_bytes)
+    })
+}
+
+fn index_leaves(value: &Value, path: &mut String, layers: &[Arc<Layer>], out: &mut PathMap<Leaf>) {
     let Value::Object(map) = value else { return };
     for (key, child) in map {
-        let child_path = path::join(prefix, key);
+        let parent_len = path.len();
+        if parent_len > 0 {
+            path.push('.');
+        }
+        path.push_str(key);
         match child {
-            Value::Object(inner) if !inner.is_empty() => index_leaves(child, &child_path, layers, out),
+            Value::Object(inner) if !inner.is_empty() => index_leaves(child, path, layers, out),
             _ => {
                 // The highest layer that writes this exact path set it: anything above that wrote a
                 // prefix would have removed it, anything above that wrote it would have won.
-                let layer = (0..layers.len()).rev().find(|&i| layers[i].locations.contains_key(child_path.as_str())).unwrap_or(0);
-                out.insert(child_path.into_boxed_str(), Leaf { value: child.clone(), layer });
+                let layer = (0..layers.len()).rev().find(|&i| layers[i].locations.contains_key(path.as_str())).unwrap_or(0);
+                out.insert(path, Leaf { value: child.clone(), layer });
             }
         }
+        path.truncate(parent_len);
     }
 }

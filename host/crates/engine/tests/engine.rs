@@ -369,3 +369,70 @@ fn a_view_has_the_same_layers_found_by_scope_or_by_testing_every_layer() {
         }
     }
 }
+
+/// Every dotted path of a tree's nodes, subtrees and leaves alike.
+fn node_paths(value: &Value, prefix: &str, out: &mut Vec<String>) {
+    if let Value::Object(map) = value {
+        for (key, child) in map {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            out.push(path.clone());
+            node_paths(child, &path, out);
+        }
+    }
+}
+
+/// A view built on its base (`View::on_base`: it merges only the root keys its own layers write and
+/// reads the rest from the base) reads exactly as the same view merged whole from its layers: the
+/// tree, every node, every leaf, the winning layer of each, and paths that are not there — whichever
+/// views were merged first and whether or not their leaf indexes were built.
+#[test]
+fn a_view_built_on_its_base_reads_as_the_view_merged_whole() {
+    let mut rng = Rng(0x94d0_49bb_1331_11eb);
+    let axes = || Axes { environments: vec!["production".into(), "staging".into()], services: vec!["api".into(), "web".into()], users: vec!["alice".into()] };
+    let pick = |rng: &mut Rng, names: &[&str]| -> Option<Arc<str>> { (rng.below(2) == 0).then(|| names[rng.below(names.len())].into()) };
+    let ranks = [Rank::Defaults, Rank::GlobalFile, Rank::EnvironmentFile, Rank::ServiceFile, Rank::UserFile, Rank::EnvVars, Rank::Overrides];
+    let (mut shared, mut nodes) = (0, 0);
+    for case in 0..1_500 {
+        let mut layers = Vec::new();
+        for i in 0..1 + rng.below(8) {
+            let scope = Scope { environment: pick(&mut rng, &["production", "staging"]), service: pick(&mut rng, &["api", "web"]), user: pick(&mut rng, &["alice"]) };
+            layers.push(layer(&format!("l{i}"), ranks[rng.below(ranks.len())], scope, random_tree(&mut rng, 3)));
+        }
+        let snapshot = Snapshot::new(0, layers.clone(), axes());
+        let mut keys = snapshot.all_view_keys();
+        // Views merged in another order than bases first, indexed or not.
+        if case % 2 == 1 {
+            keys.reverse();
+        }
+        for key in keys {
+            let view = snapshot.view(&key).unwrap();
+            if case % 3 == 0 {
+                view.build_leaf_index();
+            }
+            let whole = View::build(key.clone(), &layers);
+            let mut paths = Vec::new();
+            node_paths(whole.value(), "", &mut paths);
+            paths.extend(["a.missing", "zz", "a.b.c.d.e"].map(str::to_owned));
+            for path in &paths {
+                assert_eq!(view.value_at(path), whole.value_at(path), "case {case}, view {key}, value_at {path}");
+                assert_eq!(view.get_ref(path), whole.get_ref(path), "case {case}, view {key}, get_ref {path}");
+                let winner = |view: &View| view.origin(path).map(|origin| origin.layer.name.clone());
+                assert_eq!(winner(view), winner(&whole), "case {case}, view {key}, origin {path}");
+            }
+            let leaves = |view: &View| {
+                let mut leaves: Vec<(String, Value)> = view.leaf_paths().map(|(path, value)| (path.to_owned(), value.clone())).collect();
+                leaves.sort_by(|a, b| a.0.cmp(&b.0));
+                leaves
+            };
+            assert_eq!(leaves(view), leaves(&whole), "case {case}, view {key}");
+            assert_eq!(view.leaf_count(), whole.leaf_count(), "case {case}, view {key}");
+            assert_eq!(*view.tree(), *whole.value(), "case {case}, view {key}");
+            assert_eq!(view.value(), whole.value(), "case {case}, view {key}");
+            // Order too: the whole tree of a view is rendered as it is (objects keep their order).
+            assert_eq!(serde_json::to_string(view.value()).unwrap(), serde_json::to_string(whole.value()).unwrap());
+            shared += paths.iter().filter(|path| key.service.is_some() && whole.value_at(path).is_some()).count();
+            nodes += paths.len();
+        }
+    }
+    assert!(shared > 10_000 && nodes > 20_000, "the cases have views with a base and nodes to read ({shared} / {nodes})");
+}

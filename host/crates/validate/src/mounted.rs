@@ -43,7 +43,7 @@ impl Validator for MountedSchema {
 
     fn validate(&self, view: &View) -> Result<Vec<Issue>, ValidatorError> {
         let mut issues = Vec::new();
-        schema_issues(&self.label, &self.compiled, view, &mut issues);
+        schema_issues(&self.label, &self.compiled, view, &view.tree(), &mut issues);
         Ok(issues)
     }
 }

@@ -9,9 +9,8 @@ use serde_json::Value;
 use crate::compile::{Compiled, FOLDER_URI_PREFIX};
 use crate::documents::percent_decode;
 
-/// Appends the issues `schema` (the file `rel`) finds in `view`.
-pub(crate) fn schema_issues(rel: &str, schema: &Compiled, view: &View, out: &mut Vec<Issue>) {
-    let instance = view.value();
+/// Appends the issues `schema` (the file `rel`) finds in `view`, whose whole tree is `instance`.
+pub(crate) fn schema_issues(rel: &str, schema: &Compiled, view: &View, instance: &Value, out: &mut Vec<Issue>) {
     if schema.validator.is_valid(instance) {
         return;
     }

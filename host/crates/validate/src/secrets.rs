@@ -107,7 +107,7 @@ impl fmt::Display for SecretPattern {
 
 /// The patterns listed under `secrets.paths` in a view's configuration.
 pub fn config_secret_patterns(view: &View) -> Vec<SecretPattern> {
-    match view.value().get("secrets").and_then(|secrets| secrets.get("paths")) {
+    match view.value_at("secrets.paths") {
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).filter_map(|dotted| SecretPattern::from_dotted(dotted, "secrets.paths")).collect(),
         _ => Vec::new(),
     }

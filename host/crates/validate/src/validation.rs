@@ -129,15 +129,18 @@ impl Validation {
     pub fn validate_view(&self, view: &View) -> ViewReport {
         let mut issues = Vec::new();
         let schemas = self.schemas.schemas_for(view.key().service.as_deref());
+        // Merged for this check only when the view shares its base's parts: a snapshot's checked
+        // views do not all stay in memory in full.
+        let tree = view.tree();
         for (rel, schema) in &schemas {
-            schema_issues(rel, schema, view, &mut issues);
+            schema_issues(rel, schema, view, &tree, &mut issues);
         }
         let coverage = if schemas.is_empty() {
             None
         } else {
             let docs = self.schemas.docs();
             let roots = schemas.iter().filter_map(|(rel, _)| docs.get(rel)).map(|doc| Node::root(doc)).collect();
-            let (coverage, undescribed) = measure(docs, self.schemas.patterns(), roots, view.value());
+            let (coverage, undescribed) = measure(docs, self.schemas.patterns(), roots, &tree);
             let severity = if self.is_strict(view) { Severity::Error } else { Severity::Warning };
             for key in undescribed {
                 let message = match key.leaves {
@@ -164,7 +167,7 @@ impl Validation {
 
     fn is_strict(&self, view: &View) -> bool {
         // Read from the tree directly: `View::get_ref` would build the view's leaf index just for this.
-        self.strict || view.value().get("validation").and_then(|v| v.get("strict")) == Some(&Value::Bool(true))
+        self.strict || view.value_at("validation.strict") == Some(&Value::Bool(true))
     }
 
     /// Runs one validator; an error or a panic becomes an error issue naming it.

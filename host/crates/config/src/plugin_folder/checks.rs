@@ -87,7 +87,7 @@ impl Validator for PluginValidator {
         if let Some(error) = self.recent_time_out() {
             return Err(ValidatorError::new(error));
         }
-        let result = self.plugin.validate(&target, view.value(), &|path| view.is_secret(path));
+        let result = self.plugin.validate(&target, &view.tree(), &|path| view.is_secret(path));
         remember_error(&self.errors, &key.environment, &result);
         let issues = result.map_err(|error| {
             if matches!(error, PluginError::Timeout { .. }) {

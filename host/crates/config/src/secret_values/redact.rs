@@ -90,13 +90,7 @@ pub fn safe_type_message(view: &View, path: &str, message: String) -> String {
 pub fn redact_text(view: &View, text: &str) -> String {
     let mut text = text.to_owned();
     for path in secret_paths(view) {
-        let mut node = view.value();
-        for segment in path.split('.') {
-            match node.get(segment) {
-                Some(next) => node = next,
-                None => break,
-            }
-        }
+        let Some(node) = view.value_at(&path) else { continue };
         let plaintext = match node {
             Value::String(s) => s.clone(),
             Value::Null | Value::Object(_) | Value::Array(_) => continue,
