@@ -13,8 +13,9 @@
 //!
 //! `cargo bench -p potter-config --bench views -- [ROUNDS] [small|medium|large]`
 //!
-//! Peak memory is each load alone in a child process of this binary (`memory <floor|potter>
-//! <per-view|nested> <size> <tree>`, printing the process's peak RSS once the load is built).
+//! Each side runs in a child process of this binary: ROUNDS loads after one warm-up for the median
+//! time, and one load alone for the peak RSS (the binary's own pages included, the same on both
+//! sides).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -152,28 +153,44 @@ fn peak_rss_mib() -> f64 {
     line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
 }
 
-/// One load alone in a child process (`tree`: Potter Config's tree of that mode); the child's peak
-/// RSS in MiB, the binary's own pages included (the same binary on both sides).
-fn peak_of(work: &str, mode: Mode, size: &str, tree: &Path) -> f64 {
-    let output = Command::new(std::env::current_exe().unwrap()).args(["memory", work, mode.name(), size, tree.to_str().unwrap()]).output().unwrap();
+/// Runs this binary again with `args` and reads the one number it prints.
+fn child(args: &[&str]) -> f64 {
+    let output = Command::new(std::env::current_exe().unwrap()).args(args).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap().trim().parse().unwrap()
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with("--")).collect();
-    if args.first().map(String::as_str) == Some("memory") {
+    // A child's work: `memory|time <floor|potter> <per-view|nested> <size> <tree> [rounds]`. Each
+    // side runs in a process of its own, so that neither's allocator state (what the other left
+    // freed and fragmented) moves the other's time.
+    if let Some(what) = args.first().filter(|what| *what == "memory" || *what == "time") {
         let (work, mode, size, tree) = (&args[1], if args[2] == "nested" { Mode::Nested } else { Mode::PerView }, &args[3], Path::new(&args[4]));
         let corpus = corpus(size);
         let names = services(&corpus);
-        if work == "floor" {
-            let held = floor(&corpus, &names, mode);
+        let run = || -> Box<dyn std::any::Any> {
+            if work == "floor" {
+                Box::new(floor(&corpus, &names, mode))
+            } else {
+                Box::new(potter(tree, &names, mode))
+            }
+        };
+        if what == "memory" {
+            let held = run();
             println!("{}", peak_rss_mib());
             drop(held);
         } else {
-            let held = potter(tree, &names, mode);
-            println!("{}", peak_rss_mib());
-            drop(held);
+            let rounds: usize = args[5].parse().unwrap();
+            drop(run()); // the files in the page cache, the code paged in
+            let samples = (0..rounds)
+                .map(|_| {
+                    let start = Instant::now();
+                    drop(run());
+                    start.elapsed()
+                })
+                .collect();
+            println!("{}", median(samples));
         }
         return;
     }
@@ -188,20 +205,11 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         for mode in [Mode::PerView, Mode::Nested] {
             let tree = potter_tree(&corpus, &names, mode, dir.path());
-            // One of each first: the files in the page cache, the code paged in.
-            drop(floor(&corpus, &names, mode));
-            drop(potter(&tree, &names, mode));
-            let (mut floors, mut potters) = (Vec::new(), Vec::new());
-            for _ in 0..rounds {
-                let start = Instant::now();
-                drop(floor(&corpus, &names, mode));
-                floors.push(start.elapsed());
-                let start = Instant::now();
-                drop(potter(&tree, &names, mode));
-                potters.push(start.elapsed());
-            }
-            let (floor_ms, potter_ms) = (median(floors), median(potters));
-            let (floor_mib, potter_mib) = (peak_of("floor", mode, size, &tree), peak_of("potter", mode, size, &tree));
+            let path = tree.to_str().unwrap();
+            let rounds = rounds.to_string();
+            let of = |what: &str, work: &str| child(&[what, work, mode.name(), size, path, &rounds]);
+            let (floor_ms, potter_ms) = (of("time", "floor"), of("time", "potter"));
+            let (floor_mib, potter_mib) = (of("memory", "floor"), of("memory", "potter"));
             println!(
                 "{size:<6} {:<8} load: floor {floor_ms:>9.2} ms  potter {potter_ms:>9.2} ms  ({:.2}x)   peak RSS: floor {floor_mib:>7.1} MiB  potter {potter_mib:>7.1} MiB  ({:.2}x)",
                 mode.name(),
