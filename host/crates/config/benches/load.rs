@@ -13,7 +13,7 @@ use potter_engine::ViewKey;
 use serde_json::Value;
 
 mod common;
-use common::{copy_json_tree, corpus};
+use common::{copy_json_tree, corpus, floor_merge_into as merge, service_names as services};
 
 fn open(tree: &Path) -> ConfigHost {
     let mut options = Options::new(tree);
@@ -23,32 +23,8 @@ fn open(tree: &Path) -> ConfigHost {
     ConfigHost::open(options).unwrap()
 }
 
-fn services(tree: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(tree.join("services"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// The floor: read + parse + deep-merge global ← production ← every service nested under `services.<name>`.
 fn floor_merge(tree: &Path) -> Value {
-    fn merge(base: &mut Value, over: Value) {
-        match (base, over) {
-            (Value::Object(b), Value::Object(o)) => {
-                for (k, v) in o {
-                    match b.get_mut(&k) {
-                        Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
-                        _ => {
-                            b.insert(k, v);
-                        }
-                    }
-                }
-            }
-            (b, o) => *b = o,
-        }
-    }
     let read = |p: PathBuf| -> Value { serde_json::from_slice(&fs::read(p).unwrap()).unwrap() };
     let mut merged = read(tree.join("global.json"));
     merge(&mut merged, read(tree.join("environments/production.json")));

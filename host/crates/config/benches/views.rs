@@ -27,7 +27,7 @@ use potter_engine::ViewKey;
 use serde_json::Value;
 
 mod common;
-use common::corpus;
+use common::{corpus, floor_merge_into as merge, service_names as services};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -44,34 +44,8 @@ impl Mode {
     }
 }
 
-fn services(corpus: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(corpus.join("services"))
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 fn read(path: PathBuf) -> Value {
     serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
-}
-
-/// The peers' deep merge: objects key by key, anything else replaces.
-fn merge(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Object(base), Value::Object(over)) => {
-            for (key, value) in over {
-                match base.get_mut(&key) {
-                    Some(existing) if existing.is_object() && value.is_object() => merge(existing, value),
-                    _ => {
-                        base.insert(key, value);
-                    }
-                }
-            }
-        }
-        (base, over) => *base = over,
-    }
 }
 
 /// The floor's work; the merged trees are returned so that they are all held at the end, as a

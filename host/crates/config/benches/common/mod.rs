@@ -23,6 +23,35 @@ pub fn corpus(size: &str) -> PathBuf {
     tree
 }
 
+/// The corpus tree's service names (its `services/*.json`), sorted.
+pub fn service_names(tree: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(tree.join("services"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The floors' deep merge, as the peers do it: objects key by key, anything else replaces (moved,
+/// not copied).
+pub fn floor_merge_into(base: &mut serde_json::Value, over: serde_json::Value) {
+    use serde_json::Value;
+    match (base, over) {
+        (Value::Object(base), Value::Object(over)) => {
+            for (key, value) in over {
+                match base.get_mut(&key) {
+                    Some(existing) if existing.is_object() && value.is_object() => floor_merge_into(existing, value),
+                    _ => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, over) => *base = over,
+    }
+}
+
 /// Copies the configuration files (`*.json` but the corpus's `manifest.json`) of a tree.
 pub fn copy_json_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
