@@ -48,6 +48,11 @@ fn read(path: PathBuf) -> Value {
     serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
 }
 
+/// Every service file's tree, by service name (the nested form's `services` object).
+fn nested_services(corpus: &Path, names: &[String]) -> serde_json::Map<String, Value> {
+    names.iter().map(|name| (name.clone(), read(corpus.join(format!("services/{name}.json"))))).collect()
+}
+
 /// The floor's work; the merged trees are returned so that they are all held at the end, as a
 /// host holds its views.
 fn floor(corpus: &Path, names: &[String], mode: Mode) -> Vec<Value> {
@@ -63,7 +68,7 @@ fn floor(corpus: &Path, names: &[String], mode: Mode) -> Vec<Value> {
             })
             .collect(),
         Mode::Nested => {
-            let nested: serde_json::Map<String, Value> = names.iter().map(|name| (name.clone(), read(corpus.join(format!("services/{name}.json"))))).collect();
+            let nested = nested_services(corpus, names);
             // Not `json!({ "services": nested })`: that serializes the map into a copy.
             let services = Value::Object(serde_json::Map::from_iter([("services".to_owned(), Value::Object(nested))]));
             merge(&mut base, services);
@@ -88,7 +93,7 @@ fn potter_tree(corpus: &Path, names: &[String], mode: Mode, dir: &Path) -> PathB
         Mode::Nested => {
             let mut production = read(corpus.join("environments/production.json"));
             assert!(production.get("services").is_none(), "production's own keys and the nested services do not meet");
-            let nested: serde_json::Map<String, Value> = names.iter().map(|name| (name.clone(), read(corpus.join(format!("services/{name}.json"))))).collect();
+            let nested = nested_services(corpus, names);
             production["services"] = Value::Object(nested);
             fs::write(root.join("environments/production.json"), serde_json::to_vec_pretty(&production).unwrap()).unwrap();
         }

@@ -49,76 +49,75 @@ fn hash(path: &str) -> u64 {
 }
 
 impl<V> PathMap<V> {
-
     /// An empty map with room for about `nodes` paths of `path_bytes` bytes in all.
     pub fn with_capacity(nodes: usize, path_bytes: usize) -> Self {
         Self { paths: String::with_capacity(path_bytes), entries: HashTable::with_capacity(nodes) }
     }
 
-    /// Sets the location of `path`, returning the one it replaces.
-    pub fn insert(&mut self, path: &str, location: V) -> Option<V> {
+    /// Sets the value of `path`, returning the one it replaces.
+    pub fn insert(&mut self, path: &str, value: V) -> Option<V> {
         let hash = hash(path);
         let paths = &self.paths;
         if let Some(entry) = self.entries.find_mut(hash, |entry| entry.path(paths) == path) {
-            return Some(std::mem::replace(&mut entry.value, location));
+            return Some(std::mem::replace(&mut entry.value, value));
         }
-        self.insert_new(hash, path, location);
+        self.insert_new(hash, path, value);
         None
     }
 
-    /// The location of `path`, recorded first with `location()` if it has none.
-    pub fn get_or_insert_with(&mut self, path: &str, location: impl FnOnce() -> V) -> &mut V {
+    /// The value of `path`, recorded first with `value()` if it has none.
+    pub fn get_or_insert_with(&mut self, path: &str, value: impl FnOnce() -> V) -> &mut V {
         let hash = hash(path);
         let paths = &self.paths;
         if self.entries.find(hash, |entry| entry.path(paths) == path).is_none() {
-            self.insert_new(hash, path, location());
+            self.insert_new(hash, path, value());
         }
         let paths = &self.paths;
         &mut self.entries.find_mut(hash, |entry| entry.path(paths) == path).expect("just recorded").value
     }
 
-    fn insert_new(&mut self, hash: u64, path: &str, location: V) {
+    fn insert_new(&mut self, hash: u64, path: &str, value: V) {
         let start = u32::try_from(self.paths.len()).expect("a layer's paths fit in 4 GiB");
         let len = u32::try_from(path.len()).expect("a path fits in 4 GiB");
         self.paths.push_str(path);
         let paths = &self.paths;
-        self.entries.insert_unique(hash, Entry { start, len, value: location }, |entry| self::hash(entry.path(paths)));
+        self.entries.insert_unique(hash, Entry { start, len, value }, |entry| self::hash(entry.path(paths)));
     }
 
-    /// The location recorded for `path`.
+    /// The value recorded for `path`.
     pub fn get(&self, path: &str) -> Option<&V> {
         let paths = &self.paths;
         self.entries.find(hash(path), |entry| entry.path(paths) == path).map(|entry| &entry.value)
     }
 
-    /// The location recorded for `path`, to change it.
+    /// The value recorded for `path`, to change it.
     pub fn get_mut(&mut self, path: &str) -> Option<&mut V> {
         let paths = &self.paths;
         self.entries.find_mut(hash(path), |entry| entry.path(paths) == path).map(|entry| &mut entry.value)
     }
 
-    /// True when `path` has a location.
+    /// True when `path` has a value.
     pub fn contains_key(&self, path: &str) -> bool {
         self.get(path).is_some()
     }
 
-    /// How many paths have a location.
+    /// How many paths have a value.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
-    /// True when no path has a location.
+    /// True when no path has a value.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    /// Every path with its location.
+    /// Every path with its value.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
         let paths = &self.paths;
         self.entries.iter().map(move |entry| (entry.path(paths), &entry.value))
     }
 
-    /// Every path with its location, to change the locations.
+    /// Every path with its value, to change the values.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut V)> {
         let paths = &self.paths;
         self.entries.iter_mut().map(move |entry| (entry.path(paths), &mut entry.value))
@@ -129,7 +128,7 @@ impl<V> PathMap<V> {
         self.iter().map(|(path, _)| path)
     }
 
-    /// Every location, to change them.
+    /// Every value, to change them.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
         self.entries.iter_mut().map(|entry| &mut entry.value)
     }
@@ -137,7 +136,7 @@ impl<V> PathMap<V> {
 
 impl<V: PartialEq> PartialEq for PathMap<V> {
     fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().all(|(path, location)| other.get(path) == Some(location))
+        self.len() == other.len() && self.iter().all(|(path, value)| other.get(path) == Some(value))
     }
 }
 
@@ -149,11 +148,11 @@ impl<V: fmt::Debug> fmt::Debug for PathMap<V> {
 
 impl<P: AsRef<str>, V> FromIterator<(P, V)> for PathMap<V> {
     fn from_iter<I: IntoIterator<Item = (P, V)>>(items: I) -> Self {
-        let mut locations = PathMap::default();
-        for (path, location) in items {
-            locations.insert(path.as_ref(), location);
+        let mut map = PathMap::default();
+        for (path, value) in items {
+            map.insert(path.as_ref(), value);
         }
-        locations
+        map
     }
 }
 

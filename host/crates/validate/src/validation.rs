@@ -129,15 +129,15 @@ impl Validation {
     pub fn validate_view(&self, view: &View) -> ViewReport {
         let mut issues = Vec::new();
         let schemas = self.schemas.schemas_for(view.key().service.as_deref());
-        // Merged for this check only when the view shares its base's parts: a snapshot's checked
-        // views do not all stay in memory in full.
-        let tree = view.tree();
-        for (rel, schema) in &schemas {
-            schema_issues(rel, schema, view, &tree, &mut issues);
-        }
         let coverage = if schemas.is_empty() {
             None
         } else {
+            // Merged for this check only when the view shares its base's parts: a snapshot's
+            // checked views do not all stay in memory in full.
+            let tree = view.tree();
+            for (rel, schema) in &schemas {
+                schema_issues(rel, schema, view, &tree, &mut issues);
+            }
             let docs = self.schemas.docs();
             let roots = schemas.iter().filter_map(|(rel, _)| docs.get(rel)).map(|doc| Node::root(doc)).collect();
             let (coverage, undescribed) = measure(docs, self.schemas.patterns(), roots, &tree);
