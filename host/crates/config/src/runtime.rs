@@ -1022,6 +1022,8 @@ impl ConfigHost {
         let snapshot = self.snapshot();
         self.shared.options.check_served(&snapshot, &key)?;
         let slot = snapshot.slot_of(&key).expect("checked above");
+        // The snapshot's own key: the handle's reads then find their view by pointer comparison.
+        let key = snapshot.key_at(slot).expect("a slot of this snapshot").clone();
         Ok(ViewHandle { shared: self.shared.clone(), key, slot: Arc::new(AtomicUsize::new(slot)) })
     }
 }

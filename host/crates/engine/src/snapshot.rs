@@ -31,6 +31,24 @@ pub struct Axes {
     pub users: Vec<Arc<str>>,
 }
 
+impl Axes {
+    /// Takes each name `earlier` also has from `earlier`: a view key kept from an earlier snapshot
+    /// (a [`Snapshot::key_at`] held by a reader) then matches this one's by pointer, not by text.
+    pub fn share_names_with(&mut self, earlier: &Axes) {
+        fn share(names: &mut [Arc<str>], earlier: &[Arc<str>]) {
+            let known: FxHashMap<&str, &Arc<str>> = earlier.iter().map(|name| (&**name, name)).collect();
+            for name in names {
+                if let Some(&kept) = known.get(&**name) {
+                    *name = kept.clone();
+                }
+            }
+        }
+        share(&mut self.environments, &earlier.environments);
+        share(&mut self.services, &earlier.services);
+        share(&mut self.users, &earlier.users);
+    }
+}
+
 /// One view read without merging it when it is not merged yet.
 enum ViewReader<'a> {
     Absent,
@@ -185,9 +203,16 @@ impl Snapshot {
         self.slots.get(key).copied()
     }
 
+    /// The key of the view at `slot`. A reader that keeps this key rather than one of its own is
+    /// matched by [`Snapshot::view_hinted`] with pointer comparisons (`Arc<str>` equality compares
+    /// pointers first), not three string comparisons.
+    pub fn key_at(&self, slot: usize) -> Option<&ViewKey> {
+        self.keys.get(slot)
+    }
+
     /// The view at `slot` if that slot holds `key` (a stale hint from an older snapshot just misses).
     pub fn view_hinted(&self, slot: usize, key: &ViewKey) -> Option<&Arc<View>> {
-        (self.keys.get(slot)? == key).then(|| self.view_at(slot))
+        self.keys.get(slot)?.same_as(key).then(|| self.view_at(slot))
     }
 
     /// Each environment alone and with each service: the views without a user, sorted.

@@ -27,6 +27,22 @@ impl ViewKey {
         Self { environment: environment.into(), service: None, user: None }
     }
 
+    /// Equality that compares the names' pointers before their text: a key taken from a snapshot
+    /// ([`crate::Snapshot::key_at`]) matches that snapshot's own without reading a string.
+    pub fn same_as(&self, other: &ViewKey) -> bool {
+        fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+            Arc::ptr_eq(a, b) || a == b
+        }
+        fn same_option(a: &Option<Arc<str>>, b: &Option<Arc<str>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => same(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        same(&self.environment, &other.environment) && same_option(&self.service, &other.service) && same_option(&self.user, &other.user)
+    }
+
     /// A view from optional parts.
     pub fn new(environment: &str, service: Option<&str>, user: Option<&str>) -> Self {
         Self { environment: environment.into(), service: service.map(Into::into), user: user.map(Into::into) }
@@ -78,6 +94,8 @@ pub struct View {
     whole: OnceLock<Value>,
     /// The leaves of `own`.
     leaves: OnceLock<PathMap<Leaf>>,
+    /// True when a layer holds a secret: asked by every read, so answered once.
+    has_secrets: bool,
 }
 
 /// The view a view is built on, and what it does not share with it.
@@ -85,6 +103,10 @@ struct Base {
     view: Arc<View>,
     /// The root keys written by a layer of this view that is not one of the base's.
     written: FxHashSet<Box<str>>,
+}
+
+fn any_secrets(layers: &[Arc<Layer>]) -> bool {
+    layers.iter().any(|layer| !layer.secrets.is_empty())
 }
 
 /// The first segment of a dotted path.
@@ -138,7 +160,8 @@ impl View {
     /// Merges `layers`, the layers of the view `key` as [`View::layers_for`] gives them.
     pub fn merge(key: ViewKey, layers: Vec<Arc<Layer>>) -> Self {
         let own = merge_all(&layers);
-        Self { key, layers, own, base: None, whole: OnceLock::new(), leaves: OnceLock::new() }
+        let has_secrets = any_secrets(&layers);
+        Self { key, layers, own, base: None, whole: OnceLock::new(), leaves: OnceLock::new(), has_secrets }
     }
 
     /// The view `key` over `layers` ([`View::layers_for`]), built on `base`: a view whose layers are
@@ -158,7 +181,8 @@ impl View {
                 own.insert(root.to_string(), merged);
             }
         }
-        Self { key, layers, own: Value::Object(own), base: Some(Base { view: base, written }), whole: OnceLock::new(), leaves: OnceLock::new() }
+        let has_secrets = any_secrets(&layers);
+        Self { key, layers, own: Value::Object(own), base: Some(Base { view: base, written }), whole: OnceLock::new(), leaves: OnceLock::new(), has_secrets }
     }
 
     /// The layers of `all_layers` that apply to the view `key`, lowest precedence first (a stable
@@ -311,7 +335,7 @@ impl View {
 
     /// True when any layer of this view holds secrets at all.
     pub fn has_secrets(&self) -> bool {
-        self.layers.iter().any(|layer| !layer.secrets.is_empty())
+        self.has_secrets
     }
 
     /// The file, line and column the value at `dotted` was written at, when it came from a file.

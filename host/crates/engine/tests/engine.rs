@@ -436,3 +436,26 @@ fn a_view_built_on_its_base_reads_as_the_view_merged_whole() {
     }
     assert!(shared > 10_000 && nodes > 20_000, "the cases have views with a base and nodes to read ({shared} / {nodes})");
 }
+
+#[test]
+fn a_key_kept_from_an_earlier_snapshot_finds_its_view_in_a_later_one_by_pointer() {
+    let earlier = Snapshot::new(0, every_rank(), axes());
+    let slot = earlier.slot_of(&ViewKey::new("production", Some("api"), Some("alice"))).unwrap();
+    let kept = earlier.key_at(slot).unwrap().clone();
+
+    // A later listing reads the same names into new strings, and one name more.
+    let mut later_axes = Axes { environments: vec!["production".into(), "staging".into()], services: vec!["api".into()], users: vec!["alice".into()] };
+    later_axes.share_names_with(earlier.axes());
+    assert!(Arc::ptr_eq(&later_axes.environments[0], &earlier.axes().environments[0]));
+    assert!(Arc::ptr_eq(&later_axes.services[0], &earlier.axes().services[0]));
+    assert!(Arc::ptr_eq(&later_axes.users[0], &earlier.axes().users[0]));
+    assert_eq!(&*later_axes.environments[1], "staging");
+
+    let later = Snapshot::new(1, every_rank(), later_axes);
+    let later_slot = later.slot_of(&kept).unwrap();
+    let found = later.key_at(later_slot).unwrap();
+    assert!(Arc::ptr_eq(&found.environment, &kept.environment) && Arc::ptr_eq(found.user.as_ref().unwrap(), kept.user.as_ref().unwrap()));
+    assert_eq!(later.view_hinted(later_slot, &kept).unwrap().value(), earlier.view(&kept).unwrap().value());
+    // A stale slot misses rather than answering with another view.
+    assert!(later.view_hinted(later_slot + 1, &kept).is_none());
+}

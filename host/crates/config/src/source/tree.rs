@@ -233,11 +233,14 @@ pub struct FileCache {
     primed: bool,
     /// How long [`FileCache::load_settled`] waits for a save in flight.
     settle_limit: Duration,
+    /// The names of the last settled listing, whose `Arc`s the next listing takes over: a reader's
+    /// view key from an earlier snapshot then still matches the new snapshot's by pointer.
+    axes: Axes,
 }
 
 impl Default for FileCache {
     fn default() -> Self {
-        Self { entries: HashMap::new(), primed: false, settle_limit: DEFAULT_SETTLE_LIMIT }
+        Self { entries: HashMap::new(), primed: false, settle_limit: DEFAULT_SETTLE_LIMIT, axes: Axes::default() }
     }
 }
 
@@ -261,7 +264,11 @@ impl FileCache {
             before_read(&mut listing)?;
             let now = Instant::now();
             match self.load_all(&listing.files, now >= deadline)? {
-                Loaded::Settled(layers) => return Ok((listing, layers)),
+                Loaded::Settled(layers) => {
+                    listing.axes.share_names_with(&self.axes);
+                    self.axes = listing.axes.clone();
+                    return Ok((listing, layers));
+                }
                 Loaded::InFlight(files) => {
                     tracing::debug!(?files, "a save is in flight; looking again before taking the tree in");
                     std::thread::sleep(SETTLE_STEP.min(deadline.saturating_duration_since(now)));
