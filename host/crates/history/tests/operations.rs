@@ -622,3 +622,32 @@ fn the_store_works_behind_a_shared_trait_object() {
         .unwrap();
     assert_eq!(store.get(version).unwrap().unwrap().keys, ["a"]);
 }
+
+#[test]
+fn a_refused_request_queued_among_others_undoes_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(db_path(&dir)).unwrap();
+    let seen = store.append(set("prod", "db.pool", None, json!(10))).unwrap();
+    store.append(set("prod", "db.pool", Some(json!(10)), json!(15))).unwrap();
+
+    // Queued back to back so that the writer commits them together (however it groups them,
+    // each outcome must be the same): plain requests, which take no savepoint, around one whose
+    // second environment's compare-and-set fails after its first was written.
+    let before = store.append_all_queued(vec![set("prod", "cache.ttl", None, json!(1))]).unwrap();
+    let refused = store
+        .append_all_queued(vec![
+            set("staging", "db.pool", None, json!(7)),
+            set("prod", "db.pool", Some(json!(15)), json!(99)).expect_unchanged_since("db.pool", seen),
+        ])
+        .unwrap();
+    let after = store.append_all_queued(vec![set("prod", "cache.ttl", Some(json!(1)), json!(2)), set("staging", "cache.ttl", None, json!(3))]).unwrap();
+
+    assert_eq!(before.wait().unwrap(), [3]);
+    assert!(matches!(refused.wait(), Err(HistoryError::Conflict { .. })));
+    assert_eq!(after.wait().unwrap(), [4, 5]);
+    assert_eq!(store.overrides("prod").unwrap()["db.pool"], StoredValue::plain(json!(15)));
+    assert_eq!(store.overrides("prod").unwrap()["cache.ttl"], StoredValue::plain(json!(2)));
+    assert!(!store.overrides("staging").unwrap().contains_key("db.pool"), "the refused request's first environment is undone");
+    assert_eq!(store.overrides("staging").unwrap()["cache.ttl"], StoredValue::plain(json!(3)));
+    assert_eq!(store.latest_version().unwrap(), 5);
+}

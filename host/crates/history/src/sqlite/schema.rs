@@ -104,6 +104,11 @@ pub(crate) fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Con
     // FULL: a commit is on disk (WAL fsynced) before we acknowledge it.
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(fail)?;
+    // A savepoint's statement journal (what undoes one request of a group commit) is scratch
+    // space for the open transaction, never needed after a crash: kept in memory, not written to
+    // a temporary file page by page (an eighth of a PUT's CPU time when it was on disk).
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(fail)?;
     Ok(conn)
 }
 

@@ -200,6 +200,17 @@ impl Writer {
             .map_err(|error| self.fail(error))?;
         let mut outcomes = Vec::with_capacity(batch.appends.len());
         for (changes, _) in &batch.appends {
+            // Only a compare-and-set can refuse a request part-way (any other failure fails the
+            // batch), so only such a request needs a savepoint to undo it by itself.
+            if changes.iter().all(|change| change.expectations.is_empty()) {
+                match self.apply_request(changes, timestamp_ms) {
+                    Ok(versions) => outcomes.push(Ok(versions)),
+                    // Not expected; without a savepoint the request cannot be undone alone.
+                    Err(ApplyError::Rejected(error)) => return Err(error),
+                    Err(ApplyError::Storage(error)) => return Err(self.fail(error)),
+                }
+                continue;
+            }
             self.conn
                 .execute_batch("SAVEPOINT request")
                 .map_err(|error| self.fail(error))?;
