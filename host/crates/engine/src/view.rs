@@ -211,7 +211,7 @@ impl View {
     pub fn value(&self) -> &Value {
         match &self.base {
             None => &self.own,
-            Some(_) => self.whole.get_or_init(|| merge_all(&self.layers)),
+            Some(base) => self.whole.get_or_init(|| self.whole_over(base)),
         }
     }
 
@@ -222,8 +222,32 @@ impl View {
         match (&self.base, self.whole.get()) {
             (None, _) => Cow::Borrowed(&self.own),
             (Some(_), Some(whole)) => Cow::Borrowed(whole),
-            (Some(_), None) => Cow::Owned(merge_all(&self.layers)),
+            (Some(base), None) => Cow::Owned(self.whole_over(base)),
         }
+    }
+
+    /// The whole tree of a view with a base, from the base's tree and this view's own root keys
+    /// (copied, not merged again from every layer), in the order a merge of all the layers gives
+    /// its root keys.
+    fn whole_over(&self, base: &Base) -> Value {
+        let mut below = base.view.tree();
+        let roots = root_order(&self.layers);
+        let mut whole = Map::with_capacity(roots.len());
+        for root in roots {
+            let value = if base.written.contains(root) {
+                self.own.get(root).cloned()
+            } else {
+                match &mut below {
+                    Cow::Borrowed(tree) => tree.get(root).cloned(),
+                    // A tree merged for this call alone: its nodes are moved, not copied.
+                    Cow::Owned(tree) => tree.get_mut(root).map(Value::take),
+                }
+            };
+            if let Some(value) = value {
+                whole.insert(root.to_owned(), value);
+            }
+        }
+        Value::Object(whole)
     }
 
     /// The base view that holds the value at `dotted`, when this view shares that root key with it.
@@ -373,6 +397,26 @@ fn merge_all(layers: &[Arc<Layer>]) -> Value {
         }
     }
     Value::Object(merged)
+}
+
+/// The root keys of [`merge_all`]'s tree in its order: a key goes last when a layer first sets it
+/// (again, after a `null` removed it), as [`merge_into`] inserts and shift-removes them.
+fn root_order(layers: &[Arc<Layer>]) -> Vec<&str> {
+    let mut order: Vec<&str> = Vec::new();
+    let mut present: FxHashSet<&str> = FxHashSet::default();
+    for layer in layers {
+        let Value::Object(data) = &layer.data else { continue };
+        for (root, value) in data {
+            if value.is_null() {
+                if present.remove(root.as_str()) {
+                    order.retain(|kept| *kept != root.as_str());
+                }
+            } else if present.insert(root.as_str()) {
+                order.push(root.as_str());
+            }
+        }
+    }
+    order
 }
 
 /// How many leaves [`index_leaves`] finds below `value` and the bytes of their paths (`prefix`: the
