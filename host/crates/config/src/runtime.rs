@@ -95,7 +95,22 @@ struct Shared {
     file_events: Arc<crate::watch::FileEvents>,
     /// Staged changes go live in the order they were staged, once durable.
     order: Mutex<CommitOrder>,
-    published: Condvar,
+    /// Woken when a ticket finishes: `published[t % len]` wakes whoever waits for ticket `t - 1`
+    /// to finish (the committer of `t`, or a drain when `t - 1` is the last ticket staged). One
+    /// condition variable for all woke every waiting committer at every commit (50 connections:
+    /// dozens of wake-ups per PUT, which became the cost once staging got cheaper).
+    published: [Condvar; PUBLISHED_SLOTS],
+}
+
+/// How many condition variables the commit order spreads its waiters over: more than changes are
+/// usually in flight at once, so a finishing ticket wakes only its successor.
+const PUBLISHED_SLOTS: usize = 64;
+
+impl Shared {
+    /// The condition variable on which the wait for ticket `ticket - 1` to finish sleeps.
+    fn published_before(&self, ticket: u64) -> &Condvar {
+        &self.published[(ticket % PUBLISHED_SLOTS as u64) as usize]
+    }
 }
 
 /// What readers learn about the plugins without the writer lock, published at every release of it.
@@ -409,7 +424,7 @@ impl ConfigHost {
                 events: EventBus::new(DEFAULT_CAPACITY),
                 file_events: Arc::default(),
                 order: Mutex::new(CommitOrder::default()),
-                published: Condvar::new(),
+                published: std::array::from_fn(|_| Condvar::new()),
             }),
         };
         {
@@ -913,7 +928,7 @@ impl ConfigHost {
         };
         let mut order = self.order();
         while order.finished + 1 != ticket {
-            order = self.shared.published.wait(order).unwrap_or_else(|p| p.into_inner());
+            order = self.shared.published_before(ticket).wait(order).unwrap_or_else(|p| p.into_inner());
         }
         let outcome = match recorded {
             Err(error) => {
@@ -945,7 +960,7 @@ impl ConfigHost {
             }
         };
         order.finished = ticket;
-        self.shared.published.notify_all();
+        self.shared.published_before(ticket + 1).notify_all();
         drop(order);
         if outcome.is_ok() {
             match holding {
@@ -969,7 +984,9 @@ impl ConfigHost {
     fn drain(&self) -> MutexGuard<'_, CommitOrder> {
         let mut order = self.order();
         while order.in_flight() {
-            order = self.shared.published.wait(order).unwrap_or_else(|p| p.into_inner());
+            // Woken when the last ticket staged finishes (nothing is staged meanwhile).
+            let last = order.staged;
+            order = self.shared.published_before(last + 1).wait(order).unwrap_or_else(|p| p.into_inner());
         }
         order
     }
