@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use potter_engine::{diff, Layer, Snapshot, View, ViewKey};
@@ -17,6 +18,7 @@ use potter_history::{AuditStore, HistoryError, HistoryQuery, HistoryStore, NewCh
 #[cfg(feature = "etcd")]
 use potter_history_etcd::EtcdStore;
 use potter_secrets::{is_ciphertext, Keyring};
+use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
@@ -425,24 +427,30 @@ impl Recorder {
             if let Some(reason) = &cause.reason {
                 record = record.reason(reason.clone());
             }
+            // Each view's changes, kept for the views built on it: a view whose diff is its base's
+            // (an environment's override that a service view inherits) takes them from there.
+            // Bases sort before the views on them (`None` before `Some`).
+            let mut done: FxHashMap<&ViewKey, Rc<ViewChanges>> = FxHashMap::default();
             for key in view_keys.iter().filter(|key| &*key.environment == env.as_str()) {
-                let leaves = match &changed_paths {
-                    Some(paths) if both_axes(key) => before.diff_view_under(after, key, paths),
-                    _ => diff("", before.view(key).ok().map(|v| v.value()), after.view(key).ok().map(|v| v.value())),
+                let inherited = match &changed_paths {
+                    Some(paths) if both_axes(key) => before.base_with_same_diff(after, key, paths, |base| done.get(base).map(|changes| changes.leaves.as_slice())).and_then(|base| done.get(&base).cloned()),
+                    _ => None,
                 };
-                if leaves.is_empty() {
-                    continue;
-                }
-                let (old_layers, new_layers) = (before.layers_of(key), after.layers_of(key));
-                let qualifier = qualifier(key);
-                for leaf in leaves {
-                    if leaf.new.is_some() {
-                        check_recordable_key(&leaf.key).map_err(|message| unrecordable(after.view(key).ok().map(|v| &**v), &leaf.key, message))?;
+                let changes = match inherited {
+                    Some(changes) => changes,
+                    None => {
+                        let leaves = match &changed_paths {
+                            Some(paths) if both_axes(key) => before.diff_view_under(after, key, paths),
+                            _ => diff("", before.view(key).ok().map(|v| v.value()), after.view(key).ok().map(|v| v.value())),
+                        };
+                        Rc::new(ViewChanges::stored(leaves, &mut secrets, env, before, after, key)?)
                     }
-                    let stored_before = leaf.old.as_ref().map(|value| secrets.store(env, old_layers.as_deref(), &leaf.key, value)).transpose()?;
-                    let stored_after = leaf.new.as_ref().map(|value| secrets.store(env, new_layers.as_deref(), &leaf.key, value)).transpose()?;
-                    record = record.change(qualified(&qualifier, &leaf.key), stored_before, stored_after);
+                };
+                let qualifier = qualifier(key);
+                for (leaf_key, stored_before, stored_after) in &changes.stored {
+                    record = record.change(qualified(&qualifier, leaf_key), stored_before.clone(), stored_after.clone());
                 }
+                done.insert(key, changes);
             }
             let empty = Map::new();
             let old_overrides = flatten(overrides_before.tree(env).unwrap_or(&empty));
@@ -507,6 +515,31 @@ pub(crate) fn changed_since(store: &dyn HistoryStore, env: &str, key: &str, vers
 }
 
 /// The refusal of a key [`check_recordable_key`] refuses, naming where it was written.
+/// One view's diff and the values the history keeps of it (secrets sealed).
+struct ViewChanges {
+    leaves: Vec<potter_engine::KeyChange>,
+    stored: Vec<(String, Option<StoredValue>, Option<StoredValue>)>,
+}
+
+impl ViewChanges {
+    fn stored(leaves: Vec<potter_engine::KeyChange>, secrets: &mut SecretEncoder<'_>, env: &str, before: &Snapshot, after: &Snapshot, key: &ViewKey) -> Result<Self, Error> {
+        if leaves.is_empty() {
+            return Ok(Self { leaves, stored: Vec::new() });
+        }
+        let (old_layers, new_layers) = (before.layers_of(key), after.layers_of(key));
+        let mut stored = Vec::with_capacity(leaves.len());
+        for leaf in &leaves {
+            if leaf.new.is_some() {
+                check_recordable_key(&leaf.key).map_err(|message| unrecordable(after.view(key).ok().map(|v| &**v), &leaf.key, message))?;
+            }
+            let stored_before = leaf.old.as_ref().map(|value| secrets.store(env, old_layers.as_deref(), &leaf.key, value)).transpose()?;
+            let stored_after = leaf.new.as_ref().map(|value| secrets.store(env, new_layers.as_deref(), &leaf.key, value)).transpose()?;
+            stored.push((leaf.key.clone(), stored_before, stored_after));
+        }
+        Ok(Self { leaves, stored })
+    }
+}
+
 fn unrecordable(view: Option<&View>, key: &str, message: String) -> Error {
     let place = view.and_then(|view| view.origin(key)).map(|origin| origin.provenance().source);
     let message = match place {

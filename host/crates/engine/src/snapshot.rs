@@ -8,6 +8,7 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use crate::diff::KeyChange;
+use crate::is_under;
 use crate::layer::Layer;
 use crate::merge::{merged_at, merged_kind_at, MergedKind};
 use crate::view::{View, ViewKey};
@@ -77,6 +78,22 @@ impl ViewReader<'_> {
             ViewReader::Layers(layers) => merged_kind_at(&layers.iter().map(|layer| &layer.data).collect::<Vec<_>>(), &segments(dotted)),
         }
     }
+}
+
+/// True when a layer's tree can change the merged value at `dotted`: it holds a value there, or
+/// something other than an object (which replaces or, as `null`, deletes) at a key on the way.
+fn reaches(data: &Value, dotted: &str) -> bool {
+    let mut node = data;
+    for segment in segments(dotted) {
+        match node {
+            Value::Object(map) => match map.get(segment) {
+                Some(child) => node = child,
+                None => return false,
+            },
+            _ => return true,
+        }
+    }
+    true
 }
 
 fn segments(dotted: &str) -> Vec<&str> {
@@ -306,6 +323,41 @@ impl Snapshot {
         changes
     }
 
+    /// The view `key` is built on ([`View::on_base`]) when `key`'s diff under `paths` from `self`
+    /// to `later` ([`Snapshot::diff_view_under`]) is exactly that view's, `base_diff` giving the
+    /// base's diff: on neither side does a layer of `key`'s own (one that does not apply to the
+    /// base) hold a value at one of `paths` or a non-object on the way to one, so `key`'s values
+    /// there are the base's; and every change of the base's diff is a value replaced (present on
+    /// both sides), so no key appears or goes and no parent of a path turns empty or non-empty in
+    /// `key` (where `key`'s own layers could keep it from turning, or make it turn). A change that a
+    /// service view inherits is then diffed once for the environment, not once per service.
+    pub fn base_with_same_diff<'d>(&self, later: &Snapshot, key: &ViewKey, paths: &[String], base_diff: impl FnOnce(&ViewKey) -> Option<&'d [KeyChange]>) -> Option<ViewKey> {
+        let base = Self::base_key(key)?;
+        if self.slots.get(&base).is_none() || later.slots.get(&base).is_none() || self.own_layers_touch(key, paths) || later.own_layers_touch(key, paths) {
+            return None;
+        }
+        let diff = base_diff(&base)?;
+        diff.iter().all(|change| change.old.is_some() && change.new.is_some()).then_some(base)
+    }
+
+    /// True when a layer that applies to `key` but not to its base can change the merged value
+    /// at one of `paths`, or marks a secret at, above or below one (the history seals such a value
+    /// in `key` and not in the base).
+    fn own_layers_touch(&self, key: &ViewKey, paths: &[String]) -> bool {
+        let own_scopes: &[(Option<Arc<str>>, Option<Arc<str>>)] = match (&key.service, &key.user) {
+            (Some(service), None) => &[(Some(service.clone()), None)],
+            (None, Some(user)) => &[(None, Some(user.clone()))],
+            (Some(service), Some(user)) => &[(None, Some(user.clone())), (Some(service.clone()), Some(user.clone()))],
+            (None, None) => return true,
+        };
+        let by_scope = self.by_scope();
+        let mut own_layers = own_scopes.iter().filter_map(|scope| by_scope.get(scope)).flatten().map(|&at| &self.layers[at]);
+        own_layers.any(|layer| {
+            layer.applies_to(&key.environment, key.service.as_deref(), key.user.as_deref())
+                && paths.iter().any(|path| reaches(&layer.data, path) || layer.secrets.iter().any(|secret| is_under(secret, path) || is_under(path, secret)))
+        })
+    }
+
     /// Reads of one view: from the view when it is merged already, else from its layers.
     fn reader(&self, key: &ViewKey) -> ViewReader<'_> {
         match self.slots.get(key) {
@@ -323,14 +375,18 @@ impl Snapshot {
     }
 
     /// [`View::layers_for`] of this snapshot's layers, picked through the scope index.
-    fn layers_applying_to(&self, key: &ViewKey) -> Vec<Arc<Layer>> {
-        let by_scope = self.by_scope.get_or_init(|| {
+    fn by_scope(&self) -> &LayersByScope {
+        self.by_scope.get_or_init(|| {
             let mut by_scope = LayersByScope::default();
             for (at, layer) in self.layers.iter().enumerate() {
                 by_scope.entry((layer.scope.service.clone(), layer.scope.user.clone())).or_default().push(at);
             }
             by_scope
-        });
+        })
+    }
+
+    fn layers_applying_to(&self, key: &ViewKey) -> Vec<Arc<Layer>> {
+        let by_scope = self.by_scope();
         let mut scopes = vec![(None, None)];
         if key.service.is_some() {
             scopes.push((key.service.clone(), None));

@@ -283,9 +283,10 @@ fn views_differ_only_under_the_changed_paths() {
         (Rank::EnvironmentFile, Scope::environment("production")),
         (Rank::ServiceFile, Scope { environment: None, service: Some("api".into()), user: None }),
         (Rank::UserFile, Scope { environment: None, service: None, user: Some("alice".into()) }),
+        (Rank::UserFile, Scope { environment: None, service: Some("api".into()), user: Some("alice".into()) }),
         (Rank::Overrides, Scope::environment("production")),
     ];
-    let mut compared = 0;
+    let (mut compared, mut shared) = (0, 0);
     for case in 0..2_000 {
         let mut before: Vec<Arc<Layer>> = Vec::new();
         for (i, (rank, scope)) in scopes.iter().enumerate() {
@@ -309,14 +310,24 @@ fn views_differ_only_under_the_changed_paths() {
             new.view(&ViewKey::new("production", Some("api"), None)).unwrap();
         }
         let paths = old.changed_paths(&new).expect("no layer moved and no key holds a dot");
+        let mut partials = std::collections::BTreeMap::new();
         for key in old.all_view_keys() {
             let partial = old.diff_view_under(&new, &key, &paths);
             let whole = potter_engine::diff("", Some(old.view(&key).unwrap().value()), Some(new.view(&key).unwrap().value()));
             assert_eq!(partial, whole, "case {case}, view {key}, paths {paths:?}");
             compared += usize::from(!whole.is_empty());
+            partials.insert(key, partial);
+        }
+        // Where a view is said to share its base's diff, it does.
+        for (key, partial) in &partials {
+            if let Some(base) = old.base_with_same_diff(&new, key, &paths, |base| partials.get(base).map(Vec::as_slice)) {
+                assert_eq!(partial, &partials[&base], "case {case}, view {key} said to share {base}'s diff, paths {paths:?}, layers {:?}", new.layers().iter().map(|l| (&l.name, &l.scope, &l.data)).collect::<Vec<_>>());
+                shared += usize::from(!partial.is_empty());
+            }
         }
     }
     assert!(compared > 2_000, "the cases change views ({compared} changed views)");
+    assert!(shared > 50, "views share their base's change ({shared})");
 }
 
 /// `View::origin` answers from the leaf index when it is built and from the layers otherwise; both
