@@ -412,10 +412,17 @@ impl Recorder {
         // Only views some changed layer applies to can differ; the rest are not merged at all.
         let changed = before.changed_layers(after);
         let affected = |key: &ViewKey| changed.iter().any(|layer| layer.applies_to(&key.environment, key.service.as_deref(), key.user.as_deref()));
-        let mut view_keys: BTreeSet<ViewKey> = before.all_view_keys().into_iter().collect();
-        view_keys.extend(after.all_view_keys());
         let both_axes = |key: &ViewKey| before.slot_of(key).is_some() && after.slot_of(key).is_some();
-        view_keys.retain(|key| !both_axes(key) || affected(key));
+        // Sorted, bases before the views built on them.
+        let view_keys: Vec<ViewKey> = if before.axes() == after.axes() {
+            // The same views on both sides (every runtime override): those a changed layer reaches.
+            after.all_view_keys().into_iter().filter(|key| affected(key)).collect()
+        } else {
+            let mut keys: BTreeSet<ViewKey> = before.all_view_keys().into_iter().collect();
+            keys.extend(after.all_view_keys());
+            keys.retain(|key| !both_axes(key) || affected(key));
+            keys.into_iter().collect()
+        };
         // Where those views can differ at all (None: anywhere). A view present on both sides is
         // compared under these paths only, merged from the layers' nodes there when nobody merged
         // it yet, so a runtime override of one key costs that key, not every view's whole tree.
@@ -590,10 +597,13 @@ pub fn qualifier(key: &ViewKey) -> String {
 
 fn qualified(qualifier: &str, key: &str) -> String {
     if qualifier.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{qualifier}:{key}")
+        return key.to_owned();
     }
+    let mut text = String::with_capacity(qualifier.len() + 1 + key.len());
+    text.push_str(qualifier);
+    text.push(':');
+    text.push_str(key);
+    text
 }
 
 /// A recorded key split into the qualifier of its view and the view's own dotted key. A `name:`
