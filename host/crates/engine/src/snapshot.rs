@@ -374,7 +374,7 @@ impl Snapshot {
         self.slots.contains_key(key).then(|| self.layers_applying_to(key))
     }
 
-    /// [`View::layers_for`] of this snapshot's layers, picked through the scope index.
+    /// The scope index, built on first use.
     fn by_scope(&self) -> &LayersByScope {
         self.by_scope.get_or_init(|| {
             let mut by_scope = LayersByScope::default();
@@ -385,6 +385,7 @@ impl Snapshot {
         })
     }
 
+    /// [`View::layers_for`] of this snapshot's layers, picked through the scope index.
     fn layers_applying_to(&self, key: &ViewKey) -> Vec<Arc<Layer>> {
         let by_scope = self.by_scope();
         let mut scopes = vec![(None, None)];
