@@ -104,8 +104,11 @@ fn segments(dotted: &str) -> Vec<&str> {
     }
 }
 
+/// The (service, user) a layer's scope names.
+type ScopeNames = (Option<Arc<str>>, Option<Arc<str>>);
+
 /// Positions of layers by the (service, user) their scope names.
-type LayersByScope = FxHashMap<(Option<Arc<str>>, Option<Arc<str>>), Vec<usize>>;
+type LayersByScope = FxHashMap<ScopeNames, Vec<usize>>;
 
 /// An immutable configuration state. Views are merged on first use and then shared; a view with
 /// a service or a user is built on the view without it ([`View::on_base`]) and shares what its own
@@ -333,7 +336,7 @@ impl Snapshot {
     /// service view inherits is then diffed once for the environment, not once per service.
     pub fn base_with_same_diff<'d>(&self, later: &Snapshot, key: &ViewKey, paths: &[String], base_diff: impl FnOnce(&ViewKey) -> Option<&'d [KeyChange]>) -> Option<ViewKey> {
         let base = Self::base_key(key)?;
-        if self.slots.get(&base).is_none() || later.slots.get(&base).is_none() || self.own_layers_touch(key, paths) || later.own_layers_touch(key, paths) {
+        if !self.slots.contains_key(&base) || !later.slots.contains_key(&base) || self.own_layers_touch(key, paths) || later.own_layers_touch(key, paths) {
             return None;
         }
         let diff = base_diff(&base)?;
@@ -344,7 +347,7 @@ impl Snapshot {
     /// at one of `paths`, or marks a secret at, above or below one (the history seals such a value
     /// in `key` and not in the base).
     fn own_layers_touch(&self, key: &ViewKey, paths: &[String]) -> bool {
-        let own_scopes: &[(Option<Arc<str>>, Option<Arc<str>>)] = match (&key.service, &key.user) {
+        let own_scopes: &[ScopeNames] = match (&key.service, &key.user) {
             (Some(service), None) => &[(Some(service.clone()), None)],
             (None, Some(user)) => &[(None, Some(user.clone()))],
             (Some(service), Some(user)) => &[(None, Some(user.clone())), (Some(service.clone()), Some(user.clone()))],
