@@ -439,16 +439,17 @@ impl Recorder {
             // Bases sort before the views on them (`None` before `Some`).
             let mut done: FxHashMap<&ViewKey, Rc<ViewChanges>> = FxHashMap::default();
             for key in view_keys.iter().filter(|key| &*key.environment == env.as_str()) {
-                let inherited = match &changed_paths {
-                    Some(paths) if both_axes(key) => before.base_with_same_diff(after, key, paths, |base| done.get(base).map(|changes| changes.leaves.as_slice())).and_then(|base| done.get(&base).cloned()),
-                    _ => None,
-                };
+                let paths = changed_paths.as_deref().filter(|_| both_axes(key));
+                let inherited = paths.and_then(|paths| {
+                    let base = done.get(&Snapshot::base_key(key)?)?;
+                    before.shares_base_diff(after, key, paths, &base.leaves).then(|| base.clone())
+                });
                 let changes = match inherited {
                     Some(changes) => changes,
                     None => {
-                        let leaves = match &changed_paths {
-                            Some(paths) if both_axes(key) => before.diff_view_under(after, key, paths),
-                            _ => diff("", before.view(key).ok().map(|v| v.value()), after.view(key).ok().map(|v| v.value())),
+                        let leaves = match paths {
+                            Some(paths) => before.diff_view_under(after, key, paths),
+                            None => diff("", before.view(key).ok().map(|v| v.value()), after.view(key).ok().map(|v| v.value())),
                         };
                         Rc::new(ViewChanges::stored(leaves, &mut secrets, env, before, after, key)?)
                     }
@@ -521,7 +522,6 @@ pub(crate) fn changed_since(store: &dyn HistoryStore, env: &str, key: &str, vers
     Ok(None)
 }
 
-/// The refusal of a key [`check_recordable_key`] refuses, naming where it was written.
 /// One view's diff and the values the history keeps of it (secrets sealed).
 struct ViewChanges {
     leaves: Vec<potter_engine::KeyChange>,
@@ -547,6 +547,7 @@ impl ViewChanges {
     }
 }
 
+/// The refusal of a key [`check_recordable_key`] refuses, naming where it was written.
 fn unrecordable(view: Option<&View>, key: &str, message: String) -> Error {
     let place = view.and_then(|view| view.origin(key)).map(|origin| origin.provenance().source);
     let message = match place {

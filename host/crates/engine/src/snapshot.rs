@@ -204,7 +204,7 @@ impl Snapshot {
     /// The view a view is built on: the service's view for a service × user view, the
     /// environment's for a service's or a user's. Its layers are among the view's (a layer applies
     /// to it only if it names no more than that view does).
-    fn base_key(key: &ViewKey) -> Option<ViewKey> {
+    pub fn base_key(key: &ViewKey) -> Option<ViewKey> {
         match (&key.service, &key.user) {
             (None, None) => None,
             (Some(_), Some(_)) => Some(ViewKey { user: None, ..key.clone() }),
@@ -326,21 +326,21 @@ impl Snapshot {
         changes
     }
 
-    /// The view `key` is built on ([`View::on_base`]) when `key`'s diff under `paths` from `self`
-    /// to `later` ([`Snapshot::diff_view_under`]) is exactly that view's, `base_diff` giving the
-    /// base's diff: on neither side does a layer of `key`'s own (one that does not apply to the
-    /// base) hold a value at one of `paths` or a non-object on the way to one, so `key`'s values
-    /// there are the base's; and every change of the base's diff is a value replaced (present on
-    /// both sides), so no key appears or goes and no parent of a path turns empty or non-empty in
-    /// `key` (where `key`'s own layers could keep it from turning, or make it turn). A change that a
-    /// service view inherits is then diffed once for the environment, not once per service.
-    pub fn base_with_same_diff<'d>(&self, later: &Snapshot, key: &ViewKey, paths: &[String], base_diff: impl FnOnce(&ViewKey) -> Option<&'d [KeyChange]>) -> Option<ViewKey> {
-        let base = Self::base_key(key)?;
-        if !self.slots.contains_key(&base) || !later.slots.contains_key(&base) || self.own_layers_touch(key, paths) || later.own_layers_touch(key, paths) {
-            return None;
-        }
-        let diff = base_diff(&base)?;
-        diff.iter().all(|change| change.old.is_some() && change.new.is_some()).then_some(base)
+    /// True when `key`'s diff under `paths` from `self` to `later` ([`Snapshot::diff_view_under`])
+    /// is exactly `base_diff`, the diff there of the view it is built on
+    /// ([`Snapshot::base_key`]): on neither side does a layer of `key`'s own (one that does not
+    /// apply to the base) hold a value at one of `paths` or a non-object on the way to one, so
+    /// `key`'s values there are the base's; and every change of the base's diff is a value
+    /// replaced (present on both sides), so no key appears or goes and no parent of a path turns
+    /// empty or non-empty in `key` (where `key`'s own layers could keep it from turning, or make
+    /// it turn). A change that a service view inherits is then diffed once for the environment,
+    /// not once per service.
+    pub fn shares_base_diff(&self, later: &Snapshot, key: &ViewKey, paths: &[String], base_diff: &[KeyChange]) -> bool {
+        let on_both_sides = Self::base_key(key).is_some_and(|base| self.slots.contains_key(&base) && later.slots.contains_key(&base));
+        on_both_sides
+            && !self.own_layers_touch(key, paths)
+            && !later.own_layers_touch(key, paths)
+            && base_diff.iter().all(|change| change.old.is_some() && change.new.is_some())
     }
 
     /// True when a layer that applies to `key` but not to its base can change the merged value
